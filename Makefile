@@ -1,0 +1,55 @@
+# netloom: the two commands of the README are `make demo` and `make test`.
+# Both install what they need (apt packages, .venv, the BPF object) and are idempotent.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+APT_PKGS := zookeeper default-jre-headless clang llvm libbpf-dev bpftool iproute2 ethtool \
+            iperf3 sockperf isc-dhcp-client udhcpc python3-venv procps
+BPF_SRC := src/netloom/datapath/bpf/netloom.bpf.c
+BPF_OBJ := build/netloom.bpf.o
+STAMP := build/.stamp
+
+.PHONY: demo test deps sysdeps venv bpf lint clean
+
+demo: deps bpf
+	$(VENV)/bin/netloom demo
+
+test: deps bpf
+	$(VPY) -m pytest $(PYTEST_ARGS)
+
+lint: deps
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/mypy src
+
+deps: sysdeps venv
+
+# apt: install only what is missing, so a second run touches nothing.
+sysdeps: $(STAMP)-apt
+$(STAMP)-apt:
+	@mkdir -p build
+	@missing=$$(for p in $(APT_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+	  | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "apt: installing $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@touch $@
+
+venv: $(STAMP)-venv
+$(STAMP)-venv: pyproject.toml
+	@mkdir -p build
+	@[ -x $(VPY) ] || $(PY) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q -e '.[test]'
+	@touch $@
+
+bpf: $(BPF_OBJ)
+$(BPF_OBJ): $(wildcard src/netloom/datapath/bpf/*.c src/netloom/datapath/bpf/*.h) | sysdeps
+	@mkdir -p build
+	@if [ -f $(BPF_SRC) ]; then \
+	  clang -O2 -g -target bpf -I/usr/include/x86_64-linux-gnu -c $(BPF_SRC) -o $@; \
+	else echo "bpf: no datapath source yet"; touch $@; fi
+
+clean:
+	rm -rf build $(VENV)

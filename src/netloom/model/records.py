@@ -1,0 +1,356 @@
+"""Topology records: what an operator creates and the NSDB stores.
+
+Each record is a pydantic model validated at the boundary (API, CLI, store reads): unknown
+fields are rejected, addresses normalised. Cross-object rules (references exist, unique MACs and
+tunnel keys, compatible interior links) live in :mod:`netloom.model.integrity`, because they need
+the store.
+
+Fields the system owns (``tunnel_key``, ``alive``) are marked ``read_only`` in
+:data:`netloom.model.kinds.KINDS`; the API refuses them on input.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from netloom.model.types import (
+    Cidr,
+    Id,
+    IfAddr,
+    IPv4,
+    L4Port,
+    Mac,
+    Name,
+    TunnelKey,
+    UnicastMac,
+    new_id,
+)
+
+
+class Record(BaseModel):
+    """Base of every stored object: an id, strict fields, nothing unknown."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+    id: Id = Field(default_factory=new_id)
+
+
+class Tenant(Record):
+    name: Name = ""
+
+
+class Host(Record):
+    name: Name
+    # Maintained by the topology service from agent heartbeats.
+    alive: bool = False
+
+
+class TunnelZoneMember(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    host_id: Id
+    ip: IPv4
+
+
+class TunnelZone(Record):
+    name: Name = ""
+    type: Literal["vxlan"] = "vxlan"
+    members: list[TunnelZoneMember] = Field(default_factory=list, max_length=10000)
+
+    @model_validator(mode="after")
+    def _unique_members(self) -> TunnelZone:
+        hosts = [m.host_id for m in self.members]
+        if len(hosts) != len(set(hosts)):
+            raise ValueError("a host can be a tunnel zone member only once")
+        return self
+
+
+class _Device(Record):
+    tenant_id: Id | None = None
+    name: Name = ""
+    admin_state_up: bool = True
+    inbound_filter_id: Id | None = None
+    outbound_filter_id: Id | None = None
+
+
+class Bridge(_Device):
+    pass
+
+
+class Router(_Device):
+    pass
+
+
+class AllowedAddressPair(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    ip_address: Cidr
+    mac: UnicastMac | None = None
+
+
+class Port(Record):
+    """A virtual port on a bridge or a router.
+
+    Exterior when bound (``host_id`` + ``interface_name``), interior when linked (``peer_id``),
+    never both. Router ports carry their own MAC and ``address`` (ip/prefix). Bridge ports may
+    carry the VM's ``mac`` and ``fixed_ips`` (ARP suppression, anti-spoofing, DHCP).
+    """
+
+    device_id: Id
+    type: Literal["bridge", "router"]
+    name: Name = ""
+    admin_state_up: bool = True
+    mac: UnicastMac | None = None
+    address: IfAddr | None = None
+    fixed_ips: list[IPv4] = Field(default_factory=list, max_length=64)
+    host_id: Id | None = None
+    interface_name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.\-]{1,15}$")
+    peer_id: Id | None = None
+    vlan_id: int | None = Field(default=None, ge=1, le=4094)
+    tunnel_key: TunnelKey | None = None
+    inbound_filter_id: Id | None = None
+    outbound_filter_id: Id | None = None
+    port_group_ids: list[Id] = Field(default_factory=list, max_length=64)
+    port_security_enabled: bool = True
+    allowed_address_pairs: list[AllowedAddressPair] = Field(default_factory=list, max_length=64)
+
+    @model_validator(mode="after")
+    def _shape(self) -> Port:
+        if (self.host_id is None) != (self.interface_name is None):
+            raise ValueError("binding needs both host_id and interface_name")
+        if self.host_id is not None and self.peer_id is not None:
+            raise ValueError("a port is either exterior (bound) or interior (linked), not both")
+        if self.type == "router":
+            if self.address is None:
+                raise ValueError("a router port needs an address (ip/prefix)")
+            if self.mac is None:
+                raise ValueError("a router port needs a mac")
+            if self.fixed_ips:
+                raise ValueError("fixed_ips is for bridge ports; a router port has address")
+        elif self.address is not None:
+            raise ValueError("address is for router ports; a bridge port has fixed_ips")
+        if len(set(self.port_group_ids)) != len(self.port_group_ids):
+            raise ValueError("port_group_ids has duplicates")
+        return self
+
+    @property
+    def exterior(self) -> bool:
+        return self.host_id is not None
+
+    @property
+    def interior(self) -> bool:
+        return self.peer_id is not None
+
+
+class RouteType(StrEnum):
+    NORMAL = "normal"
+    BLACKHOLE = "blackhole"
+    REJECT = "reject"
+    LOCAL = "local"
+
+
+class Route(Record):
+    router_id: Id
+    dst: Cidr
+    src: Cidr = "0.0.0.0/0"
+    next_hop_port_id: Id | None = None
+    next_hop_gateway: IPv4 | None = None
+    weight: int = Field(default=100, ge=0, le=65535)
+    type: RouteType = RouteType.NORMAL
+
+    @model_validator(mode="after")
+    def _shape(self) -> Route:
+        if self.type == RouteType.NORMAL and self.next_hop_port_id is None:
+            raise ValueError("a normal route needs next_hop_port_id")
+        if self.type == RouteType.LOCAL and self.next_hop_port_id is None:
+            raise ValueError("a local route needs next_hop_port_id (the port owning the address)")
+        return self
+
+
+class Chain(Record):
+    tenant_id: Id | None = None
+    name: Name = ""
+
+
+class RuleAction(StrEnum):
+    ACCEPT = "accept"
+    DROP = "drop"
+    REJECT = "reject"
+    JUMP = "jump"
+    RETURN = "return"
+    CONTINUE = "continue"
+    SNAT = "snat"
+    DNAT = "dnat"
+    REV_SNAT = "reverse-snat"
+    REV_DNAT = "reverse-dnat"
+
+
+class NatTarget(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    address_from: IPv4
+    address_to: IPv4
+    port_from: L4Port = 0
+    port_to: L4Port = 0
+
+    @model_validator(mode="after")
+    def _ranges(self) -> NatTarget:
+        from ipaddress import IPv4Address
+
+        if IPv4Address(self.address_from) > IPv4Address(self.address_to):
+            raise ValueError("address_from must not exceed address_to")
+        if self.port_from > self.port_to:
+            raise ValueError("port_from must not exceed port_to")
+        return self
+
+
+class PortRange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    start: L4Port
+    end: L4Port
+
+    @model_validator(mode="after")
+    def _order(self) -> PortRange:
+        if self.start > self.end:
+            raise ValueError("port range start must not exceed end")
+        return self
+
+
+class Rule(Record):
+    """One rule of a chain. Conditions left unset match anything; ``inv_*`` inverts one
+    condition and ``inv_all`` the whole conjunction (MidoNet's Condition)."""
+
+    chain_id: Id
+    position: int = Field(default=0, ge=0, le=1_000_000)
+    action: RuleAction
+    jump_chain_id: Id | None = None
+    nat_targets: list[NatTarget] = Field(default_factory=list, max_length=16)
+    # L2
+    in_port_ids: list[Id] = Field(default_factory=list, max_length=256)
+    inv_in_ports: bool = False
+    out_port_ids: list[Id] = Field(default_factory=list, max_length=256)
+    inv_out_ports: bool = False
+    in_port_group_id: Id | None = None
+    inv_in_port_group: bool = False
+    out_port_group_id: Id | None = None
+    inv_out_port_group: bool = False
+    ethertype: int | None = Field(default=None, ge=0, le=0xFFFF)
+    inv_ethertype: bool = False
+    dl_src: Mac | None = None
+    inv_dl_src: bool = False
+    dl_dst: Mac | None = None
+    inv_dl_dst: bool = False
+    # L3
+    nw_src: Cidr | None = None
+    inv_nw_src: bool = False
+    nw_dst: Cidr | None = None
+    inv_nw_dst: bool = False
+    nw_proto: int | None = Field(default=None, ge=0, le=255)
+    inv_nw_proto: bool = False
+    ip_addr_group_src_id: Id | None = None
+    inv_ip_addr_group_src: bool = False
+    ip_addr_group_dst_id: Id | None = None
+    inv_ip_addr_group_dst: bool = False
+    # L4
+    tp_src: PortRange | None = None
+    inv_tp_src: bool = False
+    tp_dst: PortRange | None = None
+    inv_tp_dst: bool = False
+    # connection tracking
+    match_forward_flow: bool = False
+    match_return_flow: bool = False
+    inv_all: bool = False
+
+    @model_validator(mode="after")
+    def _shape(self) -> Rule:
+        nat = {RuleAction.SNAT, RuleAction.DNAT}
+        if self.action == RuleAction.JUMP and self.jump_chain_id is None:
+            raise ValueError("a jump rule needs jump_chain_id")
+        if self.action != RuleAction.JUMP and self.jump_chain_id is not None:
+            raise ValueError("jump_chain_id is only for jump rules")
+        if self.action in nat and not self.nat_targets:
+            raise ValueError(f"a {self.action.value} rule needs nat_targets")
+        if self.action not in nat and self.nat_targets:
+            raise ValueError("nat_targets is only for snat/dnat rules")
+        if self.match_forward_flow and self.match_return_flow:
+            raise ValueError("match_forward_flow and match_return_flow exclude each other")
+        if self.jump_chain_id is not None and self.jump_chain_id == self.chain_id:
+            raise ValueError("a rule cannot jump to its own chain")
+        return self
+
+
+class PortGroup(Record):
+    tenant_id: Id | None = None
+    name: Name = ""
+    stateful: bool = False
+
+
+class IPAddrGroup(Record):
+    tenant_id: Id | None = None
+    name: Name = ""
+    addresses: list[IPv4] = Field(default_factory=list, max_length=4096)
+
+
+class DhcpHost(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    mac: UnicastMac
+    ip: IPv4
+    name: Name = ""
+
+
+class Opt121Route(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    dst: Cidr
+    gateway: IPv4
+
+
+class DhcpSubnet(Record):
+    bridge_id: Id
+    cidr: Cidr
+    gateway: IPv4 | None = None
+    dns_servers: list[IPv4] = Field(default_factory=list, max_length=8)
+    mtu: int | None = Field(default=None, ge=576, le=9000)
+    lease_seconds: int = Field(default=86400, ge=60, le=10_000_000)
+    enabled: bool = True
+    hosts: list[DhcpHost] = Field(default_factory=list, max_length=4096)
+    opt121_routes: list[Opt121Route] = Field(default_factory=list, max_length=64)
+
+    @model_validator(mode="after")
+    def _inside(self) -> DhcpSubnet:
+        from ipaddress import IPv4Address, IPv4Network
+
+        net = IPv4Network(self.cidr)
+        if self.gateway is not None and IPv4Address(self.gateway) not in net:
+            raise ValueError(f"gateway {self.gateway} is outside {self.cidr}")
+        for h in self.hosts:
+            if IPv4Address(h.ip) not in net:
+                raise ValueError(f"host address {h.ip} is outside {self.cidr}")
+        macs = [h.mac for h in self.hosts]
+        if len(macs) != len(set(macs)):
+            raise ValueError("dhcp hosts have a duplicate mac")
+        return self
+
+
+__all__ = [
+    "AllowedAddressPair",
+    "Bridge",
+    "Chain",
+    "DhcpHost",
+    "DhcpSubnet",
+    "Host",
+    "IPAddrGroup",
+    "NatTarget",
+    "Opt121Route",
+    "Port",
+    "PortGroup",
+    "PortRange",
+    "Record",
+    "Route",
+    "RouteType",
+    "Router",
+    "Rule",
+    "RuleAction",
+    "Tenant",
+    "TunnelZone",
+    "TunnelZoneMember",
+]

@@ -1,0 +1,1 @@
+"""Shared fixtures. Tiers: `unit` (no privileges), `netns`, `bpf` (root); CI runs all tiers."""
