@@ -1,10 +1,34 @@
-"""The `netloom` command line."""
+"""The `netloom` command line.
+
+Each area contributes its commands from its own module through
+``register(app: typer.Typer, bench: typer.Typer) -> None``; this file only assembles them.
+"""
 
 from __future__ import annotations
 
+import importlib
+
 import typer
 
-app = typer.Typer(help="netloom: network virtualization overlay", no_args_is_help=True)
+app = typer.Typer(
+    help="netloom: network virtualization overlay",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+bench = typer.Typer(
+    help="Benchmarks: each prints figures measured in one run.", no_args_is_help=True
+)
+app.add_typer(bench, name="bench")
+
+# Command modules, in help order. Each defines register(app, bench).
+COMMAND_MODULES = (
+    "netloom.cli.cluster",
+    "netloom.cli.objects",
+    "netloom.cli.trace",
+    "netloom.bench.fanout",
+    "netloom.bench.sim",
+    "netloom.bench.datapath",
+)
 
 
 @app.command()
@@ -13,6 +37,20 @@ def version() -> None:
     from netloom import __version__
 
     typer.echo(__version__)
+
+
+def _register_all() -> None:
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # that area has no commands yet
+                continue
+            raise
+        module.register(app, bench)
+
+
+_register_all()
 
 
 def main() -> None:
