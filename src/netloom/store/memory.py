@@ -7,9 +7,10 @@ import builtins
 import copy
 import threading
 from collections.abc import Sequence
+from typing import Literal
 
 from netloom.errors import AlreadyExists, Compacted, NotFound, VersionConflict
-from netloom.store.base import Change, ChangeCallback, Check, Delete, Item, Op, Put
+from netloom.store.base import Change, ChangeCallback, Check, Delete, Doc, Item, Op, Put
 
 
 def check_op(op: Op, current: Item | None) -> None:
@@ -71,6 +72,7 @@ class MemoryStore:
         self._log: list[Change] = []
         self._rev = 0
         self._keep = keep_changes
+        self._floor = 0  # highest revision trimmed from the log
         self._cond = threading.Condition()
 
     def get(self, kind: str, id: str) -> Item | None:
@@ -84,30 +86,36 @@ class MemoryStore:
     def commit(self, ops: Sequence[Op]) -> int:
         with self._cond:
             staged: dict[tuple[str, str], Item | None] = {}
+            # one change per put/delete, as each op leaves the object (several ops may touch
+            # the same key: each is logged with its own version and data)
+            pending: list[tuple[str, str, Literal["put", "delete"], int, Doc | None]] = []
             for op in ops:
                 key = (op.kind, op.id)
                 current = staged[key] if key in staged else self._objects.get(key)
                 check_op(op, current)
                 if isinstance(op, Put):
                     version = (current.version if current else 0) + 1
-                    staged[key] = Item(op.kind, op.id, version, copy.deepcopy(op.data))
+                    data = copy.deepcopy(op.data)
+                    staged[key] = Item(op.kind, op.id, version, data)
+                    pending.append((op.kind, op.id, "put", version, data))
                 elif isinstance(op, Delete):
+                    assert current is not None  # check_op refused deleting a missing object
                     staged[key] = None
+                    pending.append((op.kind, op.id, "delete", current.version, None))
             self._rev += 1
-            for op in ops:
-                key = (op.kind, op.id)
-                if isinstance(op, Put):
-                    item = staged[key]
-                    assert item is not None
+            for key, item in staged.items():
+                if item is None:
+                    self._objects.pop(key, None)
+                else:
                     self._objects[key] = item
-                    self._log.append(Change(self._rev, op.kind, op.id, "put", item.version,
-                                            item.data))
-                elif isinstance(op, Delete):
-                    old = self._objects.pop(key)
-                    self._log.append(Change(self._rev, op.kind, op.id, "delete", old.version,
-                                            None))
+            self._log.extend(Change(self._rev, *p) for p in pending)
             if len(self._log) > self._keep:
-                del self._log[: len(self._log) - self._keep]
+                cut = len(self._log) - self._keep
+                log = self._log
+                while cut < len(log) and log[cut].revision == log[cut - 1].revision:
+                    cut += 1  # never keep half a commit
+                self._floor = self._log[cut - 1].revision
+                del self._log[:cut]
             self._cond.notify_all()
             return self._rev
 
@@ -117,13 +125,17 @@ class MemoryStore:
 
     def changes(self, since: int, limit: int = 10_000) -> builtins.list[Change]:
         with self._cond:
-            if since < self._rev and self._log and self._log[0].revision > since + 1:
+            if since < self._floor:
                 raise Compacted(f"revision {since} is older than the kept change log")
             # the log is in revision order: bisect would do; linear from the end is enough
             out = [c for c in self._log if c.revision > since]
-            return out[:limit]
+            end = min(limit, len(out))
+            while 0 < end < len(out) and out[end].revision == out[end - 1].revision:
+                end += 1  # never split a commit: a resumed reader would skip its rest
+            return out[:end]
 
     def watch(self, since: int, callback: ChangeCallback) -> _MemoryWatch:
+        self.changes(since, limit=1)  # raises Compacted now, not later in the thread
         return _MemoryWatch(self, since, callback)
 
     def close(self) -> None:
