@@ -1,0 +1,223 @@
+"""A small synchronous client for the native REST API (``/api/v1``), used by the CLI.
+
+It speaks only HTTP and JSON: it knows the collection names and the port sub-resources, not the
+record types, so the server stays the one place that validates. Every failure becomes a
+:class:`~netloom.errors.NetloomError` carrying the API's own ``code``/``message``/``field``, so
+the CLI can print one line and exit non-zero instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from netloom.errors import NetloomError
+
+DEFAULT_API = "http://127.0.0.1:8181"
+API_ENV = "NETLOOM_API"
+PREFIX = "/api/v1"
+
+Doc = dict[str, Any]
+
+
+class ApiError(NetloomError):
+    """An error the API returned; ``code`` is the API's stable code (``invalid_input``...)."""
+
+    def __init__(self, code: str, message: str, *, status: int, field: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.code = code
+        self.status = status
+
+
+class ApiUnreachable(NetloomError):
+    """No HTTP exchange happened at all (connection refused, DNS, timeout)."""
+
+    code = "unreachable"
+    status = 503
+
+    def __init__(self, url: str, detail: str) -> None:
+        super().__init__(f"cannot reach the API at {url}")
+        self.url = url
+        self.detail = detail
+
+
+def default_api_url() -> str:
+    return os.environ.get(API_ENV) or DEFAULT_API
+
+
+def normalise_url(url: str) -> str:
+    """Accept ``host:port`` as well as a full URL, the way ``--api`` of ``netloom cluster``
+    is written."""
+    url = url.strip().rstrip("/")
+    if "://" not in url:
+        url = "http://" + url
+    return url
+
+
+def etag_for(version: int) -> str:
+    """The entity tag of a record version: a strong, quoted tag (RFC 9110 §8.8.3)."""
+    return f'"{version}"'
+
+
+def _error_from(response: httpx.Response) -> ApiError:
+    """Turn an error response into an :class:`ApiError`.
+
+    The API answers ``{code, message, field}``; a FastAPI validation body (``{detail: [...]}``)
+    or a non-JSON body (a proxy, a crash) still yields a readable one-line error."""
+    status = response.status_code
+    try:
+        body = response.json()
+    except ValueError:
+        text = response.text.strip().splitlines()
+        return ApiError(
+            f"http_{status}", text[0] if text else response.reason_phrase, status=status
+        )
+    if isinstance(body, dict) and "detail" in body and "code" not in body:
+        body = body["detail"]
+        if isinstance(body, list) and body and isinstance(body[0], dict):
+            first = body[0]
+            loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
+            return ApiError(
+                "invalid_input",
+                str(first.get("msg", "invalid input")),
+                status=status,
+                field=".".join(loc) or None,
+            )
+        if not isinstance(body, dict):
+            return ApiError(f"http_{status}", str(body), status=status)
+    if isinstance(body, dict):
+        field = body.get("field")
+        return ApiError(
+            str(body.get("code") or f"http_{status}"),
+            str(body.get("message") or response.reason_phrase),
+            status=status,
+            field=str(field) if field is not None else None,
+        )
+    return ApiError(f"http_{status}", json.dumps(body), status=status)
+
+
+class ApiClient:
+    """Blocking client of one API endpoint. Use as a context manager (closes the pool)."""
+
+    def __init__(self, base_url: str | None = None, *, timeout: float = 30.0) -> None:
+        self.base_url = normalise_url(base_url or default_api_url())
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout)
+        self.last_response: httpx.Response | None = None
+
+    def __enter__(self) -> ApiClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- transport ---------------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:
+        """One exchange; returns the decoded JSON body (None when empty)."""
+        try:
+            response = self._http.request(
+                method, PREFIX + path, json=json_body, params=params, headers=headers
+            )
+        except httpx.TransportError as exc:
+            raise ApiUnreachable(self.base_url, str(exc)) from None
+        self.last_response = response
+        if response.status_code >= 400:
+            raise _error_from(response)
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise ApiError(
+                "bad_response", f"the API answered non-JSON to {method} {path}", status=502
+            ) from None
+
+    # -- objects -----------------------------------------------------------------------------
+
+    def create(self, collection: str, data: Doc) -> Doc:
+        return self._doc(self.request("POST", f"/{collection}", json_body=data))
+
+    def get(self, collection: str, id: str) -> Doc:
+        return self._doc(self.request("GET", f"/{collection}/{id}"))
+
+    def list(self, collection: str, filters: Mapping[str, str] | None = None) -> list[Doc]:
+        return items_of(self.list_raw(collection, filters))
+
+    def list_raw(self, collection: str, filters: Mapping[str, str] | None = None) -> Any:
+        """The list answer as the API sent it (``--json`` prints it untouched)."""
+        return self.request("GET", f"/{collection}", params=dict(filters or {}))
+
+    def update(
+        self, collection: str, id: str, changes: Doc, *, if_version: int | None = None
+    ) -> Doc:
+        """Partial update (PATCH, RFC 7396 merge semantics); ``if_version`` makes it a
+        compare-and-set through ``If-Match`` (RFC 9110 §13.1.1)."""
+        headers = {"If-Match": etag_for(if_version)} if if_version is not None else None
+        return self._doc(
+            self.request("PATCH", f"/{collection}/{id}", json_body=changes, headers=headers)
+        )
+
+    def delete(self, collection: str, id: str, *, cascade: bool = False) -> Any:
+        params = {"cascade": "true"} if cascade else None
+        return self.request("DELETE", f"/{collection}/{id}", params=params)
+
+    # -- port sub-resources ----------------------------------------------------------------
+
+    def bind_port(self, port_id: str, host_id: str, interface_name: str) -> Doc:
+        body = {"host_id": host_id, "interface_name": interface_name}
+        return self._doc(self.request("POST", f"/ports/{port_id}/binding", json_body=body))
+
+    def unbind_port(self, port_id: str) -> Any:
+        return self.request("DELETE", f"/ports/{port_id}/binding")
+
+    def link_ports(self, port_id: str, peer_id: str) -> Doc:
+        body = {"peer_id": peer_id}
+        return self._doc(self.request("POST", f"/ports/{port_id}/link", json_body=body))
+
+    def unlink_port(self, port_id: str) -> Any:
+        return self.request("DELETE", f"/ports/{port_id}/link")
+
+    @staticmethod
+    def _doc(body: Any) -> Doc:
+        if isinstance(body, dict):
+            return body
+        raise ApiError(
+            "bad_response", "the API answered something other than an object", status=502
+        )
+
+
+def items_of(body: Any) -> list[Doc]:
+    """A list answer is either a JSON array or an envelope ``{"items": [...]}``."""
+    if isinstance(body, dict) and isinstance(body.get("items"), list):
+        body = body["items"]
+    if isinstance(body, list):
+        return [d for d in body if isinstance(d, dict)]
+    raise ApiError("bad_response", "the API answered something other than a list", status=502)
+
+
+__all__ = [
+    "API_ENV",
+    "DEFAULT_API",
+    "ApiClient",
+    "ApiError",
+    "ApiUnreachable",
+    "default_api_url",
+    "etag_for",
+    "items_of",
+    "normalise_url",
+]
