@@ -200,7 +200,11 @@ def test_watch_and_writes_survive_session_expiry(zk_ensemble: ZooKeeperEnsemble,
     revs += [writer.commit([Put("port", f"p{i}", {}, expect_version=0)]) for i in range(10, 30)]
     got = collector.wait_count(30, timeout=15)
     watch.cancel()
-    for store in (reader, writer):  # both really got a new session
+    for store in (reader, writer):  # both really got a new session (expiry is asynchronous)
+        deadline = time.monotonic() + 15
+        while (store._client.client_id[0] == old_sessions[id(store)][0]
+               and time.monotonic() < deadline):
+            time.sleep(0.1)
         assert store._client.client_id[0] != old_sessions[id(store)][0]
     assert [c.revision for c in got] == revs
     writer.close()
