@@ -114,6 +114,9 @@ CASES = [
     Case("NaN is not JSON", lambda t: Req(
         "POST", "/api/v1/ports", content=b'{"vlan_id": NaN}',
         headers={"Content-Type": "application/json"}), 400, "invalid_input", None),
+    Case("duplicate member", lambda t: Req(
+        "POST", "/api/v1/tenants", content=b'{"name": "a", "name": "b"}',
+        headers={"Content-Type": "application/json"}), 400, "invalid_input", None),
     Case("body is not an object", lambda t: post("tenants", [{"name": "x"}]),
          400, "invalid_input", None),
     Case("empty body", lambda t: Req("POST", "/api/v1/tenants", content=b"",

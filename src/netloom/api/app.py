@@ -86,6 +86,21 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """RFC 8259 §4: with duplicate names "the behavior of software ... is unpredictable";
+    refuse them rather than silently keep one."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate member {key!r}")
+        out[key] = value
+    return out
+
+
+_JSON_TYPES = {dict: "object", list: "array", str: "string", int: "number", float: "number",
+               bool: "boolean", type(None): "null"}
+
+
 async def _read_json(request: Request, limit: int) -> Any:
     """The decoded JSON body. The declared length and then the bytes actually received are
     checked against ``limit`` before any parsing (a slow or lying client gets 413 too)."""
@@ -109,7 +124,8 @@ async def _read_json(request: Request, limit: int) -> Any:
     if not raw.strip():
         raise InvalidInput("a JSON body is required")
     try:
-        return json.loads(raw, parse_constant=_reject_constant)
+        return json.loads(raw, parse_constant=_reject_constant,
+                          object_pairs_hook=_unique_members)
     except (ValueError, RecursionError) as exc:
         raise InvalidInput(f"malformed JSON: {exc}") from None
 
@@ -117,7 +133,7 @@ async def _read_json(request: Request, limit: int) -> Any:
 async def _read_object(request: Request, limit: int) -> dict[str, Any]:
     body = await _read_json(request, limit)
     if not isinstance(body, dict):
-        raise InvalidInput(f"the body must be a JSON object, not {type(body).__name__}")
+        raise InvalidInput(f"the body must be a JSON object, not {_JSON_TYPES[type(body)]}")
     return body
 
 

@@ -74,7 +74,7 @@ KINDS: dict[str, Kind] = {
             "tunnel_zones",
             TunnelZone,
             refs=(Ref("members", ("host",), many=True, subfield="host_id"),),
-            filters=("name",),
+            filters=("name", "type"),
         ),
         Kind(
             "bridge",
