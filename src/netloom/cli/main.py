@@ -25,9 +25,12 @@ COMMAND_MODULES = (
     "netloom.cli.cluster",
     "netloom.cli.objects",
     "netloom.cli.trace",
+    "netloom.cli.lab",
+    "netloom.cli.agent",
     "netloom.bench.fanout",
     "netloom.bench.sim",
     "netloom.bench.datapath",
+    "netloom.bench.perf",
 )
 
 

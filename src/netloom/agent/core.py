@@ -1,0 +1,585 @@
+"""The agent core: bindings, the upcall loop, parking, invalidation, expiry (sans-IO).
+
+Like aioquic's connection objects, :class:`Agent` does no network I/O and reads no clock:
+every input carries an explicit ``now`` and what needs the network comes back as requests
+(:meth:`Agent.take_requests`: subscribe/unsubscribe topology interests, push flow state to a
+peer host) for the driver (:mod:`netloom.agent.driver`) to carry out. The datapath is an
+injected, synchronous dependency (the :class:`~netloom.datapath.base.Datapath` protocol), so
+the same core runs against the pure-Python datapath in unit tests and the BPF one on hosts.
+
+The upcall path (MidoNet's): parse -> simulate -> apply state changes (invalidating the flows
+that read the changed keys) -> install the megaflow with its tags -> send the parked packet
+through it (``reinject``) -> emit generated packets (ARP/ICMP/DHCP replies: straight to a
+local VM, tunnelled to a remote one, or simulated onwards from the peer of an interior port).
+
+A "not yet" result parks the packet under what it waits for (a topology interest being
+loaded, or an ARP entry); when that arrives the packet is simulated again. Parking is bounded
+per key and in total, and parked packets time out.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from netloom.agent.flowtable import FlowTable
+from netloom.agent.metrics import AgentMetrics
+from netloom.agent.ratelimit import PortLimiter, round_robin
+from netloom.agent.translate import Untranslatable, to_datapath_actions, to_flow
+from netloom.agent.view import AgentView, Interest
+from netloom.datapath.base import Datapath, PortKind, TunnelSettings, Upcall, UpcallReason
+from netloom.errors import NetloomError
+from netloom.flows.model import Output, Tunnel
+from netloom.model.records import Port, Record, Route, Rule, TunnelZone
+from netloom.packet.util import int_to_ip, ip_to_int
+from netloom.sim import GeneratedPacket, Result, SimConfig, SimState, Verdict, simulate
+from netloom.sim.state import ArpLearned, ConntrackAdded, MacLearned, NatAdded, StateChange
+
+log = logging.getLogger("netloom.agent")
+
+
+# ---- requests for the driver ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribe:
+    interest: Interest
+
+
+@dataclass(frozen=True, slots=True)
+class Unsubscribe:
+    interest: Interest
+
+
+@dataclass(frozen=True, slots=True)
+class PushState:
+    """Send conntrack/NAT entries to ``host_id`` (underlay ``ip``, host order) before the
+    packet they belong to arrives there (Decision 8)."""
+
+    host_id: str
+    ip: int
+    changes: tuple[StateChange, ...]
+
+
+Request = Subscribe | Unsubscribe | PushState
+
+
+@dataclass(slots=True)
+class AgentConfig:
+    host_id: str
+    underlay_ip: str | None = None  # else this host's address in its tunnel zone
+    sim: SimConfig = field(default_factory=SimConfig)
+    tunnel_udp_port: int = 4789
+    idle_timeout_s: float = 60.0
+    park_per_key: int = 64
+    park_total: int = 4096
+    park_timeout_s: float = 3.0
+    upcall_rate: float = 200.0  # per port per second
+    upcall_burst: float = 100.0
+    interest_idle_s: float = 120.0
+    max_generated_hops: int = 4
+
+
+@dataclass(slots=True)
+class _Parked:
+    """A packet to simulate from virtual port ``port_id``: an upcall, or a generated packet
+    entering the peer of an interior port (``upcall`` None)."""
+
+    upcall: Upcall | None
+    packet: bytes
+    port_id: str
+    deadline: float
+    hops: int = 0
+
+
+@dataclass(slots=True)
+class _Binding:
+    port_id: str
+    ifname: str
+    tunnel_key: int | None
+    dp_port: int = 0  # 0: not plugged yet (interface missing: retried on tick)
+
+
+def _kv(**fields: Any) -> str:
+    return " ".join(f"{k}={v}" for k, v in fields.items())
+
+
+class Agent:
+    """One host's agent core (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        datapath: Datapath,
+        *,
+        metrics: AgentMetrics | None = None,
+        perf_clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.cfg = config
+        self.host_id = config.host_id
+        self.dp = datapath
+        self.view = AgentView()
+        self.flows = FlowTable()
+        self.state = SimState()
+        self.metrics = metrics or AgentMetrics()
+        self._perf = perf_clock  # only for the latency histogram
+        self._limiter = PortLimiter(config.upcall_rate, config.upcall_burst)
+        self._requests: list[Request] = []
+        self._requested: set[Interest] = set()
+        self._bindings: dict[str, _Binding] = {}  # port id -> binding
+        self._by_dp: dict[int, str] = {}  # datapath port -> port id
+        self._zones: dict[str, dict[str, str]] = {}  # zone id -> {host id: ip}
+        self._host_ip: dict[str, int] = {}  # peer host -> underlay ip (host order)
+        self._local_ip = ip_to_int(config.underlay_ip) if config.underlay_ip else 0
+        self.tunnel_port = 0
+        self._parked: dict[object, deque[_Parked]] = {}
+        self._parked_n = 0
+        self._hosts_used: set[str] = set()
+        self._missed: set[Interest] = set()  # what the last simulation asked and lacked
+        self.stats: dict[str, int] = {"upcalls": 0, "simulations": 0, "installed": 0,
+                                      "invalidated": 0, "expired": 0, "rate_limited": 0,
+                                      "parked": 0, "park_dropped": 0, "resimulated": 0,
+                                      "pushed": 0, "dropped": 0}  # fmt: skip
+
+    # ---- start / requests ---------------------------------------------------------------------
+
+    def start(self, now: float) -> None:
+        """Ask for what this host always needs: its ports, its host record, tunnel zones."""
+        self.view.now = now
+        for i in (Interest.where("port", "host_id", self.host_id),
+                  Interest.where("tunnel_zone", "type", "vxlan"),
+                  Interest.obj("host", self.host_id)):  # fmt: skip
+            self.view.pin(i)
+            self._subscribe(i)
+        if self._local_ip:
+            self._ensure_tunnel()
+
+    def take_requests(self) -> list[Request]:
+        out, self._requests = self._requests, []
+        return out
+
+    def _subscribe(self, interest: Interest) -> None:
+        if interest not in self._requested and not self.view.is_loaded(interest):
+            self._requested.add(interest)
+            self._requests.append(Subscribe(interest))
+
+    def on_loaded(self, interest: Interest, now: float) -> None:
+        """The snapshot of ``interest`` has been applied to the view (driver callback). A
+        failed subscription is reported the same way: the view then answers "absent"."""
+        self._requested.discard(interest)
+        self.view.now = now
+        self.view.mark_loaded(interest)
+        self.metrics.interests.set(len(self.view.loaded))
+        self._release(interest, now)
+
+    # ---- topology changes ---------------------------------------------------------------------
+
+    def on_topology(self, kind: str, id: str, data: dict[str, Any] | None, now: float) -> None:
+        """A change from the topology client: update the view, the bindings and the tunnel
+        peers, and invalidate exactly the flows tagged with what changed."""
+        old = self.view.apply(kind, id, data)
+        new = self.view.peek(kind, id)
+        if old is None and new is None:
+            return
+        tags = _changed_tags(kind, id, old, new)
+        if kind == "port":
+            self._rebind(id, new if isinstance(new, Port) else None, now)
+        elif kind == "tunnel_zone":
+            tags |= self._update_zone(id, new if isinstance(new, TunnelZone) else None)
+        self._invalidate(tags, why=f"{kind} {id[:8]}")
+
+    def _invalidate(self, tags: Iterable[object], why: str) -> int:
+        doomed = self.flows.invalidate(tags)
+        if not doomed:
+            return 0
+        self.dp.delete([(f.key, f.mask) for f in doomed])
+        self.stats["invalidated"] += len(doomed)
+        self.metrics.flows_invalidated.inc(len(doomed))
+        self.metrics.flows.set(len(self.flows))
+        log.info("invalidated %s", _kv(flows=len(doomed), why=why))
+        return len(doomed)
+
+    # ---- bindings -----------------------------------------------------------------------------
+
+    def _rebind(self, port_id: str, port: Port | None, now: float) -> None:
+        mine = port is not None and port.host_id == self.host_id and port.interface_name
+        cur = self._bindings.get(port_id)
+        if cur is not None and (not mine or port is None
+                                or cur.ifname != port.interface_name
+                                or cur.tunnel_key != port.tunnel_key):  # fmt: skip
+            self._unbind(cur)
+        if mine and port is not None and port_id not in self._bindings:
+            assert port.interface_name is not None
+            b = _Binding(port_id, port.interface_name, port.tunnel_key)
+            self._bindings[port_id] = b
+            self._plug(b)
+
+    def _plug(self, b: _Binding) -> None:
+        try:
+            b.dp_port = self.dp.add_port(b.ifname, PortKind.VM,
+                                         mtu=self.cfg.sim.overlay_mtu)  # fmt: skip
+            if b.tunnel_key:
+                self.dp.bind_tunnel_key(b.tunnel_key, b.dp_port)
+        except NetloomError as exc:
+            b.dp_port = 0
+            log.warning("bind failed %s", _kv(port=b.port_id, ifname=b.ifname, error=exc))
+            return
+        self._by_dp[b.dp_port] = b.port_id
+        log.info("bound %s", _kv(port=b.port_id, ifname=b.ifname, dp_port=b.dp_port,
+                                 vni=b.tunnel_key))  # fmt: skip
+
+    def _unbind(self, b: _Binding) -> None:
+        del self._bindings[b.port_id]
+        if not b.dp_port:
+            return
+        self._by_dp.pop(b.dp_port, None)
+        self._limiter.forget(b.dp_port)
+        try:
+            if b.tunnel_key:
+                self.dp.unbind_tunnel_key(b.tunnel_key)
+            self.dp.remove_port(b.dp_port)
+        except NetloomError as exc:
+            log.warning("unbind failed %s", _kv(port=b.port_id, error=exc))
+        log.info("unbound %s", _kv(port=b.port_id, ifname=b.ifname))
+
+    def dp_port_of(self, port_id: str) -> int:
+        """The datapath port of a port bound here (0 if not bound or not plugged)."""
+        b = self._bindings.get(port_id)
+        return b.dp_port if b is not None else 0
+
+    @property
+    def bound(self) -> dict[str, int]:
+        return {p: b.dp_port for p, b in self._bindings.items()}
+
+    # ---- tunnel zones -------------------------------------------------------------------------
+
+    def _update_zone(self, zone_id: str, zone: TunnelZone | None) -> set[object]:
+        """Recompute the peer set; returns the host tags whose address changed."""
+        if zone is None:
+            self._zones.pop(zone_id, None)
+        else:
+            self._zones[zone_id] = {m.host_id: m.ip for m in zone.members}
+        peers: dict[str, int] = {}
+        for members in self._zones.values():
+            if self.host_id not in members:
+                continue
+            if not self.cfg.underlay_ip:
+                self._local_ip = ip_to_int(members[self.host_id])
+            for h, ip in members.items():
+                if h != self.host_id:
+                    peers.setdefault(h, ip_to_int(ip))
+        changed: set[object] = {("host", h) for h in set(peers) | set(self._host_ip)
+                                if peers.get(h) != self._host_ip.get(h)}  # fmt: skip
+        if changed:
+            log.info("tunnel peers %s", _kv(peers=len(peers), changed=len(changed)))
+        self._host_ip = peers
+        self._ensure_tunnel()
+        return changed
+
+    def _ensure_tunnel(self) -> None:
+        if self.tunnel_port or not self._local_ip:
+            return
+        settings = TunnelSettings(self._local_ip, self.cfg.tunnel_udp_port,
+                                  self.cfg.sim.overlay_mtu)  # fmt: skip
+        try:
+            self.tunnel_port = self.dp.set_tunnel(settings)
+        except NetloomError as exc:
+            log.error("tunnel setup failed %s", _kv(error=exc))
+            return
+        log.info("tunnel %s", _kv(local=int_to_ip(self._local_ip), dp_port=self.tunnel_port))
+
+    @property
+    def peers(self) -> dict[str, int]:
+        return dict(self._host_ip)
+
+    @property
+    def local_ip(self) -> int:
+        """This host's underlay address (host order; 0 until known)."""
+        return self._local_ip
+
+    # ---- locating virtual ports ---------------------------------------------------------------
+
+    def _locate(self, port_id: str) -> Output | Tunnel | None:
+        rec = self.view.peek("port", port_id)
+        if not isinstance(rec, Port) or rec.host_id is None:
+            return None
+        if rec.host_id == self.host_id:
+            n = self.dp_port_of(port_id)
+            return Output(n) if n else None
+        ip = self._host_ip.get(rec.host_id)
+        if ip is None or not rec.tunnel_key or not self.tunnel_port:
+            return None
+        self._hosts_used.add(rec.host_id)
+        return Tunnel(rec.tunnel_key, ip)
+
+    # ---- upcalls ------------------------------------------------------------------------------
+
+    def handle_upcalls(self, upcalls: Iterable[Upcall], now: float) -> None:
+        """Process a polled batch: ports take turns, each within its rate limit."""
+        for up in round_robin(upcalls, key=lambda u: u.in_port):
+            self.stats["upcalls"] += 1
+            self.metrics.upcalls.labels(up.reason.name.lower()).inc()
+            port_id = self._by_dp.get(up.in_port)
+            if port_id is None:  # unknown VNI from the tunnel, or an unplugged port
+                self.stats["dropped"] += 1
+                continue
+            if not self._limiter.allow(up.in_port, now):
+                self.stats["rate_limited"] += 1
+                self.metrics.rate_limited.inc()
+                continue
+            t0 = self._perf()
+            self._process(_Parked(up, up.packet, port_id, now + self.cfg.park_timeout_s), now)
+            self.metrics.latency.observe(self._perf() - t0)
+
+    def _simulate(self, packet: bytes, port_id: str, now: float) -> Result:
+        self.view.now = now
+        r = simulate(packet, port_id, self.view, self.state, now, self.cfg.sim)
+        self.stats["simulations"] += 1
+        self.metrics.simulations.labels(r.verdict.value).inc()
+        self._missed = self.view.take_missed()
+        for i in self._missed:
+            self._subscribe(i)
+        return r
+
+    def _process(self, p: _Parked, now: float) -> None:
+        up = p.upcall
+        r = self._simulate(p.packet, p.port_id, now)
+        # A decision taken while some record was still loading is sent once, never cached.
+        cacheable = r.cacheable and not self._missed
+        if r.verdict is Verdict.NOT_YET:
+            key = self._wait_key(r)
+            self._emit(r.generated, now, p.hops + 1)  # e.g. the router's ARP request
+            self._park(p, key, now)
+            return
+        self._apply_changes(r, now)
+        self._hosts_used = set()
+        try:
+            if up is not None and up.reason is UpcallReason.MISS and cacheable:
+                self._install(r, up, p.port_id, now)
+            elif up is not None and up.reason is UpcallReason.MTU and cacheable:
+                self.stats["dropped"] += 1  # over the port MTU, no ICMP to send: drop
+            else:
+                acts = to_datapath_actions(r.actions, self._locate)
+                if acts and not (up is not None and up.reason is UpcallReason.TTL):
+                    self.dp.execute(p.packet, acts, up.in_port if up is not None else 0)
+        except Untranslatable as exc:
+            self.stats["dropped"] += 1
+            log.warning("no route to port %s", _kv(port=exc.port_id, verdict=r.verdict.value))
+        self._push_state(r)
+        self._emit(r.generated, now, p.hops + 1)
+
+    def _install(self, r: Result, up: Upcall, port_id: str, now: float) -> None:
+        """Install the megaflow with its tags, then send the parked packet through it."""
+        flow = to_flow(r, up.in_port, self._locate, idle_timeout_s=self.cfg.idle_timeout_s,
+                       cookie=self.flows.next_cookie())  # fmt: skip
+        tags = r.tags | {("host", h) for h in self._hosts_used}
+        self.dp.install([flow])
+        self.flows.add(flow, tags, port_id, now)
+        self.stats["installed"] += 1
+        self.metrics.flows_installed.inc()
+        self.metrics.flows.set(len(self.flows))
+        self.dp.reinject(up)
+
+    # ---- generated packets --------------------------------------------------------------------
+
+    def _emit(self, generated: Iterable[GeneratedPacket], now: float, hops: int = 0) -> None:
+        """Deliver generated packets: exterior port -> its interface or tunnel; interior port
+        -> simulate from its peer (the packet enters the next device there; it may park)."""
+        for g in generated:
+            rec = self.view.peek("port", g.port_id)
+            if not isinstance(rec, Port):
+                continue
+            if rec.host_id is not None:
+                where = self._locate(g.port_id)
+                if where is not None:
+                    self.dp.execute(g.data, [where], 0)
+            elif rec.peer_id is not None and hops <= self.cfg.max_generated_hops:
+                p = _Parked(None, g.data, rec.peer_id, now + self.cfg.park_timeout_s, hops)
+                self._process(p, now)
+
+    # ---- state changes ------------------------------------------------------------------------
+
+    def _apply_changes(self, r: Result, now: float) -> None:
+        self.apply_state(r.changes, now)
+
+    def apply_state(self, changes: Iterable[StateChange], now: float) -> None:
+        """Apply state changes (local, or pushed by a peer); invalidate the flows that read the
+        changed keys (MAC move, new ARP entry, new connection) and wake what waited on them."""
+        tags: list[object] = []
+        arps: list[object] = []
+        batch = tuple(changes)
+        for ch in batch:
+            if isinstance(ch, MacLearned):
+                if self.state.macs.get(ch.key) != ch.port_id:
+                    tags.append(ch.key)
+            elif isinstance(ch, ArpLearned):
+                got = self.state.arp.get(ch.key)
+                if got is None or got[0] != ch.mac:
+                    tags.append(ch.key)
+                arps.append(ch.key)
+            elif isinstance(ch, ConntrackAdded):
+                if ch.key not in self.state.conntrack:
+                    tags.append(ch.key)
+            elif isinstance(ch, NatAdded) and ch.key not in self.state.nat:
+                tags.append(ch.key)
+        self.state.apply(batch)
+        if tags:
+            self._invalidate(tags, why="state")
+        for key in arps:
+            self._release(key, now)
+
+    def _push_state(self, r: Result) -> None:
+        """Conntrack/NAT entries go to the hosts the packet is sent to, before the packet: the
+        reply is simulated there and must see the connection (Decision 8)."""
+        keys = tuple(c for c in r.changes if isinstance(c, (ConntrackAdded, NatAdded)))
+        if not keys:
+            return
+        hosts = {h for h in (self._host_of(pid) for pid in r.outputs) if h}
+        for h in sorted(hosts):
+            ip = self._host_ip.get(h)
+            if ip is not None:
+                self._requests.append(PushState(h, ip, keys))
+                self.stats["pushed"] += len(keys)
+                self.metrics.state_pushed.inc(len(keys))
+
+    def _host_of(self, port_id: str) -> str | None:
+        rec = self.view.peek("port", port_id)
+        if isinstance(rec, Port) and rec.host_id and rec.host_id != self.host_id:
+            return rec.host_id
+        return None
+
+    # ---- parking ------------------------------------------------------------------------------
+
+    def _park(self, p: _Parked, key: object | None, now: float) -> None:
+        if key is None or now >= p.deadline:
+            self._drop_parked("missing" if key is None else "timeout")
+            return
+        q = self._parked.setdefault(key, deque())
+        if len(q) >= self.cfg.park_per_key or self._parked_n >= self.cfg.park_total:
+            self._drop_parked("full")
+            return
+        q.append(p)
+        self._parked_n += 1
+        self.stats["parked"] += 1
+        self.metrics.parked.set(self._parked_n)
+
+    def _wait_key(self, r: Result) -> object | None:
+        """What the packet waits for: the first topology interest its simulation missed (it
+        is being loaded), else the ARP entry it needs. None: nothing will ever complete it."""
+        if self._missed:
+            return min(self._missed, key=str)
+        for aw in r.awaiting:
+            if len(aw) == 3 and aw[0] == "arp":
+                return ("arp", aw[1], ip_to_int(aw[2]))
+        return None
+
+    def _drop_parked(self, why: str) -> None:
+        self.stats["park_dropped"] += 1
+        self.stats["dropped"] += 1
+        self.metrics.park_dropped.labels(why).inc()
+
+    def _release(self, key: object, now: float) -> None:
+        """Re-simulate the packets parked under ``key`` (each may park again on the next thing
+        it needs)."""
+        q = self._parked.pop(key, None)
+        if not q:
+            return
+        self._parked_n -= len(q)
+        self.metrics.parked.set(self._parked_n)
+        for p in q:
+            if now >= p.deadline:
+                self._drop_parked("timeout")
+                continue
+            self.stats["resimulated"] += 1
+            self._process(p, now)
+
+    @property
+    def parked(self) -> int:
+        return self._parked_n
+
+    # ---- timers -------------------------------------------------------------------------------
+
+    def tick(self, now: float) -> None:
+        """Periodic work: flow expiry, state expiry, parked timeouts, interest expiry, retrying
+        bindings whose interface was missing."""
+        self.view.now = now
+        gone = self.dp.expire(now)
+        if gone:
+            n = self.flows.forget(gone)
+            self.stats["expired"] += n
+            self.metrics.flows_expired.inc(n)
+            self.metrics.flows.set(len(self.flows))
+        self._expire_state(now)
+        self._expire_parked(now)
+        self._expire_interests(now)
+        for b in list(self._bindings.values()):
+            if not b.dp_port:
+                self._plug(b)
+
+    def _expire_state(self, now: float) -> None:
+        dead: list[object] = [k for k, exp in self.state.conntrack.items() if exp <= now]
+        dead += [k for k, v in self.state.nat.items() if v[2] <= now]
+        dead += [k for k, v in self.state.arp.items() if v[1] <= now]
+        self.state.expire(now)
+        if dead:
+            self._invalidate(dead, why="state expiry")
+
+    def _expire_parked(self, now: float) -> None:
+        for key in list(self._parked):
+            q = self._parked[key]
+            keep = deque(p for p in q if p.deadline > now)
+            for _ in range(len(q) - len(keep)):
+                self._drop_parked("timeout")
+            self._parked_n -= len(q) - len(keep)
+            if keep:
+                self._parked[key] = keep
+            else:
+                del self._parked[key]
+        self.metrics.parked.set(self._parked_n)
+
+    def _expire_interests(self, now: float) -> None:
+        waited = set(self._parked)
+        for i in self.view.idle(now, self.cfg.interest_idle_s):
+            if i in waited or (i.anchor is not None and self.flows.has_tag(i.anchor)):
+                continue
+            self.view.forget(i)
+            self._requests.append(Unsubscribe(i))
+        self.metrics.interests.set(len(self.view.loaded))
+
+
+def _changed_tags(kind: str, id: str, old: Record | None, new: Record | None) -> set[object]:
+    """The flow tags a change of (kind, id) from ``old`` to ``new`` invalidates.
+
+    A route delete touches only the flows that used it; a new or edited route may win longest
+    prefix match for flows that used another route of the router, so those go too. A rule
+    changes its chain; a port's MAC/addresses/existence change what its device forwards."""
+    tags: set[object] = {id}
+    if kind == "route":
+        if isinstance(new, Route):
+            tags.add(new.router_id)
+        if isinstance(old, Route) and new is not None:
+            tags.add(old.router_id)
+    elif kind == "rule":
+        for r in (old, new):
+            if isinstance(r, Rule):
+                tags.add(r.chain_id)
+    elif kind == "port":
+        o = old if isinstance(old, Port) else None
+        n = new if isinstance(new, Port) else None
+        if o is None or n is None or (o.device_id, o.mac, o.fixed_ips, o.peer_id) != (
+            n.device_id, n.mac, n.fixed_ips, n.peer_id
+        ):
+            tags.update(p.device_id for p in (o, n) if p is not None)
+    elif kind == "dhcp_subnet":
+        for r in (old, new):
+            bid = getattr(r, "bridge_id", None)
+            if bid:
+                tags.add(bid)
+    return tags
+
+
+__all__ = ["Agent", "AgentConfig", "PushState", "Request", "Subscribe", "Unsubscribe"]

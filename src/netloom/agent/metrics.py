@@ -1,0 +1,50 @@
+"""Prometheus metrics of one agent.
+
+Each :class:`AgentMetrics` owns its registry (not the process-global one) so several agents
+can live in one process (the unit tests run a whole cluster in one interpreter); the driver
+serves that registry on the metrics port.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+# Upcall handling is ~0.1-1 ms in Python; the tail matters for first-packet latency.
+_LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0)
+
+
+class AgentMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        r = self.registry = registry or CollectorRegistry(auto_describe=True)
+        self.upcalls = Counter("netloom_agent_upcalls", "Upcalls received", ["reason"],
+                               registry=r)  # fmt: skip
+        self.rate_limited = Counter("netloom_agent_upcalls_rate_limited",
+                                    "Upcalls dropped by the per-port rate limit", registry=r)
+        self.simulations = Counter("netloom_agent_simulations", "Simulations run", ["verdict"],
+                                   registry=r)  # fmt: skip
+        self.flows_installed = Counter("netloom_agent_flows_installed", "Flows installed",
+                                       registry=r)  # fmt: skip
+        self.flows_invalidated = Counter("netloom_agent_flows_invalidated",
+                                         "Flows removed because a tag changed", registry=r)
+        self.flows_expired = Counter("netloom_agent_flows_expired",
+                                     "Flows removed by idle/hard timeout", registry=r)
+        self.flows = Gauge("netloom_agent_flows", "Flows currently installed", registry=r)
+        self.parked = Gauge("netloom_agent_parked_packets",
+                            "Packets waiting for topology or ARP", registry=r)
+        self.park_dropped = Counter("netloom_agent_parked_dropped",
+                                    "Parked packets dropped (bound, timeout, missing)",
+                                    ["why"], registry=r)  # fmt: skip
+        self.state_pushed = Counter("netloom_agent_flow_state_pushed",
+                                    "Conntrack/NAT entries pushed to peer hosts", registry=r)
+        self.interests = Gauge("netloom_agent_topology_interests",
+                               "Topology subscriptions held", registry=r)
+        self.latency = Histogram("netloom_agent_upcall_seconds",
+                                 "Upcall handling time (simulate, install, execute)",
+                                 buckets=_LATENCY_BUCKETS, registry=r)  # fmt: skip
+
+    def render(self) -> bytes:
+        """The exposition text (what the HTTP endpoint serves)."""
+        return generate_latest(self.registry)
+
+
+__all__ = ["AgentMetrics"]

@@ -1,0 +1,90 @@
+"""``netloom agent`` as a process: host lookup by name, bindings, metrics over HTTP, SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from agentlab import run
+
+from netloom.api.service import ObjectService
+from netloom.store.memory import MemoryStore
+from netloom.topology.server import TopologyServer
+
+pytestmark = pytest.mark.unit
+NETLOOM = str(Path(sys.executable).with_name("netloom"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _metrics(port: int) -> str | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1) as r:
+            return str(r.read().decode())
+    except OSError:
+        return None
+
+
+def test_agent_process_runs_and_exits_on_sigterm() -> None:
+    async def scenario() -> None:
+        store = MemoryStore()
+        svc = ObjectService(store)
+        host = svc.create("host", {"name": "cli-h1"})[0]["id"]
+        svc.create("tunnel_zone", {"name": "tz", "members": [{"host_id": host,
+                                                                "ip": "127.0.0.1"}]})
+        br = svc.create("bridge", {"name": "b"})[0]["id"]
+        p = svc.create("port", {"device_id": br, "type": "bridge", "mac": "02:00:00:00:00:01"})
+        svc.bind_port(p[0]["id"], host, "tap-cli")
+        server = TopologyServer(store, host_timeout_s=3.0)
+        port = await server.start("127.0.0.1", 0)
+        mport = _free_port()
+        proc = await asyncio.create_subprocess_exec(
+            NETLOOM, "agent", "--host-name", "cli-h1", "--topology", f"127.0.0.1:{port}",
+            "--metrics-port", str(mport), "--log-format", "json",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
+        try:
+            deadline = time.monotonic() + 20
+            text = None
+            while time.monotonic() < deadline:
+                text = await asyncio.to_thread(_metrics, mport)
+                if text and server.host_alive(host):
+                    break
+                await asyncio.sleep(0.1)
+            assert text is not None and "netloom_agent_upcalls" in text
+            assert server.host_alive(host)
+            proc.send_signal(signal.SIGTERM)
+            rc = await asyncio.wait_for(proc.wait(), 10)
+            err = (await proc.stderr.read()).decode() if proc.stderr else ""
+            assert rc == 0, err
+            assert '"msg": "bound port=' in err and "ifname=tap-cli" in err
+            assert '"msg": "agent stopping' in err
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+            await server.stop()
+
+    run(scenario())
+
+
+def test_agent_cli_rejects_bad_arguments() -> None:
+    import subprocess
+
+    r = subprocess.run([NETLOOM, "agent", "--topology", "nope"], capture_output=True, text=True,
+                       timeout=30)  # fmt: skip
+    assert r.returncode == 2 and "exactly one of --host-id" in r.stderr
+    r = subprocess.run([NETLOOM, "agent", "--host-id", "x", "--topology", "nope"],
+                       capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert r.returncode == 1 and "HOST:PORT" in r.stderr

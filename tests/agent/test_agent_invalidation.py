@@ -1,0 +1,141 @@
+"""Topology and state changes remove exactly the flows tagged with what changed."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from agentlab import IP, MAC, MAC_R1, Cluster, cluster, eventually, ping, run, tcp
+
+from netloom.packet import ip_to_int
+
+pytestmark = pytest.mark.unit
+
+
+async def _warm(c: Cluster) -> None:
+    """Install three flows on h1: A->C ping, A->C ssh (both through C's chain), A->B (L2)."""
+    await c.send("A", ping("A", IP["C"], MAC_R1))
+    await c.send("A", tcp("A", IP["C"], MAC_R1, 40000, 22))
+    await c.send("A", ping("A", IP["B"], MAC["B"]))
+    assert len(c.got("C")) == 2 and len(c.got("B")) == 1
+    assert len(c.nodes["h1"].agent.flows) == 3
+
+
+async def _changed(c: Cluster, what: str, before: int) -> int:
+    h1 = c.nodes["h1"].agent
+    await eventually(lambda: h1.stats["invalidated"] > before, what=what)
+    await asyncio.sleep(0.05)  # anything else the change would remove would be gone by now
+    return h1.stats["invalidated"] - before
+
+
+def test_sg_rule_change_invalidates_exactly_the_chain_flows() -> None:
+    async def scenario() -> None:
+        async with cluster() as c:
+            await _warm(c)
+            h1 = c.nodes["h1"].agent
+            tagged = h1.flows.tagged(c.ids["c_in"])
+            assert tagged == 2
+            c.svc.delete("rule", c.ids["c_ssh"])
+            assert await _changed(c, "rule change", 0) == tagged
+            assert len(h1.flows) == 1  # the A->B flow stayed
+            # ssh to C is now dropped (a new simulation, a drop flow); ping still works
+            await c.send("A", tcp("A", IP["C"], MAC_R1, 40000, 22))
+            assert c.got("C") == []
+            await c.send("A", ping("A", IP["C"], MAC_R1, seq=2))
+            assert len(c.got("C")) == 1
+
+    run(scenario())
+
+
+def test_route_removal_invalidates_routed_flows_only() -> None:
+    async def scenario() -> None:
+        async with cluster() as c:
+            await _warm(c)
+            h1 = c.nodes["h1"].agent
+            tagged = h1.flows.tagged(c.ids["route2"])
+            assert tagged == 2
+            c.svc.delete("route", c.ids["route2"])
+            assert await _changed(c, "route removal", 0) == tagged
+            assert len(h1.flows) == 1
+            # no route now: the router answers network unreachable (RFC 792 type 3 code 0)
+            await c.send("A", ping("A", IP["C"], MAC_R1, seq=3))
+            assert c.got("C") == []
+            err = c.got("A")
+            assert len(err) == 1 and err[0].l4 is not None
+            assert (err[0].l4.type, err[0].l4.code) == (3, 0)  # type: ignore[union-attr]
+            await c.send("A", ping("A", IP["B"], MAC["B"], seq=2))  # L2 flow untouched
+            assert len(c.got("B")) == 1
+
+    run(scenario())
+
+
+def test_port_unbind_unplugs_and_invalidates() -> None:
+    async def scenario() -> None:
+        async with cluster() as c:
+            await _warm(c)
+            h1, h2 = c.nodes["h1"].agent, c.nodes["h2"].agent
+            await c.send("C", ping("C", IP["A"], "02:00:00:00:ff:02", itype=0))
+            assert len(c.got("A")) == 1
+            tagged1 = h1.flows.tagged(c.ids["C"])
+            tagged2 = h2.flows.tagged(c.ids["C"])
+            assert (tagged1, tagged2) == (2, 1)
+            dp_port = h2.dp_port_of(c.ids["C"])
+            c.svc.unbind_port(c.ids["C"])
+            await eventually(lambda: h2.dp_port_of(c.ids["C"]) == 0, what="unplugged")
+            assert await _changed(c, "unbind", 0) == tagged1
+            assert h2.stats["invalidated"] == tagged2
+            assert dp_port not in {p.port for p in c.nodes["h2"].dp.ports()}
+            assert len(h1.flows) == 1
+            await c.send("A", ping("A", IP["C"], MAC_R1, seq=4))
+            assert c.got("C") == []
+
+    run(scenario())
+
+
+def test_mac_move_invalidates_flows_to_the_old_port() -> None:
+    async def scenario() -> None:
+        async with cluster() as c:
+            moving, moving_ip = "02:00:00:00:99:99", "10.0.1.99"
+            h1 = c.nodes["h1"].agent
+            await c.send("A", ping("A", IP["C"], MAC_R1))  # unrelated: must survive
+            assert len(c.got("C")) == 1
+            # E and B (both on h1, port security off) take turns using one MAC.
+            await c.send("E", ping("E", IP["B"], MAC["B"], src_mac=moving, src_ip=moving_ip))
+            assert len(c.got("B")) == 1
+            await c.send("A", ping("A", moving_ip, moving))
+            assert len(c.got("E")) == 1
+            key = ("mac", c.ids["net1"], 0, mac_int(moving))
+            assert h1.state.macs[key] == c.ids["E"]
+            tagged = h1.flows.tagged(key)
+            assert tagged == 2  # E's flow from the MAC (it learned it) and A's flow to it
+            await c.send("B", ping("B", IP["A"], MAC["A"], src_mac=moving, src_ip=moving_ip))
+            assert len(c.got("A")) == 1
+            assert h1.state.macs[key] == c.ids["B"]
+            assert h1.stats["invalidated"] == tagged
+            assert h1.flows.tagged(c.ids["C"]) == 1
+            await c.send("A", ping("A", moving_ip, moving, seq=2))
+            assert c.got("E") == [] and len(c.got("B")) == 1
+
+    run(scenario())
+
+
+def mac_int(mac: str) -> int:
+    from netloom.packet import mac_to_int
+
+    return mac_to_int(mac)
+
+
+def test_flow_expiry_forgets_flows() -> None:
+    async def scenario() -> None:
+        async with cluster() as c:
+            await _warm(c)
+            h1 = c.nodes["h1"].agent
+            now = c.nodes["h1"].driver.clock()
+            h1.tick(now + h1.cfg.idle_timeout_s + 1)
+            assert len(h1.flows) == 0 and h1.stats["expired"] == 3
+            assert c.nodes["h1"].dp.dump() == []
+            await c.send("A", ping("A", IP["C"], MAC_R1, seq=9))
+            assert len(c.got("C")) == 1 and len(h1.flows) == 1
+            assert ip_to_int(IP["C"]) == h1.flows.flows()[0].flow.key.ip_dst
+
+    run(scenario())
