@@ -1,0 +1,581 @@
+// SPDX-License-Identifier: GPL-2.0
+/* netloom kernel datapath: one tc ingress program for every port of a host.
+ *
+ *   VM veth (host side) / uplink / internal  -> parse -> masked lookup -> actions | upcall
+ *   VXLAN device (collect_md)                -> VNI -> local port (no lookup), else as above
+ *   injection veth (agent packet-out)        -> skb->mark selects an exec slot: re-lookup as
+ *                                               if received on slot.in_port, or run slot.acts
+ *
+ * Matching is tuple-space search: nl_masks lists the masks in use in priority order (most
+ * specific first); for each, the packet key is masked and looked up in one LRU hash keyed by
+ * (mask id, masked key). First hit wins. The LRU hash bounds the table: when full, the kernel
+ * evicts the least recently used flow (a later packet of it simply misses and upcalls again).
+ *
+ * Header rewrites go through bpf_skb_load/store_bytes + bpf_l3/l4_csum_replace so that both
+ * complete checksums (CHECKSUM_NONE, e.g. `ethtool -K tx off` in the VM) and partial ones
+ * (CHECKSUM_PARTIAL from veth) stay right: BPF_F_PSEUDO_HDR for addresses (they are in the
+ * TCP/UDP pseudo-header, RFC 793 3.1 / RFC 768), BPF_F_MARK_MANGLED_0 for UDP so that a
+ * "no checksum" 0 stays 0 and a computed 0 is sent as 0xffff (RFC 768).
+ */
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/in.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "netloom.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct nl_flow_key);
+	__type(value, struct nl_flow);
+} nl_flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, NL_MAX_MASKS);
+	__type(key, __u32);
+	__type(value, struct nl_mask);
+} nl_masks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct nl_port);
+} nl_ports SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, __u32);
+} nl_vni SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct nl_config);
+} nl_config SEC(".maps");
+
+struct nl_exec {
+	__u32 in_port;
+	__u32 tun_key;
+	__u32 lookup; /* 1: look the packet up as if received on in_port; 0: run acts */
+	__u32 pad;
+	__u64 cookie;
+	struct nl_action acts[NL_MAX_ACTIONS];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, NL_EXEC_SLOTS);
+	__type(key, __u32);
+	__type(value, struct nl_exec);
+} nl_exec SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct nl_verdict);
+} nl_verdict SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 22);
+} nl_upcalls SEC(".maps");
+
+#define CONTINUE (-1)
+
+struct parsed {
+	struct nl_key key;
+	__u32 l3_off;
+	__u32 l4_off;
+	__u32 tun_key;
+	__u32 in_port;
+	__u64 cookie;
+	__u32 vlan_hw; /* a VLAN tag sits in skb metadata (hw-accel), not in the data */
+	__u32 trace;
+	__u32 tunnel_ifindex;
+	__u32 local_ip;
+};
+
+struct nl_actions {
+	struct nl_action a[NL_MAX_ACTIONS];
+};
+
+/* Global (non-static) functions are verified once each, on their own, instead of once per
+ * path through the action loop: this keeps verification fast (tens of ms, not seconds). */
+#define NL_FUNC __attribute__((noinline))
+
+static __always_inline __u64 mac_u64(const __u8 *m)
+{
+	return ((__u64)m[0] << 40) | ((__u64)m[1] << 32) | ((__u64)m[2] << 24) |
+	       ((__u64)m[3] << 16) | ((__u64)m[4] << 8) | (__u64)m[5];
+}
+
+static __always_inline void note(struct parsed *p, __u32 action, __u32 ifindex, __u32 vni,
+				 __u32 remote)
+{
+	__u32 zero = 0;
+	struct nl_verdict *v;
+
+	if (!p->trace)
+		return;
+	v = bpf_map_lookup_elem(&nl_verdict, &zero);
+	if (!v)
+		return;
+	v->action = action;
+	v->ifindex = ifindex;
+	v->vni = vni;
+	v->remote = remote;
+	v->count++;
+}
+
+/* Parse Ethernet / 802.1Q / IPv4 / TCP, UDP, ICMP / ARP into the flow key (OVS conventions:
+ * ICMP type/code in tp_src/tp_dst; ARP op in ip_proto, SPA/TPA in ip_src/ip_dst). */
+static __always_inline int parse(struct __sk_buff *skb, struct parsed *p)
+{
+	__u8 eth[14];
+	__u16 type;
+	__u32 off = ETH_HLEN;
+
+	if (bpf_skb_load_bytes(skb, 0, eth, sizeof(eth)) < 0)
+		return -1;
+	p->key.eth_dst = mac_u64(eth);
+	p->key.eth_src = mac_u64(eth + 6);
+	type = ((__u16)eth[12] << 8) | eth[13];
+	if (p->vlan_hw)
+		p->key.vlan = skb->vlan_tci & 0xfff;
+	if (type == ETH_P_8021Q || type == ETH_P_8021AD) {
+		__u8 tag[4];
+
+		if (bpf_skb_load_bytes(skb, off, tag, sizeof(tag)) < 0)
+			return -1;
+		p->key.vlan = (((__u16)tag[0] << 8) | tag[1]) & 0xfff;
+		type = ((__u16)tag[2] << 8) | tag[3];
+		off += 4;
+	}
+	p->key.eth_type = type;
+	p->l3_off = off;
+	if (type == ETH_P_IP) {
+		struct iphdr ip;
+		__u16 frag;
+
+		if (bpf_skb_load_bytes(skb, off, &ip, sizeof(ip)) < 0)
+			return 0;
+		if (ip.ihl < 5)
+			return 0;
+		p->key.ip_src = bpf_ntohl(ip.saddr);
+		p->key.ip_dst = bpf_ntohl(ip.daddr);
+		p->key.ip_proto = ip.protocol;
+		frag = bpf_ntohs(ip.frag_off);
+		if (frag & 0x1fff)
+			p->key.ip_frag = 2;
+		else if (frag & 0x2000)
+			p->key.ip_frag = 1;
+		p->l4_off = off + ip.ihl * 4;
+		if (p->key.ip_frag == 2)
+			return 0;
+		if (ip.protocol == IPPROTO_TCP || ip.protocol == IPPROTO_UDP) {
+			__be16 ports[2];
+
+			if (bpf_skb_load_bytes(skb, p->l4_off, ports, sizeof(ports)) == 0) {
+				p->key.tp_src = bpf_ntohs(ports[0]);
+				p->key.tp_dst = bpf_ntohs(ports[1]);
+			}
+		} else if (ip.protocol == IPPROTO_ICMP) {
+			__u8 tc[2];
+
+			if (bpf_skb_load_bytes(skb, p->l4_off, tc, sizeof(tc)) == 0) {
+				p->key.tp_src = tc[0];
+				p->key.tp_dst = tc[1];
+			}
+		}
+	} else if (type == ETH_P_ARP) {
+		__u8 arp[28];
+
+		if (bpf_skb_load_bytes(skb, off, arp, sizeof(arp)) == 0) {
+			p->key.ip_proto = arp[7];
+			p->key.ip_src = ((__u32)arp[14] << 24) | ((__u32)arp[15] << 16) |
+					((__u32)arp[16] << 8) | arp[17];
+			p->key.ip_dst = ((__u32)arp[24] << 24) | ((__u32)arp[25] << 16) |
+					((__u32)arp[26] << 8) | arp[27];
+		}
+	}
+	return 0;
+}
+
+#define UPCALL_CLASS(N)                                                                       \
+	static __noinline int upcall_##N(struct __sk_buff *skb, struct nl_upcall *h)         \
+	{                                                                                     \
+		struct {                                                                      \
+			struct nl_upcall h;                                                   \
+			__u8 data[N];                                                         \
+		} *e;                                                                         \
+		__u32 cap = h->cap_len;                                                       \
+		if (cap > N)                                                                  \
+			cap = N;                                                              \
+		if (cap < 1)                                                                  \
+			return -1;                                                            \
+		e = bpf_ringbuf_reserve(&nl_upcalls, sizeof(*e), 0);                          \
+		if (!e)                                                                       \
+			return -1;                                                            \
+		e->h = *h;                                                                    \
+		e->h.cap_len = cap;                                                           \
+		if (bpf_skb_load_bytes(skb, 0, e->data, cap) < 0) {                           \
+			bpf_ringbuf_discard(e, 0);                                            \
+			return -1;                                                            \
+		}                                                                             \
+		bpf_ringbuf_submit(e, 0);                                                     \
+		return 0;                                                                     \
+	}
+
+UPCALL_CLASS(128)
+UPCALL_CLASS(512)
+UPCALL_CLASS(2048)
+UPCALL_CLASS(9216)
+
+/* Park the packet with the agent: copy it into the ring (constant size classes keep the
+ * verifier happy) and drop it here; the agent re-injects it once it has decided. */
+NL_FUNC int upcall(struct __sk_buff *skb, struct parsed *p, __u32 reason)
+{
+	struct nl_upcall h = {};
+
+	if (!p)
+		return TC_ACT_SHOT;
+
+	h.in_port = p->in_port;
+	h.reason = reason;
+	h.tun_key = p->tun_key;
+	h.pkt_len = skb->len;
+	h.cap_len = skb->len;
+	h.cookie = p->cookie;
+	note(p, NL_A_USERSPACE, p->in_port, reason, 0);
+	if (h.pkt_len <= 128)
+		upcall_128(skb, &h);
+	else if (h.pkt_len <= 512)
+		upcall_512(skb, &h);
+	else if (h.pkt_len <= 2048)
+		upcall_2048(skb, &h);
+	else
+		upcall_9216(skb, &h);
+	return TC_ACT_SHOT;
+}
+
+/* Over-MTU check of the egress port (the agent answers with ICMP "fragmentation needed").
+ * GSO super-packets are segmented later to the size the sender chose, so they pass. */
+static __always_inline int too_big(struct __sk_buff *skb, struct parsed *p, __u32 mtu)
+{
+	if (!mtu || skb->gso_size)
+		return 0;
+	return skb->len > p->l3_off + mtu;
+}
+
+NL_FUNC int output(struct __sk_buff *skb, struct parsed *p, __u32 ifindex, __u32 flags)
+{
+	struct nl_port *port = bpf_map_lookup_elem(&nl_ports, &ifindex);
+
+	if (!p)
+		return TC_ACT_SHOT;
+	if (!port) {
+		note(p, NL_A_DROP, ifindex, 0, 0);
+		return TC_ACT_SHOT;
+	}
+	if (too_big(skb, p, port->mtu))
+		return upcall(skb, p, NL_UP_MTU);
+	note(p, NL_A_OUTPUT, ifindex, 0, 0);
+	if (flags & NL_AF_CLONE) {
+		bpf_clone_redirect(skb, ifindex, 0);
+		return CONTINUE;
+	}
+	if (port->kind == NL_PORT_VM)
+		return bpf_redirect_peer(ifindex, 0);
+	return bpf_redirect(ifindex, 0);
+}
+
+NL_FUNC int tunnel(struct __sk_buff *skb, struct parsed *p, __u32 vni, __u32 remote,
+		   __u32 flags)
+{
+	struct bpf_tunnel_key tk = {};
+	struct nl_port *port;
+	__u32 ifindex;
+
+	if (!p)
+		return TC_ACT_SHOT;
+	if (!p->tunnel_ifindex) {
+		note(p, NL_A_DROP, 0, vni, remote);
+		return TC_ACT_SHOT;
+	}
+	ifindex = p->tunnel_ifindex;
+	port = bpf_map_lookup_elem(&nl_ports, &ifindex);
+	if (port && too_big(skb, p, port->mtu))
+		return upcall(skb, p, NL_UP_MTU);
+	tk.tunnel_id = vni;
+	tk.remote_ipv4 = remote;
+	tk.local_ipv4 = p->local_ip;
+	tk.tunnel_ttl = 64;
+	if (bpf_skb_set_tunnel_key(skb, &tk, sizeof(tk), BPF_F_ZERO_CSUM_TX) < 0) {
+		note(p, NL_A_DROP, ifindex, vni, remote);
+		return TC_ACT_SHOT;
+	}
+	note(p, NL_A_TUNNEL, ifindex, vni, remote);
+	if (flags & NL_AF_CLONE) {
+		bpf_clone_redirect(skb, ifindex, 0);
+		return CONTINUE;
+	}
+	return bpf_redirect(ifindex, 0);
+}
+
+/* Fix the TCP/UDP checksum after a change of `size` bytes (2 or 4) from `from` to `to`. */
+static __always_inline void l4_fix(struct __sk_buff *skb, struct parsed *p, __u32 from, __u32 to,
+				   __u64 flags)
+{
+	if (p->key.ip_proto == IPPROTO_TCP)
+		bpf_l4_csum_replace(skb, p->l4_off + 16, from, to, flags);
+	else if (p->key.ip_proto == IPPROTO_UDP)
+		bpf_l4_csum_replace(skb, p->l4_off + 6, from, to, flags | BPF_F_MARK_MANGLED_0);
+}
+
+NL_FUNC int set_ip(struct __sk_buff *skb, struct parsed *p, __u32 field, __u32 ip)
+{
+	__u32 old, new = bpf_htonl(ip);
+
+	if (!p || p->key.eth_type != ETH_P_IP || !p->l4_off)
+		return 0;
+	if (bpf_skb_load_bytes(skb, p->l3_off + field, &old, 4) < 0)
+		return 0;
+	bpf_skb_store_bytes(skb, p->l3_off + field, &new, 4, 0);
+	bpf_l3_csum_replace(skb, p->l3_off + 10, old, new, 4);
+	if (p->key.ip_frag != 2)
+		l4_fix(skb, p, old, new, BPF_F_PSEUDO_HDR | 4);
+	if (field == 12)
+		p->key.ip_src = ip;
+	else
+		p->key.ip_dst = ip;
+	return 0;
+}
+
+NL_FUNC int set_tp(struct __sk_buff *skb, struct parsed *p, __u32 field, __u32 port)
+{
+	__u16 old, new = bpf_htons((__u16)port);
+
+	if (!p || p->key.eth_type != ETH_P_IP || !p->l4_off || p->key.ip_frag == 2)
+		return 0;
+	if (p->key.ip_proto != IPPROTO_TCP && p->key.ip_proto != IPPROTO_UDP)
+		return 0;
+	if (bpf_skb_load_bytes(skb, p->l4_off + field, &old, 2) < 0)
+		return 0;
+	bpf_skb_store_bytes(skb, p->l4_off + field, &new, 2, 0);
+	l4_fix(skb, p, old, new, 2);
+	return 0;
+}
+
+/* RFC 791: TTL decrement; RFC 1624 incremental header checksum via bpf_l3_csum_replace. */
+NL_FUNC int dec_ttl(struct __sk_buff *skb, struct parsed *p)
+{
+	__u8 b[2];
+	__u16 old, new;
+
+	if (!p)
+		return TC_ACT_SHOT;
+	if (p->key.eth_type != ETH_P_IP || !p->l4_off)
+		return CONTINUE;
+	if (bpf_skb_load_bytes(skb, p->l3_off + 8, b, 2) < 0)
+		return TC_ACT_SHOT;
+	if (b[0] <= 1)
+		return upcall(skb, p, NL_UP_TTL);
+	__builtin_memcpy(&old, b, 2);
+	b[0] -= 1;
+	__builtin_memcpy(&new, b, 2);
+	bpf_skb_store_bytes(skb, p->l3_off + 8, b, 1, 0);
+	bpf_l3_csum_replace(skb, p->l3_off + 10, old, new, 2);
+	return CONTINUE;
+}
+
+static __always_inline void set_mac(struct __sk_buff *skb, __u32 off, __u64 mac)
+{
+	__u8 m[6] = {mac >> 40, mac >> 32, mac >> 24, mac >> 16, mac >> 8, mac};
+
+	bpf_skb_store_bytes(skb, off, m, 6, 0);
+}
+
+NL_FUNC int run_actions(struct __sk_buff *skb, struct parsed *p, struct nl_actions *acts)
+{
+	int r;
+
+	if (!p || !acts)
+		return TC_ACT_SHOT;
+	for (int i = 0; i < NL_MAX_ACTIONS; i++) {
+		struct nl_action *a = &acts->a[i];
+
+		switch (a->type) {
+		case NL_A_NONE:
+			goto end;
+		case NL_A_SET_ETH_SRC:
+			set_mac(skb, 6, a->arg64);
+			p->key.eth_src = a->arg64;
+			break;
+		case NL_A_SET_ETH_DST:
+			set_mac(skb, 0, a->arg64);
+			p->key.eth_dst = a->arg64;
+			break;
+		case NL_A_SET_IP_SRC:
+			set_ip(skb, p, 12, a->arg);
+			break;
+		case NL_A_SET_IP_DST:
+			set_ip(skb, p, 16, a->arg);
+			break;
+		case NL_A_SET_TP_SRC:
+			set_tp(skb, p, 0, a->arg);
+			break;
+		case NL_A_SET_TP_DST:
+			set_tp(skb, p, 2, a->arg);
+			break;
+		case NL_A_DEC_TTL:
+			r = dec_ttl(skb, p);
+			if (r != CONTINUE)
+				return r;
+			break;
+		case NL_A_PUSH_VLAN:
+			if (p->vlan_hw) {
+				p->l3_off += 4;
+				if (p->l4_off)
+					p->l4_off += 4;
+			}
+			bpf_skb_vlan_push(skb, bpf_htons(ETH_P_8021Q), a->arg);
+			p->vlan_hw = 1;
+			break;
+		case NL_A_POP_VLAN:
+			if (!p->vlan_hw && p->l3_off == ETH_HLEN + 4) {
+				p->l3_off -= 4;
+				if (p->l4_off)
+					p->l4_off -= 4;
+			}
+			bpf_skb_vlan_pop(skb);
+			p->vlan_hw = 0;
+			break;
+		case NL_A_OUTPUT:
+			r = output(skb, p, a->arg, a->flags);
+			if (r != CONTINUE)
+				return r;
+			break;
+		case NL_A_TUNNEL:
+			r = tunnel(skb, p, a->arg, (__u32)a->arg64, a->flags);
+			if (r != CONTINUE)
+				return r;
+			break;
+		case NL_A_USERSPACE:
+			return upcall(skb, p, NL_UP_USERSPACE);
+		case NL_A_DROP:
+		default:
+			goto end;
+		}
+	}
+end:
+	note(p, NL_A_DROP, 0, 0, 0);
+	return TC_ACT_SHOT;
+}
+
+/* Tuple-space search; returns the flow or NULL. */
+static __always_inline struct nl_flow *lookup(struct parsed *p)
+{
+	struct nl_flow_key fk = {};
+	__u64 *k = (__u64 *)&p->key;
+	__u64 *out = (__u64 *)&fk.key;
+
+	for (__u32 i = 0; i < NL_MAX_MASKS; i++) {
+		struct nl_mask *m = bpf_map_lookup_elem(&nl_masks, &i);
+		struct nl_flow *f;
+		__u64 *mk;
+
+		if (!m || !m->valid)
+			break;
+		mk = (__u64 *)&m->mask;
+		fk.mask_id = m->id;
+#pragma unroll
+		for (int w = 0; w < NL_KEY_WORDS; w++)
+			out[w] = k[w] & mk[w];
+		f = bpf_map_lookup_elem(&nl_flows, &fk);
+		if (f)
+			return f;
+	}
+	return NULL;
+}
+
+static __always_inline int lookup_and_act(struct __sk_buff *skb, struct parsed *p)
+{
+	struct nl_flow *f;
+
+	p->key.in_port = p->in_port;
+	p->key.tun_key = p->tun_key;
+	f = lookup(p);
+	if (!f)
+		return upcall(skb, p, NL_UP_MISS);
+	__sync_fetch_and_add(&f->packets, 1);
+	__sync_fetch_and_add(&f->bytes, skb->len);
+	f->last_used_ns = bpf_ktime_get_ns();
+	p->cookie = f->cookie;
+	return run_actions(skb, p, (struct nl_actions *)f->acts);
+}
+
+SEC("tc")
+int nl_ingress(struct __sk_buff *skb)
+{
+	__u32 ifindex = skb->ifindex, zero = 0;
+	struct nl_port *port = bpf_map_lookup_elem(&nl_ports, &ifindex);
+	struct parsed p = {};
+	struct nl_config *cfg;
+
+	if (!port)
+		return TC_ACT_OK;
+	cfg = bpf_map_lookup_elem(&nl_config, &zero);
+	if (cfg) {
+		p.trace = cfg->trace;
+		p.tunnel_ifindex = cfg->tunnel_ifindex;
+		p.local_ip = cfg->local_ip;
+	}
+	p.in_port = ifindex;
+	p.vlan_hw = skb->vlan_present;
+	if (parse(skb, &p) < 0)
+		return TC_ACT_SHOT;
+
+	if (port->kind == NL_PORT_INJECT) {
+		__u32 mark = skb->mark, slot;
+		struct nl_exec *x;
+
+		skb->mark = 0;
+		if (!(mark & NL_MARK_EXEC))
+			return TC_ACT_SHOT;
+		slot = mark & 0xffff;
+		x = bpf_map_lookup_elem(&nl_exec, &slot);
+		if (!x)
+			return TC_ACT_SHOT;
+		p.in_port = x->in_port;
+		p.tun_key = x->tun_key;
+		if (x->lookup)
+			return lookup_and_act(skb, &p);
+		p.cookie = x->cookie;
+		return run_actions(skb, &p, (struct nl_actions *)x->acts);
+	}
+
+	if (port->kind == NL_PORT_TUNNEL) {
+		struct bpf_tunnel_key tk = {};
+		__u32 *dst;
+
+		if (bpf_skb_get_tunnel_key(skb, &tk, sizeof(tk), 0) < 0)
+			return TC_ACT_SHOT;
+		p.tun_key = tk.tunnel_id;
+		/* MidoNet's rule: the sender simulated already; the VNI names the local port. */
+		dst = bpf_map_lookup_elem(&nl_vni, &p.tun_key);
+		if (dst)
+			return output(skb, &p, *dst, 0);
+	}
+	return lookup_and_act(skb, &p);
+}
