@@ -12,7 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from agentlab import run
+from .agentlab import run
 
 from netloom.api.service import ObjectService
 from netloom.store.memory import MemoryStore

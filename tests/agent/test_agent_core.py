@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from agentlab import IP, MAC, MAC_R1, ping
+from .agentlab import IP, MAC, MAC_R1, ping
 
 from netloom.agent.core import Agent, AgentConfig, Subscribe
 from netloom.agent.view import Interest

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from agentlab import GW1, GW2, IP, MAC, MAC_R1, MAC_R2, arp_request, cluster, ping, run
+from .agentlab import GW1, GW2, IP, MAC, MAC_R1, MAC_R2, arp_request, cluster, ping, run
 
 from netloom.packet import ARP_REPLY, ip_to_int, mac_to_int
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from agentlab import IP, MAC, MAC_R1, MAC_R2, cluster, ping, run, tcp, udp
+from .agentlab import IP, MAC, MAC_R1, MAC_R2, cluster, ping, run, tcp, udp
 
 from netloom.agent import flowstate
 from netloom.errors import InvalidInput

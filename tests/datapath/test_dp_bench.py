@@ -7,7 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from conftest import have_bpf
+from .conftest import have_bpf
 
 pytestmark = [
     pytest.mark.netns,

@@ -6,12 +6,13 @@ import socket
 import time
 
 import pytest
-from dpvectors import frame, m
 
-from conftest import Lab, have_bpf, in_ns
 from netloom.datapath.base import PortKind, UpcallReason
 from netloom.errors import InvalidInput
 from netloom.flows.model import Flow, FlowKey, Output, SetTpDst
+
+from .conftest import Lab, have_bpf, in_ns
+from .dpvectors import frame, m
 
 pytestmark = [pytest.mark.bpf, pytest.mark.skipif(not have_bpf(), reason="needs root, clang")]
 

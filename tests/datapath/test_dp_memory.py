@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from dpvectors import MAC_VM2, frame, ip, m
 
 from netloom.datapath import frames
 from netloom.datapath.base import Datapath, Fate, PortKind, TunnelSettings, UpcallReason
 from netloom.datapath.memory import MemoryDatapath
 from netloom.errors import InvalidInput, NotFound
 from netloom.flows.model import Drop, Flow, FlowKey, Output, SetEthDst, Tunnel
+
+from .dpvectors import MAC_VM2, frame, ip, m
 
 pytestmark = pytest.mark.unit
 

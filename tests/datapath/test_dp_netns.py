@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Lab, have_bpf, in_ns, sh
 from netloom.datapath.base import PortKind, TunnelSettings, UpcallReason
 from netloom.flows.model import (
     EXACT,
@@ -28,6 +27,8 @@ from netloom.flows.model import (
     SetTpSrc,
     Tunnel,
 )
+
+from .conftest import Lab, have_bpf, in_ns, sh
 
 pytestmark = [
     pytest.mark.netns,

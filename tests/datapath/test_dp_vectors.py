@@ -6,11 +6,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from dpvectors import PORTS, VECTORS, Vector, resolve
 
-from conftest import Lab, have_bpf, in_ns
 from netloom.datapath.base import Fate, Outcome, PortKind, TunnelSettings
 from netloom.datapath.memory import MemoryDatapath
+
+from .conftest import Lab, have_bpf, in_ns
+from .dpvectors import PORTS, VECTORS, Vector, resolve
 
 KINDS = {"vm": PortKind.VM}
 

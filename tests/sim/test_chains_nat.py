@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from conftest import (
+from .conftest import (
     FIP_C,
     IP_A,
     IP_B,

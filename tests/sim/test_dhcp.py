@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import GW1, IP_A, MAC_A, MAC_R1, Lab, dhcp_subnet
+from .conftest import GW1, IP_A, MAC_A, MAC_R1, Lab, dhcp_subnet
 from netloom.model.records import DhcpHost, Opt121Route
 from netloom.packet import ETH_BROADCAST, Frame, IPv4, Udp, build, ip_to_int, mac_to_int
 from netloom.packet.dhcp import (

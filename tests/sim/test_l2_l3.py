@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import (
+from .conftest import (
     EXT_GW,
     GW1,
     GW2,
@@ -214,7 +214,7 @@ def test_anti_spoofing(lab: Lab) -> None:
 
 
 def test_ecmp_spreads_flows_by_hash() -> None:
-    from conftest import Lab as L
+    from .conftest import Lab as L
 
     lab = L()
     net = lab.bridge("net")

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import (
+from .conftest import (
     IP_A,
     MAC_EXT,
     MAC_R1,

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from conftest import CountingStore, eventually, put, run, serving
+from .conftest import CountingStore, eventually, put, run, serving
 from netloom.errors import InvalidInput
 from netloom.store.base import Delete, Put
 from netloom.store.memory import MemoryStore
