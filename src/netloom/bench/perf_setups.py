@@ -1,0 +1,283 @@
+"""The setups ``netloom bench perf`` compares, and the protocol an overlay setup implements.
+
+A setup builds a client and a server endpoint in network namespaces, keeps them up for the
+whole benchmark (the setups are interleaved, so all of them are up at once), and removes
+everything it made, pass or fail. Every setup names its namespaces ``nlb-<random>-...`` so two
+runs (or a run and a crashed earlier one) never collide, and :meth:`Setup.down` is idempotent
+and also undoes a half-finished :meth:`Setup.up`.
+
+Baselines defined here:
+
+* ``bare``: two namespaces on one plain veth, MTU as given: what "bare metal" means on one
+  machine (the whitepaper's first column).
+* ``kernel-vxlan``: what a user would otherwise pick: two "host" namespaces cabled to an
+  underlay switch namespace (a Linux bridge, 192.0.2.0/24, RFC 5737), each host with a Linux
+  bridge, a unicast VXLAN device (RFC 7348, UDP 4789) towards the other host and a VM
+  namespace attached by veth to that bridge. The VMs share one L2 tenant subnet (10.x, inside
+  the VM namespaces only) and have MTU = underlay MTU - 50, the VXLAN overhead, so no packet
+  is ever fragmented outside (ARCHITECTURE.md, pitfalls: MTU). Offloads stay at the kernel's
+  defaults, as a user would have them.
+
+``overlay`` / ``overlay-fip`` come from :func:`netloom.bench.perf_overlay.make_overlay`; see
+:mod:`netloom.bench.perf` for that interface.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import os
+import secrets
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from netloom.errors import NetloomError
+from netloom.lab import netns
+
+VXLAN_OVERHEAD = 50  # outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14 (RFC 7348 §5)
+VXLAN_PORT = 4789  # IANA-assigned VXLAN port (RFC 7348 §5)
+VXLAN_VNI = 4242
+UNDERLAY_PREFIX = 24
+SWITCH_IP = "192.0.2.1"  # RFC 5737 documentation range: the underlay
+HOST_IPS = ("192.0.2.11", "192.0.2.12")
+BARE_IPS = ("10.77.0.1", "10.77.0.2")  # inside the two bare namespaces only
+VM_IPS = ("10.78.0.1", "10.78.0.2")  # the tenant subnet, inside the VM namespaces only
+TENANT_PREFIX = 24
+
+
+class SetupUnavailable(NetloomError):
+    """A setup cannot be built on this tree or machine (e.g. the overlay is not wired yet).
+
+    The harness skips such a setup with this message rather than failing the whole run."""
+
+    code = "setup_unavailable"
+    status = 501
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where the tests run: clients in ``client_netns`` connect to ``server_ip``; servers in
+    ``server_netns`` listen on all addresses (with a floating IP the server sees its private
+    address as destination, so binding ``server_ip`` would be wrong)."""
+
+    client_netns: str
+    server_netns: str
+    server_ip: str
+
+
+@runtime_checkable
+class Setup(Protocol):
+    """One side-by-side configuration of the benchmark."""
+
+    name: str
+
+    def up(self) -> Endpoints:
+        """Build everything; on failure, remove what was built and raise."""
+        ...
+
+    def down(self) -> None:
+        """Remove everything this setup made (idempotent; safe after a failed ``up``)."""
+        ...
+
+    def agent_pids(self) -> list[int]:
+        """PIDs whose CPU time the harness charges to this setup's control plane (agents);
+        empty for the kernel-only baselines."""
+        ...
+
+    def upcalls(self) -> int | None:
+        """A monotonic counter of datapath upcalls (flow misses sent to an agent), read before
+        and after each test; None where there is no such thing."""
+        ...
+
+
+def new_prefix() -> str:
+    """``nlb-<6 hex>``: unique per setup instance."""
+    return f"nlb-{secrets.token_hex(3)}"
+
+
+@dataclass
+class NamespaceSet:
+    """Namespaces made by one setup, recorded *before* creation so ``remove`` gets them all."""
+
+    prefix: str
+    names: list[str] = field(default_factory=list)
+
+    def add(self, role: str) -> str:
+        name = f"{self.prefix}-{role}"
+        self.names.append(name)
+        netns.create(name, may_exist=False)
+        return name
+
+    def remove(self) -> None:
+        """Stop whatever still runs inside (only we started processes in these freshly made,
+        uniquely named namespaces), then delete them, last made first."""
+        for name in reversed(self.names):
+            _kill_inside(name)
+            with contextlib.suppress(NetloomError, OSError):
+                netns.delete(name)
+        self.names.clear()
+
+
+def _kill_inside(ns: str, grace: float = 2.0) -> None:
+    try:
+        pids = netns.pids_in(ns)
+    except NetloomError:
+        return
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and netns.pids_in(ns):
+            time.sleep(0.05)
+        pids = netns.pids_in(ns)
+        if not pids:
+            return
+
+
+class _Built(abc.ABC):
+    """Common ``up``/``down`` plumbing: build in ``_build``; undo everything on failure."""
+
+    name: str
+
+    def __init__(self, mtu: int) -> None:
+        self.mtu = mtu
+        self.ns = NamespaceSet(new_prefix())
+
+    @abc.abstractmethod
+    def _build(self) -> Endpoints:
+        """Create the namespaces (through ``self.ns.add``) and links; the endpoints."""
+
+    def up(self) -> Endpoints:
+        try:
+            return self._build()
+        except BaseException:
+            self.down()
+            raise
+
+    def down(self) -> None:
+        self.ns.remove()
+
+    def agent_pids(self) -> list[int]:
+        return []
+
+    def upcalls(self) -> int | None:
+        return None
+
+    @property
+    def namespaces(self) -> list[str]:
+        return list(self.ns.names)
+
+
+class BareSetup(_Built):
+    """Two namespaces on a plain veth: the baseline every ratio is taken against."""
+
+    name = "bare"
+
+    def _build(self) -> Endpoints:
+        client, server = self.ns.add("bare-c"), self.ns.add("bare-s")
+        netns.create_veth(client, "eth0", server, "eth0", mtu=self.mtu, may_exist=False)
+        netns.add_address(client, "eth0", f"{BARE_IPS[0]}/{TENANT_PREFIX}")
+        netns.add_address(server, "eth0", f"{BARE_IPS[1]}/{TENANT_PREFIX}")
+        return Endpoints(client, server, BARE_IPS[1])
+
+
+class KernelVxlanSetup(_Built):
+    """Linux bridge + unicast VXLAN between two host namespaces on an underlay switch."""
+
+    name = "kernel-vxlan"
+
+    @property
+    def vm_mtu(self) -> int:
+        return self.mtu - VXLAN_OVERHEAD
+
+    def _build(self) -> Endpoints:
+        switch = self.ns.add("kv-sw")
+        netns.create_bridge(switch, "br0", mtu=self.mtu, may_exist=False)
+        netns.add_address(switch, "br0", f"{SWITCH_IP}/{UNDERLAY_PREFIX}")
+        hosts = [self.ns.add(f"kv-h{i + 1}") for i in range(2)]
+        vms = [self.ns.add(f"kv-h{i + 1}-vm") for i in range(2)]
+        for i, host in enumerate(hosts):
+            port = f"p{i + 1}"
+            netns.create_veth(switch, port, host, "eth0", mtu=self.mtu, may_exist=False)
+            netns.set_master(switch, port, "br0")
+            netns.add_address(host, "eth0", f"{HOST_IPS[i]}/{UNDERLAY_PREFIX}")
+            self._host_bridge(host, local=HOST_IPS[i], remote=HOST_IPS[1 - i])
+            netns.create_veth(host, "vm", vms[i], "eth0", mtu=self.vm_mtu, may_exist=False)
+            netns.set_master(host, "vm", "br0")
+            netns.add_address(vms[i], "eth0", f"{VM_IPS[i]}/{TENANT_PREFIX}")
+        return Endpoints(vms[0], vms[1], VM_IPS[1])
+
+    def _host_bridge(self, host: str, *, local: str, remote: str) -> None:
+        """``br0`` with ``vx0``: a unicast VXLAN whose flood/unknown destination is the other
+        host, so ARP and unknown unicast reach it without multicast (RFC 7348 §4.2 allows a
+        configured remote in place of the multicast group)."""
+        netns.create_bridge(host, "br0", mtu=self.vm_mtu, may_exist=False)
+        netns.run(host, [
+            "ip", "link", "add", "vx0", "mtu", str(self.vm_mtu), "type", "vxlan",
+            "id", str(VXLAN_VNI), "local", local, "remote", remote,
+            "dstport", str(VXLAN_PORT), "dev", "eth0",
+        ])
+        netns.set_master(host, "vx0", "br0")
+        netns.set_link(host, "vx0", up=True)
+
+
+OVERLAY_MODULE = "netloom.bench.perf_overlay"
+OVERLAY_FACTORY = "make_overlay"
+
+
+def _overlay_factory() -> Callable[[bool, int], Setup]:
+    """``netloom.bench.perf_overlay.make_overlay`` if it exists, else SetupUnavailable."""
+    import importlib
+
+    try:
+        module = importlib.import_module(OVERLAY_MODULE)
+    except ModuleNotFoundError as exc:
+        if exc.name == OVERLAY_MODULE:
+            raise SetupUnavailable(
+                f"the netloom overlay is not available yet ({OVERLAY_MODULE} does not exist)"
+            ) from None
+        raise
+    factory = getattr(module, OVERLAY_FACTORY, None)
+    if not callable(factory):
+        raise SetupUnavailable(f"{OVERLAY_MODULE}.{OVERLAY_FACTORY} is not defined yet")
+    return factory  # type: ignore[no-any-return]
+
+
+def _make_overlay(fip: bool) -> Callable[[int], Setup]:
+    def make(mtu: int) -> Setup:
+        setup = _overlay_factory()(fip, mtu)
+        if not isinstance(setup, Setup):
+            raise SetupUnavailable(f"{OVERLAY_FACTORY} returned {setup!r}, not a Setup")
+        return setup
+
+    return make
+
+
+SETUPS: dict[str, Callable[[int], Setup]] = {
+    "bare": BareSetup,
+    "kernel-vxlan": KernelVxlanSetup,
+    "overlay": _make_overlay(fip=False),
+    "overlay-fip": _make_overlay(fip=True),
+}
+
+
+def make_setup(name: str, mtu: int) -> Setup:
+    """The setup called ``name``; SetupUnavailable when it cannot exist here."""
+    return SETUPS[name](mtu)
+
+
+__all__ = [
+    "SETUPS",
+    "BareSetup",
+    "Endpoints",
+    "KernelVxlanSetup",
+    "NamespaceSet",
+    "Setup",
+    "SetupUnavailable",
+    "make_setup",
+    "new_prefix",
+]
