@@ -12,11 +12,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from .agentlab import run
 
 from netloom.api.service import ObjectService
 from netloom.store.memory import MemoryStore
 from netloom.topology.server import TopologyServer
+
+from .agentlab import run
 
 pytestmark = pytest.mark.unit
 NETLOOM = str(Path(sys.executable).with_name("netloom"))

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from .agentlab import IP, MAC, MAC_R1, ping
 
 from netloom.agent.core import Agent, AgentConfig, Subscribe
 from netloom.agent.view import Interest
 from netloom.datapath.memory import MemoryDatapath
 from netloom.model.types import new_id
 from netloom.packet import build
+
+from .agentlab import IP, MAC, MAC_R1, ping
 
 pytestmark = pytest.mark.unit
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from .agentlab import IP, MAC, MAC_R1, Cluster, cluster, eventually, ping, run, tcp
 
 from netloom.packet import ip_to_int
+
+from .agentlab import IP, MAC, MAC_R1, Cluster, cluster, eventually, ping, run, tcp
 
 pytestmark = pytest.mark.unit
 

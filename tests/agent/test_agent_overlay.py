@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from .agentlab import GW1, GW2, IP, MAC, MAC_R1, MAC_R2, arp_request, cluster, ping, run
 
 from netloom.packet import ARP_REPLY, ip_to_int, mac_to_int
+
+from .agentlab import GW1, GW2, IP, MAC, MAC_R1, MAC_R2, arp_request, cluster, ping, run
 
 pytestmark = pytest.mark.unit
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from .agentlab import IP, MAC, MAC_R1, MAC_R2, cluster, ping, run, tcp, udp
 
 from netloom.agent import flowstate
 from netloom.errors import InvalidInput
@@ -22,6 +21,8 @@ from netloom.packet import (
 )
 from netloom.packet.dhcp import build_dhcp
 from netloom.sim.state import ConntrackAdded, MacLearned, NatAdded
+
+from .agentlab import IP, MAC, MAC_R1, MAC_R2, cluster, ping, run, tcp, udp
 
 pytestmark = pytest.mark.unit
 

@@ -6,6 +6,12 @@ import itertools
 
 import pytest
 
+from netloom.model.records import IPAddrGroup, PortGroup, PortRange
+from netloom.packet import Frame, Icmp, IPv4, Tcp, Udp, build, ip_to_int, mac_to_int
+from netloom.packet.headers import ETH_TYPE_IPV4, IPPROTO_ICMP, Ethernet
+from netloom.sim import Verdict
+from netloom.sim.state import ConntrackAdded
+
 from .conftest import (
     FIP_C,
     IP_A,
@@ -25,11 +31,6 @@ from .conftest import (
     tcp,
     udp,
 )
-from netloom.model.records import IPAddrGroup, PortGroup, PortRange
-from netloom.packet import Frame, Icmp, IPv4, Tcp, Udp, build, ip_to_int, mac_to_int
-from netloom.packet.headers import ETH_TYPE_IPV4, IPPROTO_ICMP, Ethernet
-from netloom.sim import Verdict
-from netloom.sim.state import ConntrackAdded
 
 pytestmark = pytest.mark.unit
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import GW1, IP_A, MAC_A, MAC_R1, Lab, dhcp_subnet
 from netloom.model.records import DhcpHost, Opt121Route
 from netloom.packet import ETH_BROADCAST, Frame, IPv4, Udp, build, ip_to_int, mac_to_int
 from netloom.packet.dhcp import (
@@ -35,6 +34,8 @@ from netloom.packet.dhcp import (
 )
 from netloom.packet.headers import ETH_TYPE_IPV4, IPPROTO_UDP, Ethernet
 from netloom.sim import SimConfig, Verdict
+
+from .conftest import GW1, IP_A, MAC_A, MAC_R1, Lab, dhcp_subnet
 
 pytestmark = pytest.mark.unit
 

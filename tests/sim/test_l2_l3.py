@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from netloom.flows.model import DecTtl, SetEthDst, SetEthSrc
+from netloom.model.records import AllowedAddressPair, Route
+from netloom.packet import ARP_REPLY, Frame, Icmp, build, int_to_ip, ip_to_int, mac_to_int, parse
+from netloom.sim import OutputPort, SimState, Verdict, simulate
+from netloom.sim.result import F_ETH_DST, F_IP_DST
+
 from .conftest import (
     EXT_GW,
     GW1,
@@ -23,11 +29,6 @@ from .conftest import (
     tcp,
     udp,
 )
-from netloom.flows.model import DecTtl, SetEthDst, SetEthSrc
-from netloom.model.records import AllowedAddressPair, Route
-from netloom.packet import ARP_REPLY, Frame, Icmp, build, int_to_ip, ip_to_int, mac_to_int, parse
-from netloom.sim import OutputPort, SimState, Verdict, simulate
-from netloom.sim.result import F_ETH_DST, F_IP_DST
 
 pytestmark = pytest.mark.unit
 

@@ -6,6 +6,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from netloom.packet import Frame, IPv4, Tcp, Udp, build, int_to_ip, ip_to_int, mac_to_int
+from netloom.packet.headers import ETH_TYPE_IPV4, Ethernet
+from netloom.sim import SimState, Verdict, simulate
+
 from .conftest import (
     IP_A,
     MAC_EXT,
@@ -17,9 +21,6 @@ from .conftest import (
     tcp,
     udp,
 )
-from netloom.packet import Frame, IPv4, Tcp, Udp, build, int_to_ip, ip_to_int, mac_to_int
-from netloom.packet.headers import ETH_TYPE_IPV4, Ethernet
-from netloom.sim import SimState, Verdict, simulate
 
 pytestmark = pytest.mark.unit
 

@@ -7,11 +7,12 @@ from typing import Any
 
 import pytest
 
-from .conftest import CountingStore, eventually, put, run, serving
 from netloom.errors import InvalidInput
 from netloom.store.base import Delete, Put
 from netloom.store.memory import MemoryStore
 from netloom.topology import TopologyClient
+
+from .conftest import CountingStore, eventually, put, run, serving
 
 pytestmark = pytest.mark.unit
 

@@ -7,10 +7,11 @@ import time
 
 import pytest
 
-from .conftest import RawAgent, eventually, put, run, serving
 from netloom.store.memory import MemoryStore
 from netloom.topology import TopologyClient
 from netloom.topology.protocol import Batch, Hello, Pong, Snap, Sub, Welcome
+
+from .conftest import RawAgent, eventually, put, run, serving
 
 pytestmark = pytest.mark.unit
 
