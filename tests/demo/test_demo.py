@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -143,6 +143,12 @@ def test_failed_step_is_reported_and_cleaned_up(demo_name: str,
     assert summary.error is not None and "without a lease" in summary.error
     assert not summary.pings and not summary.iperf3
     assert any(line.startswith("FAILED: DHCP") for line in lines)
+    assert summary.logs is not None
+    logs = Path(summary.logs)
+    try:
+        assert {p.name for p in logs.iterdir()} >= {"cluster.log", f"agent-{demo_name}-h1.log"}
+    finally:
+        shutil.rmtree(logs)
     _gone(demo_name, list(demo.lab.state.bpf_pins), [h["agent_pid"] for h in summary.hosts])
 
 
@@ -176,5 +182,3 @@ def test_cli_keep_json_two_hosts_leaves_a_working_lab(demo_name: str) -> None:
     _gone(demo_name, pins, [h["agent_pid"] for h in body["hosts"]])
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(pytest.main([__file__, "-v"]))
