@@ -189,6 +189,12 @@ CASES = [
     Case("malformed filter value", lambda t: Req("GET", "/api/v1/ports",
                                                  params={"tunnel_key": "many"}),
          400, "invalid_input", "tunnel_key"),
+    Case("null membership filter", lambda t: Req("GET", "/api/v1/ports",
+                                                 params={"port_group_ids": "null"}),
+         400, "invalid_input", "port_group_ids"),
+    Case("malformed membership filter", lambda t: Req("GET", "/api/v1/ports",
+                                                      params={"port_group_ids": "not-a-uuid"}),
+         400, "invalid_input", "port_group_ids"),
     Case("bad cascade flag", lambda t: Req(
         "DELETE", f"/api/v1/bridges/{t['bridge1']}", params={"cascade": "perhaps"}),
          400, "invalid_input", "cascade"),

@@ -41,6 +41,11 @@ def test_full_topology_round_trips(client: Any, store: Store) -> None:
     assert {p["id"] for p in bound} == {t["vm1"], t["vm2"]}
     by_mac = ok(client.get("/api/v1/ports", params={"mac": "02-00-00-00-01-01"}))["items"]
     assert [p["id"] for p in by_mac] == [t["vm1"]]  # the filter value is normalised too
+    # a list field filters by membership: the ports of a port group
+    in_group = ok(client.get("/api/v1/ports", params={"port_group_ids": t["pgroup"]}))["items"]
+    assert {p["id"] for p in in_group} == {t["vm1"], t["vm2"]}
+    nobody = ok(client.get("/api/v1/ports", params={"port_group_ids": t["tenant"]}))["items"]
+    assert nobody == []
 
     routes = ok(client.get("/api/v1/routes", params={"router_id": t["router"]}))["items"]
     assert {r["dst"] for r in routes} == {"10.0.1.0/24", "10.0.2.0/24", "0.0.0.0/0"}

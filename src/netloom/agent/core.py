@@ -34,7 +34,7 @@ from netloom.agent.view import AgentView, Interest
 from netloom.datapath.base import Datapath, PortKind, TunnelSettings, Upcall, UpcallReason
 from netloom.errors import NetloomError
 from netloom.flows.model import Output, Tunnel
-from netloom.model.records import Port, Record, Route, Rule, TunnelZone
+from netloom.model.records import Port, PortGroup, Record, Route, Rule, TunnelZone
 from netloom.packet.util import int_to_ip, ip_to_int
 from netloom.sim import GeneratedPacket, Result, SimConfig, SimState, Verdict, simulate
 from netloom.sim.state import ArpLearned, ConntrackAdded, MacLearned, NatAdded, StateChange
@@ -140,6 +140,7 @@ class Agent:
         self._parked_n = 0
         self._hosts_used: set[str] = set()
         self._missed: set[Interest] = set()  # what the last simulation asked and lacked
+        self._group_interests: set[Interest] = set()  # pinned for bound ports' port groups
         self.stats: dict[str, int] = {"upcalls": 0, "simulations": 0, "installed": 0,
                                       "invalidated": 0, "expired": 0, "rate_limited": 0,
                                       "parked": 0, "park_dropped": 0, "resimulated": 0,
@@ -190,6 +191,8 @@ class Agent:
             self._rebind(id, new if isinstance(new, Port) else None, now)
         elif kind == "tunnel_zone":
             tags |= self._update_zone(id, new if isinstance(new, TunnelZone) else None)
+        if kind in ("port", "port_group"):
+            self._sync_groups()
         self._invalidate(tags, why=f"{kind} {id[:8]}")
 
     def _invalidate(self, tags: Iterable[object], why: str) -> int:
@@ -439,12 +442,58 @@ class Agent:
         if not keys:
             return
         hosts = {h for h in (self._host_of(pid) for pid in r.outputs) if h}
+        hosts |= self._stateful_group_hosts((r.in_port_id, *r.outputs))
         for h in sorted(hosts):
             ip = self._host_ip.get(h)
             if ip is not None:
                 self._requests.append(PushState(h, ip, keys))
                 self.stats["pushed"] += len(keys)
                 self.metrics.state_pushed.inc(len(keys))
+
+    def _stateful_group_hosts(self, port_ids: Iterable[str]) -> set[str]:
+        """The other hosts with a port in a stateful port group of one of ``port_ids``.
+
+        A stateful group says its members share connection state: the reply (or a later
+        packet of the connection) may arrive through any member's host, e.g. after a VM
+        moved or behind an anycast/ECMP address, so each of those hosts gets the keys too
+        (Decision 8). Members come from the view's ``port_group_ids`` filter, loaded by
+        :meth:`_sync_groups` for the groups of this host's bound ports; a group not loaded
+        yet (only a remote port's) is skipped rather than guessed."""
+        hosts: set[str] = set()
+        for pid in dict.fromkeys(port_ids):
+            rec = self.view.peek("port", pid)
+            if not isinstance(rec, Port):
+                continue
+            for gid in rec.port_group_ids:
+                group = self.view.peek("port_group", gid)
+                if not isinstance(group, PortGroup) or not group.stateful:
+                    continue
+                for member in self.view.group_members(gid) or ():
+                    if member.host_id and member.host_id != self.host_id:
+                        hosts.add(member.host_id)
+        return hosts
+
+    def _sync_groups(self) -> None:
+        """Follow the port groups of this host's bound ports: each group's record (is it
+        stateful?) and, for the stateful ones, its member ports, so :meth:`_push_state`
+        knows their hosts before the first packet. Interests no longer needed are unpinned
+        and expire like any other (a simulation may still be using them)."""
+        groups: set[str] = set()
+        for pid in self._bindings:
+            rec = self.view.peek("port", pid)
+            if isinstance(rec, Port):
+                groups.update(rec.port_group_ids)
+        want = {Interest.obj("port_group", g) for g in groups}
+        for g in groups:
+            group = self.view.peek("port_group", g)
+            if isinstance(group, PortGroup) and group.stateful:
+                want.add(Interest.where("port", "port_group_ids", g))
+        for i in want - self._group_interests:
+            self.view.pin(i)
+            self._subscribe(i)
+        for i in self._group_interests - want:
+            self.view.unpin(i)
+        self._group_interests = want
 
     def _host_of(self, port_id: str) -> str | None:
         rec = self.view.peek("port", port_id)

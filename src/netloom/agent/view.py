@@ -71,6 +71,8 @@ class Interest:
             return id == self.id
         assert self.field is not None
         have = data.get(self.field) if isinstance(data, dict) else getattr(data, self.field, None)
+        if isinstance(have, list):  # a list field filters by membership (the server's rule)
+            return self.value in have
         return bool(have == self.value)
 
     def __str__(self) -> str:
@@ -121,6 +123,10 @@ class AgentView:
         """Never expire ``interest`` (bindings, tunnel zones)."""
         self._pinned.add(interest)
 
+    def unpin(self, interest: Interest) -> None:
+        """Let ``interest`` expire like any other once idle (no longer always needed)."""
+        self._pinned.discard(interest)
+
     def is_loaded(self, interest: Interest) -> bool:
         return interest in self._loaded
 
@@ -165,6 +171,18 @@ class AgentView:
     @property
     def loaded(self) -> frozenset[Interest]:
         return frozenset(self._loaded)
+
+    def group_members(self, group_id: str) -> list[Port] | None:
+        """The ports of port group ``group_id`` (filter ``port_group_ids`` contains it), once
+        that filter is loaded; None before. Records the interest's use but never a miss: the
+        agent subscribes to it itself (the stateful groups of its bound ports), outside any
+        simulation, so asking must not make the next simulation look incomplete."""
+        want = Interest.where("port", "port_group_ids", group_id)
+        if want not in self._loaded:
+            return None
+        self._touched[want] = self.now
+        return [rec for _, rec in self._records("port")
+                if isinstance(rec, Port) and group_id in rec.port_group_ids]
 
     def record_count(self) -> int:
         return sum(len(v) for v in self._mem._objs.values())

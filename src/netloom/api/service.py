@@ -163,7 +163,7 @@ class ObjectService:
         out = [
             (copy.deepcopy(it.data), it.version)
             for it in self.store.list(k.name)
-            if all(it.data.get(f) == v for f, v in wanted.items())
+            if all(integrity.filter_matches(it.data.get(f), v) for f, v in wanted.items())
         ]
         out.sort(key=lambda pair: str(pair[0].get("id")))
         return out

@@ -54,7 +54,7 @@ def _datapath(kind: DatapathKind, host_id: str) -> object:
 
 async def _main(host_id: str | None, host_name: str | None, topology: str,
                 datapath: DatapathKind, underlay_ip: str | None,
-                metrics_port: int | None) -> None:  # fmt: skip
+                metrics_port: int | None, idle_timeout: float = 60.0) -> None:  # fmt: skip
     from netloom.agent.core import Agent, AgentConfig
     from netloom.agent.driver import AgentDriver
     from netloom.datapath.base import Datapath
@@ -66,7 +66,8 @@ async def _main(host_id: str | None, host_name: str | None, topology: str,
         host_id = await _resolve_host(address, host_name)
     dp = _datapath(datapath, host_id)
     assert isinstance(dp, Datapath)
-    agent = Agent(AgentConfig(host_id, underlay_ip=underlay_ip), dp)
+    agent = Agent(AgentConfig(host_id, underlay_ip=underlay_ip, idle_timeout_s=idle_timeout),
+                  dp)  # fmt: skip
     driver = AgentDriver(agent, TopologyClient(host_id, address), metrics_port=metrics_port)
     await driver.run_until_signalled()
 
@@ -82,6 +83,8 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
                                         help="VXLAN source address (default: tunnel zone)."),
         metrics_port: int = typer.Option(None, "--metrics-port",
                                          help="Serve Prometheus metrics on 127.0.0.1:N."),
+        idle_timeout: float = typer.Option(60.0, "--idle-timeout",
+                                           help="Seconds an unused flow stays installed."),
         log_format: str = typer.Option("text", "--log-format", help="text or json."),
         verbose: bool = typer.Option(False, "--verbose", "-v"),
     ) -> None:
@@ -90,6 +93,9 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
 
         if (host_id is None) == (host_name is None):
             typer.echo("error: give exactly one of --host-id and --host-name", err=True)
+            raise typer.Exit(2)
+        if not 0 < idle_timeout <= 86400:
+            typer.echo("error: --idle-timeout must be in (0, 86400] seconds", err=True)
             raise typer.Exit(2)
         handler = logging.StreamHandler(sys.stderr)
         if log_format == "json":
@@ -100,7 +106,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
                             handlers=[handler])  # fmt: skip
         try:
             asyncio.run(_main(host_id, host_name, topology, datapath, underlay_ip,
-                              metrics_port))  # fmt: skip
+                              metrics_port, idle_timeout))  # fmt: skip
         except NetloomError as exc:
             typer.echo(f"error: {exc.message}", err=True)
             raise typer.Exit(1) from None

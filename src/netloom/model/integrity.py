@@ -16,7 +16,7 @@ keeping them here, free of I/O, lets them be read (and tested) as the rules them
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args, get_origin
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -178,15 +178,30 @@ def filter_value(kind_name: str, field: str, raw: str) -> Any:
             f"cannot filter {k.collection} on {field!r} (filters: {allowed})", field=field
         )
     info = k.record.model_fields[field]
-    if raw == "null":
-        return None
     tp: Any = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+    if get_origin(info.annotation) is list:
+        # a list field filters by membership (?port_group_ids=G: the ports in group G): the
+        # value is one element, validated as the element type
+        if raw == "null":
+            raise InvalidInput(f"filter {field}: a list field matches one element, not null",
+                               field=field)
+        (tp,) = get_args(info.annotation)
+    elif raw == "null":
+        return None
     adapter: TypeAdapter[Any] = TypeAdapter(tp)
     try:
         return adapter.dump_python(adapter.validate_strings(raw), mode="json")
     except ValidationError as exc:
         msg = _clean_message(str(exc.errors(include_url=False)[0]["msg"]))
         raise InvalidInput(f"filter {field}={raw!r}: {msg}", field=field) from None
+
+
+def filter_matches(have: Any, want: Any) -> bool:
+    """Whether a stored field value ``have`` satisfies a list filter value ``want`` (from
+    :func:`filter_value`): membership for a list field, equality otherwise."""
+    if isinstance(have, list):
+        return want in have
+    return bool(have == want)
 
 
 def merge_patch(target: Mapping[str, Any], patch: Mapping[str, Any]) -> Doc:
@@ -209,6 +224,7 @@ __all__ = [
     "TUNNEL_KEY_MAX",
     "RefKey",
     "check_link",
+    "filter_matches",
     "filter_value",
     "invalid_from",
     "jump_cycle",

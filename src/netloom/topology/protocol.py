@@ -23,7 +23,8 @@ Conversation (client = agent, server = topology service)::
     S: Error(req, code, message)                       bad request (code from netloom.errors)
 
 An object is *in the agent's view* while it matches one of the agent's subscriptions (an
-object subscription by id, or a filter ``data[field] == value``). A change is sent to an agent
+object subscription by id, or a filter ``data[field] == value``; for a list-valued field the
+filter means membership, ``value in data[field]``). A change is sent to an agent
 when the object is in its view after the change (the new data), or was in its view before and
 no longer is: then the agent gets the object with ``data = None`` ("deleted or no longer of
 interest": e.g. a port re-bound away from this host). Changes carry the store revision; every
@@ -208,12 +209,36 @@ def value_key(value: Any) -> tuple[bool, Any]:
     return (isinstance(value, bool), value)
 
 
+def _same(have: Any, value: Scalar) -> bool:
+    return bool(have == value) and isinstance(have, bool) == isinstance(value, bool)
+
+
 def matches(data: dict[str, Any] | None, field: str, value: Scalar) -> bool:
-    """True when ``data`` satisfies the kind-wide filter ``data[field] == value``."""
+    """True when ``data`` satisfies the kind-wide filter on ``field``: equality for a scalar
+    field, membership for a list field (``port_group_ids`` contains ``value``: the ports of a
+    port group)."""
     if data is None or field not in data:
         return False
     have = data[field]
-    return bool(have == value) and isinstance(have, bool) == isinstance(value, bool)
+    if isinstance(have, list):
+        return any(_same(h, value) for h in have)
+    return _same(have, value)
+
+
+def value_keys(data: dict[str, Any], field: str) -> list[tuple[bool, Any]]:
+    """The filter-index keys ``data[field]`` is found under: one for a scalar, one per element
+    of a list (a list-valued field is indexed by membership). Unhashable values and a missing
+    field give none: no scalar filter value can match them."""
+    if field not in data:
+        return []
+    have = data[field]
+    out: list[tuple[bool, Any]] = []
+    for v in have if isinstance(have, list) else (have,):
+        try:
+            out.append(value_key(v))
+        except TypeError:
+            continue
+    return out
 
 
 __all__ = [
@@ -239,4 +264,5 @@ __all__ = [
     "matches",
     "server_decoder",
     "value_key",
+    "value_keys",
 ]

@@ -50,6 +50,7 @@ from netloom.topology.protocol import (
     matches,
     server_decoder,
     value_key,
+    value_keys,
 )
 
 log = logging.getLogger(__name__)
@@ -267,31 +268,28 @@ class TopologyServer:
             if k != kind:
                 continue
             for data, add in ((old, False), (new, True)):
-                if data is None or fld not in data:
+                if data is None:
                     continue
-                try:
-                    vk = value_key(data[fld])
-                except TypeError:
-                    continue
-                if add:
-                    index.setdefault(vk, set()).add(id)
-                elif vk in index:
-                    index[vk].discard(id)
-                    if not index[vk]:
-                        del index[vk]
+                for vk in value_keys(data, fld):
+                    if add:
+                        index.setdefault(vk, set()).add(id)
+                    elif vk in index:
+                        index[vk].discard(id)
+                        if not index[vk]:
+                            del index[vk]
 
     # -- fan-out -----------------------------------------------------------------------------
 
     def _candidates(self, kind: str, id: str, data: dict[str, Any] | None) -> set[_Conn]:
+        """Connections that may need this change: those holding the object now (it may leave
+        their view: ``_by_key`` covers the view) and those whose filters the new data matches
+        (it may enter: every element of a list field is looked up)."""
         out = set(self._by_key.get((kind, id), ()))
         fields = self._filter_fields.get(kind)
         if fields and data is not None:
             for fld in fields:
-                if fld in data:
-                    try:
-                        conns = self._by_filter.get((kind, fld, value_key(data[fld])))
-                    except TypeError:
-                        continue
+                for vk in value_keys(data, fld):
+                    conns = self._by_filter.get((kind, fld, vk))
                     if conns:
                         out |= conns
         return out
@@ -368,10 +366,8 @@ class TopologyServer:
         if (kind, fld) not in self._index:
             index: dict[tuple[bool, Any], set[str]] = {}
             for id, entry in self._objects.get(kind, {}).items():
-                try:
-                    index.setdefault(value_key(entry.data[fld]), set()).add(id)
-                except (KeyError, TypeError):
-                    continue
+                for vk in value_keys(entry.data, fld):
+                    index.setdefault(vk, set()).add(id)
             self._index[(kind, fld)] = index
 
     def _remove_filter(self, conn: _Conn, kind: str, fld: str, value: Scalar) -> None:
