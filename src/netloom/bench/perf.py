@@ -35,8 +35,10 @@ A :class:`~netloom.bench.perf_setups.Setup` has ``name`` (``"overlay"`` / ``"ove
 ``up() -> Endpoints(client_netns, server_netns, server_ip)`` (build hosts, agents, topology;
 remove everything and raise on failure), ``down()`` (idempotent, removes everything),
 ``agent_pids() -> list[int]`` and ``upcalls() -> int | None`` (a monotonic counter). Namespace
-names must start with ``nlb-<random>``. Until that module exists, the overlay setups are
-skipped with a note in the output (and ``null`` ratios in ``--json``), not an error.
+names must start with ``nlb-<random>`` (a lab-based setup: ``nlb<random>-...``, lab names
+allow no dash) and be listed in the setup's ``namespaces`` attribute. Until that module
+exists, the overlay setups are skipped with a note in the output (and ``null`` ratios in
+``--json``), not an error.
 """
 
 from __future__ import annotations

@@ -119,6 +119,13 @@ class Servers:
         self.errs: list[IO[bytes]] = []
 
     def start(self) -> None:
+        # The CRR tool opens and closes tens of thousands of connections a rep; left in
+        # TIME_WAIT they exhaust the client's local ports and the next iperf3 connect fails
+        # ("Cannot assign requested address", seen in full runs). Reusing TIME_WAIT sockets
+        # for outgoing connections (safe with timestamps, RFC 7323) is set alike on every
+        # setup's client, so no setup gains from it.
+        netns.run(self.ep.client_netns, ["sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1"],
+                  timeout=10.0)
         try:
             self._spawn("iperf3", ["iperf3", "-s", "-p", str(IPERF_PORT)], IPERF_PORT)
             self._spawn("sockperf", ["sockperf", "server", "--tcp", "-i", "0.0.0.0",

@@ -1,0 +1,258 @@
+"""The netloom overlay as ``netloom bench perf`` setups: ``overlay`` and ``overlay-fip``.
+
+Each setup is a real :class:`~netloom.lab.lab.Lab`: an underlay switch namespace with the
+cluster inside it, two host namespaces each running ``netloom agent --datapath bpf`` (with
+``--metrics-port``, the upcall counter), and two VM namespaces, the client on host 1 and the
+server on host 2. The tenant topology is the one the whitepaper measured::
+
+    client 10.0.1.10 ── net1 ── router ── net2 ── server 10.0.2.10
+       (host 1)        10.0.1.1        10.0.2.1       (host 2)
+
+so every packet crosses a bridge, the router and a bridge again in the simulation, and in the
+kernel a VXLAN tunnel between the hosts (VM MTU = underlay MTU - 50, RFC 7348 §5).
+
+``overlay-fip`` gives the server the floating IP 203.0.113.50 (RFC 5737 documentation range)
+the MidoNet way, with NAT rules on the router's chains (inbound: ``reverse-snat``, then
+``dnat`` FIP -> private; outbound: ``reverse-dnat``, then ``snat`` private -> FIP). The client
+connects to the floating IP, so the address rewrite is part of the kernel flows of every test
+(and of the state the agents share per connection).
+
+Naming: a lab's namespaces are ``<lab>-sw``, ``<lab>-h1`` ...; lab names are ``[a-z0-9]``
+only (they prefix interface names, 15 bytes), so the bench's ``nlb-`` prefix becomes a lab
+called ``nlb<5 hex>``. Everything is in the lab's write-ahead state file, so :meth:`down`
+(and, after a crash, ``netloom lab down --name nlb...``) removes all of it.
+
+Before ``up`` returns, a warm-up ping crosses the path both ways until it answers: the harness
+measures kernel flows, not first packets and ARP resolution.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from netloom.bench.perf_setups import Endpoints, SetupUnavailable
+from netloom.errors import DatapathError, NetloomError
+from netloom.lab import netns
+from netloom.lab.lab import VXLAN_OVERHEAD, Lab, host_name, netloom_argv, vm_mac
+
+METRICS_PORT = 9464  # Prometheus text on 127.0.0.1 inside each host namespace
+UPCALL_METRIC = "netloom_agent_upcalls"
+PREFIX = 24
+CLIENT_NET, CLIENT_GW, CLIENT_IP = "10.0.1.0/24", "10.0.1.1", "10.0.1.10"
+SERVER_NET, SERVER_GW, SERVER_IP = "10.0.2.0/24", "10.0.2.1", "10.0.2.10"
+FLOATING_IP = "203.0.113.50"  # RFC 5737 TEST-NET-3
+ALIVE_TIMEOUT = 30.0
+WARMUP_TIMEOUT = 20.0
+LAB_MTUS = (1500, 9000)
+
+
+@dataclass
+class _Ids:
+    """NSDB ids of the topology, for the error messages and for nothing else to leak: the
+    whole NSDB is dropped with the lab."""
+
+    router: str = ""
+    client_port: str = ""
+    server_port: str = ""
+
+
+class OverlaySetup:
+    """A two-host netloom lab measured as one bench setup (see the module docstring)."""
+
+    def __init__(self, fip: bool, mtu: int) -> None:
+        if mtu not in LAB_MTUS:
+            raise SetupUnavailable(f"the lab runs at underlay MTU 1500 or 9000, not {mtu}")
+        self.fip = fip
+        self.mtu = mtu
+        self.name = "overlay-fip" if fip else "overlay"
+        self.lab_name = f"nlb{secrets.token_hex(3)[:5]}"
+        self._lab: Lab | None = None
+        self._ids = _Ids()
+
+    # -- the Setup protocol ------------------------------------------------------------------
+
+    def up(self) -> Endpoints:
+        _check_bpf()
+        try:
+            return self._build()
+        except BaseException:
+            self.down()
+            raise
+
+    def down(self) -> None:
+        if self._lab is not None:
+            self._lab.down()
+            self._lab = None
+
+    def agent_pids(self) -> list[int]:
+        if self._lab is None:
+            return []
+        return [p.pid for p in self._lab.state.processes if p.role == "agent"]
+
+    def upcalls(self) -> int | None:
+        """Upcalls received by both agents (``netloom_agent_upcalls``, all reasons), read over
+        HTTP inside each host namespace; None when an agent does not answer."""
+        if self._lab is None:
+            return None
+        total = 0.0
+        for h in self._lab.state.hosts:
+            try:
+                total += scrape_counter(h.netns, METRICS_PORT, UPCALL_METRIC)
+            except (OSError, NetloomError):
+                return None
+        return int(total)
+
+    @property
+    def namespaces(self) -> list[str]:
+        return list(self._lab.state.netns) if self._lab is not None else []
+
+    # -- building ----------------------------------------------------------------------------
+
+    def _build(self) -> Endpoints:
+        lab = self._lab = Lab.create(self.lab_name, mtu=self.mtu)
+        lab.state.datapath = "bpf"  # saved with the next write (write-ahead)
+        lab.build_underlay()
+        for n in (1, 2):
+            lab.add_host(n)
+        lab.start_cluster()
+        lab.register_hosts()
+        client = lab.add_vm(host_name(lab.name, 1), "c")
+        server = lab.add_vm(host_name(lab.name, 2), "s")
+        self._topology(lab, client.name, server.name)
+        lab.set_vm_address(client.name, f"{CLIENT_IP}/{PREFIX}", CLIENT_GW)
+        lab.set_vm_address(server.name, f"{SERVER_IP}/{PREFIX}", SERVER_GW)
+        if not lab.start_agents([*netloom_argv(), "agent", "--metrics-port",
+                                 str(METRICS_PORT)]):
+            raise SetupUnavailable("this installation has no `netloom agent`")
+        self._wait_alive(lab)
+        target = FLOATING_IP if self.fip else SERVER_IP
+        self._warm_up(lab, lab.vm(client.name).netns, target)
+        return Endpoints(lab.vm(client.name).netns, lab.vm(server.name).netns, target)
+
+    def _topology(self, lab: Lab, client_vm: str, server_vm: str) -> None:
+        """Tenant, router (with the FIP chains for ``overlay-fip``), two bridges linked to it,
+        a route per subnet, and the two VM ports bound to their host-side veths."""
+        api = lab.api()
+        tenant = api.create("tenants", {"name": lab.name})["id"]
+        router: dict[str, Any] = {"tenant_id": tenant, "name": f"{lab.name}-router"}
+        if self.fip:
+            router.update(self._fip_chains(lab, tenant))
+        rid = self._ids.router = api.create("routers", router)["id"]
+        bridges = {}
+        for i, (key, cidr, gw) in enumerate((("net1", CLIENT_NET, CLIENT_GW),
+                                             ("net2", SERVER_NET, SERVER_GW)), start=1):
+            br = api.create("bridges", {"tenant_id": tenant, "name": f"{lab.name}-{key}"})["id"]
+            rp = api.create("ports", {"device_id": rid, "type": "router", "name": f"{key}-gw",
+                                      "mac": vm_mac(lab.name, 0, i), "address": f"{gw}/{PREFIX}"})
+            bp = api.create("ports", {"device_id": br, "type": "bridge", "name": f"{key}-up"})
+            api.link_ports(rp["id"], bp["id"])
+            api.create("routes", {"router_id": rid, "dst": cidr, "next_hop_port_id": rp["id"]})
+            bridges[key] = br
+        for key, vm_name, ip in (("net1", client_vm, CLIENT_IP), ("net2", server_vm, SERVER_IP)):
+            vm = lab.vm(vm_name)
+            port = api.create("ports", {"device_id": bridges[key], "type": "bridge",
+                                        "name": vm.name, "mac": vm.mac, "fixed_ips": [ip]})
+            host = next(h for h in lab.state.hosts if h.name == vm.host)
+            assert host.host_id is not None
+            api.bind_port(port["id"], host.host_id, vm.host_if)
+            setattr(self._ids, "client_port" if key == "net1" else "server_port", port["id"])
+
+    @staticmethod
+    def _fip_chains(lab: Lab, tenant: str) -> dict[str, str]:
+        """MidoNet's floating IP: on the way in, un-NAT replies of connections the server
+        opened, then DNAT the FIP to the server; on the way out, un-NAT replies to
+        connections made to the FIP, then SNAT the server's own connections to the FIP."""
+        api = lab.api()
+        chain_in = api.create("chains", {"tenant_id": tenant, "name": "fip-in"})["id"]
+        chain_out = api.create("chains", {"tenant_id": tenant, "name": "fip-out"})["id"]
+        one = [{"address_from": SERVER_IP, "address_to": SERVER_IP}]
+        fip = [{"address_from": FLOATING_IP, "address_to": FLOATING_IP}]
+        for chain, pos, rule in (
+            (chain_in, 0, {"action": "reverse-snat"}),
+            (chain_in, 1, {"action": "dnat", "nw_dst": f"{FLOATING_IP}/32", "nat_targets": one}),
+            (chain_out, 0, {"action": "reverse-dnat"}),
+            (chain_out, 1, {"action": "snat", "nw_src": f"{SERVER_IP}/32", "nat_targets": fip}),
+        ):
+            api.create("rules", {"chain_id": chain, "position": pos, **rule})
+        return {"inbound_filter_id": chain_in, "outbound_filter_id": chain_out}
+
+    @staticmethod
+    def _wait_alive(lab: Lab) -> None:
+        """Both agents heartbeating (the cluster's view), else the agents' log tails."""
+        api = lab.api()
+        deadline = time.monotonic() + ALIVE_TIMEOUT
+        while True:
+            alive = {h["name"]: bool(h.get("alive")) for h in api.list("hosts")}
+            if alive and all(alive.values()):
+                return
+            if time.monotonic() > deadline:
+                raise DatapathError(f"agents of {', '.join(n for n, a in alive.items() if not a)}"
+                                    f" not alive after {ALIVE_TIMEOUT:.0f} s: {_logs(lab)}")
+            time.sleep(0.2)
+
+    @staticmethod
+    def _warm_up(lab: Lab, client_ns: str, target: str) -> None:
+        """Ping until the path answers (ARP, bindings, first flows), then a few more so the
+        kernel flows of both directions are installed before anything is measured."""
+        deadline = time.monotonic() + WARMUP_TIMEOUT
+        while not netns.ping(client_ns, target, count=1, timeout=0.5):
+            if time.monotonic() > deadline:
+                raise DatapathError(f"{client_ns} cannot reach {target} through the overlay "
+                                    f"after {WARMUP_TIMEOUT:.0f} s: {_logs(lab)}")
+        netns.ping(client_ns, target, count=3, timeout=1.0)
+
+
+def _check_bpf() -> None:
+    """The BPF object compiles (clang, libbpf headers) before anything is built."""
+    try:
+        from netloom.datapath.bpf import object_path
+
+        object_path()
+    except (ImportError, OSError, NetloomError) as exc:
+        raise SetupUnavailable(f"the BPF datapath is not available here: {exc}") from None
+
+
+def _logs(lab: Lab) -> str:
+    tails = []
+    for p in lab.state.processes:
+        if p.role == "agent" and p.log:
+            with contextlib.suppress(OSError):
+                lines = open(p.log, errors="replace").read().strip().splitlines()  # noqa: SIM115
+                tails.append(f"{p.netns}: {' | '.join(lines[-4:])}")
+    return "; ".join(tails) or "(no agent log)"
+
+
+def scrape_counter(ns: str, port: int, family: str) -> float:
+    """Sum of counter ``family`` over all its labels, from the Prometheus text an agent serves
+    on 127.0.0.1:``port`` inside namespace ``ns`` (the socket is opened there)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with netns.entered(ns):
+        s = socket.create_connection(("127.0.0.1", port), timeout=2.0)
+    with s:
+        s.sendall(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        chunks = []
+        while chunk := s.recv(65536):
+            chunks.append(chunk)
+    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+    status = head.split(b"\r\n", 1)[0].decode(errors="replace")
+    if status.split()[1:2] != ["200"]:
+        raise OSError(f"metrics endpoint in {ns} answered {status!r}")
+    total = 0.0
+    for fam in text_string_to_metric_families(body.decode()):
+        if fam.name == family:
+            total += sum(s.value for s in fam.samples if s.name in (family, f"{family}_total"))
+    return total
+
+
+def make_overlay(fip: bool, mtu: int) -> OverlaySetup:
+    """The ``overlay`` (``fip=False``) or ``overlay-fip`` setup at underlay MTU ``mtu``."""
+    return OverlaySetup(fip, mtu)
+
+
+__all__ = ["FLOATING_IP", "VXLAN_OVERHEAD", "OverlaySetup", "make_overlay", "scrape_counter"]
