@@ -129,6 +129,9 @@ class Agent:
         self._perf = perf_clock  # only for the latency histogram
         self._limiter = PortLimiter(config.upcall_rate, config.upcall_burst)
         self._requests: list[Request] = []
+        # Where flow-state pushes go at once (the driver's sender): they must leave before the
+        # packet they belong to (Decision 8); None queues them with the other requests.
+        self.push_now: Callable[[PushState], None] | None = None
         self._requested: set[Interest] = set()
         self._bindings: dict[str, _Binding] = {}  # port id -> binding
         self._by_dp: dict[int, str] = {}  # datapath port -> port id
@@ -359,6 +362,7 @@ class Agent:
             self._park(p, key, now)
             return
         self._apply_changes(r, now)
+        self._push_state(r)  # before the packet is sent: the peer must know the connection
         self._hosts_used = set()
         try:
             if up is not None and up.reason is UpcallReason.MISS and cacheable:
@@ -372,7 +376,6 @@ class Agent:
         except Untranslatable as exc:
             self.stats["dropped"] += 1
             log.warning("no route to port %s", _kv(port=exc.port_id, verdict=r.verdict.value))
-        self._push_state(r)
         self._emit(r.generated, now, p.hops + 1)
 
     def _install(self, r: Result, up: Upcall, port_id: str, now: float) -> None:
@@ -446,7 +449,11 @@ class Agent:
         for h in sorted(hosts):
             ip = self._host_ip.get(h)
             if ip is not None:
-                self._requests.append(PushState(h, ip, keys))
+                req = PushState(h, ip, keys)
+                if self.push_now is not None:
+                    self.push_now(req)
+                else:
+                    self._requests.append(req)
                 self.stats["pushed"] += len(keys)
                 self.metrics.state_pushed.inc(len(keys))
 

@@ -530,7 +530,9 @@ class Lab:
         that command (``<command> --help`` exits 0); False when it does not. Only the options
         the agent's help declares are passed, so the lab keeps working while the agent's
         command line grows."""
-        base = list(command) if command else [*netloom_argv(), "agent"]
+        # `python -m netloom.agent` is `netloom agent` without importing every other command
+        # module first: a restarted agent serves flows again well within 1 s (issue 5)
+        base = list(command) if command else [sys.executable, "-m", "netloom.agent"]
         help_text = _agent_help(base)
         if help_text is None:
             self.state.agents = "unavailable"
