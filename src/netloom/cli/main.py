@@ -32,6 +32,8 @@ COMMAND_MODULES = (
     "netloom.bench.sim",
     "netloom.bench.datapath",
     "netloom.bench.perf",
+    "netloom.bench.scale",
+    "netloom.bench.agent100",
 )
 
 

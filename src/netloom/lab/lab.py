@@ -69,7 +69,9 @@ VM_IP_BASE = 10  # VMs get 10.0.0.10, .11, ...
 # netloom.datapath.bpf.PIN_ROOT, not imported: that package loads libbpf)
 BPF_ROOT = Path("/sys/fs/bpf/netloom")
 MAX_HOSTS = 99
-MAX_VMS_PER_HOST = 99
+# a VM's slot is one MAC byte (vm_mac) and "<lab>h99v250" still fits IFNAMSIZ: 100 VMs on
+# one agent (issue 7) fit with room to spare
+MAX_VMS_PER_HOST = 250
 Store = Literal["sqlite", "zookeeper"]
 
 
@@ -284,10 +286,12 @@ class Lab:
     # -- underlay ----------------------------------------------------------------------------
 
     def build_underlay(self) -> None:
-        """The switch namespace with its bridge, which also carries the control address."""
+        """The switch namespace with its bridge, which also carries the control address. The
+        switch stands for a physical one: its bridge skips the netfilter hooks."""
         s = self.state
         self._make_dir(self.dir)
         self._netns(s.switch_netns)
+        netns.disable_bridge_netfilter(s.switch_netns)
         netns.create_bridge(s.switch_netns, s.switch_bridge, mtu=s.mtu)
         netns.add_address(s.switch_netns, s.switch_bridge,
                           f"{s.switch_ip}/{UNDERLAY.prefixlen}")
