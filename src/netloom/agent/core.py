@@ -30,7 +30,7 @@ from netloom.agent.flowtable import FlowTable
 from netloom.agent.metrics import AgentMetrics
 from netloom.agent.ratelimit import PortLimiter, round_robin
 from netloom.agent.translate import Untranslatable, to_datapath_actions, to_flow
-from netloom.agent.view import AgentView, Interest
+from netloom.agent.view import AgentView, Interest, related
 from netloom.datapath.base import Datapath, PortKind, TunnelSettings, Upcall, UpcallReason
 from netloom.errors import NetloomError
 from netloom.flows.model import Output, Tunnel
@@ -77,9 +77,14 @@ class AgentConfig:
     idle_timeout_s: float = 60.0
     park_per_key: int = 64
     park_total: int = 4096
-    park_timeout_s: float = 3.0
-    upcall_rate: float = 200.0  # per port per second
+    park_timeout_s: float = 3.0  # per wait: each answered wait restarts it (see _release)
+    park_max_waits: int = 32  # waits one packet may go through (a first packet needs ~4)
+    upcall_rate: float = 200.0  # per port per second, enforced under pressure only:
     upcall_burst: float = 100.0
+    # a polled batch this big means upcalls are queueing in the ring: ports are then held to
+    # their budget, for upcall_pressure_s after the last such batch (see handle_upcalls)
+    upcall_pressure: int = 64
+    upcall_pressure_s: float = 1.0
     interest_idle_s: float = 120.0
     max_generated_hops: int = 4
 
@@ -94,6 +99,7 @@ class _Parked:
     port_id: str
     deadline: float
     hops: int = 0
+    waits: int = 0  # times it was released from the park (each one gave a fresh deadline)
 
 
 @dataclass(slots=True)
@@ -128,6 +134,7 @@ class Agent:
         self.metrics = metrics or AgentMetrics()
         self._perf = perf_clock  # only for the latency histogram
         self._limiter = PortLimiter(config.upcall_rate, config.upcall_burst)
+        self._pressed_until = float("-inf")  # upcall budgets enforced until then
         self._requests: list[Request] = []
         # Where flow-state pushes go at once (the driver's sender): they must leave before the
         # packet they belong to (Decision 8); None queues them with the other requests.
@@ -178,6 +185,9 @@ class Agent:
         self.view.now = now
         self.view.mark_loaded(interest)
         self.metrics.interests.set(len(self.view.loaded))
+        if interest.id is not None:  # what the next simulation round will ask: ask it now
+            for i in related(self.view.peek(interest.kind, interest.id)):
+                self._subscribe(i)
         self._release(interest, now)
 
     # ---- topology changes ---------------------------------------------------------------------
@@ -223,6 +233,8 @@ class Agent:
             b = _Binding(port_id, port.interface_name, port.tunnel_key)
             self._bindings[port_id] = b
             self._plug(b)
+            for i in related(port, bound=True):  # its first packet needs them: load now
+                self._subscribe(i)
 
     def _plug(self, b: _Binding) -> None:
         try:
@@ -325,15 +337,30 @@ class Agent:
     # ---- upcalls ------------------------------------------------------------------------------
 
     def handle_upcalls(self, upcalls: Iterable[Upcall], now: float) -> None:
-        """Process a polled batch: ports take turns, each within its rate limit."""
-        for up in round_robin(upcalls, key=lambda u: u.in_port):
+        """Process a polled batch: ports take turns, each within its rate limit when the
+        agent is under pressure.
+
+        The limit exists so that one port flooding new flows cannot take the agent (and the
+        ring buffer) from the others. Without pressure (a small batch: the ring is nearly
+        drained, the agent keeps up) an over-budget upcall is served anyway, since dropping it
+        would buy nothing and costs its sender a retransmission, for a TCP SYN 1 s (RFC 6298
+        §2): a VM opening connections through NAT (one upcall each) would otherwise be held
+        to ``upcall_rate`` connections/s with most of the rest waiting a second. Pressure
+        lasts ``upcall_pressure_s`` after the last full batch, so a flood, whose batches are
+        full but for the moments the agent catches up, is held to its budget throughout.
+        Budgets are charged either way: a port that has been flooding is held back first."""
+        batch = list(upcalls)
+        if len(batch) >= self.cfg.upcall_pressure:
+            self._pressed_until = now + self.cfg.upcall_pressure_s
+        pressed = now < self._pressed_until
+        for up in round_robin(batch, key=lambda u: u.in_port):
             self.stats["upcalls"] += 1
             self.metrics.upcalls.labels(up.reason.name.lower()).inc()
             port_id = self._by_dp.get(up.in_port)
             if port_id is None:  # unknown VNI from the tunnel, or an unplugged port
                 self.stats["dropped"] += 1
                 continue
-            if not self._limiter.allow(up.in_port, now):
+            if not self._limiter.allow(up.in_port, now) and pressed:
                 self.stats["rate_limited"] += 1
                 self.metrics.rate_limited.inc()
                 continue
@@ -547,9 +574,13 @@ class Agent:
         self._parked_n -= len(q)
         self.metrics.parked.set(self._parked_n)
         for p in q:
-            if now >= p.deadline:
+            if now >= p.deadline or p.waits >= self.cfg.park_max_waits:
                 self._drop_parked("timeout")
                 continue
+            # What it waited for came: the timeout guards a wait that never ends, not a walk
+            # through many records that each come (on a loaded cluster, ~0.5 s each).
+            p.waits += 1
+            p.deadline = now + self.cfg.park_timeout_s
             self.stats["resimulated"] += 1
             self._process(p, now)
 

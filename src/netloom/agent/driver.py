@@ -22,6 +22,7 @@ import contextlib
 import json
 import logging
 import signal
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -37,16 +38,6 @@ from netloom.topology.client import TopologyClient
 log = logging.getLogger("netloom.agent")
 
 PushHook = Callable[[PushState], None]
-
-
-class _StateProtocol(asyncio.DatagramProtocol):
-    """Receives flow-state datagrams; accepts them only from known peers' underlay IPs."""
-
-    def __init__(self, driver: AgentDriver) -> None:
-        self.driver = driver
-
-    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
-        self.driver.on_state_datagram(data, str(addr[0]))
 
 
 class AgentDriver:
@@ -75,7 +66,7 @@ class AgentDriver:
         self.clock = clock
         self._subs: set[asyncio.Task[None]] = set()
         self._tasks: list[asyncio.Task[None]] = []
-        self._state_tx: asyncio.DatagramTransport | None = None
+        self._state_sock: socket.socket | None = None
         self._http: Any = None
         self._stopped = asyncio.Event()
         self._wake = asyncio.Event()
@@ -114,9 +105,11 @@ class AgentDriver:
         await asyncio.gather(*self._tasks, *self._subs, return_exceptions=True)
         self._tasks.clear()
         self._subs.clear()
-        if self._state_tx is not None:
-            self._state_tx.close()
-            self._state_tx = None
+        if self._state_sock is not None:
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(self._state_sock.fileno())
+            self._state_sock.close()
+            self._state_sock = None
         if self._http is not None:
             self._http.shutdown()
             self._http = None
@@ -138,21 +131,23 @@ class AgentDriver:
     async def open_state_channel(self) -> None:
         """Listen for flow-state pushes on this host's underlay address (once it is known:
         it comes with the tunnel zone; retried from the timer until it works)."""
-        if self.state_port is None or self._push_hook is not None or self._state_tx:
+        if self.state_port is None or self._push_hook is not None or self._state_sock:
             return
         ip = self.agent.local_ip
         if not ip or self._state_failed == ip:
             return
-        loop = asyncio.get_running_loop()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
-            tx, _ = await loop.create_datagram_endpoint(
-                lambda: _StateProtocol(self), local_addr=(int_to_ip(ip), self.state_port))
+            sock.setblocking(False)
+            sock.bind((int_to_ip(ip), self.state_port))
         except OSError as exc:
+            sock.close()
             self._state_failed = ip
             log.warning("flow-state channel not opened addr=%s:%d error=%s",
                         int_to_ip(ip), self.state_port, exc)  # fmt: skip
             return
-        self._state_tx = tx
+        self._state_sock = sock
+        asyncio.get_running_loop().add_reader(sock.fileno(), self.drain_state)
         log.info("flow-state channel on %s:%d", int_to_ip(ip), self.state_port)
 
     # ---- topology -----------------------------------------------------------------------------
@@ -198,10 +193,37 @@ class AgentDriver:
         if self._push_hook is not None:
             self._push_hook(req)
             return
-        if self._state_tx is None or self.state_port is None:
+        if self._state_sock is None or self.state_port is None:
             return
         for dgram in flowstate.encode(req.changes, self.clock()):
-            self._state_tx.sendto(dgram, (int_to_ip(req.ip), self.state_port))
+            try:
+                self._state_sock.sendto(dgram, (int_to_ip(req.ip), self.state_port))
+            except OSError as exc:  # full buffer, no route: a lost push (see flowstate)
+                log.warning("flow-state push lost dst=%s error=%s", int_to_ip(req.ip), exc)
+
+    def drain_state(self) -> int:
+        """Apply every flow-state datagram waiting on the channel; returns how many.
+
+        Called when the socket is readable *and* before each batch of upcalls (:meth:`poll`):
+        a peer pushes a connection's NAT/conntrack keys before it sends the connection's
+        first packet (Decision 8), so by the time the reply reaches this host's datapath the
+        push is already in the socket buffer. Were the upcall handled first, the reply would
+        be simulated without the keys: through a floating IP it would take the SNAT rule
+        instead of the reverse DNAT, create and push state of its own, and invalidate the
+        peer's fresh flow: two to three upcalls per connection instead of one, enough to
+        trip the per-port upcall limit and lose SYNs to a 1 s retransmission."""
+        n = 0
+        while self._state_sock is not None:
+            try:
+                data, addr = self._state_sock.recvfrom(65535)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:  # e.g. ICMP port unreachable reported on the socket
+                log.warning("flow-state channel error=%s", exc)
+                break
+            self.on_state_datagram(data, str(addr[0]))
+            n += 1
+        return n
 
     def on_state_datagram(self, data: bytes, src: str) -> None:
         if src not in {int_to_ip(ip) for ip in self.agent.peers.values()}:
@@ -233,7 +255,9 @@ class AgentDriver:
             return None
 
     def poll(self) -> int:
-        """Handle the upcalls waiting now; returns how many."""
+        """Handle the upcalls waiting now, after the flow state that arrived before them
+        (:meth:`drain_state`); returns how many."""
+        self.drain_state()
         ups = self.dp.poll_upcalls(0.0, 256)
         if ups:
             self.agent.handle_upcalls(ups, self.clock())

@@ -31,7 +31,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from netloom.model.kinds import KINDS
-from netloom.model.records import DhcpSubnet, Port, Record, Route, Rule
+from netloom.model.records import Bridge, Chain, DhcpSubnet, Port, Record, Route, Router, Rule
 from netloom.sim.topology import MemoryTopology
 from netloom.topology.protocol import Scalar
 
@@ -79,6 +79,41 @@ class Interest:
         if self.id is not None:
             return f"{self.kind}/{self.id}"
         return f"{self.kind}[{self.field}={self.value}]"
+
+
+def related(rec: Record | None, *, bound: bool = False) -> list[Interest]:
+    """What a simulation that reached ``rec`` will ask for next, to load in the same round.
+
+    Why: a first packet walks the topology one record at a time (port, its chain, the chain's
+    rules, the bridge, its ports, the peer router port, the router, its ports, its routes...),
+    and each miss costs one round trip to the topology service plus one re-simulation. Under
+    a burst (a thousand agents starting their tenants' traffic at once) thirteen such rounds
+    outlast the park timeout. Asking for a record's direct dependants together with it cuts
+    a cross-subnet first packet from 13 rounds to about 4.
+
+    Only one hop, and never the peers of a device's ports: a shared external bridge has a
+    router port per tenant, and following those would load the whole cloud (Decision 6).
+    Childless kinds (a rule's jump target, address groups) stay lazy.
+
+    ``bound``: ``rec`` is a port bound to this host; its device and filters are needed by
+    its very first packet, so they are loaded at bind time, as the port's own record is.
+    Otherwise a port (asked by a simulation) brings its device, filters and peer port."""
+    out: list[Interest] = []
+    if isinstance(rec, Port):
+        out.append(Interest.obj(rec.type, rec.device_id))
+        if rec.peer_id is not None and not bound:
+            out.append(Interest.obj("port", rec.peer_id))
+    elif isinstance(rec, Bridge | Router):
+        out.append(Interest.where("port", "device_id", rec.id))
+        if isinstance(rec, Router):
+            out.append(Interest.where("route", "router_id", rec.id))
+    elif isinstance(rec, Chain):
+        out.append(Interest.where("rule", "chain_id", rec.id))
+    if isinstance(rec, Port | Bridge | Router):
+        for chain in (rec.inbound_filter_id, rec.outbound_filter_id):
+            if chain is not None:
+                out += [Interest.obj("chain", chain), Interest.where("rule", "chain_id", chain)]
+    return out
 
 
 class AgentView:
@@ -223,4 +258,4 @@ class AgentView:
         return self._children("dhcp_subnet", bridge_id)
 
 
-__all__ = ["CHILD_FIELD", "AgentView", "Interest"]
+__all__ = ["CHILD_FIELD", "AgentView", "Interest", "related"]

@@ -11,6 +11,10 @@ import typer
 
 from netloom.errors import InvalidInput, NetloomError
 
+# An overlay MTU of at least 576 (the IPv4 minimum datagram every host accepts, RFC 791)
+# plus the 50 bytes of VXLAN encapsulation (RFC 7348 section 5).
+MIN_UNDERLAY_MTU = 626
+
 
 class DatapathKind(StrEnum):
     memory = "memory"
@@ -54,10 +58,12 @@ def _datapath(kind: DatapathKind, host_id: str) -> object:
 
 async def _main(host_id: str | None, host_name: str | None, topology: str,
                 datapath: DatapathKind, underlay_ip: str | None,
-                metrics_port: int | None, idle_timeout: float = 60.0) -> None:  # fmt: skip
+                metrics_port: int | None, idle_timeout: float = 60.0,
+                underlay_mtu: int = 1500) -> None:  # fmt: skip
     from netloom.agent.core import Agent, AgentConfig
     from netloom.agent.driver import AgentDriver
     from netloom.datapath.base import Datapath
+    from netloom.sim import SimConfig
     from netloom.topology.client import TopologyClient
 
     address = _address(topology)
@@ -66,8 +72,8 @@ async def _main(host_id: str | None, host_name: str | None, topology: str,
         host_id = await _resolve_host(address, host_name)
     dp = _datapath(datapath, host_id)
     assert isinstance(dp, Datapath)
-    agent = Agent(AgentConfig(host_id, underlay_ip=underlay_ip, idle_timeout_s=idle_timeout),
-                  dp)  # fmt: skip
+    agent = Agent(AgentConfig(host_id, underlay_ip=underlay_ip, idle_timeout_s=idle_timeout,
+                              sim=SimConfig(underlay_mtu=underlay_mtu)), dp)  # fmt: skip
     driver = AgentDriver(agent, TopologyClient(host_id, address), metrics_port=metrics_port)
     await driver.run_until_signalled()
 
@@ -85,6 +91,8 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
                                          help="Serve Prometheus metrics on 127.0.0.1:N."),
         idle_timeout: float = typer.Option(60.0, "--idle-timeout",
                                            help="Seconds an unused flow stays installed."),
+        mtu: int = typer.Option(1500, "--mtu", help="Underlay MTU; the tunnel and VM ports "
+                                "get MTU - 50 (VXLAN over IPv4, RFC 7348)."),
         log_format: str = typer.Option("text", "--log-format", help="text or json."),
         verbose: bool = typer.Option(False, "--verbose", "-v"),
     ) -> None:
@@ -97,6 +105,9 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         if not 0 < idle_timeout <= 86400:
             typer.echo("error: --idle-timeout must be in (0, 86400] seconds", err=True)
             raise typer.Exit(2)
+        if not MIN_UNDERLAY_MTU <= mtu <= 65535:
+            typer.echo(f"error: --mtu must be in [{MIN_UNDERLAY_MTU}, 65535]", err=True)
+            raise typer.Exit(2)
         handler = logging.StreamHandler(sys.stderr)
         if log_format == "json":
             handler.setFormatter(JsonFormatter())
@@ -106,7 +117,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
                             handlers=[handler])  # fmt: skip
         try:
             asyncio.run(_main(host_id, host_name, topology, datapath, underlay_ip,
-                              metrics_port, idle_timeout))  # fmt: skip
+                              metrics_port, idle_timeout, mtu))  # fmt: skip
         except NetloomError as exc:
             typer.echo(f"error: {exc.message}", err=True)
             raise typer.Exit(1) from None

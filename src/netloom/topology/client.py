@@ -91,6 +91,13 @@ class TopologyClient:
         self.connects = 0
         self.resume_modes: list[str] = []
         self.applied = 0  # changes applied from Batch frames (not snapshots)
+        # Subscription latency (Sub sent -> Snap applied), the round trip every lazily loaded
+        # record costs a first packet: count, sum, max and a log2 histogram (bucket k holds
+        # waits under 2**k ms; the last one the rest), bounded memory for a long-lived agent.
+        self.snap_waits = [0] * 16
+        self.snap_wait_sum_s = 0.0
+        self.snap_wait_max_s = 0.0
+        self._sent_at: dict[int, float] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -114,6 +121,7 @@ class TopologyClient:
             fut.cancel()
         self._pending.clear()
         self._pending_by_sub.clear()
+        self._sent_at.clear()
 
     async def wait_connected(self, timeout: float | None = None) -> None:
         await asyncio.wait_for(self._connected.wait(), timeout)
@@ -180,6 +188,7 @@ class TopologyClient:
             sub = Sub(req, kind, id, field, value)
             self._pending[req] = (sub, asyncio.get_running_loop().create_future())
             self._pending_by_sub[ident] = req
+            self._sent_at[req] = time.monotonic()
             self._send(sub)
         await asyncio.shield(self._pending[req][1])
 
@@ -187,6 +196,7 @@ class TopologyClient:
         req = self._pending_by_sub.pop(ident, None)
         if req is not None:
             _, fut = self._pending.pop(req)
+            self._sent_at.pop(req, None)
             fut.cancel()
 
     def _wants(self, kind: str, id: str, data: dict[str, Any]) -> bool:
@@ -292,6 +302,7 @@ class TopologyClient:
             return  # cancelled by an unsubscribe sent after it
         sub, fut = entry
         self._pending_by_sub.pop((sub.kind, sub.id, sub.field, sub.value), None)
+        self._count_wait(msg.req)
         if sub.id is not None:
             self._objects.add((sub.kind, sub.id))
         else:
@@ -302,6 +313,18 @@ class TopologyClient:
         if not fut.done():
             fut.set_result(None)
 
+    def _count_wait(self, req: int) -> None:
+        sent = self._sent_at.pop(req, None)
+        if sent is None:
+            return
+        wait = time.monotonic() - sent
+        self.snap_wait_sum_s += wait
+        self.snap_wait_max_s = max(self.snap_wait_max_s, wait)
+        k = 0
+        while k < len(self.snap_waits) - 1 and wait * 1000 >= 2**k:
+            k += 1
+        self.snap_waits[k] += 1
+
     def _on_error(self, msg: Error) -> None:
         cls = _ERRORS.get(msg.code, errors.NetloomError)
         exc = cls(msg.message, field=msg.field)
@@ -311,6 +334,7 @@ class TopologyClient:
             return
         sub, fut = entry
         self._pending_by_sub.pop((sub.kind, sub.id, sub.field, sub.value), None)
+        self._sent_at.pop(msg.req, None)
         if not fut.done():
             fut.set_exception(exc)
 
