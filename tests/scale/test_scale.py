@@ -33,6 +33,18 @@ def test_plan_places_100_on_one_host_and_10_on_the_others() -> None:
 
 
 @pytest.mark.unit
+def test_big_host_reaches_the_same_tenants_in_a_small_and_a_big_cloud() -> None:
+    small, big = plan_cloud(98, 1000, 6), plan_cloud(1000, 10_000, 6)
+    for c in (small, big):
+        on_big = [v for v in c.vms if v.host == 0]
+        assert len(on_big) == 100
+        assert {v.tenant for v in on_big} == set(range(50))  # 2 per tenant, one per bridge
+        assert {(v.tenant, v.subnet) for v in on_big} == {(t, s) for t in range(50)
+                                                          for s in (0, 1)}  # fmt: skip
+    assert len(big.tenants) == 10 * len(small.tenants)
+
+
+@pytest.mark.unit
 def test_judge_rejects_wrong_destinations() -> None:
     a = _Agent()
     tun = [Outcome(Fate.TUNNEL, vni=7, remote=9)]

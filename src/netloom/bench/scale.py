@@ -365,6 +365,27 @@ def _wait_seen(ws: Workers, need: dict[str, set[str]]) -> dict[str, dict[str, fl
         time.sleep(0.05)
 
 
+def _wait_figures(stats: list[dict[str, Any]]) -> dict[str, Any]:
+    """Subscribe -> snapshot waits over every agent: count, mean, p50/p99 (upper bound of the
+    log2 bucket: "under N ms") and max, as the agents saw them."""
+    hist = [sum(col) for col in zip(*(s["snap_waits"] for s in stats), strict=True)]
+    n = sum(hist)
+
+    def under(q: float) -> float | None:
+        if not n:
+            return None
+        acc = 0
+        for k, c in enumerate(hist):
+            acc += c
+            if acc >= q * n:
+                return float(2**k) if k < len(hist) - 1 else None
+        return None
+
+    return {"count": n, "mean": round(1000 * sum(s["snap_wait_sum_s"] for s in stats) / n, 2)
+            if n else None, "p50_under": under(0.5), "p99_under": under(0.99),
+            "max": round(1000 * max(s["snap_wait_max_s"] for s in stats), 1)}
+
+
 # ---- one cloud --------------------------------------------------------------------------------
 
 
@@ -414,6 +435,9 @@ def run_cloud(hosts: int, vms: int, gateways: int, store: str, per_process: int,
                 out["worker_rss_mb"] = [s["rss_mb"] for s in rest]
                 out["agents_connected"] = sum(s["connected"] for s in stats.values())
                 out["sim_retransmits"] = sum(s["retransmits"] for s in stats.values())
+                out["agent_counters"] = {k: sum(s["agent"][k] for s in stats.values())
+                                         for k in stats[ws.big]["agent"]}  # fmt: skip
+                out["subscribe_wait_ms"] = _wait_figures(list(stats.values()))
                 if rest:
                     out["agent_records_max"] = max(s["records_max"] for s in rest)
                     out["agent_records_mean"] = round(

@@ -36,6 +36,7 @@ from netloom.errors import InvalidInput
 VMS_PER_TENANT = 20
 VMS_PER_HOST = 10
 BIG_HOST_VMS = 100
+BIG_HOST_TENANTS = 50  # the 100-VM host's VMs: 2 in each of 50 tenants (see _big_host_vms)
 UNDERLAY_BASE = int(ipaddress.IPv4Address("198.18.0.0"))  # RFC 2544 benchmark range
 UNDERLAY_MAX = 2**17 - 2
 MAX_TENANTS = 32768  # 2 * tenants /24s fit 10.0.0.0/8
@@ -111,9 +112,10 @@ def _mac(prefix: int, n: int) -> str:
 
 
 def plan_cloud(hosts: int, vms: int, gateways: int, seed: int = 7) -> Cloud:
-    """Place ``vms`` VMs on ``hosts`` hosts: host 0 carries ``min(100, vms)``, then 10 per
-    host over the hosts that are not gateways; the last ``gateways`` hosts are the gateways.
-    Placement is shuffled (seeded) so a tenant's VMs spread over many hosts."""
+    """Place ``vms`` VMs on ``hosts`` hosts: host 0 carries ``min(100, vms)`` (in the same
+    50 tenants whatever the cloud's size: :func:`_big_host_vms`), then 10 per host over the
+    hosts that are not gateways; the last ``gateways`` hosts are the gateways. The other
+    placements are shuffled (seeded) so a tenant's VMs spread over many hosts."""
     if hosts < 1 or vms < 1 or gateways < 0:
         raise InvalidInput("hosts and vms must be >= 1, gateways >= 0", field="hosts")
     if hosts > UNDERLAY_MAX:
@@ -131,13 +133,16 @@ def plan_cloud(hosts: int, vms: int, gateways: int, seed: int = 7) -> Cloud:
             f"gateways need at least {need} hosts", field="hosts")
     hs = [HostPlan(i, f"scale-h{i}", str(ipaddress.IPv4Address(UNDERLAY_BASE + 1 + i)),
                    gateway=i >= vm_hosts) for i in range(hosts)]  # fmt: skip
-    slots = [0] * big
+    on_big = _big_host_vms(vms, tenants, big)
+    slots: list[int] = []
     for h in range(1, vm_hosts):
         slots += [h] * VMS_PER_HOST
-        if len(slots) >= vms:
+        if len(slots) >= vms - big:
             break
-    slots = slots[:vms]
+    slots = slots[: vms - big]
     random.Random(seed).shuffle(slots)
+    rest = iter(slots)
+    slots = [0 if i in on_big else next(rest) for i in range(vms)]
     ts = [TenantPlan(t) for t in range(tenants)]
     per_host: dict[int, int] = {}
     out: list[VmPlan] = []
@@ -152,6 +157,21 @@ def plan_cloud(hosts: int, vms: int, gateways: int, seed: int = 7) -> Cloud:
                           f"vm{n}"))  # fmt: skip
         ts[t].vms.append(i)
     return Cloud(hs, ts, out, list(range(vm_hosts, hosts)))
+
+
+def _big_host_vms(vms: int, tenants: int, big: int) -> set[int]:
+    """The VMs of the 100-VM host: spread evenly over the first :data:`BIG_HOST_TENANTS`
+    tenants, one per bridge in turn (VM ``k`` of tenant ``t`` is index ``20 t + k``).
+
+    Why fixed and not shuffled like the others: the flatness goal compares the *same* agent
+    in a 1 000- and a 10 000-VM cloud. Shuffled, its 100 VMs fall into 44 tenants of the
+    small cloud's 50 but 95 of the big one's 500: the agent then rightly holds twice the
+    topology (what its ports reach, Decision 6) and the comparison measures its workload,
+    not the cloud's size. Every cloud of >= 1 000 VMs has >= 50 tenants, so the host's
+    workload (50 tenants, both bridges of each) is identical in both."""
+    reach = min(tenants, BIG_HOST_TENANTS)
+    order = [t * VMS_PER_TENANT + k for k in range(VMS_PER_TENANT) for t in range(reach)]
+    return set([i for i in order if i < vms][:big])
 
 
 # ---- provisioning ----------------------------------------------------------------------------

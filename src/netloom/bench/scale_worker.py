@@ -40,6 +40,8 @@ from netloom.topology.client import TopologyClient
 # expect: ("local", dst port id) | ("tunnel", vni, remote ip) | ("drop",)
 Check = tuple[str, str, str, str, str, str, int, tuple[Any, ...]]
 TRACK_FIELD = {"rule": "chain_id", "route": "router_id"}
+# the agent counters summed over a worker's agents (parking: the warm-up's failure mode)
+AGENT_STATS = ("upcalls", "simulations", "parked", "resimulated", "park_dropped", "dropped")
 
 
 @dataclass(slots=True)
@@ -173,11 +175,22 @@ class Worker:
 
     def stats(self) -> dict[str, Any]:
         records = [s.agent.view.record_count() for s in self.slots.values()]
+        agent = dict.fromkeys(AGENT_STATS, 0)
+        waits = [0] * 16
+        wait_sum = wait_max = 0.0
+        for s in self.slots.values():
+            for k in AGENT_STATS:
+                agent[k] += s.agent.stats[k]
+            c = s.driver.client
+            waits = [a + b for a, b in zip(waits, c.snap_waits, strict=True)]
+            wait_sum += c.snap_wait_sum_s
+            wait_max = max(wait_max, c.snap_wait_max_s)
         return {"rss_mb": rss_mb(), "agents": len(self.slots),
                 "records_max": max(records, default=0), "records_sum": sum(records),
                 "connected": sum(1 for s in self.slots.values() if s.driver.client.connected),
                 "pushes_local": self.pushes_local, "pushes_remote": self.pushes_remote,
-                "retransmits": self.retransmits}  # fmt: skip
+                "retransmits": self.retransmits, "agent": agent, "snap_waits": waits,
+                "snap_wait_sum_s": wait_sum, "snap_wait_max_s": wait_max}  # fmt: skip
 
     async def handle(self, msg: tuple[Any, ...]) -> Any:
         cmd = msg[0]
