@@ -108,3 +108,27 @@ def test_bad_inputs_change_nothing(pair: tuple[str, str]) -> None:
     with pytest.raises(InvalidInput):
         netns.check_ns_name("../etc")
     assert netns.link_info(a, "lo").addresses == ["127.0.0.1/8"]
+
+
+def test_disable_bridge_netfilter_is_per_namespace(pair: tuple[str, str]) -> None:
+    """The lab switch skips br_netfilter; the root namespace and other namespaces keep theirs."""
+    a, b = pair
+    netns.create(a)
+    netns.create(b)
+    sysctl = "/proc/sys/net/bridge/bridge-nf-call-iptables"
+
+    def value(ns: str | None) -> str | None:
+        out = netns.run(ns, ["cat", sysctl], check=False)
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    root_before = value(None)
+    changed = netns.disable_bridge_netfilter(a)
+    if root_before is None:  # br_netfilter not loaded here: nothing to turn off
+        assert changed == []
+        return
+    assert "bridge-nf-call-iptables" in changed
+    assert value(a) == "0"
+    assert value(None) == root_before
+    assert value(b) == "1"  # a new namespace starts with the kernel default
+    with pytest.raises(InvalidInput):
+        netns.disable_bridge_netfilter("../x")

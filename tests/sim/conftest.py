@@ -326,3 +326,35 @@ def lab() -> Lab:
 
 def dhcp_subnet(bridge: Bridge, **kw: Any) -> DhcpSubnet:
     return DhcpSubnet(bridge_id=bridge.id, **kw)
+
+
+def static_fip_lab(tenant_snat: bool = False) -> Lab:
+    """C (no security group) behind r1 with the floating IP FIP_C as *static* NAT rules, in the
+    chain shape the bench uses (unconditional reverse rules first); with ``tenant_snat`` the
+    router also SNATs 10.0.0.0/8 statefully to UPLINK_IP through a port range (A on net1)."""
+    lab = Lab()
+    net1, net2 = lab.bridge("net1"), lab.bridge("net2")
+    lab.vm(net1, "A", MAC_A, IP_A)
+    lab.vm(net2, "C", MAC_C, IP_C)
+    rin, rout = lab.add(Chain(name="r1-in")), lab.add(Chain(name="r1-out"))
+    r1 = lab.router("r1", inbound_filter_id=rin.id, outbound_filter_id=rout.id)
+    p1 = lab.link(net1, r1, f"{GW1}/24", MAC_R1, "r1-net1")
+    p2 = lab.link(net2, r1, f"{GW2}/24", MAC_R2, "r1-net2")
+    up = lab.uplink(r1, f"{UPLINK_IP}/24", MAC_UP, "uplink")
+    lab.route(r1, "10.0.1.0/24", p1)
+    lab.route(r1, "10.0.2.0/24", p2)
+    lab.route(r1, "0.0.0.0/0", up, gw=EXT_GW)
+    lab.rule(rin, 0, action="reverse-snat", in_port_ids=[up.id])
+    lab.rule(rin, 1, action="dnat", static=True, in_port_ids=[up.id], nw_dst=f"{FIP_C}/32",
+             nat_targets=[NatTarget(address_from=IP_C, address_to=IP_C)])  # fmt: skip
+    lab.rule(rout, 0, action="reverse-dnat", out_port_ids=[up.id])
+    lab.rule(rout, 1, action="snat", static=True, out_port_ids=[up.id], nw_src=f"{IP_C}/32",
+             nat_targets=[NatTarget(address_from=FIP_C, address_to=FIP_C)])  # fmt: skip
+    if tenant_snat:
+        lab.rule(rout, 2, action="snat", out_port_ids=[up.id], nw_src="10.0.0.0/8",
+                 nat_targets=[NatTarget(address_from=UPLINK_IP, address_to=UPLINK_IP,
+                                        port_from=1024, port_to=65535)])  # fmt: skip
+        lab.state.lease_snat_block(r1.id, ip_to_int(UPLINK_IP), 1024, 1087)
+    lab.state.arp[("arp", r1.id, ip_to_int(EXT_GW))] = (mac_to_int(MAC_EXT), 1e12)
+    lab.named.update(r1=r1, rin=rin, rout=rout)
+    return lab

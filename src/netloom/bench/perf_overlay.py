@@ -13,9 +13,11 @@ kernel a VXLAN tunnel between the hosts (VM MTU = underlay MTU - 50, RFC 7348 §
 
 ``overlay-fip`` gives the server the floating IP 203.0.113.50 (RFC 5737 documentation range)
 the MidoNet way, with NAT rules on the router's chains (inbound: ``reverse-snat``, then
-``dnat`` FIP -> private; outbound: ``reverse-dnat``, then ``snat`` private -> FIP). The client
-connects to the floating IP, so the address rewrite is part of the kernel flows of every test
-(and of the state the agents share per connection).
+``dnat`` FIP -> private; outbound: ``reverse-dnat``, then ``snat`` private -> FIP). The NAT
+rules are *static* (1:1, MidoNet's StaticDnatRule/StaticSnatRule): they keep no per-connection
+state and read only the addresses, so one kernel flow per direction covers every connection;
+the reverse rules find no stateful NAT on the router and read nothing. The client connects to
+the floating IP, so the address rewrite is part of the kernel flows of every test.
 
 Naming: a lab's namespaces are ``<lab>-sw``, ``<lab>-h1`` ...; lab names are ``[a-z0-9]``
 only (they prefix interface names, 15 bytes), so the bench's ``nlb-`` prefix becomes a lab
@@ -164,9 +166,9 @@ class OverlaySetup:
 
     @staticmethod
     def _fip_chains(lab: Lab, tenant: str) -> dict[str, str]:
-        """MidoNet's floating IP: on the way in, un-NAT replies of connections the server
-        opened, then DNAT the FIP to the server; on the way out, un-NAT replies to
-        connections made to the FIP, then SNAT the server's own connections to the FIP."""
+        """MidoNet's floating IP: on the way in, DNAT the FIP to the server; on the way out,
+        SNAT the server to the FIP, both static (each translates the other's replies). The
+        reverse rules in front stay for stateful NAT a tenant may add to the router."""
         api = lab.api()
         chain_in = api.create("chains", {"tenant_id": tenant, "name": "fip-in"})["id"]
         chain_out = api.create("chains", {"tenant_id": tenant, "name": "fip-out"})["id"]
@@ -174,9 +176,11 @@ class OverlaySetup:
         fip = [{"address_from": FLOATING_IP, "address_to": FLOATING_IP}]
         for chain, pos, rule in (
             (chain_in, 0, {"action": "reverse-snat"}),
-            (chain_in, 1, {"action": "dnat", "nw_dst": f"{FLOATING_IP}/32", "nat_targets": one}),
+            (chain_in, 1, {"action": "dnat", "nw_dst": f"{FLOATING_IP}/32", "nat_targets": one,
+                           "static": True}),
             (chain_out, 0, {"action": "reverse-dnat"}),
-            (chain_out, 1, {"action": "snat", "nw_src": f"{SERVER_IP}/32", "nat_targets": fip}),
+            (chain_out, 1, {"action": "snat", "nw_src": f"{SERVER_IP}/32", "nat_targets": fip,
+                            "static": True}),
         ):
             api.create("rules", {"chain_id": chain, "position": pos, **rule})
         return {"inbound_filter_id": chain_in, "outbound_filter_id": chain_out}

@@ -196,6 +196,7 @@ class KernelVxlanSetup(_Built):
 
     def _build(self) -> Endpoints:
         switch = self.ns.add("kv-sw")
+        netns.disable_bridge_netfilter(switch)  # the same underlay switch as the netloom lab's
         netns.create_bridge(switch, "br0", mtu=self.mtu, may_exist=False)
         netns.add_address(switch, "br0", f"{SWITCH_IP}/{UNDERLAY_PREFIX}")
         hosts = [self.ns.add(f"kv-h{i + 1}") for i in range(2)]

@@ -225,6 +225,10 @@ class Rule(Record):
     action: RuleAction
     jump_chain_id: Id | None = None
     nat_targets: list[NatTarget] = Field(default_factory=list, max_length=16)
+    # Static 1:1 NAT (MidoNet's StaticDnatRule/StaticSnatRule, e.g. a floating IP): one target
+    # address, no port range; rewrites the address with no per-connection state, the opposite
+    # static rule translating the return traffic. See netloom.sim.chains.
+    static: bool = False
     # L2
     in_port_ids: list[Id] = Field(default_factory=list, max_length=256)
     inv_in_ports: bool = False
@@ -272,6 +276,17 @@ class Rule(Record):
             raise ValueError(f"a {self.action.value} rule needs nat_targets")
         if self.action not in nat and self.nat_targets:
             raise ValueError("nat_targets is only for snat/dnat rules")
+        if self.static and (
+            self.action not in nat
+            or len(self.nat_targets) != 1
+            or self.nat_targets[0].address_from != self.nat_targets[0].address_to
+            or self.nat_targets[0].port_from
+            or self.nat_targets[0].port_to
+        ):
+            raise ValueError(
+                "a static rule is an snat/dnat rule with one target address "
+                "(address_from == address_to) and no port range"
+            )
         if self.match_forward_flow and self.match_return_flow:
             raise ValueError("match_forward_flow and match_return_flow exclude each other")
         if self.jump_chain_id is not None and self.jump_chain_id == self.chain_id:

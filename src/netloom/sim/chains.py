@@ -11,6 +11,14 @@ Connection tracking: the first conntrack condition a packet meets at a device (i
 decides whether it is a forward flow (no tracked connection in the reverse direction) or a
 return flow. Forward flows record their key as a state change, so their replies are return
 flows; an ICMP error quoting a tracked packet counts as return (related) traffic.
+
+Static NAT (``Rule.static``, MidoNet's StaticDnatRule/StaticSnatRule: a floating IP) maps one
+address 1:1: the rule rewrites the address and records nothing, reading only what its
+conditions read plus the field it rewrites, so one megaflow covers every connection (the
+stateful rules read the whole 5-tuple and record a binding per connection). Replies need no
+binding: the opposite static rule (DNAT FIP -> private on the way in, SNAT private -> FIP on
+the way out) translates them. A reverse-NAT rule at a device (zone) where no stateful NAT rule
+of its kind can run has nothing to look up, so it reads nothing and continues.
 """
 
 from __future__ import annotations
@@ -61,7 +69,7 @@ _VERDICT_NAMES = {ACCEPT: "accept", DROP: "drop", REJECT: "reject"}
 
 
 class CRule:
-    __slots__ = ("action", "action_name", "conds", "id", "inv_all", "jump", "targets")
+    __slots__ = ("action", "action_name", "conds", "id", "inv_all", "jump", "static", "targets")
 
     def __init__(self, r: Rule, conds: tuple[Cond, ...]) -> None:
         self.id = r.id
@@ -70,6 +78,7 @@ class CRule:
         self.jump = r.jump_chain_id
         self.inv_all = r.inv_all
         self.conds = conds
+        self.static = r.static
         # (ip_from, ip_to, port_from, port_to)
         self.targets = tuple(
             (ip_to_int(t.address_from), ip_to_int(t.address_to), t.port_from, t.port_to)
@@ -339,14 +348,48 @@ def _apply(c: Ctx, chain: CChain, rule: CRule, stack: list[str]) -> int | None:
 
 def _nat(c: Ctx, rule: CRule, a: int) -> str:
     """Apply a NAT rule; returns a description of the rewrite, or "" when nothing applied."""
+    c.read |= F_ETH_TYPE
     if not c.is_ip:
         return ""
+    if a in (A_DNAT, A_SNAT):
+        if rule.static:
+            return _static(c, rule, a == A_SNAT)
+    elif not c.topo.zone_nat(c.zone, A_SNAT if a == A_REV_SNAT else A_DNAT, c.tags):
+        return ""  # no stateful rule of the kind can bind at this zone: no binding to look up
     c.read |= F_5TUPLE | F_ETH_TYPE
     if a == A_DNAT:
         return _dnat(c, rule)
     if a == A_SNAT:
         return _snat(c, rule)
     return _reverse(c, SNAT_REV if a == A_REV_SNAT else DNAT_REV)
+
+
+def _static(c: Ctx, rule: CRule, src: bool) -> str:
+    """Static 1:1 NAT: set the source (SNAT) or destination (DNAT) address, no state.
+
+    The rewritten field is read (the mask includes it) because the datapath action is the
+    difference between the packet's and the final headers: a packet that already carries the
+    target address gets no set action, so its flow must not cover other addresses. An ICMP
+    error (RFC 792) crossing the mapping gets its quote translated the other way round: after
+    SNAT private -> FIP of an error the private host sent, the quoted packet was addressed to
+    the private address and must name the FIP; after DNAT FIP -> private of an error sent to
+    the FIP, the quoted packet came from the FIP and must name the private address.
+    """
+    new = rule.targets[0][0]
+    c.read |= F_ETH_TYPE | (F_IP_SRC if src else F_IP_DST)
+    old = c.ip_src if src else c.ip_dst
+    if c.inner is not None:
+        c.cacheable = False
+        p, s, sp, d, dp = c.inner
+        if src and d == old:
+            c.inner = (p, s, sp, new, dp)
+        elif not src and s == old:
+            c.inner = (p, new, sp, d, dp)
+    if src:
+        c.ip_src = new
+        return f"static src -> {int_to_ip(new)}"
+    c.ip_dst = new
+    return f"static dst -> {int_to_ip(new)}"
 
 
 def _binding(c: Ctx, key: tuple[str, str, int, int, int, int, int]) -> tuple[int, int] | None:

@@ -25,7 +25,7 @@ from netloom.model.records import (
     RouteType,
 )
 from netloom.packet.util import ip_to_int, mac_to_int, prefix
-from netloom.sim.chains import CRule, compile_rule
+from netloom.sim.chains import A_DNAT, A_SNAT, CRule, compile_rule
 from netloom.sim.topology import TopologyView
 
 T = TypeVar("T")
@@ -151,12 +151,18 @@ class CRouteTable:
 
 
 class CChain:
-    __slots__ = ("id", "name", "rules")
+    __slots__ = ("id", "jumps", "name", "rules", "stateful_nat")
 
     def __init__(self, chain: Chain, rules: Sequence[Any]) -> None:
         self.id = chain.id
         self.name = chain.name
         self.rules: tuple[CRule, ...] = tuple(compile_rule(r) for r in rules)
+        # actions (A_SNAT/A_DNAT) of this chain's stateful NAT rules, and the chains it jumps
+        # to: what a reverse-NAT rule needs to know whether a binding can exist at its zone
+        self.stateful_nat = frozenset(
+            r.action for r in self.rules if r.action in (A_SNAT, A_DNAT) and not r.static
+        )
+        self.jumps = tuple(r.jump for r in self.rules if r.jump is not None)
 
 
 class CSubnet:
@@ -270,6 +276,43 @@ class CompiledTopology:
             return None
         return self._compiled("chain", id, rec, rules, lambda: CChain(rec, rules))
 
+    def zone_nat(self, zone: str, action: int, tags: set[object]) -> bool:
+        """Whether a stateful NAT rule with ``action`` (A_SNAT or A_DNAT) can run at ``zone``
+        (a device id: its filters, its ports' filters and the chains they jump to), i.e.
+        whether the matching reverse-NAT rule may find a binding there. Static rules bind
+        nothing. The chains and the device go into ``tags``: the answer changes with them.
+        Anything missing counts as "maybe" (look the binding up)."""
+        hit: tuple[frozenset[int], tuple[object, ...]] | None = self._fast["znat"].get(zone)
+        if hit is None:
+            hit = self._zone_nat(zone)
+            self._fast["znat"][zone] = hit
+        tags.update(hit[1])
+        return action in hit[0]
+
+    def _zone_nat(self, zone: str) -> tuple[frozenset[int], tuple[object, ...]]:
+        maybe = frozenset((A_SNAT, A_DNAT))
+        dev = self.device(zone, True) or self.device(zone, False)
+        ports = self.ports(zone)
+        if dev is None or ports is None:
+            return maybe, (zone,)
+        todo = [dev.in_filter, dev.out_filter]
+        for p in ports.ports:  # their ids are tags too: a port's filters can change
+            todo += (p.in_filter, p.out_filter)
+        deps: tuple[object, ...] = (zone, *(p.id for p in ports.ports))
+        seen: set[str] = set()
+        found: set[int] = set()
+        while todo:
+            cid = todo.pop()
+            if cid is None or cid in seen:
+                continue
+            seen.add(cid)
+            chain = self.chain(cid)
+            if chain is None:
+                return maybe, (*deps, *seen)
+            found |= chain.stateful_nat
+            todo += chain.jumps
+        return frozenset(found), (*deps, *seen)
+
     def addr_group(self, id: str) -> frozenset[int] | None:
         hit: frozenset[int] | None = self._fast["ipg"].get(id)
         if hit is not None:
@@ -296,7 +339,7 @@ class CompiledTopology:
         return self.view.get(kind, id)
 
 
-_SLOTS = ("port", "dev", "ports", "routes", "chain", "ipg", "dhcp")
+_SLOTS = ("port", "dev", "ports", "routes", "chain", "ipg", "dhcp", "znat")
 
 _COMPILED: weakref.WeakKeyDictionary[Any, CompiledTopology] = weakref.WeakKeyDictionary()
 
