@@ -296,7 +296,7 @@ class NetLab:
         self._topology(chains)
         self.start_agents()
         lab.state.phase = "up"
-        lab._save()
+        lab.save()
         self.wait_ready()
 
     def _topology(self, chains: dict[str, list[dict[str, Any]]]) -> None:
@@ -329,7 +329,7 @@ class NetLab:
             ids[name] = port["id"]
             rec = self.lab._vm(vm.name)
             rec.port_id = port["id"]
-            self.lab._save()
+            self.lab.save()
             self.lab.set_vm_address(vm.name, f"{spec.ip}/24", GW1 if spec.net == 1 else GW2)
             self.bind(name)
 

@@ -325,7 +325,7 @@ class Agent100:
             recs.append(rec)
         self.lab.state.vms.extend(recs)
         self.lab.state.netns.extend(r.netns for r in recs)
-        self.lab._save()  # the lab's write-ahead record (Lab has no public batch API)
+        self.lab.save()  # the lab's write-ahead record
         return recs
 
     # -- topology ----------------------------------------------------------------------------
@@ -369,7 +369,7 @@ class Agent100:
             self.port_ids[s.name] = port
         for rec in self.lab.state.vms:  # `netloom lab status` shows each VM's port
             rec.port_id = self.port_ids.get(rec.name, rec.port_id)
-        self.lab._save()
+        self.lab.save()
 
     def _bridge(self, api: Any, tenant: str, router: str, b: int) -> str:
         cidr = bridge_cidr(b)

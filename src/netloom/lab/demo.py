@@ -256,14 +256,14 @@ class Demo:
                 self._run_step(i, len(plan), title, fn)
             self.summary.ok = True
             self.lab.state.phase = "up"
-            self.lab._save()
+            self.lab.save()
         except DemoStepFailed as exc:
             self.summary.failed_step = exc.step
             self.summary.error = exc.message
             self.say(f"FAILED: {exc.step}: {exc.message}")
             self.lab.state.phase = "failed"
             self.lab.state.error = f"demo step failed: {exc.step}: {exc.message}"
-            self.lab._save()
+            self.lab.save()
             if not keep:
                 self.summary.logs = self._save_logs()
         finally:
@@ -519,7 +519,7 @@ class Demo:
         rec = next(r for r in self.lab.state.vms if r.name == v.name)
         rec.ip = f"{v.dhcp_ip}/{v.dhcp.get('mask') or 24}"
         rec.port_id = v.port_id
-        self.lab._save()  # Lab has no public save; the state file is the lab's record
+        self.lab.save()
 
     def _ping(self, src: str, dst: str, path: str, count: int) -> PingResult:
         s, d = self.vms[src], self.vms[dst]

@@ -265,22 +265,23 @@ class Lab:
     def vm_mtu(self) -> int:
         return self.state.mtu - VXLAN_OVERHEAD
 
-    def _save(self) -> None:
+    def save(self) -> None:
         """Persist the state: called after recording an intention and before acting on it
-        (write-ahead), so a crash right after leaves the intention on disk."""
+        (write-ahead), so a crash right after leaves the intention on disk. Public so that
+        scenarios built on a lab (demo, benchmarks) record what they add the same way."""
         self._sf.save()
 
     def _make_dir(self, path: Path) -> Path:
         if str(path) not in self.state.dirs:
             self.state.dirs.append(str(path))
-            self._save()
+            self.save()
         path.mkdir(parents=True, exist_ok=True, mode=0o750)
         return path
 
     def _netns(self, name: str) -> None:
         if name not in self.state.netns:
             self.state.netns.append(name)
-            self._save()
+            self.save()
         netns.create(name)
 
     # -- underlay ----------------------------------------------------------------------------
@@ -307,7 +308,7 @@ class Lab:
             underlay_ip=host_ip(index), switch_port=f"h{index}")
         if existing is None:
             self.state.hosts.append(rec)
-            self._save()
+            self.save()
         self._netns(rec.netns)
         s = self.state
         netns.create_veth(s.switch_netns, rec.switch_port, rec.netns, rec.underlay_if,
@@ -335,7 +336,7 @@ class Lab:
                            host_if=netns.check_ifname(f"{self.name}h{h.index}v{seq}"),
                            vm_if="eth0", mac=vm_mac(self.name, h.index, seq), ip=ip)
             self.state.vms.append(rec)
-            self._save()
+            self.save()
         else:
             rec = existing
         self._plug_vm(rec)
@@ -358,7 +359,7 @@ class Lab:
             netns.add_default_route(rec.netns, gateway)
         if rec.ip != cidr:
             rec.ip = cidr
-            self._save()
+            self.save()
 
     def vm(self, name: str) -> VM:
         rec = self._vm(name)
@@ -393,7 +394,7 @@ class Lab:
         rec = ClusterRecord(netns=s.switch_netns, api_url=f"http://{s.switch_ip}:{API_PORT}",
                             topology=f"{s.switch_ip}:{TOPOLOGY_PORT}", store_url=store_url)
         self.state.cluster = rec
-        self._save()
+        self.save()
         log = self.dir / "cluster.log"
         argv = [*netloom_argv(), "cluster", "--store", store_url,
                 "--api", f"{s.switch_ip}:{API_PORT}", "--topology", rec.topology,
@@ -402,7 +403,7 @@ class Lab:
             proc = netns.popen(s.switch_netns, argv, stdout=out, stderr=subprocess.STDOUT)
         s.processes.append(_record_process(proc.pid, "cluster", str(self.dir),
                                            s.switch_netns, log))
-        self._save()
+        self.save()
         self._wait_api(proc, log, timeout)
         return rec
 
@@ -418,7 +419,7 @@ class Lab:
 
         zk_dir = self.dir / "zk"
         self.state.zookeeper_dir = str(zk_dir)
-        self._save()
+        self.save()
         self._make_dir(zk_dir)
         with netns.entered(self.state.switch_netns):
             # the JVMs must outlive `lab up` (the CLI exits at once): no parent-death signal;
@@ -430,7 +431,7 @@ class Lab:
                 self.state.processes.append(_record_process(
                     m.process.pid, "zookeeper", str(m.directory), self.state.switch_netns,
                     m.directory / "zookeeper.log"))
-                self._save()
+                self.save()
             ens.wait_serving()
             # the Popen objects die with this call; teardown works from the recorded PIDs
             return ens.connect_string
@@ -466,14 +467,14 @@ class Lab:
                 doc = api.create("hosts", {"name": h.name})
                 h.host_id = doc["id"]
                 h.bpf_pin_dir = str(BPF_ROOT / doc["id"])
-                self._save()
+                self.save()
         members = [{"host_id": h.host_id, "ip": h.underlay_ip} for h in self.state.hosts]
         zone = self.state.topology.get("tunnel_zone")
         if zone is None:
             doc = api.create("tunnel_zones", {"name": self.name, "type": "vxlan",
                                               "members": members})
             self.state.topology["tunnel_zone"] = doc["id"]
-            self._save()
+            self.save()
         else:
             api.update("tunnel_zones", zone, {"members": members})
 
@@ -487,14 +488,14 @@ class Lab:
             if v.ip is None:
                 ip = f"{TENANT_NET.network_address + VM_IP_BASE + i}/{TENANT_NET.prefixlen}"
                 v.ip = ip
-        self._save()
+        self.save()
         tenant = ids.get("tenant") or api.create("tenants", {"name": self.name})["id"]
         router = ids.get("router") or api.create(
             "routers", {"tenant_id": tenant, "name": f"{self.name}-router"})["id"]
         bridge = ids.get("bridge") or api.create(
             "bridges", {"tenant_id": tenant, "name": f"{self.name}-net"})["id"]
         ids.update(tenant=tenant, router=router, bridge=bridge)
-        self._save()
+        self.save()
         if "router_port" not in ids:
             rp = api.create("ports", {"device_id": router, "type": "router",
                                       "mac": vm_mac(self.name, 0, 1),
@@ -502,7 +503,7 @@ class Lab:
             bp = api.create("ports", {"device_id": bridge, "type": "bridge"})
             api.link_ports(rp["id"], bp["id"])
             ids.update(router_port=rp["id"], uplink=bp["id"])
-            self._save()
+            self.save()
         if "subnet" not in ids:
             hosts = [{"mac": v.mac, "ip": (v.ip or "").split("/")[0], "name": v.name}
                      for v in self.state.vms]
@@ -510,7 +511,7 @@ class Lab:
                                               "gateway": TENANT_GW, "mtu": self.vm_mtu,
                                               "hosts": hosts})
             ids["subnet"] = sub["id"]
-            self._save()
+            self.save()
         for v in self.state.vms:
             self._plug_port(api, bridge, v)
             if static_ip and v.ip:
@@ -522,7 +523,7 @@ class Lab:
                                         "mac": v.mac,
                                         "fixed_ips": [(v.ip or "").split("/")[0]]})
             v.port_id = port["id"]
-            self._save()
+            self.save()
         host = self._host(v.host)
         assert v.port_id is not None and host.host_id is not None
         api.bind_port(v.port_id, host.host_id, v.host_if)
@@ -540,7 +541,7 @@ class Lab:
         help_text = _agent_help(base)
         if help_text is None:
             self.state.agents = "unavailable"
-            self._save()
+            self.save()
             return False
         for h in self.state.hosts:
             if any(p.role == "agent" and p.netns == h.netns and _alive(p)
@@ -548,7 +549,7 @@ class Lab:
                 continue
             self._start_agent(h, base, help_text)
         self.state.agents = "running"
-        self._save()
+        self.save()
         return True
 
     def _start_agent(self, h: HostRecord, base: list[str], help_text: str) -> None:
@@ -557,7 +558,7 @@ class Lab:
             pin = h.bpf_pin_dir
             if pin not in self.state.bpf_pins:
                 self.state.bpf_pins.append(pin)
-                self._save()
+                self.save()
         options = {
             "--host-id": h.host_id,
             "--api": self.state.cluster.api_url,
@@ -580,7 +581,7 @@ class Lab:
         self.state.processes.append(
             _record_process(proc.pid, "agent", h.host_id if h.host_id in argv else base[-1],
                             h.netns, log))
-        self._save()
+        self.save()
 
     # -- all at once -------------------------------------------------------------------------
 
@@ -595,7 +596,7 @@ class Lab:
                 raise InvalidInput(f"--datapath must be memory or bpf, not {datapath}",
                                    field="datapath")
             self.state.datapath = datapath
-            self._save()
+            self.save()
         try:
             self.build_underlay()
             for n in range(1, hosts + 1):
@@ -611,10 +612,10 @@ class Lab:
         except BaseException as exc:
             self.state.phase = "failed"
             self.state.error = str(exc) or type(exc).__name__
-            self._save()
+            self.save()
             raise
         self.state.phase = "up"
-        self._save()
+        self.save()
 
     # -- use ---------------------------------------------------------------------------------
 
@@ -678,7 +679,7 @@ class Lab:
             self._api.close()
             self._api = None
         self.state.phase = "tearing-down"
-        self._save()
+        self.save()
         removed = self._stop_processes()
         for ns in reversed(self.state.netns):
             if netns.delete(ns):
