@@ -14,7 +14,8 @@ input field is to blame, that ``field``.
     ├── PayloadTooLarge     413
     ├── StoreError          503  the NSDB cannot be reached or failed
     │   └── Compacted            a watch resumed from a revision the store no longer keeps
-    └── DatapathError       500  the kernel datapath refused an operation
+    ├── DatapathError       500  the kernel datapath refused an operation
+    └── LabError            500  a lab namespace, process or probe did not do what it should
 """
 
 from __future__ import annotations
@@ -82,6 +83,11 @@ class DatapathError(NetloomError):
     status = 500
 
 
+class LabError(NetloomError):
+    code = "lab_error"
+    status = 500
+
+
 __all__ = [
     "AlreadyExists",
     "Compacted",
@@ -89,6 +95,7 @@ __all__ = [
     "DatapathError",
     "InUse",
     "InvalidInput",
+    "LabError",
     "NetloomError",
     "NotFound",
     "PayloadTooLarge",

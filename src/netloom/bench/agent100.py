@@ -28,19 +28,17 @@ is 0 only when every check passed.
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import json
 import os
 import random
 import secrets
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from types import FrameType
 from typing import Annotated, Any
@@ -51,8 +49,8 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from netloom.errors import DatapathError, InvalidInput, NetloomError
-from netloom.lab import netns
-from netloom.lab.demo import scrape_agent, tcp_connect
+from netloom.lab import netns, probes
+from netloom.lab.demo import scrape_agent
 from netloom.lab.lab import MAX_VMS_PER_HOST, Lab, host_name, vm_mac
 from netloom.lab.state import VmRecord
 
@@ -470,9 +468,9 @@ class Agent100:
         src, dst = local[0], local[1]
         dst_ns = self.lab.vm(dst.name).netns
         src_ns = self.lab.vm(src.name).netns
-        with _listening(dst_ns, BLOCKED_PORT), _listening(dst_ns, IPERF_PORT):
-            allowed = tcp_connect(src_ns, dst.ip, IPERF_PORT, 3.0)
-            blocked = tcp_connect(src_ns, dst.ip, BLOCKED_PORT, 2.0)
+        with probes.listening(dst_ns, BLOCKED_PORT), probes.listening(dst_ns, IPERF_PORT):
+            allowed = probes.tcp_connect(src_ns, dst.ip, IPERF_PORT, 3.0)
+            blocked = probes.tcp_connect(src_ns, dst.ip, BLOCKED_PORT, 2.0)
         self.res.security_group = {"from": src.name, "to": dst.name,
                                    f"tcp/{IPERF_PORT}": allowed, f"tcp/{BLOCKED_PORT}": blocked}
         self.res.checks["security_group"] = allowed == "connected" and blocked == "timeout"
@@ -489,7 +487,7 @@ class Agent100:
                 servers.append(netns.popen(ns, ["iperf3", "-s", "-1", "-p", str(IPERF_PORT)],
                                            stdout=subprocess.DEVNULL,
                                            stderr=subprocess.DEVNULL))
-                _wait_listening(ns, IPERF_PORT, servers[-1])
+                probes.wait_listening(ns, IPERF_PORT, servers[-1])
             for src, dst in pairs:
                 clients.append(netns.popen(
                     self.lab.vm(src.name).netns,
@@ -644,33 +642,6 @@ def _stream(src: VmSpec, dst: VmSpec, out: bytes, err: bytes, rc: int | None) ->
     row["gbit_s"] = round(end["sum_received"]["bits_per_second"] / 1e9, 2)
     row["retransmits"] = end["sum_sent"].get("retransmits")
     return row
-
-
-@contextlib.contextmanager
-def _listening(ns: str, port: int) -> Iterator[socket.socket]:
-    """A TCP listener inside ``ns`` (the VM's kernel completes handshakes by itself)."""
-    with netns.entered(ns):
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("0.0.0.0", port))
-        s.listen(8)
-        yield s
-    finally:
-        s.close()
-
-
-def _wait_listening(ns: str, port: int, proc: subprocess.Popen[bytes],
-                    timeout: float = 5.0) -> None:
-    """Until the kernel shows a listener (no probe connection: ``iperf3 -s -1`` serves one)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise DatapathError(f"iperf3 -s exited {proc.returncode} in {ns}")
-        if netns.run(ns, ["ss", "-Hltn", f"sport = :{port}"], check=False).stdout.strip():
-            return
-        time.sleep(0.05)
-    raise DatapathError(f"iperf3 -s did not listen in {ns} within {timeout:.0f} s")
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:

@@ -32,14 +32,13 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-import socket
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from netloom.bench.perf_setups import Endpoints, SetupUnavailable
 from netloom.errors import DatapathError, NetloomError
-from netloom.lab import netns
+from netloom.lab import netns, probes
 from netloom.lab.lab import VXLAN_OVERHEAD, Lab, host_name, netloom_argv, vm_mac
 
 METRICS_PORT = 9464  # Prometheus text on 127.0.0.1 inside each host namespace
@@ -232,26 +231,9 @@ def _logs(lab: Lab) -> str:
 
 
 def scrape_counter(ns: str, port: int, family: str) -> float:
-    """Sum of counter ``family`` over all its labels, from the Prometheus text an agent serves
-    on 127.0.0.1:``port`` inside namespace ``ns`` (the socket is opened there)."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    with netns.entered(ns):
-        s = socket.create_connection(("127.0.0.1", port), timeout=2.0)
-    with s:
-        s.sendall(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        chunks = []
-        while chunk := s.recv(65536):
-            chunks.append(chunk)
-    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
-    status = head.split(b"\r\n", 1)[0].decode(errors="replace")
-    if status.split()[1:2] != ["200"]:
-        raise OSError(f"metrics endpoint in {ns} answered {status!r}")
-    total = 0.0
-    for fam in text_string_to_metric_families(body.decode()):
-        if fam.name == family:
-            total += sum(s.value for s in fam.samples if s.name in (family, f"{family}_total"))
-    return total
+    """Sum of counter ``family`` over all its labels, from the agent serving metrics on
+    127.0.0.1:``port`` inside namespace ``ns``."""
+    return probes.metric_totals(probes.fetch_metrics(ns, port), {family: family})[family]
 
 
 def make_overlay(fip: bool, mtu: int) -> OverlaySetup:

@@ -9,7 +9,6 @@ whole cloud costs the store exactly one watch (Decision 6).
 
 from __future__ import annotations
 
-import builtins
 import json
 import sys
 from collections.abc import Sequence
@@ -18,50 +17,32 @@ from typing import Any
 
 import typer
 
-from netloom.store.base import Change, ChangeCallback, Item, Op, Store, Watch
+from netloom.bench.fanout import CountingStore
+from netloom.store.base import ChangeCallback, Store, Watch
 
 
-class WatchCountingStore:
-    """Delegates to a real store; keeps ``STATS_FILE`` = ``{"store_watches": open watches,
-    "store_watches_opened": total}``."""
+class WatchCountingStore(CountingStore):
+    """A :class:`~netloom.bench.fanout.CountingStore` that also tracks open watches and keeps
+    ``stats`` = ``{"store_watches": open watches, "store_watches_opened": total}`` on disk, so
+    the harness reads the count from outside the cluster process."""
 
     def __init__(self, inner: Store, stats: Path) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.stats = stats
         self.open = 0
-        self.opened = 0
         self._write()
 
     def _write(self) -> None:
         tmp = self.stats.with_suffix(".tmp")
         tmp.write_text(json.dumps({"store_watches": self.open,
-                                   "store_watches_opened": self.opened}))  # fmt: skip
+                                   "store_watches_opened": self.watches}))  # fmt: skip
         tmp.replace(self.stats)
 
-    def get(self, kind: str, id: str) -> Item | None:
-        return self.inner.get(kind, id)
-
-    def list(self, kind: str) -> builtins.list[Item]:
-        return self.inner.list(kind)
-
-    def commit(self, ops: Sequence[Op]) -> int:
-        return self.inner.commit(ops)
-
-    def revision(self) -> int:
-        return self.inner.revision()
-
-    def changes(self, since: int, limit: int = 10_000) -> builtins.list[Change]:
-        return self.inner.changes(since, limit)
-
     def watch(self, since: int, callback: ChangeCallback) -> Watch:
-        w = self.inner.watch(since, callback)
+        w = super().watch(since, callback)
         self.open += 1
-        self.opened += 1
         self._write()
         return _CountedWatch(w, self)
-
-    def close(self) -> None:
-        self.inner.close()
 
     def __getattr__(self, name: str) -> Any:  # backend extras (compact...)
         return getattr(self.inner, name)

@@ -27,18 +27,17 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from netloom.errors import InvalidInput, NetloomError
-from netloom.lab import netns
+from netloom.errors import InvalidInput, LabError, NetloomError
+from netloom.lab import netns, probes
 from netloom.lab.lab import Lab, host_name, netloom_argv
 
 MIN_HOSTS, MAX_HOSTS = 2, 9
@@ -566,9 +565,9 @@ class Demo:
         what stops tcp/22 (a closed port would answer RST, "refused"; a drop times out)."""
         a1, a4 = self.vms["a1"], self.vms["a4"]
         results = {}
-        with _listening(a4.netns, IPERF_PORT), _listening(a4.netns, SSH_PORT):
+        with probes.listening(a4.netns, IPERF_PORT), probes.listening(a4.netns, SSH_PORT):
             for port in (IPERF_PORT, SSH_PORT):
-                results[f"tcp/{port}"] = tcp_connect(a1.netns, a4.expected_ip, port,
+                results[f"tcp/{port}"] = probes.tcp_connect(a1.netns, a4.expected_ip, port,
                                                      CONNECT_TIMEOUT)
         self.summary.security_group = results
         if results[f"tcp/{IPERF_PORT}"] != "connected":
@@ -585,7 +584,10 @@ class Demo:
         server = netns.popen(a4.netns, ["iperf3", "-s", "-1", "-p", str(IPERF_PORT)],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            _wait_listening(a4.netns, IPERF_PORT, server)
+            try:
+                probes.wait_listening(a4.netns, IPERF_PORT, server)
+            except LabError as exc:
+                raise DemoStepFailed(exc.message) from None
             done = netns.run(a1.netns, ["iperf3", "-c", a4.expected_ip, "-p", str(IPERF_PORT),
                                         "-t", str(IPERF_SECONDS), "-J"],
                              check=False, timeout=IPERF_SECONDS + 20)
@@ -744,54 +746,6 @@ def _describe(value: Any) -> str:
     return str(value)
 
 
-@contextlib.contextmanager
-def _listening(ns: str, port: int) -> Iterator[socket.socket]:
-    """A TCP listener inside ``ns``: the kernel in the VM completes handshakes on its own."""
-    with netns.entered(ns):
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("0.0.0.0", port))
-        s.listen(8)
-        yield s
-    finally:
-        s.close()
-
-
-def tcp_connect(ns: str, ip: str, port: int, timeout: float) -> str:
-    """A TCP handshake from inside ``ns``: ``connected``, ``timeout`` (SYN dropped),
-    ``refused`` (RST: reached, nothing listening) or the error."""
-    with netns.entered(ns):
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    try:
-        s.connect((ip, port))
-        return "connected"
-    except TimeoutError:
-        return "timeout"
-    except ConnectionRefusedError:
-        return "refused"
-    except OSError as exc:
-        return f"error: {exc.strerror or exc}"
-    finally:
-        s.close()
-
-
-def _wait_listening(ns: str, port: int, proc: subprocess.Popen[bytes],
-                    timeout: float = 5.0) -> None:
-    """Until something listens on ``port`` in ``ns`` (read from the kernel, no probe
-    connection: iperf3 -1 serves exactly one client)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise DemoStepFailed(f"iperf3 -s exited {proc.returncode}")
-        out = netns.run(ns, ["ss", "-Hltn", f"sport = :{port}"], check=False).stdout
-        if out.strip():
-            return
-        time.sleep(0.05)
-    raise DemoStepFailed(f"iperf3 -s did not listen on {port} within {timeout:.0f} s")
-
-
 def _mss(report: dict[str, Any]) -> int | None:
     with contextlib.suppress(KeyError, IndexError, TypeError):
         return int(report["start"]["tcp_mss_default"])
@@ -809,35 +763,12 @@ AGENT_METRICS = {
 
 
 def scrape_agent(ns: str, port: int = METRICS_PORT) -> dict[str, float]:
-    """The agent's Prometheus text from inside its host namespace, summed over labels."""
-    with netns.entered(ns):
-        s = socket.create_connection(("127.0.0.1", port), timeout=2.0)
-    with s:
-        s.sendall(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        chunks = []
-        while chunk := s.recv(65536):
-            chunks.append(chunk)
-    raw = b"".join(chunks)
-    head, _, body = raw.partition(b"\r\n\r\n")
-    status = head.split(b"\r\n", 1)[0].decode(errors="replace")
-    if status.split()[1:2] != ["200"]:
-        raise OSError(f"metrics endpoint answered {status!r}")
-    return parse_metrics(body.decode())
+    """The agent's metrics from inside its host namespace, summed over labels."""
+    return parse_metrics(probes.fetch_metrics(ns, port))
 
 
 def parse_metrics(text: str) -> dict[str, float]:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    totals = dict.fromkeys(AGENT_METRICS, 0.0)
-    by_family = {v: k for k, v in AGENT_METRICS.items()}
-    for fam in text_string_to_metric_families(text):
-        key = by_family.get(fam.name)
-        if key is None:
-            continue
-        for sample in fam.samples:
-            if sample.name in (fam.name, f"{fam.name}_total"):
-                totals[key] += sample.value
-    return totals
+    return probes.metric_totals(text, AGENT_METRICS)
 
 
 def keep_instructions(lab: Lab, summary: Summary) -> list[str]:
@@ -881,5 +812,4 @@ __all__ = [
     "plan_vms",
     "run_demo",
     "scrape_agent",
-    "tcp_connect",
 ]
