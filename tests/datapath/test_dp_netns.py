@@ -253,22 +253,36 @@ def test_miss_upcall_install_reinject(lab: Lab, tx_off: bool) -> None:
         dp.destroy()
 
 
-def test_tcp_across_vxlan_collect_md(lab: Lab) -> None:
+def link_packets(ns: str, dev: str) -> int:
+    """rx + tx packets of one interface (``ip -s``), read inside its namespace."""
+    st = json.loads(in_ns(ns, "ip", "-j", "-s", "link", "show", "dev", dev).stdout)[0]["stats64"]
+    return int(st["rx"]["packets"]) + int(st["tx"]["packets"])
+
+
+@pytest.mark.parametrize(
+    ("bpf_encap", "tx_off"),
+    [(True, True), (True, False), (False, True)],
+    ids=["bpf-encap-csum-off", "bpf-encap-gso", "vxlan-device"],
+)
+def test_tcp_across_vxlan_collect_md(lab: Lab, bpf_encap: bool, tx_off: bool) -> None:
+    """RFC 7348 between two hosts. With ``bpf_encap`` the program adds and removes the
+    outer headers itself (the VXLAN device sees no packet); without, the collect_md device
+    does. Both with complete checksums (tx off) and with GSO super-packets (tx on)."""
     from netloom.datapath.bpf import BpfDatapath
 
     h1, h2 = lab.ns("h1"), lab.ns("h2")
     lab.veth(h1, "ul0", h2, "ul0")
     in_ns(h1, "ip", "addr", "add", "192.0.2.1/24", "dev", "ul0")
     in_ns(h2, "ip", "addr", "add", "192.0.2.2/24", "dev", "ul0")
-    v1 = add_vm(lab, h1, "a", "10.1.0.1", "02:00:00:00:00:01", mtu=1450)
-    v2 = add_vm(lab, h2, "b", "10.1.0.2", "02:00:00:00:00:02", mtu=1450)
+    v1 = add_vm(lab, h1, "a", "10.1.0.1", "02:00:00:00:00:01", mtu=1450, tx_off=tx_off)
+    v2 = add_vm(lab, h2, "b", "10.1.0.2", "02:00:00:00:00:02", mtu=1450, tx_off=tx_off)
     in_ns(v1.ns, "ip", "neigh", "add", v2.addr, "lladdr", v2.mac, "dev", "eth0")
     in_ns(v2.ns, "ip", "neigh", "add", v1.addr, "lladdr", v1.mac, "dev", "eth0")
     d1 = BpfDatapath(lab.host_name("h1"), netns=h1)
     d2 = BpfDatapath(lab.host_name("h2"), netns=h2)
     try:
-        d1.set_tunnel(TunnelSettings(local_ip=ip("192.0.2.1")))
-        d2.set_tunnel(TunnelSettings(local_ip=ip("192.0.2.2")))
+        d1.set_tunnel(TunnelSettings(local_ip=ip("192.0.2.1"), bpf_encap=bpf_encap))
+        d2.set_tunnel(TunnelSettings(local_ip=ip("192.0.2.2"), bpf_encap=bpf_encap))
         p1, p2 = d1.add_port(v1.host_if, PortKind.VM), d2.add_port(v2.host_if, PortKind.VM)
         d2.bind_tunnel_key(100, p2)
         d1.bind_tunnel_key(101, p1)
@@ -278,9 +292,16 @@ def test_tcp_across_vxlan_collect_md(lab: Lab) -> None:
         assert transfer(lab, v1, v2, v2.addr, 80, 80)
         assert csum_errors(v1.ns) == 0 and csum_errors(v2.ns) == 0
         assert d1.dump()[0][1].packets > 10
+        via_device = link_packets(h1, "nlvx0") + link_packets(h2, "nlvx0")
+        if bpf_encap:
+            assert via_device == 0
+        else:
+            assert via_device > 20
     finally:
         d1.destroy()
         d2.destroy()
+    # destroy() removed our filter from the underlay NIC and nothing else
+    assert "nl_ingress" not in in_ns(h1, "tc", "filter", "show", "dev", "ul0", "ingress").stdout
 
 
 OWNER = r"""

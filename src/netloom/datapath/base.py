@@ -73,6 +73,9 @@ class TunnelSettings:
     udp_port: int = 4789
     mtu: int = 1450
     ifname: str = "nlvx0"
+    # Encapsulate/decapsulate unicast IPv4 in the datapath itself when it can (the bpf
+    # datapath: on the NIC holding local_ip); the VXLAN device stays for everything else.
+    bpf_encap: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from netloom.flows.model import (
     Userspace,
 )
 
-ABI_VERSION = 1
+ABI_VERSION = 2
 MAX_MASKS = 32
 MAX_ACTIONS = 8
 EXEC_SLOTS = 64
@@ -34,7 +34,7 @@ MASK = struct.Struct("<II")  # + nl_key = struct nl_mask (56)
 ACTION = struct.Struct("<HHIQ")  # struct nl_action (16)
 FLOW_TAIL = struct.Struct("<QQIIQQQ")  # cookie created idle hard packets bytes last_used (48)
 PORT = struct.Struct("<II")  # kind, mtu
-CONFIG = struct.Struct("<IIII")  # abi, tunnel_ifindex, local_ip, trace
+CONFIG = struct.Struct("<IIIIII")  # abi tunnel_ifindex local_ip trace underlay_ifindex udp_port
 EXEC_HEAD = struct.Struct("<IIIIQ")  # in_port, tun_key, lookup, pad, cookie (+ actions)
 VERDICT = struct.Struct("<IIIIQ")
 UPCALL = struct.Struct("<IIIIIIQ")  # in_port reason tun_key pkt_len cap_len pad cookie

@@ -70,6 +70,7 @@ MAPS = (
 )
 INJECT_TX, INJECT_RX = "nlinj0", "nlinj1"
 PORT_INJECT = 5
+PORT_UNDERLAY = 6  # the NIC holding the tunnel's local IP: VXLAN decap in BPF (nl_port_kind)
 SIOCGIFMTU = 0x8921
 TC_ACT_OK, TC_ACT_SHOT, TC_ACT_REDIRECT = 0, 2, 7
 _HOST_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -160,6 +161,7 @@ class BpfDatapath:
         self._rb: int | None = None
         self._rb_cb = lb.make_ringbuf_cb(self._on_upcall)
         self._sock: socket.socket | None = None
+        self._underlay: str | None = None
         try:
             self._init_config(trace)
             self._setup_inject()
@@ -207,12 +209,14 @@ class BpfDatapath:
 
     def _init_config(self, trace: bool) -> None:
         cfg = self._lookup("nl_config", (0).to_bytes(4, "little"), abi.CONFIG.size)
-        ver, tun_if, local_ip, _ = abi.CONFIG.unpack(cfg or bytes(abi.CONFIG.size))
-        if ver not in (0, abi.ABI_VERSION):
+        raw = cfg or bytes(abi.CONFIG.size)
+        ver = int.from_bytes(raw[:4], "little")
+        if ver not in (0, abi.ABI_VERSION) or len(raw) != abi.CONFIG.size:
             raise DatapathError(
                 f"pinned maps under {self.pin_dir} use ABI {ver}, this code {abi.ABI_VERSION}"
             )
-        self._config = [abi.ABI_VERSION, tun_if, local_ip, int(trace)]
+        _, tun_if, local_ip, _, underlay, udp_port = abi.CONFIG.unpack(raw)
+        self._config = [abi.ABI_VERSION, tun_if, local_ip, int(trace), underlay, udp_port]
         self._write_config()
 
     def _write_config(self) -> None:
@@ -223,6 +227,9 @@ class BpfDatapath:
         for k, v in self._items("nl_ports", 4, abi.PORT.size):
             ifindex = int.from_bytes(k, "little")
             kind, mtu = abi.PORT.unpack(v)
+            if kind == PORT_UNDERLAY:
+                self._underlay = self._ifname(ifindex)
+                continue
             if kind == PORT_INJECT:
                 continue
             name = self._ifname(ifindex) or f"if{ifindex}"
@@ -349,9 +356,53 @@ class BpfDatapath:
             )
         self._run("ip", "link", "set", settings.ifname, "mtu", str(settings.mtu), "up")
         port = self.add_port(settings.ifname, PortKind.TUNNEL, mtu=settings.mtu)
+        underlay = self._find_underlay(settings.local_ip) if settings.bpf_encap else None
+        self._set_underlay(underlay)
         self._config[1], self._config[2] = port, settings.local_ip
+        self._config[4] = self._ifindex(underlay) if underlay else 0
+        self._config[5] = settings.udp_port
         self._write_config()
         return port
+
+    def _find_underlay(self, local_ip: int) -> str | None:
+        """The interface holding the tunnel's local address (None: no such interface here, so
+        VXLAN goes through the kernel device only)."""
+        addr = socket.inet_ntoa(local_ip.to_bytes(4, "big"))
+        out = self._run("ip", "-o", "-4", "addr", "show", check=False).stdout
+        for line in out.splitlines():
+            fields = line.split()
+            if len(fields) > 3 and fields[2] == "inet" and fields[3].split("/")[0] == addr:
+                return fields[1].split("@")[0]
+        return None
+
+    def _set_underlay(self, ifname: str | None) -> None:
+        if ifname == self._underlay:
+            if ifname is not None:
+                self._attach(ifname)
+            return
+        if self._underlay is not None:
+            self._detach_underlay()
+        if ifname is not None:
+            ifindex = self._ifindex(ifname)
+            self._update("nl_ports", ifindex.to_bytes(4, "little"), abi.PORT.pack(PORT_UNDERLAY, 0))
+            self._attach(ifname)
+        self._underlay = ifname
+
+    def _detach_underlay(self) -> None:
+        """Remove only our filter: the underlay NIC is not ours (other filters stay)."""
+        if self._underlay is None:
+            return
+        self._run(
+            "tc", "filter", "del", "dev", self._underlay, "ingress", "prio", "1", "handle", "1",
+            "bpf", check=False,
+        )
+        try:
+            ifindex = self._ifindex(self._underlay)
+        except NotFound:
+            ifindex = None
+        if ifindex is not None:
+            self._delete("nl_ports", ifindex.to_bytes(4, "little"))
+        self._underlay = None
 
     def bind_tunnel_key(self, vni: int, port: int) -> None:
         if not 0 < vni < 1 << 24:
@@ -719,7 +770,8 @@ class BpfDatapath:
 
     def destroy(self) -> None:
         """Remove everything this host's datapath put in the kernel: filters, the injection
-        veth, the tunnel device it created, the pins."""
+        veth, the tunnel device it created, our filter on the underlay NIC, the pins."""
+        self._detach_underlay()
         for info in list(self._ports.values()):
             self._detach(info.ifname)
             if info.kind == PortKind.TUNNEL and info.ifname.startswith("nlvx"):

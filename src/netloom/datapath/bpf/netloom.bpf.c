@@ -22,6 +22,7 @@
 #include <linux/if_ether.h>
 #include <linux/ip.h>
 #include <linux/in.h>
+#include <linux/udp.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "netloom.h"
@@ -104,6 +105,8 @@ struct parsed {
 	__u32 trace;
 	__u32 tunnel_ifindex;
 	__u32 local_ip;
+	__u32 underlay_ifindex;
+	__u32 udp_port;
 };
 
 struct nl_actions {
@@ -300,6 +303,123 @@ NL_FUNC int output(struct __sk_buff *skb, struct parsed *p, __u32 ifindex, __u32
 	return bpf_redirect(ifindex, 0);
 }
 
+/* ---- VXLAN in BPF (RFC 7348), the fast path ------------------------------------------------
+ *
+ * The collect_md VXLAN device costs every packet a second pass through the host's IP stack on
+ * both sides (route lookup, UDP socket, vxlan_rcv, gro_cells). Unicast IPv4 frames skip it:
+ * encap() prepends outer IPv4/UDP/VXLAN + the inner Ethernet header with bpf_skb_adjust_room
+ * (the ENCAP flags keep GSO super-packets whole: SKB_GSO_UDP_TUNNEL, inner headers set) and
+ * hands the packet to the underlay NIC with bpf_redirect_neigh (FIB + neighbour fill the outer
+ * MACs); underlay_ingress() pops the same 50 bytes for a VNI bound to a local port and redirects
+ * straight into the VM. Anything else (ARP, VLAN, clones, non-TCP GSO, a VNI without a local
+ * port, a non-zero outer UDP checksum) takes the device path, which stays as the fallback. */
+#define NL_VXLAN_HLEN (sizeof(struct iphdr) + sizeof(struct udphdr) + 8 + ETH_HLEN)
+#define NL_VXLAN_FLAG_I 0x08 /* RFC 7348 5: "I" flag, the VNI is valid */
+
+struct nl_vxlan_encap {
+	struct iphdr ip;
+	struct udphdr udp;
+	__u8 vxlan[8];
+	__u8 eth[ETH_HLEN];
+} __attribute__((packed));
+
+static __always_inline __u16 csum_fold32(__u64 sum)
+{
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return (__u16)~sum;
+}
+
+NL_FUNC int encap(struct __sk_buff *skb, struct parsed *p, __u32 vni, __u32 remote)
+{
+	const __u64 flags = BPF_F_ADJ_ROOM_FIXED_GSO | BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 |
+			    BPF_F_ADJ_ROOM_ENCAP_L4_UDP | BPF_F_ADJ_ROOM_ENCAP_L2_ETH |
+			    BPF_F_ADJ_ROOM_ENCAP_L2(ETH_HLEN);
+	struct nl_vxlan_encap h = {};
+	struct iphdr ip = {};
+	__u32 len;
+	__s64 sum;
+
+	if (!p)
+		return TC_ACT_SHOT;
+	if (p->vlan_hw || p->l3_off != ETH_HLEN || p->key.eth_type != ETH_P_IP)
+		return CONTINUE;
+	if (skb->len - ETH_HLEN + NL_VXLAN_HLEN > 0xffff)
+		return CONTINUE;
+	if (bpf_skb_load_bytes(skb, 0, h.eth, ETH_HLEN) < 0)
+		return CONTINUE;
+	/* RFC 7348 5: the source port is a hash of the inner headers, for ECMP on the underlay. */
+	h.udp.source = bpf_htons(49152 | (bpf_get_hash_recalc(skb) & 0x3fff));
+	if (bpf_skb_adjust_room(skb, NL_VXLAN_HLEN, BPF_ADJ_ROOM_MAC, flags) < 0)
+		return CONTINUE; /* unchanged: e.g. UDP GSO, which the helper refuses */
+	len = skb->len - ETH_HLEN;
+	ip.version = 4;
+	ip.ihl = 5;
+	ip.ttl = 64;
+	ip.protocol = IPPROTO_UDP;
+	ip.frag_off = bpf_htons(0x4000); /* DF: the overlay MTU already leaves room */
+	ip.tot_len = bpf_htons(len);
+	ip.saddr = bpf_htonl(p->local_ip);
+	ip.daddr = bpf_htonl(remote);
+	sum = bpf_csum_diff(0, 0, (__be32 *)&ip, sizeof(ip), 0);
+	ip.check = csum_fold32(sum < 0 ? 0 : (__u64)sum);
+	h.ip = ip;
+	h.udp.dest = bpf_htons(p->udp_port);
+	h.udp.len = bpf_htons(len - sizeof(ip));
+	h.udp.check = 0; /* RFC 7348 5: zero over IPv4 */
+	h.vxlan[0] = NL_VXLAN_FLAG_I;
+	h.vxlan[4] = vni >> 16;
+	h.vxlan[5] = vni >> 8;
+	h.vxlan[6] = vni;
+	if (bpf_skb_store_bytes(skb, ETH_HLEN, &h, sizeof(h), 0) < 0)
+		return TC_ACT_SHOT;
+	note(p, NL_A_TUNNEL, p->underlay_ifindex, vni, remote);
+	return bpf_redirect_neigh(p->underlay_ifindex, 0, 0, 0);
+}
+
+struct nl_vxlan_frame {
+	__u8 eth[ETH_HLEN];
+	struct nl_vxlan_encap e;
+} __attribute__((packed));
+
+NL_FUNC int underlay_ingress(struct __sk_buff *skb, struct parsed *p)
+{
+	struct nl_vxlan_frame f;
+	struct nl_port *port;
+	__u32 vni, *dst;
+
+	if (!p || !p->underlay_ifindex)
+		return TC_ACT_OK;
+	if (bpf_skb_load_bytes(skb, 0, &f, sizeof(f)) < 0)
+		return TC_ACT_OK;
+	if (f.eth[12] != 0x08 || f.eth[13] != 0x00 || skb->vlan_present)
+		return TC_ACT_OK;
+	if (f.e.ip.version != 4 || f.e.ip.ihl != 5 || f.e.ip.protocol != IPPROTO_UDP)
+		return TC_ACT_OK;
+	if ((f.e.ip.frag_off & bpf_htons(0x3fff)) || f.e.ip.daddr != bpf_htonl(p->local_ip))
+		return TC_ACT_OK;
+	if (f.e.udp.dest != bpf_htons(p->udp_port) || f.e.udp.check)
+		return TC_ACT_OK;
+	if (!(f.e.vxlan[0] & NL_VXLAN_FLAG_I) || f.e.eth[12] != 0x08 || f.e.eth[13] != 0x00)
+		return TC_ACT_OK;
+	vni = ((__u32)f.e.vxlan[4] << 16) | ((__u32)f.e.vxlan[5] << 8) | f.e.vxlan[6];
+	dst = bpf_map_lookup_elem(&nl_vni, &vni);
+	if (!dst)
+		return TC_ACT_OK;
+	port = bpf_map_lookup_elem(&nl_ports, dst);
+	if (!port || port->kind != NL_PORT_VM)
+		return TC_ACT_OK;
+	if (bpf_skb_adjust_room(skb, -(__s32)NL_VXLAN_HLEN, BPF_ADJ_ROOM_MAC,
+				BPF_F_ADJ_ROOM_FIXED_GSO) < 0)
+		return TC_ACT_OK;
+	if (bpf_skb_store_bytes(skb, 0, f.e.eth, ETH_HLEN, 0) < 0)
+		return TC_ACT_SHOT;
+	p->tun_key = vni;
+	note(p, NL_A_OUTPUT, *dst, vni, 0);
+	return bpf_redirect_peer(*dst, 0);
+}
+
 NL_FUNC int tunnel(struct __sk_buff *skb, struct parsed *p, __u32 vni, __u32 remote,
 		   __u32 flags)
 {
@@ -317,6 +437,12 @@ NL_FUNC int tunnel(struct __sk_buff *skb, struct parsed *p, __u32 vni, __u32 rem
 	port = bpf_map_lookup_elem(&nl_ports, &ifindex);
 	if (port && too_big(skb, p, port->mtu))
 		return upcall(skb, p, NL_UP_MTU);
+	if (!(flags & NL_AF_CLONE) && p->underlay_ifindex) {
+		int r = encap(skb, p, vni, remote);
+
+		if (r != CONTINUE)
+			return r;
+	}
 	tk.tunnel_id = vni;
 	tk.remote_ipv4 = remote;
 	tk.local_ipv4 = p->local_ip;
@@ -540,7 +666,11 @@ int nl_ingress(struct __sk_buff *skb)
 		p.trace = cfg->trace;
 		p.tunnel_ifindex = cfg->tunnel_ifindex;
 		p.local_ip = cfg->local_ip;
+		p.underlay_ifindex = cfg->underlay_ifindex;
+		p.udp_port = cfg->udp_port;
 	}
+	if (port->kind == NL_PORT_UNDERLAY)
+		return underlay_ingress(skb, &p);
 	p.in_port = ifindex;
 	p.vlan_hw = skb->vlan_present;
 	if (parse(skb, &p) < 0)

@@ -9,7 +9,7 @@
 
 #include <linux/types.h>
 
-#define NL_ABI_VERSION 1
+#define NL_ABI_VERSION 2
 #define NL_MAX_MASKS 32
 #define NL_MAX_ACTIONS 8
 #define NL_EXEC_SLOTS 64
@@ -91,6 +91,7 @@ enum nl_port_kind {
 	NL_PORT_UPLINK = 3,
 	NL_PORT_INTERNAL = 4,
 	NL_PORT_INJECT = 5, /* the agent's re-injection veth: in_port comes from skb->mark */
+	NL_PORT_UNDERLAY = 6, /* the host's underlay NIC: VXLAN to local ports is decapsulated here */
 };
 
 struct nl_port {
@@ -103,6 +104,8 @@ struct nl_config {
 	__u32 tunnel_ifindex;
 	__u32 local_ip; /* host order */
 	__u32 trace;    /* non-zero: record the last verdict in nl_verdict (tests) */
+	__u32 underlay_ifindex; /* non-zero: VXLAN encap/decap in BPF on this device (fast path) */
+	__u32 udp_port;         /* VXLAN UDP port, host order */
 };
 
 struct nl_verdict {
