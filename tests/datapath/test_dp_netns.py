@@ -291,12 +291,15 @@ def test_tcp_across_vxlan_collect_md(lab: Lab, bpf_encap: bool, tx_off: bool) ->
         d2.install([Flow(FlowKey(in_port=p2), m, (Tunnel(101, ip("192.0.2.1")),))])
         assert transfer(lab, v1, v2, v2.addr, 80, 80)
         assert csum_errors(v1.ns) == 0 and csum_errors(v2.ns) == 0
-        assert d1.dump()[0][1].packets > 10
+        packets = d1.dump()[0][1].packets + d2.dump()[0][1].packets
+        assert packets > 20
+        # The device still carries what the fast path leaves to it (here: the VMs' IPv6
+        # router solicitations, which the flows tunnel too), never the TCP stream.
         via_device = link_packets(h1, "nlvx0") + link_packets(h2, "nlvx0")
         if bpf_encap:
-            assert via_device == 0
+            assert via_device <= 8 < packets
         else:
-            assert via_device > 20
+            assert via_device >= packets
     finally:
         d1.destroy()
         d2.destroy()

@@ -215,8 +215,9 @@ class BpfDatapath:
             raise DatapathError(
                 f"pinned maps under {self.pin_dir} use ABI {ver}, this code {abi.ABI_VERSION}"
             )
-        _, tun_if, local_ip, _, underlay, udp_port = abi.CONFIG.unpack(raw)
-        self._config = [abi.ABI_VERSION, tun_if, local_ip, int(trace), underlay, udp_port]
+        _, tun_if, local_ip, _, underlay, udp_port, mask, _ = abi.CONFIG.unpack(raw)
+        self._config = [abi.ABI_VERSION, tun_if, local_ip, int(trace), underlay, udp_port,
+                        mask, 0]
         self._write_config()
 
     def _write_config(self) -> None:
@@ -356,23 +357,26 @@ class BpfDatapath:
             )
         self._run("ip", "link", "set", settings.ifname, "mtu", str(settings.mtu), "up")
         port = self.add_port(settings.ifname, PortKind.TUNNEL, mtu=settings.mtu)
-        underlay = self._find_underlay(settings.local_ip) if settings.bpf_encap else None
+        found = self._find_underlay(settings.local_ip) if settings.bpf_encap else None
+        underlay, prefixlen = found if found else (None, 0)
         self._set_underlay(underlay)
         self._config[1], self._config[2] = port, settings.local_ip
         self._config[4] = self._ifindex(underlay) if underlay else 0
         self._config[5] = settings.udp_port
+        self._config[6] = (0xFFFFFFFF << (32 - prefixlen)) & 0xFFFFFFFF if prefixlen else 0
         self._write_config()
         return port
 
-    def _find_underlay(self, local_ip: int) -> str | None:
-        """The interface holding the tunnel's local address (None: no such interface here, so
-        VXLAN goes through the kernel device only)."""
+    def _find_underlay(self, local_ip: int) -> tuple[str, int] | None:
+        """The interface holding the tunnel's local address and the address's prefix length
+        (None: no such interface here, so VXLAN goes through the kernel device only)."""
         addr = socket.inet_ntoa(local_ip.to_bytes(4, "big"))
         out = self._run("ip", "-o", "-4", "addr", "show", check=False).stdout
         for line in out.splitlines():
             fields = line.split()
             if len(fields) > 3 and fields[2] == "inet" and fields[3].split("/")[0] == addr:
-                return fields[1].split("@")[0]
+                plen = fields[3].split("/")[1] if "/" in fields[3] else "32"
+                return fields[1].split("@")[0], int(plen)
         return None
 
     def _set_underlay(self, ifname: str | None) -> None:

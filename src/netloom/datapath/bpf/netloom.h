@@ -106,6 +106,8 @@ struct nl_config {
 	__u32 trace;    /* non-zero: record the last verdict in nl_verdict (tests) */
 	__u32 underlay_ifindex; /* non-zero: VXLAN encap/decap in BPF on this device (fast path) */
 	__u32 udp_port;         /* VXLAN UDP port, host order */
+	__u32 underlay_mask;    /* netmask of the underlay's subnet (on-link remotes skip the FIB) */
+	__u32 pad;
 };
 
 struct nl_verdict {
