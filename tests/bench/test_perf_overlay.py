@@ -24,6 +24,47 @@ def test_make_overlay_is_a_setup_and_refuses_an_mtu_the_lab_cannot_run() -> None
     assert make_overlay(True, 9000).name == "overlay-fip"
     with pytest.raises(SetupUnavailable, match="1500 or 9000"):
         make_overlay(False, 4000)
+    assert make_overlay(False, 1500, "device").name == "overlay-vxdev"
+    with pytest.raises(SetupUnavailable, match="VXLAN"):
+        make_overlay(False, 1500, "gre")
+
+
+def _device_packets(ns: str) -> int:
+    out = netns.run(ns, ["ip", "-j", "-s", "link", "show", "dev", "nlvx0"]).stdout
+    st = json.loads(out)[0]["stats64"]
+    return int(st["rx"]["packets"]) + int(st["tx"]["packets"])
+
+
+@pytest.mark.parametrize("vxlan", ["bpf", "device"])
+def test_vxlan_in_the_datapath_or_through_the_device(made: list[str], vxlan: str) -> None:
+    """``netloom agent --vxlan-encap``: with bpf the hosts' VXLAN devices see (almost) none
+    of a TCP stream between the VMs, with device they carry all of it; both deliver."""
+    setup = make_overlay(False, 1500, vxlan)
+    try:
+        ep = setup.up()
+        made.extend(setup.namespaces)
+        hosts = [n for n in setup.namespaces if n.endswith(("-h1", "-h2"))]
+        assert len(hosts) == 2
+        before = sum(_device_packets(h) for h in hosts)
+        srv = subprocess.Popen(
+            netns.nsenter_argv(ep.server_netns, ["iperf3", "-s", "-1", "-p", "5301"]),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(0.3)
+            out = netns.run(ep.client_netns, ["iperf3", "-c", ep.server_ip, "-p", "5301",
+                                              "-t", "1", "-J"], timeout=30).stdout
+        finally:
+            srv.wait(10)
+        moved = json.loads(out)["end"]["sum_received"]["bytes"]
+        assert moved > 10_000_000
+        through_device = sum(_device_packets(h) for h in hosts) - before
+        if vxlan == "bpf":
+            assert through_device < 20, through_device
+        else:
+            assert through_device > 1000, through_device
+    finally:
+        setup.down()
+    assert [n for n in made if netns.exists(n)] == []
 
 
 def test_fip_setup_reaches_the_server_by_its_floating_ip_and_leaves_nothing(

@@ -74,6 +74,9 @@ class AgentConfig:
     underlay_ip: str | None = None  # else this host's address in its tunnel zone
     sim: SimConfig = field(default_factory=SimConfig)
     tunnel_udp_port: int = 4789
+    # VXLAN encap/decap in the datapath program when it can (bpf); False: the kernel's
+    # collect_md device for everything (kept for comparison and as the fallback anyway)
+    vxlan_in_datapath: bool = True
     idle_timeout_s: float = 60.0
     park_per_key: int = 64
     park_total: int = 4096
@@ -302,7 +305,8 @@ class Agent:
         if self.tunnel_port or not self._local_ip:
             return
         settings = TunnelSettings(self._local_ip, self.cfg.tunnel_udp_port,
-                                  self.cfg.sim.overlay_mtu)  # fmt: skip
+                                  self.cfg.sim.overlay_mtu,
+                                  bpf_encap=self.cfg.vxlan_in_datapath)  # fmt: skip
         try:
             self.tunnel_port = self.dp.set_tunnel(settings)
         except NetloomError as exc:

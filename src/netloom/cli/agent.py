@@ -21,6 +21,11 @@ class DatapathKind(StrEnum):
     bpf = "bpf"
 
 
+class VxlanEncap(StrEnum):
+    bpf = "bpf"
+    device = "device"
+
+
 def _address(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -59,7 +64,8 @@ def _datapath(kind: DatapathKind, host_id: str) -> object:
 async def _main(host_id: str | None, host_name: str | None, topology: str,
                 datapath: DatapathKind, underlay_ip: str | None,
                 metrics_port: int | None, idle_timeout: float = 60.0,
-                underlay_mtu: int = 1500) -> None:  # fmt: skip
+                underlay_mtu: int = 1500,
+                vxlan_encap: VxlanEncap = VxlanEncap.bpf) -> None:  # fmt: skip
     from netloom.agent.core import Agent, AgentConfig
     from netloom.agent.driver import AgentDriver
     from netloom.datapath.base import Datapath
@@ -73,7 +79,8 @@ async def _main(host_id: str | None, host_name: str | None, topology: str,
     dp = _datapath(datapath, host_id)
     assert isinstance(dp, Datapath)
     agent = Agent(AgentConfig(host_id, underlay_ip=underlay_ip, idle_timeout_s=idle_timeout,
-                              sim=SimConfig(underlay_mtu=underlay_mtu)), dp)  # fmt: skip
+                              sim=SimConfig(underlay_mtu=underlay_mtu),
+                              vxlan_in_datapath=vxlan_encap is VxlanEncap.bpf), dp)  # fmt: skip
     driver = AgentDriver(agent, TopologyClient(host_id, address), metrics_port=metrics_port)
     await driver.run_until_signalled()
 
@@ -93,6 +100,10 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
                                            help="Seconds an unused flow stays installed."),
         mtu: int = typer.Option(1500, "--mtu", help="Underlay MTU; the tunnel and VM ports "
                                 "get MTU - 50 (VXLAN over IPv4, RFC 7348)."),
+        vxlan_encap: VxlanEncap = typer.Option(
+            VxlanEncap.bpf, "--vxlan-encap",
+            help="bpf: the datapath adds/removes VXLAN headers itself for unicast IPv4 (the "
+            "VXLAN device carries the rest); device: the kernel's VXLAN device for all."),
         log_format: str = typer.Option("text", "--log-format", help="text or json."),
         verbose: bool = typer.Option(False, "--verbose", "-v"),
     ) -> None:
@@ -117,7 +128,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
                             handlers=[handler])  # fmt: skip
         try:
             asyncio.run(_main(host_id, host_name, topology, datapath, underlay_ip,
-                              metrics_port, idle_timeout, mtu))  # fmt: skip
+                              metrics_port, idle_timeout, mtu, vxlan_encap))  # fmt: skip
         except NetloomError as exc:
             typer.echo(f"error: {exc.message}", err=True)
             raise typer.Exit(1) from None
