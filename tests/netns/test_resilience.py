@@ -147,11 +147,18 @@ def test_flooding_vm_does_not_stop_neighbour_connections(lab: NetLab) -> None:
             before["netloom_agent_upcalls_rate_limited_total"]
         installed = after["netloom_agent_flows_installed_total"] - \
             before["netloom_agent_flows_installed_total"]
-        print(f"figure: scan sent {sent} datagrams, {limited:.0f} upcalls rate-limited, "
+        throttled = after["netloom_datapath_upcalls_throttled_total"] - \
+            before["netloom_datapath_upcalls_throttled_total"]
+        lost = after["netloom_datapath_upcalls_lost_total"] - \
+            before["netloom_datapath_upcalls_lost_total"]
+        print(f"figure: scan sent {sent} datagrams, {throttled:.0f} upcalls throttled in the "
+              f"kernel, {lost:.0f} lost, {limited:.0f} rate-limited by the agent, "
               f"{installed:.0f} flows installed; b's 20 connections: median "
               f"{statistics.median(setups) * 1000:.1f} ms, max {max(setups) * 1000:.1f} ms")
         assert still_flooding, "the scan ended before b's connections were made"
+        assert throttled > 10_000, "the scan did not hit the kernel's upcall budget"
         assert limited > 1000, "the scan did not flood the agent"
+        assert lost == 0, "upcalls were lost: the budget did not keep the queue from filling"
         assert installed >= 20  # every connection of b was a new upcall and a new flow
     finally:
         server.close()

@@ -31,7 +31,14 @@ from netloom.agent.metrics import AgentMetrics
 from netloom.agent.ratelimit import PortLimiter, round_robin
 from netloom.agent.translate import Untranslatable, to_datapath_actions, to_flow
 from netloom.agent.view import AgentView, Interest, related
-from netloom.datapath.base import Datapath, PortKind, TunnelSettings, Upcall, UpcallReason
+from netloom.datapath.base import (
+    Datapath,
+    PortKind,
+    TunnelSettings,
+    Upcall,
+    UpcallLimit,
+    UpcallReason,
+)
 from netloom.errors import NetloomError
 from netloom.flows.model import Output, Tunnel
 from netloom.model.records import Port, PortGroup, Record, Route, Rule, TunnelZone
@@ -88,6 +95,11 @@ class AgentConfig:
     # their budget, for upcall_pressure_s after the last such batch (see handle_upcalls)
     upcall_pressure: int = 64
     upcall_pressure_s: float = 1.0
+    # Enforced by the datapath itself, before the agent reads anything: a port scan costs the
+    # agent at most this many upcalls/s, and the upcall queue keeps room for the other ports
+    # (the agent's own budget above then decides which of those it simulates).
+    kernel_upcall_rate: float = 5000.0
+    kernel_upcall_burst: int = 2000
     interest_idle_s: float = 120.0
     max_generated_hops: int = 4
 
@@ -164,6 +176,9 @@ class Agent:
     def start(self, now: float) -> None:
         """Ask for what this host always needs: its ports, its host record, tunnel zones."""
         self.view.now = now
+        self.dp.set_upcall_limit(UpcallLimit(self.cfg.kernel_upcall_rate,
+                                             self.cfg.kernel_upcall_burst))  # fmt: skip
+        self.metrics.watch_datapath(self.dp.counters)
         for i in (Interest.where("port", "host_id", self.host_id),
                   Interest.where("tunnel_zone", "type", "vxlan"),
                   Interest.obj("host", self.host_id)):  # fmt: skip

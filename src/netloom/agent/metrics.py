@@ -7,7 +7,13 @@ serves that registry on the metrics port.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics_core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from netloom.datapath.base import DatapathCounters
 
 # Upcall handling is ~0.1-1 ms in Python; the tail matters for first-packet latency.
 _LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0)
@@ -16,6 +22,7 @@ _LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 
 class AgentMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         r = self.registry = registry or CollectorRegistry(auto_describe=True)
+        self._datapath: _DatapathCollector | None = None
         self.upcalls = Counter("netloom_agent_upcalls", "Upcalls received", ["reason"],
                                registry=r)  # fmt: skip
         self.rate_limited = Counter("netloom_agent_upcalls_rate_limited",
@@ -42,9 +49,39 @@ class AgentMetrics:
                                  "Upcall handling time (simulate, install, execute)",
                                  buckets=_LATENCY_BUCKETS, registry=r)  # fmt: skip
 
+    def watch_datapath(self, read: Callable[[], DatapathCounters]) -> None:
+        """Export the datapath's own upcall drops, read at each scrape (once per agent)."""
+        if self._datapath is None:
+            self._datapath = _DatapathCollector(read)
+            self.registry.register(self._datapath)
+        else:
+            self._datapath.read = read
+
     def render(self) -> bytes:
         """The exposition text (what the HTTP endpoint serves)."""
         return generate_latest(self.registry)
+
+
+class _DatapathCollector(Collector):
+    """Counters kept by the datapath (in the kernel for bpf), not by the agent."""
+
+    def __init__(self, read: Callable[[], DatapathCounters]) -> None:
+        self.read = read
+
+    def describe(self) -> Iterator[Metric]:
+        yield from self._families(DatapathCounters())
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._families(self.read())
+
+    @staticmethod
+    def _families(c: DatapathCounters) -> Iterator[Metric]:
+        yield CounterMetricFamily("netloom_datapath_upcalls_throttled",
+                                  "Upcalls the datapath dropped over their port's budget",
+                                  value=c.upcalls_throttled)  # fmt: skip
+        yield CounterMetricFamily("netloom_datapath_upcalls_lost",
+                                  "Upcalls the datapath dropped for want of queue room",
+                                  value=c.upcalls_lost)  # fmt: skip
 
 
 __all__ = ["AgentMetrics"]

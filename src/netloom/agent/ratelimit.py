@@ -11,45 +11,11 @@ burst from one port does not delay the first packet of another.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import TypeVar
 
+from netloom.ratelimit import PortLimiter, TokenBucket
+
 T = TypeVar("T")
-
-
-@dataclass(slots=True)
-class TokenBucket:
-    rate: float  # tokens per second
-    burst: float
-    tokens: float
-    stamp: float
-
-    def take(self, now: float) -> bool:
-        if now > self.stamp:
-            self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-            self.stamp = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return True
-        return False
-
-
-class PortLimiter:
-    """One :class:`TokenBucket` per port key."""
-
-    def __init__(self, rate: float, burst: float) -> None:
-        self.rate = rate
-        self.burst = burst
-        self._buckets: dict[int, TokenBucket] = {}
-
-    def allow(self, port: int, now: float) -> bool:
-        b = self._buckets.get(port)
-        if b is None:
-            b = self._buckets[port] = TokenBucket(self.rate, self.burst, self.burst, now)
-        return b.take(now)
-
-    def forget(self, port: int) -> None:
-        self._buckets.pop(port, None)
 
 
 def round_robin(items: Iterable[T], key: Callable[[T], int]) -> list[T]:

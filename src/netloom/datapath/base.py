@@ -134,6 +134,31 @@ def mask_bits(mask: FlowMask) -> int:
     return sum(int(getattr(mask, f)).bit_count() for f in mask.__dataclass_fields__)
 
 
+@dataclass(frozen=True, slots=True)
+class UpcallLimit:
+    """Per-port upcall budget enforced by the datapath itself, before the agent sees anything
+    (a token bucket: ``rate`` upcalls per second, ``burst`` back to back)."""
+
+    rate: float
+    burst: int
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.rate <= 1_000_000:
+            raise InvalidInput(f"upcall rate {self.rate} out of range (1..1e6 per s)",
+                               field="rate")  # fmt: skip
+        if not 1 <= self.burst <= 1_000_000:
+            raise InvalidInput(f"upcall burst {self.burst} out of range (1..1e6)",
+                               field="burst")  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class DatapathCounters:
+    """Upcalls the datapath dropped without the agent seeing them (totals since load)."""
+
+    upcalls_throttled: int = 0  # over their port's UpcallLimit
+    upcalls_lost: int = 0  # no room in the upcall queue
+
+
 @runtime_checkable
 class Datapath(Protocol):
     """The operations the agent uses; see the module docstring for the shared semantics."""
@@ -176,6 +201,12 @@ class Datapath(Protocol):
 
     def poll_upcalls(self, timeout: float = 0.0, max_count: int = 256) -> list[Upcall]: ...
 
+    def set_upcall_limit(self, limit: UpcallLimit | None) -> None:
+        """Enforce ``limit`` on every port's upcalls (None: unlimited)."""
+        ...
+
+    def counters(self) -> DatapathCounters: ...
+
     def reinject(self, upcall: Upcall) -> object:
         """Send a parked packet through the flow table again (after installing its flow).
         Returns an implementation's report (memory: the outcomes; kernel: None)."""
@@ -193,12 +224,14 @@ class Datapath(Protocol):
 
 __all__ = [
     "Datapath",
+    "DatapathCounters",
     "Fate",
     "Outcome",
     "PortInfo",
     "PortKind",
     "TunnelSettings",
     "Upcall",
+    "UpcallLimit",
     "UpcallReason",
     "check_mtu",
     "flow_id",

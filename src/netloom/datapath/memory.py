@@ -16,12 +16,14 @@ from dataclasses import dataclass
 
 from netloom.datapath import frames
 from netloom.datapath.base import (
+    DatapathCounters,
     Fate,
     Outcome,
     PortInfo,
     PortKind,
     TunnelSettings,
     Upcall,
+    UpcallLimit,
     UpcallReason,
     check_mtu,
     flow_id,
@@ -49,6 +51,7 @@ from netloom.flows.model import (
     Tunnel,
     Userspace,
 )
+from netloom.ratelimit import PortLimiter
 
 MAX_MASKS = 32
 
@@ -82,6 +85,9 @@ class MemoryDatapath:
         self._tunnel: TunnelSettings | None = None
         self._tunnel_port = 0
         self._upcalls: deque[Upcall] = deque()
+        self._limiter: PortLimiter | None = None
+        self._throttled = 0
+        self._t = 0.0  # time of the packet being processed (the limiter's clock)
         self.sent: list[Outcome] = []
         self.evictions = 0
 
@@ -255,7 +261,14 @@ class MemoryDatapath:
             return self._run(bytearray(packet), in_port, tun_key, (Output(self._vni[tun_key]),))
         return self._lookup_and_act(packet, in_port, tun_key, self._now(now))
 
+    def set_upcall_limit(self, limit: UpcallLimit | None) -> None:
+        self._limiter = PortLimiter(limit.rate, limit.burst) if limit else None
+
+    def counters(self) -> DatapathCounters:
+        return DatapathCounters(upcalls_throttled=self._throttled)
+
     def _lookup_and_act(self, packet: bytes, in_port: int, tun_key: int, t: float) -> list[Outcome]:
+        self._t = t
         key = frames.extract_key(packet, in_port, tun_key)
         e = self._lookup(key)
         if e is None:
@@ -268,6 +281,9 @@ class MemoryDatapath:
     def _upcall(
         self, pkt: bytes, in_port: int, tun_key: int, reason: UpcallReason, cookie: int
     ) -> Outcome:
+        if self._limiter is not None and not self._limiter.allow(in_port, self._t):
+            self._throttled += 1
+            return Outcome(Fate.DROP)
         self._upcalls.append(Upcall(pkt, in_port, reason, tun_key, cookie, len(pkt)))
         return Outcome(Fate.UPCALL, pkt, reason=reason)
 

@@ -34,7 +34,9 @@ MASK = struct.Struct("<II")  # + nl_key = struct nl_mask (56)
 ACTION = struct.Struct("<HHIQ")  # struct nl_action (16)
 FLOW_TAIL = struct.Struct("<QQIIQQQ")  # cookie created idle hard packets bytes last_used (48)
 PORT = struct.Struct("<II")  # kind, mtu
-CONFIG = struct.Struct("<IIIIIIII")  # abi tun_if local_ip trace underlay_if udp_port mask pad
+# abi tun_if local_ip trace underlay_if udp_port underlay_mask upcall_cost_ns upcall_burst pad
+CONFIG = struct.Struct("<IIIIIIIIII")
+STATS = struct.Struct("<QQ")  # struct nl_stats, one per possible CPU
 EXEC_HEAD = struct.Struct("<IIIIQ")  # in_port, tun_key, lookup, pad, cookie (+ actions)
 VERDICT = struct.Struct("<IIIIQ")
 UPCALL = struct.Struct("<IIIIIIQ")  # in_port reason tun_key pkt_len cap_len pad cookie

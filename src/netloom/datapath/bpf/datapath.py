@@ -37,12 +37,14 @@ from pathlib import Path
 
 from netloom.datapath import frames
 from netloom.datapath.base import (
+    DatapathCounters,
     Fate,
     Outcome,
     PortInfo,
     PortKind,
     TunnelSettings,
     Upcall,
+    UpcallLimit,
     UpcallReason,
     check_mtu,
     flow_id,
@@ -67,6 +69,8 @@ MAPS = (
     "nl_exec",
     "nl_verdict",
     "nl_upcalls",
+    "nl_upcall_tb",
+    "nl_stats",
 )
 INJECT_TX, INJECT_RX = "nlinj0", "nlinj1"
 PORT_INJECT = 5
@@ -215,9 +219,9 @@ class BpfDatapath:
             raise DatapathError(
                 f"pinned maps under {self.pin_dir} use ABI {ver}, this code {abi.ABI_VERSION}"
             )
-        _, tun_if, local_ip, _, underlay, udp_port, mask, _ = abi.CONFIG.unpack(raw)
+        _, tun_if, local_ip, _, underlay, udp_port, mask, cost, burst, _ = abi.CONFIG.unpack(raw)
         self._config = [abi.ABI_VERSION, tun_if, local_ip, int(trace), underlay, udp_port,
-                        mask, 0]
+                        mask, cost, burst, 0]
         self._write_config()
 
     def _write_config(self) -> None:
@@ -366,6 +370,24 @@ class BpfDatapath:
         self._config[6] = (0xFFFFFFFF << (32 - prefixlen)) & 0xFFFFFFFF if prefixlen else 0
         self._write_config()
         return port
+
+    # ---- upcall admission ---------------------------------------------------------------------
+
+    def set_upcall_limit(self, limit: UpcallLimit | None) -> None:
+        """The program's per-port token bucket (``upcall_admit`` in netloom.bpf.c)."""
+        self._config[7] = max(1, round(1e9 / limit.rate)) if limit else 0
+        self._config[8] = limit.burst if limit else 0
+        self._write_config()
+
+    def counters(self) -> DatapathCounters:
+        """Sum of the per-CPU ``nl_stats``."""
+        ncpu = _possible_cpus()
+        raw = self._lookup("nl_stats", (0).to_bytes(4, "little"), abi.STATS.size * ncpu)
+        throttled = lost = 0
+        for i in range(ncpu if raw else 0):
+            t, lo = abi.STATS.unpack_from(raw or b"", i * abi.STATS.size)
+            throttled, lost = throttled + t, lost + lo
+        return DatapathCounters(upcalls_throttled=throttled, upcalls_lost=lost)
 
     def _find_underlay(self, local_ip: int) -> tuple[str, int] | None:
         """The interface holding the tunnel's local address and the address's prefix length
@@ -789,6 +811,16 @@ class BpfDatapath:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _possible_cpus() -> int:
+    """How many values a per-CPU map returns: one per *possible* CPU (e.g. "0-1" -> 2)."""
+    text = Path("/sys/devices/system/cpu/possible").read_text().strip()
+    n = 0
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        n += int(hi or lo) - int(lo) + 1
+    return n
 
 
 def _ms(seconds: float) -> int:

@@ -92,6 +92,20 @@ struct {
 	__uint(max_entries, 1 << 22);
 } nl_upcalls SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u32);
+	__type(value, struct nl_bucket);
+} nl_upcall_tb SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct nl_stats);
+} nl_stats SEC(".maps");
+
 #define CONTINUE (-1)
 
 struct parsed {
@@ -108,6 +122,8 @@ struct parsed {
 	__u32 underlay_ifindex;
 	__u32 udp_port;
 	__u32 underlay_mask;
+	__u32 upcall_cost_ns;
+	__u32 upcall_burst;
 };
 
 struct nl_actions {
@@ -246,14 +262,58 @@ UPCALL_CLASS(512)
 UPCALL_CLASS(2048)
 UPCALL_CLASS(9216)
 
+static __always_inline struct nl_stats *stats(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&nl_stats, &zero);
+}
+
+/* A token bucket per port, kept in the kernel so that a VM sending a new flow per packet (a
+ * port scan) costs the agent at most `burst` + rate x t upcalls, and the ring buffer keeps
+ * room for the other ports' first packets. Credit is time: it grows 1 ns per ns up to
+ * burst x cost, an upcall spends `cost` ns. Two CPUs racing on one bucket may both pass:
+ * the bound is approximate by a packet or two, which is all it has to be. */
+static __always_inline int upcall_admit(__u32 port, __u64 cost, __u64 burst)
+{
+	__u64 now = bpf_ktime_get_ns(), cap = cost * burst, credit;
+	struct nl_bucket *b = bpf_map_lookup_elem(&nl_upcall_tb, &port);
+
+	if (!b) {
+		struct nl_bucket fresh = {.credit_ns = cap > cost ? cap - cost : 0, .stamp_ns = now};
+
+		bpf_map_update_elem(&nl_upcall_tb, &port, &fresh, BPF_ANY);
+		return 1;
+	}
+	credit = b->credit_ns + (now > b->stamp_ns ? now - b->stamp_ns : 0);
+	if (credit > cap)
+		credit = cap;
+	b->stamp_ns = now;
+	if (credit < cost) {
+		b->credit_ns = credit;
+		return 0;
+	}
+	b->credit_ns = credit - cost;
+	return 1;
+}
+
 /* Park the packet with the agent: copy it into the ring (constant size classes keep the
  * verifier happy) and drop it here; the agent re-injects it once it has decided. */
 NL_FUNC int upcall(struct __sk_buff *skb, struct parsed *p, __u32 reason)
 {
 	struct nl_upcall h = {};
+	struct nl_stats *st;
+	int r;
 
 	if (!p)
 		return TC_ACT_SHOT;
+	if (p->upcall_cost_ns && !upcall_admit(p->in_port, p->upcall_cost_ns, p->upcall_burst)) {
+		st = stats();
+		if (st)
+			st->upcalls_throttled++;
+		note(p, NL_A_DROP, p->in_port, reason, 0);
+		return TC_ACT_SHOT;
+	}
 
 	h.in_port = p->in_port;
 	h.reason = reason;
@@ -263,13 +323,18 @@ NL_FUNC int upcall(struct __sk_buff *skb, struct parsed *p, __u32 reason)
 	h.cookie = p->cookie;
 	note(p, NL_A_USERSPACE, p->in_port, reason, 0);
 	if (h.pkt_len <= 128)
-		upcall_128(skb, &h);
+		r = upcall_128(skb, &h);
 	else if (h.pkt_len <= 512)
-		upcall_512(skb, &h);
+		r = upcall_512(skb, &h);
 	else if (h.pkt_len <= 2048)
-		upcall_2048(skb, &h);
+		r = upcall_2048(skb, &h);
 	else
-		upcall_9216(skb, &h);
+		r = upcall_9216(skb, &h);
+	if (r < 0) {
+		st = stats();
+		if (st)
+			st->upcalls_lost++;
+	}
 	return TC_ACT_SHOT;
 }
 
@@ -683,6 +748,8 @@ int nl_ingress(struct __sk_buff *skb)
 		p.underlay_ifindex = cfg->underlay_ifindex;
 		p.udp_port = cfg->udp_port;
 		p.underlay_mask = cfg->underlay_mask;
+		p.upcall_cost_ns = cfg->upcall_cost_ns;
+		p.upcall_burst = cfg->upcall_burst;
 	}
 	if (port->kind == NL_PORT_UNDERLAY)
 		return underlay_ingress(skb, &p);

@@ -107,7 +107,21 @@ struct nl_config {
 	__u32 underlay_ifindex; /* non-zero: VXLAN encap/decap in BPF on this device (fast path) */
 	__u32 udp_port;         /* VXLAN UDP port, host order */
 	__u32 underlay_mask;    /* netmask of the underlay's subnet (on-link remotes skip the FIB) */
+	__u32 upcall_cost_ns;   /* per-port upcall budget: ns of credit one upcall costs (1e9/rate); 0 = unlimited */
+	__u32 upcall_burst;     /* upcalls a port may send back to back */
 	__u32 pad;
+};
+
+/* Per-port upcall token bucket, in nanoseconds of credit (see upcall_admit). */
+struct nl_bucket {
+	__u64 credit_ns;
+	__u64 stamp_ns;
+};
+
+/* Per-CPU counters of what the program did with upcalls the agent never saw. */
+struct nl_stats {
+	__u64 upcalls_throttled; /* over the port's budget: dropped in the kernel */
+	__u64 upcalls_lost;      /* the ring buffer was full */
 };
 
 struct nl_verdict {
