@@ -107,6 +107,8 @@ def test_smoke_run_with_the_overlay_has_kernel_flows_and_cleans_up(made: list[st
         for test in ("tcp_stream", "tcp_maerts", "tcp_rr"):  # CRR through the FIP: see report
             assert 0.05 < res["ratios"][setup][test] < 5, (setup, test)
         assert res["agent_cpu_s"][setup] is not None
+        lat = res["rr_half_rtt_us"][setup]
+        assert 0 < lat["min"] <= lat["p50"] <= lat["p99"], lat
     # flows are in the kernel: a TCP stream moves ~10^5+ packets a second, the agents see at
     # most a few per connection (CRR opens thousands of connections: one flow each at most)
     stream_pkts = res["medians"]["overlay"]["tcp_stream"] * 1e6 / 8 / 1500  # 1 s at that rate

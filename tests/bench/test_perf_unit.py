@@ -22,6 +22,12 @@ sockperf: [Total Run] RunTime=2.000 sec; Warm up time=400 msec; SentMessages=374
 sockperf: ========= Printing statistics for Server No: 0
 sockperf: [Valid Duration] RunTime=1.550 sec; SentMessages=26693; ReceivedMessages=26693
 sockperf: ====> avg-latency=29.008 (std-dev=10.161)
+sockperf: Summary: Latency is 29.008 usec
+sockperf: Total 26693 observations; each percentile contains 266.93 observations
+sockperf: ---> <MAX> observation =  120.417
+sockperf: ---> percentile 99.000 =   46.188
+sockperf: ---> percentile 50.000 =   25.733
+sockperf: ---> <MIN> observation =   18.922
 """
 
 
@@ -29,6 +35,8 @@ def test_sockperf_rate_is_received_over_valid_runtime() -> None:
     m = parse_sockperf(SOCKPERF_OUT)
     assert m.value == pytest.approx(26693 / 1.550)
     assert m.detail["half_rtt_avg_us"] == pytest.approx(29.008)
+    assert (m.detail["half_rtt_min_us"], m.detail["half_rtt_p50_us"],
+            m.detail["half_rtt_p99_us"]) == (18.922, 25.733, 46.188)
 
 
 def test_sockperf_without_summary_is_an_error() -> None:

@@ -233,6 +233,20 @@ def _summarize(reps: list[dict[str, dict[str, Any]]], names: list[str]
     return medians, ratios
 
 
+def _rr_latency(reps: list[dict[str, dict[str, Any]]], names: list[str]
+                ) -> dict[str, dict[str, float | None]]:
+    """TCP_RR half round trip per setup: median over reps of sockperf's min / p50 / p99."""
+    out: dict[str, dict[str, float | None]] = {}
+    for n in names:
+        row: dict[str, float | None] = {}
+        for q in ("min", "p50", "p99"):
+            vals = [r[n]["tcp_rr"].get(f"half_rtt_{q}_us") for r in reps]
+            got = [v for v in vals if v is not None]
+            row[q] = statistics.median(got) if got else None
+        out[n] = row
+    return out
+
+
 def run(opts: Options, progress: Progress = lambda _m: None) -> dict[str, Any]:
     """Build the setups, run the interleaved reps, tear everything down; every figure."""
     opts.validate()
@@ -263,6 +277,7 @@ def run(opts: Options, progress: Progress = lambda _m: None) -> dict[str, Any]:
         "units": {t: LABELS[t].split(" ", 1)[1] for t in TESTS},
         "medians": medians,
         "ratios": {n: ratios.get(n) for n in opts.setups if n != BASELINE},
+        "rr_half_rtt_us": _rr_latency(reps, names),
         "agent_cpu_s": agent_cpu,
         "upcalls": upcalls,
         "upcalls_during_run": sum(counted) if counted else None,
@@ -315,6 +330,13 @@ def render(res: dict[str, Any]) -> str:
         out += _table(["test", *others], [
             [LABELS[t].split(" ")[0], *(_fmt(rat[s][t], True) if rat.get(s) else "pending"
                                         for s in others)] for t in TESTS])
+    lat = res.get("rr_half_rtt_us") or {}
+    if lat:
+        out += ["", "TCP_RR half round trip, us (sockperf; min = the path, p50 adds the wakeup "
+                "of the peer's CPU):"]
+        out += _table(["", *lat], [
+            [q, *(f"{lat[s][q]:.1f}" if lat[s][q] is not None else "n/a" for s in lat)]
+            for q in ("min", "p50", "p99")])
     out.append("")
     cpu = ", ".join(f"{s} {v:.2f} s" for s, v in res["agent_cpu_s"].items() if v is not None)
     out.append(f"agent CPU time over the run: {cpu or 'n/a (no setup with an agent ran)'}")
