@@ -126,6 +126,10 @@ class Servers:
         # setup's client, so no setup gains from it.
         netns.run(self.ep.client_netns, ["sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1"],
                   timeout=10.0)
+        # The CRR tool binds its own source ports (10000-49999, tools/crr.py): ephemeral
+        # ports for iperf3 and sockperf come from a range it never touches.
+        netns.run(self.ep.client_netns,
+                  ["sysctl", "-qw", "net.ipv4.ip_local_port_range=50000 65535"], timeout=10.0)
         try:
             self._spawn("iperf3", ["iperf3", "-s", "-p", str(IPERF_PORT)], IPERF_PORT)
             self._spawn("sockperf", ["sockperf", "server", "--tcp", "-i", "0.0.0.0",

@@ -13,8 +13,9 @@ kernel it measures:
 * the exchange is netperf's: the client closes first after reading the response, the server
   closes when it reads end-of-file, so every transaction is the full 3-way handshake, two
   1-byte segments and the 4-way close (RFC 9293 §3.5, §3.6). The client's TIME_WAIT sockets
-  are reused by ``net.ipv4.tcp_tw_reuse=1`` in the client namespace (set by the harness) and
-  a wide ``ip_local_port_range``, so a long run does not run out of ports.
+  are reused by ``net.ipv4.tcp_tw_reuse=1`` in the client namespace (set by the harness); the
+  tool's source ports (10000-49999) stay outside the namespace's ephemeral range, which the
+  harness sets to 50000-65535, so other clients never run out of ports after a CRR run.
 
 The client prints one JSON line: ``{"transactions", "errors", "seconds", "rate",
 "user_s", "sys_s"}``; user/sys are the CPU times of the client processes, which the harness
@@ -43,7 +44,12 @@ import time
 from typing import NoReturn
 
 BIND_TRIES = 64
-PORT_FIRST, PORT_LAST = 10000, 65535  # client source ports, split between the processes
+# Client source ports, split between the processes. Keep them out of the namespace's
+# ip_local_port_range (the harness sets 50000-65535 there): a port this tool bind()s keeps an
+# explicitly bound bucket while its TIME_WAIT lasts (60 s), and connect()'s automatic port
+# choice never takes such a port, so overlapping ranges leave iperf3 "Cannot assign
+# requested address" after a CRR run.
+PORT_FIRST, PORT_LAST = 10000, 49999
 REQUEST = b"q"
 RESPONSE = b"r"
 _IN = select.EPOLLIN
