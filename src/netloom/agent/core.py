@@ -28,7 +28,7 @@ from typing import Any
 
 from netloom.agent.flowtable import FlowTable
 from netloom.agent.metrics import AgentMetrics
-from netloom.agent.ratelimit import PortLimiter, round_robin
+from netloom.agent.ratelimit import round_robin
 from netloom.agent.translate import Untranslatable, to_datapath_actions, to_flow
 from netloom.agent.view import AgentView, Interest, related
 from netloom.datapath.base import (
@@ -43,6 +43,7 @@ from netloom.errors import NetloomError
 from netloom.flows.model import Output, Tunnel
 from netloom.model.records import Port, PortGroup, Record, Route, Rule, TunnelZone
 from netloom.packet.util import int_to_ip, ip_to_int
+from netloom.ratelimit import PortLimiter
 from netloom.sim import GeneratedPacket, Result, SimConfig, SimState, Verdict, simulate
 from netloom.sim.state import ArpLearned, ConntrackAdded, MacLearned, NatAdded, StateChange
 

@@ -1,19 +1,16 @@
-"""Per-port upcall admission: token buckets and fair ordering.
+"""Fair ordering of upcalls across ports.
 
 Why: every flow miss costs a Python simulation (~0.1-1 ms). A VM scanning ports makes a new
 flow per packet; unchecked, its upcalls fill the agent's time and the other VMs on the host
-wait for theirs. Each datapath port gets a token bucket (``rate`` upcalls/s, ``burst`` deep):
-misses beyond it are dropped (the sender retransmits, the kernel keeps forwarding installed
-flows). Within one polled batch the upcalls are also taken round-robin across ports, so a
-burst from one port does not delay the first packet of another.
+wait for theirs. The budgets are token buckets per port (:mod:`netloom.ratelimit`: one in the
+datapath, one in the agent); within one polled batch the upcalls are also taken round-robin
+across ports, so a burst from one port does not delay the first packet of another.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from typing import TypeVar
-
-from netloom.ratelimit import PortLimiter, TokenBucket
 
 T = TypeVar("T")
 
@@ -37,4 +34,4 @@ def round_robin(items: Iterable[T], key: Callable[[T], int]) -> list[T]:
     return out
 
 
-__all__ = ["PortLimiter", "TokenBucket", "round_robin"]
+__all__ = ["round_robin"]

@@ -87,7 +87,6 @@ class MemoryDatapath:
         self._upcalls: deque[Upcall] = deque()
         self._limiter: PortLimiter | None = None
         self._throttled = 0
-        self._t = 0.0  # time of the packet being processed (the limiter's clock)
         self.sent: list[Outcome] = []
         self.evictions = 0
 
@@ -258,7 +257,8 @@ class MemoryDatapath:
         if port is None:
             raise NotFound(f"no port {in_port}", field="in_port")
         if port.kind == PortKind.TUNNEL and tun_key in self._vni:
-            return self._run(bytearray(packet), in_port, tun_key, (Output(self._vni[tun_key]),))
+            return self._run(bytearray(packet), in_port, tun_key, (Output(self._vni[tun_key]),),
+                             t=self._now(now))
         return self._lookup_and_act(packet, in_port, tun_key, self._now(now))
 
     def set_upcall_limit(self, limit: UpcallLimit | None) -> None:
@@ -268,20 +268,19 @@ class MemoryDatapath:
         return DatapathCounters(upcalls_throttled=self._throttled)
 
     def _lookup_and_act(self, packet: bytes, in_port: int, tun_key: int, t: float) -> list[Outcome]:
-        self._t = t
         key = frames.extract_key(packet, in_port, tun_key)
         e = self._lookup(key)
         if e is None:
-            return [self._upcall(bytes(packet), in_port, tun_key, UpcallReason.MISS, 0)]
+            return [self._upcall(bytes(packet), in_port, tun_key, UpcallReason.MISS, 0, t)]
         e.packets += 1
         e.bytes += len(packet)
         e.last_used = t
-        return self._run(bytearray(packet), in_port, tun_key, e.flow.actions, e.flow.cookie)
+        return self._run(bytearray(packet), in_port, tun_key, e.flow.actions, e.flow.cookie, t)
 
     def _upcall(
-        self, pkt: bytes, in_port: int, tun_key: int, reason: UpcallReason, cookie: int
+        self, pkt: bytes, in_port: int, tun_key: int, reason: UpcallReason, cookie: int, t: float
     ) -> Outcome:
-        if self._limiter is not None and not self._limiter.allow(in_port, self._t):
+        if self._limiter is not None and not self._limiter.allow(in_port, t):
             self._throttled += 1
             return Outcome(Fate.DROP)
         self._upcalls.append(Upcall(pkt, in_port, reason, tun_key, cookie, len(pkt)))
@@ -294,6 +293,7 @@ class MemoryDatapath:
         tun_key: int,
         actions: Sequence[Action],
         cookie: int = 0,
+        t: float = 0.0,  # the packet's time: the upcall limiter's clock
     ) -> list[Outcome]:
         out: list[Outcome] = []
         pr = frames.parse(bytes(b), in_port, tun_key)
@@ -308,7 +308,8 @@ class MemoryDatapath:
             elif isinstance(a, DecTtl):
                 ttl = frames.ttl(b, pr)
                 if ttl is not None and ttl <= 1:
-                    out.append(self._upcall(bytes(b), in_port, tun_key, UpcallReason.TTL, cookie))
+                    out.append(
+                        self._upcall(bytes(b), in_port, tun_key, UpcallReason.TTL, cookie, t))
                     return out
                 if ttl is not None:
                     frames.dec_ttl(b, pr)
@@ -319,12 +320,13 @@ class MemoryDatapath:
                     frames.pop_vlan(b)
                 pr = frames.parse(bytes(b), in_port, tun_key)
             elif isinstance(a, (Output, Tunnel)):
-                o = self._send(b, pr, a, in_port, tun_key, cookie)
+                o = self._send(b, pr, a, in_port, tun_key, cookie, t)
                 out.append(o)
                 if o.fate in (Fate.UPCALL, Fate.DROP):
                     return out
             elif isinstance(a, Userspace):
-                out.append(self._upcall(bytes(b), in_port, tun_key, UpcallReason.USERSPACE, cookie))
+                out.append(
+                    self._upcall(bytes(b), in_port, tun_key, UpcallReason.USERSPACE, cookie, t))
                 return out
             elif isinstance(a, Drop):
                 break
@@ -340,13 +342,14 @@ class MemoryDatapath:
         in_port: int,
         tun_key: int,
         cookie: int,
+        t: float,
     ) -> Outcome:
         pnum = a.port if isinstance(a, Output) else self._tunnel_port
         port = self._ports.get(pnum)
         if port is None:
             return Outcome(Fate.DROP)
         if port.mtu and len(b) - pr.l3_off > port.mtu:
-            return self._upcall(bytes(b), in_port, tun_key, UpcallReason.MTU, cookie)
+            return self._upcall(bytes(b), in_port, tun_key, UpcallReason.MTU, cookie, t)
         if isinstance(a, Output):
             o = Outcome(Fate.OUTPUT, bytes(b), port=pnum)
         else:
@@ -370,7 +373,7 @@ class MemoryDatapath:
     def execute(self, packet: bytes, actions: Sequence[Action], in_port: int = 0) -> list[Outcome]:
         for a in actions:
             _validate_action(a)
-        return self._run(bytearray(packet), in_port, 0, actions)
+        return self._run(bytearray(packet), in_port, 0, actions, t=self._now(None))
 
     def close(self) -> None:
         """Nothing to release."""

@@ -488,7 +488,6 @@ NL_FUNC int underlay_ingress(struct __sk_buff *skb, struct parsed *p)
 		return TC_ACT_OK;
 	if (bpf_skb_store_bytes(skb, 0, f.e.eth, ETH_HLEN, 0) < 0)
 		return TC_ACT_SHOT;
-	p->tun_key = vni;
 	note(p, NL_A_OUTPUT, *dst, vni, 0);
 	return bpf_redirect_peer(*dst, 0);
 }
