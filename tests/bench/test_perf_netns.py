@@ -12,7 +12,13 @@ import time
 
 import pytest
 
-from netloom.bench.perf_setups import VXLAN_OVERHEAD, BareSetup, KernelVxlanSetup, _Built
+from netloom.bench.perf_setups import (
+    VXLAN_OVERHEAD,
+    BareSetup,
+    KernelVxlanSetup,
+    SetupUnavailable,
+    _Built,
+)
 from netloom.bench.perf_tests import TESTS
 from netloom.errors import DatapathError
 from netloom.lab import netns
@@ -22,11 +28,12 @@ pytestmark = [pytest.mark.netns, pytest.mark.usefixtures("root")]
 CLI = [sys.executable, "-c", "from netloom.cli.main import main; main()"]
 
 
-@pytest.mark.parametrize("cls, mtu", [(BareSetup, 1500), (KernelVxlanSetup, 1500),
-                                      (KernelVxlanSetup, 9000)])
-def test_setup_reaches_its_server_and_leaves_nothing(cls: type[_Built], mtu: int,
+@pytest.mark.parametrize("cls, mtu, underlay", [
+    (BareSetup, 1500, "direct"), (KernelVxlanSetup, 1500, "direct"),
+    (KernelVxlanSetup, 1500, "switch"), (KernelVxlanSetup, 9000, "direct")])
+def test_setup_reaches_its_server_and_leaves_nothing(cls: type[_Built], mtu: int, underlay: str,
                                                      made: list[str]) -> None:
-    setup = cls(mtu)
+    setup = cls(mtu, underlay)
     try:
         ep = setup.up()
         made.extend(setup.namespaces)
@@ -38,9 +45,21 @@ def test_setup_reaches_its_server_and_leaves_nothing(cls: type[_Built], mtu: int
         # byte with DF does not leave the VM (RFC 791: 20 B IP + 8 B ICMP headers)
         assert netns.ping(ep.client_netns, ep.server_ip, size=vm_mtu - 28,
                           dont_fragment=True, timeout=2.0)
+        if cls is KernelVxlanSetup:
+            switch = [n for n in setup.namespaces if n.endswith("-kv-sw")]
+            assert len(switch) == (1 if underlay == "switch" else 0)
     finally:
         setup.down()
     assert [n for n in made if netns.exists(n)] == []
+
+
+def test_an_unknown_underlay_is_refused_before_anything_is_built() -> None:
+    with pytest.raises(SetupUnavailable, match="unknown underlay 'wifi'"):
+        KernelVxlanSetup(1500, "wifi")
+    done = subprocess.run([*CLI, "bench", "perf", "--underlay", "wifi"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "--underlay must be one of direct, switch" in done.stderr
 
 
 def test_a_failed_up_removes_what_it_built(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -67,7 +86,8 @@ def test_smoke_run_prints_sane_figures_and_cleans_up(made: list[str]) -> None:
     assert done.returncode == 0, done.stderr
     res = json.loads(done.stdout)
     made.extend(res["namespaces"])
-    assert len(res["namespaces"]) == 2 + 5  # bare: client, server; vxlan: switch, 2 hosts, 2 VMs
+    assert res["params"]["underlay"] == "direct"
+    assert len(res["namespaces"]) == 2 + 4  # bare: client, server; vxlan: 2 hosts, 2 VMs
     assert [n for n in res["namespaces"] if netns.exists(n)] == []
     for setup in ("bare", "kernel-vxlan"):
         for test in TESTS:
@@ -114,7 +134,7 @@ def test_ctrl_c_or_sigterm_tears_everything_down(sig: signal.Signals) -> None:
                 names += m.group(1).split()
             if line.startswith("rep 1/3 tcp_stream kernel-vxlan"):
                 break  # mid-run: both setups up, servers running, a client in flight
-        assert len(names) == 7
+        assert len(names) == 6  # bare 2; kernel-vxlan: 2 hosts, 2 VMs (direct underlay)
         proc.send_signal(sig)
         proc.communicate(timeout=60)
         assert proc.returncode == 130

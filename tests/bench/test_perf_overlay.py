@@ -29,23 +29,32 @@ def test_make_overlay_is_a_setup_and_refuses_an_mtu_the_lab_cannot_run() -> None
         make_overlay(False, 1500, "gre")
 
 
-def _device_packets(ns: str) -> int:
-    out = netns.run(ns, ["ip", "-j", "-s", "link", "show", "dev", "nlvx0"]).stdout
+def _link_packets(ns: str, dev: str) -> int:
+    out = netns.run(ns, ["ip", "-j", "-s", "link", "show", "dev", dev]).stdout
     st = json.loads(out)[0]["stats64"]
     return int(st["rx"]["packets"]) + int(st["tx"]["packets"])
 
 
-@pytest.mark.parametrize("vxlan", ["bpf", "device"])
-def test_vxlan_in_the_datapath_or_through_the_device(made: list[str], vxlan: str) -> None:
+def _device_packets(ns: str) -> int:
+    return _link_packets(ns, "nlvx0")
+
+
+@pytest.mark.parametrize("vxlan, underlay", [("bpf", "direct"), ("device", "direct"),
+                                             ("bpf", "switch")])
+def test_vxlan_in_the_datapath_or_through_the_device(made: list[str], vxlan: str,
+                                                      underlay: str) -> None:
     """``netloom agent --vxlan-encap``: with bpf the hosts' VXLAN devices see (almost) none
-    of a TCP stream between the VMs, with device they carry all of it; both deliver."""
-    setup = make_overlay(False, 1500, vxlan)
+    of a TCP stream between the VMs, with device they carry all of it; both deliver. With
+    ``underlay="direct"`` the tunnels take the hosts' own cable (``data0``), not the switch."""
+    setup = make_overlay(False, 1500, vxlan, underlay)
     try:
         ep = setup.up()
         made.extend(setup.namespaces)
         hosts = [n for n in setup.namespaces if n.endswith(("-h1", "-h2"))]
         assert len(hosts) == 2
         before = sum(_device_packets(h) for h in hosts)
+        nic = "data0" if underlay == "direct" else "eth0"
+        on_wire = _link_packets(hosts[0], nic)
         srv = subprocess.Popen(
             netns.nsenter_argv(ep.server_netns, ["iperf3", "-s", "-1", "-p", "5301"]),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -58,6 +67,9 @@ def test_vxlan_in_the_datapath_or_through_the_device(made: list[str], vxlan: str
         moved = json.loads(out)["end"]["sum_received"]["bytes"]
         assert moved > 10_000_000
         through_device = sum(_device_packets(h) for h in hosts) - before
+        assert _link_packets(hosts[0], nic) - on_wire > 1000
+        if underlay == "switch":
+            assert "data0" not in netns.run(hosts[0], ["ip", "-o", "link"]).stdout
         if vxlan == "bpf":
             assert through_device < 20, through_device
         else:
@@ -99,7 +111,8 @@ def test_smoke_run_with_the_overlay_has_kernel_flows_and_cleans_up(made: list[st
     res = json.loads(done.stdout)
     made.extend(res["namespaces"])
     assert res["skipped"] == {}
-    assert len(res["namespaces"]) == 2 + 5 + 5  # bare 2; each lab: switch, 2 hosts, 2 VMs
+    # bare 2; each lab: switch (management: API, agents), 2 hosts, 2 VMs
+    assert len(res["namespaces"]) == 2 + 5 + 5
     assert [n for n in res["namespaces"] if netns.exists(n)] == []
     for setup in ("overlay", "overlay-fip"):
         for test in TESTS:

@@ -102,9 +102,10 @@ def test_overlay_is_unavailable_until_its_factory_exists(monkeypatch: pytest.Mon
 class FakeOverlay:
     """What the lead's factory returns; records how it was made."""
 
-    def __init__(self, fip: bool, mtu: int, vxlan: str = "bpf") -> None:
+    def __init__(self, fip: bool, mtu: int, vxlan: str = "bpf",
+                 underlay: str = "direct") -> None:
         self.name = "overlay-fip" if fip else "overlay"
-        self.fip, self.mtu, self.vxlan = fip, mtu, vxlan
+        self.fip, self.mtu, self.vxlan, self.underlay = fip, mtu, vxlan, underlay
 
     def up(self) -> Endpoints:
         return Endpoints("c", "s", "203.0.113.5" if self.fip else "10.0.0.11")
@@ -125,10 +126,11 @@ def test_overlay_factory_is_plugged_in(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, perf_setups.OVERLAY_MODULE, mod)
     s = make_setup("overlay-fip", 9000)
     assert isinstance(s, Setup) and isinstance(s, FakeOverlay)
-    assert (s.fip, s.mtu, s.vxlan) == (True, 9000, "bpf")
-    d = make_setup("overlay-vxdev", 1500)
-    assert isinstance(d, FakeOverlay) and (d.fip, d.vxlan) == (False, "device")
-    mod.make_overlay = lambda fip, mtu, vxlan: object()  # type: ignore[attr-defined]
+    assert (s.fip, s.mtu, s.vxlan, s.underlay) == (True, 9000, "bpf", "direct")
+    d = make_setup("overlay-vxdev", 1500, "switch")
+    assert isinstance(d, FakeOverlay)
+    assert (d.fip, d.vxlan, d.underlay) == (False, "device", "switch")
+    mod.make_overlay = lambda fip, mtu, vxlan, underlay: object()  # type: ignore[attr-defined]
     with pytest.raises(SetupUnavailable, match="not a Setup"):
         make_setup("overlay", 1500)
 

@@ -18,6 +18,9 @@ Method, and why:
   of the setup's agent PIDs around each test; upcalls are the delta of the setup's upcall
   counter around each test. Both are summed over the run; "flows must be in the kernel"
   means ``upcalls_during_run`` stays small next to the packets moved.
+* the two-host setups get the same cable between their hosts as bare's two namespaces (one
+  veth; ``--underlay direct``), so a ratio measures the overlay, not the lab's switch;
+  ``--underlay switch`` sends the tunnels through the lab switch's bridge instead;
 * CRR tool headroom: before the reps, the CRR tool runs on ``bare`` at its configured
   concurrency and at twice it; the output shows both rates and the share of the machine's CPU
   the tool spent in user space, so a reader can check the tool is not what bounds TCP_CRR.
@@ -27,7 +30,8 @@ Plugging in the netloom overlay (the interface the overlay setups are looked up 
     # src/netloom/bench/perf_overlay.py
     from netloom.bench.perf_setups import Endpoints, Setup, SetupUnavailable
 
-    def make_overlay(fip: bool, mtu: int) -> Setup:
+    def make_overlay(fip: bool, mtu: int, vxlan: str = "bpf",
+                     underlay: str = "direct") -> Setup:
         '''An overlay setup for underlay MTU ``mtu``; ``fip``: the client addresses the
         server VM's floating IP. Raise SetupUnavailable(reason) when it cannot run here.'''
 
@@ -57,7 +61,14 @@ from typing import Annotated, Any
 
 import typer
 
-from netloom.bench.perf_setups import SETUPS, Endpoints, Setup, SetupUnavailable, make_setup
+from netloom.bench.perf_setups import (
+    SETUPS,
+    UNDERLAYS,
+    Endpoints,
+    Setup,
+    SetupUnavailable,
+    make_setup,
+)
 from netloom.bench.perf_tests import (
     LABELS,
     SOCKPERF_MSG,
@@ -73,6 +84,8 @@ from netloom.bench.perf_tests import (
 from netloom.errors import InvalidInput, NetloomError
 
 DEFAULT_SETUPS = ("bare", "kernel-vxlan", "overlay", "overlay-fip")
+UNDERLAY_TEXT = {"direct": "a direct veth between the hosts",
+                 "switch": "the lab switch (a bridge between two veths)"}
 BASELINE = "bare"
 MTU_MIN, MTU_MAX = 1280, 9000  # 1280: the IPv6 minimum link MTU (RFC 8200 §5); 9000: jumbo
 Progress = Callable[[str], None]
@@ -131,6 +144,7 @@ class Options:
     reps: int = 3
     mtu: int = 1500
     duration: int = 5
+    underlay: str = "direct"
     setups: tuple[str, ...] = DEFAULT_SETUPS
     crr: CrrParams = field(default_factory=CrrParams)
     tool_check: bool = True
@@ -146,6 +160,9 @@ class Options:
                                field="setups")
         if len(set(self.setups)) != len(self.setups):
             raise InvalidInput("a setup is listed twice", field="setups")
+        if self.underlay not in UNDERLAYS:
+            raise InvalidInput(f"--underlay must be one of {', '.join(UNDERLAYS)}, not "
+                               f"{self.underlay!r}", field="underlay")
         if self.reps < 1:
             raise InvalidInput("--reps must be at least 1", field="reps")
         if self.duration < 1:
@@ -165,7 +182,7 @@ def _setups_up(opts: Options, skipped: dict[str, str], namespaces: list[str],
     with contextlib.ExitStack() as stack:
         for name in opts.setups:
             try:
-                setup = make_setup(name, opts.mtu)
+                setup = make_setup(name, opts.mtu, opts.underlay)
             except SetupUnavailable as exc:
                 skipped[name] = exc.message
                 progress(f"skip {name}: {exc.message}")
@@ -271,6 +288,7 @@ def run(opts: Options, progress: Progress = lambda _m: None) -> dict[str, Any]:
     return {
         "machine": machine(),
         "params": {"reps": opts.reps, "mtu": opts.mtu, "duration_s": opts.duration,
+                   "underlay": opts.underlay,
                    "setups": list(opts.setups), "crr_procs": opts.crr.procs,
                    "crr_conc": opts.crr.conc, "rr_msg_bytes": SOCKPERF_MSG,
                    "client_cpu": opts.pin.client_cpu, "server_cpu": opts.pin.server_cpu},
@@ -316,7 +334,8 @@ def render(res: dict[str, Any]) -> str:
     setups: list[str] = p["setups"]
     med, rat = res["medians"], res["ratios"]
     out = [f"netloom bench perf: {p['reps']} rep(s) x {p['duration_s']} s per test, underlay "
-           f"MTU {p['mtu']} (overlay VM MTU {p['mtu'] - 50}); {res['machine']['kernel']}, "
+           f"MTU {p['mtu']} (overlay VM MTU {p['mtu'] - 50}), tunnels over "
+           f"{UNDERLAY_TEXT.get(p.get('underlay', 'switch'), '?')}; {res['machine']['kernel']}, "
            f"{res['machine']['cpus']} CPUs, {res['machine']['cpu_model']}",
            (f"clients pinned to CPU {p['client_cpu']}, servers to CPU {p['server_cpu']}"
             if p.get("client_cpu") is not None else "clients and servers not pinned"), "",
@@ -378,6 +397,9 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         reps: Annotated[int, typer.Option(min=1, help="interleaved repetitions")] = 3,
         mtu: Annotated[int, typer.Option(help="underlay MTU (1500 or 9000)")] = 1500,
         duration: Annotated[int, typer.Option(min=1, help="seconds per test")] = 5,
+        underlay: Annotated[str, typer.Option(
+            help="the two hosts' tunnel cable: 'direct' (one veth, like bare's) or 'switch' "
+                 "(through the lab's bridge)")] = "direct",
         setups: Annotated[str, typer.Option(help="comma-separated setups")] = ",".join(
             DEFAULT_SETUPS),
         crr_procs: Annotated[int, typer.Option(min=1, help="CRR processes per side")] = 2,
@@ -392,7 +414,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         if os.geteuid() != 0:
             typer.echo("bench perf needs root (network namespaces)", err=True)
             raise typer.Exit(2)
-        opts = Options(reps=reps, mtu=mtu, duration=duration,
+        opts = Options(reps=reps, mtu=mtu, duration=duration, underlay=underlay,
                        setups=tuple(s.strip() for s in setups.split(",") if s.strip()),
                        crr=CrrParams(crr_procs, crr_conc), tool_check=tool_check,
                        pin=Pin.two_machines() if pin else Pin())

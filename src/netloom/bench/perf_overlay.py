@@ -9,7 +9,10 @@ server on host 2. The tenant topology is the one the whitepaper measured::
        (host 1)        10.0.1.1        10.0.2.1       (host 2)
 
 so every packet crosses a bridge, the router and a bridge again in the simulation, and in the
-kernel a VXLAN tunnel between the hosts (VM MTU = underlay MTU - 50, RFC 7348 §5).
+kernel a VXLAN tunnel between the hosts (VM MTU = underlay MTU - 50, RFC 7348 §5). With
+``underlay="direct"`` the tunnels take a cable of their own between the two hosts
+(:meth:`~netloom.lab.lab.Lab.cable_tunnel_link`), the same plain veth as bare's; the API and
+the agents' control traffic stay on the lab switch.
 
 ``overlay-fip`` gives the server the floating IP 203.0.113.50 (RFC 5737 documentation range)
 the MidoNet way, with NAT rules on the router's chains (inbound: ``reverse-snat``, then
@@ -36,7 +39,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from netloom.bench.perf_setups import Endpoints, SetupUnavailable
+from netloom.bench.perf_setups import UNDERLAYS, Endpoints, SetupUnavailable
 from netloom.errors import DatapathError, NetloomError
 from netloom.lab import netns, probes
 from netloom.lab.lab import VXLAN_OVERHEAD, Lab, host_name, netloom_argv, vm_mac
@@ -65,11 +68,15 @@ class _Ids:
 class OverlaySetup:
     """A two-host netloom lab measured as one bench setup (see the module docstring)."""
 
-    def __init__(self, fip: bool, mtu: int, vxlan: str = "bpf") -> None:
+    def __init__(self, fip: bool, mtu: int, vxlan: str = "bpf",
+                 underlay: str = "direct") -> None:
         if mtu not in LAB_MTUS:
             raise SetupUnavailable(f"the lab runs at underlay MTU 1500 or 9000, not {mtu}")
         if vxlan not in ("bpf", "device"):
             raise SetupUnavailable(f"unknown VXLAN encapsulation {vxlan!r}")
+        if underlay not in UNDERLAYS:
+            raise SetupUnavailable(f"unknown underlay {underlay!r}; known: {', '.join(UNDERLAYS)}")
+        self.underlay = underlay
         self.fip = fip
         self.mtu = mtu
         self.vxlan = vxlan
@@ -123,6 +130,8 @@ class OverlaySetup:
         lab.build_underlay()
         for n in (1, 2):
             lab.add_host(n)
+        if self.underlay == "direct":
+            lab.cable_tunnel_link(1, 2)
         lab.start_cluster()
         lab.register_hosts()
         client = lab.add_vm(host_name(lab.name, 1), "c")
@@ -239,11 +248,12 @@ def scrape_counter(ns: str, port: int, family: str) -> float:
     return probes.metric_totals(probes.fetch_metrics(ns, port), {family: family})[family]
 
 
-def make_overlay(fip: bool, mtu: int, vxlan: str = "bpf") -> OverlaySetup:
+def make_overlay(fip: bool, mtu: int, vxlan: str = "bpf",
+                 underlay: str = "direct") -> OverlaySetup:
     """The ``overlay`` (``fip=False``) or ``overlay-fip`` setup at underlay MTU ``mtu``;
     ``vxlan="device"`` (``overlay-vxdev``): the agents leave all VXLAN to the kernel device,
     for measuring what the datapath's own encapsulation gains."""
-    return OverlaySetup(fip, mtu, vxlan)
+    return OverlaySetup(fip, mtu, vxlan, underlay)
 
 
 __all__ = ["FLOATING_IP", "VXLAN_OVERHEAD", "OverlaySetup", "make_overlay", "scrape_counter"]

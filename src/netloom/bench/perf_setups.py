@@ -10,13 +10,21 @@ Baselines defined here:
 
 * ``bare``: two namespaces on one plain veth, MTU as given: what "bare metal" means on one
   machine (the whitepaper's first column).
-* ``kernel-vxlan``: what a user would otherwise pick: two "host" namespaces cabled to an
-  underlay switch namespace (a Linux bridge, 192.0.2.0/24, RFC 5737), each host with a Linux
+* ``kernel-vxlan``: what a user would otherwise pick: two "host" namespaces on an underlay
+  (see below), each host with a Linux
   bridge, a unicast VXLAN device (RFC 7348, UDP 4789) towards the other host and a VM
   namespace attached by veth to that bridge. The VMs share one L2 tenant subnet (10.x, inside
   the VM namespaces only) and have MTU = underlay MTU - 50, the VXLAN overhead, so no packet
   is ever fragmented outside (ARCHITECTURE.md, pitfalls: MTU). Offloads stay at the kernel's
   defaults, as a user would have them.
+
+The underlay of the two-host setups (``--underlay``):
+
+* ``direct`` (the default): the hosts' tunnel NICs are one plain veth, the same cable as
+  bare's, so a ratio to bare measures the overlay and nothing else. The netloom lab keeps its
+  management switch for the API and agents; only the tunnels take the direct cable.
+* ``switch``: the tunnels cross the lab's underlay switch namespace (a Linux bridge,
+  192.0.2.0/24, RFC 5737), one more veth and a bridge hop each way.
 
 ``overlay`` / ``overlay-fip`` come from :func:`netloom.bench.perf_overlay.make_overlay`; see
 :mod:`netloom.bench.perf` for that interface.
@@ -46,6 +54,8 @@ HOST_IPS = ("192.0.2.11", "192.0.2.12")
 BARE_IPS = ("10.77.0.1", "10.77.0.2")  # inside the two bare namespaces only
 VM_IPS = ("10.78.0.1", "10.78.0.2")  # the tenant subnet, inside the VM namespaces only
 TENANT_PREFIX = 24
+TUNNEL_IPS = ("198.51.100.11", "198.51.100.12")  # RFC 5737 TEST-NET-2: a direct tunnel cable
+UNDERLAYS = ("direct", "switch")
 
 
 class SetupUnavailable(NetloomError):
@@ -143,8 +153,11 @@ class _Built(abc.ABC):
 
     name: str
 
-    def __init__(self, mtu: int) -> None:
+    def __init__(self, mtu: int, underlay: str = "direct") -> None:
+        if underlay not in UNDERLAYS:
+            raise SetupUnavailable(f"unknown underlay {underlay!r}; known: {', '.join(UNDERLAYS)}")
         self.mtu = mtu
+        self.underlay = underlay
         self.ns = NamespaceSet(new_prefix())
 
     @abc.abstractmethod
@@ -186,7 +199,7 @@ class BareSetup(_Built):
 
 
 class KernelVxlanSetup(_Built):
-    """Linux bridge + unicast VXLAN between two host namespaces on an underlay switch."""
+    """Linux bridge + unicast VXLAN between two host namespaces on the underlay."""
 
     name = "kernel-vxlan"
 
@@ -195,22 +208,33 @@ class KernelVxlanSetup(_Built):
         return self.mtu - VXLAN_OVERHEAD
 
     def _build(self) -> Endpoints:
+        hosts = [self.ns.add(f"kv-h{i + 1}") for i in range(2)]
+        ips = self._cable(hosts)
+        vms = [self.ns.add(f"kv-h{i + 1}-vm") for i in range(2)]
+        for i, host in enumerate(hosts):
+            self._host_bridge(host, local=ips[i], remote=ips[1 - i])
+            netns.create_veth(host, "vm", vms[i], "eth0", mtu=self.vm_mtu, may_exist=False)
+            netns.set_master(host, "vm", "br0")
+            netns.add_address(vms[i], "eth0", f"{VM_IPS[i]}/{TENANT_PREFIX}")
+        return Endpoints(vms[0], vms[1], VM_IPS[1])
+
+    def _cable(self, hosts: list[str]) -> tuple[str, str]:
+        """Each host's ``eth0`` on the underlay; the two tunnel endpoint addresses."""
+        if self.underlay == "direct":
+            netns.create_veth(hosts[0], "eth0", hosts[1], "eth0", mtu=self.mtu, may_exist=False)
+            for host, ip in zip(hosts, TUNNEL_IPS, strict=True):
+                netns.add_address(host, "eth0", f"{ip}/{UNDERLAY_PREFIX}")
+            return TUNNEL_IPS
         switch = self.ns.add("kv-sw")
         netns.disable_bridge_netfilter(switch)  # the same underlay switch as the netloom lab's
         netns.create_bridge(switch, "br0", mtu=self.mtu, may_exist=False)
         netns.add_address(switch, "br0", f"{SWITCH_IP}/{UNDERLAY_PREFIX}")
-        hosts = [self.ns.add(f"kv-h{i + 1}") for i in range(2)]
-        vms = [self.ns.add(f"kv-h{i + 1}-vm") for i in range(2)]
         for i, host in enumerate(hosts):
             port = f"p{i + 1}"
             netns.create_veth(switch, port, host, "eth0", mtu=self.mtu, may_exist=False)
             netns.set_master(switch, port, "br0")
             netns.add_address(host, "eth0", f"{HOST_IPS[i]}/{UNDERLAY_PREFIX}")
-            self._host_bridge(host, local=HOST_IPS[i], remote=HOST_IPS[1 - i])
-            netns.create_veth(host, "vm", vms[i], "eth0", mtu=self.vm_mtu, may_exist=False)
-            netns.set_master(host, "vm", "br0")
-            netns.add_address(vms[i], "eth0", f"{VM_IPS[i]}/{TENANT_PREFIX}")
-        return Endpoints(vms[0], vms[1], VM_IPS[1])
+        return HOST_IPS
 
     def _host_bridge(self, host: str, *, local: str, remote: str) -> None:
         """``br0`` with ``vx0``: a unicast VXLAN whose flood/unknown destination is the other
@@ -248,9 +272,9 @@ def _overlay_factory() -> Callable[..., Setup]:
     return factory  # type: ignore[no-any-return]
 
 
-def _make_overlay(fip: bool, vxlan: str = "bpf") -> Callable[[int], Setup]:
-    def make(mtu: int) -> Setup:
-        setup = _overlay_factory()(fip, mtu, vxlan=vxlan)
+def _make_overlay(fip: bool, vxlan: str = "bpf") -> Callable[[int, str], Setup]:
+    def make(mtu: int, underlay: str) -> Setup:
+        setup = _overlay_factory()(fip, mtu, vxlan=vxlan, underlay=underlay)
         if not isinstance(setup, Setup):
             raise SetupUnavailable(f"{OVERLAY_FACTORY} returned {setup!r}, not a Setup")
         return setup
@@ -258,7 +282,7 @@ def _make_overlay(fip: bool, vxlan: str = "bpf") -> Callable[[int], Setup]:
     return make
 
 
-SETUPS: dict[str, Callable[[int], Setup]] = {
+SETUPS: dict[str, Callable[[int, str], Setup]] = {
     "bare": BareSetup,
     "kernel-vxlan": KernelVxlanSetup,
     "overlay": _make_overlay(fip=False),
@@ -268,13 +292,15 @@ SETUPS: dict[str, Callable[[int], Setup]] = {
 }
 
 
-def make_setup(name: str, mtu: int) -> Setup:
-    """The setup called ``name``; SetupUnavailable when it cannot exist here."""
-    return SETUPS[name](mtu)
+def make_setup(name: str, mtu: int, underlay: str = "direct") -> Setup:
+    """The setup called ``name`` (``underlay``: ``direct`` or ``switch``, see the module
+    docstring); SetupUnavailable when it cannot exist here."""
+    return SETUPS[name](mtu, underlay)
 
 
 __all__ = [
     "SETUPS",
+    "UNDERLAYS",
     "BareSetup",
     "Endpoints",
     "KernelVxlanSetup",

@@ -57,6 +57,9 @@ from netloom.lab.state import (
 )
 
 UNDERLAY = ipaddress.IPv4Network("192.0.2.0/24")  # RFC 5737 documentation range
+# a separate tunnel network (Lab.cable_tunnel_link): RFC 5737 TEST-NET-2
+TUNNEL_NET = ipaddress.IPv4Network("198.51.100.0/24")
+TUNNEL_IF = "data0"
 SWITCH_IP = "192.0.2.1"
 API_PORT = 8181
 TOPOLOGY_PORT = 8182
@@ -318,6 +321,23 @@ class Lab:
                           f"{rec.underlay_ip}/{UNDERLAY.prefixlen}")
         return rec
 
+    def cable_tunnel_link(self, a: int, b: int) -> None:
+        """Give hosts ``a`` and ``b`` a second NIC, ``data0`` (198.51.100.(10+N)/24), cabled
+        back to back, and make it their tunnel endpoint: the management traffic (API, topology,
+        heartbeats) stays on the switch, the VXLAN traffic between the two takes the direct
+        cable, like hypervisors with a separate data network. Call before
+        :meth:`register_hosts` and :meth:`start_agents` (both use the tunnel IP)."""
+        ha, hb = self._host(f"h{a}"), self._host(f"h{b}")
+        if ha is hb:
+            raise InvalidInput("a tunnel link needs two different hosts", field="hosts")
+        for h in (ha, hb):
+            if h.tunnel_ip is None:
+                h.tunnel_ip = str(TUNNEL_NET.network_address + HOST_IP_BASE + h.index)
+        self.save()
+        netns.create_veth(ha.netns, TUNNEL_IF, hb.netns, TUNNEL_IF, mtu=self.state.mtu)
+        for h in (ha, hb):
+            netns.add_address(h.netns, TUNNEL_IF, f"{h.tunnel_ip}/{TUNNEL_NET.prefixlen}")
+
     # -- VMs ---------------------------------------------------------------------------------
 
     def add_vm(self, host: str, name: str, *, ip: str | None = None) -> VM:
@@ -468,7 +488,8 @@ class Lab:
                 h.host_id = doc["id"]
                 h.bpf_pin_dir = str(BPF_ROOT / doc["id"])
                 self.save()
-        members = [{"host_id": h.host_id, "ip": h.underlay_ip} for h in self.state.hosts]
+        members = [{"host_id": h.host_id, "ip": h.tunnel_ip or h.underlay_ip}
+                   for h in self.state.hosts]
         zone = self.state.topology.get("tunnel_zone")
         if zone is None:
             doc = api.create("tunnel_zones", {"name": self.name, "type": "vxlan",
@@ -564,8 +585,8 @@ class Lab:
             "--api": self.state.cluster.api_url,
             "--topology": self.state.cluster.topology,
             "--cluster": self.state.cluster.topology,
-            "--underlay-ip": h.underlay_ip,
-            "--underlay-if": h.underlay_if,
+            "--underlay-ip": h.tunnel_ip or h.underlay_ip,
+            "--underlay-if": TUNNEL_IF if h.tunnel_ip else h.underlay_if,
             "--datapath": self.state.datapath,
             "--bpf-pin-dir": h.bpf_pin_dir,
             "--pin-dir": h.bpf_pin_dir,

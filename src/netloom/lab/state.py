@@ -56,6 +56,9 @@ class HostRecord(_Model):
     underlay_if: str
     underlay_ip: str  # without prefix length
     switch_port: str  # the veth end on the lab switch's bridge
+    # the tunnel endpoint when tunnels have their own cable (Lab.cable_tunnel_link), else
+    # tunnels use underlay_ip on the switch
+    tunnel_ip: str | None = None
     host_id: str | None = None
     bpf_pin_dir: str | None = None
 
