@@ -618,16 +618,41 @@ static __always_inline void l4_fix(struct __sk_buff *skb, struct parsed *p, __u3
 		bpf_l4_csum_replace(skb, p->l4_off + 6, from, to, flags | BPF_F_MARK_MANGLED_0);
 }
 
+/* RFC 1624 eq. 3, HC' = ~(~HC + ~m + m'): the checksum after one 16-bit word went from m to
+ * m' (network order in, network order out: one's complement sums do not care). */
+static __always_inline __u16 csum16_replace(__u16 check, __u16 old, __u16 new)
+{
+	__u32 sum = (__u16)~check + (__u16)~old + (__u32)new;
+
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return (__u16)~sum;
+}
+
 NL_FUNC int set_ip(struct __sk_buff *skb, struct parsed *p, __u32 field, __u32 ip)
 {
 	__u32 old, new = bpf_htonl(ip);
+	struct iphdr *iph;
 
 	if (!p || p->key.eth_type != ETH_P_IP || !p->l4_off)
 		return 0;
-	if (bpf_skb_load_bytes(skb, p->l3_off + field, &old, 4) < 0)
-		return 0;
-	bpf_skb_store_bytes(skb, p->l3_off + field, &new, 4, 0);
-	bpf_l3_csum_replace(skb, p->l3_off + 10, old, new, 4);
+	iph = (void *)((__u8 *)PKT_DATA(skb) + ETH_HLEN);
+	if (p->l3_off == ETH_HLEN && (void *)(iph + 1) <= PKT_END(skb)) {
+		/* in place; the header checksum by RFC 1624, one 16-bit half at a time */
+		__u32 *addr = field == 12 ? &iph->saddr : &iph->daddr;
+
+		old = *addr;
+		*addr = new;
+		iph->check = csum16_replace(csum16_replace(iph->check, old >> 16, new >> 16),
+					    old & 0xffff, new & 0xffff);
+	} else {
+		if (bpf_skb_load_bytes(skb, p->l3_off + field, &old, 4) < 0)
+			return 0;
+		bpf_skb_store_bytes(skb, p->l3_off + field, &new, 4, 0);
+		bpf_l3_csum_replace(skb, p->l3_off + 10, old, new, 4);
+	}
+	/* L4 through the helper: only it knows whether the checksum is partial (a pseudo-header
+	 * sum, from veth) or complete */
 	if (p->key.ip_frag != 2)
 		l4_fix(skb, p, old, new, BPF_F_PSEUDO_HDR | 4);
 	if (field == 12)
@@ -650,17 +675,6 @@ NL_FUNC int set_tp(struct __sk_buff *skb, struct parsed *p, __u32 field, __u32 p
 	bpf_skb_store_bytes(skb, p->l4_off + field, &new, 2, 0);
 	l4_fix(skb, p, old, new, 2);
 	return 0;
-}
-
-/* RFC 1624 eq. 3, HC' = ~(~HC + ~m + m'): the checksum after one 16-bit word went from m to
- * m' (network order in, network order out: one's complement sums do not care). */
-static __always_inline __u16 csum16_replace(__u16 check, __u16 old, __u16 new)
-{
-	__u32 sum = (__u16)~check + (__u16)~old + (__u32)new;
-
-	sum = (sum & 0xffff) + (sum >> 16);
-	sum = (sum & 0xffff) + (sum >> 16);
-	return (__u16)~sum;
 }
 
 /* RFC 791: TTL decrement; RFC 1624 incremental header checksum (in place for an untagged
