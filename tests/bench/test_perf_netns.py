@@ -18,6 +18,7 @@ from netloom.bench.perf_setups import (
     KernelVxlanSetup,
     SetupUnavailable,
     _Built,
+    _kill_inside,
 )
 from netloom.bench.perf_tests import TESTS
 from netloom.errors import DatapathError
@@ -140,8 +141,14 @@ def test_ctrl_c_or_sigterm_tears_everything_down(sig: signal.Signals) -> None:
         assert proc.returncode == 130
         assert [n for n in names if netns.exists(n)] == []
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        for n in names:
-            netns.delete(n)
+        if proc.poll() is None:  # an assertion failed mid-run: let the bench tear down first
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for n in names:  # whatever is left: its servers (ours), then the namespace
+            if netns.exists(n):
+                _kill_inside(n)
+                netns.delete(n)

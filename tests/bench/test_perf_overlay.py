@@ -133,3 +133,22 @@ def test_smoke_run_with_the_overlay_has_kernel_flows_and_cleans_up(made: list[st
     crr = res["reps"][0]["overlay"]["tcp_crr"]
     assert crr["upcalls"] <= 4 * crr["value"] * 1 + 100, crr
     assert time.monotonic() - started < 90
+
+
+def test_profile_charges_the_tc_program_to_the_overlay_and_cleans_up(made: list[str]) -> None:
+    """``netloom bench profile``: perf samples split by stage, per transaction; the datapath's
+    tc program shows up on the overlay and (nearly) nowhere on bare."""
+    done = subprocess.run(
+        [*CLI, "bench", "profile", "--duration", "1", "--reps", "1", "--json"],
+        capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    res = json.loads(done.stdout)
+    made.extend(res["namespaces"])
+    assert [n for n in res["namespaces"] if netns.exists(n)] == []
+    tc = next(s for s in res["stages"] if s.startswith("netloom tc program"))
+    bare, overlay = (res["setups"][s]["per_unit_us"] for s in ("bare", "overlay"))
+    assert bare["busy"] > 0 and overlay["busy"] > 0
+    assert overlay[tc] > 0.5, overlay  # ~10 packets a transaction, each through the program
+    assert bare[tc] < 0.02 * bare["busy"], bare
+    assert 0.05 < res["ratio_measured"]["overlay"] < 5
+    assert res["extra_over_bare_us"]["overlay"][tc] == pytest.approx(overlay[tc] - bare[tc])

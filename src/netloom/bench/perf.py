@@ -174,7 +174,7 @@ class Options:
 
 
 @contextlib.contextmanager
-def _setups_up(opts: Options, skipped: dict[str, str], namespaces: list[str],
+def setups_up(opts: Options, skipped: dict[str, str], namespaces: list[str],
                progress: Progress) -> Iterator[dict[str, _Live]]:
     """Bring every setup up (skipping the unavailable ones), yield them, and tear all of them
     down on the way out, whatever happens (an exception, Ctrl-C, SIGTERM)."""
@@ -271,7 +271,7 @@ def run(opts: Options, progress: Progress = lambda _m: None) -> dict[str, Any]:
     namespaces: list[str] = []
     reps: list[dict[str, dict[str, Any]]] = []
     started = time.time()
-    with _setups_up(opts, skipped, namespaces, progress) as live:
+    with setups_up(opts, skipped, namespaces, progress) as live:
         names = list(live)
         check = _tool_check(live[BASELINE], opts, progress) if opts.tool_check else None
         for rep in range(opts.reps):
@@ -391,6 +391,18 @@ def _sigterm(_sig: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+@contextlib.contextmanager
+def sigterm_unwinds() -> Iterator[None]:
+    """Within the block, SIGTERM to this process unwinds like Ctrl-C (every ``down()`` runs)."""
+    global _MAIN_PID
+    _MAIN_PID = os.getpid()
+    old = signal.signal(signal.SIGTERM, _sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
 def register(app: typer.Typer, bench: typer.Typer) -> None:
     @bench.command("perf")
     def perf_cmd(
@@ -418,20 +430,17 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
                        setups=tuple(s.strip() for s in setups.split(",") if s.strip()),
                        crr=CrrParams(crr_procs, crr_conc), tool_check=tool_check,
                        pin=Pin.two_machines() if pin else Pin())
-        global _MAIN_PID
-        _MAIN_PID = os.getpid()
-        old = signal.signal(signal.SIGTERM, _sigterm)
         try:
-            res = run(opts, progress=lambda m: typer.echo(m, err=True))
+            with sigterm_unwinds():
+                res = run(opts, progress=lambda m: typer.echo(m, err=True))
         except NetloomError as exc:
             typer.echo(f"error: {exc.message}", err=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             typer.echo("interrupted: everything was torn down", err=True)
             raise typer.Exit(130) from None
-        finally:
-            signal.signal(signal.SIGTERM, old)
         typer.echo(json.dumps(res) if as_json else render(res))
 
 
-__all__ = ["Options", "cpu_seconds", "machine", "register", "render", "run"]
+__all__ = ["BASELINE", "Options", "cpu_seconds", "machine", "register", "render", "run",
+           "setups_up", "sigterm_unwinds"]

@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "netloom.bench.sim",
     "netloom.bench.datapath",
     "netloom.bench.perf",
+    "netloom.bench.perf_profile",
     "netloom.bench.scale",
     "netloom.bench.agent100",
 )
