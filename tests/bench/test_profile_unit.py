@@ -12,7 +12,7 @@ from netloom.errors import InvalidInput
 pytestmark = pytest.mark.unit
 
 K = "([kernel.kallsyms])"
-SCRIPT = f"""python     250000 
+SCRIPT = f"""python     250000
 \tffffffff81e2ce4f __pi_memcpy {K}
 \tffffffff81e2ce4f bpf_skb_load_bytes {K}
 \tffffffffc0025cef bpf_prog_a5c5fda8ecd00e08_nl_ingress+0x57 (bpf_prog_a5c5fda8ecd00e08_nl_ingress)
@@ -22,25 +22,25 @@ SCRIPT = f"""python     250000
 \tffffffff81e66003 process_backlog+0x83 {K}
 \tffffffff82025860 __tcp_transmit_skb+0xa10 {K}
 
-python     250000 
+python     250000
 \tffffffff81e2ce4f veth_xmit+0x10 {K}
 \tffffffff81e2ce4f __dev_queue_xmit+0x34c {K}
 \tffffffff81e2ce4f skb_do_redirect+0x20 {K}
 \tffffffff81e64adb __netif_receive_skb_core.constprop.0+0x47b {K}
 
-swapper     250000 
+swapper     250000
 \tffffffff81e2ce4f pv_native_safe_halt+0x5 {K}
 \tffffffff81e2ce4f default_idle_call {K}
 
-python     500000 
+python     500000
 \t          165259 method_vectorcall_O+0x99 (/usr/lib/libpython3.11.so.1.0)
 \t          10a787 __GI___bind (/usr/lib/x86_64-linux-gnu/libc.so.6)
 
-iperf3     250000 
+iperf3     250000
 \tffffffff81e2ce4f core_sys_select {K}
 \tffffffff81e2ce4f do_syscall_64 {K}
 perf: some warning on the same stream
-python     250000 
+python     250000
 \tffffffff81e2ce4f _raw_spin_unlock_irqrestore {K}
 \tffffffff81e2ce4f sock_def_readable {K}
 \tffffffff81e2ce4f tcp_v4_rcv {K}
