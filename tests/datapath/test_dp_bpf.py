@@ -94,3 +94,23 @@ def test_packet_out_and_bad_input(lab: Lab) -> None:
         assert dp.flow_count() == 0
     finally:
         dp.destroy()
+
+
+def test_pins_of_an_older_datapath_are_refused_and_left_alone(lab: Lab) -> None:
+    """Pins without this code's entry points (an agent of an older netloom) are not adopted
+    and not overwritten: the error says what to remove, and everything pinned stays."""
+    from netloom.datapath.bpf import BpfDatapath
+    from netloom.datapath.bpf.datapath import PORT_PROG
+    from netloom.errors import DatapathError
+
+    ns = lab.ns("h")
+    host = lab.host_name("h")
+    dp = BpfDatapath(host, netns=ns)
+    try:
+        (dp.pin_dir / PORT_PROG).unlink()  # what an ABI 2 datapath pinned: no nl_port_ingress
+        before = sorted(p.name for p in dp.pin_dir.iterdir())
+        with pytest.raises(DatapathError, match="older datapath's .*nl_port_ingress"):
+            BpfDatapath(host, netns=ns)
+        assert sorted(p.name for p in dp.pin_dir.iterdir()) == before
+    finally:
+        dp.destroy()

@@ -296,6 +296,10 @@ def test_tcp_across_vxlan_collect_md(lab: Lab, bpf_encap: bool, tx_off: bool) ->
         # The device still carries what the fast path leaves to it (here: the VMs' IPv6
         # router solicitations, which the flows tunnel too), never the TCP stream.
         via_device = link_packets(h1, "nlvx0") + link_packets(h2, "nlvx0")
+        ul_filters = in_ns(h1, "tc", "filter", "show", "dev", "ul0", "ingress").stdout
+        assert ("nl_underlay_ingress" in ul_filters) == bpf_encap
+        vm_filters = in_ns(h1, "tc", "filter", "show", "dev", v1.host_if, "ingress").stdout
+        assert "nl_port_ingress" in vm_filters  # the kind-specific entry point
         if bpf_encap:
             assert via_device <= 8 < packets
         else:
@@ -304,7 +308,7 @@ def test_tcp_across_vxlan_collect_md(lab: Lab, bpf_encap: bool, tx_off: bool) ->
         d1.destroy()
         d2.destroy()
     # destroy() removed our filter from the underlay NIC and nothing else
-    assert "nl_ingress" not in in_ns(h1, "tc", "filter", "show", "dev", "ul0", "ingress").stdout
+    assert "nl_" not in in_ns(h1, "tc", "filter", "show", "dev", "ul0", "ingress").stdout
 
 
 OWNER = r"""

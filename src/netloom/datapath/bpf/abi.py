@@ -23,7 +23,7 @@ from netloom.flows.model import (
     Userspace,
 )
 
-ABI_VERSION = 2
+ABI_VERSION = 3
 MAX_MASKS = 32
 MAX_ACTIONS = 8
 EXEC_SLOTS = 64
@@ -34,8 +34,10 @@ MASK = struct.Struct("<II")  # + nl_key = struct nl_mask (56)
 ACTION = struct.Struct("<HHIQ")  # struct nl_action (16)
 FLOW_TAIL = struct.Struct("<QQIIQQQ")  # cookie created idle hard packets bytes last_used (48)
 PORT = struct.Struct("<II")  # kind, mtu
-# abi tun_if local_ip trace underlay_if udp_port underlay_mask upcall_cost_ns upcall_burst pad
+# abi tun_if local_ip trace underlay_if udp_port underlay_mask upcall_cost_ns upcall_burst
+# tunnel_mtu
 CONFIG = struct.Struct("<IIIIIIIIII")
+VNI_DST = struct.Struct("<II")  # struct nl_vni_dst: ifindex, port kind
 STATS = struct.Struct("<QQ")  # struct nl_stats, one per possible CPU
 EXEC_HEAD = struct.Struct("<IIIIQ")  # in_port, tun_key, lookup, pad, cookie (+ actions)
 VERDICT = struct.Struct("<IIIIQ")

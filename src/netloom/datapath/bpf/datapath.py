@@ -59,7 +59,10 @@ from netloom.flows.model import Action, Flow, FlowKey, FlowMask, FlowStats
 
 PIN_ROOT = "/sys/fs/bpf/netloom"
 BPF_FS_MAGIC = 0xCAFE4A11
-PROG = "nl_ingress"
+PROG = "nl_ingress"  # finds the port's kind in nl_ports (tunnel device, injection, test runs)
+PORT_PROG = "nl_port_ingress"  # VM / uplink / internal ports: the kind is known at attach
+UNDERLAY_PROG = "nl_underlay_ingress"  # the underlay NIC: VXLAN decap
+PROGS = (PROG, PORT_PROG, UNDERLAY_PROG)
 MAPS = (
     "nl_flows",
     "nl_masks",
@@ -154,9 +157,14 @@ class BpfDatapath:
         ensure_bpffs()
         if not (self.pin_dir / PROG).exists():
             self._load_and_pin(max_flows)
+        missing = [n for n in PROGS if not (self.pin_dir / n).exists()]
+        if missing:
+            raise DatapathError(
+                f"the pins under {self.pin_dir} are an older datapath's (no {', '.join(missing)})"
+                "; remove them (`netloom lab down`, or delete the directory) to load this one")
         self._fd = {
             n: lb.check(lb.lib().bpf_obj_get(str(self.pin_dir / n).encode()), n)
-            for n in (PROG, *MAPS)
+            for n in (*PROGS, *MAPS)
         }
         self._masks = MaskTable(abi.MAX_MASKS)
         self._ports: dict[int, PortInfo] = {}
@@ -194,11 +202,12 @@ class BpfDatapath:
                     + " | ".join(lb.recent_log())
                 )
             self.pin_dir.mkdir(parents=True, exist_ok=True)
-            prog = L.bpf_object__find_program_by_name(obj, PROG.encode())
-            lb.check(
-                L.bpf_obj_pin(L.bpf_program__fd(prog), str(self.pin_dir / PROG).encode()),
-                "pin program",
-            )
+            for name in PROGS:
+                prog = L.bpf_object__find_program_by_name(obj, name.encode())
+                lb.check(
+                    L.bpf_obj_pin(L.bpf_program__fd(prog), str(self.pin_dir / name).encode()),
+                    f"pin {name}",
+                )
             for name in MAPS:
                 m = L.bpf_object__find_map_by_name(obj, name.encode())
                 lb.check(
@@ -219,9 +228,10 @@ class BpfDatapath:
             raise DatapathError(
                 f"pinned maps under {self.pin_dir} use ABI {ver}, this code {abi.ABI_VERSION}"
             )
-        _, tun_if, local_ip, _, underlay, udp_port, mask, cost, burst, _ = abi.CONFIG.unpack(raw)
+        _, tun_if, local_ip, _, underlay, udp_port, mask, cost, burst, tun_mtu = (
+            abi.CONFIG.unpack(raw))
         self._config = [abi.ABI_VERSION, tun_if, local_ip, int(trace), underlay, udp_port,
-                        mask, cost, burst, 0]
+                        mask, cost, burst, tun_mtu]
         self._write_config()
 
     def _write_config(self) -> None:
@@ -275,7 +285,7 @@ class BpfDatapath:
             except OSError:
                 return None
 
-    def _attach(self, ifname: str) -> None:
+    def _attach(self, ifname: str, prog: str = PROG) -> None:
         self._run("tc", "qdisc", "replace", "dev", ifname, "clsact")
         self._run(
             "tc",
@@ -291,7 +301,7 @@ class BpfDatapath:
             "bpf",
             "da",
             "pinned",
-            str(self.pin_dir / PROG),
+            str(self.pin_dir / prog),
         )
 
     def _detach(self, ifname: str) -> None:
@@ -322,7 +332,7 @@ class BpfDatapath:
         if mtu is None:
             mtu = self._dev_mtu(ifname)
         self._update("nl_ports", ifindex.to_bytes(4, "little"), abi.PORT.pack(int(kind), mtu))
-        self._attach(ifname)
+        self._attach(ifname, PROG if kind == PortKind.TUNNEL else PORT_PROG)
         self._ports[ifindex] = PortInfo(ifindex, ifname, PortKind(kind), mtu)
         return ifindex
 
@@ -368,6 +378,7 @@ class BpfDatapath:
         self._config[4] = self._ifindex(underlay) if underlay else 0
         self._config[5] = settings.udp_port
         self._config[6] = (0xFFFFFFFF << (32 - prefixlen)) & 0xFFFFFFFF if prefixlen else 0
+        self._config[9] = settings.mtu
         self._write_config()
         return port
 
@@ -404,14 +415,14 @@ class BpfDatapath:
     def _set_underlay(self, ifname: str | None) -> None:
         if ifname == self._underlay:
             if ifname is not None:
-                self._attach(ifname)
+                self._attach(ifname, UNDERLAY_PROG)
             return
         if self._underlay is not None:
             self._detach_underlay()
         if ifname is not None:
             ifindex = self._ifindex(ifname)
             self._update("nl_ports", ifindex.to_bytes(4, "little"), abi.PORT.pack(PORT_UNDERLAY, 0))
-            self._attach(ifname)
+            self._attach(ifname, UNDERLAY_PROG)
         self._underlay = ifname
 
     def _detach_underlay(self) -> None:
@@ -435,7 +446,8 @@ class BpfDatapath:
             raise InvalidInput(f"VNI {vni} out of range (24 bits, RFC 7348)", field="vni")
         if port not in self._ports:
             raise NotFound(f"no port {port}", field="port")
-        self._update("nl_vni", vni.to_bytes(4, "little"), port.to_bytes(4, "little"))
+        self._update("nl_vni", vni.to_bytes(4, "little"),
+                     abi.VNI_DST.pack(port, int(self._ports[port].kind)))
 
     def unbind_tunnel_key(self, vni: int) -> None:
         self._delete("nl_vni", vni.to_bytes(4, "little"))

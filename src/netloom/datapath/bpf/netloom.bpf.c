@@ -54,7 +54,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
 	__type(key, __u32);
-	__type(value, __u32);
+	__type(value, struct nl_vni_dst);
 } nl_vni SEC(".maps");
 
 struct {
@@ -124,6 +124,7 @@ struct parsed {
 	__u32 underlay_mask;
 	__u32 upcall_cost_ns;
 	__u32 upcall_burst;
+	__u32 tunnel_mtu;
 };
 
 struct nl_actions {
@@ -527,8 +528,8 @@ NL_FUNC int underlay_ingress(struct __sk_buff *skb, struct parsed *p)
 {
 	struct nl_vxlan_frame copy, *f;
 	__u8 inner[ETH_HLEN], *data;
-	struct nl_port *port;
-	__u32 vni, *dst;
+	struct nl_vni_dst *dst;
+	__u32 vni, ifindex;
 
 	if (!p || !p->underlay_ifindex)
 		return TC_ACT_OK;
@@ -551,11 +552,9 @@ NL_FUNC int underlay_ingress(struct __sk_buff *skb, struct parsed *p)
 	vni = ((__u32)f->e.vxlan[4] << 16) | ((__u32)f->e.vxlan[5] << 8) | f->e.vxlan[6];
 	__builtin_memcpy(inner, f->e.eth, ETH_HLEN);
 	dst = bpf_map_lookup_elem(&nl_vni, &vni);
-	if (!dst)
+	if (!dst || dst->kind != NL_PORT_VM)
 		return TC_ACT_OK;
-	port = bpf_map_lookup_elem(&nl_ports, dst);
-	if (!port || port->kind != NL_PORT_VM)
-		return TC_ACT_OK;
+	ifindex = dst->ifindex;
 	if (bpf_skb_adjust_room(skb, -(__s32)NL_VXLAN_HLEN, BPF_ADJ_ROOM_MAC,
 				BPF_F_ADJ_ROOM_FIXED_GSO) < 0)
 		return TC_ACT_OK;
@@ -565,15 +564,14 @@ NL_FUNC int underlay_ingress(struct __sk_buff *skb, struct parsed *p)
 		__builtin_memcpy(data, inner, ETH_HLEN);
 	else if (bpf_skb_store_bytes(skb, 0, inner, ETH_HLEN, 0) < 0)
 		return TC_ACT_SHOT;
-	note(p, NL_A_OUTPUT, *dst, vni, 0);
-	return bpf_redirect_peer(*dst, 0);
+	note(p, NL_A_OUTPUT, ifindex, vni, 0);
+	return bpf_redirect_peer(ifindex, 0);
 }
 
 NL_FUNC int tunnel(struct __sk_buff *skb, struct parsed *p, __u32 vni, __u32 remote,
 		   __u32 flags)
 {
 	struct bpf_tunnel_key tk = {};
-	struct nl_port *port;
 	__u32 ifindex;
 
 	if (!p)
@@ -583,8 +581,7 @@ NL_FUNC int tunnel(struct __sk_buff *skb, struct parsed *p, __u32 vni, __u32 rem
 		return TC_ACT_SHOT;
 	}
 	ifindex = p->tunnel_ifindex;
-	port = bpf_map_lookup_elem(&nl_ports, &ifindex);
-	if (port && too_big(skb, p, port->mtu))
+	if (too_big(skb, p, p->tunnel_mtu)) /* the tunnel port's MTU, kept in the config map */
 		return upcall(skb, p, NL_UP_MTU);
 	if (!(flags & NL_AF_CLONE) && p->underlay_ifindex) {
 		int r = encap(skb, p, vni, remote);
@@ -850,29 +847,70 @@ static __always_inline int lookup_and_act(struct __sk_buff *skb, struct parsed *
 	return run_actions(skb, p, (struct nl_actions *)f->acts);
 }
 
+static __always_inline void load_config(struct parsed *p)
+{
+	__u32 zero = 0;
+	struct nl_config *cfg = bpf_map_lookup_elem(&nl_config, &zero);
+
+	if (!cfg)
+		return;
+	p->trace = cfg->trace;
+	p->tunnel_ifindex = cfg->tunnel_ifindex;
+	p->local_ip = cfg->local_ip;
+	p->underlay_ifindex = cfg->underlay_ifindex;
+	p->udp_port = cfg->udp_port;
+	p->underlay_mask = cfg->underlay_mask;
+	p->upcall_cost_ns = cfg->upcall_cost_ns;
+	p->upcall_burst = cfg->upcall_burst;
+	p->tunnel_mtu = cfg->tunnel_mtu;
+}
+
+/* A packet from a VM (or an uplink, an internal port): parse, look up, act. */
+static __always_inline int port_ingress(struct __sk_buff *skb, struct parsed *p)
+{
+	p->in_port = skb->ifindex;
+	p->vlan_hw = skb->vlan_present;
+	if (parse(skb, p) < 0)
+		return TC_ACT_SHOT;
+	return lookup_and_act(skb, p);
+}
+
+/* The entry points. The agent attaches the kind-specific ones to its VM ports and to the
+ * underlay NIC: the interface's kind is known when it is attached, so those skip the nl_ports
+ * lookup every packet would otherwise pay. nl_ingress finds the kind in nl_ports: it serves
+ * the tunnel device and the injection veth, and BPF_PROG_TEST_RUN (any port kind by ifindex). */
+SEC("tc")
+int nl_port_ingress(struct __sk_buff *skb)
+{
+	struct parsed p = {};
+
+	load_config(&p);
+	return port_ingress(skb, &p);
+}
+
+SEC("tc")
+int nl_underlay_ingress(struct __sk_buff *skb)
+{
+	struct parsed p = {};
+
+	load_config(&p);
+	return underlay_ingress(skb, &p);
+}
+
 SEC("tc")
 int nl_ingress(struct __sk_buff *skb)
 {
-	__u32 ifindex = skb->ifindex, zero = 0;
+	__u32 ifindex = skb->ifindex;
 	struct nl_port *port = bpf_map_lookup_elem(&nl_ports, &ifindex);
 	struct parsed p = {};
-	struct nl_config *cfg;
 
 	if (!port)
 		return TC_ACT_OK;
-	cfg = bpf_map_lookup_elem(&nl_config, &zero);
-	if (cfg) {
-		p.trace = cfg->trace;
-		p.tunnel_ifindex = cfg->tunnel_ifindex;
-		p.local_ip = cfg->local_ip;
-		p.underlay_ifindex = cfg->underlay_ifindex;
-		p.udp_port = cfg->udp_port;
-		p.underlay_mask = cfg->underlay_mask;
-		p.upcall_cost_ns = cfg->upcall_cost_ns;
-		p.upcall_burst = cfg->upcall_burst;
-	}
+	load_config(&p);
 	if (port->kind == NL_PORT_UNDERLAY)
 		return underlay_ingress(skb, &p);
+	if (port->kind != NL_PORT_INJECT && port->kind != NL_PORT_TUNNEL)
+		return port_ingress(skb, &p);
 	p.in_port = ifindex;
 	p.vlan_hw = skb->vlan_present;
 	if (parse(skb, &p) < 0)
@@ -897,17 +935,18 @@ int nl_ingress(struct __sk_buff *skb)
 		return run_actions(skb, &p, (struct nl_actions *)x->acts);
 	}
 
-	if (port->kind == NL_PORT_TUNNEL) {
+	/* the tunnel device (collect_md): MidoNet's rule, the sender simulated already, so the
+	 * VNI names the local port */
+	{
 		struct bpf_tunnel_key tk = {};
-		__u32 *dst;
+		struct nl_vni_dst *dst;
 
 		if (bpf_skb_get_tunnel_key(skb, &tk, sizeof(tk), 0) < 0)
 			return TC_ACT_SHOT;
 		p.tun_key = tk.tunnel_id;
-		/* MidoNet's rule: the sender simulated already; the VNI names the local port. */
 		dst = bpf_map_lookup_elem(&nl_vni, &p.tun_key);
 		if (dst)
-			return output(skb, &p, *dst, 0);
+			return output(skb, &p, dst->ifindex, 0);
 	}
 	return lookup_and_act(skb, &p);
 }

@@ -9,7 +9,7 @@
 
 #include <linux/types.h>
 
-#define NL_ABI_VERSION 2
+#define NL_ABI_VERSION 3
 #define NL_MAX_MASKS 32
 #define NL_MAX_ACTIONS 8
 #define NL_EXEC_SLOTS 64
@@ -109,7 +109,13 @@ struct nl_config {
 	__u32 underlay_mask;    /* netmask of the underlay's subnet (on-link remotes skip the FIB) */
 	__u32 upcall_cost_ns;   /* per-port upcall budget: ns of credit one upcall costs (1e9/rate); 0 = unlimited */
 	__u32 upcall_burst;     /* upcalls a port may send back to back */
-	__u32 pad;
+	__u32 tunnel_mtu;       /* L3 MTU of tunnelled packets (the VXLAN port's); 0 = unchecked */
+};
+/* Value of nl_vni: where a VNI's packets go, and what kind of port that is (decap delivers
+ * straight into a VM with bpf_redirect_peer, which only a VM's veth allows). */
+struct nl_vni_dst {
+	__u32 ifindex;
+	__u32 kind;
 };
 
 /* Per-port upcall token bucket, in nanoseconds of credit (see upcall_admit). */
