@@ -109,7 +109,7 @@ def test_pins_of_an_older_datapath_are_refused_and_left_alone(lab: Lab) -> None:
     try:
         (dp.pin_dir / PORT_PROG).unlink()  # what an ABI 2 datapath pinned: no nl_port_ingress
         before = sorted(p.name for p in dp.pin_dir.iterdir())
-        with pytest.raises(DatapathError, match="older datapath's .*nl_port_ingress"):
+        with pytest.raises(DatapathError, match=r"older datapath's .*nl_port_ingress"):
             BpfDatapath(host, netns=ns)
         assert sorted(p.name for p in dp.pin_dir.iterdir()) == before
     finally:
