@@ -403,6 +403,27 @@ def sigterm_unwinds() -> Iterator[None]:
         signal.signal(signal.SIGTERM, old)
 
 
+def split_setups(text: str) -> tuple[str, ...]:
+    """``--setups a,b,c`` as a tuple (blanks dropped; validation is the options' job)."""
+    return tuple(s.strip() for s in text.split(",") if s.strip())
+
+
+def run_and_print(job: Callable[[Progress], dict[str, Any]],
+                  render_fn: Callable[[dict[str, Any]], str], as_json: bool) -> None:
+    """Run a bench job (progress on stderr; SIGTERM and Ctrl-C tear everything down), then
+    print its result as JSON or as text; a NetloomError exits 1 with its message."""
+    try:
+        with sigterm_unwinds():
+            res = job(lambda m: typer.echo(m, err=True))
+    except NetloomError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted: everything was torn down", err=True)
+        raise typer.Exit(130) from None
+    typer.echo(json.dumps(res) if as_json else render_fn(res))
+
+
 def register(app: typer.Typer, bench: typer.Typer) -> None:
     @bench.command("perf")
     def perf_cmd(
@@ -427,20 +448,10 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             typer.echo("bench perf needs root (network namespaces)", err=True)
             raise typer.Exit(2)
         opts = Options(reps=reps, mtu=mtu, duration=duration, underlay=underlay,
-                       setups=tuple(s.strip() for s in setups.split(",") if s.strip()),
-                       crr=CrrParams(crr_procs, crr_conc), tool_check=tool_check,
-                       pin=Pin.two_machines() if pin else Pin())
-        try:
-            with sigterm_unwinds():
-                res = run(opts, progress=lambda m: typer.echo(m, err=True))
-        except NetloomError as exc:
-            typer.echo(f"error: {exc.message}", err=True)
-            raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            typer.echo("interrupted: everything was torn down", err=True)
-            raise typer.Exit(130) from None
-        typer.echo(json.dumps(res) if as_json else render(res))
+                       setups=split_setups(setups), crr=CrrParams(crr_procs, crr_conc),
+                       tool_check=tool_check, pin=Pin.two_machines() if pin else Pin())
+        run_and_print(lambda progress: run(opts, progress), render, as_json)
 
 
 __all__ = ["BASELINE", "Options", "cpu_seconds", "machine", "register", "render", "run",
-           "setups_up", "sigterm_unwinds"]
+           "run_and_print", "setups_up", "sigterm_unwinds", "split_setups"]

@@ -17,7 +17,6 @@ every setup.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import signal
@@ -39,11 +38,12 @@ from netloom.bench.perf import (
     Options,
     Progress,
     machine,
+    run_and_print,
     setups_up,
-    sigterm_unwinds,
+    split_setups,
 )
 from netloom.bench.perf_tests import LABELS, TESTS, CrrParams, Measurement, run_test
-from netloom.errors import DatapathError, InvalidInput, NetloomError
+from netloom.errors import DatapathError, InvalidInput
 
 DEFAULT_SETUPS = ("bare", "overlay")
 SAMPLE_HZ = 4000
@@ -238,18 +238,8 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             typer.echo("bench profile needs root (namespaces, perf -a)", err=True)
             raise typer.Exit(2)
         opts = ProfileOptions(test=test, duration=duration, reps=reps, mtu=mtu,
-                              underlay=underlay,
-                              setups=tuple(s.strip() for s in setups.split(",") if s.strip()))
-        try:
-            with sigterm_unwinds():
-                res = run(opts, progress=lambda m: typer.echo(m, err=True))
-        except NetloomError as exc:
-            typer.echo(f"error: {exc.message}", err=True)
-            raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            typer.echo("interrupted: everything was torn down", err=True)
-            raise typer.Exit(130) from None
-        typer.echo(json.dumps(res) if as_json else render(res))
+                              underlay=underlay, setups=split_setups(setups))
+        run_and_print(lambda progress: run(opts, progress), render, as_json)
 
 
 __all__ = ["ProfileOptions", "register", "render", "run", "work_done"]
