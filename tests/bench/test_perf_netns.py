@@ -99,6 +99,8 @@ def test_smoke_run_prints_sane_figures_and_cleans_up(made: list[str]) -> None:
     ratios = res["ratios"]["kernel-vxlan"]
     assert set(ratios) == set(TESTS)
     assert all(0.05 < r < 5 for r in ratios.values()), ratios
+    low_high = res["ratio_range"]["kernel-vxlan"]
+    assert all(low_high[t][0] <= ratios[t] <= low_high[t][1] for t in TESTS), low_high
     assert res["ratios"] == {"kernel-vxlan": ratios}  # only the setups asked for
     assert res["upcalls_during_run"] is None and res["skipped"] == {}
     assert res["reps"][0]["bare"]["tcp_crr"]["errors"] == 0

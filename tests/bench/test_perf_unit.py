@@ -68,6 +68,9 @@ def test_ratio_is_median_of_same_rep_ratios_not_ratio_of_medians() -> None:
     assert medians["kernel-vxlan"]["tcp_rr"] == 60
     assert ratios["kernel-vxlan"]["tcp_rr"] == pytest.approx(0.5)  # 60/200 would be 0.3
     assert "bare" not in ratios
+    spread = perf._ratio_range(reps, ["bare", "kernel-vxlan"])
+    assert spread == {"kernel-vxlan": {t: [pytest.approx(0.15), pytest.approx(0.5)]
+                                       for t in TESTS}}
 
 
 @pytest.mark.parametrize("kwargs, field", [
@@ -148,6 +151,10 @@ def test_render_marks_skipped_setups_pending() -> None:
         "skipped": {"overlay": "not available yet"},
     }
     text = perf.render(res)
+    assert "lowest - highest" not in text  # one rep, no scatter to show
+    res["params"]["reps"] = 3
+    res["ratio_range"] = {"kernel-vxlan": {t: [0.7, 0.9] for t in TESTS}}
+    assert re.search(r"\| TCP_RR +\| +0\.70 - 0\.90 \|", perf.render(res))
     assert "| TCP_STREAM Mbit/s |  100 |           80 | pending |" in text
     assert re.search(r"\| TCP_CRR +\| +0\.80 \| pending \|", text)
     assert "skipped overlay: not available yet" in text

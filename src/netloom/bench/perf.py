@@ -250,6 +250,21 @@ def _summarize(reps: list[dict[str, dict[str, Any]]], names: list[str]
     return medians, ratios
 
 
+def _ratio_range(reps: list[dict[str, dict[str, Any]]], names: list[str]
+                 ) -> dict[str, dict[str, list[float]]]:
+    """Lowest and highest same-rep ratio per setup and test: how far single reps scatter
+    around the median on this machine (a reader's gauge of the noise)."""
+    out: dict[str, dict[str, list[float]]] = {}
+    for n in names:
+        if n == BASELINE:
+            continue
+        out[n] = {}
+        for t in TESTS:
+            r = [rep[n][t]["value"] / rep[BASELINE][t]["value"] for rep in reps]
+            out[n][t] = [min(r), max(r)]
+    return out
+
+
 def _rr_latency(reps: list[dict[str, dict[str, Any]]], names: list[str]
                 ) -> dict[str, dict[str, float | None]]:
     """TCP_RR half round trip per setup: median over reps of sockperf's min / p50 / p99."""
@@ -295,6 +310,7 @@ def run(opts: Options, progress: Progress = lambda _m: None) -> dict[str, Any]:
         "units": {t: LABELS[t].split(" ", 1)[1] for t in TESTS},
         "medians": medians,
         "ratios": {n: ratios.get(n) for n in opts.setups if n != BASELINE},
+        "ratio_range": _ratio_range(reps, names),
         "rr_half_rtt_us": _rr_latency(reps, names),
         "agent_cpu_s": agent_cpu,
         "upcalls": upcalls,
@@ -349,6 +365,12 @@ def render(res: dict[str, Any]) -> str:
         out += _table(["test", *others], [
             [LABELS[t].split(" ")[0], *(_fmt(rat[s][t], True) if rat.get(s) else "pending"
                                         for s in others)] for t in TESTS])
+    spread = res.get("ratio_range") or {}
+    if spread and p["reps"] > 1:
+        out += ["", "lowest - highest ratio of a single rep (this machine's scatter):"]
+        out += _table(["test", *spread], [
+            [LABELS[t].split(" ")[0], *(f"{spread[s][t][0]:.2f} - {spread[s][t][1]:.2f}"
+                                        for s in spread)] for t in TESTS])
     lat = res.get("rr_half_rtt_us") or {}
     if lat:
         out += ["", "TCP_RR half round trip, us (sockperf; min = the path, p50 adds the wakeup "
