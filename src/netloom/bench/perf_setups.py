@@ -12,9 +12,9 @@ Baselines defined here:
   machine (the whitepaper's first column).
 * ``kernel-vxlan``: what a user would otherwise pick: two "host" namespaces on an underlay
   (see below), each host with a Linux bridge, a unicast VXLAN device (RFC 7348, UDP 4789)
-  towards the other host and a VM namespace attached by veth to that bridge. The VMs share one L2 tenant subnet (10.x, inside
-  the VM namespaces only) and have MTU = underlay MTU - 50, the VXLAN overhead, so no packet
-  is ever fragmented outside (ARCHITECTURE.md, pitfalls: MTU). Offloads stay at the kernel's
+  towards the other host and a VM namespace attached by veth to that bridge. The VMs share
+  one L2 tenant subnet (10.x, inside the VM namespaces only) and have MTU = underlay MTU - 50,
+  the VXLAN overhead, so no packet is ever fragmented outside (ARCHITECTURE.md, pitfalls: MTU). Offloads stay at the kernel's
   defaults, as a user would have them.
 
 The underlay of the two-host setups (``--underlay``):
