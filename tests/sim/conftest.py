@@ -264,6 +264,20 @@ def security_group(lab: Lab, name: str) -> tuple[Chain, Chain]:
     return egress, ingress
 
 
+def edge_router(lab: Lab, net1: Bridge, net2: Bridge) -> tuple[Router, Chain, Chain, Port]:
+    """r1 with empty inbound/outbound chains, linked to net1 (GW1) and net2 (GW2), an uplink
+    (UPLINK_IP) and routes to both networks plus a default route via EXT_GW."""
+    rin, rout = lab.add(Chain(name="r1-in")), lab.add(Chain(name="r1-out"))
+    r1 = lab.router("r1", inbound_filter_id=rin.id, outbound_filter_id=rout.id)
+    p1 = lab.link(net1, r1, f"{GW1}/24", MAC_R1, "r1-net1")
+    p2 = lab.link(net2, r1, f"{GW2}/24", MAC_R2, "r1-net2")
+    up = lab.uplink(r1, f"{UPLINK_IP}/24", MAC_UP, "uplink")
+    lab.route(r1, "10.0.1.0/24", p1)
+    lab.route(r1, "10.0.2.0/24", p2)
+    lab.route(r1, "0.0.0.0/0", up, gw=EXT_GW)
+    return r1, rin, rout, up
+
+
 def standard_lab() -> Lab:
     lab = Lab()
     net1, net2 = lab.bridge("net1"), lab.bridge("net2")
@@ -274,16 +288,8 @@ def standard_lab() -> Lab:
         ("C", net2, MAC_C, IP_C),
     ):
         lab.vm(br, name, mac, ip, inbound_filter_id=sg_out.id, outbound_filter_id=sg_in.id)
-    rin = lab.add(Chain(name="r1-in"))
-    rout = lab.add(Chain(name="r1-out"))
-    r1 = lab.router("r1", inbound_filter_id=rin.id, outbound_filter_id=rout.id)
-    p1 = lab.link(net1, r1, f"{GW1}/24", MAC_R1, "r1-net1")
-    p2 = lab.link(net2, r1, f"{GW2}/24", MAC_R2, "r1-net2")
-    up = lab.uplink(r1, f"{UPLINK_IP}/24", MAC_UP, "uplink")
-    lab.route(r1, "10.0.1.0/24", p1)
-    lab.route(r1, "10.0.2.0/24", p2)
+    r1, rin, rout, up = edge_router(lab, net1, net2)
     lab.route(r1, "203.0.113.0/24", up)
-    lab.route(r1, "0.0.0.0/0", up, gw=EXT_GW)
     # NAT: reverse first, then the floating IP of C, then SNAT of the tenant networks.
     lab.rule(rin, 0, action="reverse-snat", in_port_ids=[up.id])
     lab.rule(
@@ -336,14 +342,7 @@ def static_fip_lab(tenant_snat: bool = False) -> Lab:
     net1, net2 = lab.bridge("net1"), lab.bridge("net2")
     lab.vm(net1, "A", MAC_A, IP_A)
     lab.vm(net2, "C", MAC_C, IP_C)
-    rin, rout = lab.add(Chain(name="r1-in")), lab.add(Chain(name="r1-out"))
-    r1 = lab.router("r1", inbound_filter_id=rin.id, outbound_filter_id=rout.id)
-    p1 = lab.link(net1, r1, f"{GW1}/24", MAC_R1, "r1-net1")
-    p2 = lab.link(net2, r1, f"{GW2}/24", MAC_R2, "r1-net2")
-    up = lab.uplink(r1, f"{UPLINK_IP}/24", MAC_UP, "uplink")
-    lab.route(r1, "10.0.1.0/24", p1)
-    lab.route(r1, "10.0.2.0/24", p2)
-    lab.route(r1, "0.0.0.0/0", up, gw=EXT_GW)
+    r1, rin, rout, up = edge_router(lab, net1, net2)
     lab.rule(rin, 0, action="reverse-snat", in_port_ids=[up.id])
     lab.rule(rin, 1, action="dnat", static=True, in_port_ids=[up.id], nw_dst=f"{FIP_C}/32",
              nat_targets=[NatTarget(address_from=IP_C, address_to=IP_C)])  # fmt: skip

@@ -33,14 +33,12 @@ import json
 import os
 import random
 import secrets
-import signal
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from types import FrameType
 from typing import Annotated, Any
 
 import psutil
@@ -48,6 +46,8 @@ import typer
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from netloom.bench.perf import sigterm_unwinds
+from netloom.bench.perf_tests import stop_group
 from netloom.errors import DatapathError, InvalidInput, NetloomError
 from netloom.lab import netns, probes
 from netloom.lab.demo import scrape_agent
@@ -66,10 +66,6 @@ PING_TIMEOUT = 2.0
 RSS_GOAL_MB = 80.0  # issue 7's goal for the 100-VM agent (reported, not a failed check)
 
 Say = Callable[[str], None]
-
-
-class BenchInterrupted(KeyboardInterrupt):
-    """SIGTERM turned into the same unwinding as Ctrl-C (teardown runs in ``finally``)."""
 
 
 # -- the plan ----------------------------------------------------------------------------------
@@ -496,7 +492,7 @@ class Agent100:
             outs = [c.communicate(timeout=self.opts.seconds + 30) for c in clients]
         finally:
             for p in servers + clients:
-                _stop(p)
+                stop_group(p)  # netns.popen starts each in its own session
         for (src, dst), (out, err), proc in zip(pairs, outs, clients, strict=True):
             self.res.iperf3.append(_stream(src, dst, out, err, proc.returncode))
         self.res.iperf3_total_gbit_s = round(sum(s["gbit_s"] for s in self.res.iperf3), 2)
@@ -644,16 +640,6 @@ def _stream(src: VmSpec, dst: VmSpec, out: bytes, err: bytes, rc: int | None) ->
     return row
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=3)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=3)
-
-
 # -- output ------------------------------------------------------------------------------------
 
 
@@ -710,17 +696,6 @@ def render(res: Result) -> str:
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows(res))
 
 
-_MAIN_PID = 0
-
-
-def _sigterm(_sig: int, _frame: FrameType | None) -> None:
-    """SIGTERM unwinds like Ctrl-C so ``finally`` removes the lab; a forked pyroute2 helper
-    that inherited this handler just exits (it must not tear down its parent's lab)."""
-    if os.getpid() != _MAIN_PID:
-        os._exit(128 + signal.SIGTERM)
-    raise BenchInterrupted
-
-
 def run(opts: Options, say: Say) -> Result:
     return Agent100(opts, say).run()
 
@@ -744,21 +719,18 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         if os.geteuid() != 0:
             typer.echo("bench agent100 needs root (network namespaces, BPF)", err=True)
             raise typer.Exit(2)
-        global _MAIN_PID
-        _MAIN_PID = os.getpid()
-        old = signal.signal(signal.SIGTERM, _sigterm)
         try:
-            opts = Options(vms=vms, remote_vms=remote_vms, bridges=bridges, pings=pings,
-                           streams=streams, seconds=seconds, seed=seed, name=name)
-            res = run(opts, say=lambda m: typer.echo(m, err=True))
+            # SIGTERM unwinds like Ctrl-C, so ``finally`` removes the lab (bench perf's handler)
+            with sigterm_unwinds():
+                opts = Options(vms=vms, remote_vms=remote_vms, bridges=bridges, pings=pings,
+                               streams=streams, seconds=seconds, seed=seed, name=name)
+                res = run(opts, say=lambda m: typer.echo(m, err=True))
         except NetloomError as exc:
             typer.echo(f"error: {exc.code}: {exc.message}", err=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             typer.echo("interrupted: the lab was removed", err=True)
             raise typer.Exit(130) from None
-        finally:
-            signal.signal(signal.SIGTERM, old)
         typer.echo(json.dumps(res.to_json()) if as_json else render(res))
         if not res.ok:
             raise typer.Exit(1)

@@ -42,7 +42,14 @@ from netloom.bench.perf import (
     setups_up,
     split_setups,
 )
-from netloom.bench.perf_tests import LABELS, TESTS, CrrParams, Measurement, run_test
+from netloom.bench.perf_tests import (
+    LABELS,
+    TESTS,
+    CrrParams,
+    Measurement,
+    run_test,
+    stop_group,
+)
 from netloom.errors import DatapathError, InvalidInput
 
 DEFAULT_SETUPS = ("bare", "overlay")
@@ -90,7 +97,8 @@ def recording(perf: str, out: Path) -> Iterator[None]:
     """``perf record -a -g`` into ``out`` for the duration of the block (SIGINT ends it)."""
     proc = subprocess.Popen([perf, "record", "-a", "-g", "-e", "cpu-clock", "-F",
                              str(SAMPLE_HZ), "-o", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
     try:
         time.sleep(PERF_START_S)
         if proc.poll() is not None:
@@ -98,13 +106,7 @@ def recording(perf: str, out: Path) -> Iterator[None]:
                                 if proc.stderr else "perf record exited")
         yield
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_group(proc, signal.SIGINT, grace=60.0)  # SIGINT: perf writes its data and exits
 
 
 def stages_of(perf: str, data: Path) -> dict[str, int]:

@@ -159,7 +159,7 @@ class Servers:
 
     def stop(self) -> None:
         for proc in self.procs.values():
-            _stop(proc)
+            stop_group(proc)
         self.procs.clear()
         for err in self.errs:
             err.close()
@@ -180,11 +180,13 @@ def _tree_cpu(pid: int) -> tuple[float, float]:
     return user, system
 
 
-def _stop(proc: subprocess.Popen[bytes], grace: float = 3.0) -> None:
-    """Stop a server we started in its own session: its whole process group."""
+def stop_group(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM,
+               grace: float = 3.0) -> None:
+    """Stop a process we started in its own session, its whole process group: ``sig``, then
+    SIGKILL after ``grace`` seconds."""
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
+            os.killpg(proc.pid, sig)
         try:
             proc.wait(grace)
         except subprocess.TimeoutExpired:
@@ -309,4 +311,5 @@ __all__ = [
     "parse_sockperf",
     "prepare_client",
     "run_test",
+    "stop_group",
 ]
