@@ -119,8 +119,9 @@ class Cluster:
             target = next(n for n in self.nodes.values() if n.host_id == req.host_id)
             target.driver.receive_state(req)
 
-        driver = AgentDriver(agent, client, metrics_port=None, state_port=None, push_state=push,
-                             tick_s=0.2)  # fmt: skip
+        driver = AgentDriver(
+            agent, client, metrics_port=None, state_port=None, push_state=push, tick_s=0.2
+        )
         node = Node(name, host_id, ip, dp, agent, driver)
         node_ref.append(node)
         self.nodes[name] = node
@@ -193,8 +194,13 @@ async def eventually(cond: Any, timeout: float = 5.0, what: str = "") -> None:
 
 # ---- the tenant ----------------------------------------------------------------------------
 
-MAC = {"A": "02:00:00:00:01:0a", "B": "02:00:00:00:01:0b", "E": "02:00:00:00:01:0e",
-       "C": "02:00:00:00:02:0a", "D": "02:00:00:00:02:0b"}  # fmt: skip
+MAC = {
+    "A": "02:00:00:00:01:0a",
+    "B": "02:00:00:00:01:0b",
+    "E": "02:00:00:00:01:0e",
+    "C": "02:00:00:00:02:0a",
+    "D": "02:00:00:00:02:0b",
+}
 IP = {"A": "10.0.1.10", "B": "10.0.1.11", "E": "10.0.1.12", "C": "10.0.2.10", "D": "10.0.2.11"}
 HOST_OF = {"A": "h1", "E": "h1", "B": "h1", "C": "h2", "D": "h3"}
 UNDERLAY = {"h1": "192.0.2.1", "h2": "192.0.2.2", "h3": "192.0.2.3"}
@@ -205,15 +211,19 @@ GW1, GW2 = "10.0.1.1", "10.0.2.1"
 def build_tenant(c: Cluster, *, dhcp: bool = True) -> None:
     for h in UNDERLAY:
         c.ids[h] = c.create("host", name=h)
-    c.ids["tz"] = c.create("tunnel_zone", name="tz",
-                           members=[{"host_id": c.ids[h], "ip": ip} for h, ip in UNDERLAY.items()])
+    c.ids["tz"] = c.create(
+        "tunnel_zone",
+        name="tz",
+        members=[{"host_id": c.ids[h], "ip": ip} for h, ip in UNDERLAY.items()],
+    )
     c.ids["other"] = c.create("bridge", name="unrelated")  # never reached: never loaded
     net1, net2 = c.create("bridge", name="net1"), c.create("bridge", name="net2")
     r1 = c.create("router", name="r1")
     c.ids.update(net1=net1, net2=net2, r1=r1)
     if dhcp:
-        c.ids["dhcp1"] = c.create("dhcp_subnet", bridge_id=net1, cidr="10.0.1.0/24", gateway=GW1,
-                                  dns_servers=["10.0.1.1"])  # fmt: skip
+        c.ids["dhcp1"] = c.create(
+            "dhcp_subnet", bridge_id=net1, cidr="10.0.1.0/24", gateway=GW1, dns_servers=["10.0.1.1"]
+        )
     # A: stateful SG; C: stateless allow-list (ICMP, TCP/22)
     a_out = c.create("chain", name="a-from-vm")
     c.create("rule", chain_id=a_out, position=0, action="accept", match_return_flow=True)
@@ -223,10 +233,17 @@ def build_tenant(c: Cluster, *, dhcp: bool = True) -> None:
     c.create("rule", chain_id=a_in, position=1, action="accept", nw_proto=IPPROTO_ICMP)
     c.create("rule", chain_id=a_in, position=2, action="drop")
     c_in = c.create("chain", name="c-to-vm")
-    c.ids["c_icmp"] = c.create("rule", chain_id=c_in, position=0, action="accept",
-                               nw_proto=IPPROTO_ICMP)  # fmt: skip
-    c.ids["c_ssh"] = c.create("rule", chain_id=c_in, position=1, action="accept",
-                              nw_proto=IPPROTO_TCP, tp_dst={"start": 22, "end": 22})  # fmt: skip
+    c.ids["c_icmp"] = c.create(
+        "rule", chain_id=c_in, position=0, action="accept", nw_proto=IPPROTO_ICMP
+    )
+    c.ids["c_ssh"] = c.create(
+        "rule",
+        chain_id=c_in,
+        position=1,
+        action="accept",
+        nw_proto=IPPROTO_TCP,
+        tp_dst={"start": 22, "end": 22},
+    )
     c.create("rule", chain_id=c_in, position=2, action="drop")
     c.ids.update(a_out=a_out, a_in=a_in, c_in=c_in)
     for name in ("A", "B", "E", "C", "D"):
@@ -238,12 +255,21 @@ def build_tenant(c: Cluster, *, dhcp: bool = True) -> None:
             extra = {"outbound_filter_id": c_in}
         elif name in ("B", "E"):
             extra = {"port_security_enabled": False}  # may send from any MAC (MAC-move test)
-        c.ids[name] = c.create("port", device_id=br, type="bridge", name=name, mac=MAC[name],
-                               fixed_ips=[IP[name]], **extra)  # fmt: skip
-    p1 = c.create("port", device_id=r1, type="router", name="r1-net1", mac=MAC_R1,
-                  address=f"{GW1}/24")  # fmt: skip
-    p2 = c.create("port", device_id=r1, type="router", name="r1-net2", mac=MAC_R2,
-                  address=f"{GW2}/24")  # fmt: skip
+        c.ids[name] = c.create(
+            "port",
+            device_id=br,
+            type="bridge",
+            name=name,
+            mac=MAC[name],
+            fixed_ips=[IP[name]],
+            **extra,
+        )
+    p1 = c.create(
+        "port", device_id=r1, type="router", name="r1-net1", mac=MAC_R1, address=f"{GW1}/24"
+    )
+    p2 = c.create(
+        "port", device_id=r1, type="router", name="r1-net2", mac=MAC_R2, address=f"{GW2}/24"
+    )
     b1 = c.create("port", device_id=net1, type="bridge", name="net1-r1")
     b2 = c.create("port", device_id=net2, type="bridge", name="net2-r1")
     c.svc.link_ports(p1, b1)
@@ -260,8 +286,10 @@ async def bind_all(c: Cluster) -> None:
         node = c.nodes[h]
         c.vms[name] = Vm(name, c.ids[name], node, MAC[name], IP[name], f"tap-{name.lower()}")
     await eventually(lambda: all(v.dp_port for v in c.vms.values()), what="ports plugged")
-    await eventually(lambda: all(n.agent.tunnel_port and len(n.agent.peers) == 2
-                                 for n in c.nodes.values()), what="tunnel peers")  # fmt: skip
+    await eventually(
+        lambda: all(n.agent.tunnel_port and len(n.agent.peers) == 2 for n in c.nodes.values()),
+        what="tunnel peers",
+    )
 
 
 @asynccontextmanager
@@ -290,15 +318,35 @@ def eth(src: str, dst: str, etype: int = ETH_TYPE_IPV4) -> Ethernet:
     return Ethernet(mac_to_int(dst), mac_to_int(src), etype)
 
 
-def ping(src: str, dst_ip: str, dst_mac: str, ident: int = 7, seq: int = 1, itype: int = 8,
-         src_ip: str | None = None, src_mac: str | None = None) -> Frame:  # fmt: skip
+def ping(
+    src: str,
+    dst_ip: str,
+    dst_mac: str,
+    ident: int = 7,
+    seq: int = 1,
+    itype: int = 8,
+    src_ip: str | None = None,
+    src_mac: str | None = None,
+) -> Frame:
     ip = IPv4(ip_to_int(src_ip or IP[src]), ip_to_int(dst_ip), IPPROTO_ICMP, ttl=64)
-    return Frame(eth(src_mac or MAC[src], dst_mac), ip=ip,
-                 l4=Icmp(itype, 0, (ident << 16) | seq), payload=b"ping")  # fmt: skip
+    return Frame(
+        eth(src_mac or MAC[src], dst_mac),
+        ip=ip,
+        l4=Icmp(itype, 0, (ident << 16) | seq),
+        payload=b"ping",
+    )
 
 
-def tcp(src: str, dst_ip: str, dst_mac: str, sport: int, dport: int, flags: int = 0x02,
-        src_ip: str | None = None, src_mac: str | None = None) -> Frame:  # fmt: skip
+def tcp(
+    src: str,
+    dst_ip: str,
+    dst_mac: str,
+    sport: int,
+    dport: int,
+    flags: int = 0x02,
+    src_ip: str | None = None,
+    src_mac: str | None = None,
+) -> Frame:
     ip = IPv4(ip_to_int(src_ip or IP[src]), ip_to_int(dst_ip), IPPROTO_TCP, ttl=64)
     return Frame(eth(src_mac or MAC[src], dst_mac), ip=ip, l4=Tcp(sport, dport, flags=flags))
 
@@ -314,6 +362,22 @@ def arp_request(src: str, tip: str) -> Frame:
 
 
 __all__ = [
-    "GW1", "GW2", "HOST_OF", "IP", "MAC", "MAC_R1", "MAC_R2", "UNDERLAY", "Cluster", "Node",
-    "Vm", "arp_request", "cluster", "eventually", "ping", "run", "tcp", "udp",
-]  # fmt: skip
+    "GW1",
+    "GW2",
+    "HOST_OF",
+    "IP",
+    "MAC",
+    "MAC_R1",
+    "MAC_R2",
+    "UNDERLAY",
+    "Cluster",
+    "Node",
+    "Vm",
+    "arp_request",
+    "cluster",
+    "eventually",
+    "ping",
+    "run",
+    "tcp",
+    "udp",
+]

@@ -42,8 +42,7 @@ def test_agent_process_runs_and_exits_on_sigterm() -> None:
         store = MemoryStore()
         svc = ObjectService(store)
         host = svc.create("host", {"name": "cli-h1"})[0]["id"]
-        svc.create("tunnel_zone", {"name": "tz", "members": [{"host_id": host,
-                                                                "ip": "127.0.0.1"}]})
+        svc.create("tunnel_zone", {"name": "tz", "members": [{"host_id": host, "ip": "127.0.0.1"}]})
         br = svc.create("bridge", {"name": "b"})[0]["id"]
         p = svc.create("port", {"device_id": br, "type": "bridge", "mac": "02:00:00:00:00:01"})
         svc.bind_port(p[0]["id"], host, "tap-cli")
@@ -51,10 +50,20 @@ def test_agent_process_runs_and_exits_on_sigterm() -> None:
         port = await server.start("127.0.0.1", 0)
         mport = _free_port()
         proc = await asyncio.create_subprocess_exec(
-            NETLOOM, "agent", "--host-name", "cli-h1", "--topology", f"127.0.0.1:{port}",
-            "--metrics-port", str(mport), "--log-format", "json",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
+            NETLOOM,
+            "agent",
+            "--host-name",
+            "cli-h1",
+            "--topology",
+            f"127.0.0.1:{port}",
+            "--metrics-port",
+            str(mport),
+            "--log-format",
+            "json",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
         try:
             deadline = time.monotonic() + 20
             text = None
@@ -83,9 +92,14 @@ def test_agent_process_runs_and_exits_on_sigterm() -> None:
 def test_agent_cli_rejects_bad_arguments() -> None:
     import subprocess
 
-    r = subprocess.run([NETLOOM, "agent", "--topology", "nope"], capture_output=True, text=True,
-                       timeout=30)  # fmt: skip
+    r = subprocess.run(
+        [NETLOOM, "agent", "--topology", "nope"], capture_output=True, text=True, timeout=30
+    )
     assert r.returncode == 2 and "exactly one of --host-id" in r.stderr
-    r = subprocess.run([NETLOOM, "agent", "--host-id", "x", "--topology", "nope"],
-                       capture_output=True, text=True, timeout=30)  # fmt: skip
+    r = subprocess.run(
+        [NETLOOM, "agent", "--host-id", "x", "--topology", "nope"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert r.returncode == 1 and "HOST:PORT" in r.stderr

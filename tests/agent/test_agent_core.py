@@ -22,9 +22,21 @@ def _agent(**cfg: object) -> tuple[Agent, MemoryDatapath, str, int]:
     a.start(0.0)
     reqs = a.take_requests()
     assert Subscribe(Interest.where("port", "host_id", host)) in reqs
-    a.on_topology("port", port, {"id": port, "device_id": bridge, "type": "bridge",
-                                 "mac": MAC["A"], "fixed_ips": [IP["A"]], "host_id": host,
-                                 "interface_name": "tap-a", "tunnel_key": 7}, 0.0)  # fmt: skip
+    a.on_topology(
+        "port",
+        port,
+        {
+            "id": port,
+            "device_id": bridge,
+            "type": "bridge",
+            "mac": MAC["A"],
+            "fixed_ips": [IP["A"]],
+            "host_id": host,
+            "interface_name": "tap-a",
+            "tunnel_key": 7,
+        },
+        0.0,
+    )
     n = a.dp_port_of(port)
     assert n and dp.ports()[0].ifname == "tap-a"
     return a, dp, bridge, n
@@ -58,4 +70,5 @@ def test_interest_in_untouched_objects_is_dropped() -> None:
     assert a.view.peek("bridge", bridge) is None
     # the pinned subscriptions (this host's ports) stay
     assert Interest.where("port", "host_id", a.host_id) not in [
-        getattr(r, "interest", None) for r in reqs]
+        getattr(r, "interest", None) for r in reqs
+    ]

@@ -56,11 +56,11 @@ def _fip_chains(c: Cluster) -> None:
     to_c = [{"address_from": IP["C"], "address_to": IP["C"]}]
     to_fip = [{"address_from": FIP, "address_to": FIP}]
     c.create("rule", chain_id=cin, position=0, action="reverse-snat")
-    c.create("rule", chain_id=cin, position=1, action="dnat", nw_dst=f"{FIP}/32",
-             nat_targets=to_c)  # fmt: skip
+    c.create("rule", chain_id=cin, position=1, action="dnat", nw_dst=f"{FIP}/32", nat_targets=to_c)
     c.create("rule", chain_id=cout, position=0, action="reverse-dnat")
-    c.create("rule", chain_id=cout, position=1, action="snat", nw_src=f"{IP['C']}/32",
-             nat_targets=to_fip)  # fmt: skip
+    c.create(
+        "rule", chain_id=cout, position=1, action="snat", nw_src=f"{IP['C']}/32", nat_targets=to_fip
+    )
     c.svc.update("router", c.ids["r1"], {"inbound_filter_id": cin, "outbound_filter_id": cout})
 
 
@@ -80,8 +80,9 @@ async def udp_cluster(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Cluster]
             dp = MemoryDatapath()
             agent = Agent(AgentConfig(c.ids[name]), dp)
             client = TopologyClient(c.ids[name], ("127.0.0.1", c.port))
-            driver = AgentDriver(agent, client, metrics_port=None, state_port=state_port,
-                                 tick_s=0.2)  # fmt: skip
+            driver = AgentDriver(
+                agent, client, metrics_port=None, state_port=state_port, tick_s=0.2
+            )
             c.nodes[name] = Node(name, c.ids[name], ip, dp, agent, driver)
             await driver.start()
         await bind_all(c)
@@ -124,8 +125,7 @@ def test_reply_sees_the_pushed_nat_state_before_it_is_simulated(
             (got,) = c.got("C")
             assert got.l4 is not None and got.ip is not None
             assert got.ip.dst == ip_to_int(IP["C"]) and got.l4.dport == SSH  # type: ignore[union-attr]
-            h2.dp.receive(build(tcp("C", IP["A"], MAC_R2, SSH, 40001, SYN_ACK)),
-                          cc.dp_port)  # fmt: skip
+            h2.dp.receive(build(tcp("C", IP["A"], MAC_R2, SSH, 40001, SYN_ACK)), cc.dp_port)
             assert h2.driver.poll() == 1
             _carry_all(c)
             (back,) = c.got("A")
@@ -133,8 +133,15 @@ def test_reply_sees_the_pushed_nat_state_before_it_is_simulated(
 
             # The reply was reverse-DNAT'd with the pushed binding: no SNAT state of its own,
             # nothing pushed back, h1's flow of the connection still installed.
-            rev = (DNAT_REV, c.ids["r1"], IPPROTO_TCP, ip_to_int(IP["C"]), SSH,
-                   ip_to_int(IP["A"]), 40001)  # fmt: skip
+            rev = (
+                DNAT_REV,
+                c.ids["r1"],
+                IPPROTO_TCP,
+                ip_to_int(IP["C"]),
+                SSH,
+                ip_to_int(IP["A"]),
+                40001,
+            )
             assert rev in h2.agent.state.nat
             assert not [k for k in h2.agent.state.nat if k[0] in (SNAT_FWD, SNAT_REV)]
             assert h2.agent.stats["pushed"] == pushed2

@@ -87,11 +87,15 @@ def _b(frame: Frame) -> bytes:
 def test_dhcp_discover_answered_by_local_agent() -> None:
     async def scenario() -> None:
         async with cluster() as c:
-            msg = DhcpMessage(op=1, xid=0x1234, chaddr=mac_to_int(MAC["E"]),
-                              options=[(53, b"\x01")])  # fmt: skip
-            frame = Frame(Ethernet(ETH_BROADCAST, mac_to_int(MAC["E"]), ETH_TYPE_IPV4),
-                          ip=IPv4(0, 0xFFFFFFFF, IPPROTO_UDP, ttl=64), l4=Udp(68, 67),
-                          payload=build_dhcp(msg))  # fmt: skip
+            msg = DhcpMessage(
+                op=1, xid=0x1234, chaddr=mac_to_int(MAC["E"]), options=[(53, b"\x01")]
+            )
+            frame = Frame(
+                Ethernet(ETH_BROADCAST, mac_to_int(MAC["E"]), ETH_TYPE_IPV4),
+                ip=IPv4(0, 0xFFFFFFFF, IPPROTO_UDP, ttl=64),
+                l4=Udp(68, 67),
+                payload=build_dhcp(msg),
+            )
             await c.send("E", frame)
             got = c.got("E")
             assert len(got) == 1
@@ -109,7 +113,7 @@ def test_metrics_exposed() -> None:
         async with cluster() as c:
             await c.send("A", ping("A", IP["C"], MAC_R1))
             text = c.nodes["h1"].agent.metrics.render().decode()
-            assert "netloom_agent_upcalls_total{reason=\"miss\"} 1.0" in text
+            assert 'netloom_agent_upcalls_total{reason="miss"} 1.0' in text
             assert "netloom_agent_flows_installed_total 1.0" in text
             assert "netloom_agent_upcall_seconds_count 1.0" in text
 
@@ -125,7 +129,10 @@ def test_flowstate_codec_roundtrip_and_rejects_garbage() -> None:
     assert back == [ConntrackAdded(ct.key, 1030.0), NatAdded(nat.key, 99, 1024, 1300.0)]
     many = flowstate.encode([ct] * 40, now=0.0)
     assert len(many) == 3
-    for bad in (b"\xc1", flowstate._ENC.encode([["ct", [1, 2], 3.0]]),
-                flowstate._ENC.encode([["nope"]])):  # fmt: skip
+    for bad in (
+        b"\xc1",
+        flowstate._ENC.encode([["ct", [1, 2], 3.0]]),
+        flowstate._ENC.encode([["nope"]]),
+    ):
         with pytest.raises(InvalidInput):
             flowstate.decode(bad, now=0.0)

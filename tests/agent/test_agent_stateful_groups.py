@@ -45,8 +45,13 @@ def test_conntrack_key_reaches_every_host_of_a_stateful_group() -> None:
             assert key in h3.agent.state.conntrack  # D's host: a member of the stateful group
             # D leaves the group: h1 hears it through its filter, and stops pushing to h3
             c.svc.update("port", c.ids["D"], {"port_group_ids": []})
-            await eventually(lambda: {p.id for p in h1.agent.view.group_members(sg) or ()}
-                             == {c.ids["A"], c.ids["C"]}, what="D left")  # fmt: skip
+            await eventually(
+                lambda: (
+                    {p.id for p in h1.agent.view.group_members(sg) or ()}
+                    == {c.ids["A"], c.ids["C"]}
+                ),
+                what="D left",
+            )
             await c.send("A", tcp("A", IP["C"], MAC_R1, 40001, 22))
             assert len(c.got("C")) == 1
             assert ct_key(c, 40001) in h2.agent.state.conntrack
@@ -63,8 +68,10 @@ def test_non_stateful_group_causes_no_push() -> None:
             for vm in ("A", "C", "D"):
                 c.svc.update("port", c.ids[vm], {"port_group_ids": [plain]})
             h1 = c.nodes["h1"]
-            await eventually(lambda: h1.agent.view.peek("port_group", plain) is not None,
-                             what="h1 loads the group record")  # fmt: skip
+            await eventually(
+                lambda: h1.agent.view.peek("port_group", plain) is not None,
+                what="h1 loads the group record",
+            )
             await c.send("A", tcp("A", IP["C"], MAC_R1, 40000, 22))
             assert len(c.got("C")) == 1
             key = ct_key(c, 40000)
@@ -74,8 +81,10 @@ def test_non_stateful_group_causes_no_push() -> None:
             assert h1.agent.view.group_members(plain) is None
             # made stateful: h1 starts following it, and the next connection reaches h3
             c.svc.update("port_group", plain, {"stateful": True})
-            await eventually(lambda: len(h1.agent.view.group_members(plain) or ()) == 3,
-                             what="h1 follows the now stateful group")  # fmt: skip
+            await eventually(
+                lambda: len(h1.agent.view.group_members(plain) or ()) == 3,
+                what="h1 follows the now stateful group",
+            )
             await c.send("A", tcp("A", IP["C"], MAC_R1, 40002, 22))
             assert ct_key(c, 40002) in h3.agent.state.conntrack
 

@@ -31,7 +31,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     """Every service/HTTP test runs on the reference backend and on SQLite: the service uses
     only the Store protocol, so both must give the same answers."""
     backend: Store = (
-        MemoryStore() if request.param == "memory"
+        MemoryStore()
+        if request.param == "memory"
         else open_store(f"sqlite:{tmp_path / 'nsdb.sqlite'}")
     )
     yield backend
@@ -114,46 +115,104 @@ def build_topology(client: TestClient, spares: bool = False) -> dict[str, str]:
     t["router"] = post("routers", {"tenant_id": t["tenant"], "name": "r1"})["id"]
     for i in (1, 2):
         t[f"bridge{i}"] = post("bridges", {"tenant_id": t["tenant"], "name": f"net{i}"})["id"]
-        t[f"subnet{i}"] = post("dhcp_subnets", {
-            "bridge_id": t[f"bridge{i}"], "cidr": f"10.0.{i}.0/24", "gateway": f"10.0.{i}.1",
-            "dns_servers": ["192.0.2.53"], "mtu": 1450,
-            "hosts": [{"mac": mac(0x100 + i), "ip": f"10.0.{i}.10", "name": f"vm{i}"}],
-        })["id"]
-        t[f"rport{i}"] = post("ports", {"device_id": t["router"], "type": "router",
-                                        "mac": mac(i), "address": f"10.0.{i}.1/24"})["id"]
+        t[f"subnet{i}"] = post(
+            "dhcp_subnets",
+            {
+                "bridge_id": t[f"bridge{i}"],
+                "cidr": f"10.0.{i}.0/24",
+                "gateway": f"10.0.{i}.1",
+                "dns_servers": ["192.0.2.53"],
+                "mtu": 1450,
+                "hosts": [{"mac": mac(0x100 + i), "ip": f"10.0.{i}.10", "name": f"vm{i}"}],
+            },
+        )["id"]
+        t[f"rport{i}"] = post(
+            "ports",
+            {
+                "device_id": t["router"],
+                "type": "router",
+                "mac": mac(i),
+                "address": f"10.0.{i}.1/24",
+            },
+        )["id"]
         t[f"bport{i}"] = post("ports", {"device_id": t[f"bridge{i}"], "type": "bridge"})["id"]
         ok(client.post(f"/api/v1/ports/{t[f'rport{i}']}/link", json={"peer_id": t[f"bport{i}"]}))
-        t[f"vm{i}"] = post("ports", {"device_id": t[f"bridge{i}"], "type": "bridge",
-                                     "mac": mac(0x100 + i), "fixed_ips": [f"10.0.{i}.10"]})["id"]
-        ok(client.post(f"/api/v1/ports/{t[f'vm{i}']}/binding",
-                       json={"host_id": t["host"], "interface_name": f"tap-vm{i}"}))
-        t[f"route{i}"] = post("routes", {"router_id": t["router"], "dst": f"10.0.{i}.0/24",
-                                         "next_hop_port_id": t[f"rport{i}"]})["id"]
-    t["blackhole"] = post("routes", {"router_id": t["router"], "dst": "0.0.0.0/0",
-                                     "type": "blackhole"})["id"]
-    t["ipgroup"] = post("ip_addr_groups", {"tenant_id": t["tenant"], "name": "admins",
-                                           "addresses": ["198.51.100.7"]})["id"]
-    t["pgroup"] = post("port_groups", {"tenant_id": t["tenant"], "name": "web",
-                                       "stateful": True})["id"]
+        t[f"vm{i}"] = post(
+            "ports",
+            {
+                "device_id": t[f"bridge{i}"],
+                "type": "bridge",
+                "mac": mac(0x100 + i),
+                "fixed_ips": [f"10.0.{i}.10"],
+            },
+        )["id"]
+        ok(
+            client.post(
+                f"/api/v1/ports/{t[f'vm{i}']}/binding",
+                json={"host_id": t["host"], "interface_name": f"tap-vm{i}"},
+            )
+        )
+        t[f"route{i}"] = post(
+            "routes",
+            {"router_id": t["router"], "dst": f"10.0.{i}.0/24", "next_hop_port_id": t[f"rport{i}"]},
+        )["id"]
+    t["blackhole"] = post(
+        "routes", {"router_id": t["router"], "dst": "0.0.0.0/0", "type": "blackhole"}
+    )["id"]
+    t["ipgroup"] = post(
+        "ip_addr_groups",
+        {"tenant_id": t["tenant"], "name": "admins", "addresses": ["198.51.100.7"]},
+    )["id"]
+    t["pgroup"] = post("port_groups", {"tenant_id": t["tenant"], "name": "web", "stateful": True})[
+        "id"
+    ]
     t["chain_in"] = post("chains", {"tenant_id": t["tenant"], "name": "in"})["id"]
     t["chain_sg"] = post("chains", {"tenant_id": t["tenant"], "name": "sg"})["id"]
-    t["rule_jump"] = post("rules", {"chain_id": t["chain_in"], "action": "jump",
-                                    "jump_chain_id": t["chain_sg"]})["id"]
-    t["rule_ssh"] = post("rules", {
-        "chain_id": t["chain_sg"], "position": 1, "action": "accept", "nw_proto": 6,
-        "tp_dst": {"start": 22, "end": 22}, "ip_addr_group_src_id": t["ipgroup"],
-        "in_port_group_id": t["pgroup"]})["id"]
-    t["rule_drop"] = post("rules", {"chain_id": t["chain_sg"], "position": 2,
-                                    "action": "drop"})["id"]
+    t["rule_jump"] = post(
+        "rules", {"chain_id": t["chain_in"], "action": "jump", "jump_chain_id": t["chain_sg"]}
+    )["id"]
+    t["rule_ssh"] = post(
+        "rules",
+        {
+            "chain_id": t["chain_sg"],
+            "position": 1,
+            "action": "accept",
+            "nw_proto": 6,
+            "tp_dst": {"start": 22, "end": 22},
+            "ip_addr_group_src_id": t["ipgroup"],
+            "in_port_group_id": t["pgroup"],
+        },
+    )["id"]
+    t["rule_drop"] = post("rules", {"chain_id": t["chain_sg"], "position": 2, "action": "drop"})[
+        "id"
+    ]
     for i in (1, 2):
-        ok(client.patch(f"/api/v1/ports/{t[f'vm{i}']}", json={
-            "port_group_ids": [t["pgroup"]], "inbound_filter_id": t["chain_in"]}))
+        ok(
+            client.patch(
+                f"/api/v1/ports/{t[f'vm{i}']}",
+                json={"port_group_ids": [t["pgroup"]], "inbound_filter_id": t["chain_in"]},
+            )
+        )
     if spares:
         t["spare1"] = post("ports", {"device_id": t["bridge1"], "type": "bridge"})["id"]
         t["spare2"] = post("ports", {"device_id": t["bridge2"], "type": "bridge"})["id"]
         t["router2"] = post("routers", {"tenant_id": t["tenant"], "name": "r2"})["id"]
-        t["r2port"] = post("ports", {"device_id": t["router2"], "type": "router",
-                                     "mac": mac(0x200), "address": "192.0.2.9/24"})["id"]
-        t["r2port_b"] = post("ports", {"device_id": t["router2"], "type": "router",
-                                       "mac": mac(0x201), "address": "198.51.100.9/24"})["id"]
+        t["r2port"] = post(
+            "ports",
+            {
+                "device_id": t["router2"],
+                "type": "router",
+                "mac": mac(0x200),
+                "address": "192.0.2.9/24",
+            },
+        )["id"]
+        t["r2port_b"] = post(
+            "ports",
+            {
+                "device_id": t["router2"],
+                "type": "router",
+                "mac": mac(0x201),
+                "address": "198.51.100.9/24",
+            },
+        )["id"]
     return t

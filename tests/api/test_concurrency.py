@@ -95,8 +95,9 @@ def test_create_referrer_vs_delete_target_never_dangles(slow: SlowStore) -> None
     for i in range(40):
         bridge, _ = svc.create("bridge", {"name": f"b{i}"})
         results = race(
-            partial(svc.create, "port", {"device_id": bridge["id"], "type": "bridge",
-                                         "mac": mac(i + 1)}),
+            partial(
+                svc.create, "port", {"device_id": bridge["id"], "type": "bridge", "mac": mac(i + 1)}
+            ),
             partial(svc.delete, "bridge", bridge["id"]),
         )
         # exactly one side wins: a port on a live bridge, or a deleted bridge and no port
@@ -128,10 +129,16 @@ def test_concurrent_jumps_cannot_close_a_cycle(slow: SlowStore) -> None:
         a, _ = svc.create("chain", {"name": "a"})
         b, _ = svc.create("chain", {"name": "b"})
         results = race(
-            partial(svc.create, "rule", {"chain_id": a["id"], "action": "jump",
-                                         "jump_chain_id": b["id"]}),
-            partial(svc.create, "rule", {"chain_id": b["id"], "action": "jump",
-                                         "jump_chain_id": a["id"]}),
+            partial(
+                svc.create,
+                "rule",
+                {"chain_id": a["id"], "action": "jump", "jump_chain_id": b["id"]},
+            ),
+            partial(
+                svc.create,
+                "rule",
+                {"chain_id": b["id"], "action": "jump", "jump_chain_id": a["id"]},
+            ),
         )
         assert succeeded(results) == 1, results
     assert_integrity(slow.inner)
@@ -145,12 +152,21 @@ def test_concurrent_duplicate_mac_and_links(slow: SlowStore) -> None:
         same_mac = {"device_id": bridge["id"], "type": "bridge", "mac": mac(0x500 + i)}
         results = race(*(partial(svc.create, "port", same_mac) for _ in range(3)))
         assert succeeded(results) == 1, results
-        rport, _ = svc.create("port", {"device_id": router["id"], "type": "router",
-                                       "mac": mac(0x600 + i), "address": f"10.{i}.0.1/24"})
+        rport, _ = svc.create(
+            "port",
+            {
+                "device_id": router["id"],
+                "type": "router",
+                "mac": mac(0x600 + i),
+                "address": f"10.{i}.0.1/24",
+            },
+        )
         b1, _ = svc.create("port", {"device_id": bridge["id"], "type": "bridge"})
         b2, _ = svc.create("port", {"device_id": bridge["id"], "type": "bridge"})
-        results = race(partial(svc.link_ports, b1["id"], rport["id"]),
-                       partial(svc.link_ports, b2["id"], rport["id"]))
+        results = race(
+            partial(svc.link_ports, b1["id"], rport["id"]),
+            partial(svc.link_ports, b2["id"], rport["id"]),
+        )
         assert succeeded(results) == 1, results
     assert_integrity(slow.inner)
 
@@ -186,11 +202,13 @@ def test_stale_version_is_a_conflict(service: ObjectService, client: Any) -> Non
     with pytest.raises(VersionConflict):
         service.delete("tenant", tenant["id"], expect_version=version)
     # over HTTP: a stale ETag is a 412, the current one succeeds
-    stale = client.patch(f"/api/v1/tenants/{tenant['id']}", json={"name": "d"},
-                         headers={"If-Match": f'"{version}"'})
+    stale = client.patch(
+        f"/api/v1/tenants/{tenant['id']}", json={"name": "d"}, headers={"If-Match": f'"{version}"'}
+    )
     assert stale.status_code == 412 and stale.json()["code"] == "precondition_failed"
-    fresh = client.patch(f"/api/v1/tenants/{tenant['id']}", json={"name": "d"},
-                         headers={"If-Match": f'"{v2}"'})
+    fresh = client.patch(
+        f"/api/v1/tenants/{tenant['id']}", json={"name": "d"}, headers={"If-Match": f'"{v2}"'}
+    )
     assert fresh.status_code == 200 and fresh.headers["etag"] == f'"{v2 + 1}"'
     gone = client.delete(f"/api/v1/tenants/{tenant['id']}", headers={"If-Match": f'"{v2 + 1}"'})
     assert gone.status_code == 204

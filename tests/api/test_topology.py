@@ -66,8 +66,7 @@ def test_full_topology_round_trips(client: Any, store: Store) -> None:
     assert response.headers["etag"] == '"1"' and response.json()["version"] == 1
 
 
-def test_unlink_and_unbind_are_symmetric_and_release_indexes(client: Any,
-                                                              store: Store) -> None:
+def test_unlink_and_unbind_are_symmetric_and_release_indexes(client: Any, store: Store) -> None:
     t = build_topology(client)
     unlinked = ok(client.delete(f"/api/v1/ports/{t['bport1']}/link"))
     assert unlinked["peer_id"] is None
@@ -75,10 +74,18 @@ def test_unlink_and_unbind_are_symmetric_and_release_indexes(client: Any,
     ok(client.delete(f"/api/v1/ports/{t['vm1']}/binding"))
     assert_integrity(store)
     # the interface name is free again, and the two ports can be linked the other way round
-    ok(client.post(f"/api/v1/ports/{t['vm2']}/binding", json={
-        "host_id": t["host"], "interface_name": "tap-vm2"}))  # same binding: a no-op
-    vm1 = ok(client.post(f"/api/v1/ports/{t['vm1']}/binding",
-                         json={"host_id": t["host"], "interface_name": "tap-vm1"}))
+    ok(
+        client.post(
+            f"/api/v1/ports/{t['vm2']}/binding",
+            json={"host_id": t["host"], "interface_name": "tap-vm2"},
+        )
+    )  # same binding: a no-op
+    vm1 = ok(
+        client.post(
+            f"/api/v1/ports/{t['vm1']}/binding",
+            json={"host_id": t["host"], "interface_name": "tap-vm1"},
+        )
+    )
     assert vm1["host_id"] == t["host"]
     ok(client.post(f"/api/v1/ports/{t['rport1']}/link", json={"peer_id": t["bport1"]}))
     assert ok(client.get(f"/api/v1/ports/{t['bport1']}"))["peer_id"] == t["rport1"]
@@ -91,8 +98,9 @@ def test_put_replaces_and_keeps_system_fields(client: Any, store: Store) -> None
     body = {k: v for k, v in port.items() if k != "version"}
     body["name"] = "renamed"
     body.pop("tunnel_key")
-    response = client.put(f"/api/v1/ports/{t['vm1']}", json=body,
-                          headers={"If-Match": response_etag(port)})
+    response = client.put(
+        f"/api/v1/ports/{t['vm1']}", json=body, headers={"If-Match": response_etag(port)}
+    )
     new = ok(response)
     assert new["name"] == "renamed" and new["tunnel_key"] == port["tunnel_key"]
     assert new["version"] == port["version"] + 1
@@ -134,12 +142,15 @@ def test_index_health_and_openapi(client: Any) -> None:
         assert set(schemas[name]["properties"]) >= set(k.record.model_fields)
         item = doc["paths"][f"{base}/{{id}}"]
         assert {"get", "put", "patch", "delete"} <= set(item)
-        assert item["patch"]["requestBody"]["content"]["application/json"]["schema"]["$ref"] \
+        assert (
+            item["patch"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
             == f"#/components/schemas/{name}Patch"
+        )
         params = {p["name"] for p in doc["paths"][base]["get"].get("parameters", [])}
         assert params == set(k.filters)
     assert schemas["Port"]["properties"]["tunnel_key"]["readOnly"] is True
     assert "/api/v1/ports/{id}/binding" in doc["paths"]
     assert "/api/v1/ports/{id}/link" in doc["paths"]
-    assert not any("422" in op.get("responses", {})
-                   for item in doc["paths"].values() for op in item.values())
+    assert not any(
+        "422" in op.get("responses", {}) for item in doc["paths"].values() for op in item.values()
+    )

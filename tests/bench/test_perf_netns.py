@@ -29,11 +29,18 @@ pytestmark = [pytest.mark.netns, pytest.mark.usefixtures("root")]
 CLI = [sys.executable, "-c", "from netloom.cli.main import main; main()"]
 
 
-@pytest.mark.parametrize("cls, mtu, underlay", [
-    (BareSetup, 1500, "direct"), (KernelVxlanSetup, 1500, "direct"),
-    (KernelVxlanSetup, 1500, "switch"), (KernelVxlanSetup, 9000, "direct")])
-def test_setup_reaches_its_server_and_leaves_nothing(cls: type[_Built], mtu: int, underlay: str,
-                                                     made: list[str]) -> None:
+@pytest.mark.parametrize(
+    "cls, mtu, underlay",
+    [
+        (BareSetup, 1500, "direct"),
+        (KernelVxlanSetup, 1500, "direct"),
+        (KernelVxlanSetup, 1500, "switch"),
+        (KernelVxlanSetup, 9000, "direct"),
+    ],
+)
+def test_setup_reaches_its_server_and_leaves_nothing(
+    cls: type[_Built], mtu: int, underlay: str, made: list[str]
+) -> None:
     setup = cls(mtu, underlay)
     try:
         ep = setup.up()
@@ -44,8 +51,9 @@ def test_setup_reaches_its_server_and_leaves_nothing(cls: type[_Built], mtu: int
         assert netns.link_info(ep.client_netns, "eth0").mtu == vm_mtu
         # the largest unfragmented packet of the VM MTU gets through the tunnel, one more
         # byte with DF does not leave the VM (RFC 791: 20 B IP + 8 B ICMP headers)
-        assert netns.ping(ep.client_netns, ep.server_ip, size=vm_mtu - 28,
-                          dont_fragment=True, timeout=2.0)
+        assert netns.ping(
+            ep.client_netns, ep.server_ip, size=vm_mtu - 28, dont_fragment=True, timeout=2.0
+        )
         if cls is KernelVxlanSetup:
             switch = [n for n in setup.namespaces if n.endswith("-kv-sw")]
             assert len(switch) == (1 if underlay == "switch" else 0)
@@ -57,8 +65,9 @@ def test_setup_reaches_its_server_and_leaves_nothing(cls: type[_Built], mtu: int
 def test_an_unknown_underlay_is_refused_before_anything_is_built() -> None:
     with pytest.raises(SetupUnavailable, match="unknown underlay 'wifi'"):
         KernelVxlanSetup(1500, "wifi")
-    done = subprocess.run([*CLI, "bench", "perf", "--underlay", "wifi"],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [*CLI, "bench", "perf", "--underlay", "wifi"], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 1
     assert "--underlay must be one of direct, switch" in done.stderr
 
@@ -81,9 +90,22 @@ def test_a_failed_up_removes_what_it_built(monkeypatch: pytest.MonkeyPatch) -> N
 def test_smoke_run_prints_sane_figures_and_cleans_up(made: list[str]) -> None:
     started = time.monotonic()
     done = subprocess.run(
-        [*CLI, "bench", "perf", "--reps", "1", "--duration", "1",
-         "--setups", "bare,kernel-vxlan", "--json"],
-        capture_output=True, text=True, timeout=120)
+        [
+            *CLI,
+            "bench",
+            "perf",
+            "--reps",
+            "1",
+            "--duration",
+            "1",
+            "--setups",
+            "bare,kernel-vxlan",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     res = json.loads(done.stdout)
     made.extend(res["namespaces"])
@@ -114,9 +136,22 @@ def test_overlay_setups_are_skipped_with_a_note() -> None:
     if importlib.util.find_spec("netloom.bench.perf_overlay") is not None:
         pytest.skip("the overlay is wired: nothing is skipped any more")
     done = subprocess.run(
-        [*CLI, "bench", "perf", "--reps", "1", "--duration", "1", "--no-tool-check",
-         "--setups", "bare,overlay-fip"],
-        capture_output=True, text=True, timeout=120)
+        [
+            *CLI,
+            "bench",
+            "perf",
+            "--reps",
+            "1",
+            "--duration",
+            "1",
+            "--no-tool-check",
+            "--setups",
+            "bare,overlay-fip",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert "skipped overlay-fip: the netloom overlay is not available yet" in done.stdout
     assert re.search(r"\| TCP_RR +\| +pending \|", done.stdout)
@@ -125,9 +160,22 @@ def test_overlay_setups_are_skipped_with_a_note() -> None:
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_ctrl_c_or_sigterm_tears_everything_down(sig: signal.Signals) -> None:
     proc = subprocess.Popen(
-        [*CLI, "bench", "perf", "--reps", "3", "--duration", "3", "--no-tool-check",
-         "--setups", "bare,kernel-vxlan"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            *CLI,
+            "bench",
+            "perf",
+            "--reps",
+            "3",
+            "--duration",
+            "3",
+            "--no-tool-check",
+            "--setups",
+            "bare,kernel-vxlan",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     names: list[str] = []
     try:
         assert proc.stderr is not None

@@ -39,10 +39,12 @@ def _device_packets(ns: str) -> int:
     return _link_packets(ns, "nlvx0")
 
 
-@pytest.mark.parametrize("vxlan, underlay", [("bpf", "direct"), ("device", "direct"),
-                                             ("bpf", "switch")])
-def test_vxlan_in_the_datapath_or_through_the_device(made: list[str], vxlan: str,
-                                                      underlay: str) -> None:
+@pytest.mark.parametrize(
+    "vxlan, underlay", [("bpf", "direct"), ("device", "direct"), ("bpf", "switch")]
+)
+def test_vxlan_in_the_datapath_or_through_the_device(
+    made: list[str], vxlan: str, underlay: str
+) -> None:
     """``netloom agent --vxlan-encap``: with bpf the hosts' VXLAN devices see (almost) none
     of a TCP stream between the VMs, with device they carry all of it; both deliver. With
     ``underlay="direct"`` the tunnels take the hosts' own cable (``data0``), not the switch."""
@@ -57,11 +59,16 @@ def test_vxlan_in_the_datapath_or_through_the_device(made: list[str], vxlan: str
         on_wire = _link_packets(hosts[0], nic)
         srv = subprocess.Popen(
             netns.nsenter_argv(ep.server_netns, ["iperf3", "-s", "-1", "-p", "5301"]),
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             time.sleep(0.3)
-            out = netns.run(ep.client_netns, ["iperf3", "-c", ep.server_ip, "-p", "5301",
-                                              "-t", "1", "-J"], timeout=30).stdout
+            out = netns.run(
+                ep.client_netns,
+                ["iperf3", "-c", ep.server_ip, "-p", "5301", "-t", "1", "-J"],
+                timeout=30,
+            ).stdout
         finally:
             srv.wait(10)
         moved = json.loads(out)["end"]["sum_received"]["bytes"]
@@ -80,7 +87,8 @@ def test_vxlan_in_the_datapath_or_through_the_device(made: list[str], vxlan: str
 
 
 def test_fip_setup_reaches_the_server_by_its_floating_ip_and_leaves_nothing(
-        made: list[str]) -> None:
+    made: list[str],
+) -> None:
     setup = make_overlay(True, 1500)
     try:
         ep = setup.up()
@@ -104,9 +112,23 @@ def test_fip_setup_reaches_the_server_by_its_floating_ip_and_leaves_nothing(
 def test_smoke_run_with_the_overlay_has_kernel_flows_and_cleans_up(made: list[str]) -> None:
     started = time.monotonic()
     done = subprocess.run(
-        [*CLI, "bench", "perf", "--reps", "1", "--duration", "1", "--no-tool-check",
-         "--setups", "bare,overlay,overlay-fip", "--json"],
-        capture_output=True, text=True, timeout=180)
+        [
+            *CLI,
+            "bench",
+            "perf",
+            "--reps",
+            "1",
+            "--duration",
+            "1",
+            "--no-tool-check",
+            "--setups",
+            "bare,overlay,overlay-fip",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert done.returncode == 0, done.stderr
     res = json.loads(done.stdout)
     made.extend(res["namespaces"])
@@ -127,8 +149,11 @@ def test_smoke_run_with_the_overlay_has_kernel_flows_and_cleans_up(made: list[st
     stream_pkts = res["medians"]["overlay"]["tcp_stream"] * 1e6 / 8 / 1500  # 1 s at that rate
     ups = res["upcalls"]
     assert ups["overlay"] is not None and ups["overlay-fip"] is not None
-    per_test = [res["reps"][0][s][t]["upcalls"] for s in ("overlay", "overlay-fip")
-                for t in ("tcp_stream", "tcp_maerts", "tcp_rr")]
+    per_test = [
+        res["reps"][0][s][t]["upcalls"]
+        for s in ("overlay", "overlay-fip")
+        for t in ("tcp_stream", "tcp_maerts", "tcp_rr")
+    ]
     assert all(u is not None and u < 0.001 * stream_pkts for u in per_test), per_test
     crr = res["reps"][0]["overlay"]["tcp_crr"]
     assert crr["upcalls"] <= 4 * crr["value"] * 1 + 100, crr
@@ -140,7 +165,10 @@ def test_profile_charges_the_tc_program_to_the_overlay_and_cleans_up(made: list[
     tc program shows up on the overlay and (nearly) nowhere on bare."""
     done = subprocess.run(
         [*CLI, "bench", "profile", "--duration", "1", "--reps", "1", "--json"],
-        capture_output=True, text=True, timeout=180)
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert done.returncode == 0, done.stderr
     res = json.loads(done.stdout)
     made.extend(res["namespaces"])

@@ -35,8 +35,11 @@ def test_sockperf_rate_is_received_over_valid_runtime() -> None:
     m = parse_sockperf(SOCKPERF_OUT)
     assert m.value == pytest.approx(26693 / 1.550)
     assert m.detail["half_rtt_avg_us"] == pytest.approx(29.008)
-    assert (m.detail["half_rtt_min_us"], m.detail["half_rtt_p50_us"],
-            m.detail["half_rtt_p99_us"]) == (18.922, 25.733, 46.188)
+    assert (
+        m.detail["half_rtt_min_us"],
+        m.detail["half_rtt_p50_us"],
+        m.detail["half_rtt_p99_us"],
+    ) == (18.922, 25.733, 46.188)
 
 
 def test_sockperf_without_summary_is_an_error() -> None:
@@ -60,29 +63,34 @@ def _rep(values: dict[str, float]) -> dict[str, dict[str, Any]]:
 
 def test_ratio_is_median_of_same_rep_ratios_not_ratio_of_medians() -> None:
     # the machine got twice as fast in rep 2: paired ratios stay 0.5, the unpaired one not
-    reps = [_rep({"bare": 100, "kernel-vxlan": 50}),
-            _rep({"bare": 200, "kernel-vxlan": 100}),
-            _rep({"bare": 400, "kernel-vxlan": 60})]
+    reps = [
+        _rep({"bare": 100, "kernel-vxlan": 50}),
+        _rep({"bare": 200, "kernel-vxlan": 100}),
+        _rep({"bare": 400, "kernel-vxlan": 60}),
+    ]
     medians, ratios = perf._summarize(reps, ["bare", "kernel-vxlan"])
     assert medians["bare"]["tcp_rr"] == 200
     assert medians["kernel-vxlan"]["tcp_rr"] == 60
     assert ratios["kernel-vxlan"]["tcp_rr"] == pytest.approx(0.5)  # 60/200 would be 0.3
     assert "bare" not in ratios
     spread = perf._ratio_range(reps, ["bare", "kernel-vxlan"])
-    assert spread == {"kernel-vxlan": {t: [pytest.approx(0.15), pytest.approx(0.5)]
-                                       for t in TESTS}}
+    assert spread == {"kernel-vxlan": {t: [pytest.approx(0.15), pytest.approx(0.5)] for t in TESTS}}
 
 
-@pytest.mark.parametrize("kwargs, field", [
-    ({"setups": ("kernel-vxlan",)}, "setups"),
-    ({"setups": ("bare", "nope")}, "setups"),
-    ({"setups": ("bare", "bare")}, "setups"),
-    ({"mtu": 600}, "mtu"),
-    ({"duration": 0}, "duration"),
-    ({"reps": 0}, "reps"),
-])
-def test_bad_options_are_refused_before_anything_is_built(kwargs: dict[str, Any],
-                                                          field: str) -> None:
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        ({"setups": ("kernel-vxlan",)}, "setups"),
+        ({"setups": ("bare", "nope")}, "setups"),
+        ({"setups": ("bare", "bare")}, "setups"),
+        ({"mtu": 600}, "mtu"),
+        ({"duration": 0}, "duration"),
+        ({"reps": 0}, "reps"),
+    ],
+)
+def test_bad_options_are_refused_before_anything_is_built(
+    kwargs: dict[str, Any], field: str
+) -> None:
     with pytest.raises(InvalidInput) as err:
         perf.run(perf.Options(**kwargs))
     assert err.value.field == field
@@ -105,8 +113,7 @@ def test_overlay_is_unavailable_until_its_factory_exists(monkeypatch: pytest.Mon
 class FakeOverlay:
     """What the lead's factory returns; records how it was made."""
 
-    def __init__(self, fip: bool, mtu: int, vxlan: str = "bpf",
-                 underlay: str = "direct") -> None:
+    def __init__(self, fip: bool, mtu: int, vxlan: str = "bpf", underlay: str = "direct") -> None:
         self.name = "overlay-fip" if fip else "overlay"
         self.fip, self.mtu, self.vxlan, self.underlay = fip, mtu, vxlan, underlay
 
@@ -140,14 +147,21 @@ def test_overlay_factory_is_plugged_in(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_render_marks_skipped_setups_pending() -> None:
     res: dict[str, Any] = {
-        "params": {"reps": 1, "duration_s": 1, "mtu": 1500,
-                   "setups": ["bare", "kernel-vxlan", "overlay"]},
+        "params": {
+            "reps": 1,
+            "duration_s": 1,
+            "mtu": 1500,
+            "setups": ["bare", "kernel-vxlan", "overlay"],
+        },
         "machine": {"kernel": "k", "cpus": 2, "cpu_model": "m"},
-        "medians": {"bare": dict.fromkeys(TESTS, 100.0),
-                    "kernel-vxlan": dict.fromkeys(TESTS, 80.0)},
+        "medians": {
+            "bare": dict.fromkeys(TESTS, 100.0),
+            "kernel-vxlan": dict.fromkeys(TESTS, 80.0),
+        },
         "ratios": {"kernel-vxlan": dict.fromkeys(TESTS, 0.8), "overlay": None},
         "agent_cpu_s": {"bare": None, "kernel-vxlan": None},
-        "upcalls_during_run": None, "crr_tool_check": None,
+        "upcalls_during_run": None,
+        "crr_tool_check": None,
         "skipped": {"overlay": "not available yet"},
     }
     text = perf.render(res)

@@ -64,8 +64,12 @@ def test_each_sample_is_charged_to_the_innermost_stage_on_its_stack() -> None:
 
 def test_breakdown_sums_periods_and_lists_every_stage() -> None:
     out = cpu_profile.breakdown(cpu_profile.parse(SCRIPT.splitlines()))
-    assert set(out) == {*cpu_profile.STAGE_NAMES, cpu_profile.OTHER, cpu_profile.USER,
-                        cpu_profile.IDLE}
+    assert set(out) == {
+        *cpu_profile.STAGE_NAMES,
+        cpu_profile.OTHER,
+        cpu_profile.USER,
+        cpu_profile.IDLE,
+    }
     assert sum(out.values()) == 1_750_000
     assert out[cpu_profile.USER] == 500_000
     assert out["TCP/IP receive"] == 0
@@ -76,18 +80,20 @@ def test_breakdown_sums_periods_and_lists_every_stage() -> None:
 
 def test_work_is_transactions_or_megabytes() -> None:
     assert work_done("tcp_crr", Measurement(1000.0, {"seconds": 2.0}), 3) == (2000.0, "transaction")
-    assert work_done("tcp_rr", Measurement(500.0, {"messages": 1234}), 3) == (1234.0,
-                                                                             "transaction")
+    assert work_done("tcp_rr", Measurement(500.0, {"messages": 1234}), 3) == (1234.0, "transaction")
     assert work_done("tcp_stream", Measurement(8000.0), 2) == (2000.0, "MB")
 
 
-@pytest.mark.parametrize("opts, field", [
-    (ProfileOptions(test="tcp_nope"), "test"),
-    (ProfileOptions(duration=0), "duration"),
-    (ProfileOptions(reps=0), "reps"),
-    (ProfileOptions(setups=("overlay",)), "setups"),
-    (ProfileOptions(underlay="wifi"), "underlay"),
-])
+@pytest.mark.parametrize(
+    "opts, field",
+    [
+        (ProfileOptions(test="tcp_nope"), "test"),
+        (ProfileOptions(duration=0), "duration"),
+        (ProfileOptions(reps=0), "reps"),
+        (ProfileOptions(setups=("overlay",)), "setups"),
+        (ProfileOptions(underlay="wifi"), "underlay"),
+    ],
+)
 def test_bad_options_are_refused_before_anything_runs(opts: ProfileOptions, field: str) -> None:
     with pytest.raises(InvalidInput) as err:
         opts.validate()

@@ -54,8 +54,17 @@ def start_cluster(tmp: Path, *extra: str) -> Cluster:
     log = tmp / "cluster.log"
     state = tmp / "state"
     cmd = [
-        netloom_exe(), "cluster", "--api", "127.0.0.1:0", "--topology", "127.0.0.1:0",
-        "--state-dir", str(state), "--host-timeout", "5", *extra,  # a later --state-dir wins
+        netloom_exe(),
+        "cluster",
+        "--api",
+        "127.0.0.1:0",
+        "--topology",
+        "127.0.0.1:0",
+        "--state-dir",
+        str(state),
+        "--host-timeout",
+        "5",
+        *extra,  # a later --state-dir wins
     ]
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
@@ -122,8 +131,12 @@ def run_netloom() -> RunNetloom:
 
     def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [netloom_exe(), *args], capture_output=True, text=True, env=run_env(),
-            timeout=timeout, check=False,
+            [netloom_exe(), *args],
+            capture_output=True,
+            text=True,
+            env=run_env(),
+            timeout=timeout,
+            check=False,
         )
 
     return run

@@ -18,24 +18,61 @@ pytestmark = pytest.mark.unit
 # Deliberately out of order: ports before their devices, rules before their chains, each
 # router port naming its bridge peer AND the bridge port naming the router port.
 TOPOLOGY: list[dict[str, Any]] = [
-    {"kind": "route", "ref": "default", "router_id": "@ap-r", "dst": "0.0.0.0/0",
-     "next_hop_port_id": "@ap-rp1", "next_hop_gateway": "10.8.1.254"},
-    {"kind": "port", "name": "ap-rp1", "device_id": "@ap-r", "mac": "02:00:00:00:08:01",
-     "address": "10.8.1.1/24", "peer_id": "@ap-bp1"},
+    {
+        "kind": "route",
+        "ref": "default",
+        "router_id": "@ap-r",
+        "dst": "0.0.0.0/0",
+        "next_hop_port_id": "@ap-rp1",
+        "next_hop_gateway": "10.8.1.254",
+    },
+    {
+        "kind": "port",
+        "name": "ap-rp1",
+        "device_id": "@ap-r",
+        "mac": "02:00:00:00:08:01",
+        "address": "10.8.1.1/24",
+        "peer_id": "@ap-bp1",
+    },
     {"kind": "port", "name": "ap-bp1", "device_id": "@ap-b1", "peer_id": "@ap-rp1"},
-    {"kind": "port", "name": "ap-vm1", "device_id": "@ap-b1", "mac": "02:00:00:00:08:10",
-     "fixed_ips": ["10.8.1.10"], "host_id": "@ap-h", "interface_name": "apvm1",
-     "port_group_ids": ["@ap-pg"], "inbound_filter_id": "@ap-in"},
-    {"kind": "rule", "ref": "r-jump", "chain_id": "@ap-in", "action": "jump",
-     "jump_chain_id": "@ap-sub"},
-    {"kind": "rule", "ref": "r-drop", "chain_id": "@ap-sub", "action": "drop", "position": 1,
-     "in_port_group_id": "@ap-pg", "ip_addr_group_src_id": "@ap-ipg"},
+    {
+        "kind": "port",
+        "name": "ap-vm1",
+        "device_id": "@ap-b1",
+        "mac": "02:00:00:00:08:10",
+        "fixed_ips": ["10.8.1.10"],
+        "host_id": "@ap-h",
+        "interface_name": "apvm1",
+        "port_group_ids": ["@ap-pg"],
+        "inbound_filter_id": "@ap-in",
+    },
+    {
+        "kind": "rule",
+        "ref": "r-jump",
+        "chain_id": "@ap-in",
+        "action": "jump",
+        "jump_chain_id": "@ap-sub",
+    },
+    {
+        "kind": "rule",
+        "ref": "r-drop",
+        "chain_id": "@ap-sub",
+        "action": "drop",
+        "position": 1,
+        "in_port_group_id": "@ap-pg",
+        "ip_addr_group_src_id": "@ap-ipg",
+    },
     {"kind": "tenant", "name": "ap-t"},
     {"kind": "host", "name": "ap-h"},
     {"kind": "router", "name": "ap-r", "tenant_id": "@ap-t"},
     {"kind": "bridge", "name": "ap-b1", "tenant_id": "@ap-t"},
-    {"kind": "dhcp-subnet", "ref": "ap-d1", "bridge_id": "@ap-b1", "cidr": "10.8.1.0/24",
-     "gateway": "10.8.1.1"},
+    {
+        "kind": "dhcp-subnet",
+        "ref": "ap-d1",
+        "bridge_id": "@ap-b1",
+        "cidr": "10.8.1.0/24",
+        "gateway": "10.8.1.1",
+    },
     {"kind": "chains", "name": "ap-in", "tenant_id": "@ap-t"},
     {"kind": "chain", "name": "ap-sub", "tenant_id": "@ap-t"},
     {"kind": "port_group", "name": "ap-pg", "tenant_id": "@ap-t"},
@@ -44,13 +81,25 @@ TOPOLOGY: list[dict[str, Any]] = [
 
 
 def count_all(http: httpx.Client) -> dict[str, int]:
-    colls = ("tenants", "hosts", "routers", "bridges", "ports", "routes", "chains", "rules",
-             "port_groups", "ip_addr_groups", "dhcp_subnets")
+    colls = (
+        "tenants",
+        "hosts",
+        "routers",
+        "bridges",
+        "ports",
+        "routes",
+        "chains",
+        "rules",
+        "port_groups",
+        "ip_addr_groups",
+        "dhcp_subnets",
+    )
     return {c: len(http.get(f"/{c}").json()["items"]) for c in colls}
 
 
-def test_apply_creates_in_dependency_order(cli: CliRunner, http: httpx.Client,
-                                           tmp_path: Path) -> None:
+def test_apply_creates_in_dependency_order(
+    cli: CliRunner, http: httpx.Client, tmp_path: Path
+) -> None:
     path = tmp_path / "topology.json"
     path.write_text(json.dumps(TOPOLOGY))
     before = count_all(http)
@@ -106,8 +155,14 @@ def test_apply_failure_rolls_back(cli: CliRunner, http: httpx.Client, tmp_path: 
         {"kind": "tenant", "name": "rb-t"},
         {"kind": "router", "name": "rb-r", "tenant_id": "@rb-t"},
         {"kind": "bridge", "name": "rb-b", "tenant_id": "@rb-t"},
-        {"kind": "port", "name": "rb-rp", "device_id": "@rb-r", "mac": "02:00:00:00:09:01",
-         "address": "10.9.1.1/24", "peer_id": "@rb-bp"},
+        {
+            "kind": "port",
+            "name": "rb-rp",
+            "device_id": "@rb-r",
+            "mac": "02:00:00:00:09:01",
+            "address": "10.9.1.1/24",
+            "peer_id": "@rb-bp",
+        },
         {"kind": "port", "name": "rb-bp", "device_id": "@rb-b"},
         {"kind": "dhcp_subnet", "bridge_id": "@rb-b", "cidr": "10.9.1.1/24"},  # host bits set
     ]
@@ -127,14 +182,20 @@ def test_apply_failure_rolls_back(cli: CliRunner, http: httpx.Client, tmp_path: 
     [
         ([{"kind": "nope"}], "unknown kind 'nope'"),
         ([{"kind": "bridge", "tenant_id": "@missing"}], "unknown reference @missing"),
-        ([{"kind": "chain", "name": "a", "tenant_id": "@b"},
-          {"kind": "tenant", "name": "b", "ref": "b", "x": "@a"}], "reference cycle"),
+        (
+            [
+                {"kind": "chain", "name": "a", "tenant_id": "@b"},
+                {"kind": "tenant", "name": "b", "ref": "b", "x": "@a"},
+            ],
+            "reference cycle",
+        ),
         ([{"kind": "tenant", "name": "d"}, {"kind": "tenant", "name": "d"}], "used twice"),
         ({"kind": "tenant"}, "JSON list"),
     ],
 )
-def test_apply_rejects_bad_files(cli: CliRunner, http: httpx.Client, tmp_path: Path,
-                                 docs: Any, message: str) -> None:
+def test_apply_rejects_bad_files(
+    cli: CliRunner, http: httpx.Client, tmp_path: Path, docs: Any, message: str
+) -> None:
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(docs))
     before = count_all(http)

@@ -55,8 +55,17 @@ def test_signal_stops_cleanly_and_store_persists(
 
 
 def test_bad_store_url(run_netloom: Any, tmp_path: Path) -> None:
-    p = run_netloom("cluster", "--store", "bogus:x", "--api", "127.0.0.1:0",
-                    "--topology", "127.0.0.1:0", "--state-dir", str(tmp_path))
+    p = run_netloom(
+        "cluster",
+        "--store",
+        "bogus:x",
+        "--api",
+        "127.0.0.1:0",
+        "--topology",
+        "127.0.0.1:0",
+        "--state-dir",
+        str(tmp_path),
+    )
     assert p.returncode == 1
     assert one_line(p.stderr).startswith("error: invalid_input: bad store URL 'bogus:x'")
 
@@ -64,8 +73,15 @@ def test_bad_store_url(run_netloom: Any, tmp_path: Path) -> None:
 def test_unopenable_sqlite_path(run_netloom: Any, tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    p = run_netloom("cluster", "--store", f"sqlite:{blocker}/sub/nsdb.sqlite",
-                    "--api", "127.0.0.1:0", "--topology", "127.0.0.1:0")
+    p = run_netloom(
+        "cluster",
+        "--store",
+        f"sqlite:{blocker}/sub/nsdb.sqlite",
+        "--api",
+        "127.0.0.1:0",
+        "--topology",
+        "127.0.0.1:0",
+    )
     assert p.returncode == 1
     assert one_line(p.stderr).startswith("error: ")
 
@@ -77,8 +93,9 @@ def test_busy_port(run_netloom: Any, which: str) -> None:
         s.listen()
         busy = f"127.0.0.1:{s.getsockname()[1]}"
         addrs = {"api": "127.0.0.1:0", "topology": "127.0.0.1:0", which: busy}
-        p = run_netloom("cluster", "--store", "memory:", "--api", addrs["api"],
-                        "--topology", addrs["topology"])
+        p = run_netloom(
+            "cluster", "--store", "memory:", "--api", addrs["api"], "--topology", addrs["topology"]
+        )
     assert p.returncode == 1
     errors = [ln for ln in p.stderr.splitlines() if ln.startswith("error:")]
     assert errors == [

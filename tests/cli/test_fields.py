@@ -58,14 +58,21 @@ def test_options_follow_the_model() -> None:
 
 def test_parse_values() -> None:
     assert parse_value(spec("port", "fixed_ips"), ["10.0.0.1,10.0.0.2", " 10.0.0.3 "]) == [
-        "10.0.0.1", "10.0.0.2", "10.0.0.3"]
+        "10.0.0.1",
+        "10.0.0.2",
+        "10.0.0.3",
+    ]
     assert parse_value(spec("rule", "ethertype"), "0x86dd") == 0x86DD
     assert parse_value(spec("rule", "tp_dst"), "1000-2000") == {"start": 1000, "end": 2000}
     assert parse_value(spec("rule", "tp_dst"), "53") == {"start": 53, "end": 53}
     assert parse_value(spec("rule", "tp_dst"), '{"start": 1, "end": 2}') == {"start": 1, "end": 2}
-    targets = parse_value(spec("rule", "nat_targets"),
-                          ['{"address_from": "192.0.2.1", "address_to": "192.0.2.1"}',
-                           '[{"address_from": "192.0.2.2", "address_to": "192.0.2.3"}]'])
+    targets = parse_value(
+        spec("rule", "nat_targets"),
+        [
+            '{"address_from": "192.0.2.1", "address_to": "192.0.2.1"}',
+            '[{"address_from": "192.0.2.2", "address_to": "192.0.2.3"}]',
+        ],
+    )
     assert [t["address_from"] for t in targets] == ["192.0.2.1", "192.0.2.2"]
     with pytest.raises(InvalidInput) as bad:
         parse_value(spec("port", "vlan_id"), "x")
@@ -78,12 +85,14 @@ def test_parse_values() -> None:
 
 
 def test_creation_order_follows_references() -> None:
-    docs = parse_documents([
-        {"kind": "port", "name": "p", "device_id": "@b", "peer_id": "@q"},
-        {"kind": "bridge", "name": "b", "tenant_id": "@t"},
-        {"kind": "port", "name": "q", "device_id": "@b", "peer_id": "@p"},
-        {"kind": "tenant", "name": "t"},
-    ])
+    docs = parse_documents(
+        [
+            {"kind": "port", "name": "p", "device_id": "@b", "peer_id": "@q"},
+            {"kind": "bridge", "name": "b", "tenant_id": "@t"},
+            {"kind": "port", "name": "q", "device_id": "@b", "peer_id": "@p"},
+            {"kind": "tenant", "name": "t"},
+        ]
+    )
     assert [d.handle for d in creation_order(docs)] == ["t", "b", "p", "q"]
     assert docs[0].link_to == "@q" and "peer_id" not in docs[0].data  # linked afterwards
 
@@ -91,16 +100,27 @@ def test_creation_order_follows_references() -> None:
 def test_error_lines() -> None:
     assert error_line(NotFound("no bridge x")) == "error: not_found: no bridge x"
     assert error_line(ApiError("invalid_input", "bad\nCIDR", status=400, field="cidr")) == (
-        "error: invalid_input: bad CIDR (field: cidr)")
+        "error: invalid_input: bad CIDR (field: cidr)"
+    )
     assert error_line(ApiUnreachable("http://h:1", "refused")) == (
-        "error: cannot reach the API at http://h:1")
+        "error: cannot reach the API at http://h:1"
+    )
     assert normalise_url("127.0.0.1:8181/") == "http://127.0.0.1:8181"
 
 
 def test_columns_and_cells() -> None:
     kind = KINDS["port"]
-    rows = [{"id": "1", "name": "p", "device_id": "d", "type": "bridge", "mtu": 1,
-             "fixed_ips": ["10.0.0.1"], "admin_state_up": True}]
+    rows = [
+        {
+            "id": "1",
+            "name": "p",
+            "device_id": "d",
+            "type": "bridge",
+            "mtu": 1,
+            "fixed_ips": ["10.0.0.1"],
+            "admin_state_up": True,
+        }
+    ]
     cols = columns_for(kind, rows)
     assert cols[:3] == ["id", "name", "device_id"] and len(cols) <= 8
     assert cell(["a", "b"]) == "a, b" and cell(True) == "yes" and cell(None) == ""

@@ -45,69 +45,231 @@ def build(cli: CliRunner, suffix: str) -> dict[str, Doc]:
     for b in ("b1", "b2"):
         o[b] = nl(cli, "bridge", "create", "--tenant-id", f"t1{s}", "--name", f"{b}{s}")
     o["dhcp1"] = nl(
-        cli, "dhcp-subnet", "create", "--bridge-id", f"b1{s}", "--cidr", "10.0.1.0/24",
-        "--gateway", "10.0.1.1", "--dns-servers", "10.0.1.2,10.0.1.3", "--mtu", "1450",
-        "--opt121-routes", '[{"dst": "10.0.2.0/24", "gateway": "10.0.1.1"}]',
-        "--hosts", '{"mac": "02:00:00:00:01:10", "ip": "10.0.1.10", "name": "vm1"}',
+        cli,
+        "dhcp-subnet",
+        "create",
+        "--bridge-id",
+        f"b1{s}",
+        "--cidr",
+        "10.0.1.0/24",
+        "--gateway",
+        "10.0.1.1",
+        "--dns-servers",
+        "10.0.1.2,10.0.1.3",
+        "--mtu",
+        "1450",
+        "--opt121-routes",
+        '[{"dst": "10.0.2.0/24", "gateway": "10.0.1.1"}]',
+        "--hosts",
+        '{"mac": "02:00:00:00:01:10", "ip": "10.0.1.10", "name": "vm1"}',
     )
     o["dhcp2"] = nl(
-        cli, "dhcp-subnet", "create", "--bridge-id", f"b2{s}", "--cidr", "10.0.2.0/24",
-        "--gateway", "10.0.2.1", "--dns-servers", "10.0.2.2", "--no-enabled",
+        cli,
+        "dhcp-subnet",
+        "create",
+        "--bridge-id",
+        f"b2{s}",
+        "--cidr",
+        "10.0.2.0/24",
+        "--gateway",
+        "10.0.2.1",
+        "--dns-servers",
+        "10.0.2.2",
+        "--no-enabled",
     )
     # router ports: the CLI infers type=router from the device
-    o["rp1"] = nl(cli, "port", "create", "--device-id", f"r1{s}", "--name", f"rp1{s}",
-                  "--mac", "02:00:00:00:00:01", "--address", "10.0.1.1/24")
-    o["rp2"] = nl(cli, "port", "create", "--device-id", f"r1{s}", "--name", f"rp2{s}",
-                  "--mac", "02:00:00:00:00:02", "--address", "10.0.2.1/24")
+    o["rp1"] = nl(
+        cli,
+        "port",
+        "create",
+        "--device-id",
+        f"r1{s}",
+        "--name",
+        f"rp1{s}",
+        "--mac",
+        "02:00:00:00:00:01",
+        "--address",
+        "10.0.1.1/24",
+    )
+    o["rp2"] = nl(
+        cli,
+        "port",
+        "create",
+        "--device-id",
+        f"r1{s}",
+        "--name",
+        f"rp2{s}",
+        "--mac",
+        "02:00:00:00:00:02",
+        "--address",
+        "10.0.2.1/24",
+    )
     o["bp1"] = nl(cli, "port", "create", "--device-id", f"b1{s}", "--name", f"bp1{s}")
-    o["bp2"] = nl(cli, "port", "create", "--device-id", f"b2{s}", "--name", f"bp2{s}",
-                  "--type", "bridge")
-    o["vm1"] = nl(cli, "port", "create", "--device-id", f"b1{s}", "--name", f"vm1{s}",
-                  "--mac", "02:00:00:00:01:10", "--fixed-ips", "10.0.1.10")
-    o["vm2"] = nl(cli, "port", "create", "--device-id", f"b2{s}", "--name", f"vm2{s}",
-                  "--mac", "02:00:00:00:02:10", "--fixed-ips", "10.0.2.10",
-                  "--allowed-address-pairs", '[{"ip_address": "10.0.2.128/25"}]')
+    o["bp2"] = nl(
+        cli, "port", "create", "--device-id", f"b2{s}", "--name", f"bp2{s}", "--type", "bridge"
+    )
+    o["vm1"] = nl(
+        cli,
+        "port",
+        "create",
+        "--device-id",
+        f"b1{s}",
+        "--name",
+        f"vm1{s}",
+        "--mac",
+        "02:00:00:00:01:10",
+        "--fixed-ips",
+        "10.0.1.10",
+    )
+    o["vm2"] = nl(
+        cli,
+        "port",
+        "create",
+        "--device-id",
+        f"b2{s}",
+        "--name",
+        f"vm2{s}",
+        "--mac",
+        "02:00:00:00:02:10",
+        "--fixed-ips",
+        "10.0.2.10",
+        "--allowed-address-pairs",
+        '[{"ip_address": "10.0.2.128/25"}]',
+    )
     o["rp1"] = nl(cli, "port", "link", f"rp1{s}", "--peer", f"bp1{s}")
     o["rp2"] = nl(cli, "port", "link", o["rp2"]["id"], "--peer", o["bp2"]["id"])
     o["vm1"] = nl(cli, "port", "bind", f"vm1{s}", "--host", f"h1{s}", "--interface", f"tv1{s}")
     o["vm2"] = nl(cli, "port", "bind", f"vm2{s}", "--host", o["h1"]["id"], "--interface", f"tv2{s}")
     o["cin"] = nl(cli, "chain", "create", "--tenant-id", f"t1{s}", "--name", f"cin{s}")
     o["cout"] = nl(cli, "chain", "create", "--tenant-id", f"t1{s}", "--name", f"cout{s}")
-    o["pg1"] = nl(cli, "port-group", "create", "--tenant-id", f"t1{s}", "--name", f"pg1{s}",
-                  "--stateful")
-    o["ipg1"] = nl(cli, "ip-addr-group", "create", "--name", f"ipg1{s}",
-                   "--addresses", "10.0.1.10", "--addresses", "10.0.2.10,10.0.2.11")
+    o["pg1"] = nl(
+        cli, "port-group", "create", "--tenant-id", f"t1{s}", "--name", f"pg1{s}", "--stateful"
+    )
+    o["ipg1"] = nl(
+        cli,
+        "ip-addr-group",
+        "create",
+        "--name",
+        f"ipg1{s}",
+        "--addresses",
+        "10.0.1.10",
+        "--addresses",
+        "10.0.2.10,10.0.2.11",
+    )
     o["rule1"] = nl(
-        cli, "rule", "create", "--chain-id", f"cin{s}", "--action", "accept", "--position", "0",
-        "--nw-src", "10.0.1.0/24", "--tp-dst", "22", "--nw-proto", "6", "--ethertype", "0x0800",
-        "--in-port-group-id", f"pg1{s}", "--ip-addr-group-dst-id", f"ipg1{s}",
+        cli,
+        "rule",
+        "create",
+        "--chain-id",
+        f"cin{s}",
+        "--action",
+        "accept",
+        "--position",
+        "0",
+        "--nw-src",
+        "10.0.1.0/24",
+        "--tp-dst",
+        "22",
+        "--nw-proto",
+        "6",
+        "--ethertype",
+        "0x0800",
+        "--in-port-group-id",
+        f"pg1{s}",
+        "--ip-addr-group-dst-id",
+        f"ipg1{s}",
         "--match-forward-flow",
     )
-    o["rule2"] = nl(cli, "rule", "create", "--chain-id", f"cin{s}", "--action", "jump",
-                    "--jump-chain-id", f"cout{s}", "--position", "1")
-    o["rule3"] = nl(
-        cli, "rule", "create", "--chain-id", f"cout{s}", "--action", "dnat",
-        "--nat-targets", '{"address_from": "10.0.2.10", "address_to": "10.0.2.10",'
-        ' "port_from": 8080, "port_to": 8080}', "--tp-dst", "80-81",
-        "--in-port-ids", f"rp1{s},rp2{s}", "--inv-in-ports",
+    o["rule2"] = nl(
+        cli,
+        "rule",
+        "create",
+        "--chain-id",
+        f"cin{s}",
+        "--action",
+        "jump",
+        "--jump-chain-id",
+        f"cout{s}",
+        "--position",
+        "1",
     )
-    o["rt1"] = nl(cli, "route", "create", "--router-id", f"r1{s}", "--dst", "10.0.1.0/24",
-                  "--next-hop-port-id", f"rp1{s}")
-    o["rt2"] = nl(cli, "route", "create", "--router-id", f"r1{s}", "--dst", "10.0.2.0/24",
-                  "--next-hop-port-id", f"rp2{s}", "--weight", "50")
-    o["rt3"] = nl(cli, "route", "create", "--router-id", f"r1{s}", "--dst", "0.0.0.0/0",
-                  "--type", "blackhole")
-    o["vm1"] = nl(cli, "port", "update", f"vm1{s}", "--port-group-ids", f"pg1{s}",
-                  "--inbound-filter-id", f"cin{s}")
+    o["rule3"] = nl(
+        cli,
+        "rule",
+        "create",
+        "--chain-id",
+        f"cout{s}",
+        "--action",
+        "dnat",
+        "--nat-targets",
+        '{"address_from": "10.0.2.10", "address_to": "10.0.2.10",'
+        ' "port_from": 8080, "port_to": 8080}',
+        "--tp-dst",
+        "80-81",
+        "--in-port-ids",
+        f"rp1{s},rp2{s}",
+        "--inv-in-ports",
+    )
+    o["rt1"] = nl(
+        cli,
+        "route",
+        "create",
+        "--router-id",
+        f"r1{s}",
+        "--dst",
+        "10.0.1.0/24",
+        "--next-hop-port-id",
+        f"rp1{s}",
+    )
+    o["rt2"] = nl(
+        cli,
+        "route",
+        "create",
+        "--router-id",
+        f"r1{s}",
+        "--dst",
+        "10.0.2.0/24",
+        "--next-hop-port-id",
+        f"rp2{s}",
+        "--weight",
+        "50",
+    )
+    o["rt3"] = nl(
+        cli, "route", "create", "--router-id", f"r1{s}", "--dst", "0.0.0.0/0", "--type", "blackhole"
+    )
+    o["vm1"] = nl(
+        cli,
+        "port",
+        "update",
+        f"vm1{s}",
+        "--port-group-ids",
+        f"pg1{s}",
+        "--inbound-filter-id",
+        f"cin{s}",
+    )
     o["r1"] = nl(cli, "router", "update", f"r1{s}", "--outbound-filter-id", f"cout{s}")
-    o["tz1"] = nl(cli, "tunnel-zone", "create", "--name", f"tz1{s}",
-                  "--members", json.dumps({"host_id": f"h1{s}", "ip": "192.0.2.11"}))
+    o["tz1"] = nl(
+        cli,
+        "tunnel-zone",
+        "create",
+        "--name",
+        f"tz1{s}",
+        "--members",
+        json.dumps({"host_id": f"h1{s}", "ip": "192.0.2.11"}),
+    )
     return o
 
 
 COLLECTION = {
-    "h": "hosts", "t": "tenants", "r": "routers", "b": "bridges", "d": "dhcp_subnets",
-    "c": "chains", "p": "port_groups", "i": "ip_addr_groups", "tz": "tunnel_zones",
+    "h": "hosts",
+    "t": "tenants",
+    "r": "routers",
+    "b": "bridges",
+    "d": "dhcp_subnets",
+    "c": "chains",
+    "p": "port_groups",
+    "i": "ip_addr_groups",
+    "tz": "tunnel_zones",
 }
 
 
@@ -168,8 +330,9 @@ def test_full_topology_roundtrip(cli: CliRunner, http: httpx.Client) -> None:
     assert r1["match_forward_flow"] is True and r1["nw_proto"] == 6
     assert got["rule2"]["jump_chain_id"] == ids["cout"] and got["rule2"]["position"] == 1
     r3 = got["rule3"]
-    assert r3["nat_targets"] == [{"address_from": "10.0.2.10", "address_to": "10.0.2.10",
-                                  "port_from": 8080, "port_to": 8080}]
+    assert r3["nat_targets"] == [
+        {"address_from": "10.0.2.10", "address_to": "10.0.2.10", "port_from": 8080, "port_to": 8080}
+    ]
     assert r3["tp_dst"] == {"start": 80, "end": 81}
     assert r3["in_port_ids"] == [ids["rp1"], ids["rp2"]] and r3["inv_in_ports"] is True
     assert got["rt1"]["next_hop_port_id"] == ids["rp1"] and got["rt2"]["weight"] == 50
@@ -204,12 +367,22 @@ def test_update_unset_and_version(cli: CliRunner, http: httpx.Client) -> None:
     b = nl(cli, "bridge", "create", "--name", "upd-b", "--inbound-filter-id", "upd-c")
     assert b["inbound_filter_id"] == c["id"]
     version = http.get(f"/bridges/{b['id']}").json()["version"]
-    b2 = nl(cli, "bridge", "update", "upd-b", "--unset", "inbound-filter-id",
-            "--no-admin-state-up", "--if-version", str(version))
+    b2 = nl(
+        cli,
+        "bridge",
+        "update",
+        "upd-b",
+        "--unset",
+        "inbound-filter-id",
+        "--no-admin-state-up",
+        "--if-version",
+        str(version),
+    )
     assert b2["inbound_filter_id"] is None and b2["admin_state_up"] is False
     assert b2["name"] == "upd-b"  # untouched fields are kept
-    stale = cli.invoke(app, ["bridge", "update", "upd-b", "--name", "x",
-                             "--if-version", str(version)])
+    stale = cli.invoke(
+        app, ["bridge", "update", "upd-b", "--name", "x", "--if-version", str(version)]
+    )
     assert stale.exit_code == 1
     assert stale.stderr.startswith("error: precondition_failed: ")
     assert http.get(f"/bridges/{b['id']}").json()["name"] == "upd-b"
@@ -226,10 +399,30 @@ def test_data_option_and_file(cli: CliRunner, tmp_path: Any) -> None:
 
 def test_cascade_delete(cli: CliRunner, http: httpx.Client) -> None:
     r = nl(cli, "router", "create", "--name", "casc-r")
-    p = nl(cli, "port", "create", "--device-id", "casc-r", "--name", "casc-p",
-           "--mac", "02:00:00:00:0c:01", "--address", "198.51.100.1/24")
-    rt = nl(cli, "route", "create", "--router-id", "casc-r", "--dst", "198.51.100.0/24",
-            "--next-hop-port-id", "casc-p")
+    p = nl(
+        cli,
+        "port",
+        "create",
+        "--device-id",
+        "casc-r",
+        "--name",
+        "casc-p",
+        "--mac",
+        "02:00:00:00:0c:01",
+        "--address",
+        "198.51.100.1/24",
+    )
+    rt = nl(
+        cli,
+        "route",
+        "create",
+        "--router-id",
+        "casc-r",
+        "--dst",
+        "198.51.100.0/24",
+        "--next-hop-port-id",
+        "casc-p",
+    )
     refused = cli.invoke(app, ["router", "delete", "casc-r"])
     assert refused.exit_code == 1 and refused.stderr.startswith("error: ")
     assert http.get(f"/routers/{r['id']}").status_code == 200  # nothing changed
@@ -245,8 +438,19 @@ def test_unlink_unbind(cli: CliRunner, http: httpx.Client) -> None:
     nl(cli, "bridge", "create", "--name", "ul-b")
     nl(cli, "router", "create", "--name", "ul-r")
     a = nl(cli, "port", "create", "--device-id", "ul-b", "--name", "ul-a")
-    b = nl(cli, "port", "create", "--device-id", "ul-r", "--name", "ul-c",
-           "--mac", "02:00:00:00:0d:01", "--address", "203.0.113.1/24")
+    b = nl(
+        cli,
+        "port",
+        "create",
+        "--device-id",
+        "ul-r",
+        "--name",
+        "ul-c",
+        "--mac",
+        "02:00:00:00:0d:01",
+        "--address",
+        "203.0.113.1/24",
+    )
     nl(cli, "port", "link", "ul-a", "--peer", "ul-c")
     nl(cli, "port", "unlink", "ul-c")
     assert http.get(f"/ports/{a['id']}").json()["peer_id"] is None
@@ -270,8 +474,16 @@ def test_bad_cidr_is_one_line_and_changes_nothing(
 ) -> None:
     b = nl(cli, "bridge", "create", "--name", "err-b")
     before = http.get("/dhcp_subnets").json()
-    p = run_netloom("dhcp-subnet", "create", "--bridge-id", b["id"], "--cidr", "10.9.0.1/24",
-                    "--api", cluster.api)
+    p = run_netloom(
+        "dhcp-subnet",
+        "create",
+        "--bridge-id",
+        b["id"],
+        "--cidr",
+        "10.9.0.1/24",
+        "--api",
+        cluster.api,
+    )
     assert p.returncode == 1
     line = one_line(p.stderr)
     assert line.startswith("error: invalid_input: ") and "cidr" in line, line
@@ -292,8 +504,18 @@ def test_bad_option_value(cluster: Any, run_netloom: Any) -> None:
     p = run_netloom("port", "create", "--device-id", "x", "--vlan-id", "ten", "--api", cluster.api)
     assert p.returncode == 1
     assert one_line(p.stderr) == "error: invalid_input: 'ten' is not an integer (field: vlan_id)"
-    p = run_netloom("rule", "create", "--chain-id", "x", "--action", "dnat",
-                    "--nat-targets", "{not json", "--api", cluster.api)
+    p = run_netloom(
+        "rule",
+        "create",
+        "--chain-id",
+        "x",
+        "--action",
+        "dnat",
+        "--nat-targets",
+        "{not json",
+        "--api",
+        cluster.api,
+    )
     assert p.returncode == 1
     assert one_line(p.stderr).startswith("error: invalid_input: invalid JSON")
 

@@ -47,4 +47,3 @@ def demo_name(demo_names: list[str]) -> str:
     name = "td" + secrets.token_hex(3)
     demo_names.append(name)
     return name
-

@@ -67,8 +67,14 @@ def test_parse_metrics_reads_what_the_agent_exposes() -> None:
     m.flows.set(3)
     m.simulations.labels(verdict="forward").inc(6)
     got = parse_metrics(m.render().decode())
-    assert got == {"upcalls": 7.0, "simulations": 6.0, "flows_installed": 4.0,
-                   "flows_invalidated": 1.0, "flows": 3.0, "state_pushed": 0.0}
+    assert got == {
+        "upcalls": 7.0,
+        "simulations": 6.0,
+        "flows_installed": 4.0,
+        "flows_invalidated": 1.0,
+        "flows": 3.0,
+        "state_pushed": 0.0,
+    }
 
 
 # -- the real thing -------------------------------------------------------------------------------
@@ -123,15 +129,15 @@ def test_demo_three_hosts_end_to_end_then_gone(demo_name: str) -> None:
     summary = demo.run()
     _check_summary(summary, 3)
     assert any("[13/13]" in line for line in lines)
-    _gone(demo_name, list(demo.lab.state.bpf_pins),
-          [h["agent_pid"] for h in summary.hosts])
+    _gone(demo_name, list(demo.lab.state.bpf_pins), [h["agent_pid"] for h in summary.hosts])
 
 
 @pytest.mark.netns
 @pytest.mark.bpf
 @pytest.mark.slow
-def test_failed_step_is_reported_and_cleaned_up(demo_name: str,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_step_is_reported_and_cleaned_up(
+    demo_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A DHCP hook that configures nothing: the DHCP step fails with what went wrong, the
     later steps do not run, and the lab is removed."""
     monkeypatch.setattr(demomod, "UDHCPC_SCRIPT", "#!/bin/sh\nexit 0\n")
@@ -158,8 +164,12 @@ def test_failed_step_is_reported_and_cleaned_up(demo_name: str,
 def test_cli_keep_json_two_hosts_leaves_a_working_lab(demo_name: str) -> None:
     """`netloom demo --hosts 2 --keep --json`: JSON summary on stdout, the lab still forwards
     after the command exited (agents keep running), `lab down` removes it."""
-    done = subprocess.run([*netloom_argv(), "demo", "--hosts", "2", "--keep", "--json",
-                           "--name", demo_name], capture_output=True, text=True, timeout=240)
+    done = subprocess.run(
+        [*netloom_argv(), "demo", "--hosts", "2", "--keep", "--json", "--name", demo_name],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     body = json.loads(done.stdout)
     assert body["kept"] is True and body["lab"] == demo_name
@@ -169,16 +179,23 @@ def test_cli_keep_json_two_hosts_leaves_a_working_lab(demo_name: str) -> None:
     assert body["security_group"] == {"tcp/5201": "connected", "tcp/22": "timeout"}
     # the lab outlives the command: VM to VM across hosts through the router, then the status
     assert netns.ping(vms["a1"]["netns"], vms["a4"]["expected_ip"], count=3, timeout=1.0)
-    status = subprocess.run([*netloom_argv(), "lab", "status", "--name", demo_name, "--json"],
-                            capture_output=True, text=True, timeout=60, check=True)
+    status = subprocess.run(
+        [*netloom_argv(), "lab", "status", "--name", demo_name, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     st = json.loads(status.stdout)
     assert st["phase"] == "up"
     assert all(h["alive"] for h in st["hosts"])
     assert {v["ip"] for v in st["vms"]} >= {"10.0.1.10/24", "10.0.2.11/24"}
     pins = [h["bpf_pin_dir"] for h in st["hosts"] if h["bpf_pin_dir"]]
-    down = subprocess.run([*netloom_argv(), "lab", "down", "--name", demo_name],
-                          capture_output=True, text=True, timeout=60)
+    down = subprocess.run(
+        [*netloom_argv(), "lab", "down", "--name", demo_name],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert down.returncode == 0, down.stderr
     _gone(demo_name, pins, [h["agent_pid"] for h in body["hosts"]])
-
-

@@ -20,7 +20,10 @@ pytestmark = pytest.mark.netns
 def netloom(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(
         [sys.executable, "-c", "from netloom.cli.main import main; main()", *args],
-        capture_output=True, text=True, timeout=120)
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     if check:
         assert done.returncode == 0, done.stderr
     return done
@@ -29,8 +32,22 @@ def netloom(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 def test_up_status_exec_down(lab_names: list[str]) -> None:
     name = unique_name()
     lab_names.append(name)
-    up = json.loads(netloom("lab", "up", "--name", name, "--hosts", "1", "--vms-per-host",
-                            "2", "--mtu", "9000", "--no-agents", "--json").stdout)
+    up = json.loads(
+        netloom(
+            "lab",
+            "up",
+            "--name",
+            name,
+            "--hosts",
+            "1",
+            "--vms-per-host",
+            "2",
+            "--mtu",
+            "9000",
+            "--no-agents",
+            "--json",
+        ).stdout
+    )
     assert up["phase"] == "up" and up["vm_mtu"] == 8950
     assert up["cluster"]["api_url"] == "http://192.0.2.1:8181"
     st = json.loads(netloom("lab", "status", "--name", name, "--json").stdout)
@@ -38,19 +55,35 @@ def test_up_status_exec_down(lab_names: list[str]) -> None:
     assert st["cluster"]["alive"] is True
     table = netloom("lab", "status", "--name", name).stdout
     assert "h1-vm2" in table and "192.0.2.11" in table
-    out = netloom("lab", "exec", "--name", name, "h1-vm2", "--", "ip", "-o", "-4", "addr",
-                  "show", "eth0").stdout
+    out = netloom(
+        "lab", "exec", "--name", name, "h1-vm2", "--", "ip", "-o", "-4", "addr", "show", "eth0"
+    ).stdout
     assert "10.0.0.11/24" in out
-    assert netloom("lab", "exec", "--name", name, "10.0.0.10", "--", "sh", "-c", "exit 7",
-                   check=False).returncode == 7
+    assert (
+        netloom(
+            "lab", "exec", "--name", name, "10.0.0.10", "--", "sh", "-c", "exit 7", check=False
+        ).returncode
+        == 7
+    )
     bad = netloom("lab", "exec", "--name", name, "nope", "--", "true", check=False)
     assert bad.returncode == 1 and bad.stderr.startswith("error: not_found")
     # the documented way to reach the API works
     reach = st["cluster"]["reach"].split()
     assert reach[:2] == ["nsenter", f"--net=/run/netns/{name}-sw"]
-    hosts = subprocess.run([*reach[:2], sys.executable, "-c",
-                            "from netloom.cli.main import main; main()", *reach[3:], "--json"],
-                           capture_output=True, text=True, timeout=60, check=True).stdout
+    hosts = subprocess.run(
+        [
+            *reach[:2],
+            sys.executable,
+            "-c",
+            "from netloom.cli.main import main; main()",
+            *reach[3:],
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
     assert [h["name"] for h in json.loads(hosts)["items"]] == [f"{name}-h1"]
     down = netloom("lab", "down", "--name", name).stdout
     assert "cluster pid" in down and f"netns {name}-h1-vm1" in down

@@ -52,16 +52,22 @@ def test_two_hosts_two_vms(new_lab: NewLab) -> None:
     s = lab.state
     assert s.phase == "up"
     # namespaces and links, with the MTUs of the design (VM = underlay - 50)
-    expected = {f"{name}-sw", f"{name}-h1", f"{name}-h2",
-                *(f"{name}-h{h}-vm{v}" for h in (1, 2) for v in (1, 2))}
+    expected = {
+        f"{name}-sw",
+        f"{name}-h1",
+        f"{name}-h2",
+        *(f"{name}-h{h}-vm{v}" for h in (1, 2) for v in (1, 2)),
+    }
     assert set(netns.list_netns(f"{name}-")) == expected
     assert netns.link_info(s.switch_netns, "br0").mtu == 1500
     for h in s.hosts:
         info = netns.link_info(h.netns, "eth0")
         assert info.mtu == 1500
         assert info.addresses == [f"{h.underlay_ip}/24"]
-        assert netns.link_info(s.switch_netns, h.switch_port).master == \
-            netns.link_info(s.switch_netns, "br0").index
+        assert (
+            netns.link_info(s.switch_netns, h.switch_port).master
+            == netns.link_info(s.switch_netns, "br0").index
+        )
     for v in lab.vms():
         assert len(v.host_if) <= 15
         assert netns.link_info(v.host, v.host_if).mtu == 1450
@@ -79,13 +85,17 @@ def test_two_hosts_two_vms(new_lab: NewLab) -> None:
     hosts = {h["name"]: h["id"] for h in api.list("hosts")}
     assert hosts == {h.name: h.host_id for h in s.hosts}
     (zone,) = api.list("tunnel_zones")
-    assert {(m["host_id"], m["ip"]) for m in zone["members"]} == \
-        {(h.host_id, h.underlay_ip) for h in s.hosts}
+    assert {(m["host_id"], m["ip"]) for m in zone["members"]} == {
+        (h.host_id, h.underlay_ip) for h in s.hosts
+    }
     for rec in lab.state.vms:
         port = api.get("ports", rec.port_id or "")
         host_id = next(h.host_id for h in s.hosts if h.name == rec.host)
-        assert (port["host_id"], port["interface_name"], port["mac"]) == \
-            (host_id, rec.host_if, rec.mac)
+        assert (port["host_id"], port["interface_name"], port["mac"]) == (
+            host_id,
+            rec.host_if,
+            rec.mac,
+        )
     (subnet,) = api.list("dhcp_subnets")
     assert subnet["mtu"] == 1450 and len(subnet["hosts"]) == 4
     # exec runs inside the VM (ip, not /sys: nsenter --net keeps the root's /sys mount)
@@ -138,10 +148,23 @@ def test_killed_cli_halfway_then_down(lab_names: list[str]) -> None:
     name = unique_name()
     lab_names.append(name)
     cli = subprocess.Popen(
-        [sys.executable, "-c", "from netloom.cli.main import main; main()",
-         "lab", "up", "--name", name, "--hosts", "3", "--vms-per-host", "3",
-         "--no-agents"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            sys.executable,
+            "-c",
+            "from netloom.cli.main import main; main()",
+            "lab",
+            "up",
+            "--name",
+            name,
+            "--hosts",
+            "3",
+            "--vms-per-host",
+            "3",
+            "--no-agents",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 30
     try:
         while time.monotonic() < deadline:
@@ -209,8 +232,11 @@ def test_foreign_pid_is_never_signalled(new_lab: NewLab) -> None:
     other = subprocess.Popen(["sleep", "30"])
     try:
         p = psutil.Process(other.pid)
-        lab.state.processes.append(ProcessRecord(
-            role="agent", pid=other.pid, create_time=p.create_time(), match="not-this-one"))
+        lab.state.processes.append(
+            ProcessRecord(
+                role="agent", pid=other.pid, create_time=p.create_time(), match="not-this-one"
+            )
+        )
         lab._sf.save()
         labmod.down(lab.name)
         assert other.poll() is None
@@ -346,5 +372,6 @@ def test_real_agents_jumbo_underlay(new_lab: NewLab) -> None:
     for h in lab.state.hosts:
         assert netns.link_info(h.netns, "nlvx0").mtu == 8950
     big = 8950 - 20 - 8  # IPv4 + ICMP headers: the largest echo the VM MTU carries
-    assert netns.ping(vm1.netns, vm2.ip or "", size=big, dont_fragment=True, count=2,
-                      timeout=2.0), "a jumbo DF echo did not cross the overlay"
+    assert netns.ping(
+        vm1.netns, vm2.ip or "", size=big, dont_fragment=True, count=2, timeout=2.0
+    ), "a jumbo DF echo did not cross the overlay"

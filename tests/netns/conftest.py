@@ -107,8 +107,14 @@ def read_flows(pin_dir: str | Path) -> list[KFlow]:
             if lib.bpf_map_lookup_elem(fd, lb.buf(k), val) == 0:
                 mid, _ = abi.FLOW_KEY.unpack_from(k)
                 tail = abi.FLOW_TAIL.unpack_from(val.raw, abi.ACTION.size * abi.MAX_ACTIONS)
-                out.append(KFlow(mid, abi.unpack_key(k[abi.FLOW_KEY.size:]),
-                                 abi.unpack_actions(val.raw), tail[4]))
+                out.append(
+                    KFlow(
+                        mid,
+                        abi.unpack_key(k[abi.FLOW_KEY.size :]),
+                        abi.unpack_actions(val.raw),
+                        tail[4],
+                    )
+                )
             cur = lb.buf(k)
         return out
     finally:
@@ -261,9 +267,15 @@ class VmSpec:
 class NetLab:
     """A lab with real BPF agents and the two-bridge tenant (see the module docstring)."""
 
-    def __init__(self, name: str, hosts: int, vms: dict[str, VmSpec], *,
-                 idle_timeout: float = 60.0,
-                 chains: dict[str, list[dict[str, Any]]] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        hosts: int,
+        vms: dict[str, VmSpec],
+        *,
+        idle_timeout: float = 60.0,
+        chains: dict[str, list[dict[str, Any]]] | None = None,
+    ) -> None:
         self.name = name
         self.specs = vms
         self.idle_timeout = idle_timeout
@@ -283,16 +295,22 @@ class NetLab:
         lab.start_cluster()
         lab.register_hosts()
         for name, spec in self.specs.items():
-            vm = lab.add_vm(labmod.host_name(self.name, spec.host), name,
-                            ip=f"{spec.ip}/24")
+            vm = lab.add_vm(labmod.host_name(self.name, spec.host), name, ip=f"{spec.ip}/24")
             self.vm_names[name] = vm.name
             if spec.mac is not None:
                 netns.set_link(vm.netns, "eth0", mac=spec.mac)
             # no IPv6 link-local chatter (router solicitations, MLD): flood flows appearing
             # at random moments would blur the flow counts the tests make
-            netns.run(vm.netns, ["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1",
-                                 "net.ipv6.conf.default.disable_ipv6=1",
-                                 "net.ipv6.conf.eth0.disable_ipv6=1"])
+            netns.run(
+                vm.netns,
+                [
+                    "sysctl",
+                    "-qw",
+                    "net.ipv6.conf.all.disable_ipv6=1",
+                    "net.ipv6.conf.default.disable_ipv6=1",
+                    "net.ipv6.conf.eth0.disable_ipv6=1",
+                ],
+            )
         self._topology(chains)
         self.start_agents()
         lab.state.phase = "up"
@@ -306,9 +324,15 @@ class NetLab:
         ids["router"] = api.create("routers", {"tenant_id": ids["tenant"], "name": "r"})["id"]
         for i, net in ((1, NET1), (2, NET2)):
             br = api.create("bridges", {"tenant_id": ids["tenant"], "name": f"net{i}"})["id"]
-            rp = api.create("ports", {"device_id": ids["router"], "type": "router",
-                                      "mac": labmod.vm_mac(self.name, 0, i),
-                                      "address": f"{net}.1/24"})["id"]
+            rp = api.create(
+                "ports",
+                {
+                    "device_id": ids["router"],
+                    "type": "router",
+                    "mac": labmod.vm_mac(self.name, 0, i),
+                    "address": f"{net}.1/24",
+                },
+            )["id"]
             bp = api.create("ports", {"device_id": br, "type": "bridge"})["id"]
             api.link_ports(rp, bp)
             ids[f"net{i}"], ids[f"rp{i}"] = br, rp
@@ -316,16 +340,16 @@ class NetLab:
         for cname, rules in chains.items():
             ids[cname] = api.create("chains", {"tenant_id": ids["tenant"], "name": cname})["id"]
             for pos, rule in enumerate(rules):
-                api.create("rules", {"chain_id": ids[cname], "position": (pos + 1) * 10,
-                                     **rule})
+                api.create("rules", {"chain_id": ids[cname], "position": (pos + 1) * 10, **rule})
         for name, spec in self.specs.items():
             vm = self.vm(name)
-            fields = {k: (ids[v] if k.endswith("_filter_id") else v)
-                      for k, v in spec.port.items()}
+            fields = {k: (ids[v] if k.endswith("_filter_id") else v) for k, v in spec.port.items()}
             fields.setdefault("mac", vm.mac)
             fields.setdefault("fixed_ips", [spec.ip])
-            port = api.create("ports", {"device_id": ids[f"net{spec.net}"], "type": "bridge",
-                                        "name": name, **fields})
+            port = api.create(
+                "ports",
+                {"device_id": ids[f"net{spec.net}"], "type": "bridge", "name": name, **fields},
+            )
             ids[name] = port["id"]
             rec = self.lab._vm(vm.name)
             rec.port_id = port["id"]
@@ -335,9 +359,16 @@ class NetLab:
 
     def add_route(self, net: int) -> str:
         prefix = NET1 if net == 1 else NET2
-        return str(self.api.create("routes", {"router_id": self.ids["router"],
-                                              "dst": f"{prefix}.0/24",
-                                              "next_hop_port_id": self.ids[f"rp{net}"]})["id"])
+        return str(
+            self.api.create(
+                "routes",
+                {
+                    "router_id": self.ids["router"],
+                    "dst": f"{prefix}.0/24",
+                    "next_hop_port_id": self.ids[f"rp{net}"],
+                },
+            )["id"]
+        )
 
     def bind(self, name: str) -> None:
         vm = self.vm(name)
@@ -349,8 +380,15 @@ class NetLab:
 
     @property
     def agent_command(self) -> list[str]:
-        return [sys.executable, "-m", "netloom.agent", "--metrics-port", str(METRICS_PORT),
-                "--idle-timeout", str(self.idle_timeout)]
+        return [
+            sys.executable,
+            "-m",
+            "netloom.agent",
+            "--metrics-port",
+            str(METRICS_PORT),
+            "--idle-timeout",
+            str(self.idle_timeout),
+        ]
 
     def start_agents(self) -> None:
         assert self.lab.start_agents(self.agent_command), "netloom agent did not start"
@@ -373,8 +411,7 @@ class NetLab:
         """Every host heartbeats, every VM reaches its gateway (ARP and ICMP answered by its
         agent) and every agent serves metrics."""
         api = self.api
-        wait_for(lambda: all(h["alive"] for h in api.list("hosts")), timeout, "hosts alive",
-                 0.1)
+        wait_for(lambda: all(h["alive"] for h in api.list("hosts")), timeout, "hosts alive", 0.1)
         for name, spec in self.specs.items():
             ns, gw = self.vm(name).netns, GW1 if spec.net == 1 else GW2
             wait_for(partial(ping_ok, ns, gw), timeout, f"{name} to reach its gateway", 0.05)
@@ -433,16 +470,18 @@ class NetLab:
             hits = {f.ident for f in flows if target in f.actions}
         else:
             vni = self.api.get("ports", self.ids[name])["tunnel_key"]
-            hits = {f.ident for f in flows
-                    if any(isinstance(a, Tunnel) and a.vni == vni for a in f.actions)}
+            hits = {
+                f.ident
+                for f in flows
+                if any(isinstance(a, Tunnel) and a.vni == vni for a in f.actions)
+            }
         return hits | self.to_vm(flows, name)
 
     def metrics(self, host: int) -> dict[str, float]:
         """The agent's samples (name{labels} -> value); {} when it does not answer."""
         try:
             with netns.entered(self.host_ns(host)):
-                r = urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics",
-                                           timeout=1)
+                r = urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=1)
             text = r.read().decode()
         except OSError:
             return {}
@@ -473,7 +512,24 @@ def netlab(hosts: int, vms: dict[str, VmSpec], **kw: Any) -> Iterator[NetLab]:
 
 
 __all__ = [
-    "GW1", "GW2", "METRICS_PORT", "NET1", "NET2", "EchoServer", "KFlow", "NetLab", "VmSpec",
-    "can_connect", "echoes", "flows_from", "flows_to", "idents", "netlab", "ping_ok",
-    "read_flows", "tcp_connect", "unique_name", "wait_for",
-]  # fmt: skip
+    "GW1",
+    "GW2",
+    "METRICS_PORT",
+    "NET1",
+    "NET2",
+    "EchoServer",
+    "KFlow",
+    "NetLab",
+    "VmSpec",
+    "can_connect",
+    "echoes",
+    "flows_from",
+    "flows_to",
+    "idents",
+    "netlab",
+    "ping_ok",
+    "read_flows",
+    "tcp_connect",
+    "unique_name",
+    "wait_for",
+]

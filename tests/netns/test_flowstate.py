@@ -21,14 +21,19 @@ pytestmark = [pytest.mark.netns, pytest.mark.bpf]
 IDLE_S = 1.0
 CHAINS = {
     "a_out": [{"action": "accept", "match_return_flow": True}, {"action": "accept"}],
-    "a_in": [{"action": "accept", "match_return_flow": True},
-             {"action": "accept", "nw_proto": 1}, {"action": "drop"}],
-}  # fmt: skip
+    "a_in": [
+        {"action": "accept", "match_return_flow": True},
+        {"action": "accept", "nw_proto": 1},
+        {"action": "drop"},
+    ],
+}
 
 
 def test_return_traffic_accepted_on_other_host_by_pushed_state() -> None:
-    vms = {"a": VmSpec(1, 1, 10, {"inbound_filter_id": "a_out", "outbound_filter_id": "a_in"}),
-           "c": VmSpec(2, 2, 10)}  # fmt: skip
+    vms = {
+        "a": VmSpec(1, 1, 10, {"inbound_filter_id": "a_out", "outbound_filter_id": "a_in"}),
+        "c": VmSpec(2, 2, 10),
+    }
     with netlab(2, vms, chains=CHAINS, idle_timeout=IDLE_S) as lab:
         a_ns, c_ns, a_ip, c_ip = lab.ns("a"), lab.ns("c"), lab.ip("a"), lab.ip("c")
         to_c = EchoServer(c_ns, c_ip, 5201)
@@ -53,8 +58,12 @@ def test_return_traffic_accepted_on_other_host_by_pushed_state() -> None:
                 # Let every flow of the connection expire (no traffic for > idle timeout).
                 assert lab.from_vm(lab.flows(2), "c"), "c's reply flow is not on h2"
                 expired0 = lab.metrics(2).get("netloom_agent_flows_expired_total", 0.0)
-                wait_for(lambda: not lab.from_vm(lab.flows(2), "c"), IDLE_S + 3,
-                         "c's reply flow to expire on h2", 0.05)
+                wait_for(
+                    lambda: not lab.from_vm(lab.flows(2), "c"),
+                    IDLE_S + 3,
+                    "c's reply flow to expire on h2",
+                    0.05,
+                )
                 assert lab.metrics(2)["netloom_agent_flows_expired_total"] > expired0
                 # The reply is simulated again on h2 from the state pushed earlier.
                 assert echoes(s, 1.0), "return traffic refused after its flow expired"

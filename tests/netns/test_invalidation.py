@@ -51,11 +51,14 @@ FIGURES: dict[str, str] = {}
 def lab() -> Iterator[NetLab]:
     learn: dict[str, object] = {"mac": None, "fixed_ips": [], "port_security_enabled": False}
     vms = {
-        "a": VmSpec(1, 1, 10), "b": VmSpec(1, 1, 11),
-        "x": VmSpec(1, 1, 20, dict(learn), mac=MOVING_MAC), "y": VmSpec(1, 1, 21, dict(learn)),
-        "c": VmSpec(2, 2, 10, {"outbound_filter_id": "c_in"}), "e": VmSpec(2, 2, 11),
+        "a": VmSpec(1, 1, 10),
+        "b": VmSpec(1, 1, 11),
+        "x": VmSpec(1, 1, 20, dict(learn), mac=MOVING_MAC),
+        "y": VmSpec(1, 1, 21, dict(learn)),
+        "c": VmSpec(2, 2, 10, {"outbound_filter_id": "c_in"}),
+        "e": VmSpec(2, 2, 11),
         "d": VmSpec(2, 1, 12),
-    }  # fmt: skip
+    }
     with netlab(2, vms, chains={"c_in": [{"action": "accept"}]}) as built:
         yield built
     for k, v in FIGURES.items():
@@ -75,9 +78,12 @@ def _invalidated(lab: NetLab) -> dict[int, float]:
     return {h: lab.metrics(h).get(INVALIDATED, -1.0) for h in (1, 2)}
 
 
-def _check_exact(lab: NetLab, before: dict[int, set[Ident]],
-                 expected: dict[int, set[Ident]],
-                 counters: dict[int, float]) -> None:  # fmt: skip
+def _check_exact(
+    lab: NetLab,
+    before: dict[int, set[Ident]],
+    expected: dict[int, set[Ident]],
+    counters: dict[int, float],
+) -> None:
     """The flows gone from each host are exactly ``expected``; the rest are all still there;
     each agent counted exactly that many invalidations."""
     time.sleep(0.3)  # anything else the change would remove would be gone by now
@@ -98,8 +104,10 @@ def test_route_removal_stops_routed_flows_within_1s_and_only_them(lab: NetLab) -
     before, counters = _dumps(lab), _invalidated(lab)
     f1, f2 = lab.flows(1), lab.flows(2)
     # routed to net2 through route2: a->c, a->e on h1; d->c on h2
-    expected = {1: lab.to_vm(f1, "c") | lab.to_vm(f1, "e"),
-                2: lab.to_vm(f2, "c") & lab.from_vm(f2, "d")}
+    expected = {
+        1: lab.to_vm(f1, "c") | lab.to_vm(f1, "e"),
+        2: lab.to_vm(f2, "c") & lab.from_vm(f2, "d"),
+    }
     assert len(expected[1]) == 2 and len(expected[2]) == 1, expected
     survivor = next(f for f in f1 if f.ident in lab.to_vm(f1, "b"))
     t0 = time.monotonic()
@@ -111,7 +119,8 @@ def test_route_removal_stops_routed_flows_within_1s_and_only_them(lab: NetLab) -
     assert not ping_ok(lab.ns("a"), lab.ip("c")), "a still reaches c with no route"
     FIGURES["route removal: removed/kept"] = (
         f"h1 {len(expected[1])}/{len(before[1]) - len(expected[1])}, "
-        f"h2 {len(expected[2])}/{len(before[2]) - len(expected[2])}")
+        f"h2 {len(expected[2])}/{len(before[2]) - len(expected[2])}"
+    )
     # the same-bridge flow survived and still forwards, in the kernel, without an upcall
     assert ping_ok(lab.ns("a"), lab.ip("b"))
     again = next(f for f in lab.flows(1) if f.ident == survivor.ident)
@@ -136,9 +145,16 @@ def test_sg_rule_drops_new_and_established_tcp_within_1s(lab: NetLab) -> None:
         expected = {1: lab.to_vm(f1, "c"), 2: lab.to_vm(f2, "c")}
         assert expected[1] and expected[2], expected
         t0 = time.monotonic()
-        rule = lab.api.create("rules", {"chain_id": lab.ids["c_in"], "position": 5,
-                                        "action": "drop", "nw_proto": 6,
-                                        "tp_dst": {"start": 5201, "end": 5201}})["id"]
+        rule = lab.api.create(
+            "rules",
+            {
+                "chain_id": lab.ids["c_in"],
+                "position": 5,
+                "action": "drop",
+                "nw_proto": 6,
+                "tp_dst": {"start": 5201, "end": 5201},
+            },
+        )["id"]
         wait_for(lambda: _gone(lab, expected), LIMIT_S, "the chain's flows to be removed")
         took = time.monotonic() - t0
         FIGURES["SG rule added: flows gone (ms)"] = f"{took * 1000:.0f}"
@@ -147,7 +163,8 @@ def test_sg_rule_drops_new_and_established_tcp_within_1s(lab: NetLab) -> None:
         assert tcp_connect(lab.ns("a"), c_ip, 5201, 0.5) is None, "new tcp/5201 accepted"
         FIGURES["SG rule added: removed/kept"] = (
             f"h1 {len(expected[1])}/{len(before[1]) - len(expected[1])}, "
-            f"h2 {len(expected[2])}/{len(before[2]) - len(expected[2])}")
+            f"h2 {len(expected[2])}/{len(before[2]) - len(expected[2])}"
+        )
         # only tcp/5201 is refused: ping and tcp/5202 still pass (re-simulated)
         assert ping_ok(lab.ns("a"), c_ip)
         assert can_connect(lab.ns("a"), c_ip, 5202)
@@ -168,8 +185,10 @@ def test_port_unbind_stops_traffic_to_it_within_1s(lab: NetLab) -> None:
     before, counters = _dumps(lab), _invalidated(lab)
     f1, f2 = lab.flows(1), lab.flows(2)
     # a->e (h1, tunnelled to e's port); c->e, e->c and e->a (h2, to/from e's port)
-    expected = {1: lab.delivering_to(f1, 1, "e"),
-                2: lab.delivering_to(f2, 2, "e") | lab.from_vm(f2, "e")}
+    expected = {
+        1: lab.delivering_to(f1, 1, "e"),
+        2: lab.delivering_to(f2, 2, "e") | lab.from_vm(f2, "e"),
+    }
     assert len(expected[1]) >= 1 and len(expected[2]) >= 3, expected
     t0 = time.monotonic()
     lab.api.unbind_port(lab.ids["e"])
@@ -180,7 +199,8 @@ def test_port_unbind_stops_traffic_to_it_within_1s(lab: NetLab) -> None:
     assert not ping_ok(lab.ns("a"), e_ip) and not ping_ok(lab.ns("c"), e_ip)
     FIGURES["port unbind: removed/kept"] = (
         f"h1 {len(expected[1])}/{len(before[1]) - len(expected[1])}, "
-        f"h2 {len(expected[2])}/{len(before[2]) - len(expected[2])}")
+        f"h2 {len(expected[2])}/{len(before[2]) - len(expected[2])}"
+    )
     assert ping_ok(lab.ns("a"), lab.ip("b")) and ping_ok(lab.ns("a"), lab.ip("c"))
     lab.bind("e")
     wait_for(lambda: ping_ok(lab.ns("a"), e_ip), 3, "e reachable again after rebinding")
@@ -206,11 +226,11 @@ def test_mac_move_is_learned_and_stale_flows_invalidated(lab: NetLab) -> None:
     lab.exec("y", ["ip", "addr", "add", f"{MOVING_IP}/24", "dev", "eth0"], check=True)
     assert ping_ok(y.netns, lab.ip("a"), 1.0)  # y's first frames from the MAC
     wait_for(lambda: _gone(lab, expected), LIMIT_S, "the stale flows to be removed")
-    FIGURES["MAC move: stale flows gone after y's first frame (ms)"] = \
+    FIGURES["MAC move: stale flows gone after y's first frame (ms)"] = (
         f"{(time.monotonic() - t0) * 1000:.0f}"
+    )
     _check_exact(lab, before, expected, counters)
-    FIGURES["MAC move: removed/kept"] = f"h1 {len(expected[1])}/" \
-        f"{len(before[1]) - len(expected[1])}"
+    FIGURES["MAC move: removed/kept"] = f"h1 {len(expected[1])}/{len(before[1]) - len(expected[1])}"
     assert ping_ok(a, MOVING_IP, 1.0), "a does not reach the MAC on its new port"
     f1 = lab.flows(1)
     assert [f.actions for f in f1 if f.ident in lab.to_vm(f1, "x")] == [(Output(y_if),)]

@@ -31,20 +31,28 @@ from .conftest import EchoServer, NetLab, VmSpec, netlab, ping_ok, tcp_connect, 
 pytestmark = [pytest.mark.netns, pytest.mark.bpf]
 
 CHAINS = {
-    "c_in": [{"action": "accept", "nw_proto": 6, "tp_dst": {"start": 5201, "end": 5201}},
-             {"action": "accept", "nw_proto": 17, "tp_dst": {"start": 5000, "end": 5100}},
-             {"action": "accept", "nw_proto": 1}, {"action": "drop"}],
+    "c_in": [
+        {"action": "accept", "nw_proto": 6, "tp_dst": {"start": 5201, "end": 5201}},
+        {"action": "accept", "nw_proto": 17, "tp_dst": {"start": 5000, "end": 5100}},
+        {"action": "accept", "nw_proto": 1},
+        {"action": "drop"},
+    ],
     "b_out": [{"action": "accept", "match_return_flow": True}, {"action": "accept"}],
-    "b_in": [{"action": "accept", "match_return_flow": True},
-             {"action": "accept", "nw_proto": 1}, {"action": "drop"}],
-}  # fmt: skip
+    "b_in": [
+        {"action": "accept", "match_return_flow": True},
+        {"action": "accept", "nw_proto": 1},
+        {"action": "drop"},
+    ],
+}
 
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[NetLab]:
-    vms = {"a": VmSpec(1, 1, 10),
-           "b": VmSpec(1, 1, 11, {"inbound_filter_id": "b_out", "outbound_filter_id": "b_in"}),
-           "c": VmSpec(2, 2, 10, {"outbound_filter_id": "c_in"})}  # fmt: skip
+    vms = {
+        "a": VmSpec(1, 1, 10),
+        "b": VmSpec(1, 1, 11, {"inbound_filter_id": "b_out", "outbound_filter_id": "b_in"}),
+        "c": VmSpec(2, 2, 10, {"outbound_filter_id": "c_in"}),
+    }
     with netlab(2, vms, chains=CHAINS) as built:
         yield built
 
@@ -65,13 +73,20 @@ def _age(pid: int) -> float:
 
 def test_agent_kill9_restart_during_iperf3(lab: NetLab) -> None:
     c_ip = lab.ip("c")
-    server = netns.popen(lab.ns("c"), ["iperf3", "-s", "-B", c_ip, "-p", "5201"],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = netns.popen(
+        lab.ns("c"),
+        ["iperf3", "-s", "-B", c_ip, "-p", "5201"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_for(lambda: _listening(lab.ns("c"), 5201), 5, "iperf3 -s to listen", 0.05)
-        client = netns.popen(lab.ns("a"), ["iperf3", "-c", c_ip, "-p", "5201", "-t", "5",
-                                           "-b", "1G", "-i", "0.5", "-J"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        client = netns.popen(
+            lab.ns("a"),
+            ["iperf3", "-c", c_ip, "-p", "5201", "-t", "5", "-b", "1G", "-i", "0.5", "-J"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         time.sleep(1.5)  # the stream is established and running on kernel flows
         assert client.poll() is None, "iperf3 ended early"
         lab.kill_agent(1)
@@ -88,9 +103,11 @@ def test_agent_kill9_restart_during_iperf3(lab: NetLab) -> None:
         assert "error" not in report, report.get("error")
         rates = [iv["sum"]["bits_per_second"] for iv in report["intervals"]]
         total = report["end"]["sum_received"]["bits_per_second"]
-        print(f"figure: iperf3 across agent kill -9: {total / 1e9:.2f} Gbit/s, "
-              f"slowest 0.5 s interval {min(rates) / 1e9:.2f} Gbit/s; "
-              f"new flow served {served * 1000:.0f} ms after the new agent started")
+        print(
+            f"figure: iperf3 across agent kill -9: {total / 1e9:.2f} Gbit/s, "
+            f"slowest 0.5 s interval {min(rates) / 1e9:.2f} Gbit/s; "
+            f"new flow served {served * 1000:.0f} ms after the new agent started"
+        )
         assert min(rates) > 0, "the stream stalled while the agent was down"
         assert report["end"]["sum_sent"]["retransmits"] is not None
         assert served < 1.0, f"new flows served {served:.2f} s after the restart"
@@ -125,8 +142,12 @@ def test_flooding_vm_does_not_stop_neighbour_connections(lab: NetLab) -> None:
     server = EchoServer(lab.ns("c"), c_ip, 5201)
     try:
         before = lab.metrics(1)
-        scan = netns.popen(lab.ns("a"), ["python3", "-c", SCAN, c_ip, "20"],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        scan = netns.popen(
+            lab.ns("a"),
+            ["python3", "-c", SCAN, c_ip, "20"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         try:
             time.sleep(0.5)  # the flood is on
             setups: list[float] = []
@@ -143,18 +164,28 @@ def test_flooding_vm_does_not_stop_neighbour_connections(lab: NetLab) -> None:
         assert scan.returncode == 0, err.decode()[-500:]
         sent = int(out)
         after = lab.metrics(1)
-        limited = after["netloom_agent_upcalls_rate_limited_total"] - \
-            before["netloom_agent_upcalls_rate_limited_total"]
-        installed = after["netloom_agent_flows_installed_total"] - \
-            before["netloom_agent_flows_installed_total"]
-        throttled = after["netloom_datapath_upcalls_throttled_total"] - \
-            before["netloom_datapath_upcalls_throttled_total"]
-        lost = after["netloom_datapath_upcalls_lost_total"] - \
-            before["netloom_datapath_upcalls_lost_total"]
-        print(f"figure: scan sent {sent} datagrams, {throttled:.0f} upcalls throttled in the "
-              f"kernel, {lost:.0f} lost, {limited:.0f} rate-limited by the agent, "
-              f"{installed:.0f} flows installed; b's 20 connections: median "
-              f"{statistics.median(setups) * 1000:.1f} ms, max {max(setups) * 1000:.1f} ms")
+        limited = (
+            after["netloom_agent_upcalls_rate_limited_total"]
+            - before["netloom_agent_upcalls_rate_limited_total"]
+        )
+        installed = (
+            after["netloom_agent_flows_installed_total"]
+            - before["netloom_agent_flows_installed_total"]
+        )
+        throttled = (
+            after["netloom_datapath_upcalls_throttled_total"]
+            - before["netloom_datapath_upcalls_throttled_total"]
+        )
+        lost = (
+            after["netloom_datapath_upcalls_lost_total"]
+            - before["netloom_datapath_upcalls_lost_total"]
+        )
+        print(
+            f"figure: scan sent {sent} datagrams, {throttled:.0f} upcalls throttled in the "
+            f"kernel, {lost:.0f} lost, {limited:.0f} rate-limited by the agent, "
+            f"{installed:.0f} flows installed; b's 20 connections: median "
+            f"{statistics.median(setups) * 1000:.1f} ms, max {max(setups) * 1000:.1f} ms"
+        )
         assert still_flooding, "the scan ended before b's connections were made"
         assert throttled > 10_000, "the scan did not hit the kernel's upcall budget"
         assert limited > 1000, "the scan did not flood the agent"

@@ -39,8 +39,7 @@ def test_big_host_reaches_the_same_tenants_in_a_small_and_a_big_cloud() -> None:
         on_big = [v for v in c.vms if v.host == 0]
         assert len(on_big) == 100
         assert {v.tenant for v in on_big} == set(range(50))  # 2 per tenant, one per bridge
-        assert {(v.tenant, v.subnet) for v in on_big} == {(t, s) for t in range(50)
-                                                          for s in (0, 1)}  # fmt: skip
+        assert {(v.tenant, v.subnet) for v in on_big} == {(t, s) for t in range(50) for s in (0, 1)}
     assert len(big.tenants) == 10 * len(small.tenants)
 
 
@@ -62,14 +61,42 @@ def test_judge_rejects_wrong_destinations() -> None:
 @pytest.mark.slow
 def test_scale_command_small_cloud() -> None:
     proc = subprocess.run(
-        [str(Path(sys.executable).parent / "netloom"), "bench", "scale", "--hosts", "20", "--vms",
-         "200", "--gateways", "2", "--sims", "500", "--agents-per-process", "10", "--json"],
-        capture_output=True, text=True, timeout=120, check=False)
+        [
+            str(Path(sys.executable).parent / "netloom"),
+            "bench",
+            "scale",
+            "--hosts",
+            "20",
+            "--vms",
+            "200",
+            "--gateways",
+            "2",
+            "--sims",
+            "500",
+            "--agents-per-process",
+            "10",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
     r = json.loads(proc.stdout)
-    for key in ("hosts", "vms", "gateways", "provision_s", "all_active_s", "propagation_p99_ms",
-                "sim_checks", "sim_failures", "agent100_rss_mb", "agent100_rss_small_mb",
-                "cluster_rss_mb"):
+    for key in (
+        "hosts",
+        "vms",
+        "gateways",
+        "provision_s",
+        "all_active_s",
+        "propagation_p99_ms",
+        "sim_checks",
+        "sim_failures",
+        "agent100_rss_mb",
+        "agent100_rss_small_mb",
+        "cluster_rss_mb",
+    ):
         assert key in r, key
     assert (r["hosts"], r["vms"], r["gateways"]) == (20, 200, 2)
     assert r["sim_checks"] == 500 and r["sim_failures"] == 0 and r["warmup_failures"] == 0

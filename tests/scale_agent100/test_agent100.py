@@ -58,8 +58,16 @@ def test_streams_use_disjoint_vms_and_one_crosses_hosts() -> None:
 
 
 @pytest.mark.unit
-@pytest.mark.parametrize("bad", [Options(vms=7), Options(vms=251), Options(bridges=0),
-                                 Options(vms=8, streams=5), Options(seconds=0)])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        Options(vms=7),
+        Options(vms=251),
+        Options(bridges=0),
+        Options(vms=8, streams=5),
+        Options(seconds=0),
+    ],
+)
 def test_bad_sizes_are_refused(bad: Options) -> None:
     with pytest.raises(InvalidInput):
         bad.check()
@@ -74,8 +82,11 @@ def test_bpf_attached_count_reads_the_kernel(lab_name: str) -> None:
         netns.create_veth(ns, "a0", ns, "b0")
         assert count_bpf_attached(ns, ["a0", "missing0"]) == 0
         netns.run(ns, ["tc", "qdisc", "add", "dev", "a0", "clsact"])
-        netns.run(ns, ["tc", "filter", "add", "dev", "a0", "ingress", "matchall",
-                       "action", "pass"], check=False)
+        netns.run(
+            ns,
+            ["tc", "filter", "add", "dev", "a0", "ingress", "matchall", "action", "pass"],
+            check=False,
+        )
         assert count_bpf_attached(ns, ["a0"]) == 0
     finally:
         netns.delete(ns)
@@ -87,15 +98,37 @@ def test_bpf_attached_count_reads_the_kernel(lab_name: str) -> None:
 def test_agent100_small_run_passes_and_leaves_nothing(lab_name: str) -> None:
     t0 = time.monotonic()
     done = subprocess.run(
-        [*netloom_argv(), "bench", "agent100", "--vms", "10", "--remote-vms", "2",
-         "--pings", "40", "--seconds", "2", "--name", lab_name, "--json"],
-        capture_output=True, text=True, timeout=120, check=False)
+        [
+            *netloom_argv(),
+            "bench",
+            "agent100",
+            "--vms",
+            "10",
+            "--remote-vms",
+            "2",
+            "--pings",
+            "40",
+            "--seconds",
+            "2",
+            "--name",
+            lab_name,
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     elapsed = time.monotonic() - t0
     assert done.returncode == 0, done.stderr[-2000:] + done.stdout[-2000:]
     res = json.loads(done.stdout)
     assert res["ok"] and res["error"] is None
-    assert res["checks"] == {"all_bindings_active": True, "ping_mesh": True,
-                             "security_group": True, "iperf3": True}
+    assert res["checks"] == {
+        "all_bindings_active": True,
+        "ping_mesh": True,
+        "security_group": True,
+        "iperf3": True,
+    }
     assert res["bindings_active"] == 12
     assert res["pings"]["pairs"] == res["pings"]["answered"] == 40
     assert set(res["pings"]["by_path"]) == {"bridged", "routed", "cross-host"}
@@ -113,8 +146,10 @@ def test_agent100_small_run_passes_and_leaves_nothing(lab_name: str) -> None:
     pins = [item.split(" ", 1)[1] for item in res["cleaned_up"] if item.startswith("bpf ")]
     assert len(pins) == 2 and all(p.startswith(str(BPF_ROOT)) for p in pins)
     assert not any(Path(p).exists() for p in pins)
-    assert psutil.pid_exists(agent["pid"]) is False or \
-        psutil.Process(agent["pid"]).status() == psutil.STATUS_ZOMBIE
+    assert (
+        psutil.pid_exists(agent["pid"]) is False
+        or psutil.Process(agent["pid"]).status() == psutil.STATUS_ZOMBIE
+    )
 
 
 @pytest.mark.netns
@@ -123,8 +158,21 @@ def test_sigterm_midway_removes_the_lab(lab_name: str) -> None:
     """SIGTERM once the bindings are active (read from the progress lines, not a sleep): exit
     130 and nothing of the lab left."""
     proc = subprocess.Popen(
-        [*netloom_argv(), "bench", "agent100", "--vms", "8", "--remote-vms", "0",
-         "--name", lab_name], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            *netloom_argv(),
+            "bench",
+            "agent100",
+            "--vms",
+            "8",
+            "--remote-vms",
+            "0",
+            "--name",
+            lab_name,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stderr is not None
     try:
         for line in proc.stderr:

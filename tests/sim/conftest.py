@@ -344,15 +344,38 @@ def static_fip_lab(tenant_snat: bool = False) -> Lab:
     lab.vm(net2, "C", MAC_C, IP_C)
     r1, rin, rout, up = edge_router(lab, net1, net2)
     lab.rule(rin, 0, action="reverse-snat", in_port_ids=[up.id])
-    lab.rule(rin, 1, action="dnat", static=True, in_port_ids=[up.id], nw_dst=f"{FIP_C}/32",
-             nat_targets=[NatTarget(address_from=IP_C, address_to=IP_C)])  # fmt: skip
+    lab.rule(
+        rin,
+        1,
+        action="dnat",
+        static=True,
+        in_port_ids=[up.id],
+        nw_dst=f"{FIP_C}/32",
+        nat_targets=[NatTarget(address_from=IP_C, address_to=IP_C)],
+    )
     lab.rule(rout, 0, action="reverse-dnat", out_port_ids=[up.id])
-    lab.rule(rout, 1, action="snat", static=True, out_port_ids=[up.id], nw_src=f"{IP_C}/32",
-             nat_targets=[NatTarget(address_from=FIP_C, address_to=FIP_C)])  # fmt: skip
+    lab.rule(
+        rout,
+        1,
+        action="snat",
+        static=True,
+        out_port_ids=[up.id],
+        nw_src=f"{IP_C}/32",
+        nat_targets=[NatTarget(address_from=FIP_C, address_to=FIP_C)],
+    )
     if tenant_snat:
-        lab.rule(rout, 2, action="snat", out_port_ids=[up.id], nw_src="10.0.0.0/8",
-                 nat_targets=[NatTarget(address_from=UPLINK_IP, address_to=UPLINK_IP,
-                                        port_from=1024, port_to=65535)])  # fmt: skip
+        lab.rule(
+            rout,
+            2,
+            action="snat",
+            out_port_ids=[up.id],
+            nw_src="10.0.0.0/8",
+            nat_targets=[
+                NatTarget(
+                    address_from=UPLINK_IP, address_to=UPLINK_IP, port_from=1024, port_to=65535
+                )
+            ],
+        )
         lab.state.lease_snat_block(r1.id, ip_to_int(UPLINK_IP), 1024, 1087)
     lab.state.arp[("arp", r1.id, ip_to_int(EXT_GW))] = (mac_to_int(MAC_EXT), 1e12)
     lab.named.update(r1=r1, rin=rin, rout=rout)

@@ -270,16 +270,20 @@ def test_ping_through_snat_translates_icmp_id(lab: Lab) -> None:
 def test_icmp_error_is_related_to_its_connection(lab: Lab) -> None:
     """A's inbound policy accepts only return traffic: an ICMP error about A's own flow is
     related (return), one about a flow A never sent is not."""
-    strict = lab.chain("return-only", {"action": "accept", "match_return_flow": True},
-                       {"action": "drop"})  # fmt: skip
+    strict = lab.chain(
+        "return-only", {"action": "accept", "match_return_flow": True}, {"action": "drop"}
+    )
     lab.update(lab.ports["A"].model_copy(update={"outbound_filter_id": strict.id}))
     _, out = lab.run("A", udp(MAC_A, MAC_R1, IP_A, REMOTE, sport=40000, dport=9))
     [(_, sent)] = out
 
     def error_about(quoted: bytes) -> Frame:
-        return Frame(Ethernet(mac_to_int(MAC_UP), mac_to_int(MAC_EXT), ETH_TYPE_IPV4),
-                     ip=IPv4(ip_to_int(REMOTE), ip_to_int(UPLINK_IP), IPPROTO_ICMP),
-                     l4=Icmp(3, 3), payload=quoted)  # fmt: skip
+        return Frame(
+            Ethernet(mac_to_int(MAC_UP), mac_to_int(MAC_EXT), ETH_TYPE_IPV4),
+            ip=IPv4(ip_to_int(REMOTE), ip_to_int(UPLINK_IP), IPPROTO_ICMP),
+            l4=Icmp(3, 3),
+            payload=quoted,
+        )
 
     _, out = lab.run("uplink", error_about(build(sent)[14:42]))
     assert [n for n, _ in out] == ["A"]

@@ -113,16 +113,25 @@ def test_port_range_snat_stays_stateful_next_to_static_fip() -> None:
 def test_adding_a_stateful_snat_makes_reverse_rules_look_up_again() -> None:
     lab = static_fip_lab()
     assert _no_l4(lab.sim("uplink", _from_remote(FIP_C, 5555, 22)))
-    lab.rule(lab.named["rout"], 2, action="snat", nw_src="10.0.0.0/8",
-             nat_targets=[NatTarget(address_from=UPLINK_IP, address_to=UPLINK_IP,
-                                    port_from=1024, port_to=2047)])  # fmt: skip
+    lab.rule(
+        lab.named["rout"],
+        2,
+        action="snat",
+        nw_src="10.0.0.0/8",
+        nat_targets=[
+            NatTarget(address_from=UPLINK_IP, address_to=UPLINK_IP, port_from=1024, port_to=2047)
+        ],
+    )
     assert not _no_l4(lab.sim("uplink", _from_remote(FIP_C, 5555, 22)))
 
 
 def _icmp_error(src: str, dst: str, quoted: bytes) -> Frame:
-    return Frame(Ethernet(mac_to_int(MAC_UP), mac_to_int(MAC_EXT), ETH_TYPE_IPV4),
-                 ip=IPv4(ip_to_int(src), ip_to_int(dst), IPPROTO_ICMP), l4=Icmp(3, 3),
-                 payload=quoted)  # fmt: skip
+    return Frame(
+        Ethernet(mac_to_int(MAC_UP), mac_to_int(MAC_EXT), ETH_TYPE_IPV4),
+        ip=IPv4(ip_to_int(src), ip_to_int(dst), IPPROTO_ICMP),
+        l4=Icmp(3, 3),
+        payload=quoted,
+    )
 
 
 def test_icmp_errors_translated_through_the_static_mapping() -> None:
@@ -140,9 +149,12 @@ def test_icmp_errors_translated_through_the_static_mapping() -> None:
     _, out = lab.run("uplink", _from_remote(FIP_C, 5555, 9, proto="udp"))
     [(_, got)] = out
     quoted = build(got)[14:42]
-    err = Frame(eth(MAC_C, MAC_R2),
-                ip=IPv4(ip_to_int(IP_C), ip_to_int(REMOTE), IPPROTO_ICMP), l4=Icmp(3, 3),
-                payload=quoted)  # fmt: skip
+    err = Frame(
+        eth(MAC_C, MAC_R2),
+        ip=IPv4(ip_to_int(IP_C), ip_to_int(REMOTE), IPPROTO_ICMP),
+        l4=Icmp(3, 3),
+        payload=quoted,
+    )
     r, out = lab.run("C", err)
     [(name, f)] = out
     assert name == "uplink" and f.ip is not None and f.ip.src == ip_to_int(FIP_C)
@@ -170,8 +182,12 @@ LAB: Lab = static_fip_lab(tenant_snat=True)
 
 
 @_S
-@given(sport=st.integers(1, 65535), dport=st.integers(1, 65535),
-       proto=st.sampled_from(["tcp", "udp"]), inbound=st.booleans())  # fmt: skip
+@given(
+    sport=st.integers(1, 65535),
+    dport=st.integers(1, 65535),
+    proto=st.sampled_from(["tcp", "udp"]),
+    inbound=st.booleans(),
+)
 def test_reply_to_static_nated_flow_is_translated_back(
     sport: int, dport: int, proto: str, inbound: bool
 ) -> None:

@@ -33,9 +33,15 @@ def test_create_get_list_update_delete(store: Store) -> None:
     store.commit([Put("bridge", "b2", {"name": "two"}), Put("router", "r1", {"x": [1, 2]})])
     b1 = store.get("bridge", "b1")
     assert b1 is not None and (b1.kind, b1.id, b1.version, b1.data) == (
-        "bridge", "b1", 1, {"name": "one"})
+        "bridge",
+        "b1",
+        1,
+        {"name": "one"},
+    )
     assert sorted((i.id, i.data["name"]) for i in store.list("bridge")) == [
-        ("b1", "one"), ("b2", "two")]
+        ("b1", "one"),
+        ("b2", "two"),
+    ]
     assert [i.id for i in store.list("router")] == ["r1"]
     store.commit([Put("bridge", "b1", {"name": "uno"}, expect_version=1)])
     b1 = store.get("bridge", "b1")
@@ -67,20 +73,26 @@ def test_stored_document_is_a_copy(store: Store) -> None:
 
 
 def test_several_ops_on_one_key_in_one_commit(store: Store) -> None:
-    rev = store.commit([
-        Put("rule", "r", {"v": 1}, expect_version=0),
-        Put("rule", "r", {"v": 2}, expect_version=1),
-        Check("rule", "r", 2),
-    ])
+    rev = store.commit(
+        [
+            Put("rule", "r", {"v": 1}, expect_version=0),
+            Put("rule", "r", {"v": 2}, expect_version=1),
+            Check("rule", "r", 2),
+        ]
+    )
     item = store.get("rule", "r")
     assert item is not None and (item.version, item.data) == (2, {"v": 2})
     assert [(c.op, c.version, c.data) for c in store.changes(rev - 1) if c.revision == rev] == [
-        ("put", 1, {"v": 1}), ("put", 2, {"v": 2})]
+        ("put", 1, {"v": 1}),
+        ("put", 2, {"v": 2}),
+    ]
     rev = store.commit([Delete("rule", "r", expect_version=2), Put("rule", "r", {"v": 3})])
     item = store.get("rule", "r")
     assert item is not None and (item.version, item.data) == (1, {"v": 3})
     assert [(c.op, c.version) for c in store.changes(rev - 1) if c.revision == rev] == [
-        ("delete", 2), ("put", 1)]
+        ("delete", 2),
+        ("put", 1),
+    ]
 
 
 # -- compare-and-set -------------------------------------------------------------------------
@@ -105,11 +117,13 @@ def test_failed_condition_applies_nothing(
     store.commit([Put("host", "old", {"v": 2})])  # now at version 2
     before = store.revision()
     with pytest.raises(error):
-        store.commit([
-            Put("host", "new", {"v": 1}, expect_version=0),  # would succeed alone
-            Put("host", "old", {"v": 3}, expect_version=2),  # would succeed alone
-            bad,
-        ])
+        store.commit(
+            [
+                Put("host", "new", {"v": 1}, expect_version=0),  # would succeed alone
+                Put("host", "old", {"v": 3}, expect_version=2),  # would succeed alone
+                bad,
+            ]
+        )
     assert store.get("host", "new") is None
     old = store.get("host", "old")
     assert old is not None and (old.version, old.data) == (2, {"v": 2})
@@ -119,8 +133,13 @@ def test_failed_condition_applies_nothing(
 
 def test_passing_checks_guard_a_write(store: Store) -> None:
     store.commit([Put("tunnel_zone", "tz", {}), Put("host", "h", {})])
-    store.commit([Check("tunnel_zone", "tz", 1), Check("host", "none", 0),
-                  Put("host", "h", {"zone": "tz"}, expect_version=1)])
+    store.commit(
+        [
+            Check("tunnel_zone", "tz", 1),
+            Check("host", "none", 0),
+            Put("host", "h", {"zone": "tz"}, expect_version=1),
+        ]
+    )
     h = store.get("host", "h")
     assert h is not None and h.data == {"zone": "tz"}
 
@@ -139,8 +158,16 @@ def test_cas_counter_under_contention(backend: Backend) -> None:
                 item = s.get("counter", "c")
                 assert item is not None
                 try:
-                    s.commit([Put("counter", "c", {"n": item.data["n"] + 1},
-                                  expect_version=item.version)])
+                    s.commit(
+                        [
+                            Put(
+                                "counter",
+                                "c",
+                                {"n": item.data["n"] + 1},
+                                expect_version=item.version,
+                            )
+                        ]
+                    )
                     break
                 except VersionConflict:
                     conflicts["n"] += 1
@@ -174,7 +201,8 @@ def test_revisions_strictly_increase_and_changes_describe_commits(store: Store) 
     # resuming from any revision returns exactly the later commits
     for k in range(len(revs)):
         assert [c.revision for c in store.changes(revs[k])] == [
-            c.revision for c in changes if c.revision > revs[k]]
+            c.revision for c in changes if c.revision > revs[k]
+        ]
     assert store.changes(revs[-1]) == []
 
 
@@ -248,8 +276,10 @@ def test_watch_delivers_in_order_exactly_once_under_concurrent_writers(
         for i in range(commits):
             ops: list[Op] = [Put("port", f"w{t}-{i}", {"t": t, "i": i}, expect_version=0)]
             if i % 5 == 4:  # some multi-op commits: update + delete of earlier objects
-                ops += [Put("port", f"w{t}-{i - 1}", {"t": t, "i": -1}, expect_version=1),
-                        Delete("port", f"w{t}-{i - 2}")]
+                ops += [
+                    Put("port", f"w{t}-{i - 1}", {"t": t, "i": -1}, expect_version=1),
+                    Delete("port", f"w{t}-{i - 2}"),
+                ]
             rev = store.commit(ops)
             with lock:
                 returned.append(rev)

@@ -38,11 +38,14 @@ def test_processes_and_threads_share_one_file(tmp_path: Path) -> None:
     collector = Collector()
     w = watcher.watch(0, collector)
     n = 40
-    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(path), tag, str(n)])
-             for tag in ("a", "b")]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", WRITER, str(path), tag, str(n)])
+        for tag in ("a", "b")
+    ]
     local = threading.Thread(
-        target=lambda: [mine.commit([Put("port", f"c{i}", {"i": i}, expect_version=0)])
-                        for i in range(n)]
+        target=lambda: [
+            mine.commit([Put("port", f"c{i}", {"i": i}, expect_version=0)]) for i in range(n)
+        ]
     )
     local.start()
     try:

@@ -35,8 +35,19 @@ def test_parse_hosts(spec: str, hosts: str, chroot: str) -> None:
 
 @pytest.mark.unit
 @pytest.mark.parametrize(
-    "spec", ["", "/chroot", "host", "host:", "h:0", "h:70000", "h:1,,h:2", "h:1/a/../b",
-             "h:1/zookeeper", "h:1/a b"]
+    "spec",
+    [
+        "",
+        "/chroot",
+        "host",
+        "host:",
+        "h:0",
+        "h:70000",
+        "h:1,,h:2",
+        "h:1/a/../b",
+        "h:1/zookeeper",
+        "h:1/a b",
+    ],
 )
 def test_parse_hosts_refuses(spec: str) -> None:
     with pytest.raises(InvalidInput):
@@ -178,8 +189,9 @@ def test_writes_and_watch_survive_losing_a_member(
 
 
 @pytest.mark.zookeeper
-def test_watch_and_writes_survive_session_expiry(zk_ensemble: ZooKeeperEnsemble,
-                                                  zk_hosts: str) -> None:
+def test_watch_and_writes_survive_session_expiry(
+    zk_ensemble: ZooKeeperEnsemble, zk_hosts: str
+) -> None:
     """Expire both clients' sessions mid-stream (the classic trick: a second connection with the
     same session id and password closes it). kazoo opens new sessions; the watch re-arms
     from its last delivered revision and the writer's next commits go through."""
@@ -202,8 +214,9 @@ def test_watch_and_writes_survive_session_expiry(zk_ensemble: ZooKeeperEnsemble,
     watch.cancel()
     for store in (reader, writer):  # both really got a new session (expiry is asynchronous)
         deadline = time.monotonic() + 15
-        while (store._client.client_id[0] == old_sessions[id(store)][0]
-               and time.monotonic() < deadline):
+        while (
+            store._client.client_id[0] == old_sessions[id(store)][0] and time.monotonic() < deadline
+        ):
             time.sleep(0.1)
         assert store._client.client_id[0] != old_sessions[id(store)][0]
     assert [c.revision for c in got] == revs

@@ -25,8 +25,9 @@ def test_fanout_bench_delivers_every_change_through_one_watch() -> None:
 
 
 def test_fanout_bench_cli_json() -> None:
-    out = CliRunner().invoke(app, ["bench", "fanout", "--agents", "5", "--changes", "2",
-                                   "--interval-ms", "1", "--json"])
+    out = CliRunner().invoke(
+        app, ["bench", "fanout", "--agents", "5", "--changes", "2", "--interval-ms", "1", "--json"]
+    )
     assert out.exit_code == 0, out.output
     figures = json.loads(out.output)
     assert figures["agents"] == 5 and figures["delivered"] == 10

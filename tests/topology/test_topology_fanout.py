@@ -142,8 +142,9 @@ def test_changes_arrive_in_revision_order_each_once() -> None:
             revs = []
             for n in range(200):
                 if n % 7 == 0:  # a multi-object commit: one revision, delivered together
-                    revs.append(store.commit([Put("router", "r0", {"n": n}),
-                                              Put("router", "r1", {"n": n})]))
+                    revs.append(
+                        store.commit([Put("router", "r0", {"n": n}), Put("router", "r1", {"n": n})])
+                    )
                 else:
                     revs.append(put(store, "router", f"r{n % 5}", n=n))
             await eventually(lambda: len(seen) == 200 + 29)
@@ -211,7 +212,11 @@ def test_resume_after_server_restart_diffs_instead_of_resending() -> None:
             await eventually(lambda: client.connected and len(seen) == 4, what="resume")
             assert client.resume_modes == ["fresh", "diff"]
             assert sorted((i, d is None) for _, i, d, _ in seen) == [
-                ("p3", False), ("p4", True), ("p9", False), ("r1", False)]
+                ("p3", False),
+                ("p4", True),
+                ("p9", False),
+                ("r1", False),
+            ]
             assert client.cached("port", "p9") == {"id": "p9", "host_id": "h1", "mtu": 1300}
             assert client.revision == store.revision()
             # and it goes on streaming from the new server
@@ -258,8 +263,9 @@ def test_one_store_watch_for_many_clients() -> None:
             for c in clients:
                 assert await c.get("router", "r1") == {"id": "r1", "n": 0}
             put(store, "router", "r1", n=1)
-            await eventually(lambda: all(c.cached("router", "r1") == {"id": "r1", "n": 1}
-                                         for c in clients))
+            await eventually(
+                lambda: all(c.cached("router", "r1") == {"id": "r1", "n": 1} for c in clients)
+            )
             assert store.watches == 1
             assert server.stats.store_watches == 1
             assert server.stats.connections == 50

@@ -37,8 +37,11 @@ def test_heartbeats_keep_host_up_and_silence_marks_it_down() -> None:
             assert alive(store, "h1")
             stopped = time.monotonic()
             await client.stop()
-            await eventually(lambda: not alive(store, "h1"), timeout=3 * STEADY_TIMEOUT,
-                             what="host down after the timeout")
+            await eventually(
+                lambda: not alive(store, "h1"),
+                timeout=3 * STEADY_TIMEOUT,
+                what="host down after the timeout",
+            )
             assert time.monotonic() - stopped >= STEADY_TIMEOUT * 0.9  # not before the timeout
             again = TopologyClient("h1", ("127.0.0.1", port))
             await again.start()
@@ -55,15 +58,19 @@ def test_open_connection_without_heartbeats_is_down() -> None:
     async def scenario() -> None:
         store = MemoryStore()
         events: list[tuple[str, bool]] = []
-        async with serving(store, host_timeout_s=TIMEOUT,
-                           set_host_alive=lambda h, a: events.append((h, a))) as (server, port):
+        async with serving(
+            store, host_timeout_s=TIMEOUT, set_host_alive=lambda h, a: events.append((h, a))
+        ) as (server, port):
             raw = await RawAgent.connect(port)
             raw.send(Hello("h7"))
             assert isinstance(await raw.recv(), Welcome)
             await eventually(lambda: events == [("h7", True)])
             start = time.monotonic()
-            await eventually(lambda: events == [("h7", True), ("h7", False)],
-                             timeout=6 * TIMEOUT, what="down without pings")
+            await eventually(
+                lambda: events == [("h7", True), ("h7", False)],
+                timeout=6 * TIMEOUT,
+                what="down without pings",
+            )
             assert time.monotonic() - start >= TIMEOUT * 0.8
             assert not server.host_alive("h7")
             raw.close()
@@ -126,8 +133,9 @@ def test_liveness_through_the_object_service() -> None:
         store = MemoryStore()
         service = ObjectService(store)
         host, _ = service.create("host", {"name": "compute-9"})
-        async with serving(store, host_timeout_s=TIMEOUT,
-                           set_host_alive=service.set_host_alive) as (_, port):
+        async with serving(
+            store, host_timeout_s=TIMEOUT, set_host_alive=service.set_host_alive
+        ) as (_, port):
             client = TopologyClient(host["id"], ("127.0.0.1", port))
             await client.start()
             await eventually(lambda: alive(store, host["id"]), what="up via the service")

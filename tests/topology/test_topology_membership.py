@@ -54,8 +54,7 @@ def test_group_snapshot_entering_and_leaving_only_to_subscribers() -> None:
             # p3 enters g1 (and stays in g2): both see the new version
             r_enter = put(store, "port", "p3", port_group_ids=["g2", "g1"])
             await eventually(lambda: len(s1) == 1 and len(s2) == 1)
-            assert s1[0] == ("port", "p3", {"id": "p3", "port_group_ids": ["g2", "g1"]},
-                             r_enter)
+            assert s1[0] == ("port", "p3", {"id": "p3", "port_group_ids": ["g2", "g1"]}, r_enter)
             assert s2[0] == s1[0]
             # p1 leaves g1 for g2: a removal for h1, a new member for h2
             r_move = put(store, "port", "p1", port_group_ids=["g2"])
@@ -69,7 +68,10 @@ def test_group_snapshot_entering_and_leaving_only_to_subscribers() -> None:
             assert s1[2] == s2[2] == ("port", "p2", None, r_del)
             assert c1.cached("port", "p4") is None and c2.cached("port", "p4") is None
             assert sorted(server._index[("port", "port_group_ids")]) == [
-                (False, "g1"), (False, "g2"), (False, "g3")]
+                (False, "g1"),
+                (False, "g2"),
+                (False, "g3"),
+            ]
             assert server._index[("port", "port_group_ids")][(False, "g1")] == {"p3"}
             # unwatching drops the members from the client and the server's view
             c1.unwatch_field("port", "port_group_ids", "g1")

@@ -167,22 +167,34 @@ class Agent:
         self._hosts_used: set[str] = set()
         self._missed: set[Interest] = set()  # what the last simulation asked and lacked
         self._group_interests: set[Interest] = set()  # pinned for bound ports' port groups
-        self.stats: dict[str, int] = {"upcalls": 0, "simulations": 0, "installed": 0,
-                                      "invalidated": 0, "expired": 0, "rate_limited": 0,
-                                      "parked": 0, "park_dropped": 0, "resimulated": 0,
-                                      "pushed": 0, "dropped": 0}  # fmt: skip
+        self.stats: dict[str, int] = {
+            "upcalls": 0,
+            "simulations": 0,
+            "installed": 0,
+            "invalidated": 0,
+            "expired": 0,
+            "rate_limited": 0,
+            "parked": 0,
+            "park_dropped": 0,
+            "resimulated": 0,
+            "pushed": 0,
+            "dropped": 0,
+        }
 
     # ---- start / requests ---------------------------------------------------------------------
 
     def start(self, now: float) -> None:
         """Ask for what this host always needs: its ports, its host record, tunnel zones."""
         self.view.now = now
-        self.dp.set_upcall_limit(UpcallLimit(self.cfg.kernel_upcall_rate,
-                                             self.cfg.kernel_upcall_burst))  # fmt: skip
+        self.dp.set_upcall_limit(
+            UpcallLimit(self.cfg.kernel_upcall_rate, self.cfg.kernel_upcall_burst)
+        )
         self.metrics.watch_datapath(self.dp.counters)
-        for i in (Interest.where("port", "host_id", self.host_id),
-                  Interest.where("tunnel_zone", "type", "vxlan"),
-                  Interest.obj("host", self.host_id)):  # fmt: skip
+        for i in (
+            Interest.where("port", "host_id", self.host_id),
+            Interest.where("tunnel_zone", "type", "vxlan"),
+            Interest.obj("host", self.host_id),
+        ):
             self.view.pin(i)
             self._subscribe(i)
         if self._local_ip:
@@ -243,9 +255,12 @@ class Agent:
     def _rebind(self, port_id: str, port: Port | None, now: float) -> None:
         mine = port is not None and port.host_id == self.host_id and port.interface_name
         cur = self._bindings.get(port_id)
-        if cur is not None and (not mine or port is None
-                                or cur.ifname != port.interface_name
-                                or cur.tunnel_key != port.tunnel_key):  # fmt: skip
+        if cur is not None and (
+            not mine
+            or port is None
+            or cur.ifname != port.interface_name
+            or cur.tunnel_key != port.tunnel_key
+        ):
             self._unbind(cur)
         if mine and port is not None and port_id not in self._bindings:
             assert port.interface_name is not None
@@ -257,8 +272,7 @@ class Agent:
 
     def _plug(self, b: _Binding) -> None:
         try:
-            b.dp_port = self.dp.add_port(b.ifname, PortKind.VM,
-                                         mtu=self.cfg.sim.overlay_mtu)  # fmt: skip
+            b.dp_port = self.dp.add_port(b.ifname, PortKind.VM, mtu=self.cfg.sim.overlay_mtu)
             if b.tunnel_key:
                 self.dp.bind_tunnel_key(b.tunnel_key, b.dp_port)
         except NetloomError as exc:
@@ -266,8 +280,9 @@ class Agent:
             log.warning("bind failed %s", _kv(port=b.port_id, ifname=b.ifname, error=exc))
             return
         self._by_dp[b.dp_port] = b.port_id
-        log.info("bound %s", _kv(port=b.port_id, ifname=b.ifname, dp_port=b.dp_port,
-                                 vni=b.tunnel_key))  # fmt: skip
+        log.info(
+            "bound %s", _kv(port=b.port_id, ifname=b.ifname, dp_port=b.dp_port, vni=b.tunnel_key)
+        )
 
     def _unbind(self, b: _Binding) -> None:
         del self._bindings[b.port_id]
@@ -309,8 +324,11 @@ class Agent:
             for h, ip in members.items():
                 if h != self.host_id:
                     peers.setdefault(h, ip_to_int(ip))
-        changed: set[object] = {("host", h) for h in set(peers) | set(self._host_ip)
-                                if peers.get(h) != self._host_ip.get(h)}  # fmt: skip
+        changed: set[object] = {
+            ("host", h)
+            for h in set(peers) | set(self._host_ip)
+            if peers.get(h) != self._host_ip.get(h)
+        }
         if changed:
             log.info("tunnel peers %s", _kv(peers=len(peers), changed=len(changed)))
         self._host_ip = peers
@@ -320,9 +338,12 @@ class Agent:
     def _ensure_tunnel(self) -> None:
         if self.tunnel_port or not self._local_ip:
             return
-        settings = TunnelSettings(self._local_ip, self.cfg.tunnel_udp_port,
-                                  self.cfg.sim.overlay_mtu,
-                                  bpf_encap=self.cfg.vxlan_in_datapath)  # fmt: skip
+        settings = TunnelSettings(
+            self._local_ip,
+            self.cfg.tunnel_udp_port,
+            self.cfg.sim.overlay_mtu,
+            bpf_encap=self.cfg.vxlan_in_datapath,
+        )
         try:
             self.tunnel_port = self.dp.set_tunnel(settings)
         except NetloomError as exc:
@@ -427,8 +448,13 @@ class Agent:
 
     def _install(self, r: Result, up: Upcall, port_id: str, now: float) -> None:
         """Install the megaflow with its tags, then send the parked packet through it."""
-        flow = to_flow(r, up.in_port, self._locate, idle_timeout_s=self.cfg.idle_timeout_s,
-                       cookie=self.flows.next_cookie())  # fmt: skip
+        flow = to_flow(
+            r,
+            up.in_port,
+            self._locate,
+            idle_timeout_s=self.cfg.idle_timeout_s,
+            cookie=self.flows.next_cookie(),
+        )
         tags = r.tags | {("host", h) for h in self._hosts_used}
         self.dp.install([flow])
         self.flows.add(flow, tags, port_id, now)
@@ -677,8 +703,11 @@ def _changed_tags(kind: str, id: str, old: Record | None, new: Record | None) ->
     elif kind == "port":
         o = old if isinstance(old, Port) else None
         n = new if isinstance(new, Port) else None
-        if o is None or n is None or (o.device_id, o.mac, o.fixed_ips, o.peer_id) != (
-            n.device_id, n.mac, n.fixed_ips, n.peer_id
+        if (
+            o is None
+            or n is None
+            or (o.device_id, o.mac, o.fixed_ips, o.peer_id)
+            != (n.device_id, n.mac, n.fixed_ips, n.peer_id)
         ):
             tags.update(p.device_id for p in (o, n) if p is not None)
     elif kind == "dhcp_subnet":

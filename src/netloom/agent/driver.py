@@ -85,14 +85,16 @@ class AgentDriver:
             from prometheus_client import start_http_server
 
             self._http, _thread = start_http_server(
-                self.metrics_port, addr="127.0.0.1", registry=self.agent.metrics.registry)
+                self.metrics_port, addr="127.0.0.1", registry=self.agent.metrics.registry
+            )
             log.info("metrics on 127.0.0.1:%d", self.metrics_port)
         self._tasks.append(asyncio.create_task(self._timer_loop(), name="agent-timers"))
         fd = self._upcall_fd()
         if fd is not None:
             asyncio.get_running_loop().add_reader(fd, self._wake.set)
-        self._tasks.append(asyncio.create_task(self._upcall_loop(fd is not None),
-                                               name="agent-upcalls"))  # fmt: skip
+        self._tasks.append(
+            asyncio.create_task(self._upcall_loop(fd is not None), name="agent-upcalls")
+        )
 
     async def stop(self) -> None:
         self._stopped.set()
@@ -143,8 +145,12 @@ class AgentDriver:
         except OSError as exc:
             sock.close()
             self._state_failed = ip
-            log.warning("flow-state channel not opened addr=%s:%d error=%s",
-                        int_to_ip(ip), self.state_port, exc)  # fmt: skip
+            log.warning(
+                "flow-state channel not opened addr=%s:%d error=%s",
+                int_to_ip(ip),
+                self.state_port,
+                exc,
+            )
             return
         self._state_sock = sock
         asyncio.get_running_loop().add_reader(sock.fileno(), self.drain_state)
@@ -306,8 +312,12 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line (structured logs for collectors)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        out = {"ts": round(record.created, 6), "level": record.levelname.lower(),
-               "logger": record.name, "msg": record.getMessage()}  # fmt: skip
+        out = {
+            "ts": round(record.created, 6),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
         return json.dumps(out)

@@ -36,13 +36,18 @@ def encode(changes: Iterable[StateChange], now: float) -> list[bytes]:
             items.append(["ct", list(ch.key), max(0.0, ch.expires - now)])
         elif isinstance(ch, NatAdded):
             items.append(["nat", list(ch.key), ch.ip, ch.port, max(0.0, ch.expires - now)])
-    return [_ENC.encode(items[i : i + MAX_PER_DATAGRAM])
-            for i in range(0, len(items), MAX_PER_DATAGRAM)]  # fmt: skip
+    return [
+        _ENC.encode(items[i : i + MAX_PER_DATAGRAM]) for i in range(0, len(items), MAX_PER_DATAGRAM)
+    ]
 
 
 def _key(raw: object) -> tuple[str, str, int, int, int, int, int]:
-    if not (isinstance(raw, list) and len(raw) == 7 and all(isinstance(x, str) for x in raw[:2])
-            and all(isinstance(x, int) for x in raw[2:])):  # fmt: skip
+    if not (
+        isinstance(raw, list)
+        and len(raw) == 7
+        and all(isinstance(x, str) for x in raw[:2])
+        and all(isinstance(x, int) for x in raw[2:])
+    ):
         raise InvalidInput("bad flow-state key", field="key")
     return (raw[0], raw[1], raw[2], raw[3], raw[4], raw[5], raw[6])
 
@@ -57,8 +62,13 @@ def decode(data: bytes, now: float) -> list[StateChange]:
     for it in items:
         if len(it) == 3 and it[0] == "ct" and isinstance(it[2], (int, float)):
             out.append(ConntrackAdded(_key(it[1]), now + float(it[2])))
-        elif (len(it) == 5 and it[0] == "nat" and isinstance(it[2], int)
-              and isinstance(it[3], int) and isinstance(it[4], (int, float))):  # fmt: skip
+        elif (
+            len(it) == 5
+            and it[0] == "nat"
+            and isinstance(it[2], int)
+            and isinstance(it[3], int)
+            and isinstance(it[4], (int, float))
+        ):
             out.append(NatAdded(_key(it[1]), it[2], it[3], now + float(it[4])))
         else:
             raise InvalidInput("bad flow-state entry", field="entry")

@@ -23,31 +23,48 @@ class AgentMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         r = self.registry = registry or CollectorRegistry(auto_describe=True)
         self._datapath: _DatapathCollector | None = None
-        self.upcalls = Counter("netloom_agent_upcalls", "Upcalls received", ["reason"],
-                               registry=r)  # fmt: skip
-        self.rate_limited = Counter("netloom_agent_upcalls_rate_limited",
-                                    "Upcalls dropped by the per-port rate limit", registry=r)
-        self.simulations = Counter("netloom_agent_simulations", "Simulations run", ["verdict"],
-                                   registry=r)  # fmt: skip
-        self.flows_installed = Counter("netloom_agent_flows_installed", "Flows installed",
-                                       registry=r)  # fmt: skip
-        self.flows_invalidated = Counter("netloom_agent_flows_invalidated",
-                                         "Flows removed because a tag changed", registry=r)
-        self.flows_expired = Counter("netloom_agent_flows_expired",
-                                     "Flows removed by idle/hard timeout", registry=r)
+        self.upcalls = Counter("netloom_agent_upcalls", "Upcalls received", ["reason"], registry=r)
+        self.rate_limited = Counter(
+            "netloom_agent_upcalls_rate_limited",
+            "Upcalls dropped by the per-port rate limit",
+            registry=r,
+        )
+        self.simulations = Counter(
+            "netloom_agent_simulations", "Simulations run", ["verdict"], registry=r
+        )
+        self.flows_installed = Counter(
+            "netloom_agent_flows_installed", "Flows installed", registry=r
+        )
+        self.flows_invalidated = Counter(
+            "netloom_agent_flows_invalidated", "Flows removed because a tag changed", registry=r
+        )
+        self.flows_expired = Counter(
+            "netloom_agent_flows_expired", "Flows removed by idle/hard timeout", registry=r
+        )
         self.flows = Gauge("netloom_agent_flows", "Flows currently installed", registry=r)
-        self.parked = Gauge("netloom_agent_parked_packets",
-                            "Packets waiting for topology or ARP", registry=r)
-        self.park_dropped = Counter("netloom_agent_parked_dropped",
-                                    "Parked packets dropped (bound, timeout, missing)",
-                                    ["why"], registry=r)  # fmt: skip
-        self.state_pushed = Counter("netloom_agent_flow_state_pushed",
-                                    "Conntrack/NAT entries pushed to peer hosts", registry=r)
-        self.interests = Gauge("netloom_agent_topology_interests",
-                               "Topology subscriptions held", registry=r)
-        self.latency = Histogram("netloom_agent_upcall_seconds",
-                                 "Upcall handling time (simulate, install, execute)",
-                                 buckets=_LATENCY_BUCKETS, registry=r)  # fmt: skip
+        self.parked = Gauge(
+            "netloom_agent_parked_packets", "Packets waiting for topology or ARP", registry=r
+        )
+        self.park_dropped = Counter(
+            "netloom_agent_parked_dropped",
+            "Parked packets dropped (bound, timeout, missing)",
+            ["why"],
+            registry=r,
+        )
+        self.state_pushed = Counter(
+            "netloom_agent_flow_state_pushed",
+            "Conntrack/NAT entries pushed to peer hosts",
+            registry=r,
+        )
+        self.interests = Gauge(
+            "netloom_agent_topology_interests", "Topology subscriptions held", registry=r
+        )
+        self.latency = Histogram(
+            "netloom_agent_upcall_seconds",
+            "Upcall handling time (simulate, install, execute)",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
 
     def watch_datapath(self, read: Callable[[], DatapathCounters]) -> None:
         """Export the datapath's own upcall drops, read at each scrape (once per agent)."""
@@ -76,12 +93,16 @@ class _DatapathCollector(Collector):
 
     @staticmethod
     def _families(c: DatapathCounters) -> Iterator[Metric]:
-        yield CounterMetricFamily("netloom_datapath_upcalls_throttled",
-                                  "Upcalls the datapath dropped over their port's budget",
-                                  value=c.upcalls_throttled)  # fmt: skip
-        yield CounterMetricFamily("netloom_datapath_upcalls_lost",
-                                  "Upcalls the datapath dropped for want of queue room",
-                                  value=c.upcalls_lost)  # fmt: skip
+        yield CounterMetricFamily(
+            "netloom_datapath_upcalls_throttled",
+            "Upcalls the datapath dropped over their port's budget",
+            value=c.upcalls_throttled,
+        )
+        yield CounterMetricFamily(
+            "netloom_datapath_upcalls_lost",
+            "Upcalls the datapath dropped for want of queue room",
+            value=c.upcalls_lost,
+        )
 
 
 __all__ = ["AgentMetrics"]

@@ -36,8 +36,12 @@ from netloom.sim.topology import MemoryTopology
 from netloom.topology.protocol import Scalar
 
 # child kind -> the field naming its parent (the kind-wide filter that loads a collection)
-CHILD_FIELD = {"route": "router_id", "rule": "chain_id", "port": "device_id",
-               "dhcp_subnet": "bridge_id"}  # fmt: skip
+CHILD_FIELD = {
+    "route": "router_id",
+    "rule": "chain_id",
+    "port": "device_id",
+    "dhcp_subnet": "bridge_id",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +65,11 @@ class Interest:
     def anchor(self) -> str | None:
         """The object id a flow tag would carry for what this interest loads (the object
         itself, or the parent of a child collection)."""
-        return self.id if self.id is not None else (
-            self.value if isinstance(self.value, str) else None)
+        return (
+            self.id
+            if self.id is not None
+            else (self.value if isinstance(self.value, str) else None)
+        )
 
     def covers(self, kind: str, id: str, data: Record | dict[str, Any]) -> bool:
         if kind != self.kind:
@@ -200,8 +207,11 @@ class AgentView:
 
     def idle(self, now: float, idle_s: float) -> list[Interest]:
         """Loaded, unpinned interests no simulation asked about for ``idle_s`` seconds."""
-        return [i for i in self._loaded
-                if i not in self._pinned and now - self._touched.get(i, now) >= idle_s]
+        return [
+            i
+            for i in self._loaded
+            if i not in self._pinned and now - self._touched.get(i, now) >= idle_s
+        ]
 
     @property
     def loaded(self) -> frozenset[Interest]:
@@ -216,8 +226,11 @@ class AgentView:
         if want not in self._loaded:
             return None
         self._touched[want] = self.now
-        return [rec for _, rec in self._records("port")
-                if isinstance(rec, Port) and group_id in rec.port_group_ids]
+        return [
+            rec
+            for _, rec in self._records("port")
+            if isinstance(rec, Port) and group_id in rec.port_group_ids
+        ]
 
     def record_count(self) -> int:
         return sum(len(v) for v in self._mem._objs.values())

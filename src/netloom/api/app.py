@@ -97,8 +97,15 @@ def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-_JSON_TYPES = {dict: "object", list: "array", str: "string", int: "number", float: "number",
-               bool: "boolean", type(None): "null"}
+_JSON_TYPES = {
+    dict: "object",
+    list: "array",
+    str: "string",
+    int: "number",
+    float: "number",
+    bool: "boolean",
+    type(None): "null",
+}
 
 
 async def _read_json(request: Request, limit: int) -> Any:
@@ -124,8 +131,7 @@ async def _read_json(request: Request, limit: int) -> Any:
     if not raw.strip():
         raise InvalidInput("a JSON body is required")
     try:
-        return json.loads(raw, parse_constant=_reject_constant,
-                          object_pairs_hook=_unique_members)
+        return json.loads(raw, parse_constant=_reject_constant, object_pairs_hook=_unique_members)
     except (ValueError, RecursionError) as exc:
         raise InvalidInput(f"malformed JSON: {exc}") from None
 
@@ -159,8 +165,7 @@ def _expect(request: Request, body: dict[str, Any] | None) -> tuple[int | None, 
     member of the body is removed from it (it is not a record field)."""
     header = _if_match(request)
     field = body.pop("version", None) if body is not None else None
-    if field is not None and (isinstance(field, bool) or not isinstance(field, int)
-                              or field < 1):
+    if field is not None and (isinstance(field, bool) or not isinstance(field, int) or field < 1):
         raise InvalidInput("version must be a positive integer", field="version")
     if header is not None and field is not None and header != field:
         raise InvalidInput("If-Match and the body's version disagree", field="version")
@@ -172,8 +177,9 @@ async def _conditional(call: Callable[[], Any], from_header: bool) -> Any:
         return await run_in_threadpool(call)
     except VersionConflict as exc:
         if from_header and exc.field == "version":
-            raise PreconditionFailed(f"If-Match does not match: {exc.message}",
-                                     field="If-Match") from None
+            raise PreconditionFailed(
+                f"If-Match does not match: {exc.message}", field="If-Match"
+            ) from None
         raise
 
 
@@ -186,8 +192,9 @@ def _cascade(request: Request) -> bool:
     raise InvalidInput(f"cascade must be true or false, not {raw!r}", field="cascade")
 
 
-def _answer(doc: dict[str, Any], version: int, status: int = 200,
-            location: str | None = None) -> JSONResponse:
+def _answer(
+    doc: dict[str, Any], version: int, status: int = 200, location: str | None = None
+) -> JSONResponse:
     headers = {"ETag": f'"{version}"'}
     if location:
         headers["Location"] = location
@@ -210,48 +217,85 @@ def _schemas(kinds: list[Kind]) -> dict[str, Any]:
         for field in k.read_only:
             if field in props:
                 props[field] = {**props[field], "readOnly": True}
-        props["version"] = {"type": "integer", "minimum": 1, "readOnly": True,
-                            "description": "store version; also the ETag"}
+        props["version"] = {
+            "type": "integer",
+            "minimum": 1,
+            "readOnly": True,
+            "description": "store version; also the ETag",
+        }
         out[name] = {**full, "properties": props}
         create = k.record.model_json_schema(ref_template=ref, mode="validation")
         out.update(create.pop("$defs", {}))
         cprops = {f: s for f, s in create.get("properties", {}).items() if f not in k.read_only}
-        out[f"{name}Create"] = {**create, "title": f"{name}Create", "properties": cprops,
-                                "additionalProperties": False}
-        pprops = {**cprops, "version": {"type": "integer", "minimum": 1,
-                                        "description": "expected version (compare-and-set)"}}
-        out[f"{name}Patch"] = {"title": f"{name}Patch", "type": "object",
-                               "properties": pprops, "additionalProperties": False,
-                               "description": "JSON Merge Patch (RFC 7396) of a "
-                                              f"{name}; null removes a field"}
+        out[f"{name}Create"] = {
+            **create,
+            "title": f"{name}Create",
+            "properties": cprops,
+            "additionalProperties": False,
+        }
+        pprops = {
+            **cprops,
+            "version": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "expected version (compare-and-set)",
+            },
+        }
+        out[f"{name}Patch"] = {
+            "title": f"{name}Patch",
+            "type": "object",
+            "properties": pprops,
+            "additionalProperties": False,
+            "description": f"JSON Merge Patch (RFC 7396) of a {name}; null removes a field",
+        }
     for model in (BindingRequest, LinkRequest):
         out[model.__name__] = model.model_json_schema(ref_template=ref)
     out["Error"] = {
         "type": "object",
         "required": ["code", "message", "field"],
-        "properties": {"code": {"type": "string"}, "message": {"type": "string"},
-                       "field": {"type": ["string", "null"]}},
+        "properties": {
+            "code": {"type": "string"},
+            "message": {"type": "string"},
+            "field": {"type": ["string", "null"]},
+        },
     }
     return out
 
 
 def _body(schema: str) -> dict[str, Any]:
-    return {"requestBody": {"required": True, "content": {
-        "application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}}}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
+        }
+    }
 
 
 def _returns(schema: str, status: str = "200", many: bool = False) -> dict[str, Any]:
     item = {"$ref": f"#/components/schemas/{schema}"}
     body: dict[str, Any] = (
         {"type": "object", "properties": {"items": {"type": "array", "items": item}}}
-        if many else item
+        if many
+        else item
     )
-    errors = {code: {"description": text, "content": {"application/json": {
-        "schema": {"$ref": "#/components/schemas/Error"}}}}
-        for code, text in (("400", "invalid input"), ("404", "not found"),
-                           ("409", "conflict"), ("412", "If-Match failed"))}
-    return {"responses": {status: {"description": "OK", "content": {
-        "application/json": {"schema": body}}}, **errors}}
+    errors = {
+        code: {
+            "description": text,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
+        for code, text in (
+            ("400", "invalid input"),
+            ("404", "not found"),
+            ("409", "conflict"),
+            ("412", "If-Match failed"),
+        )
+    }
+    return {
+        "responses": {
+            status: {"description": "OK", "content": {"application/json": {"schema": body}}},
+            **errors,
+        }
+    }
 
 
 # -- routes --------------------------------------------------------------------------------------
@@ -280,42 +324,79 @@ def _collection_routes(app: FastAPI, service: ObjectService, k: Kind, limit: int
         body = await _read_object(request, limit)
         expect, hdr = _expect(request, body)
         doc, version = await _conditional(
-            lambda: service.replace(k.name, id, body, expect_version=expect), hdr)
+            lambda: service.replace(k.name, id, body, expect_version=expect), hdr
+        )
         return _answer(doc, version)
 
     async def patch(request: Request, id: str) -> Response:
         body = await _read_object(request, limit)
         expect, hdr = _expect(request, body)
         doc, version = await _conditional(
-            lambda: service.update(k.name, id, body, expect_version=expect), hdr)
+            lambda: service.update(k.name, id, body, expect_version=expect), hdr
+        )
         return _answer(doc, version)
 
     async def delete(request: Request, id: str) -> Response:
         cascade = _cascade(request)
         expect, hdr = _expect(request, None)
         await _conditional(
-            lambda: service.delete(k.name, id, cascade=cascade, expect_version=expect), hdr)
+            lambda: service.delete(k.name, id, cascade=cascade, expect_version=expect), hdr
+        )
         return Response(status_code=204)
 
-    filters = [{"name": f, "in": "query", "required": False, "schema": {"type": "string"}}
-               for f in k.filters]
+    filters = [
+        {"name": f, "in": "query", "required": False, "schema": {"type": "string"}}
+        for f in k.filters
+    ]
     routes: list[tuple[str, str, Handler, dict[str, Any], str]] = [
-        ("POST", base, create, {**_body(f"{name}Create"), **_returns(name, "201")},
-         f"create a {k.name}"),
-        ("GET", base, list_, {"parameters": filters, **_returns(name, many=True)},
-         f"list {k.collection} (filters: {', '.join(k.filters) or 'none'})"),
+        (
+            "POST",
+            base,
+            create,
+            {**_body(f"{name}Create"), **_returns(name, "201")},
+            f"create a {k.name}",
+        ),
+        (
+            "GET",
+            base,
+            list_,
+            {"parameters": filters, **_returns(name, many=True)},
+            f"list {k.collection} (filters: {', '.join(k.filters) or 'none'})",
+        ),
         ("GET", f"{base}/{{id}}", get, _returns(name), f"read a {k.name}"),
-        ("PUT", f"{base}/{{id}}", replace, {**_body(f"{name}Create"), **_returns(name)},
-         f"replace a {k.name}"),
-        ("PATCH", f"{base}/{{id}}", patch, {**_body(f"{name}Patch"), **_returns(name)},
-         f"update a {k.name} (JSON Merge Patch)"),
-        ("DELETE", f"{base}/{{id}}", delete, {"responses": {"204": {"description": "deleted"}}},
-         f"delete a {k.name} (?cascade=true also deletes its children)"),
+        (
+            "PUT",
+            f"{base}/{{id}}",
+            replace,
+            {**_body(f"{name}Create"), **_returns(name)},
+            f"replace a {k.name}",
+        ),
+        (
+            "PATCH",
+            f"{base}/{{id}}",
+            patch,
+            {**_body(f"{name}Patch"), **_returns(name)},
+            f"update a {k.name} (JSON Merge Patch)",
+        ),
+        (
+            "DELETE",
+            f"{base}/{{id}}",
+            delete,
+            {"responses": {"204": {"description": "deleted"}}},
+            f"delete a {k.name} (?cascade=true also deletes its children)",
+        ),
     ]
     for method, path, handler, extra, summary in routes:
-        app.add_api_route(path, handler, methods=[method], openapi_extra=extra, tags=tag,
-                          summary=summary, name=f"{method.lower()}_{k.name}_{path.count('{')}",
-                          response_class=JSONResponse)
+        app.add_api_route(
+            path,
+            handler,
+            methods=[method],
+            openapi_extra=extra,
+            tags=tag,
+            summary=summary,
+            name=f"{method.lower()}_{k.name}_{path.count('{')}",
+            response_class=JSONResponse,
+        )
 
 
 def _port_routes(app: FastAPI, service: ObjectService, limit: int) -> None:
@@ -326,7 +407,8 @@ def _port_routes(app: FastAPI, service: ObjectService, limit: int) -> None:
         body = await _read_object(request, limit)
         req = _parse(BindingRequest, body)
         doc, version = await run_in_threadpool(
-            service.bind_port, id, req.host_id, req.interface_name)
+            service.bind_port, id, req.host_id, req.interface_name
+        )
         return _answer(doc, version)
 
     async def unbind(request: Request, id: str) -> Response:
@@ -343,16 +425,32 @@ def _port_routes(app: FastAPI, service: ObjectService, limit: int) -> None:
         return _answer(doc, version)
 
     for method, path, handler, extra, summary in (
-        ("POST", f"{base}/binding", bind, {**_body("BindingRequest"), **_returns("Port")},
-         "bind a port to a host interface"),
+        (
+            "POST",
+            f"{base}/binding",
+            bind,
+            {**_body("BindingRequest"), **_returns("Port")},
+            "bind a port to a host interface",
+        ),
         ("DELETE", f"{base}/binding", unbind, _returns("Port"), "unbind a port"),
-        ("POST", f"{base}/link", link, {**_body("LinkRequest"), **_returns("Port")},
-         "link two ports (both peer_id fields, one commit)"),
+        (
+            "POST",
+            f"{base}/link",
+            link,
+            {**_body("LinkRequest"), **_returns("Port")},
+            "link two ports (both peer_id fields, one commit)",
+        ),
         ("DELETE", f"{base}/link", unlink, _returns("Port"), "unlink a port and its peer"),
     ):
-        app.add_api_route(path, handler, methods=[method], openapi_extra=extra,
-                          tags=port_tag, summary=summary,
-                          name=f"{method.lower()}_port_{path.rsplit('/', 1)[1]}")
+        app.add_api_route(
+            path,
+            handler,
+            methods=[method],
+            openapi_extra=extra,
+            tags=port_tag,
+            summary=summary,
+            name=f"{method.lower()}_port_{path.rsplit('/', 1)[1]}",
+        )
 
 
 def _parse(model: type[BaseModel], body: dict[str, Any]) -> Any:
@@ -370,10 +468,15 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         codes = {404: "not_found", 405: "method_not_allowed"}
-        messages = {404: f"no such resource: {request.url.path}",
-                    405: f"{request.method} is not allowed on {request.url.path}"}
-        body = {"code": codes.get(exc.status_code, f"http_{exc.status_code}"),
-                "message": messages.get(exc.status_code, str(exc.detail)), "field": None}
+        messages = {
+            404: f"no such resource: {request.url.path}",
+            405: f"{request.method} is not allowed on {request.url.path}",
+        }
+        body = {
+            "code": codes.get(exc.status_code, f"http_{exc.status_code}"),
+            "message": messages.get(exc.status_code, str(exc.detail)),
+            "field": None,
+        }
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
     async def validation_error(request: Request, exc: Exception) -> Response:
@@ -381,8 +484,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         first = exc.errors()[0] if exc.errors() else {}
         loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
         field = ".".join(loc) or None
-        return _error(InvalidInput(f"{field}: {first.get('msg', 'invalid input')}",
-                                   field=field))
+        return _error(InvalidInput(f"{field}: {first.get('msg', 'invalid input')}", field=field))
 
     app.add_exception_handler(NetloomError, netloom_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
@@ -407,11 +509,20 @@ def create_app(service: ObjectService, *, max_body_bytes: int = 1 << 20) -> Fast
 
     @app.get(PREFIX, tags=["meta"])
     async def index() -> dict[str, Any]:
-        return {"version": "v1", "collections": [
-            {"name": k.collection, "kind": k.name, "href": f"{PREFIX}/{k.collection}",
-             "filters": list(k.filters), "read_only": sorted(k.read_only),
-             "children": [c for c, _ in k.children]}
-            for k in kinds]}
+        return {
+            "version": "v1",
+            "collections": [
+                {
+                    "name": k.collection,
+                    "kind": k.name,
+                    "href": f"{PREFIX}/{k.collection}",
+                    "filters": list(k.filters),
+                    "read_only": sorted(k.read_only),
+                    "children": [c for c, _ in k.children],
+                }
+                for k in kinds
+            ],
+        }
 
     for k in kinds:
         _collection_routes(app, service, k, max_body_bytes)
@@ -421,8 +532,9 @@ def create_app(service: ObjectService, *, max_body_bytes: int = 1 << 20) -> Fast
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            schema = get_openapi(title=app.title, version=app.version, routes=app.routes,
-                                 description=__doc__)
+            schema = get_openapi(
+                title=app.title, version=app.version, routes=app.routes, description=__doc__
+            )
             schemas = schema.setdefault("components", {}).setdefault("schemas", {})
             # this API answers bad input with 400 + Error, never FastAPI's 422
             for name in ("HTTPValidationError", "ValidationError"):

@@ -156,8 +156,9 @@ class ObjectService:
             raise NotFound(f"no {kind} {id}", field="id")
         return copy.deepcopy(item.data), item.version
 
-    def list(self, kind: str, filters: Mapping[str, str] | None = None
-             ) -> builtins.list[tuple[Doc, int]]:
+    def list(
+        self, kind: str, filters: Mapping[str, str] | None = None
+    ) -> builtins.list[tuple[Doc, int]]:
         k = integrity.kind(kind)
         wanted = {f: integrity.filter_value(kind, f, v) for f, v in (filters or {}).items()}
         out = [
@@ -191,16 +192,19 @@ class ObjectService:
 
         return self._run(plan)
 
-    def update(self, kind: str, id: str, patch: Mapping[str, Any],
-               expect_version: int | None = None) -> tuple[Doc, int]:
+    def update(
+        self, kind: str, id: str, patch: Mapping[str, Any], expect_version: int | None = None
+    ) -> tuple[Doc, int]:
         """Partial update (RFC 7396 merge patch), re-validated as a whole record."""
         integrity.kind(kind)
         body = _as_object(patch)
-        return self._modify(kind, id, lambda old: integrity.merge_patch(old, body), body,
-                            expect_version)
+        return self._modify(
+            kind, id, lambda old: integrity.merge_patch(old, body), body, expect_version
+        )
 
-    def replace(self, kind: str, id: str, data: Mapping[str, Any],
-                expect_version: int | None = None) -> tuple[Doc, int]:
+    def replace(
+        self, kind: str, id: str, data: Mapping[str, Any], expect_version: int | None = None
+    ) -> tuple[Doc, int]:
         """Full replacement (PUT); system-owned fields keep their values."""
         k = integrity.kind(kind)
         body = _as_object(data)
@@ -215,8 +219,9 @@ class ObjectService:
 
         return self._modify(kind, id, build, body, expect_version)
 
-    def delete(self, kind: str, id: str, cascade: bool = False,
-               expect_version: int | None = None) -> None:
+    def delete(
+        self, kind: str, id: str, cascade: bool = False, expect_version: int | None = None
+    ) -> None:
         integrity.kind(kind)
 
         def plan(tx: _Tx) -> None:
@@ -229,8 +234,9 @@ class ObjectService:
             for peer_id in unlink:
                 peer = tx.get("port", peer_id)
                 assert peer is not None
-                self._save(tx, "port", peer_id, peer, {**peer, "peer_id": None},
-                           dying=doomed.keys())
+                self._save(
+                    tx, "port", peer_id, peer, {**peer, "peer_id": None}, dying=doomed.keys()
+                )
             for ref in doomed:
                 if tx.get(REFS, ref) is not None:
                     tx.delete(REFS, ref)
@@ -238,8 +244,7 @@ class ObjectService:
         self._run(plan)
 
     def bind_port(self, port_id: str, host_id: str, interface_name: str) -> tuple[Doc, int]:
-        return self.update("port", port_id, {"host_id": host_id,
-                                             "interface_name": interface_name})
+        return self.update("port", port_id, {"host_id": host_id, "interface_name": interface_name})
 
     def unbind_port(self, port_id: str) -> tuple[Doc, int]:
         return self.update("port", port_id, {"host_id": None, "interface_name": None})
@@ -287,14 +292,20 @@ class ObjectService:
                 return result
             except (VersionConflict, AlreadyExists, NotFound) as exc:
                 last = exc
-                time.sleep(random.uniform(0, min(0.05, 0.001 * (2 ** attempt))))
+                time.sleep(random.uniform(0, min(0.05, 0.001 * (2**attempt))))
         raise VersionConflict(
             f"gave up after {self.max_attempts} attempts: concurrent writers keep changing the"
             f" same objects ({last})"
         )
 
-    def _modify(self, kind: str, id: str, build: Callable[[Doc], Doc], body: Mapping[str, Any],
-                expect_version: int | None) -> tuple[Doc, int]:
+    def _modify(
+        self,
+        kind: str,
+        id: str,
+        build: Callable[[Doc], Doc],
+        body: Mapping[str, Any],
+        expect_version: int | None,
+    ) -> tuple[Doc, int]:
         k = integrity.kind(kind)
 
         def plan(tx: _Tx) -> tuple[Doc, int]:
@@ -306,13 +317,13 @@ class ObjectService:
                 raise InvalidInput("id cannot be changed", field="id")
             for field in sorted(k.read_only & body.keys()):
                 if body[field] != old.get(field):
-                    raise InvalidInput(f"{field} is set by the system and cannot be changed",
-                                       field=field)
+                    raise InvalidInput(
+                        f"{field} is set by the system and cannot be changed", field=field
+                    )
             new = integrity.validate(kind, draft)
             for field in sorted(integrity.IMMUTABLE.get(kind, frozenset())):
                 if new.get(field) != old.get(field):
-                    raise InvalidInput(f"{field} cannot be changed after creation",
-                                       field=field)
+                    raise InvalidInput(f"{field} cannot be changed after creation", field=field)
             if new == old:
                 return old, version
             self._save(tx, kind, id, old, new)
@@ -333,8 +344,9 @@ class ObjectService:
             raise VersionConflict(f"{kind} {id} is at version {version}{asked}", field="version")
         return version
 
-    def _save(self, tx: _Tx, kind: str, id: str, old: Doc | None, new: Doc | None,
-              dying: Any = ()) -> None:
+    def _save(
+        self, tx: _Tx, kind: str, id: str, old: Doc | None, new: Doc | None, dying: Any = ()
+    ) -> None:
         """Stage one record write (``new`` None: delete) with everything it implies: the
         kind's own rules, reverse references, unique indexes. ``dying``: objects deleted in the
         same commit, whose reverse-reference documents go away anyway."""
@@ -349,8 +361,9 @@ class ObjectService:
         if kind == "port":
             self._save_peer(tx, id, old, new)
 
-    def _save_refs(self, tx: _Tx, kind: str, id: str, old: Doc | None, new: Doc | None,
-                   dying: Any) -> None:
+    def _save_refs(
+        self, tx: _Tx, kind: str, id: str, old: Doc | None, new: Doc | None, dying: Any
+    ) -> None:
         me = _ref_id(kind, id)
         before = integrity.references(kind, old)
         after = integrity.references(kind, new)
@@ -437,8 +450,9 @@ class ObjectService:
     def _check_jump(self, tx: _Tx, id: str, old: Doc | None, new: Doc) -> None:
         """Refuse a jump that closes a loop in the chain graph (see integrity.jump_cycle)."""
         edge = (new["chain_id"], new.get("jump_chain_id"))
-        if edge[1] is None or (old is not None and
-                               (old["chain_id"], old.get("jump_chain_id")) == edge):
+        if edge[1] is None or (
+            old is not None and (old["chain_id"], old.get("jump_chain_id")) == edge
+        ):
             return
         gen = tx.get(META, "jump_graph") or {"gen": 0}
         tx.put(META, "jump_graph", {"gen": int(gen["gen"]) + 1})
@@ -450,8 +464,10 @@ class ObjectService:
         path = integrity.jump_cycle(edges, edge[0], edge[1])
         if path is not None:
             loop = " -> ".join([edge[0], *path])
-            raise InvalidInput(f"jump_chain_id: the jump would create a cycle: chains {loop}",
-                               field="jump_chain_id")
+            raise InvalidInput(
+                f"jump_chain_id: the jump would create a cycle: chains {loop}",
+                field="jump_chain_id",
+            )
 
     def _save_peer(self, tx: _Tx, id: str, old: Doc | None, new: Doc | None) -> None:
         """Keep interior links symmetric: linking/unlinking a port writes its peer too."""
@@ -460,8 +476,9 @@ class ObjectService:
         if before == after:
             return
         if new is not None and before is not None and after is not None:
-            raise Conflict(f"port {id} is already linked to {before}; unlink it first",
-                           field="peer_id")
+            raise Conflict(
+                f"port {id} is already linked to {before}; unlink it first", field="peer_id"
+            )
         if before is not None and new is not None:
             peer = tx.get("port", before)
             if peer is not None and peer.get("peer_id") == id:
@@ -487,8 +504,7 @@ class ObjectService:
             key += 1
         raise Conflict("all 2^20-1 tunnel keys are in use", field="tunnel_key")
 
-    def _collect(self, tx: _Tx, kind: str, id: str, cascade: bool,
-                 doomed: dict[str, Doc]) -> None:
+    def _collect(self, tx: _Tx, kind: str, id: str, cascade: bool, doomed: dict[str, Doc]) -> None:
         """The object and, with ``cascade``, its children (KINDS[kind].children) recursively,
         found through its reverse references."""
         ref = _ref_id(kind, id)

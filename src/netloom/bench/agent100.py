@@ -85,8 +85,9 @@ class Options:
     def check(self) -> Options:
         """Reject sizes the lab cannot build before anything is created."""
         if not MIN_VMS <= self.vms <= MAX_VMS_PER_HOST:
-            raise InvalidInput(f"--vms must be {MIN_VMS}..{MAX_VMS_PER_HOST}, not {self.vms}",
-                               field="vms")
+            raise InvalidInput(
+                f"--vms must be {MIN_VMS}..{MAX_VMS_PER_HOST}, not {self.vms}", field="vms"
+            )
         if not 0 <= self.remote_vms <= MAX_VMS_PER_HOST:
             raise InvalidInput(f"--remote-vms must be 0..{MAX_VMS_PER_HOST}", field="remote_vms")
         if not 1 <= self.bridges <= MAX_BRIDGES:
@@ -251,8 +252,9 @@ class Agent100:
             if os.getpid() == self._owner:  # never from a forked pyroute2 helper
                 self.say(f"removing lab {self.lab.name} ...")
                 self.res.cleaned_up = self.lab.down()
-        self.res.ok = self.res.error is None and bool(self.res.checks) and all(
-            self.res.checks.values())
+        self.res.ok = (
+            self.res.error is None and bool(self.res.checks) and all(self.res.checks.values())
+        )
         return self.res
 
     def _timed(self, key: str, fn: Callable[[], object]) -> None:
@@ -312,10 +314,15 @@ class Agent100:
         for s in self.specs:
             seq = seqs[s.host] = seqs.get(s.host, 0) + 1
             short = f"h{s.host}-{s.name.split('-', 1)[1]}"
-            rec = VmRecord(name=short, netns=netns.check_ns_name(f"{lab}-{short}"),
-                           host=host_name(lab, s.host),
-                           host_if=netns.check_ifname(f"{lab}h{s.host}v{seq}"), vm_if="eth0",
-                           mac=vm_mac(lab, s.host, seq), ip=f"{s.ip}/24")
+            rec = VmRecord(
+                name=short,
+                netns=netns.check_ns_name(f"{lab}-{short}"),
+                host=host_name(lab, s.host),
+                host_if=netns.check_ifname(f"{lab}h{s.host}v{seq}"),
+                vm_if="eth0",
+                mac=vm_mac(lab, s.host, seq),
+                ip=f"{s.ip}/24",
+            )
             recs.append(rec)
         self.lab.state.vms.extend(recs)
         self.lab.state.netns.extend(r.netns for r in recs)
@@ -333,8 +340,10 @@ class Agent100:
         self.res.timings["all_active_s"] = round(time.monotonic() - t0, 2)
         self.res.bindings_active = active
         self.res.checks["all_bindings_active"] = active == len(self.specs)
-        self.say(f"  bindings active: {active}/{len(self.specs)} after "
-                 f"{self.res.timings['all_active_s']} s")
+        self.say(
+            f"  bindings active: {active}/{len(self.specs)} after "
+            f"{self.res.timings['all_active_s']} s"
+        )
 
     def provision(self) -> None:
         """Tenant, router, bridges (each with its router port, route and DHCP subnet), the
@@ -352,11 +361,19 @@ class Agent100:
         hosts = {h.index: h.host_id for h in self.lab.state.hosts}
         for s in self.specs:
             vm = self.lab.vm(s.name)
-            port = api.create("ports", {
-                "device_id": bridges[s.bridge], "type": "bridge", "name": s.name,
-                "mac": vm.mac, "fixed_ips": [s.ip],
-                # inbound = what enters the virtual port from the VM (MidoNet's naming)
-                "inbound_filter_id": egress, "outbound_filter_id": ingress})["id"]
+            port = api.create(
+                "ports",
+                {
+                    "device_id": bridges[s.bridge],
+                    "type": "bridge",
+                    "name": s.name,
+                    "mac": vm.mac,
+                    "fixed_ips": [s.ip],
+                    # inbound = what enters the virtual port from the VM (MidoNet's naming)
+                    "inbound_filter_id": egress,
+                    "outbound_filter_id": ingress,
+                },
+            )["id"]
             host_id = hosts[s.host]
             assert host_id is not None
             api.bind_port(port, host_id, vm.host_if)
@@ -369,15 +386,25 @@ class Agent100:
         cidr = bridge_cidr(b)
         gw = bridge_gateway(b)
         bridge = api.create("bridges", {"tenant_id": tenant, "name": f"net{b}"})["id"]
-        rp = api.create("ports", {"device_id": router, "type": "router", "name": f"net{b}-gw",
-                                  "mac": vm_mac(self.lab.name, 0, b + 1),
-                                  "address": f"{gw}/{cidr.prefixlen}"})["id"]
-        bp = api.create("ports", {"device_id": bridge, "type": "bridge",
-                                  "name": f"net{b}-up"})["id"]
+        rp = api.create(
+            "ports",
+            {
+                "device_id": router,
+                "type": "router",
+                "name": f"net{b}-gw",
+                "mac": vm_mac(self.lab.name, 0, b + 1),
+                "address": f"{gw}/{cidr.prefixlen}",
+            },
+        )["id"]
+        bp = api.create("ports", {"device_id": bridge, "type": "bridge", "name": f"net{b}-up"})[
+            "id"
+        ]
         api.link_ports(rp, bp)
         api.create("routes", {"router_id": router, "dst": str(cidr), "next_hop_port_id": rp})
-        api.create("dhcp_subnets", {"bridge_id": bridge, "cidr": str(cidr), "gateway": gw,
-                                    "mtu": self.lab.vm_mtu})
+        api.create(
+            "dhcp_subnets",
+            {"bridge_id": bridge, "cidr": str(cidr), "gateway": gw, "mtu": self.lab.vm_mtu},
+        )
         return str(bridge)
 
     def _security_group(self, api: Any, tenant: str) -> tuple[str, str]:
@@ -385,19 +412,27 @@ class Agent100:
         back), in only replies, ICMP, DHCP replies (RFC 2131: server 67 -> client 68) and
         tcp/5201; tcp/22 and the rest dropped."""
         egress = api.create("chains", {"tenant_id": tenant, "name": "sg-egress"})["id"]
-        api.create("rules", {"chain_id": egress, "position": 0, "action": "accept",
-                             "match_return_flow": True})
+        api.create(
+            "rules",
+            {"chain_id": egress, "position": 0, "action": "accept", "match_return_flow": True},
+        )
         api.create("rules", {"chain_id": egress, "position": 1, "action": "accept"})
         ingress = api.create("chains", {"tenant_id": tenant, "name": "sg-ingress"})["id"]
         rules: list[dict[str, Any]] = [
             {"action": "accept", "match_return_flow": True},
             {"action": "accept", "nw_proto": 1},
-            {"action": "accept", "nw_proto": 17, "tp_src": {"start": 67, "end": 67},
-             "tp_dst": {"start": 68, "end": 68}},
-            {"action": "accept", "nw_proto": 6,
-             "tp_dst": {"start": IPERF_PORT, "end": IPERF_PORT}},
-            {"action": "drop", "nw_proto": 6,
-             "tp_dst": {"start": BLOCKED_PORT, "end": BLOCKED_PORT}},
+            {
+                "action": "accept",
+                "nw_proto": 17,
+                "tp_src": {"start": 67, "end": 67},
+                "tp_dst": {"start": 68, "end": 68},
+            },
+            {"action": "accept", "nw_proto": 6, "tp_dst": {"start": IPERF_PORT, "end": IPERF_PORT}},
+            {
+                "action": "drop",
+                "nw_proto": 6,
+                "tp_dst": {"start": BLOCKED_PORT, "end": BLOCKED_PORT},
+            },
             {"action": "drop"},
         ]
         for pos, rule in enumerate(rules):
@@ -434,15 +469,18 @@ class Agent100:
             counts[0] += 1
             rtt, tries = self._ping(src, dst)
             if rtt is None:
-                self.res.ping_failures.append({"src": src.name, "dst": dst.name,
-                                               "dst_ip": dst.ip, "path": kind})
+                self.res.ping_failures.append(
+                    {"src": src.name, "dst": dst.name, "dst_ip": dst.ip, "path": kind}
+                )
                 continue
             counts[1] += 1
             first_try += tries == 1
             first_ms.append(rtt * 1000)
         answered = sum(c[1] for c in by_path.values())
         self.res.pings = {
-            "pairs": len(pairs), "answered": answered, "first_try": first_try,
+            "pairs": len(pairs),
+            "answered": answered,
+            "first_try": first_try,
             "by_path": {k: {"pairs": c[0], "answered": c[1]} for k, c in by_path.items()},
             **_percentiles("rtt_first_ms", first_ms),
         }
@@ -467,8 +505,12 @@ class Agent100:
         with probes.listening(dst_ns, BLOCKED_PORT), probes.listening(dst_ns, IPERF_PORT):
             allowed = probes.tcp_connect(src_ns, dst.ip, IPERF_PORT, 3.0)
             blocked = probes.tcp_connect(src_ns, dst.ip, BLOCKED_PORT, 2.0)
-        self.res.security_group = {"from": src.name, "to": dst.name,
-                                   f"tcp/{IPERF_PORT}": allowed, f"tcp/{BLOCKED_PORT}": blocked}
+        self.res.security_group = {
+            "from": src.name,
+            "to": dst.name,
+            f"tcp/{IPERF_PORT}": allowed,
+            f"tcp/{BLOCKED_PORT}": blocked,
+        }
         self.res.checks["security_group"] = allowed == "connected" and blocked == "timeout"
         self.say(f"security group: tcp/{IPERF_PORT} {allowed}, tcp/{BLOCKED_PORT} {blocked}")
 
@@ -480,15 +522,33 @@ class Agent100:
         try:
             for _, dst in pairs:
                 ns = self.lab.vm(dst.name).netns
-                servers.append(netns.popen(ns, ["iperf3", "-s", "-1", "-p", str(IPERF_PORT)],
-                                           stdout=subprocess.DEVNULL,
-                                           stderr=subprocess.DEVNULL))
+                servers.append(
+                    netns.popen(
+                        ns,
+                        ["iperf3", "-s", "-1", "-p", str(IPERF_PORT)],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
+                )
                 probes.wait_listening(ns, IPERF_PORT, servers[-1])
             for src, dst in pairs:
-                clients.append(netns.popen(
-                    self.lab.vm(src.name).netns,
-                    ["iperf3", "-c", dst.ip, "-p", str(IPERF_PORT), "-t", str(self.opts.seconds),
-                     "-J"], stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+                clients.append(
+                    netns.popen(
+                        self.lab.vm(src.name).netns,
+                        [
+                            "iperf3",
+                            "-c",
+                            dst.ip,
+                            "-p",
+                            str(IPERF_PORT),
+                            "-t",
+                            str(self.opts.seconds),
+                            "-J",
+                        ],
+                        stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE,
+                    )
+                )
             outs = [c.communicate(timeout=self.opts.seconds + 30) for c in clients]
         finally:
             for p in servers + clients:
@@ -497,7 +557,8 @@ class Agent100:
             self.res.iperf3.append(_stream(src, dst, out, err, proc.returncode))
         self.res.iperf3_total_gbit_s = round(sum(s["gbit_s"] for s in self.res.iperf3), 2)
         self.res.checks["iperf3"] = bool(self.res.iperf3) and all(
-            s["gbit_s"] > 0 and s["error"] is None for s in self.res.iperf3)
+            s["gbit_s"] > 0 and s["error"] is None for s in self.res.iperf3
+        )
 
     # -- the agent ---------------------------------------------------------------------------
 
@@ -531,10 +592,14 @@ class Agent100:
             raise DatapathError(f"pid {pid} in h{host_index} is not the agent")
         mem = proc.memory_info()
         m = scrape_agent(host_name(self.lab.name, host_index), METRICS_PORT)
-        return {"pid": pid, f"rss_{when}_mb": round(mem.rss / 2**20, 1),
-                f"upcalls_{when}": int(m["upcalls"]), f"simulations_{when}": int(m["simulations"]),
-                f"flows_installed_{when}": int(m["flows_installed"]),
-                f"flows_now_{when}": int(m["flows"])}
+        return {
+            "pid": pid,
+            f"rss_{when}_mb": round(mem.rss / 2**20, 1),
+            f"upcalls_{when}": int(m["upcalls"]),
+            f"simulations_{when}": int(m["simulations"]),
+            f"flows_installed_{when}": int(m["flows_installed"]),
+            f"flows_now_{when}": int(m["flows"]),
+        }
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -547,8 +612,14 @@ def create_namespaces(names: list[str]) -> None:
     if leftovers:
         raise DatapathError(f"namespaces already exist: {', '.join(leftovers[:5])}")
     script = "".join(f"netns add {netns.check_ns_name(n)}\n" for n in names)
-    done = subprocess.run(["ip", "-batch", "-"], input=script, capture_output=True, text=True,
-                          check=False, timeout=120)
+    done = subprocess.run(
+        ["ip", "-batch", "-"],
+        input=script,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
     if done.returncode != 0:
         raise DatapathError(f"ip netns add: {done.stderr.strip()[-300:]}")
 
@@ -567,8 +638,12 @@ def plug_veths(host_ns: str, recs: list[VmRecord], mtu: int) -> None:
     try:
         for r in recs:
             try:
-                ipr.link("add", ifname=r.host_if, kind="veth",
-                         peer={"ifname": r.vm_if, "net_ns_fd": str(netns.netns_path(r.netns))})
+                ipr.link(
+                    "add",
+                    ifname=r.host_if,
+                    kind="veth",
+                    peer={"ifname": r.vm_if, "net_ns_fd": str(netns.netns_path(r.netns))},
+                )
                 idx = ipr.link_lookup(ifname=r.host_if)[0]
                 ipr.link("set", index=idx, mtu=mtu, state="up")
             except NetlinkError as exc:
@@ -618,14 +693,23 @@ def _percentiles(prefix: str, values: list[float]) -> dict[str, float | None]:
         return {f"{prefix}_p50": None, f"{prefix}_p99": None, f"{prefix}_max": None}
     ordered = sorted(values)
     p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
-    return {f"{prefix}_p50": round(statistics.median(ordered), 3),
-            f"{prefix}_p99": round(p99, 3), f"{prefix}_max": round(ordered[-1], 3)}
+    return {
+        f"{prefix}_p50": round(statistics.median(ordered), 3),
+        f"{prefix}_p99": round(p99, 3),
+        f"{prefix}_max": round(ordered[-1], 3),
+    }
 
 
 def _stream(src: VmSpec, dst: VmSpec, out: bytes, err: bytes, rc: int | None) -> dict[str, Any]:
-    row: dict[str, Any] = {"from": src.name, "to": dst.name, "to_ip": dst.ip,
-                           "path": path_of(src, dst), "gbit_s": 0.0, "retransmits": None,
-                           "error": None}
+    row: dict[str, Any] = {
+        "from": src.name,
+        "to": dst.name,
+        "to_ip": dst.ip,
+        "path": path_of(src, dst),
+        "gbit_s": 0.0,
+        "retransmits": None,
+        "error": None,
+    }
     try:
         report = json.loads(out)
     except json.JSONDecodeError:
@@ -652,42 +736,70 @@ def rows(res: Result) -> list[tuple[str, str]]:
         ("lab", f"{res.lab}: h1 {res.vms} VMs, h2 {res.remote_vms} VMs, {res.bridges} bridges"),
         ("VM namespaces + veths + addresses", f"{t.get('vms_up_s', '-')} s for {n} VMs"),
         ("ports provisioned (API)", f"{t.get('provision_s', '-')} s"),
-        ("all bindings active (BPF attached)",
-         f"{res.bindings_active}/{n} after {t.get('all_active_s', '-')} s"),
+        (
+            "all bindings active (BPF attached)",
+            f"{res.bindings_active}/{n} after {t.get('all_active_s', '-')} s",
+        ),
     ]
     p = res.pings
     if p:
         paths = ", ".join(f"{k} {v['answered']}/{v['pairs']}" for k, v in p["by_path"].items())
-        out += [("ping mesh", f"{p['answered']}/{p['pairs']} answered ({paths}); "
-                              f"{p['first_try']} at the first try"),
-                ("first echo rtt p50 / p99 / max",
-                 f"{p['rtt_first_ms_p50']} / {p['rtt_first_ms_p99']} / {p['rtt_first_ms_max']}"
-                 " ms")]
+        out += [
+            (
+                "ping mesh",
+                f"{p['answered']}/{p['pairs']} answered ({paths}); "
+                f"{p['first_try']} at the first try",
+            ),
+            (
+                "first echo rtt p50 / p99 / max",
+                f"{p['rtt_first_ms_p50']} / {p['rtt_first_ms_p99']} / {p['rtt_first_ms_max']} ms",
+            ),
+        ]
     if res.security_group:
         sg = res.security_group
-        out.append(("security group", f"tcp/{IPERF_PORT} {sg[f'tcp/{IPERF_PORT}']}, "
-                                      f"tcp/{BLOCKED_PORT} {sg[f'tcp/{BLOCKED_PORT}']}"))
+        out.append(
+            (
+                "security group",
+                f"tcp/{IPERF_PORT} {sg[f'tcp/{IPERF_PORT}']}, "
+                f"tcp/{BLOCKED_PORT} {sg[f'tcp/{BLOCKED_PORT}']}",
+            )
+        )
     for s in res.iperf3:
-        out.append((f"iperf3 {s['from']} -> {s['to']} ({s['path']})",
-                    f"{s['gbit_s']} Gbit/s" + (f" ERROR {s['error']}" if s["error"] else "")))
+        out.append(
+            (
+                f"iperf3 {s['from']} -> {s['to']} ({s['path']})",
+                f"{s['gbit_s']} Gbit/s" + (f" ERROR {s['error']}" if s["error"] else ""),
+            )
+        )
     if res.iperf3:
         out.append(("iperf3 total", f"{res.iperf3_total_gbit_s} Gbit/s"))
     if a:
         out += [
-            ("agent h1 RSS (bound / end)",
-             f"{a.get('rss_bound_mb')} / {a.get('rss_end_mb')} MB (goal <= {RSS_GOAL_MB:.0f})"),
-            ("agent h1 upcalls / simulations", f"{a.get('upcalls_end')} / "
-                                               f"{a.get('simulations_end')}"),
-            ("agent h1 flows installed (total / now)",
-             f"{a.get('flows_installed_end')} / {a.get('flows_now_end')}"),
+            (
+                "agent h1 RSS (bound / end)",
+                f"{a.get('rss_bound_mb')} / {a.get('rss_end_mb')} MB (goal <= {RSS_GOAL_MB:.0f})",
+            ),
+            (
+                "agent h1 upcalls / simulations",
+                f"{a.get('upcalls_end')} / {a.get('simulations_end')}",
+            ),
+            (
+                "agent h1 flows installed (total / now)",
+                f"{a.get('flows_installed_end')} / {a.get('flows_now_end')}",
+            ),
         ]
     if res.agent_h2:
         out.append(("agent h2 RSS", f"{res.agent_h2.get('rss_end_mb')} MB"))
     out += [(f"check {k}", "ok" if v else "FAILED") for k, v in res.checks.items()]
     if res.error:
         out.append(("error", res.error))
-    out.append(("result", f"{'PASS' if res.ok else 'FAIL'} in {res.seconds} s, "
-                          f"{len(res.cleaned_up)} lab items removed"))
+    out.append(
+        (
+            "result",
+            f"{'PASS' if res.ok else 'FAIL'} in {res.seconds} s, "
+            f"{len(res.cleaned_up)} lab items removed",
+        )
+    )
     return out
 
 
@@ -704,8 +816,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
     @bench.command("agent100")
     def agent100_cmd(
         vms: Annotated[int, typer.Option(help="VMs on the measured host h1")] = 100,
-        remote_vms: Annotated[int, typer.Option(help="VMs on h2 (tunnel traffic); 0: none")]
-        = 4,
+        remote_vms: Annotated[int, typer.Option(help="VMs on h2 (tunnel traffic); 0: none")] = 4,
         bridges: Annotated[int, typer.Option(help="bridges behind the tenant router")] = 4,
         pings: Annotated[int, typer.Option(help="ping mesh sample: random pairs")] = 300,
         streams: Annotated[int, typer.Option(help="parallel iperf3 streams")] = 4,
@@ -722,8 +833,16 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         try:
             # SIGTERM unwinds like Ctrl-C, so ``finally`` removes the lab (bench perf's handler)
             with sigterm_unwinds():
-                opts = Options(vms=vms, remote_vms=remote_vms, bridges=bridges, pings=pings,
-                               streams=streams, seconds=seconds, seed=seed, name=name)
+                opts = Options(
+                    vms=vms,
+                    remote_vms=remote_vms,
+                    bridges=bridges,
+                    pings=pings,
+                    streams=streams,
+                    seconds=seconds,
+                    seed=seed,
+                    name=name,
+                )
                 res = run(opts, say=lambda m: typer.echo(m, err=True))
         except NetloomError as exc:
             typer.echo(f"error: {exc.code}: {exc.message}", err=True)
@@ -736,5 +855,14 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             raise typer.Exit(1)
 
 
-__all__ = ["Agent100", "Options", "Result", "plan_pings", "plan_streams", "plan_vms",
-           "register", "render", "run"]
+__all__ = [
+    "Agent100",
+    "Options",
+    "Result",
+    "plan_pings",
+    "plan_streams",
+    "plan_vms",
+    "register",
+    "render",
+    "run",
+]

@@ -37,50 +37,161 @@ class Stage:
 
 # In the order a packet meets them on the overlay; a frame matches at most one stage.
 STAGES: tuple[Stage, ...] = (
-    Stage("TCP/IP send (connect, send, ACK, close)", frozenset({
-        "tcp_sendmsg", "tcp_sendmsg_locked", "tcp_v4_connect", "tcp_connect", "tcp_close",
-        "__tcp_close", "tcp_send_ack", "__tcp_send_ack", "tcp_send_fin", "tcp_write_xmit",
-        "__tcp_transmit_skb", "__tcp_push_pending_frames", "tcp_push", "__ip_queue_xmit",
-        "ip_queue_xmit", "ip_output", "ip_finish_output", "ip_finish_output2",
-        "tcp_v4_send_synack", "tcp_v4_send_reset",
-    })),
-    Stage("veth transmit (device queue, forward, backlog enqueue)", frozenset({
-        "__dev_queue_xmit", "dev_hard_start_xmit", "veth_xmit", "veth_forward_skb",
-        "__dev_forward_skb", "__dev_forward_skb2", "netif_rx", "__netif_rx", "netif_rx_internal",
-        "enqueue_to_backlog",
-    })),
-    Stage("receive core (backlog, softirq, __netif_receive_skb)", frozenset({
-        "net_rx_action", "__napi_poll", "process_backlog", "__netif_receive_skb",
-        "__netif_receive_skb_one_core", "__netif_receive_skb_core.constprop.0",
-        "__netif_receive_skb_core", "handle_softirqs", "do_softirq", "do_softirq.part.0",
-        "__local_bh_enable_ip", "br_handle_frame", "br_forward", "br_dev_queue_push_xmit",
-    })),
-    Stage("netloom tc program (BPF code, maps, helpers)", frozenset({
-        "tc_run", "tcx_run", "tcf_classify", "__tcf_classify.constprop.0", "__tcf_classify",
-        "cls_bpf_classify", "sch_handle_ingress",
-    }), ("bpf_prog_",)),
-    Stage("neighbour output and BPF redirects", frozenset({
-        "skb_do_redirect", "__bpf_redirect_neigh", "bpf_out_neigh_v4", "neigh_output",
-        "neigh_resolve_output", "neigh_hh_output", "eth_header", "__bpf_redirect_common",
-        "__bpf_redirect_no_mac",
-    })),
-    Stage("TCP/IP receive", frozenset({
-        "ip_rcv", "ip_rcv_core", "ip_rcv_finish", "ip_rcv_finish_core", "ip_local_deliver",
-        "ip_local_deliver_finish", "ip_protocol_deliver_rcu", "tcp_v4_rcv", "tcp_v4_do_rcv",
-        "tcp_rcv_state_process", "tcp_rcv_established", "tcp_child_process", "tcp_ack",
-        "tcp_data_queue", "ip_route_input_noref", "ip_route_input_slow", "tcp_conn_request",
-        "tcp_rcv_synsent_state_process",
-    })),
-    Stage("wakeups and scheduling", frozenset({
-        "sock_def_readable", "sock_def_wakeup", "sk_stream_write_space", "try_to_wake_up",
-        "__wake_up_sync_key", "__wake_up_common", "ep_poll_callback", "schedule",
-        "__schedule", "schedule_timeout", "finish_task_switch.isra.0", "finish_task_switch",
-        "schedule_idle",
-    })),
+    Stage(
+        "TCP/IP send (connect, send, ACK, close)",
+        frozenset(
+            {
+                "tcp_sendmsg",
+                "tcp_sendmsg_locked",
+                "tcp_v4_connect",
+                "tcp_connect",
+                "tcp_close",
+                "__tcp_close",
+                "tcp_send_ack",
+                "__tcp_send_ack",
+                "tcp_send_fin",
+                "tcp_write_xmit",
+                "__tcp_transmit_skb",
+                "__tcp_push_pending_frames",
+                "tcp_push",
+                "__ip_queue_xmit",
+                "ip_queue_xmit",
+                "ip_output",
+                "ip_finish_output",
+                "ip_finish_output2",
+                "tcp_v4_send_synack",
+                "tcp_v4_send_reset",
+            }
+        ),
+    ),
+    Stage(
+        "veth transmit (device queue, forward, backlog enqueue)",
+        frozenset(
+            {
+                "__dev_queue_xmit",
+                "dev_hard_start_xmit",
+                "veth_xmit",
+                "veth_forward_skb",
+                "__dev_forward_skb",
+                "__dev_forward_skb2",
+                "netif_rx",
+                "__netif_rx",
+                "netif_rx_internal",
+                "enqueue_to_backlog",
+            }
+        ),
+    ),
+    Stage(
+        "receive core (backlog, softirq, __netif_receive_skb)",
+        frozenset(
+            {
+                "net_rx_action",
+                "__napi_poll",
+                "process_backlog",
+                "__netif_receive_skb",
+                "__netif_receive_skb_one_core",
+                "__netif_receive_skb_core.constprop.0",
+                "__netif_receive_skb_core",
+                "handle_softirqs",
+                "do_softirq",
+                "do_softirq.part.0",
+                "__local_bh_enable_ip",
+                "br_handle_frame",
+                "br_forward",
+                "br_dev_queue_push_xmit",
+            }
+        ),
+    ),
+    Stage(
+        "netloom tc program (BPF code, maps, helpers)",
+        frozenset(
+            {
+                "tc_run",
+                "tcx_run",
+                "tcf_classify",
+                "__tcf_classify.constprop.0",
+                "__tcf_classify",
+                "cls_bpf_classify",
+                "sch_handle_ingress",
+            }
+        ),
+        ("bpf_prog_",),
+    ),
+    Stage(
+        "neighbour output and BPF redirects",
+        frozenset(
+            {
+                "skb_do_redirect",
+                "__bpf_redirect_neigh",
+                "bpf_out_neigh_v4",
+                "neigh_output",
+                "neigh_resolve_output",
+                "neigh_hh_output",
+                "eth_header",
+                "__bpf_redirect_common",
+                "__bpf_redirect_no_mac",
+            }
+        ),
+    ),
+    Stage(
+        "TCP/IP receive",
+        frozenset(
+            {
+                "ip_rcv",
+                "ip_rcv_core",
+                "ip_rcv_finish",
+                "ip_rcv_finish_core",
+                "ip_local_deliver",
+                "ip_local_deliver_finish",
+                "ip_protocol_deliver_rcu",
+                "tcp_v4_rcv",
+                "tcp_v4_do_rcv",
+                "tcp_rcv_state_process",
+                "tcp_rcv_established",
+                "tcp_child_process",
+                "tcp_ack",
+                "tcp_data_queue",
+                "ip_route_input_noref",
+                "ip_route_input_slow",
+                "tcp_conn_request",
+                "tcp_rcv_synsent_state_process",
+            }
+        ),
+    ),
+    Stage(
+        "wakeups and scheduling",
+        frozenset(
+            {
+                "sock_def_readable",
+                "sock_def_wakeup",
+                "sk_stream_write_space",
+                "try_to_wake_up",
+                "__wake_up_sync_key",
+                "__wake_up_common",
+                "ep_poll_callback",
+                "schedule",
+                "__schedule",
+                "schedule_timeout",
+                "finish_task_switch.isra.0",
+                "finish_task_switch",
+                "schedule_idle",
+            }
+        ),
+    ),
 )
 STAGE_NAMES: tuple[str, ...] = tuple(s.name for s in STAGES)
-IDLE_LEAVES = frozenset({"pv_native_safe_halt", "default_idle", "acpi_safe_halt", "poll_idle",
-                         "mwait_idle", "intel_idle", "cpu_idle_poll", "native_safe_halt"})
+IDLE_LEAVES = frozenset(
+    {
+        "pv_native_safe_halt",
+        "default_idle",
+        "acpi_safe_halt",
+        "poll_idle",
+        "mwait_idle",
+        "intel_idle",
+        "cpu_idle_poll",
+        "native_safe_halt",
+    }
+)
 
 
 @dataclass
@@ -149,5 +260,15 @@ def breakdown(samples: Iterable[Sample]) -> dict[str, int]:
     return out
 
 
-__all__ = ["IDLE", "OTHER", "STAGES", "STAGE_NAMES", "USER", "Sample", "Stage", "breakdown",
-           "classify", "parse"]
+__all__ = [
+    "IDLE",
+    "OTHER",
+    "STAGES",
+    "STAGE_NAMES",
+    "USER",
+    "Sample",
+    "Stage",
+    "breakdown",
+    "classify",
+    "parse",
+]

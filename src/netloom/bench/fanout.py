@@ -77,8 +77,11 @@ def raise_fd_limit(needed: int) -> None:
     if soft >= want:
         return
     if hard != resource.RLIM_INFINITY and hard < want:
-        raise InvalidInput(f"{needed} agents need {want} file descriptors; the hard limit is "
-                           f"{hard} (raise it with ulimit -Hn)", field="agents")
+        raise InvalidInput(
+            f"{needed} agents need {want} file descriptors; the hard limit is "
+            f"{hard} (raise it with ulimit -Hn)",
+            field="agents",
+        )
     resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
 
 
@@ -122,11 +125,13 @@ async def _agents(port: int, agents: int, changes: int, pipe: Connection) -> Non
     waiter: asyncio.Future[Any] = asyncio.ensure_future(done.wait())
     await asyncio.wait([waiter, wait_pipe], return_when=asyncio.FIRST_COMPLETED)
     waiter.cancel()
-    pipe.send({
-        "latencies_ms": latencies,
-        "rss_mb": _rss_mb(),
-        "reconnects": sum(c.connects - 1 for c in clients),
-    })
+    pipe.send(
+        {
+            "latencies_ms": latencies,
+            "rss_mb": _rss_mb(),
+            "reconnects": sum(c.connects - 1 for c in clients),
+        }
+    )
     for c in clients:
         await c.stop()
 
@@ -134,8 +139,9 @@ async def _agents(port: int, agents: int, changes: int, pipe: Connection) -> Non
 # -- cluster side ------------------------------------------------------------------------------
 
 
-async def _drive(store: CountingStore, agents: int, changes: int, interval_s: float,
-                 timeout_s: float) -> dict[str, Any]:
+async def _drive(
+    store: CountingStore, agents: int, changes: int, interval_s: float, timeout_s: float
+) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     server = TopologyServer(store)
     port = await server.start("127.0.0.1", 0)
@@ -186,12 +192,18 @@ async def _drive(store: CountingStore, agents: int, changes: int, interval_s: fl
     }
 
 
-async def _recv(loop: asyncio.AbstractEventLoop, pipe: Connection, timeout: float,
-                proc: multiprocessing.process.BaseProcess) -> dict[str, Any]:
+async def _recv(
+    loop: asyncio.AbstractEventLoop,
+    pipe: Connection,
+    timeout: float,
+    proc: multiprocessing.process.BaseProcess,
+) -> dict[str, Any]:
     ok = await loop.run_in_executor(None, pipe.poll, timeout)
     if not ok:
-        raise NetloomError(f"agent process silent for {timeout:.0f}s "
-                           f"(alive: {proc.is_alive()}, exit: {proc.exitcode})")
+        raise NetloomError(
+            f"agent process silent for {timeout:.0f}s "
+            f"(alive: {proc.is_alive()}, exit: {proc.exitcode})"
+        )
     msg: dict[str, Any] = pipe.recv()
     return msg
 
@@ -203,8 +215,13 @@ def _pct(sorted_values: list[float], q: float) -> float | None:
     return round(sorted_values[k], 2)
 
 
-def run_fanout(agents: int = 1000, changes: int = 50, store_url: str = "memory:",
-               interval_ms: float = 20.0, timeout_s: float = 60.0) -> dict[str, Any]:
+def run_fanout(
+    agents: int = 1000,
+    changes: int = 50,
+    store_url: str = "memory:",
+    interval_ms: float = 20.0,
+    timeout_s: float = 60.0,
+) -> dict[str, Any]:
     """Run the benchmark and return its figures (see the module docstring)."""
     if agents < 1 or changes < 1:
         raise InvalidInput("agents and changes must be >= 1", field="agents")

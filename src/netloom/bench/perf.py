@@ -84,8 +84,10 @@ from netloom.bench.perf_tests import (
 from netloom.errors import InvalidInput, NetloomError
 
 DEFAULT_SETUPS = ("bare", "kernel-vxlan", "overlay", "overlay-fip")
-UNDERLAY_TEXT = {"direct": "a direct veth between the hosts",
-                 "switch": "the lab switch (a bridge between two veths)"}
+UNDERLAY_TEXT = {
+    "direct": "a direct veth between the hosts",
+    "switch": "the lab switch (a bridge between two veths)",
+}
 BASELINE = "bare"
 MTU_MIN, MTU_MAX = 1280, 9000  # 1280: the IPv6 minimum link MTU (RFC 8200 §5); 9000: jumbo
 Progress = Callable[[str], None]
@@ -102,8 +104,12 @@ def machine() -> dict[str, Any]:
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
-    return {"kernel": platform.release(), "cpus": os.cpu_count(), "cpu_model": model,
-            "python": platform.python_version()}
+    return {
+        "kernel": platform.release(),
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "python": platform.python_version(),
+    }
 
 
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -120,7 +126,7 @@ def cpu_seconds(pids: Sequence[int]) -> float:
         except OSError:
             continue
         # fields after "(comm)", which may itself contain spaces: state is field 3
-        rest = stat[stat.rindex(")") + 2:].split()
+        rest = stat[stat.rindex(")") + 2 :].split()
         total += int(rest[11]) + int(rest[12])  # fields 14 and 15
     return total / _TICK
 
@@ -153,16 +159,20 @@ class Options:
     def validate(self) -> None:
         unknown = [s for s in self.setups if s not in SETUPS]
         if unknown:
-            raise InvalidInput(f"unknown setup(s) {', '.join(unknown)}; known: "
-                               f"{', '.join(SETUPS)}", field="setups")
+            raise InvalidInput(
+                f"unknown setup(s) {', '.join(unknown)}; known: {', '.join(SETUPS)}", field="setups"
+            )
         if BASELINE not in self.setups:
-            raise InvalidInput("the setups must include 'bare': every ratio is to bare",
-                               field="setups")
+            raise InvalidInput(
+                "the setups must include 'bare': every ratio is to bare", field="setups"
+            )
         if len(set(self.setups)) != len(self.setups):
             raise InvalidInput("a setup is listed twice", field="setups")
         if self.underlay not in UNDERLAYS:
-            raise InvalidInput(f"--underlay must be one of {', '.join(UNDERLAYS)}, not "
-                               f"{self.underlay!r}", field="underlay")
+            raise InvalidInput(
+                f"--underlay must be one of {', '.join(UNDERLAYS)}, not {self.underlay!r}",
+                field="underlay",
+            )
         if self.reps < 1:
             raise InvalidInput("--reps must be at least 1", field="reps")
         if self.duration < 1:
@@ -174,8 +184,9 @@ class Options:
 
 
 @contextlib.contextmanager
-def setups_up(opts: Options, skipped: dict[str, str], namespaces: list[str],
-               progress: Progress) -> Iterator[dict[str, _Live]]:
+def setups_up(
+    opts: Options, skipped: dict[str, str], namespaces: list[str], progress: Progress
+) -> Iterator[dict[str, _Live]]:
     """Bring every setup up (skipping the unavailable ones), yield them, and tear all of them
     down on the way out, whatever happens (an exception, Ctrl-C, SIGTERM)."""
     live: dict[str, _Live] = {}
@@ -230,7 +241,10 @@ def _tool_check(bare: _Live, opts: Options, progress: Progress) -> dict[str, Any
         d = m.detail
         budget = d["seconds"] * (os.cpu_count() or 1)
         out[key] = {
-            "procs": params.procs, "conc": conc, "rate": m.value, "errors": d["errors"],
+            "procs": params.procs,
+            "conc": conc,
+            "rate": m.value,
+            "errors": d["errors"],
             "tool_user_cpu_share": (d["client_user_s"] + d["server_user_s"]) / budget,
             "tool_sys_cpu_share": (d["client_sys_s"] + d["server_sys_s"]) / budget,
         }
@@ -238,20 +252,26 @@ def _tool_check(bare: _Live, opts: Options, progress: Progress) -> dict[str, Any
     return out
 
 
-def _summarize(reps: list[dict[str, dict[str, Any]]], names: list[str]
-               ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
-    medians = {n: {t: statistics.median(r[n][t]["value"] for r in reps) for t in TESTS}
-               for n in names}
+def _summarize(
+    reps: list[dict[str, dict[str, Any]]], names: list[str]
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
+    medians = {
+        n: {t: statistics.median(r[n][t]["value"] for r in reps) for t in TESTS} for n in names
+    }
     ratios = {
-        n: {t: statistics.median(r[n][t]["value"] / r[BASELINE][t]["value"] for r in reps)
-            for t in TESTS}
-        for n in names if n != BASELINE
+        n: {
+            t: statistics.median(r[n][t]["value"] / r[BASELINE][t]["value"] for r in reps)
+            for t in TESTS
+        }
+        for n in names
+        if n != BASELINE
     }
     return medians, ratios
 
 
-def _ratio_range(reps: list[dict[str, dict[str, Any]]], names: list[str]
-                 ) -> dict[str, dict[str, list[float]]]:
+def _ratio_range(
+    reps: list[dict[str, dict[str, Any]]], names: list[str]
+) -> dict[str, dict[str, list[float]]]:
     """Lowest and highest same-rep ratio per setup and test: how far single reps scatter
     around the median on this machine (a reader's gauge of the noise)."""
     out: dict[str, dict[str, list[float]]] = {}
@@ -265,8 +285,9 @@ def _ratio_range(reps: list[dict[str, dict[str, Any]]], names: list[str]
     return out
 
 
-def _rr_latency(reps: list[dict[str, dict[str, Any]]], names: list[str]
-                ) -> dict[str, dict[str, float | None]]:
+def _rr_latency(
+    reps: list[dict[str, dict[str, Any]]], names: list[str]
+) -> dict[str, dict[str, float | None]]:
     """TCP_RR half round trip per setup: median over reps of sockperf's min / p50 / p99."""
     out: dict[str, dict[str, float | None]] = {}
     for n in names:
@@ -302,11 +323,18 @@ def run(opts: Options, progress: Progress = lambda _m: None) -> dict[str, Any]:
     counted = [u for u in upcalls.values() if u is not None]
     return {
         "machine": machine(),
-        "params": {"reps": opts.reps, "mtu": opts.mtu, "duration_s": opts.duration,
-                   "underlay": opts.underlay,
-                   "setups": list(opts.setups), "crr_procs": opts.crr.procs,
-                   "crr_conc": opts.crr.conc, "rr_msg_bytes": SOCKPERF_MSG,
-                   "client_cpu": opts.pin.client_cpu, "server_cpu": opts.pin.server_cpu},
+        "params": {
+            "reps": opts.reps,
+            "mtu": opts.mtu,
+            "duration_s": opts.duration,
+            "underlay": opts.underlay,
+            "setups": list(opts.setups),
+            "crr_procs": opts.crr.procs,
+            "crr_conc": opts.crr.conc,
+            "rr_msg_bytes": SOCKPERF_MSG,
+            "client_cpu": opts.pin.client_cpu,
+            "server_cpu": opts.pin.server_cpu,
+        },
         "units": {t: LABELS[t].split(" ", 1)[1] for t in TESTS},
         "medians": medians,
         "ratios": {n: ratios.get(n) for n in opts.setups if n != BASELINE},
@@ -336,8 +364,10 @@ def _table(head: list[str], rows: list[list[str]]) -> list[str]:
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
 
     def line(cells: list[str]) -> str:
-        padded = (c.ljust(w) if i == 0 else c.rjust(w)
-                  for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
+        padded = (
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
         return "| " + " | ".join(padded) + " |"
 
     sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
@@ -349,35 +379,63 @@ def render(res: dict[str, Any]) -> str:
     p = res["params"]
     setups: list[str] = p["setups"]
     med, rat = res["medians"], res["ratios"]
-    out = [f"netloom bench perf: {p['reps']} rep(s) x {p['duration_s']} s per test, underlay "
-           f"MTU {p['mtu']} (overlay VM MTU {p['mtu'] - 50}), tunnels over "
-           f"{UNDERLAY_TEXT.get(p.get('underlay', 'switch'), '?')}; {res['machine']['kernel']}, "
-           f"{res['machine']['cpus']} CPUs, {res['machine']['cpu_model']}",
-           (f"clients pinned to CPU {p['client_cpu']}, servers to CPU {p['server_cpu']}"
-            if p.get("client_cpu") is not None else "clients and servers not pinned"), "",
-           "medians:"]
-    out += _table(["test", *setups], [
-        [LABELS[t], *(_fmt(med[s][t]) if s in med else "pending" for s in setups)]
-        for t in TESTS])
+    out = [
+        f"netloom bench perf: {p['reps']} rep(s) x {p['duration_s']} s per test, underlay "
+        f"MTU {p['mtu']} (overlay VM MTU {p['mtu'] - 50}), tunnels over "
+        f"{UNDERLAY_TEXT.get(p.get('underlay', 'switch'), '?')}; {res['machine']['kernel']}, "
+        f"{res['machine']['cpus']} CPUs, {res['machine']['cpu_model']}",
+        (
+            f"clients pinned to CPU {p['client_cpu']}, servers to CPU {p['server_cpu']}"
+            if p.get("client_cpu") is not None
+            else "clients and servers not pinned"
+        ),
+        "",
+        "medians:",
+    ]
+    out += _table(
+        ["test", *setups],
+        [[LABELS[t], *(_fmt(med[s][t]) if s in med else "pending" for s in setups)] for t in TESTS],
+    )
     others = [s for s in setups if s != BASELINE]
     if others:
         out += ["", "ratio to bare (median over reps of setup / bare of the same rep):"]
-        out += _table(["test", *others], [
-            [LABELS[t].split(" ")[0], *(_fmt(rat[s][t], True) if rat.get(s) else "pending"
-                                        for s in others)] for t in TESTS])
+        out += _table(
+            ["test", *others],
+            [
+                [
+                    LABELS[t].split(" ")[0],
+                    *(_fmt(rat[s][t], True) if rat.get(s) else "pending" for s in others),
+                ]
+                for t in TESTS
+            ],
+        )
     spread = res.get("ratio_range") or {}
     if spread and p["reps"] > 1:
         out += ["", "lowest - highest ratio of a single rep (this machine's scatter):"]
-        out += _table(["test", *spread], [
-            [LABELS[t].split(" ")[0], *(f"{spread[s][t][0]:.2f} - {spread[s][t][1]:.2f}"
-                                        for s in spread)] for t in TESTS])
+        out += _table(
+            ["test", *spread],
+            [
+                [
+                    LABELS[t].split(" ")[0],
+                    *(f"{spread[s][t][0]:.2f} - {spread[s][t][1]:.2f}" for s in spread),
+                ]
+                for t in TESTS
+            ],
+        )
     lat = res.get("rr_half_rtt_us") or {}
     if lat:
-        out += ["", "TCP_RR half round trip, us (sockperf; min = the path, p50 adds the wakeup "
-                "of the peer's CPU):"]
-        out += _table(["", *lat], [
-            [q, *(f"{lat[s][q]:.1f}" if lat[s][q] is not None else "n/a" for s in lat)]
-            for q in ("min", "p50", "p99")])
+        out += [
+            "",
+            "TCP_RR half round trip, us (sockperf; min = the path, p50 adds the wakeup "
+            "of the peer's CPU):",
+        ]
+        out += _table(
+            ["", *lat],
+            [
+                [q, *(f"{lat[s][q]:.1f}" if lat[s][q] is not None else "n/a" for s in lat)]
+                for q in ("min", "p50", "p99")
+            ],
+        )
     out.append("")
     cpu = ", ".join(f"{s} {v:.2f} s" for s, v in res["agent_cpu_s"].items() if v is not None)
     out.append(f"agent CPU time over the run: {cpu or 'n/a (no setup with an agent ran)'}")
@@ -390,7 +448,8 @@ def render(res: dict[str, Any]) -> str:
             f"CRR tool on bare: {c['procs']}x{c['conc']} connections {c['rate']:,.0f}/s, "
             f"{d['procs']}x{d['conc']} {d['rate']:,.0f}/s (x{check['doubled_over_configured']:.2f}"
             f"); tool user CPU {c['tool_user_cpu_share']:.0%} of the machine, its syscalls "
-            f"(kernel) {c['tool_sys_cpu_share']:.0%}")
+            f"(kernel) {c['tool_sys_cpu_share']:.0%}"
+        )
     for s, why in res["skipped"].items():
         out.append(f"skipped {s}: {why}")
     return "\n".join(out)
@@ -430,8 +489,11 @@ def split_setups(text: str) -> tuple[str, ...]:
     return tuple(s.strip() for s in text.split(",") if s.strip())
 
 
-def run_and_print(job: Callable[[Progress], dict[str, Any]],
-                  render_fn: Callable[[dict[str, Any]], str], as_json: bool) -> None:
+def run_and_print(
+    job: Callable[[Progress], dict[str, Any]],
+    render_fn: Callable[[dict[str, Any]], str],
+    as_json: bool,
+) -> None:
     """Run a bench job (progress on stderr; SIGTERM and Ctrl-C tear everything down), then
     print its result as JSON or as text; a NetloomError exits 1 with its message."""
     try:
@@ -452,16 +514,23 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         reps: Annotated[int, typer.Option(min=1, help="interleaved repetitions")] = 3,
         mtu: Annotated[int, typer.Option(help="underlay MTU (1500 or 9000)")] = 1500,
         duration: Annotated[int, typer.Option(min=1, help="seconds per test")] = 5,
-        underlay: Annotated[str, typer.Option(
-            help="the two hosts' tunnel cable: 'direct' (one veth, like bare's) or 'switch' "
-                 "(through the lab's bridge)")] = "direct",
+        underlay: Annotated[
+            str,
+            typer.Option(
+                help="the two hosts' tunnel cable: 'direct' (one veth, like bare's) or 'switch' "
+                "(through the lab's bridge)"
+            ),
+        ] = "direct",
         setups: Annotated[str, typer.Option(help="comma-separated setups")] = ",".join(
-            DEFAULT_SETUPS),
+            DEFAULT_SETUPS
+        ),
         crr_procs: Annotated[int, typer.Option(min=1, help="CRR processes per side")] = 2,
         crr_conc: Annotated[int, typer.Option(min=1, help="CRR connections per process")] = 16,
         tool_check: Annotated[bool, typer.Option(help="measure the CRR tool's headroom")] = True,
-        pin: Annotated[bool, typer.Option(
-            help="clients on the first CPU, servers on the last ('two machines')")] = True,
+        pin: Annotated[
+            bool,
+            typer.Option(help="clients on the first CPU, servers on the last ('two machines')"),
+        ] = True,
         as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
     ) -> None:
         """TCP_STREAM / MAERTS / RR / CRR of bare veth, kernel bridge+VXLAN and the netloom
@@ -469,11 +538,29 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         if os.geteuid() != 0:
             typer.echo("bench perf needs root (network namespaces)", err=True)
             raise typer.Exit(2)
-        opts = Options(reps=reps, mtu=mtu, duration=duration, underlay=underlay,
-                       setups=split_setups(setups), crr=CrrParams(crr_procs, crr_conc),
-                       tool_check=tool_check, pin=Pin.two_machines() if pin else Pin())
+        opts = Options(
+            reps=reps,
+            mtu=mtu,
+            duration=duration,
+            underlay=underlay,
+            setups=split_setups(setups),
+            crr=CrrParams(crr_procs, crr_conc),
+            tool_check=tool_check,
+            pin=Pin.two_machines() if pin else Pin(),
+        )
         run_and_print(lambda progress: run(opts, progress), render, as_json)
 
 
-__all__ = ["BASELINE", "Options", "cpu_seconds", "machine", "register", "render", "run",
-           "run_and_print", "setups_up", "sigterm_unwinds", "split_setups"]
+__all__ = [
+    "BASELINE",
+    "Options",
+    "cpu_seconds",
+    "machine",
+    "register",
+    "render",
+    "run",
+    "run_and_print",
+    "setups_up",
+    "sigterm_unwinds",
+    "split_setups",
+]

@@ -68,8 +68,7 @@ class _Ids:
 class OverlaySetup:
     """A two-host netloom lab measured as one bench setup (see the module docstring)."""
 
-    def __init__(self, fip: bool, mtu: int, vxlan: str = "bpf",
-                 underlay: str = "direct") -> None:
+    def __init__(self, fip: bool, mtu: int, vxlan: str = "bpf", underlay: str = "direct") -> None:
         if mtu not in LAB_MTUS:
             raise SetupUnavailable(f"the lab runs at underlay MTU 1500 or 9000, not {mtu}")
         if vxlan not in ("bpf", "device"):
@@ -139,8 +138,16 @@ class OverlaySetup:
         self._topology(lab, client.name, server.name)
         lab.set_vm_address(client.name, f"{CLIENT_IP}/{PREFIX}", CLIENT_GW)
         lab.set_vm_address(server.name, f"{SERVER_IP}/{PREFIX}", SERVER_GW)
-        if not lab.start_agents([*netloom_argv(), "agent", "--metrics-port",
-                                 str(METRICS_PORT), "--vxlan-encap", self.vxlan]):
+        if not lab.start_agents(
+            [
+                *netloom_argv(),
+                "agent",
+                "--metrics-port",
+                str(METRICS_PORT),
+                "--vxlan-encap",
+                self.vxlan,
+            ]
+        ):
             raise SetupUnavailable("this installation has no `netloom agent`")
         self._wait_alive(lab)
         target = FLOATING_IP if self.fip else SERVER_IP
@@ -157,19 +164,36 @@ class OverlaySetup:
             router.update(self._fip_chains(lab, tenant))
         rid = self._ids.router = api.create("routers", router)["id"]
         bridges = {}
-        for i, (key, cidr, gw) in enumerate((("net1", CLIENT_NET, CLIENT_GW),
-                                             ("net2", SERVER_NET, SERVER_GW)), start=1):
+        for i, (key, cidr, gw) in enumerate(
+            (("net1", CLIENT_NET, CLIENT_GW), ("net2", SERVER_NET, SERVER_GW)), start=1
+        ):
             br = api.create("bridges", {"tenant_id": tenant, "name": f"{lab.name}-{key}"})["id"]
-            rp = api.create("ports", {"device_id": rid, "type": "router", "name": f"{key}-gw",
-                                      "mac": vm_mac(lab.name, 0, i), "address": f"{gw}/{PREFIX}"})
+            rp = api.create(
+                "ports",
+                {
+                    "device_id": rid,
+                    "type": "router",
+                    "name": f"{key}-gw",
+                    "mac": vm_mac(lab.name, 0, i),
+                    "address": f"{gw}/{PREFIX}",
+                },
+            )
             bp = api.create("ports", {"device_id": br, "type": "bridge", "name": f"{key}-up"})
             api.link_ports(rp["id"], bp["id"])
             api.create("routes", {"router_id": rid, "dst": cidr, "next_hop_port_id": rp["id"]})
             bridges[key] = br
         for key, vm_name, ip in (("net1", client_vm, CLIENT_IP), ("net2", server_vm, SERVER_IP)):
             vm = lab.vm(vm_name)
-            port = api.create("ports", {"device_id": bridges[key], "type": "bridge",
-                                        "name": vm.name, "mac": vm.mac, "fixed_ips": [ip]})
+            port = api.create(
+                "ports",
+                {
+                    "device_id": bridges[key],
+                    "type": "bridge",
+                    "name": vm.name,
+                    "mac": vm.mac,
+                    "fixed_ips": [ip],
+                },
+            )
             host = next(h for h in lab.state.hosts if h.name == vm.host)
             assert host.host_id is not None
             api.bind_port(port["id"], host.host_id, vm.host_if)
@@ -187,11 +211,22 @@ class OverlaySetup:
         fip = [{"address_from": FLOATING_IP, "address_to": FLOATING_IP}]
         for chain, pos, rule in (
             (chain_in, 0, {"action": "reverse-snat"}),
-            (chain_in, 1, {"action": "dnat", "nw_dst": f"{FLOATING_IP}/32", "nat_targets": one,
-                           "static": True}),
+            (
+                chain_in,
+                1,
+                {
+                    "action": "dnat",
+                    "nw_dst": f"{FLOATING_IP}/32",
+                    "nat_targets": one,
+                    "static": True,
+                },
+            ),
             (chain_out, 0, {"action": "reverse-dnat"}),
-            (chain_out, 1, {"action": "snat", "nw_src": f"{SERVER_IP}/32", "nat_targets": fip,
-                            "static": True}),
+            (
+                chain_out,
+                1,
+                {"action": "snat", "nw_src": f"{SERVER_IP}/32", "nat_targets": fip, "static": True},
+            ),
         ):
             api.create("rules", {"chain_id": chain, "position": pos, **rule})
         return {"inbound_filter_id": chain_in, "outbound_filter_id": chain_out}
@@ -206,8 +241,10 @@ class OverlaySetup:
             if alive and all(alive.values()):
                 return
             if time.monotonic() > deadline:
-                raise DatapathError(f"agents of {', '.join(n for n, a in alive.items() if not a)}"
-                                    f" not alive after {ALIVE_TIMEOUT:.0f} s: {_logs(lab)}")
+                raise DatapathError(
+                    f"agents of {', '.join(n for n, a in alive.items() if not a)}"
+                    f" not alive after {ALIVE_TIMEOUT:.0f} s: {_logs(lab)}"
+                )
             time.sleep(0.2)
 
     @staticmethod
@@ -217,8 +254,10 @@ class OverlaySetup:
         deadline = time.monotonic() + WARMUP_TIMEOUT
         while not netns.ping(client_ns, target, count=1, timeout=0.5):
             if time.monotonic() > deadline:
-                raise DatapathError(f"{client_ns} cannot reach {target} through the overlay "
-                                    f"after {WARMUP_TIMEOUT:.0f} s: {_logs(lab)}")
+                raise DatapathError(
+                    f"{client_ns} cannot reach {target} through the overlay "
+                    f"after {WARMUP_TIMEOUT:.0f} s: {_logs(lab)}"
+                )
         netns.ping(client_ns, target, count=3, timeout=1.0)
 
 
@@ -248,8 +287,7 @@ def scrape_counter(ns: str, port: int, family: str) -> float:
     return probes.metric_totals(probes.fetch_metrics(ns, port), {family: family})[family]
 
 
-def make_overlay(fip: bool, mtu: int, vxlan: str = "bpf",
-                 underlay: str = "direct") -> OverlaySetup:
+def make_overlay(fip: bool, mtu: int, vxlan: str = "bpf", underlay: str = "direct") -> OverlaySetup:
     """The ``overlay`` (``fip=False``) or ``overlay-fip`` setup at underlay MTU ``mtu``;
     ``vxlan="device"`` (``overlay-vxdev``): the agents leave all VXLAN to the kernel device,
     for measuring what the datapath's own encapsulation gains."""

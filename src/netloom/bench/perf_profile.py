@@ -76,8 +76,14 @@ class ProfileOptions:
         self.as_perf_options().validate()
 
     def as_perf_options(self) -> Options:
-        return Options(reps=1, mtu=self.mtu, duration=self.duration, underlay=self.underlay,
-                       setups=self.setups, tool_check=False)
+        return Options(
+            reps=1,
+            mtu=self.mtu,
+            duration=self.duration,
+            underlay=self.underlay,
+            setups=self.setups,
+            tool_check=False,
+        )
 
 
 def perf_binary() -> str:
@@ -85,8 +91,12 @@ def perf_binary() -> str:
     found = shutil.which("perf")
     if found is None:
         raise DatapathError("perf is not installed (Debian: linux-perf)")
-    probe = subprocess.run([found, "record", "-a", "-e", "cpu-clock", "-o", "/dev/null", "--",
-                            "true"], capture_output=True, text=True, timeout=60)
+    probe = subprocess.run(
+        [found, "record", "-a", "-e", "cpu-clock", "-o", "/dev/null", "--", "true"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     if probe.returncode != 0:
         raise DatapathError(f"perf cannot record here: {probe.stderr.strip()[-300:]}")
     return found
@@ -95,15 +105,20 @@ def perf_binary() -> str:
 @contextlib.contextmanager
 def recording(perf: str, out: Path) -> Iterator[None]:
     """``perf record -a -g`` into ``out`` for the duration of the block (SIGINT ends it)."""
-    proc = subprocess.Popen([perf, "record", "-a", "-g", "-e", "cpu-clock", "-F",
-                             str(SAMPLE_HZ), "-o", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [perf, "record", "-a", "-g", "-e", "cpu-clock", "-F", str(SAMPLE_HZ), "-o", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     try:
         time.sleep(PERF_START_S)
         if proc.poll() is not None:
-            raise DatapathError(f"perf record exited: {proc.stderr.read().decode()[-300:]}"
-                                if proc.stderr else "perf record exited")
+            raise DatapathError(
+                f"perf record exited: {proc.stderr.read().decode()[-300:]}"
+                if proc.stderr
+                else "perf record exited"
+            )
         yield
     finally:
         stop_group(proc, signal.SIGINT, grace=60.0)  # SIGINT: perf writes its data and exits
@@ -111,8 +126,12 @@ def recording(perf: str, out: Path) -> Iterator[None]:
 
 def stages_of(perf: str, data: Path) -> dict[str, int]:
     """Nanoseconds of CPU per stage in a recording."""
-    proc = subprocess.Popen([perf, "script", "-i", str(data), "-F", "comm,period,ip,sym,dso"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        [perf, "script", "-i", str(data), "-F", "comm,period,ip,sym,dso"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     assert proc.stdout is not None
     try:
         return cpu_profile.breakdown(cpu_profile.parse(proc.stdout))
@@ -152,8 +171,10 @@ def run(opts: ProfileOptions, progress: Progress = lambda _m: None) -> dict[str,
     namespaces: list[str] = []
     setups: dict[str, dict[str, Any]] = {}
     popts = opts.as_perf_options()
-    with tempfile.TemporaryDirectory(prefix="nl-profile-") as tmp, \
-            setups_up(popts, skipped, namespaces, progress) as live:
+    with (
+        tempfile.TemporaryDirectory(prefix="nl-profile-") as tmp,
+        setups_up(popts, skipped, namespaces, progress) as live,
+    ):
         for rep in range(opts.reps):  # interleaved, as in bench perf: drifts hit all alike
             for name, lv in live.items():
                 data = Path(tmp) / f"{name}-{rep}.data"
@@ -161,62 +182,104 @@ def run(opts: ProfileOptions, progress: Progress = lambda _m: None) -> dict[str,
                 with recording(perf, data):
                     m = run_test(opts.test, lv.ep, opts.duration, CrrParams(), lv.servers)
                 amount, unit = work_done(opts.test, m, opts.duration)
-                _add(setups.setdefault(name, {"values": [], "amount": 0.0, "unit": unit,
-                                              "cpu_ns": {}}),
-                     m.value, amount, stages_of(perf, data))
+                _add(
+                    setups.setdefault(
+                        name, {"values": [], "amount": 0.0, "unit": unit, "cpu_ns": {}}
+                    ),
+                    m.value,
+                    amount,
+                    stages_of(perf, data),
+                )
                 data.unlink()
     for s in setups.values():
         s["value"] = statistics.median(s["values"])
         s["per_unit_us"] = per_unit(s["cpu_ns"], s["amount"])
     base = setups.get(BASELINE)
-    extra = {n: {k: v - base["per_unit_us"][k] for k, v in s["per_unit_us"].items()}
-             for n, s in setups.items() if base is not None and n != BASELINE}
-    predicted = {n: base["per_unit_us"]["busy"] / s["per_unit_us"]["busy"]
-                 for n, s in setups.items()
-                 if base is not None and n != BASELINE and s["per_unit_us"]["busy"] > 0}
-    measured = {n: s["value"] / base["value"] for n, s in setups.items()
-                if base is not None and n != BASELINE and base["value"] > 0}
-    return {"machine": machine(), "params": {"test": opts.test, "duration_s": opts.duration,
-                                             "reps": opts.reps,
-                                             "mtu": opts.mtu, "underlay": opts.underlay,
-                                             "setups": list(opts.setups),
-                                             "sample_hz": SAMPLE_HZ},
-            "stages": [*cpu_profile.STAGE_NAMES, cpu_profile.OTHER, cpu_profile.USER,
-                       cpu_profile.IDLE],
-            "setups": setups, "extra_over_bare_us": extra, "ratio_measured": measured,
-            "ratio_predicted_by_busy_cpu": predicted, "skipped": skipped,
-            "namespaces": namespaces}
+    extra = {
+        n: {k: v - base["per_unit_us"][k] for k, v in s["per_unit_us"].items()}
+        for n, s in setups.items()
+        if base is not None and n != BASELINE
+    }
+    predicted = {
+        n: base["per_unit_us"]["busy"] / s["per_unit_us"]["busy"]
+        for n, s in setups.items()
+        if base is not None and n != BASELINE and s["per_unit_us"]["busy"] > 0
+    }
+    measured = {
+        n: s["value"] / base["value"]
+        for n, s in setups.items()
+        if base is not None and n != BASELINE and base["value"] > 0
+    }
+    return {
+        "machine": machine(),
+        "params": {
+            "test": opts.test,
+            "duration_s": opts.duration,
+            "reps": opts.reps,
+            "mtu": opts.mtu,
+            "underlay": opts.underlay,
+            "setups": list(opts.setups),
+            "sample_hz": SAMPLE_HZ,
+        },
+        "stages": [*cpu_profile.STAGE_NAMES, cpu_profile.OTHER, cpu_profile.USER, cpu_profile.IDLE],
+        "setups": setups,
+        "extra_over_bare_us": extra,
+        "ratio_measured": measured,
+        "ratio_predicted_by_busy_cpu": predicted,
+        "skipped": skipped,
+        "namespaces": namespaces,
+    }
 
 
 def render(res: dict[str, Any]) -> str:
     p, setups = res["params"], res["setups"]
     names = list(setups)
     unit = next(iter(setups.values()))["unit"] if setups else "transaction"
-    out = [f"netloom bench profile: {LABELS[p['test']]}, {p['reps']} rep(s) x "
-           f"{p['duration_s']} s per setup, "
-           f"MTU {p['mtu']}, tunnels over {UNDERLAY_TEXT.get(p['underlay'], '?')}; "
-           f"{res['machine']['kernel']}, {res['machine']['cpus']} CPUs",
-           f"CPU per {unit}, us (perf record -a -g -e cpu-clock -F {p['sample_hz']}; "
-           "each sample charged to the innermost stage on its stack)", ""]
+    out = [
+        f"netloom bench profile: {LABELS[p['test']]}, {p['reps']} rep(s) x "
+        f"{p['duration_s']} s per setup, "
+        f"MTU {p['mtu']}, tunnels over {UNDERLAY_TEXT.get(p['underlay'], '?')}; "
+        f"{res['machine']['kernel']}, {res['machine']['cpus']} CPUs",
+        f"CPU per {unit}, us (perf record -a -g -e cpu-clock -F {p['sample_hz']}; "
+        "each sample charged to the innermost stage on its stack)",
+        "",
+    ]
     others = [n for n in names if n != BASELINE and n in res["extra_over_bare_us"]]
     head = ["stage", *names, *(f"{n} - bare" for n in others)]
     rows = []
     for stage in [*res["stages"], "busy"]:
-        rows.append([stage, *(f"{setups[n]['per_unit_us'][stage]:.1f}" for n in names),
-                     *(f"{res['extra_over_bare_us'][n][stage]:+.1f}" for n in others)])
+        rows.append(
+            [
+                stage,
+                *(f"{setups[n]['per_unit_us'][stage]:.1f}" for n in names),
+                *(f"{res['extra_over_bare_us'][n][stage]:+.1f}" for n in others),
+            ]
+        )
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
 
     def line(cells: list[str]) -> str:
-        return "| " + " | ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                                 for i, (c, w) in enumerate(zip(cells, widths, strict=True))) + " |"
+        return (
+            "| "
+            + " | ".join(
+                c.ljust(w) if i == 0 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+            )
+            + " |"
+        )
 
-    out += [line(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|",
-            *(line(r) for r in rows), ""]
+    out += [
+        line(head),
+        "|" + "|".join("-" * (w + 2) for w in widths) + "|",
+        *(line(r) for r in rows),
+        "",
+    ]
     for n in others:
         meas, pred = res["ratio_measured"].get(n), res["ratio_predicted_by_busy_cpu"].get(n)
-        out.append(f"{n}: measured {meas:.2f} of bare (median rates); bare busy / {n} busy"
-                   f" = {pred:.2f}"
-                   if meas is not None and pred is not None else f"{n}: no ratio")
+        out.append(
+            f"{n}: measured {meas:.2f} of bare (median rates); bare busy / {n} busy = {pred:.2f}"
+            if meas is not None and pred is not None
+            else f"{n}: no ratio"
+        )
     out += [f"rate: {n} " + ", ".join(f"{v:,.0f}" for v in setups[n]["values"]) for n in names]
     out += [f"skipped {s}: {why}" for s, why in res["skipped"].items()]
     return "\n".join(out)
@@ -225,22 +288,30 @@ def render(res: dict[str, Any]) -> str:
 def register(app: typer.Typer, bench: typer.Typer) -> None:
     @bench.command("profile")
     def profile_cmd(
-        test: Annotated[str, typer.Option(help="tcp_crr, tcp_rr, tcp_stream or tcp_maerts")
-                        ] = "tcp_crr",
+        test: Annotated[
+            str, typer.Option(help="tcp_crr, tcp_rr, tcp_stream or tcp_maerts")
+        ] = "tcp_crr",
         duration: Annotated[int, typer.Option(min=1, help="seconds per setup and rep")] = 3,
         reps: Annotated[int, typer.Option(min=1, help="interleaved repetitions")] = 2,
         mtu: Annotated[int, typer.Option(help="underlay MTU (1500 or 9000)")] = 1500,
         underlay: Annotated[str, typer.Option(help="'direct' or 'switch'")] = "direct",
         setups: Annotated[str, typer.Option(help="comma-separated setups")] = ",".join(
-            DEFAULT_SETUPS),
+            DEFAULT_SETUPS
+        ),
         as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
     ) -> None:
         """CPU per transaction by stage of the packet path (perf), bare vs the overlay."""
         if os.geteuid() != 0:
             typer.echo("bench profile needs root (namespaces, perf -a)", err=True)
             raise typer.Exit(2)
-        opts = ProfileOptions(test=test, duration=duration, reps=reps, mtu=mtu,
-                              underlay=underlay, setups=split_setups(setups))
+        opts = ProfileOptions(
+            test=test,
+            duration=duration,
+            reps=reps,
+            mtu=mtu,
+            underlay=underlay,
+            setups=split_setups(setups),
+        )
         run_and_print(lambda progress: run(opts, progress), render, as_json)
 
 

@@ -240,11 +240,29 @@ class KernelVxlanSetup(_Built):
         host, so ARP and unknown unicast reach it without multicast (RFC 7348 §4.2 allows a
         configured remote in place of the multicast group)."""
         netns.create_bridge(host, "br0", mtu=self.vm_mtu, may_exist=False)
-        netns.run(host, [
-            "ip", "link", "add", "vx0", "mtu", str(self.vm_mtu), "type", "vxlan",
-            "id", str(VXLAN_VNI), "local", local, "remote", remote,
-            "dstport", str(VXLAN_PORT), "dev", "eth0",
-        ])
+        netns.run(
+            host,
+            [
+                "ip",
+                "link",
+                "add",
+                "vx0",
+                "mtu",
+                str(self.vm_mtu),
+                "type",
+                "vxlan",
+                "id",
+                str(VXLAN_VNI),
+                "local",
+                local,
+                "remote",
+                remote,
+                "dstport",
+                str(VXLAN_PORT),
+                "dev",
+                "eth0",
+            ],
+        )
         netns.set_master(host, "vx0", "br0")
         netns.set_link(host, "vx0", up=True)
 

@@ -124,18 +124,26 @@ class Servers:
         # ("Cannot assign requested address", seen in full runs). Reusing TIME_WAIT sockets
         # for outgoing connections (safe with timestamps, RFC 7323) is set alike on every
         # setup's client, so no setup gains from it.
-        netns.run(self.ep.client_netns, ["sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1"],
-                  timeout=10.0)
+        netns.run(self.ep.client_netns, ["sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1"], timeout=10.0)
         # The CRR tool binds its own source ports (10000-49999, tools/crr.py): ephemeral
         # ports for iperf3 and sockperf come from a range it never touches.
-        netns.run(self.ep.client_netns,
-                  ["sysctl", "-qw", "net.ipv4.ip_local_port_range=50000 65535"], timeout=10.0)
+        netns.run(
+            self.ep.client_netns,
+            ["sysctl", "-qw", "net.ipv4.ip_local_port_range=50000 65535"],
+            timeout=10.0,
+        )
         try:
             self._spawn("iperf3", ["iperf3", "-s", "-p", str(IPERF_PORT)], IPERF_PORT)
-            self._spawn("sockperf", ["sockperf", "server", "--tcp", "-i", "0.0.0.0",
-                                     "-p", str(SOCKPERF_PORT)], SOCKPERF_PORT)
-            self._spawn("crr", _crr_argv("server", "--port", str(CRR_PORT),
-                                         "--procs", str(self.crr.procs)), CRR_PORT)
+            self._spawn(
+                "sockperf",
+                ["sockperf", "server", "--tcp", "-i", "0.0.0.0", "-p", str(SOCKPERF_PORT)],
+                SOCKPERF_PORT,
+            )
+            self._spawn(
+                "crr",
+                _crr_argv("server", "--port", str(CRR_PORT), "--procs", str(self.crr.procs)),
+                CRR_PORT,
+            )
         except BaseException:
             self.stop()
             raise
@@ -145,9 +153,9 @@ class Servers:
         # block the server
         err = tempfile.TemporaryFile()  # noqa: SIM115 - lives until stop()
         self.errs.append(err)
-        self.procs[role] = netns.popen(self.ep.server_netns, self.pin.server(argv),
-                                       stdout=subprocess.DEVNULL,
-                                       stderr=err)
+        self.procs[role] = netns.popen(
+            self.ep.server_netns, self.pin.server(argv), stdout=subprocess.DEVNULL, stderr=err
+        )
         _wait_listening(self.ep.server_netns, port, self.procs[role], role, err)
 
     def crr_cpu(self) -> tuple[float, float]:
@@ -180,8 +188,9 @@ def _tree_cpu(pid: int) -> tuple[float, float]:
     return user, system
 
 
-def stop_group(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM,
-               grace: float = 3.0) -> None:
+def stop_group(
+    proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, grace: float = 3.0
+) -> None:
     """Stop a process we started in its own session, its whole process group: ``sig``, then
     SIGKILL after ``grace`` seconds."""
     if proc.poll() is None:
@@ -200,8 +209,9 @@ def _listening(ns: str, port: int) -> bool:
     return bool(out.strip())
 
 
-def _wait_listening(ns: str, port: int, proc: subprocess.Popen[bytes], role: str,
-                    err: IO[bytes]) -> None:
+def _wait_listening(
+    ns: str, port: int, proc: subprocess.Popen[bytes], role: str, err: IO[bytes]
+) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -233,13 +243,16 @@ def iperf3(ep: Endpoints, duration: int, *, reverse: bool, pin: Pin) -> Measurem
     end = doc["end"]
     return Measurement(
         end["sum_received"]["bits_per_second"] / 1e6,
-        {"retransmits": end["sum_sent"].get("retransmits"),
-         "sender_cpu_pct": end["cpu_utilization_percent"].get("host_total")},
+        {
+            "retransmits": end["sum_sent"].get("retransmits"),
+            "sender_cpu_pct": end["cpu_utilization_percent"].get("host_total"),
+        },
     )
 
 
 _SOCKPERF_VALID = re.compile(
-    r"\[Valid Duration\] RunTime=([\d.]+) sec; SentMessages=(\d+); ReceivedMessages=(\d+)")
+    r"\[Valid Duration\] RunTime=([\d.]+) sec; SentMessages=(\d+); ReceivedMessages=(\d+)"
+)
 _SOCKPERF_AVG = re.compile(r"avg-latency=([\d.]+)")
 # "---> percentile 50.000 =   25.733" and "---> <MIN> observation =   18.922" (microseconds)
 _SOCKPERF_PCT = re.compile(r"percentile (50|99)\.000 =\s*([\d.]+)")
@@ -247,9 +260,25 @@ _SOCKPERF_MIN = re.compile(r"<MIN> observation =\s*([\d.]+)")
 
 
 def sockperf_rr(ep: Endpoints, duration: int, pin: Pin) -> Measurement:
-    out = _client(ep.client_netns, pin.client([
-        "sockperf", "ping-pong", "--tcp", "-i", ep.server_ip, "-p", str(SOCKPERF_PORT),
-        "-t", str(duration), "-m", str(SOCKPERF_MSG)]), duration)
+    out = _client(
+        ep.client_netns,
+        pin.client(
+            [
+                "sockperf",
+                "ping-pong",
+                "--tcp",
+                "-i",
+                ep.server_ip,
+                "-p",
+                str(SOCKPERF_PORT),
+                "-t",
+                str(duration),
+                "-m",
+                str(SOCKPERF_MSG),
+            ]
+        ),
+        duration,
+    )
     return parse_sockperf(out)
 
 
@@ -264,31 +293,63 @@ def parse_sockperf(out: str) -> Measurement:
     low = _SOCKPERF_MIN.search(out)
     # The minimum is the path with a cheap wakeup; the median adds the typical cost of waking
     # the blocked peer on the other CPU (see docs/benchmarks.md on TCP_RR).
-    return Measurement(received / runtime, {
-        "messages": received, "runtime_s": runtime, "msg_bytes": SOCKPERF_MSG,
-        "half_rtt_avg_us": float(avg.group(1)) if avg else None,
-        "half_rtt_min_us": float(low.group(1)) if low else None,
-        "half_rtt_p50_us": pct.get("50"), "half_rtt_p99_us": pct.get("99")})
+    return Measurement(
+        received / runtime,
+        {
+            "messages": received,
+            "runtime_s": runtime,
+            "msg_bytes": SOCKPERF_MSG,
+            "half_rtt_avg_us": float(avg.group(1)) if avg else None,
+            "half_rtt_min_us": float(low.group(1)) if low else None,
+            "half_rtt_p50_us": pct.get("50"),
+            "half_rtt_p99_us": pct.get("99"),
+        },
+    )
 
 
 def crr(ep: Endpoints, duration: int, params: CrrParams, servers: Servers) -> Measurement:
     s_user0, s_sys0 = servers.crr_cpu()
-    out = _client(ep.client_netns, servers.pin.client(_crr_argv(
-        "client", "--host", ep.server_ip, "--port", str(CRR_PORT), "--procs",
-        str(params.procs), "--conc", str(params.conc), "--duration", str(duration))), duration)
+    out = _client(
+        ep.client_netns,
+        servers.pin.client(
+            _crr_argv(
+                "client",
+                "--host",
+                ep.server_ip,
+                "--port",
+                str(CRR_PORT),
+                "--procs",
+                str(params.procs),
+                "--conc",
+                str(params.conc),
+                "--duration",
+                str(duration),
+            )
+        ),
+        duration,
+    )
     s_user1, s_sys1 = servers.crr_cpu()
     res = json.loads(out.strip().splitlines()[-1])
     if res["transactions"] <= 0:
         raise DatapathError(f"CRR in {ep.client_netns}: no transaction completed: {res}")
-    return Measurement(res["rate"], {
-        "procs": params.procs, "conc": params.conc, "errors": res["errors"],
-        "client_user_s": res["user_s"], "client_sys_s": res["sys_s"],
-        "server_user_s": s_user1 - s_user0, "server_sys_s": s_sys1 - s_sys0,
-        "seconds": res["seconds"]})
+    return Measurement(
+        res["rate"],
+        {
+            "procs": params.procs,
+            "conc": params.conc,
+            "errors": res["errors"],
+            "client_user_s": res["user_s"],
+            "client_sys_s": res["sys_s"],
+            "server_user_s": s_user1 - s_user0,
+            "server_sys_s": s_sys1 - s_sys0,
+            "seconds": res["seconds"],
+        },
+    )
 
 
-def run_test(test: str, ep: Endpoints, duration: int, params: CrrParams,
-             servers: Servers) -> Measurement:
+def run_test(
+    test: str, ep: Endpoints, duration: int, params: CrrParams, servers: Servers
+) -> Measurement:
     if test == "tcp_stream":
         return iperf3(ep, duration, reverse=False, pin=servers.pin)
     if test == "tcp_maerts":

@@ -90,16 +90,20 @@ class ClusterProc:
                     out["cluster_peak_rss_mb"] = round(int(line.split()[1]) / 1024, 1)
         out.update(json.loads(self.stats_file.read_text()))
         if self.sqlite_path is not None:
-            size = sum(f.stat().st_size for f in self.sqlite_path.parent.glob(
-                self.sqlite_path.name + "*"))  # fmt: skip
+            size = sum(
+                f.stat().st_size for f in self.sqlite_path.parent.glob(self.sqlite_path.name + "*")
+            )
             out["store_bytes"] = size
             out["store_mb"] = _mb(size)
         if self.zk is not None:
             from netloom.lab.zookeeper import four_letter_word
 
             m = self.zk.members[0]
-            mntr = dict(line.split("\t", 1) for line in four_letter_word(
-                self.zk.host, m.client_port, "mntr").splitlines() if "\t" in line)  # fmt: skip
+            mntr = dict(
+                line.split("\t", 1)
+                for line in four_letter_word(self.zk.host, m.client_port, "mntr").splitlines()
+                if "\t" in line
+            )
             out["zk_znodes"] = int(mntr.get("zk_znode_count", 0))
             out["zk_watches"] = int(mntr.get("zk_watch_count", 0))
             out["zk_data_mb"] = _mb(int(mntr.get("zk_approximate_data_size", 0)))
@@ -119,17 +123,33 @@ def start_cluster(store: str, workdir: Path) -> Iterator[ClusterProc]:
         elif store == "zookeeper":
             from netloom.lab.zookeeper import ZooKeeperEnsemble
 
-            zk = stack.enter_context(ZooKeeperEnsemble(size=3, base_dir=workdir / "zk",
-                                                       heap_mb=512))  # fmt: skip
+            zk = stack.enter_context(
+                ZooKeeperEnsemble(size=3, base_dir=workdir / "zk", heap_mb=512)
+            )
             url = f"zookeeper:{zk.connect_string}/netloom-scale"
         else:
             raise InvalidInput(f"unknown store {store!r}: sqlite or zookeeper", field="store")
         stats = workdir / "cluster-stats.json"
         log_path = workdir / "cluster.log"
         log = stack.enter_context(log_path.open("wb"))
-        cmd = [sys.executable, "-m", "netloom.bench.scale_cluster", str(stats),
-               "--store", url, "--api", "127.0.0.1:0", "--topology", "127.0.0.1:0",
-               "--state-dir", str(workdir), "--host-timeout", "30", "--log-level", "info"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "netloom.bench.scale_cluster",
+            str(stats),
+            "--store",
+            url,
+            "--api",
+            "127.0.0.1:0",
+            "--topology",
+            "127.0.0.1:0",
+            "--state-dir",
+            str(workdir),
+            "--host-timeout",
+            "30",
+            "--log-level",
+            "info",
+        ]
         # info: the ready line (with the ports the kernel chose) is logged at info
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
         try:
@@ -148,13 +168,17 @@ def _wait_ready(proc: subprocess.Popen[bytes], log_path: Path) -> tuple[str, tup
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise NetloomError(f"cluster exited ({proc.returncode}): "
-                               f"{log_path.read_text(errors='replace')[-2000:]}")  # fmt: skip
+            raise NetloomError(
+                f"cluster exited ({proc.returncode}): "
+                f"{log_path.read_text(errors='replace')[-2000:]}"
+            )
         for line in log_path.read_text(errors="replace").splitlines():
             if "event=cluster.ready" in line:
                 kv = dict(p.split("=", 1) for p in line.split() if "=" in p)
-                return (f"http://127.0.0.1:{kv['api_port']}",
-                        ("127.0.0.1", int(kv["topology_port"])))
+                return (
+                    f"http://127.0.0.1:{kv['api_port']}",
+                    ("127.0.0.1", int(kv["topology_port"])),
+                )
         time.sleep(0.05)
     raise NetloomError("cluster did not become ready")
 
@@ -179,8 +203,10 @@ class Workers:
         while pending:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise NetloomError(f"workers {sorted(pending.values())} did not answer "
-                                   f"{next(iter(msgs.values()))[0]!r} in {timeout:.0f}s")
+                raise NetloomError(
+                    f"workers {sorted(pending.values())} did not answer "
+                    f"{next(iter(msgs.values()))[0]!r} in {timeout:.0f}s"
+                )
             for c in wait(list(pending), left):
                 assert isinstance(c, Connection)
                 w = pending.pop(c)
@@ -212,8 +238,7 @@ class Workers:
 
 
 @contextlib.contextmanager
-def start_workers(cloud: Cloud, topology: tuple[str, int], per_process: int
-                  ) -> Iterator[Workers]:  # fmt: skip
+def start_workers(cloud: Cloud, topology: tuple[str, int], per_process: int) -> Iterator[Workers]:
     ctx = multiprocessing.get_context("spawn")
     groups: list[list[int]] = [[0]]  # the 100-VM agent alone
     rest = list(range(1, len(cloud.hosts)))
@@ -255,8 +280,16 @@ def make_check(cloud: Cloud, src: VmPlan, dst: VmPlan, sport: int) -> Check:
     t = cloud.tenants[src.tenant]
     same_net = src.tenant == dst.tenant and src.subnet == dst.subnet
     dmac = dst.mac if same_net else t.router_macs[src.subnet]
-    return (cloud.hosts[src.host].id, src.id, src.mac, src.ip, dmac, dst.ip, sport,
-            _expect(cloud, src, dst))  # fmt: skip
+    return (
+        cloud.hosts[src.host].id,
+        src.id,
+        src.mac,
+        src.ip,
+        dmac,
+        dst.ip,
+        sport,
+        _expect(cloud, src, dst),
+    )
 
 
 def warmup_checks(cloud: Cloud) -> list[Check]:
@@ -287,27 +320,34 @@ def random_checks(cloud: Cloud, n: int, rng: random.Random) -> list[Check]:
     return out
 
 
-def run_checks(ws: Workers, cloud: Cloud, checks: list[Check], timeout: float
-               ) -> tuple[int, list[str]]:  # fmt: skip
+def run_checks(
+    ws: Workers, cloud: Cloud, checks: list[Check], timeout: float
+) -> tuple[int, list[str]]:
     where = {cloud.hosts[h].id: w for w, hs in enumerate(ws.hosts) for h in hs}
     per: dict[int, list[Check]] = {}
     for c in checks:
         per.setdefault(where[c[0]], []).append(c)
     replies = ws.call({w: ("checks", cs) for w, cs in per.items()}, timeout)
-    failures = [f"{per[w][i][1][:8]}->{per[w][i][5]}: {why}"
-                for w, res in replies.items() for i, (ok, why) in enumerate(res) if not ok]
+    failures = [
+        f"{per[w][i][1][:8]}->{per[w][i][5]}: {why}"
+        for w, res in replies.items()
+        for i, (ok, why) in enumerate(res)
+        if not ok
+    ]
     return len(checks), failures
 
 
 # ---- propagation -------------------------------------------------------------------------------
 
 
-def propagation(ws: Workers, cloud: Cloud, api_url: str, changes: int, rng: random.Random
-                ) -> dict[str, Any]:  # fmt: skip
+def propagation(
+    ws: Workers, cloud: Cloud, api_url: str, changes: int, rng: random.Random
+) -> dict[str, Any]:
     """SG rule creates and route creates on ``changes`` tenants each (one on a tenant of the
     100-VM host); per-agent latency from the API call's return to the change applied."""
-    full = [t for t in cloud.tenants
-            if {cloud.vms[i].subnet for i in t.vms} == {0, 1}]  # warm-up went through router
+    full = [
+        t for t in cloud.tenants if {cloud.vms[i].subnet for i in t.vms} == {0, 1}
+    ]  # warm-up went through router
     big_tenants = [t for t in full if any(cloud.vms[i].host == 0 for i in t.vms)]
     picks = rng.sample(full, min(changes, len(full)))
     if big_tenants and not any(t in big_tenants for t in picks):
@@ -322,14 +362,25 @@ def propagation(ws: Workers, cloud: Cloud, api_url: str, changes: int, rng: rand
             for pid in parents:
                 began[pid] = time.time()
                 if what == "sg":
-                    api.create("rules", {"chain_id": pid, "position": 25, "action": "accept",
-                                         "nw_proto": 6, "tp_dst": {"start": 80, "end": 80}})
+                    api.create(
+                        "rules",
+                        {
+                            "chain_id": pid,
+                            "position": 25,
+                            "action": "accept",
+                            "nw_proto": 6,
+                            "tp_dst": {"start": 80, "end": 80},
+                        },
+                    )
                 else:
-                    api.create("routes", {"router_id": pid, "dst": "192.0.2.0/24",
-                                          "type": "blackhole"})
+                    api.create(
+                        "routes", {"router_id": pid, "dst": "192.0.2.0/24", "type": "blackhole"}
+                    )
                 sent[pid] = time.time()
-            need = {pid: {cloud.hosts[cloud.vms[i].host].id for i in t.vms}
-                    for pid, t in parents.items()}
+            need = {
+                pid: {cloud.hosts[cloud.vms[i].host].id for i in t.vms}
+                for pid, t in parents.items()
+            }
             seen = _wait_seen(ws, need)
             lat: list[float] = []
             lat_call: list[float] = []  # from the start of the API call (includes the commit)
@@ -341,11 +392,16 @@ def propagation(ws: Workers, cloud: Cloud, api_url: str, changes: int, rng: rand
                 lat_call += [(got[h] - began[pid]) * 1000 for h in need[pid] if h in got]
                 missing += len(need[pid] - set(got))
                 extra += len(set(got) - need[pid])
-            result[what] = {"changes": len(parents), "agents_needing": sum(map(len, need.values())),
-                            "p50_ms": _pct(lat, 0.5), "p99_ms": _pct(lat, 0.99),
-                            "max_ms": round(max(lat), 1) if lat else None,
-                            "from_call_start_p99_ms": _pct(lat_call, 0.99),
-                            "missing": missing, "unwanted": extra}  # fmt: skip
+            result[what] = {
+                "changes": len(parents),
+                "agents_needing": sum(map(len, need.values())),
+                "p50_ms": _pct(lat, 0.5),
+                "p99_ms": _pct(lat, 0.99),
+                "max_ms": round(max(lat), 1) if lat else None,
+                "from_call_start_p99_ms": _pct(lat_call, 0.99),
+                "missing": missing,
+                "unwanted": extra,
+            }
     return result
 
 
@@ -381,21 +437,39 @@ def _wait_figures(stats: list[dict[str, Any]]) -> dict[str, Any]:
                 return float(2**k) if k < len(hist) - 1 else None
         return None
 
-    return {"count": n, "mean": round(1000 * sum(s["snap_wait_sum_s"] for s in stats) / n, 2)
-            if n else None, "p50_under": under(0.5), "p99_under": under(0.99),
-            "max": round(1000 * max(s["snap_wait_max_s"] for s in stats), 1)}
+    return {
+        "count": n,
+        "mean": round(1000 * sum(s["snap_wait_sum_s"] for s in stats) / n, 2) if n else None,
+        "p50_under": under(0.5),
+        "p99_under": under(0.99),
+        "max": round(1000 * max(s["snap_wait_max_s"] for s in stats), 1),
+    }
 
 
 # ---- one cloud --------------------------------------------------------------------------------
 
 
-def run_cloud(hosts: int, vms: int, gateways: int, store: str, per_process: int,
-              sims: int, changes: int, full: bool, threads: int) -> dict[str, Any]:  # fmt: skip
+def run_cloud(
+    hosts: int,
+    vms: int,
+    gateways: int,
+    store: str,
+    per_process: int,
+    sims: int,
+    changes: int,
+    full: bool,
+    threads: int,
+) -> dict[str, Any]:
     """Steps 1-4 (and 5-7 when ``full``) on one cloud; returns the figures."""
     cloud = plan_cloud(hosts, vms, gateways)
     rng = random.Random(11)
-    out: dict[str, Any] = {"hosts": hosts, "vms": vms, "gateways": gateways,
-                           "tenants": len(cloud.tenants), "store": store}  # fmt: skip
+    out: dict[str, Any] = {
+        "hosts": hosts,
+        "vms": vms,
+        "gateways": gateways,
+        "tenants": len(cloud.tenants),
+        "store": store,
+    }
     workdir = Path(tempfile.mkdtemp(prefix="netloom-scale-"))
     try:
         with start_cluster(store, workdir) as cl:
@@ -413,13 +487,21 @@ def run_cloud(hosts: int, vms: int, gateways: int, store: str, per_process: int,
             out["ports_per_s"] = round(vms / vm_s, 1) if vm_s else None
             out["provision_phases_s"] = prov.phases
             with start_workers(cloud, cl.topology, per_process) as ws:
-                agents = {w: ("start", [(cloud.hosts[h].id, cloud.hosts[h].ip,
-                                         cloud.expected_ports(h)) for h in hs])
-                          for w, hs in enumerate(ws.hosts)}  # fmt: skip
+                agents = {
+                    w: (
+                        "start",
+                        [
+                            (cloud.hosts[h].id, cloud.hosts[h].ip, cloud.expected_ports(h))
+                            for h in hs
+                        ],
+                    )
+                    for w, hs in enumerate(ws.hosts)
+                }
                 t_start = time.time()
                 active = ws.call(agents, 600)
-                out["all_active_s"] = round(max(max(a.values()) for a in active.values())
-                                            - t_start, 2)  # fmt: skip
+                out["all_active_s"] = round(
+                    max(max(a.values()) for a in active.values()) - t_start, 2
+                )
                 t0 = time.monotonic()
                 n, fails = run_checks(ws, cloud, warmup_checks(cloud), 1800)
                 out["warmup_s"] = round(time.monotonic() - t0, 2)
@@ -435,21 +517,24 @@ def run_cloud(hosts: int, vms: int, gateways: int, store: str, per_process: int,
                 out["worker_rss_mb"] = [s["rss_mb"] for s in rest]
                 out["agents_connected"] = sum(s["connected"] for s in stats.values())
                 out["sim_retransmits"] = sum(s["retransmits"] for s in stats.values())
-                out["agent_counters"] = {k: sum(s["agent"][k] for s in stats.values())
-                                         for k in stats[ws.big]["agent"]}  # fmt: skip
+                out["agent_counters"] = {
+                    k: sum(s["agent"][k] for s in stats.values()) for k in stats[ws.big]["agent"]
+                }
                 out["subscribe_wait_ms"] = _wait_figures(list(stats.values()))
                 if rest:
                     out["agent_records_max"] = max(s["records_max"] for s in rest)
                     out["agent_records_mean"] = round(
-                        sum(s["records_sum"] for s in rest) / max(1, hosts - 1), 1)
+                        sum(s["records_sum"] for s in rest) / max(1, hosts - 1), 1
+                    )
                 out.update(cl.stats())
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return out
 
 
-def _full_steps(ws: Workers, cloud: Cloud, cl: ClusterProc, sims: int, changes: int,
-                rng: random.Random) -> dict[str, Any]:  # fmt: skip
+def _full_steps(
+    ws: Workers, cloud: Cloud, cl: ClusterProc, sims: int, changes: int, rng: random.Random
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
     prop = propagation(ws, cloud, cl.api_url, changes, rng)
     out["propagation"] = prop
@@ -465,9 +550,17 @@ def _full_steps(ws: Workers, cloud: Cloud, cl: ClusterProc, sims: int, changes: 
     return out
 
 
-def run_scale(hosts: int, vms: int, gateways: int, store: str = "sqlite",
-              per_process: int = 250, sims: int = 10_000, changes: int = 5,
-              flatness: bool = True, threads: int = 4) -> dict[str, Any]:  # fmt: skip
+def run_scale(
+    hosts: int,
+    vms: int,
+    gateways: int,
+    store: str = "sqlite",
+    per_process: int = 250,
+    sims: int = 10_000,
+    changes: int = 5,
+    flatness: bool = True,
+    threads: int = 4,
+) -> dict[str, Any]:
     """The small cloud (flatness reference) first, then the full one."""
     if per_process < 1:
         raise InvalidInput("--agents-per-process must be >= 1", field="agents_per_process")
@@ -480,9 +573,18 @@ def run_scale(hosts: int, vms: int, gateways: int, store: str = "sqlite",
     out = run_cloud(hosts, vms, gateways, store, per_process, sims, changes, True, threads)
     if small is not None:
         out["agent100_rss_small_mb"] = small["agent100_rss_mb"]
-        out["small_cloud"] = {k: small[k] for k in ("hosts", "vms", "agent100_rss_mb",
-                                                    "agent100_records", "all_active_s",
-                                                    "provision_s", "cluster_rss_mb")}
+        out["small_cloud"] = {
+            k: small[k]
+            for k in (
+                "hosts",
+                "vms",
+                "agent100_rss_mb",
+                "agent100_records",
+                "all_active_s",
+                "provision_s",
+                "cluster_rss_mb",
+            )
+        }
         base = small["agent100_rss_mb"]
         out["agent100_rss_growth_pct"] = round(100 * (out["agent100_rss_mb"] - base) / base, 1)
     out["checks_failed"] = failed_checks(out)
@@ -514,32 +616,56 @@ def _print_table(r: dict[str, Any]) -> None:
 
     p = r.get("propagation", {})
     rows = [
-        ("cloud", f"{r['hosts']} hosts, {r['vms']} VMs, {r['tenants']} tenants, "
-                  f"{r['gateways']} gateways, store {r['store']}"),
-        ("provisioning", f"{r['provision_s']} s, {r['api_requests']} requests "
-                         f"({r['requests_per_s']}/s), VM ports {r['ports_per_s']}/s"),
+        (
+            "cloud",
+            f"{r['hosts']} hosts, {r['vms']} VMs, {r['tenants']} tenants, "
+            f"{r['gateways']} gateways, store {r['store']}",
+        ),
+        (
+            "provisioning",
+            f"{r['provision_s']} s, {r['api_requests']} requests "
+            f"({r['requests_per_s']}/s), VM ports {r['ports_per_s']}/s",
+        ),
         ("all bindings active", f"{r['all_active_s']} s"),
-        ("warm-up first packets", f"{r['warmup_checks']} in {r['warmup_s']} s, "
-                                  f"{r['warmup_failures']} failed"),
+        (
+            "warm-up first packets",
+            f"{r['warmup_checks']} in {r['warmup_s']} s, {r['warmup_failures']} failed",
+        ),
     ]
     for k, name in (("sg", "SG rule propagation"), ("route", "route propagation")):
         if k in p:
             q = p[k]
-            rows.append((name, f"p50 {q['p50_ms']} ms, p99 {q['p99_ms']} ms, max {q['max_ms']} ms"
-                               f" over {q['agents_needing']} agents; missing {q['missing']}, "
-                               f"unwanted {q['unwanted']}"))
+            rows.append(
+                (
+                    name,
+                    f"p50 {q['p50_ms']} ms, p99 {q['p99_ms']} ms, max {q['max_ms']} ms"
+                    f" over {q['agents_needing']} agents; missing {q['missing']}, "
+                    f"unwanted {q['unwanted']}",
+                )
+            )
     rows += [
-        ("first-packet checks", f"{r.get('sim_checks')} in {r.get('sim_s')} s, "
-                                f"{r.get('sim_failures')} failed"),
-        ("100-VM agent RSS", f"{r['agent100_rss_mb']} MB after warm-up (small cloud "
-                             f"{r.get('agent100_rss_small_mb')} MB, "
-                             f"{r.get('agent100_rss_growth_pct')}%), "
-                             f"{r.get('agent100_rss_end_mb')} MB at the end"),
-        ("cluster", f"RSS {r['cluster_rss_mb']} MB (peak {r.get('cluster_peak_rss_mb')}), "
-                    f"CPU {r['cluster_cpu_s']} s"),
-        ("store", f"{r.get('store_mb', r.get('zk_data_mb'))} MB"
-                  + (f", {r['zk_znodes']} znodes" if "zk_znodes" in r else "")
-                  + f", watches {r['store_watches']}"),
+        (
+            "first-packet checks",
+            f"{r.get('sim_checks')} in {r.get('sim_s')} s, {r.get('sim_failures')} failed",
+        ),
+        (
+            "100-VM agent RSS",
+            f"{r['agent100_rss_mb']} MB after warm-up (small cloud "
+            f"{r.get('agent100_rss_small_mb')} MB, "
+            f"{r.get('agent100_rss_growth_pct')}%), "
+            f"{r.get('agent100_rss_end_mb')} MB at the end",
+        ),
+        (
+            "cluster",
+            f"RSS {r['cluster_rss_mb']} MB (peak {r.get('cluster_peak_rss_mb')}), "
+            f"CPU {r['cluster_cpu_s']} s",
+        ),
+        (
+            "store",
+            f"{r.get('store_mb', r.get('zk_data_mb'))} MB"
+            + (f", {r['zk_znodes']} znodes" if "zk_znodes" in r else "")
+            + f", watches {r['store_watches']}",
+        ),
         ("agent workers", f"{r['worker_processes']} processes, RSS {r['worker_rss_mb']} MB"),
         ("checks", "all passed" if not r["checks_failed"] else "; ".join(r["checks_failed"])),
     ]
@@ -567,8 +693,9 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
     ) -> None:
         """A cloud of real agents on memory datapaths against one cluster (issue 7)."""
         try:
-            r = run_scale(hosts, vms, gateways, store, agents_per_process, sims, changes,
-                          flatness, threads)  # fmt: skip
+            r = run_scale(
+                hosts, vms, gateways, store, agents_per_process, sims, changes, flatness, threads
+            )
         except NetloomError as exc:
             from netloom.cli.output import print_error
 

@@ -130,9 +130,18 @@ def plan_cloud(hosts: int, vms: int, gateways: int, seed: int = 7) -> Cloud:
         need = 1 + math.ceil((vms - big) / VMS_PER_HOST) + gateways
         raise InvalidInput(
             f"{vms} vms ({big} on one host, {VMS_PER_HOST} per other host) and {gateways} "
-            f"gateways need at least {need} hosts", field="hosts")
-    hs = [HostPlan(i, f"scale-h{i}", str(ipaddress.IPv4Address(UNDERLAY_BASE + 1 + i)),
-                   gateway=i >= vm_hosts) for i in range(hosts)]  # fmt: skip
+            f"gateways need at least {need} hosts",
+            field="hosts",
+        )
+    hs = [
+        HostPlan(
+            i,
+            f"scale-h{i}",
+            str(ipaddress.IPv4Address(UNDERLAY_BASE + 1 + i)),
+            gateway=i >= vm_hosts,
+        )
+        for i in range(hosts)
+    ]
     on_big = _big_host_vms(vms, tenants, big)
     slots: list[int] = []
     for h in range(1, vm_hosts):
@@ -153,8 +162,7 @@ def plan_cloud(hosts: int, vms: int, gateways: int, seed: int = 7) -> Cloud:
         h = slots[i]
         n = per_host.get(h, 0)
         per_host[h] = n + 1
-        out.append(VmPlan(i, t, s, str(net.network_address + 10 + j), _mac(0x0200, i), h,
-                          f"vm{n}"))  # fmt: skip
+        out.append(VmPlan(i, t, s, str(net.network_address + 10 + j), _mac(0x0200, i), h, f"vm{n}"))
         ts[t].vms.append(i)
     return Cloud(hs, ts, out, list(range(vm_hosts, hosts)))
 
@@ -237,8 +245,11 @@ class Provisioner:
         """Hosts + tunnel zone, provider router + uplinks, tenants, then VM ports."""
         self._parallel("hosts", lambda h: self._host(h), cloud.hosts)
         t0 = time.monotonic()
-        self.create("tunnel_zones", name="scale-tz",
-                    members=[{"host_id": h.id, "ip": h.ip} for h in cloud.hosts])  # fmt: skip
+        self.create(
+            "tunnel_zones",
+            name="scale-tz",
+            members=[{"host_id": h.id, "ip": h.ip} for h in cloud.hosts],
+        )
         self._provider(cloud)
         self.phases["tunnel_zone_provider"] = round(time.monotonic() - t0, 3)
         self._parallel("tenants", lambda t: self._tenant(t), cloud.tenants)
@@ -252,9 +263,16 @@ class Provisioner:
         cloud.provider_router = r
         for g, hi in enumerate(cloud.gateways):
             h = cloud.hosts[hi]
-            p = self.create("ports", device_id=r, type="router", name=f"uplink{g}",
-                            mac=_mac(0x02BB, g), address=f"203.0.113.{g + 2}/24",
-                            host_id=h.id, interface_name="uplink0")  # fmt: skip
+            p = self.create(
+                "ports",
+                device_id=r,
+                type="router",
+                name=f"uplink{g}",
+                mac=_mac(0x02BB, g),
+                address=f"203.0.113.{g + 2}/24",
+                host_id=h.id,
+                interface_name="uplink0",
+            )
             cloud.uplinks.append(str(p["id"]))
             h.ports.append(str(p["id"]))
         for up in cloud.uplinks:  # ECMP default route over every uplink
@@ -265,22 +283,35 @@ class Provisioner:
         t.router_id = str(self.create("routers", tenant_id=tid, name=f"r{t.index}")["id"])
         t.bridge_ids = tuple(  # type: ignore[assignment]
             str(self.create("bridges", tenant_id=tid, name=f"t{t.index}-net{s}")["id"])
-            for s in (0, 1))
+            for s in (0, 1)
+        )
         self._security_group(t, tid)
         macs = []
         for s in (0, 1):
             net, gw = t.subnet(s), t.gateway(s)
-            self.create("dhcp_subnets", bridge_id=t.bridge_ids[s], cidr=str(net), gateway=gw,
-                        dns_servers=[gw])  # fmt: skip
+            self.create(
+                "dhcp_subnets",
+                bridge_id=t.bridge_ids[s],
+                cidr=str(net),
+                gateway=gw,
+                dns_servers=[gw],
+            )
             mac = _mac(0x02AA, 2 * t.index + s)
-            rp = self.create("ports", device_id=t.router_id, type="router",
-                             name=f"r{t.index}-net{s}", mac=mac,
-                             address=f"{gw}/{net.prefixlen}")  # fmt: skip
-            bp = self.create("ports", device_id=t.bridge_ids[s], type="bridge",
-                             name=f"net{s}-r{t.index}")  # fmt: skip
+            rp = self.create(
+                "ports",
+                device_id=t.router_id,
+                type="router",
+                name=f"r{t.index}-net{s}",
+                mac=mac,
+                address=f"{gw}/{net.prefixlen}",
+            )
+            bp = self.create(
+                "ports", device_id=t.bridge_ids[s], type="bridge", name=f"net{s}-r{t.index}"
+            )
             self.link(str(rp["id"]), str(bp["id"]))
-            self.create("routes", router_id=t.router_id, dst=str(net),
-                        next_hop_port_id=str(rp["id"]))  # fmt: skip
+            self.create(
+                "routes", router_id=t.router_id, dst=str(net), next_hop_port_id=str(rp["id"])
+            )
             macs.append(mac)
         t.router_macs = (macs[0], macs[1])
 
@@ -293,20 +324,32 @@ class Provisioner:
         rules: tuple[dict[str, Any], ...] = (
             {"action": "accept", "match_return_flow": True},
             {"action": "accept", "nw_proto": 1},
-            {"action": "accept", "nw_proto": 6, "nw_src": str(t.supernet),
-             "tp_dst": {"start": 22, "end": 22}},
+            {
+                "action": "accept",
+                "nw_proto": 6,
+                "nw_src": str(t.supernet),
+                "tp_dst": {"start": 22, "end": 22},
+            },
             {"action": "drop"},
-        )  # fmt: skip
+        )
         for pos, extra in enumerate(rules):
             self.create("rules", chain_id=t.ingress_chain, position=pos * 10, **extra)
 
     def _vm(self, cloud: Cloud, v: VmPlan) -> None:
         t = cloud.tenants[v.tenant]
         h = cloud.hosts[v.host]
-        doc = self.create("ports", device_id=t.bridge_ids[v.subnet], type="bridge",
-                          name=f"vm{v.index}", mac=v.mac, fixed_ips=[v.ip],
-                          inbound_filter_id=t.egress_chain, outbound_filter_id=t.ingress_chain,
-                          host_id=h.id, interface_name=v.ifname)  # fmt: skip
+        doc = self.create(
+            "ports",
+            device_id=t.bridge_ids[v.subnet],
+            type="bridge",
+            name=f"vm{v.index}",
+            mac=v.mac,
+            fixed_ips=[v.ip],
+            inbound_filter_id=t.egress_chain,
+            outbound_filter_id=t.ingress_chain,
+            host_id=h.id,
+            interface_name=v.ifname,
+        )
         v.id = str(doc["id"])
         v.tunnel_key = int(doc["tunnel_key"])
         with self._lock:

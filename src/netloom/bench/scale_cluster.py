@@ -34,8 +34,9 @@ class WatchCountingStore(CountingStore):
 
     def _write(self) -> None:
         tmp = self.stats.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"store_watches": self.open,
-                                   "store_watches_opened": self.watches}))  # fmt: skip
+        tmp.write_text(
+            json.dumps({"store_watches": self.open, "store_watches_opened": self.watches})
+        )
         tmp.replace(self.stats)
 
     def watch(self, since: int, callback: ChangeCallback) -> Watch:

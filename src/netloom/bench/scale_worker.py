@@ -89,12 +89,25 @@ class Worker:
             dp = MemoryDatapath()
             # caches held for the length of the run (the propagation test needs what the
             # warm-up loaded still loaded minutes later on a big run)
-            cfg = AgentConfig(host_id, underlay_ip=ip, idle_timeout_s=3600.0,
-                              interest_idle_s=3600.0, upcall_rate=1e6, upcall_burst=1e6)
+            cfg = AgentConfig(
+                host_id,
+                underlay_ip=ip,
+                idle_timeout_s=3600.0,
+                interest_idle_s=3600.0,
+                upcall_rate=1e6,
+                upcall_burst=1e6,
+            )
             agent = Agent(cfg, dp)
             client = TopologyClient(host_id, self.topology)
-            driver = AgentDriver(agent, client, poll_s=0.5, tick_s=5.0, metrics_port=None,
-                                 state_port=None, push_state=self._push)  # fmt: skip
+            driver = AgentDriver(
+                agent,
+                client,
+                poll_s=0.5,
+                tick_s=5.0,
+                metrics_port=None,
+                state_port=None,
+                push_state=self._push,
+            )
             slot = _Slot(host_id, expected, agent, driver, dp)
             client.add_listener(self._tracker(slot))  # after the driver's: sees applied state
             self.slots[host_id] = slot
@@ -133,9 +146,11 @@ class Worker:
         dp_port = s.agent.dp_port_of(port_id)
         if not dp_port:
             return False, f"port {port_id} not plugged on {host_id}"
-        frame = Frame(Ethernet(mac_to_int(dmac), mac_to_int(smac), ETH_TYPE_IPV4),
-                      ip=IPv4(ip_to_int(sip), ip_to_int(dip), IPPROTO_TCP, ttl=64),
-                      l4=Tcp(sport, 22, flags=0x02))  # fmt: skip
+        frame = Frame(
+            Ethernet(mac_to_int(dmac), mac_to_int(smac), ETH_TYPE_IPV4),
+            ip=IPv4(ip_to_int(sip), ip_to_int(dip), IPPROTO_TCP, ttl=64),
+            l4=Tcp(sport, 22, flags=0x02),
+        )
         data = build(frame)
         # A first packet parked longer than the agent's park timeout (a loaded cluster answering
         # a new subscription late) is dropped, and the VM's TCP retransmits its SYN: so do we,
@@ -185,12 +200,20 @@ class Worker:
             waits = [a + b for a, b in zip(waits, c.snap_waits, strict=True)]
             wait_sum += c.snap_wait_sum_s
             wait_max = max(wait_max, c.snap_wait_max_s)
-        return {"rss_mb": rss_mb(), "agents": len(self.slots),
-                "records_max": max(records, default=0), "records_sum": sum(records),
-                "connected": sum(1 for s in self.slots.values() if s.driver.client.connected),
-                "pushes_local": self.pushes_local, "pushes_remote": self.pushes_remote,
-                "retransmits": self.retransmits, "agent": agent, "snap_waits": waits,
-                "snap_wait_sum_s": wait_sum, "snap_wait_max_s": wait_max}  # fmt: skip
+        return {
+            "rss_mb": rss_mb(),
+            "agents": len(self.slots),
+            "records_max": max(records, default=0),
+            "records_sum": sum(records),
+            "connected": sum(1 for s in self.slots.values() if s.driver.client.connected),
+            "pushes_local": self.pushes_local,
+            "pushes_remote": self.pushes_remote,
+            "retransmits": self.retransmits,
+            "agent": agent,
+            "snap_waits": waits,
+            "snap_wait_sum_s": wait_sum,
+            "snap_wait_max_s": wait_max,
+        }
 
     async def handle(self, msg: tuple[Any, ...]) -> Any:
         cmd = msg[0]
@@ -242,8 +265,9 @@ class Worker:
             loop.remove_reader(self.conn.fileno())
 
 
-def _judge(agent: Agent, in_dp: int, outs: list[Outcome], expect: tuple[Any, ...]
-           ) -> tuple[bool, str]:  # fmt: skip
+def _judge(
+    agent: Agent, in_dp: int, outs: list[Outcome], expect: tuple[Any, ...]
+) -> tuple[bool, str]:
     """Did the first packet land where the plan says (or nowhere, for a cross-tenant pair)?"""
     tunnels = [(o.vni, o.remote) for o in outs if o.fate is Fate.TUNNEL]
     locals_ = [o.port for o in outs if o.fate is Fate.OUTPUT and o.port != in_dp]

@@ -61,11 +61,17 @@ def _datapath(kind: DatapathKind, host_id: str) -> object:
     return BpfDatapath(host_id)
 
 
-async def _main(host_id: str | None, host_name: str | None, topology: str,
-                datapath: DatapathKind, underlay_ip: str | None,
-                metrics_port: int | None, idle_timeout: float = 60.0,
-                underlay_mtu: int = 1500,
-                vxlan_encap: VxlanEncap = VxlanEncap.bpf) -> None:  # fmt: skip
+async def _main(
+    host_id: str | None,
+    host_name: str | None,
+    topology: str,
+    datapath: DatapathKind,
+    underlay_ip: str | None,
+    metrics_port: int | None,
+    idle_timeout: float = 60.0,
+    underlay_mtu: int = 1500,
+    vxlan_encap: VxlanEncap = VxlanEncap.bpf,
+) -> None:
     from netloom.agent.core import Agent, AgentConfig
     from netloom.agent.driver import AgentDriver
     from netloom.datapath.base import Datapath
@@ -78,9 +84,16 @@ async def _main(host_id: str | None, host_name: str | None, topology: str,
         host_id = await _resolve_host(address, host_name)
     dp = _datapath(datapath, host_id)
     assert isinstance(dp, Datapath)
-    agent = Agent(AgentConfig(host_id, underlay_ip=underlay_ip, idle_timeout_s=idle_timeout,
-                              sim=SimConfig(underlay_mtu=underlay_mtu),
-                              vxlan_in_datapath=vxlan_encap is VxlanEncap.bpf), dp)  # fmt: skip
+    agent = Agent(
+        AgentConfig(
+            host_id,
+            underlay_ip=underlay_ip,
+            idle_timeout_s=idle_timeout,
+            sim=SimConfig(underlay_mtu=underlay_mtu),
+            vxlan_in_datapath=vxlan_encap is VxlanEncap.bpf,
+        ),
+        dp,
+    )
     driver = AgentDriver(agent, TopologyClient(host_id, address), metrics_port=metrics_port)
     await driver.run_until_signalled()
 
@@ -92,18 +105,26 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         host_name: str = typer.Option(None, "--host-name", help="Or its name (looked up)."),
         topology: str = typer.Option(..., "--topology", help="Topology service HOST:PORT."),
         datapath: DatapathKind = typer.Option(DatapathKind.memory, "--datapath"),
-        underlay_ip: str = typer.Option(None, "--underlay-ip",
-                                        help="VXLAN source address (default: tunnel zone)."),
-        metrics_port: int = typer.Option(None, "--metrics-port",
-                                         help="Serve Prometheus metrics on 127.0.0.1:N."),
-        idle_timeout: float = typer.Option(60.0, "--idle-timeout",
-                                           help="Seconds an unused flow stays installed."),
-        mtu: int = typer.Option(1500, "--mtu", help="Underlay MTU; the tunnel and VM ports "
-                                "get MTU - 50 (VXLAN over IPv4, RFC 7348)."),
+        underlay_ip: str = typer.Option(
+            None, "--underlay-ip", help="VXLAN source address (default: tunnel zone)."
+        ),
+        metrics_port: int = typer.Option(
+            None, "--metrics-port", help="Serve Prometheus metrics on 127.0.0.1:N."
+        ),
+        idle_timeout: float = typer.Option(
+            60.0, "--idle-timeout", help="Seconds an unused flow stays installed."
+        ),
+        mtu: int = typer.Option(
+            1500,
+            "--mtu",
+            help="Underlay MTU; the tunnel and VM ports get MTU - 50 (VXLAN over IPv4, RFC 7348).",
+        ),
         vxlan_encap: VxlanEncap = typer.Option(
-            VxlanEncap.bpf, "--vxlan-encap",
+            VxlanEncap.bpf,
+            "--vxlan-encap",
             help="bpf: the datapath adds/removes VXLAN headers itself for unicast IPv4 (the "
-            "VXLAN device carries the rest); device: the kernel's VXLAN device for all."),
+            "VXLAN device carries the rest); device: the kernel's VXLAN device for all.",
+        ),
         log_format: str = typer.Option("text", "--log-format", help="text or json."),
         verbose: bool = typer.Option(False, "--verbose", "-v"),
     ) -> None:
@@ -124,11 +145,21 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             handler.setFormatter(JsonFormatter())
         else:
             handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                            handlers=[handler])  # fmt: skip
+        logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
         try:
-            asyncio.run(_main(host_id, host_name, topology, datapath, underlay_ip,
-                              metrics_port, idle_timeout, mtu, vxlan_encap))  # fmt: skip
+            asyncio.run(
+                _main(
+                    host_id,
+                    host_name,
+                    topology,
+                    datapath,
+                    underlay_ip,
+                    metrics_port,
+                    idle_timeout,
+                    mtu,
+                    vxlan_encap,
+                )
+            )
         except NetloomError as exc:
             typer.echo(f"error: {exc.message}", err=True)
             raise typer.Exit(1) from None

@@ -51,14 +51,17 @@ def _interrupt_in(owner: int) -> Callable[[int, FrameType | None], None]:
 
 def demo(
     hosts: Annotated[int, typer.Option("--hosts", help="number of hosts (2-9)")] = 3,
-    keep: Annotated[bool, typer.Option("--keep", help="leave the lab running afterwards")]
-    = False,
-    name: Annotated[str | None, typer.Option("--name", help="lab name (default: random)")]
-    = None,
-    mtu: Annotated[int, typer.Option("--mtu", help="underlay MTU: 1500 or 9000 (VMs get 50 "
-                                     "less, the VXLAN overhead)")] = 1500,
-    as_json: Annotated[bool, typer.Option(
-        "--json", help="progress on stderr, the summary as JSON on stdout")] = False,
+    keep: Annotated[bool, typer.Option("--keep", help="leave the lab running afterwards")] = False,
+    name: Annotated[str | None, typer.Option("--name", help="lab name (default: random)")] = None,
+    mtu: Annotated[
+        int,
+        typer.Option(
+            "--mtu", help="underlay MTU: 1500 or 9000 (VMs get 50 less, the VXLAN overhead)"
+        ),
+    ] = 1500,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="progress on stderr, the summary as JSON on stdout")
+    ] = False,
 ) -> None:
     """Bring up 3 hosts with BPF agents, two tenants and VMs; measure; clean up."""
     from netloom.lab.demo import Demo, keep_instructions
@@ -77,9 +80,15 @@ def demo(
     try:
         summary = runner.run(keep=keep)
     except KeyboardInterrupt:
-        sys.stderr.write("interrupted" + ("" if not keep else
-                         f"; lab {runner.lab.name} left: netloom lab down --name "
-                         f"{runner.lab.name}") + "\n")
+        sys.stderr.write(
+            "interrupted"
+            + (
+                ""
+                if not keep
+                else f"; lab {runner.lab.name} left: netloom lab down --name {runner.lab.name}"
+            )
+            + "\n"
+        )
         raise typer.Exit(130) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -100,51 +109,83 @@ def _render(summary: object) -> None:
     assert isinstance(summary, Summary)
     out = console()
     out.print()
-    state = "[green]all steps passed[/]" if summary.ok else \
-        f"[red]FAILED at: {summary.failed_step}[/]\n[red]{summary.error}[/]"
+    state = (
+        "[green]all steps passed[/]"
+        if summary.ok
+        else f"[red]FAILED at: {summary.failed_step}[/]\n[red]{summary.error}[/]"
+    )
     out.print(f"[bold]netloom demo, lab {summary.lab}[/] ({summary.seconds} s): {state}")
     if summary.hosts:
-        out.print("hosts: " + ", ".join(f"{h['short']} {h['underlay_ip']}"
-                                        for h in summary.hosts) + "; agents: BPF datapath")
+        out.print(
+            "hosts: "
+            + ", ".join(f"{h['short']} {h['underlay_ip']}" for h in summary.hosts)
+            + "; agents: BPF datapath"
+        )
     if summary.vms:
-        t = Table(title="VMs: addresses from udhcpc, answered by the agents",
-                  box=box.SIMPLE, pad_edge=False)
+        t = Table(
+            title="VMs: addresses from udhcpc, answered by the agents",
+            box=box.SIMPLE,
+            pad_edge=False,
+        )
         for col in ("vm", "network", "host", "mac", "DHCP address", "mtu", "lease in"):
             t.add_column(col)
         for v in summary.vms:
-            t.add_row(v.name, v.network, v.host, v.mac, v.dhcp_ip or "-",
-                      str(v.mtu or "-"), f"{v.dhcp_ms:.0f} ms" if v.dhcp_ms else "-")
+            t.add_row(
+                v.name,
+                v.network,
+                v.host,
+                v.mac,
+                v.dhcp_ip or "-",
+                str(v.mtu or "-"),
+                f"{v.dhcp_ms:.0f} ms" if v.dhcp_ms else "-",
+            )
         out.print(t)
     if summary.pings:
         t = Table(title="ping (ICMP echo)", box=box.SIMPLE, pad_edge=False)
         for col in ("ping", "path", "replies", "rtt avg", "min-max", "1st echo"):
             t.add_column(col)
         for p in summary.pings:
-            t.add_row(f"{p.src} -> {p.dst}", p.path, f"{p.received}/{p.sent}",
-                      f"{p.avg_ms:.3f} ms" if p.avg_ms else "-",
-                      f"{p.min_ms:.3f}-{p.max_ms:.3f}" if p.avg_ms else "-",
-                      f"{p.first_ms:.2f} ms" if p.first_ms else "-")
+            t.add_row(
+                f"{p.src} -> {p.dst}",
+                p.path,
+                f"{p.received}/{p.sent}",
+                f"{p.avg_ms:.3f} ms" if p.avg_ms else "-",
+                f"{p.min_ms:.3f}-{p.max_ms:.3f}" if p.avg_ms else "-",
+                f"{p.first_ms:.2f} ms" if p.first_ms else "-",
+            )
         out.print(t)
     if summary.iperf3:
         r = summary.iperf3
-        out.print(f"iperf3 {r['from']} -> {r['to']} ({r['to_ip']}:{r['port']}): "
-                  f"[bold]{r['gbit_s']:.2f} Gbit/s[/], {r['retransmits']} retransmits, "
-                  f"MSS {r['mss']}")
+        out.print(
+            f"iperf3 {r['from']} -> {r['to']} ({r['to_ip']}:{r['port']}): "
+            f"[bold]{r['gbit_s']:.2f} Gbit/s[/], {r['retransmits']} retransmits, "
+            f"MSS {r['mss']}"
+        )
     if summary.security_group:
-        out.print("security group on a4: " + ", ".join(
-            f"{port} {res}" + (" (dropped)" if res == "timeout" else "")
-            for port, res in summary.security_group.items()))
+        out.print(
+            "security group on a4: "
+            + ", ".join(
+                f"{port} {res}" + (" (dropped)" if res == "timeout" else "")
+                for port, res in summary.security_group.items()
+            )
+        )
     if summary.isolation:
         ok = all(c["ok"] for c in summary.isolation)
-        out.print(f"tenant isolation: {'[green]holds[/]' if ok else '[red]BROKEN[/]'} ("
-                  f"{sum(c['ok'] for c in summary.isolation)}/{len(summary.isolation)} checks)")
+        out.print(
+            f"tenant isolation: {'[green]holds[/]' if ok else '[red]BROKEN[/]'} ("
+            f"{sum(c['ok'] for c in summary.isolation)}/{len(summary.isolation)} checks)"
+        )
     if summary.trace:
-        out.print(f"what-if trace a1 -> a4 tcp/5201: {summary.trace['verdict']}; "
-                  f"tcp/22: {summary.trace['ssh_verdict']}")
+        out.print(
+            f"what-if trace a1 -> a4 tcp/5201: {summary.trace['verdict']}; "
+            f"tcp/22: {summary.trace['ssh_verdict']}"
+        )
     for host, m in summary.agents.items():
         short = host.removeprefix(summary.lab + "-")
-        out.print(f"agent {short}: {m['upcalls']:.0f} upcalls, {m['flows_installed']:.0f} "
-                  f"flows installed ({m['flows']:.0f} now)")
+        out.print(
+            f"agent {short}: {m['upcalls']:.0f} upcalls, {m['flows_installed']:.0f} "
+            f"flows installed ({m['flows']:.0f} now)"
+        )
     if not summary.kept:
         out.print(f"lab {summary.lab} removed")
 

@@ -41,8 +41,7 @@ def _resolve(name: str | None) -> str:
         return existing[0]
     if not existing:
         raise NotFound("no lab is up (`netloom lab up` creates one)", field="name")
-    raise InvalidInput(f"several labs exist ({', '.join(existing)}): pass --name",
-                       field="name")
+    raise InvalidInput(f"several labs exist ({', '.join(existing)}): pass --name", field="name")
 
 
 @lab_app.command("up")
@@ -51,31 +50,36 @@ def up(
     vms_per_host: Annotated[int, typer.Option("--vms-per-host", help="VMs on each host")] = 2,
     mtu: Annotated[int, typer.Option("--mtu", help="underlay MTU: 1500 or 9000")] = 1500,
     store: Annotated[str, typer.Option("--store", help="sqlite | zookeeper")] = "sqlite",
-    name: Annotated[str | None, typer.Option("--name", help="lab name (default: random)")]
-    = None,
-    tx_off: Annotated[bool, typer.Option("--tx-off", help="ethtool -K eth0 tx off in VMs")]
-    = False,
+    name: Annotated[str | None, typer.Option("--name", help="lab name (default: random)")] = None,
+    tx_off: Annotated[bool, typer.Option("--tx-off", help="ethtool -K eth0 tx off in VMs")] = False,
     static_ip: Annotated[
-        bool, typer.Option("--static-ip/--no-static-ip",
-                           help="write each VM's fixed IP into the VM (else: leave it to DHCP)")
+        bool,
+        typer.Option(
+            "--static-ip/--no-static-ip",
+            help="write each VM's fixed IP into the VM (else: leave it to DHCP)",
+        ),
     ] = True,
-    agents: Annotated[bool, typer.Option("--agents/--no-agents",
-                                         help="start netloom agent per host if available")]
-    = True,
-    datapath: Annotated[str | None, typer.Option(
-        "--datapath", help="the agents' datapath: memory | bpf (default: the agent's)")] = None,
-    keep_on_error: Annotated[bool, typer.Option("--keep-on-error",
-                                                help="leave a failed lab for inspection")]
-    = False,
+    agents: Annotated[
+        bool, typer.Option("--agents/--no-agents", help="start netloom agent per host if available")
+    ] = True,
+    datapath: Annotated[
+        str | None,
+        typer.Option(
+            "--datapath", help="the agents' datapath: memory | bpf (default: the agent's)"
+        ),
+    ] = None,
+    keep_on_error: Annotated[
+        bool, typer.Option("--keep-on-error", help="leave a failed lab for inspection")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the status as JSON")] = False,
 ) -> None:
     """Create a lab: underlay, hosts, VMs, cluster, default topology, agents."""
     try:
         if store not in ("sqlite", "zookeeper"):
-            raise InvalidInput(f"--store must be sqlite or zookeeper, not {store}",
-                               field="store")
-        lab = Lab.create(name, mtu=mtu, store="zookeeper" if store == "zookeeper" else "sqlite",
-                         tx_off=tx_off)
+            raise InvalidInput(f"--store must be sqlite or zookeeper, not {store}", field="store")
+        lab = Lab.create(
+            name, mtu=mtu, store="zookeeper" if store == "zookeeper" else "sqlite", tx_off=tx_off
+        )
     except NetloomError as exc:
         raise _fail(exc) from None
     try:
@@ -83,16 +87,19 @@ def up(
     except BaseException as exc:
         print_error(exc)
         if keep_on_error:
-            sys.stderr.write(f"lab {lab.name} left as it is; `netloom lab down --name "
-                             f"{lab.name}` removes it\n")
+            sys.stderr.write(
+                f"lab {lab.name} left as it is; `netloom lab down --name {lab.name}` removes it\n"
+            )
         else:
             lab.down()
             sys.stderr.write(f"lab {lab.name} removed again\n")
         raise typer.Exit(1) from None
     _show(lab.status(), as_json)
     if lab.state.agents == "unavailable" and not as_json:
-        console().print("[yellow]agents: `netloom agent` is not available in this "
-                        "installation; no agent was started[/]")
+        console().print(
+            "[yellow]agents: `netloom agent` is not available in this "
+            "installation; no agent was started[/]"
+        )
 
 
 @lab_app.command("status")
@@ -174,31 +181,49 @@ def _show(st: dict[str, Any], as_json: bool) -> None:
         return
     out = console()
     cl = st["cluster"]
-    out.print(f"[bold]lab {st['name']}[/]  phase={st['phase']}  mtu={st['mtu']} "
-              f"(VMs {st['vm_mtu']})  store={st['store']}  tx_off={st['tx_off']}")
+    out.print(
+        f"[bold]lab {st['name']}[/]  phase={st['phase']}  mtu={st['mtu']} "
+        f"(VMs {st['vm_mtu']})  store={st['store']}  tx_off={st['tx_off']}"
+    )
     if st["error"]:
         out.print(f"[red]error: {st['error']}[/]")
     if cl:
-        out.print(f"cluster: api {cl['api_url']}  topology {cl['topology']}  "
-                  f"alive={cl['alive']}  (netns {cl['netns']})")
+        out.print(
+            f"cluster: api {cl['api_url']}  topology {cl['topology']}  "
+            f"alive={cl['alive']}  (netns {cl['netns']})"
+        )
         out.print(f"  reach it: {cl['reach']}")
     hosts = Table(title="hosts")
     for col in ("host", "netns", "underlay", "host id", "alive", "agent pids"):
         hosts.add_column(col)
     for h in st["hosts"]:
-        hosts.add_row(h["name"], h["netns"] + ("" if h["exists"] else " (gone)"),
-                      h["underlay_ip"], (h["host_id"] or "")[:8], _yn(h["alive"]),
-                      ",".join(str(p) for p in h["agent_pids"]) or "-")
+        hosts.add_row(
+            h["name"],
+            h["netns"] + ("" if h["exists"] else " (gone)"),
+            h["underlay_ip"],
+            (h["host_id"] or "")[:8],
+            _yn(h["alive"]),
+            ",".join(str(p) for p in h["agent_pids"]) or "-",
+        )
     out.print(hosts)
     vms = Table(title="VMs")
     for col in ("vm", "netns", "host", "host if", "mac", "ip", "port"):
         vms.add_column(col)
     for v in st["vms"]:
-        vms.add_row(v["name"], v["netns"] + ("" if v["exists"] else " (gone)"), v["host"],
-                    v["host_if"], v["mac"], v["ip"] or "", (v["port_id"] or "")[:8])
+        vms.add_row(
+            v["name"],
+            v["netns"] + ("" if v["exists"] else " (gone)"),
+            v["host"],
+            v["host_if"],
+            v["mac"],
+            v["ip"] or "",
+            (v["port_id"] or "")[:8],
+        )
     out.print(vms)
-    out.print(f"agents: {st['agents']}; processes alive: "
-              f"{sum(1 for p in st['processes'] if p['alive'])}/{len(st['processes'])}")
+    out.print(
+        f"agents: {st['agents']}; processes alive: "
+        f"{sum(1 for p in st['processes'] if p['alive'])}/{len(st['processes'])}"
+    )
 
 
 def _yn(value: bool | None) -> str:

@@ -144,11 +144,9 @@ class UpcallLimit:
 
     def __post_init__(self) -> None:
         if not 1 <= self.rate <= 1_000_000:
-            raise InvalidInput(f"upcall rate {self.rate} out of range (1..1e6 per s)",
-                               field="rate")  # fmt: skip
+            raise InvalidInput(f"upcall rate {self.rate} out of range (1..1e6 per s)", field="rate")
         if not 1 <= self.burst <= 1_000_000:
-            raise InvalidInput(f"upcall burst {self.burst} out of range (1..1e6)",
-                               field="burst")  # fmt: skip
+            raise InvalidInput(f"upcall burst {self.burst} out of range (1..1e6)", field="burst")
 
 
 @dataclass(frozen=True, slots=True)

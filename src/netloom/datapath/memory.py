@@ -257,8 +257,9 @@ class MemoryDatapath:
         if port is None:
             raise NotFound(f"no port {in_port}", field="in_port")
         if port.kind == PortKind.TUNNEL and tun_key in self._vni:
-            return self._run(bytearray(packet), in_port, tun_key, (Output(self._vni[tun_key]),),
-                             t=self._now(now))
+            return self._run(
+                bytearray(packet), in_port, tun_key, (Output(self._vni[tun_key]),), t=self._now(now)
+            )
         return self._lookup_and_act(packet, in_port, tun_key, self._now(now))
 
     def set_upcall_limit(self, limit: UpcallLimit | None) -> None:
@@ -309,7 +310,8 @@ class MemoryDatapath:
                 ttl = frames.ttl(b, pr)
                 if ttl is not None and ttl <= 1:
                     out.append(
-                        self._upcall(bytes(b), in_port, tun_key, UpcallReason.TTL, cookie, t))
+                        self._upcall(bytes(b), in_port, tun_key, UpcallReason.TTL, cookie, t)
+                    )
                     return out
                 if ttl is not None:
                     frames.dec_ttl(b, pr)
@@ -326,7 +328,8 @@ class MemoryDatapath:
                     return out
             elif isinstance(a, Userspace):
                 out.append(
-                    self._upcall(bytes(b), in_port, tun_key, UpcallReason.USERSPACE, cookie, t))
+                    self._upcall(bytes(b), in_port, tun_key, UpcallReason.USERSPACE, cookie, t)
+                )
                 return out
             elif isinstance(a, Drop):
                 break

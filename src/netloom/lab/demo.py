@@ -138,8 +138,11 @@ def plan_vms(hosts: int) -> list[VmPlan]:
 
 def check_hosts(hosts: int) -> int:
     if not MIN_HOSTS <= hosts <= MAX_HOSTS:
-        raise InvalidInput(f"--hosts must be {MIN_HOSTS}..{MAX_HOSTS}, not {hosts} (the demo "
-                           "spreads VMs over at least two hosts)", field="hosts")
+        raise InvalidInput(
+            f"--hosts must be {MIN_HOSTS}..{MAX_HOSTS}, not {hosts} (the demo "
+            "spreads VMs over at least two hosts)",
+            field="hosts",
+        )
     return hosts
 
 
@@ -211,8 +214,9 @@ class Demo:
     (``ok`` False and ``failed_step`` set when a step failed; the lab is removed either way
     unless ``keep``)."""
 
-    def __init__(self, hosts: int = 3, *, name: str | None = None, say: Say = print,
-                 mtu: int = 1500) -> None:
+    def __init__(
+        self, hosts: int = 3, *, name: str | None = None, say: Say = print, mtu: int = 1500
+    ) -> None:
         check_hosts(hosts)
         self.hosts = hosts
         self.say = say
@@ -228,21 +232,29 @@ class Demo:
 
     def steps(self) -> list[tuple[str, Callable[[], str]]]:
         return [
-            (f"lab {self.lab.name}: underlay switch and {self.hosts} host namespaces",
-             self.step_underlay),
+            (
+                f"lab {self.lab.name}: underlay switch and {self.hosts} host namespaces",
+                self.step_underlay,
+            ),
             ("cluster: API + topology service in the switch namespace", self.step_cluster),
             ("agents: `netloom agent --datapath bpf` in every host", self.step_agents),
-            ("tenant A: router, bridges 10.0.1.0/24 + 10.0.2.0/24 with DHCP, security group",
-             self.step_tenant_a),
+            (
+                "tenant A: router, bridges 10.0.1.0/24 + 10.0.2.0/24 with DHCP, security group",
+                self.step_tenant_a,
+            ),
             ("tenant B: own router and bridge reusing 10.0.1.0/24", self.step_tenant_b),
             ("VMs: namespaces plugged into their hosts, ports bound", self.step_vms),
             ("DHCP: udhcpc in every VM, answered by the agents", self.step_dhcp),
             ("ping across hosts, through the router", self.step_ping),
-            (f"security group on a4: tcp/{IPERF_PORT} allowed, tcp/{SSH_PORT} dropped",
-             self.step_security_group),
+            (
+                f"security group on a4: tcp/{IPERF_PORT} allowed, tcp/{SSH_PORT} dropped",
+                self.step_security_group,
+            ),
             (f"iperf3 a1 -> a4 ({IPERF_SECONDS} s, through router and SG)", self.step_iperf),
-            ("tenant isolation: B (same 10.0.1.0/24) and A cannot reach each other",
-             self.step_isolation),
+            (
+                "tenant isolation: B (same 10.0.1.0/24) and A cannot reach each other",
+                self.step_isolation,
+            ),
             ("what-if trace of the iperf3 flow (netloom trace)", self.step_trace),
             ("agent metrics", self.step_metrics),
         ]
@@ -334,22 +346,33 @@ class Demo:
             raise DemoStepFailed("`netloom agent --help` failed: this installation has no agent")
         self._wait_hosts_alive()
         self.summary.hosts = [
-            {"name": h.name, "short": f"h{h.index}", "underlay_ip": h.underlay_ip,
-             "netns": h.netns, "host_id": h.host_id,
-             "agent_pid": self._agent_pid(h.netns)} for h in self.lab.state.hosts]
-        return (f"{len(self.lab.state.hosts)} agents alive (heartbeating), BPF object {obj}, "
-                f"metrics on 127.0.0.1:{METRICS_PORT} in each host")
+            {
+                "name": h.name,
+                "short": f"h{h.index}",
+                "underlay_ip": h.underlay_ip,
+                "netns": h.netns,
+                "host_id": h.host_id,
+                "agent_pid": self._agent_pid(h.netns),
+            }
+            for h in self.lab.state.hosts
+        ]
+        return (
+            f"{len(self.lab.state.hosts)} agents alive (heartbeating), BPF object {obj}, "
+            f"metrics on 127.0.0.1:{METRICS_PORT} in each host"
+        )
 
     def _agent_pid(self, ns: str) -> int | None:
-        return next((p.pid for p in self.lab.state.processes
-                     if p.role == "agent" and p.netns == ns), None)
+        return next(
+            (p.pid for p in self.lab.state.processes if p.role == "agent" and p.netns == ns), None
+        )
 
     def _wait_hosts_alive(self) -> None:
         api = self.lab.api()
         deadline = time.monotonic() + ALIVE_TIMEOUT
         while True:
-            dead = [p for p in self.lab.state.processes
-                    if p.role == "agent" and not _pid_alive(p.pid)]
+            dead = [
+                p for p in self.lab.state.processes if p.role == "agent" and not _pid_alive(p.pid)
+            ]
             if dead:
                 logs = "; ".join(f"{p.netns}: {_tail(p.log)}" for p in dead)
                 raise DemoStepFailed(f"agent exited: {logs}")
@@ -358,8 +381,10 @@ class Demo:
                 return
             if time.monotonic() > deadline:
                 down = [n for n, a in alive.items() if not a]
-                raise DemoStepFailed(f"hosts {', '.join(down)} not alive after "
-                                     f"{ALIVE_TIMEOUT:.0f} s (agent logs in {self.lab.dir})")
+                raise DemoStepFailed(
+                    f"hosts {', '.join(down)} not alive after "
+                    f"{ALIVE_TIMEOUT:.0f} s (agent logs in {self.lab.dir})"
+                )
             time.sleep(0.2)
 
     # -- steps: topology ---------------------------------------------------------------------
@@ -375,34 +400,62 @@ class Demo:
         network and a DHCP subnet (MTU option = VM MTU, RFC 2132 §5.1) on each bridge."""
         api = self.lab.api()
         tid = self._create(f"tenant-{tenant}", "tenants", {"name": f"{self.lab.name}-{tenant}"})
-        router = self._create(f"router-{tenant}", "routers",
-                              {"tenant_id": tid, "name": f"{self.lab.name}-{tenant}-router"})
+        router = self._create(
+            f"router-{tenant}",
+            "routers",
+            {"tenant_id": tid, "name": f"{self.lab.name}-{tenant}-router"},
+        )
         lines = []
         for i, net in enumerate(n for n in self.nets.values() if n.tenant == tenant):
-            bridge = self._create(f"bridge-{net.key}", "bridges",
-                                  {"tenant_id": tid, "name": f"{self.lab.name}-{net.key}"})
+            bridge = self._create(
+                f"bridge-{net.key}",
+                "bridges",
+                {"tenant_id": tid, "name": f"{self.lab.name}-{net.key}"},
+            )
             prefix = net.cidr.split("/")[1]
-            rp = self._create(f"rport-{net.key}", "ports", {
-                "device_id": router, "type": "router", "name": f"{net.key}-gw",
-                "mac": _router_mac(self.lab.name, tenant, i),
-                "address": f"{net.gateway}/{prefix}"})
-            bp = self._create(f"uplink-{net.key}", "ports",
-                              {"device_id": bridge, "type": "bridge", "name": f"{net.key}-up"})
+            rp = self._create(
+                f"rport-{net.key}",
+                "ports",
+                {
+                    "device_id": router,
+                    "type": "router",
+                    "name": f"{net.key}-gw",
+                    "mac": _router_mac(self.lab.name, tenant, i),
+                    "address": f"{net.gateway}/{prefix}",
+                },
+            )
+            bp = self._create(
+                f"uplink-{net.key}",
+                "ports",
+                {"device_id": bridge, "type": "bridge", "name": f"{net.key}-up"},
+            )
             api.link_ports(rp, bp)
-            self._create(f"route-{net.key}", "routes",
-                         {"router_id": router, "dst": net.cidr, "next_hop_port_id": rp})
-            self._create(f"dhcp-{net.key}", "dhcp_subnets", {
-                "bridge_id": bridge, "cidr": net.cidr, "gateway": net.gateway,
-                "mtu": self.lab.vm_mtu})
+            self._create(
+                f"route-{net.key}",
+                "routes",
+                {"router_id": router, "dst": net.cidr, "next_hop_port_id": rp},
+            )
+            self._create(
+                f"dhcp-{net.key}",
+                "dhcp_subnets",
+                {
+                    "bridge_id": bridge,
+                    "cidr": net.cidr,
+                    "gateway": net.gateway,
+                    "mtu": self.lab.vm_mtu,
+                },
+            )
             lines.append(f"{net.key}: {net.cidr} gw {net.gateway}, DHCP mtu {self.lab.vm_mtu}")
         return lines
 
     def step_tenant_a(self) -> str:
         lines = self._router_with_nets("A")
         self._security_group()
-        lines.append(f"security group (stateful) for a4: from-VM accept all (tracked); to-VM "
-                     f"accept return flows, icmp, dhcp, tcp/{IPERF_PORT}; drop tcp/{SSH_PORT}; "
-                     "drop the rest")
+        lines.append(
+            f"security group (stateful) for a4: from-VM accept all (tracked); to-VM "
+            f"accept return flows, icmp, dhcp, tcp/{IPERF_PORT}; drop tcp/{SSH_PORT}; "
+            "drop the rest"
+        )
         return "\n".join(lines)
 
     def _security_group(self) -> None:
@@ -412,17 +465,22 @@ class Demo:
         server port 67 -> client 68) and tcp/5201, and drops tcp/22 and everything else."""
         api = self.lab.api()
         egress = self._create("sg-egress", "chains", {"name": "sg-egress"})
-        api.create("rules", {"chain_id": egress, "position": 0, "action": "accept",
-                             "match_return_flow": True})
+        api.create(
+            "rules",
+            {"chain_id": egress, "position": 0, "action": "accept", "match_return_flow": True},
+        )
         api.create("rules", {"chain_id": egress, "position": 1, "action": "accept"})
         ingress = self._create("sg-ingress", "chains", {"name": "sg-ingress"})
         rules: list[dict[str, Any]] = [
             {"action": "accept", "match_return_flow": True},
             {"action": "accept", "nw_proto": 1},
-            {"action": "accept", "nw_proto": 17, "tp_src": {"start": 67, "end": 67},
-             "tp_dst": {"start": 68, "end": 68}},
-            {"action": "accept", "nw_proto": 6,
-             "tp_dst": {"start": IPERF_PORT, "end": IPERF_PORT}},
+            {
+                "action": "accept",
+                "nw_proto": 17,
+                "tp_src": {"start": 67, "end": 67},
+                "tp_dst": {"start": 68, "end": 68},
+            },
+            {"action": "accept", "nw_proto": 6, "tp_dst": {"start": IPERF_PORT, "end": IPERF_PORT}},
             {"action": "drop", "nw_proto": 6, "tp_dst": {"start": SSH_PORT, "end": SSH_PORT}},
             {"action": "drop"},
         ]
@@ -440,21 +498,38 @@ class Demo:
         for p in self.plan:
             host = host_name(self.lab.name, p.host)
             vm = self.lab.add_vm(host, p.key)
-            data: dict[str, Any] = {"device_id": self.ids[f"bridge-{p.net}"], "type": "bridge",
-                                    "name": vm.name, "mac": vm.mac, "fixed_ips": [p.ip]}
+            data: dict[str, Any] = {
+                "device_id": self.ids[f"bridge-{p.net}"],
+                "type": "bridge",
+                "name": vm.name,
+                "mac": vm.mac,
+                "fixed_ips": [p.ip],
+            }
             if p.sg:
                 # inbound = what enters the virtual port from the VM (MidoNet's naming)
-                data.update(inbound_filter_id=self.ids["sg-egress"],
-                            outbound_filter_id=self.ids["sg-ingress"])
+                data.update(
+                    inbound_filter_id=self.ids["sg-egress"],
+                    outbound_filter_id=self.ids["sg-ingress"],
+                )
             port = self._create(f"port-{p.key}", "ports", data)
             hrec = next(h for h in self.lab.state.hosts if h.name == vm.host)
             assert hrec.host_id is not None
             api.bind_port(port, hrec.host_id, vm.host_if)
             self.vms[p.key] = VmResult(
-                name=vm.name, key=p.key, tenant=p.tenant, host=f"h{p.host}", network=p.net,
-                mac=vm.mac, netns=vm.netns, expected_ip=p.ip, port_id=port)
-            lines.append(f"{vm.name:7s} tenant {p.tenant} {p.net:7s} on {vm.host:12s} "
-                         f"mac {vm.mac}  port {port[:8]} bound to {vm.host_if}")
+                name=vm.name,
+                key=p.key,
+                tenant=p.tenant,
+                host=f"h{p.host}",
+                network=p.net,
+                mac=vm.mac,
+                netns=vm.netns,
+                expected_ip=p.ip,
+                port_id=port,
+            )
+            lines.append(
+                f"{vm.name:7s} tenant {p.tenant} {p.net:7s} on {vm.host:12s} "
+                f"mac {vm.mac}  port {port[:8]} bound to {vm.host_if}"
+            )
         return "\n".join(lines)
 
     # -- steps: traffic ----------------------------------------------------------------------
@@ -471,11 +546,28 @@ class Demo:
             for key, v in self.vms.items():
                 lease = self.lab.dir / f"lease-{v.name}"
                 lease.unlink(missing_ok=True)
-                argv = ["udhcpc", "-f", "-q", "-n", "-i", "eth0", "-t", str(int(DHCP_TIMEOUT)),
-                        "-T", "1", "-s", str(script), "-O", "mtu", "-O", "staticroutes"]
+                argv = [
+                    "udhcpc",
+                    "-f",
+                    "-q",
+                    "-n",
+                    "-i",
+                    "eth0",
+                    "-t",
+                    str(int(DHCP_TIMEOUT)),
+                    "-T",
+                    "1",
+                    "-s",
+                    str(script),
+                    "-O",
+                    "mtu",
+                    "-O",
+                    "staticroutes",
+                ]
                 env = {**os.environ, "NETLOOM_LEASE": str(lease)}
-                proc = netns.popen(v.netns, argv, env=env, stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT)
+                proc = netns.popen(
+                    v.netns, argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+                )
                 procs[key] = (proc, lease, time.monotonic())
             for key, (proc, lease, t0) in procs.items():
                 self._await_lease(self.vms[key], proc, lease, t0)
@@ -485,28 +577,33 @@ class Demo:
         return "\n".join(
             f"{v.name:7s} {v.dhcp_ip}/{v.dhcp.get('mask')} router {v.dhcp.get('router')} "
             f"mtu {v.mtu} from server {v.dhcp.get('serverid')} in {v.dhcp_ms:.0f} ms"
-            for v in self.vms.values())
+            for v in self.vms.values()
+        )
 
-    def _await_lease(self, v: VmResult, proc: subprocess.Popen[bytes], lease: Path,
-                     t0: float) -> None:
+    def _await_lease(
+        self, v: VmResult, proc: subprocess.Popen[bytes], lease: Path, t0: float
+    ) -> None:
         try:
             out, _ = proc.communicate(timeout=DHCP_TIMEOUT + 5)
         except subprocess.TimeoutExpired:
-            raise DemoStepFailed(f"udhcpc in {v.name} got no lease in {DHCP_TIMEOUT:.0f} s"
-                                 ) from None
+            raise DemoStepFailed(
+                f"udhcpc in {v.name} got no lease in {DHCP_TIMEOUT:.0f} s"
+            ) from None
         if proc.returncode != 0 or not lease.exists():
             text = " | ".join(out.decode(errors="replace").strip().splitlines()[-4:])
-            raise DemoStepFailed(f"udhcpc in {v.name} exited {proc.returncode} without a "
-                                 f"lease: {text}")
+            raise DemoStepFailed(
+                f"udhcpc in {v.name} exited {proc.returncode} without a lease: {text}"
+            )
         v.dhcp_ms = (time.monotonic() - t0) * 1000
-        v.dhcp = dict(line.split("=", 1) for line in lease.read_text().splitlines()
-                      if "=" in line)
+        v.dhcp = dict(line.split("=", 1) for line in lease.read_text().splitlines() if "=" in line)
         v.dhcp_ip, v.mtu = _vm_address(v.netns)
         if v.dhcp_ip != v.expected_ip:
             raise DemoStepFailed(f"{v.name} got {v.dhcp_ip}, its port says {v.expected_ip}")
         if v.mtu != self.lab.vm_mtu:
-            raise DemoStepFailed(f"{v.name} has MTU {v.mtu} after DHCP, the subnet says "
-                                 f"{self.lab.vm_mtu} (option 26)")
+            raise DemoStepFailed(
+                f"{v.name} has MTU {v.mtu} after DHCP, the subnet says "
+                f"{self.lab.vm_mtu} (option 26)"
+            )
         gw = self.nets[v.network].gateway
         if f"default via {gw}" not in netns.run(v.netns, ["ip", "-4", "route"]).stdout:
             raise DemoStepFailed(f"{v.name} has no default route via {gw} after DHCP")
@@ -529,8 +626,10 @@ class Demo:
                 first = rtts[0] * 1000
                 break
         if first is None:
-            raise DemoStepFailed(f"{s.name} ({s.expected_ip}) gets no echo reply from "
-                                 f"{d.name} ({d.expected_ip}) [{path}]")
+            raise DemoStepFailed(
+                f"{s.name} ({s.expected_ip}) gets no echo reply from "
+                f"{d.name} ({d.expected_ip}) [{path}]"
+            )
         rtts = [r * 1000 for r in netns.ping(s.netns, d.expected_ip, count=count, timeout=1.0)]
         res = PingResult(s.name, d.name, d.expected_ip, path, round(first, 3), count, len(rtts))
         if rtts:
@@ -538,8 +637,9 @@ class Demo:
             res.avg_ms = round(statistics.fmean(rtts), 3)
             res.max_ms = round(max(rtts), 3)
         if len(rtts) < count:
-            raise DemoStepFailed(f"{s.name} -> {d.name}: {count - len(rtts)} of {count} echo "
-                                 "requests lost")
+            raise DemoStepFailed(
+                f"{s.name} -> {d.name}: {count - len(rtts)} of {count} echo requests lost"
+            )
         self.summary.pings.append(res)
         return res
 
@@ -548,16 +648,22 @@ class Demo:
         checks = [
             ("a1", "a4", f"routed {a1.host}->{a4.host}", 20),
             ("a1", "a2", f"bridged {a1.host}->{a2.host}", 5),
-            ("a2", "a3", f"routed on {a2.host}" if a2.host == a3.host
-             else f"routed {a2.host}->{a3.host}", 5),
+            (
+                "a2",
+                "a3",
+                f"routed on {a2.host}" if a2.host == a3.host else f"routed {a2.host}->{a3.host}",
+                5,
+            ),
         ]
         lines = []
         for src, dst, path, count in checks:
             r = self._ping(src, dst, path, count)
-            lines.append(f"{r.src} -> {r.dst} {r.dst_ip} ({path}): first echo "
-                         f"{r.first_ms:.2f} ms (ARP + upcalls), then {r.received}/{r.sent} "
-                         f"replies, rtt min/avg/max {r.min_ms:.3f}/{r.avg_ms:.3f}/"
-                         f"{r.max_ms:.3f} ms")
+            lines.append(
+                f"{r.src} -> {r.dst} {r.dst_ip} ({path}): first echo "
+                f"{r.first_ms:.2f} ms (ARP + upcalls), then {r.received}/{r.sent} "
+                f"replies, rtt min/avg/max {r.min_ms:.3f}/{r.avg_ms:.3f}/"
+                f"{r.max_ms:.3f} ms"
+            )
         return "\n".join(lines)
 
     def step_security_group(self) -> str:
@@ -567,53 +673,82 @@ class Demo:
         results = {}
         with probes.listening(a4.netns, IPERF_PORT), probes.listening(a4.netns, SSH_PORT):
             for port in (IPERF_PORT, SSH_PORT):
-                results[f"tcp/{port}"] = probes.tcp_connect(a1.netns, a4.expected_ip, port,
-                                                     CONNECT_TIMEOUT)
+                results[f"tcp/{port}"] = probes.tcp_connect(
+                    a1.netns, a4.expected_ip, port, CONNECT_TIMEOUT
+                )
         self.summary.security_group = results
         if results[f"tcp/{IPERF_PORT}"] != "connected":
-            raise DemoStepFailed(f"tcp/{IPERF_PORT} a1 -> a4 should connect, it "
-                                 f"{results[f'tcp/{IPERF_PORT}']}")
+            raise DemoStepFailed(
+                f"tcp/{IPERF_PORT} a1 -> a4 should connect, it {results[f'tcp/{IPERF_PORT}']}"
+            )
         if results[f"tcp/{SSH_PORT}"] != "timeout":
-            raise DemoStepFailed(f"tcp/{SSH_PORT} a1 -> a4 should be dropped (time out), it "
-                                 f"{results[f'tcp/{SSH_PORT}']}")
-        return (f"a1 -> a4:{IPERF_PORT} connected; a1 -> a4:{SSH_PORT} no answer within "
-                f"{CONNECT_TIMEOUT:.0f} s (dropped by the SG; a listener was there)")
+            raise DemoStepFailed(
+                f"tcp/{SSH_PORT} a1 -> a4 should be dropped (time out), it "
+                f"{results[f'tcp/{SSH_PORT}']}"
+            )
+        return (
+            f"a1 -> a4:{IPERF_PORT} connected; a1 -> a4:{SSH_PORT} no answer within "
+            f"{CONNECT_TIMEOUT:.0f} s (dropped by the SG; a listener was there)"
+        )
 
     def step_iperf(self) -> str:
         a1, a4 = self.vms["a1"], self.vms["a4"]
-        server = netns.popen(a4.netns, ["iperf3", "-s", "-1", "-p", str(IPERF_PORT)],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        server = netns.popen(
+            a4.netns,
+            ["iperf3", "-s", "-1", "-p", str(IPERF_PORT)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             try:
                 probes.wait_listening(a4.netns, IPERF_PORT, server)
             except LabError as exc:
                 raise DemoStepFailed(exc.message) from None
-            done = netns.run(a1.netns, ["iperf3", "-c", a4.expected_ip, "-p", str(IPERF_PORT),
-                                        "-t", str(IPERF_SECONDS), "-J"],
-                             check=False, timeout=IPERF_SECONDS + 20)
+            done = netns.run(
+                a1.netns,
+                [
+                    "iperf3",
+                    "-c",
+                    a4.expected_ip,
+                    "-p",
+                    str(IPERF_PORT),
+                    "-t",
+                    str(IPERF_SECONDS),
+                    "-J",
+                ],
+                check=False,
+                timeout=IPERF_SECONDS + 20,
+            )
         finally:
             _stop(server)
         try:
             report = json.loads(done.stdout)
         except json.JSONDecodeError:
-            raise DemoStepFailed(f"iperf3 exited {done.returncode}: "
-                                 f"{(done.stderr or done.stdout).strip()[-300:]}") from None
+            raise DemoStepFailed(
+                f"iperf3 exited {done.returncode}: {(done.stderr or done.stdout).strip()[-300:]}"
+            ) from None
         if "error" in report or done.returncode != 0:
             raise DemoStepFailed(f"iperf3: {report.get('error', done.stderr.strip())}")
         end = report["end"]
         recv, sent = end["sum_received"], end["sum_sent"]
         self.summary.iperf3 = {
-            "from": a1.name, "to": a4.name, "to_ip": a4.expected_ip, "port": IPERF_PORT,
+            "from": a1.name,
+            "to": a4.name,
+            "to_ip": a4.expected_ip,
+            "port": IPERF_PORT,
             "seconds": round(recv["seconds"], 2),
             "gbit_s": round(recv["bits_per_second"] / 1e9, 2),
-            "retransmits": sent.get("retransmits"), "mss": _mss(report),
+            "retransmits": sent.get("retransmits"),
+            "mss": _mss(report),
         }
         r = self.summary.iperf3
         if r["gbit_s"] <= 0:
             raise DemoStepFailed("iperf3 moved no data")
-        return (f"{r['gbit_s']:.2f} Gbit/s received over {r['seconds']} s, "
-                f"{r['retransmits']} retransmits, MSS {r['mss']} ({a1.host} -> {a4.host}, "
-                f"VXLAN between hosts, VM MTU {self.lab.vm_mtu})")
+        return (
+            f"{r['gbit_s']:.2f} Gbit/s received over {r['seconds']} s, "
+            f"{r['retransmits']} retransmits, MSS {r['mss']} ({a1.host} -> {a4.host}, "
+            f"VXLAN between hosts, VM MTU {self.lab.vm_mtu})"
+        )
 
     def step_isolation(self) -> str:
         a1, a2, a4, b1 = (self.vms[k] for k in ("a1", "a2", "a4", "b1"))
@@ -621,25 +756,48 @@ class Demo:
 
         def probe(src: VmResult, dst_ip: str, what: str, expect: bool) -> None:
             got = bool(netns.ping(src.netns, dst_ip, count=2, timeout=1.0))
-            checks.append({"from": src.name, "to": dst_ip, "what": what, "expected": expect,
-                           "reply": got, "ok": got == expect})
+            checks.append(
+                {
+                    "from": src.name,
+                    "to": dst_ip,
+                    "what": what,
+                    "expected": expect,
+                    "reply": got,
+                    "ok": got == expect,
+                }
+            )
 
         probe(b1, self.nets["B-net"].gateway, "B's own router", True)
         probe(b1, a2.expected_ip, "A's a2: same prefix, other tenant", False)
         probe(b1, a4.expected_ip, "A's a4: A's other subnet", False)
         probe(a2, a1.expected_ip, "10.0.1.10 is a1 in A and b1 in B", True)
         neigh = _neighbour_mac(a2.netns, a1.expected_ip)
-        checks.append({"from": a2.name, "to": a1.expected_ip,
-                       "what": "who answered 10.0.1.10", "expected": a1.mac, "reply": neigh,
-                       "ok": neigh == a1.mac})
+        checks.append(
+            {
+                "from": a2.name,
+                "to": a1.expected_ip,
+                "what": "who answered 10.0.1.10",
+                "expected": a1.mac,
+                "reply": neigh,
+                "ok": neigh == a1.mac,
+            }
+        )
         self.summary.isolation = checks
-        lines = [f"{'ok ' if c['ok'] else 'BAD'} {c['from']} -> {c['to']} ({c['what']}): "
-                 f"{_describe(c['reply'])}" for c in checks]
+        lines = [
+            f"{'ok ' if c['ok'] else 'BAD'} {c['from']} -> {c['to']} ({c['what']}): "
+            f"{_describe(c['reply'])}"
+            for c in checks
+        ]
         bad = [c for c in checks if not c["ok"]]
         if bad:
-            raise DemoStepFailed("isolation: " + "; ".join(
-                f"{c['from']} -> {c['to']} ({c['what']}) expected {_describe(c['expected'])}, "
-                f"got {_describe(c['reply'])}" for c in bad))
+            raise DemoStepFailed(
+                "isolation: "
+                + "; ".join(
+                    f"{c['from']} -> {c['to']} ({c['what']}) expected {_describe(c['expected'])}, "
+                    f"got {_describe(c['reply'])}"
+                    for c in bad
+                )
+            )
         return "\n".join(lines)
 
     def step_trace(self) -> str:
@@ -648,21 +806,29 @@ class Demo:
 
         a1, a4 = self.vms["a1"], self.vms["a4"]
         topology = load_topology(self.lab.api())
-        result, assumed = run_trace(topology, a1.port_id, a4.expected_ip, "tcp", 40000,
-                                    IPERF_PORT)
+        result, assumed = run_trace(topology, a1.port_id, a4.expected_ip, "tcp", 40000, IPERF_PORT)
         ssh, _ = run_trace(topology, a1.port_id, a4.expected_ip, "tcp", 40000, SSH_PORT)
         text = render_result(result)
         self.summary.trace = {
             "flow": f"{a1.name} {a1.expected_ip}:40000 -> {a4.expected_ip}:{IPERF_PORT} tcp",
-            "verdict": result.verdict.value, "text": text, "assumed": assumed,
+            "verdict": result.verdict.value,
+            "text": text,
+            "assumed": assumed,
             "ssh_verdict": ssh.verdict.value,
-            "ssh_decided_by": next((" ".join(line.split())
-                                    for line in ssh.trace.render().splitlines()
-                                    if " rule " in f" {line} " and "drop" in line), ""),
+            "ssh_decided_by": next(
+                (
+                    " ".join(line.split())
+                    for line in ssh.trace.render().splitlines()
+                    if " rule " in f" {line} " and "drop" in line
+                ),
+                "",
+            ),
         }
-        return (f"netloom trace --from-port {a1.name} --dst-ip {a4.expected_ip} --proto tcp "
-                f"--dport {IPERF_PORT}\n{text}\n(the same flow to tcp/{SSH_PORT}: verdict "
-                f"{ssh.verdict.value}, at: {self.summary.trace['ssh_decided_by'] or '?'})")
+        return (
+            f"netloom trace --from-port {a1.name} --dst-ip {a4.expected_ip} --proto tcp "
+            f"--dport {IPERF_PORT}\n{text}\n(the same flow to tcp/{SSH_PORT}: verdict "
+            f"{ssh.verdict.value}, at: {self.summary.trace['ssh_decided_by'] or '?'})"
+        )
 
     def step_metrics(self) -> str:
         lines = []
@@ -673,10 +839,12 @@ class Demo:
                 lines.append(f"{h.name}: metrics unreachable ({exc})")
                 continue
             self.summary.agents[h.name] = m
-            lines.append(f"{h.name}: {m['upcalls']:.0f} upcalls, {m['simulations']:.0f} "
-                         f"simulations, {m['flows_installed']:.0f} flows installed, "
-                         f"{m['flows']:.0f} installed now, {m['flows_invalidated']:.0f} "
-                         f"invalidated, {m['state_pushed']:.0f} flow-state entries pushed")
+            lines.append(
+                f"{h.name}: {m['upcalls']:.0f} upcalls, {m['simulations']:.0f} "
+                f"simulations, {m['flows_installed']:.0f} flows installed, "
+                f"{m['flows']:.0f} installed now, {m['flows_invalidated']:.0f} "
+                f"invalidated, {m['state_pushed']:.0f} flow-state entries pushed"
+            )
         return "\n".join(lines)
 
 
@@ -776,27 +944,31 @@ def keep_instructions(lab: Lab, summary: Summary) -> list[str]:
     name = lab.name
     vm = {v.key: v for v in summary.vms}
     a1, a4 = vm.get("a1"), vm.get("a4")
-    lines = [f"lab {name} is still running:",
-             f"  netloom lab status --name {name}"]
+    lines = [f"lab {name} is still running:", f"  netloom lab status --name {name}"]
     if a1 is not None:
         lines.append(f"  netloom lab exec --name {name} {a1.name} -- ip addr show eth0")
         if a4 is not None:
-            lines.append(f"  netloom lab exec --name {name} {a4.name} -- iperf3 -s -D   "
-                         f"# then: netloom lab exec --name {name} {a1.name} -- iperf3 -c "
-                         f"{a4.expected_ip}")
+            lines.append(
+                f"  netloom lab exec --name {name} {a4.name} -- iperf3 -s -D   "
+                f"# then: netloom lab exec --name {name} {a1.name} -- iperf3 -c "
+                f"{a4.expected_ip}"
+            )
     if lab.state.cluster is not None:
         c = lab.state.cluster
         lines.append(f"  nsenter --net=/run/netns/{c.netns} netloom port list --api {c.api_url}")
         if a1 is not None and a4 is not None:
-            lines.append(f"  nsenter --net=/run/netns/{c.netns} netloom trace --api {c.api_url} "
-                         f"--from-port {a1.name} --dst-ip {a4.expected_ip} --proto tcp "
-                         f"--dport {SSH_PORT}")
+            lines.append(
+                f"  nsenter --net=/run/netns/{c.netns} netloom trace --api {c.api_url} "
+                f"--from-port {a1.name} --dst-ip {a4.expected_ip} --proto tcp "
+                f"--dport {SSH_PORT}"
+            )
     lines.append(f"take it down: netloom lab down --name {name}")
     return lines
 
 
-def run_demo(hosts: int = 3, *, keep: bool = False, name: str | None = None,
-             say: Say = print) -> tuple[Summary, Lab]:
+def run_demo(
+    hosts: int = 3, *, keep: bool = False, name: str | None = None, say: Say = print
+) -> tuple[Summary, Lab]:
     demo = Demo(hosts, name=name, say=say)
     return demo.run(keep=keep), demo.lab
 

@@ -138,11 +138,18 @@ def netloom_argv() -> list[str]:
 # -- processes ---------------------------------------------------------------------------------
 
 
-def _record_process(proc: psutil.Process | int, role: str, match: str, ns: str | None,
-                    log: Path | None) -> ProcessRecord:
+def _record_process(
+    proc: psutil.Process | int, role: str, match: str, ns: str | None, log: Path | None
+) -> ProcessRecord:
     p = proc if isinstance(proc, psutil.Process) else psutil.Process(proc)
-    return ProcessRecord(role=role, pid=p.pid, create_time=p.create_time(), match=match,
-                         netns=ns, log=str(log) if log else None)
+    return ProcessRecord(
+        role=role,
+        pid=p.pid,
+        create_time=p.create_time(),
+        match=match,
+        netns=ns,
+        log=str(log) if log else None,
+    )
 
 
 def _still_ours(rec: ProcessRecord) -> psutil.Process | None:
@@ -235,17 +242,24 @@ class Lab:
         if mtu not in (1500, 9000):
             raise InvalidInput(f"--mtu must be 1500 or 9000, not {mtu}", field="mtu")
         if store not in ("sqlite", "zookeeper"):
-            raise InvalidInput(f"--store must be sqlite or zookeeper, not {store}",
-                               field="store")
+            raise InvalidInput(f"--store must be sqlite or zookeeper, not {store}", field="store")
         leftovers = netns.list_netns(f"{lab}-")
         if leftovers and not state_path(lab, root).exists():
             raise InvalidInput(
                 f"namespaces {', '.join(leftovers)} exist but lab {lab} has no state file; "
-                "they are not ours to reuse: pick another --name", field="name")
+                "they are not ours to reuse: pick another --name",
+                field="name",
+            )
         base = root or state_path(lab, root).parent
-        state = LabState(name=lab, mtu=mtu, store=store, tx_off=tx_off,
-                         dir=str(base / f"{lab}.d"), switch_netns=f"{lab}-sw",
-                         switch_ip=SWITCH_IP)
+        state = LabState(
+            name=lab,
+            mtu=mtu,
+            store=store,
+            tx_off=tx_off,
+            dir=str(base / f"{lab}.d"),
+            switch_netns=f"{lab}-sw",
+            switch_ip=SWITCH_IP,
+        )
         return cls(StateFile.claim(state, root))
 
     @classmethod
@@ -297,8 +311,7 @@ class Lab:
         self._netns(s.switch_netns)
         netns.disable_bridge_netfilter(s.switch_netns)
         netns.create_bridge(s.switch_netns, s.switch_bridge, mtu=s.mtu)
-        netns.add_address(s.switch_netns, s.switch_bridge,
-                          f"{s.switch_ip}/{UNDERLAY.prefixlen}")
+        netns.add_address(s.switch_netns, s.switch_bridge, f"{s.switch_ip}/{UNDERLAY.prefixlen}")
 
     def add_host(self, index: int) -> HostRecord:
         """Host namespace ``<lab>-hN`` with ``eth0`` (192.0.2.(10+N)/24) cabled to the switch."""
@@ -307,18 +320,21 @@ class Lab:
         name = host_name(self.name, index)
         existing = self._find_host(name)
         rec = existing or HostRecord(
-            index=index, name=name, netns=name, underlay_if="eth0",
-            underlay_ip=host_ip(index), switch_port=f"h{index}")
+            index=index,
+            name=name,
+            netns=name,
+            underlay_if="eth0",
+            underlay_ip=host_ip(index),
+            switch_port=f"h{index}",
+        )
         if existing is None:
             self.state.hosts.append(rec)
             self.save()
         self._netns(rec.netns)
         s = self.state
-        netns.create_veth(s.switch_netns, rec.switch_port, rec.netns, rec.underlay_if,
-                          mtu=s.mtu)
+        netns.create_veth(s.switch_netns, rec.switch_port, rec.netns, rec.underlay_if, mtu=s.mtu)
         netns.set_master(s.switch_netns, rec.switch_port, s.switch_bridge)
-        netns.add_address(rec.netns, rec.underlay_if,
-                          f"{rec.underlay_ip}/{UNDERLAY.prefixlen}")
+        netns.add_address(rec.netns, rec.underlay_if, f"{rec.underlay_ip}/{UNDERLAY.prefixlen}")
         return rec
 
     def cable_tunnel_link(self, a: int, b: int) -> None:
@@ -350,11 +366,18 @@ class Lab:
         if existing is None:
             seq = 1 + sum(1 for v in self.state.vms if v.host == h.name)
             if seq > MAX_VMS_PER_HOST:
-                raise InvalidInput(f"host {h.name} already has {MAX_VMS_PER_HOST} VMs",
-                                   field="vms_per_host")
-            rec = VmRecord(name=short, netns=f"{self.name}-{short}", host=h.name,
-                           host_if=netns.check_ifname(f"{self.name}h{h.index}v{seq}"),
-                           vm_if="eth0", mac=vm_mac(self.name, h.index, seq), ip=ip)
+                raise InvalidInput(
+                    f"host {h.name} already has {MAX_VMS_PER_HOST} VMs", field="vms_per_host"
+                )
+            rec = VmRecord(
+                name=short,
+                netns=f"{self.name}-{short}",
+                host=h.name,
+                host_if=netns.check_ifname(f"{self.name}h{h.index}v{seq}"),
+                vm_if="eth0",
+                mac=vm_mac(self.name, h.index, seq),
+                ip=ip,
+            )
             self.state.vms.append(rec)
             self.save()
         else:
@@ -383,8 +406,14 @@ class Lab:
 
     def vm(self, name: str) -> VM:
         rec = self._vm(name)
-        return VM(rec.name, rec.netns, rec.host, rec.host_if, rec.mac,
-                  rec.ip.split("/")[0] if rec.ip else None)
+        return VM(
+            rec.name,
+            rec.netns,
+            rec.host,
+            rec.host_if,
+            rec.mac,
+            rec.ip.split("/")[0] if rec.ip else None,
+        )
 
     def vms(self) -> list[VM]:
         return [self.vm(v.name) for v in self.state.vms]
@@ -411,18 +440,32 @@ class Lab:
         per-lab SQLite file or a 3-node ZooKeeper ensemble; returns once the API answers."""
         s = self.state
         store_url = self._store_url()
-        rec = ClusterRecord(netns=s.switch_netns, api_url=f"http://{s.switch_ip}:{API_PORT}",
-                            topology=f"{s.switch_ip}:{TOPOLOGY_PORT}", store_url=store_url)
+        rec = ClusterRecord(
+            netns=s.switch_netns,
+            api_url=f"http://{s.switch_ip}:{API_PORT}",
+            topology=f"{s.switch_ip}:{TOPOLOGY_PORT}",
+            store_url=store_url,
+        )
         self.state.cluster = rec
         self.save()
         log = self.dir / "cluster.log"
-        argv = [*netloom_argv(), "cluster", "--store", store_url,
-                "--api", f"{s.switch_ip}:{API_PORT}", "--topology", rec.topology,
-                "--state-dir", str(self.dir), "--host-timeout", "3"]
+        argv = [
+            *netloom_argv(),
+            "cluster",
+            "--store",
+            store_url,
+            "--api",
+            f"{s.switch_ip}:{API_PORT}",
+            "--topology",
+            rec.topology,
+            "--state-dir",
+            str(self.dir),
+            "--host-timeout",
+            "3",
+        ]
         with log.open("ab") as out:
             proc = netns.popen(s.switch_netns, argv, stdout=out, stderr=subprocess.STDOUT)
-        s.processes.append(_record_process(proc.pid, "cluster", str(self.dir),
-                                           s.switch_netns, log))
+        s.processes.append(_record_process(proc.pid, "cluster", str(self.dir), s.switch_netns, log))
         self.save()
         self._wait_api(proc, log, timeout)
         return rec
@@ -448,9 +491,15 @@ class Lab:
             ens.start(wait=False)
             for m in ens.members:
                 assert m.process is not None
-                self.state.processes.append(_record_process(
-                    m.process.pid, "zookeeper", str(m.directory), self.state.switch_netns,
-                    m.directory / "zookeeper.log"))
+                self.state.processes.append(
+                    _record_process(
+                        m.process.pid,
+                        "zookeeper",
+                        str(m.directory),
+                        self.state.switch_netns,
+                        m.directory / "zookeeper.log",
+                    )
+                )
                 self.save()
             ens.wait_serving()
             # the Popen objects die with this call; teardown works from the recorded PIDs
@@ -467,8 +516,9 @@ class Lab:
                 return
             except ApiUnreachable:
                 if time.monotonic() > deadline:
-                    raise StoreError(f"the lab cluster did not answer within {timeout:.0f} s: "
-                                     f"{_tail(log)}") from None
+                    raise StoreError(
+                        f"the lab cluster did not answer within {timeout:.0f} s: {_tail(log)}"
+                    ) from None
                 time.sleep(0.1)
 
     def api(self) -> NetnsApiClient:
@@ -488,12 +538,14 @@ class Lab:
                 h.host_id = doc["id"]
                 h.bpf_pin_dir = str(BPF_ROOT / doc["id"])
                 self.save()
-        members = [{"host_id": h.host_id, "ip": h.tunnel_ip or h.underlay_ip}
-                   for h in self.state.hosts]
+        members = [
+            {"host_id": h.host_id, "ip": h.tunnel_ip or h.underlay_ip} for h in self.state.hosts
+        ]
         zone = self.state.topology.get("tunnel_zone")
         if zone is None:
-            doc = api.create("tunnel_zones", {"name": self.name, "type": "vxlan",
-                                              "members": members})
+            doc = api.create(
+                "tunnel_zones", {"name": self.name, "type": "vxlan", "members": members}
+            )
             self.state.topology["tunnel_zone"] = doc["id"]
             self.save()
         else:
@@ -511,26 +563,45 @@ class Lab:
                 v.ip = ip
         self.save()
         tenant = ids.get("tenant") or api.create("tenants", {"name": self.name})["id"]
-        router = ids.get("router") or api.create(
-            "routers", {"tenant_id": tenant, "name": f"{self.name}-router"})["id"]
-        bridge = ids.get("bridge") or api.create(
-            "bridges", {"tenant_id": tenant, "name": f"{self.name}-net"})["id"]
+        router = (
+            ids.get("router")
+            or api.create("routers", {"tenant_id": tenant, "name": f"{self.name}-router"})["id"]
+        )
+        bridge = (
+            ids.get("bridge")
+            or api.create("bridges", {"tenant_id": tenant, "name": f"{self.name}-net"})["id"]
+        )
         ids.update(tenant=tenant, router=router, bridge=bridge)
         self.save()
         if "router_port" not in ids:
-            rp = api.create("ports", {"device_id": router, "type": "router",
-                                      "mac": vm_mac(self.name, 0, 1),
-                                      "address": f"{TENANT_GW}/{TENANT_NET.prefixlen}"})
+            rp = api.create(
+                "ports",
+                {
+                    "device_id": router,
+                    "type": "router",
+                    "mac": vm_mac(self.name, 0, 1),
+                    "address": f"{TENANT_GW}/{TENANT_NET.prefixlen}",
+                },
+            )
             bp = api.create("ports", {"device_id": bridge, "type": "bridge"})
             api.link_ports(rp["id"], bp["id"])
             ids.update(router_port=rp["id"], uplink=bp["id"])
             self.save()
         if "subnet" not in ids:
-            hosts = [{"mac": v.mac, "ip": (v.ip or "").split("/")[0], "name": v.name}
-                     for v in self.state.vms]
-            sub = api.create("dhcp_subnets", {"bridge_id": bridge, "cidr": str(TENANT_NET),
-                                              "gateway": TENANT_GW, "mtu": self.vm_mtu,
-                                              "hosts": hosts})
+            hosts = [
+                {"mac": v.mac, "ip": (v.ip or "").split("/")[0], "name": v.name}
+                for v in self.state.vms
+            ]
+            sub = api.create(
+                "dhcp_subnets",
+                {
+                    "bridge_id": bridge,
+                    "cidr": str(TENANT_NET),
+                    "gateway": TENANT_GW,
+                    "mtu": self.vm_mtu,
+                    "hosts": hosts,
+                },
+            )
             ids["subnet"] = sub["id"]
             self.save()
         for v in self.state.vms:
@@ -540,9 +611,16 @@ class Lab:
 
     def _plug_port(self, api: ApiClient, bridge: str, v: VmRecord) -> None:
         if v.port_id is None:
-            port = api.create("ports", {"device_id": bridge, "type": "bridge", "name": v.name,
-                                        "mac": v.mac,
-                                        "fixed_ips": [(v.ip or "").split("/")[0]]})
+            port = api.create(
+                "ports",
+                {
+                    "device_id": bridge,
+                    "type": "bridge",
+                    "name": v.name,
+                    "mac": v.mac,
+                    "fixed_ips": [(v.ip or "").split("/")[0]],
+                },
+            )
             v.port_id = port["id"]
             self.save()
         host = self._host(v.host)
@@ -565,8 +643,9 @@ class Lab:
             self.save()
             return False
         for h in self.state.hosts:
-            if any(p.role == "agent" and p.netns == h.netns and _alive(p)
-                   for p in self.state.processes):
+            if any(
+                p.role == "agent" and p.netns == h.netns and _alive(p) for p in self.state.processes
+            ):
                 continue
             self._start_agent(h, base, help_text)
         self.state.agents = "running"
@@ -600,22 +679,32 @@ class Lab:
         with log.open("ab") as out:
             proc = netns.popen(h.netns, argv, stdout=out, stderr=subprocess.STDOUT)
         self.state.processes.append(
-            _record_process(proc.pid, "agent", h.host_id if h.host_id in argv else base[-1],
-                            h.netns, log))
+            _record_process(
+                proc.pid, "agent", h.host_id if h.host_id in argv else base[-1], h.netns, log
+            )
+        )
         self.save()
 
     # -- all at once -------------------------------------------------------------------------
 
-    def up(self, hosts: int, vms_per_host: int, *, static_ip: bool = True,
-           agents: bool = True, agent_command: Sequence[str] | None = None,
-           datapath: str | None = None) -> None:
+    def up(
+        self,
+        hosts: int,
+        vms_per_host: int,
+        *,
+        static_ip: bool = True,
+        agents: bool = True,
+        agent_command: Sequence[str] | None = None,
+        datapath: str | None = None,
+    ) -> None:
         """Build the whole lab; on any failure the state says ``failed`` and the error (the
         caller decides whether to tear down, see the CLI's ``--keep-on-error``)."""
         _check_size(hosts, vms_per_host)
         if datapath is not None:
             if datapath not in ("memory", "bpf"):
-                raise InvalidInput(f"--datapath must be memory or bpf, not {datapath}",
-                                   field="datapath")
+                raise InvalidInput(
+                    f"--datapath must be memory or bpf, not {datapath}", field="datapath"
+                )
             self.state.datapath = datapath
             self.save()
         try:
@@ -640,8 +729,9 @@ class Lab:
 
     # -- use ---------------------------------------------------------------------------------
 
-    def exec(self, vm: str, argv: Sequence[str], *, check: bool = False,
-             timeout: float | None = 60.0) -> subprocess.CompletedProcess[str]:
+    def exec(
+        self, vm: str, argv: Sequence[str], *, check: bool = False, timeout: float | None = 60.0
+    ) -> subprocess.CompletedProcess[str]:
         return netns.run(self._vm(vm).netns, argv, check=check, timeout=timeout)
 
     def status(self) -> dict[str, Any]:
@@ -659,21 +749,34 @@ class Lab:
             "tx_off": s.tx_off,
             "state_file": str(self._sf.path),
             "dir": s.dir,
-            "switch": {"netns": s.switch_netns, "bridge": s.switch_bridge, "ip": s.switch_ip,
-                       "exists": netns.exists(s.switch_netns)},
-            "cluster": None if s.cluster is None else {
+            "switch": {
+                "netns": s.switch_netns,
+                "bridge": s.switch_bridge,
+                "ip": s.switch_ip,
+                "exists": netns.exists(s.switch_netns),
+            },
+            "cluster": None
+            if s.cluster is None
+            else {
                 **s.cluster.model_dump(),
                 "alive": any(p["alive"] for p in procs if p["role"] == "cluster"),
                 "reach": f"nsenter --net=/run/netns/{s.cluster.netns} netloom host list "
-                         f"--api {s.cluster.api_url}",
+                f"--api {s.cluster.api_url}",
             },
             "agents": s.agents,
-            "hosts": [{**h.model_dump(), "exists": netns.exists(h.netns),
-                       "alive": alive_hosts.get(h.host_id or ""),
-                       "agent_pids": [p["pid"] for p in procs
-                                      if p["role"] == "agent" and p["netns"] == h.netns
-                                      and p["alive"]]}
-                      for h in s.hosts],
+            "hosts": [
+                {
+                    **h.model_dump(),
+                    "exists": netns.exists(h.netns),
+                    "alive": alive_hosts.get(h.host_id or ""),
+                    "agent_pids": [
+                        p["pid"]
+                        for p in procs
+                        if p["role"] == "agent" and p["netns"] == h.netns and p["alive"]
+                    ],
+                }
+                for h in s.hosts
+            ],
             "vms": [{**v.model_dump(), "exists": netns.exists(v.netns)} for v in s.vms],
             "processes": procs,
             "topology": dict(s.topology),
@@ -684,8 +787,7 @@ class Lab:
         if self.state.cluster is None or not netns.exists(self.state.cluster.netns):
             return {}
         try:
-            api = NetnsApiClient(self.state.cluster.netns, self.state.cluster.api_url,
-                                 timeout=2.0)
+            api = NetnsApiClient(self.state.cluster.netns, self.state.cluster.api_url, timeout=2.0)
             with api:
                 return {h["id"]: bool(h.get("alive")) for h in api.list("hosts")}
         except NetloomError:
@@ -722,8 +824,11 @@ class Lab:
         roles = ["agent", "cluster", "zookeeper"]  # users before what they use
         roles += sorted({r.role for r in self.state.processes} - set(roles))
         for role in roles:
-            group = [(r, p) for r in self.state.processes
-                     if r.role == role and (p := _still_ours(r)) is not None]
+            group = [
+                (r, p)
+                for r in self.state.processes
+                if r.role == role and (p := _still_ours(r)) is not None
+            ]
             _terminate([p for _, p in group])
             removed += [f"{r.role} pid {r.pid}" for r, _ in group]
         me = os.getpid()
@@ -745,19 +850,28 @@ def _check_size(hosts: int, vms_per_host: int) -> None:
     if not 1 <= hosts <= MAX_HOSTS:
         raise InvalidInput(f"--hosts must be 1..{MAX_HOSTS}, not {hosts}", field="hosts")
     if not 0 <= vms_per_host <= MAX_VMS_PER_HOST:
-        raise InvalidInput(f"--vms-per-host must be 0..{MAX_VMS_PER_HOST}, not {vms_per_host}",
-                           field="vms_per_host")
+        raise InvalidInput(
+            f"--vms-per-host must be 0..{MAX_VMS_PER_HOST}, not {vms_per_host}",
+            field="vms_per_host",
+        )
     room = TENANT_NET.num_addresses - VM_IP_BASE - 1
     if hosts * vms_per_host > room:
-        raise InvalidInput(f"{hosts * vms_per_host} VMs do not fit {TENANT_NET} "
-                           f"(at most {room})", field="vms_per_host")
+        raise InvalidInput(
+            f"{hosts * vms_per_host} VMs do not fit {TENANT_NET} (at most {room})",
+            field="vms_per_host",
+        )
 
 
 def _agent_help(command: list[str]) -> str | None:
     """``<command> --help`` output when the command exists, else None."""
     try:
-        done = subprocess.run([*command, "--help"], capture_output=True,
-                              text=True, timeout=30, env={**os.environ, "COLUMNS": "200"})
+        done = subprocess.run(
+            [*command, "--help"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={**os.environ, "COLUMNS": "200"},
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return done.stdout if done.returncode == 0 else None

@@ -211,8 +211,7 @@ def link_info(ns: str | None, ifname: str) -> LinkInfo:
         info = link.get("IFLA_LINKINFO")
         kind = info.get("IFLA_INFO_KIND") if info is not None else None
         addrs = [
-            f"{a.get('IFA_ADDRESS')}/{a['prefixlen']}"
-            for a in ipr.get_addr(index=idx, family=2)
+            f"{a.get('IFA_ADDRESS')}/{a['prefixlen']}" for a in ipr.get_addr(index=idx, family=2)
         ]
         return LinkInfo(
             name=ifname,
@@ -267,8 +266,9 @@ def create_veth(
     return created
 
 
-def create_bridge(ns: str | None, ifname: str, *, mtu: int | None = None,
-                  may_exist: bool = True) -> bool:
+def create_bridge(
+    ns: str | None, ifname: str, *, mtu: int | None = None, may_exist: bool = True
+) -> bool:
     """A Linux bridge, up. STP off and forward delay 0: a lab switch must forward at once
     (a learning delay of 15 s would make the first pings of every test fail)."""
     check_ifname(ifname)
@@ -279,8 +279,7 @@ def create_bridge(ns: str | None, ifname: str, *, mtu: int | None = None,
                 raise AlreadyExists(f"interface {ifname} exists in {_where(ns)}", field="ifname")
         else:
             try:
-                ipr.link("add", ifname=ifname, kind="bridge", br_stp_state=0,
-                         br_forward_delay=0)
+                ipr.link("add", ifname=ifname, kind="bridge", br_stp_state=0, br_forward_delay=0)
             except NetlinkError as exc:
                 raise _netlink(f"cannot create bridge {ifname}", exc) from None
             created = True
@@ -288,8 +287,11 @@ def create_bridge(ns: str | None, ifname: str, *, mtu: int | None = None,
     return created
 
 
-BRIDGE_NF_SYSCTLS = ("bridge-nf-call-iptables", "bridge-nf-call-ip6tables",
-                     "bridge-nf-call-arptables")
+BRIDGE_NF_SYSCTLS = (
+    "bridge-nf-call-iptables",
+    "bridge-nf-call-ip6tables",
+    "bridge-nf-call-arptables",
+)
 
 
 def disable_bridge_netfilter(ns: str) -> list[str]:
@@ -381,13 +383,11 @@ def add_address(ns: str | None, ifname: str, cidr: str, *, may_exist: bool = Tru
     with iproute(ns) as ipr:
         idx = _index(ipr, ns, ifname)
         try:
-            ipr.addr("add", index=idx, address=str(iface.ip),
-                     prefixlen=iface.network.prefixlen)
+            ipr.addr("add", index=idx, address=str(iface.ip), prefixlen=iface.network.prefixlen)
         except NetlinkError as exc:
             if exc.code == errno.EEXIST:
                 if not may_exist:
-                    raise AlreadyExists(f"{cidr} is already on {ifname}",
-                                        field="address") from None
+                    raise AlreadyExists(f"{cidr} is already on {ifname}", field="address") from None
                 return False
             raise _netlink(f"cannot add {cidr} to {ifname}", exc) from None
     return True
@@ -437,8 +437,14 @@ def run(
         raise NotFound(f"no network namespace {ns}", field="netns")
     full = nsenter_argv(ns, argv)
     try:
-        done = subprocess.run(full, capture_output=True, text=True, timeout=timeout,
-                              env=dict(env) if env is not None else None, check=False)
+        done = subprocess.run(
+            full,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=dict(env) if env is not None else None,
+            check=False,
+        )
     except FileNotFoundError:
         raise NotFound(f"command not found: {argv[0]}", field="command") from None
     except subprocess.TimeoutExpired:
@@ -483,8 +489,15 @@ def offload(ns: str | None, ifname: str, feature: str) -> bool | None:
     return None
 
 
-def ping(ns: str | None, dst: str, *, count: int = 1, timeout: float = 1.0,
-         size: int = 56, dont_fragment: bool = False) -> list[float]:
+def ping(
+    ns: str | None,
+    dst: str,
+    *,
+    count: int = 1,
+    timeout: float = 1.0,
+    size: int = 56,
+    dont_fragment: bool = False,
+) -> list[float]:
     """ICMP echo (RFC 792) from inside ``ns`` to ``dst``: the round-trip times in seconds of
     the replies that came back within ``timeout`` each (an empty list: unreachable).
 
@@ -522,8 +535,9 @@ def ping(ns: str | None, dst: str, *, count: int = 1, timeout: float = 1.0,
     return rtts
 
 
-def _await_echo(sock: socket.socket, src: str, ident: int, seq: int, payload: bytes,
-                deadline: float) -> float | None:
+def _await_echo(
+    sock: socket.socket, src: str, ident: int, seq: int, payload: bytes, deadline: float
+) -> float | None:
     """Wait for the echo reply matching (ident, seq) from ``src``; its arrival time."""
     while (left := deadline - time.monotonic()) > 0:
         ready, _, _ = select.select([sock], [], [], left)

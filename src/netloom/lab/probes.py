@@ -46,8 +46,7 @@ def tcp_connect(ns: str, ip: str, port: int, timeout: float) -> str:
         s.close()
 
 
-def wait_listening(ns: str, port: int, proc: subprocess.Popen[bytes],
-                   timeout: float = 5.0) -> None:
+def wait_listening(ns: str, port: int, proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
     """Until something listens on ``port`` in ``ns``, read from the kernel with no probe
     connection (``iperf3 -s -1`` serves exactly one client). Raises LabError if ``proc`` exits
     or nothing listens in time."""

@@ -152,7 +152,9 @@ class StateFile:
         except FileExistsError:
             raise AlreadyExists(
                 f"lab {state.name} exists ({path}); `netloom lab down --name {state.name}` "
-                "removes it", field="name") from None
+                "removes it",
+                field="name",
+            ) from None
         os.close(fd)
         sf = cls(path, state)
         sf.save()
@@ -168,8 +170,9 @@ class StateFile:
         try:
             state = LabState.model_validate_json(raw)
         except ValidationError as exc:
-            raise InvalidInput(f"corrupt lab state {path}: {exc.errors()[0]['msg']}",
-                               field="name") from None
+            raise InvalidInput(
+                f"corrupt lab state {path}: {exc.errors()[0]['msg']}", field="name"
+            ) from None
         return cls(path, state)
 
     def save(self) -> None:

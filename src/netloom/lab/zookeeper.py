@@ -125,13 +125,19 @@ class ZooKeeperEnsemble:
         # thread (or pass False and call stop() yourself)
         self.die_with_parent = die_with_parent
         self._own_dir = base_dir is None
-        self.base_dir = Path(tempfile.mkdtemp(prefix="netloom-zk-") if base_dir is None
-                             else base_dir)
+        self.base_dir = Path(
+            tempfile.mkdtemp(prefix="netloom-zk-") if base_dir is None else base_dir
+        )
         self.base_dir.mkdir(parents=True, exist_ok=True)
         ports = free_ports(3 * size, host)
         self.members = [
-            Member(i + 1, ports[3 * i], ports[3 * i + 1], ports[3 * i + 2],
-                   directory=self.base_dir / f"zk{i + 1}")
+            Member(
+                i + 1,
+                ports[3 * i],
+                ports[3 * i + 1],
+                ports[3 * i + 2],
+                directory=self.base_dir / f"zk{i + 1}",
+            )
             for i in range(size)
         ]
         self._started = False
@@ -208,8 +214,9 @@ class ZooKeeperEnsemble:
         if wait:
             self.wait_serving(targets)
 
-    def wait_serving(self, members: list[Member] | None = None, timeout: float | None = None
-                     ) -> None:
+    def wait_serving(
+        self, members: list[Member] | None = None, timeout: float | None = None
+    ) -> None:
         """Block until each member reports a mode (leader/follower/standalone) via ``srvr``,
         i.e. it has joined a quorum and accepts clients. Raises StoreError on timeout or when a
         JVM exits (its log is quoted)."""

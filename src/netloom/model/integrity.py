@@ -47,8 +47,9 @@ def kind(name: str) -> Kind:
         raise InvalidInput(f"unknown kind {name!r}", field="kind") from None
 
 
-def target_kind(kind_name: str, field: str, targets: tuple[str, ...], data: Mapping[str, Any]
-                ) -> str:
+def target_kind(
+    kind_name: str, field: str, targets: tuple[str, ...], data: Mapping[str, Any]
+) -> str:
     """Which kind a reference points at. Only a port's ``device_id`` has two candidates; the
     port's ``type`` says which, so the id is looked up in exactly one kind."""
     if len(targets) == 1:
@@ -141,7 +142,7 @@ def jump_cycle(edges: Mapping[str, Iterable[str]], src: str, dst: str) -> list[s
 def _clean_message(msg: str) -> str:
     for prefix in ("Value error, ", "Assertion failed, "):
         if msg.startswith(prefix):
-            return msg[len(prefix):]
+            return msg[len(prefix) :]
     return msg
 
 
@@ -183,8 +184,9 @@ def filter_value(kind_name: str, field: str, raw: str) -> Any:
         # a list field filters by membership (?port_group_ids=G: the ports in group G): the
         # value is one element, validated as the element type
         if raw == "null":
-            raise InvalidInput(f"filter {field}: a list field matches one element, not null",
-                               field=field)
+            raise InvalidInput(
+                f"filter {field}: a list field matches one element, not null", field=field
+            )
         (tp,) = get_args(info.annotation)
     elif raw == "null":
         return None

@@ -106,8 +106,7 @@ KINDS: dict[str, Kind] = {
             read_only=frozenset({"tunnel_key"}),
             children=(("route", "next_hop_port_id"),),
             # port_group_ids: a list field, so the filter means membership
-            filters=("device_id", "type", "host_id", "mac", "tunnel_key", "name",
-                     "port_group_ids"),
+            filters=("device_id", "type", "host_id", "mac", "tunnel_key", "name", "port_group_ids"),
         ),
         Kind(
             "route",

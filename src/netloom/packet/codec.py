@@ -161,9 +161,18 @@ def build(frame: Frame) -> bytes:
 
 def build_arp(a: Arp) -> bytes:
     return _ARP.pack(
-        1, ETH_TYPE_IPV4, 6, 4, a.op, a.sha >> 32, a.sha & 0xFFFFFFFF, a.spa,
-        a.tha >> 32, a.tha & 0xFFFFFFFF, a.tpa,
-    )  # fmt: skip
+        1,
+        ETH_TYPE_IPV4,
+        6,
+        4,
+        a.op,
+        a.sha >> 32,
+        a.sha & 0xFFFFFFFF,
+        a.spa,
+        a.tha >> 32,
+        a.tha & 0xFFFFFFFF,
+        a.tpa,
+    )
 
 
 def build_l4(ip: IPv4, l4: Tcp | Udp | Icmp | None, payload: bytes) -> bytes:

@@ -116,17 +116,40 @@ def parse_dhcp(data: bytes) -> DhcpMessage | ParseError:
         i += 2 + length
     mac = int.from_bytes(chaddr[:6], "big")
     return DhcpMessage(
-        op, xid, mac, ci, yi, si, gi, flags, secs, hops,
-        sname.rstrip(b"\x00"), file.rstrip(b"\x00"), options,
-    )  # fmt: skip
+        op,
+        xid,
+        mac,
+        ci,
+        yi,
+        si,
+        gi,
+        flags,
+        secs,
+        hops,
+        sname.rstrip(b"\x00"),
+        file.rstrip(b"\x00"),
+        options,
+    )
 
 
 def build_dhcp(msg: DhcpMessage) -> bytes:
     """Serialise ``msg``; options longer than 255 bytes are split (RFC 3396)."""
     fixed = _FIXED.pack(
-        msg.op, 1, 6, msg.hops, msg.xid, msg.secs, msg.flags, msg.ciaddr, msg.yiaddr,
-        msg.siaddr, msg.giaddr, msg.chaddr.to_bytes(6, "big"), msg.sname, msg.file,
-    )  # fmt: skip
+        msg.op,
+        1,
+        6,
+        msg.hops,
+        msg.xid,
+        msg.secs,
+        msg.flags,
+        msg.ciaddr,
+        msg.yiaddr,
+        msg.siaddr,
+        msg.giaddr,
+        msg.chaddr.to_bytes(6, "big"),
+        msg.sname,
+        msg.file,
+    )
     out = [fixed, MAGIC]
     for code, value in msg.options:
         for start in range(0, max(len(value), 1), 255):

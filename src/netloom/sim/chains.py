@@ -60,10 +60,17 @@ FALLTHROUGH = 3  # return / end of a jumped-to chain
 Cond = Callable[["Ctx"], bool]
 
 _ACTIONS = {
-    RuleAction.ACCEPT: 0, RuleAction.DROP: 1, RuleAction.REJECT: 2, RuleAction.JUMP: 3,
-    RuleAction.RETURN: 4, RuleAction.CONTINUE: 5, RuleAction.SNAT: 6, RuleAction.DNAT: 7,
-    RuleAction.REV_SNAT: 8, RuleAction.REV_DNAT: 9,
-}  # fmt: skip
+    RuleAction.ACCEPT: 0,
+    RuleAction.DROP: 1,
+    RuleAction.REJECT: 2,
+    RuleAction.JUMP: 3,
+    RuleAction.RETURN: 4,
+    RuleAction.CONTINUE: 5,
+    RuleAction.SNAT: 6,
+    RuleAction.DNAT: 7,
+    RuleAction.REV_SNAT: 8,
+    RuleAction.REV_DNAT: 9,
+}
 A_JUMP, A_RETURN, A_CONTINUE, A_SNAT, A_DNAT, A_REV_SNAT, A_REV_DNAT = 3, 4, 5, 6, 7, 8, 9
 _VERDICT_NAMES = {ACCEPT: "accept", DROP: "drop", REJECT: "reject"}
 
@@ -400,9 +407,13 @@ def _binding(c: Ctx, key: tuple[str, str, int, int, int, int, int]) -> tuple[int
     return got[0], got[1]
 
 
-def _record(c: Ctx, fwd: tuple[str, str, int, int, int, int, int],
-            rev: tuple[str, str, int, int, int, int, int],
-            new: tuple[int, int], orig: tuple[int, int]) -> None:  # fmt: skip
+def _record(
+    c: Ctx,
+    fwd: tuple[str, str, int, int, int, int, int],
+    rev: tuple[str, str, int, int, int, int, int],
+    new: tuple[int, int],
+    orig: tuple[int, int],
+) -> None:
     exp = c.now + c.cfg.nat_timeout_s
     c.changes.append(NatAdded(fwd, new[0], new[1], exp))
     c.changes.append(NatAdded(rev, orig[0], orig[1], exp))
@@ -494,8 +505,9 @@ def _free(c: Ctx, ip: int, port: int, dport: int) -> bool:
     return got is None or got[2] <= c.now
 
 
-def _free_port(c: Ctx, ip: int, blocks: tuple[tuple[int, int], ...], pf: int, pt: int,
-               dport: int, h: int) -> int | None:  # fmt: skip
+def _free_port(
+    c: Ctx, ip: int, blocks: tuple[tuple[int, int], ...], pf: int, pt: int, dport: int, h: int
+) -> int | None:
     for lo, hi in blocks:
         lo, hi = max(lo, pf), min(hi, pt)
         if lo > hi:

@@ -33,10 +33,27 @@ T = TypeVar("T")
 
 class CPort:
     __slots__ = (
-        "device_id", "exterior", "fixed_ips", "groups", "host_id", "id", "in_filter",
-        "ip", "is_router", "mac", "mask", "name", "net", "out_filter", "peer_id", "plen",
-        "security", "spoof", "tunnel_key", "up",
-    )  # fmt: skip
+        "device_id",
+        "exterior",
+        "fixed_ips",
+        "groups",
+        "host_id",
+        "id",
+        "in_filter",
+        "ip",
+        "is_router",
+        "mac",
+        "mask",
+        "name",
+        "net",
+        "out_filter",
+        "peer_id",
+        "plen",
+        "security",
+        "spoof",
+        "tunnel_key",
+        "up",
+    )
 
     def __init__(self, p: Port) -> None:
         self.id = p.id
@@ -177,7 +194,7 @@ class CSubnet:
         "plen",
         "record",
         "routes",
-    )  # fmt: skip
+    )
 
     def __init__(self, s: DhcpSubnet) -> None:
         self.record = s

@@ -163,18 +163,49 @@ class Ctx:
     # -- branch save/restore -------------------------------------------------------------------
 
     def snapshot(self) -> Snapshot:
-        return (self.eth_src, self.eth_dst, self.ip_src, self.ip_dst, self.tp_src, self.tp_dst,
-                self.icmp_id, self.ttl, self.ttl_decs, self.inner, self.devices, self.in_port,
-                self.out_port)  # fmt: skip
+        return (
+            self.eth_src,
+            self.eth_dst,
+            self.ip_src,
+            self.ip_dst,
+            self.tp_src,
+            self.tp_dst,
+            self.icmp_id,
+            self.ttl,
+            self.ttl_decs,
+            self.inner,
+            self.devices,
+            self.in_port,
+            self.out_port,
+        )
 
     def restore(self, s: Snapshot) -> None:
-        (self.eth_src, self.eth_dst, self.ip_src, self.ip_dst, self.tp_src, self.tp_dst,
-         self.icmp_id, self.ttl, self.ttl_decs, self.inner, self.devices, self.in_port,
-         self.out_port) = s  # fmt: skip
+        (
+            self.eth_src,
+            self.eth_dst,
+            self.ip_src,
+            self.ip_dst,
+            self.tp_src,
+            self.tp_dst,
+            self.icmp_id,
+            self.ttl,
+            self.ttl_decs,
+            self.inner,
+            self.devices,
+            self.in_port,
+            self.out_port,
+        ) = s
 
     def headers(self) -> tuple[int, ...]:
-        return (self.eth_src, self.eth_dst, self.ip_src, self.ip_dst, self.tp_src, self.tp_dst,
-                self.icmp_id)  # fmt: skip
+        return (
+            self.eth_src,
+            self.eth_dst,
+            self.ip_src,
+            self.ip_dst,
+            self.tp_src,
+            self.tp_dst,
+            self.icmp_id,
+        )
 
     # -- helpers -------------------------------------------------------------------------------
 

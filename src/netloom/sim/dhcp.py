@@ -66,8 +66,13 @@ if TYPE_CHECKING:
     from netloom.sim.compiled import CPort, CSubnet
     from netloom.sim.context import Ctx
 
-_NAMES = {DISCOVER: "discover", REQUEST: "request", INFORM: "inform", RELEASE: "release",
-          DECLINE: "decline"}  # fmt: skip
+_NAMES = {
+    DISCOVER: "discover",
+    REQUEST: "request",
+    INFORM: "inform",
+    RELEASE: "release",
+    DECLINE: "decline",
+}
 
 
 def is_request(c: Ctx) -> bool:
@@ -120,8 +125,15 @@ def _lease(subnets: list[CSubnet], mac: int, port: CPort) -> tuple[CSubnet, int,
     return None
 
 
-def _answer(c: Ctx, msg: DhcpMessage, mtype: int | None, subnet: CSubnet, ip: int,
-            hostname: str, server: int) -> DhcpMessage | None:  # fmt: skip
+def _answer(
+    c: Ctx,
+    msg: DhcpMessage,
+    mtype: int | None,
+    subnet: CSubnet,
+    ip: int,
+    hostname: str,
+    server: int,
+) -> DhcpMessage | None:
     """The reply RFC 2131 §4.3 prescribes, or None when the server stays silent."""
     if mtype == DISCOVER:
         return _reply(c, msg, OFFER, subnet, ip, hostname, server)
@@ -131,9 +143,13 @@ def _answer(c: Ctx, msg: DhcpMessage, mtype: int | None, subnet: CSubnet, ip: in
             return None  # the client chose another server (§4.3.2)
         wanted = msg.requested_ip or msg.ciaddr
         if wanted and wanted != ip:
-            nak = DhcpMessage(BOOTREPLY, msg.xid, msg.chaddr, flags=FLAG_BROADCAST,
-                              options=[(OPT_MSG_TYPE, opt_u8(NAK)),
-                                       (OPT_SERVER_ID, opt_u32(server))])  # fmt: skip
+            nak = DhcpMessage(
+                BOOTREPLY,
+                msg.xid,
+                msg.chaddr,
+                flags=FLAG_BROADCAST,
+                options=[(OPT_MSG_TYPE, opt_u8(NAK)), (OPT_SERVER_ID, opt_u32(server))],
+            )
             return nak
         return _reply(c, msg, ACK, subnet, ip, hostname, server)
     if mtype == INFORM:  # §4.3.5: configuration only, no address, no lease
@@ -144,8 +160,9 @@ def _answer(c: Ctx, msg: DhcpMessage, mtype: int | None, subnet: CSubnet, ip: in
     return None  # RELEASE, DECLINE (§4.3.3, §4.3.4): nothing to send
 
 
-def _reply(c: Ctx, msg: DhcpMessage, mtype: int, s: CSubnet, ip: int, hostname: str,
-           server: int) -> DhcpMessage:  # fmt: skip
+def _reply(
+    c: Ctx, msg: DhcpMessage, mtype: int, s: CSubnet, ip: int, hostname: str, server: int
+) -> DhcpMessage:
     opts: list[tuple[int, bytes]] = [
         (OPT_MSG_TYPE, opt_u8(mtype)),
         (OPT_SERVER_ID, opt_u32(server)),
@@ -168,12 +185,22 @@ def _reply(c: Ctx, msg: DhcpMessage, mtype: int, s: CSubnet, ip: int, hostname: 
         routes.append((0, 0, s.gateway))  # RFC 3442 §1: option 3 is ignored next to 121
     if routes:
         opts.append((OPT_CLASSLESS_ROUTES, opt_classless_routes(routes)))
-    return DhcpMessage(BOOTREPLY, msg.xid, msg.chaddr, ciaddr=msg.ciaddr, yiaddr=ip,
-                       siaddr=0, giaddr=msg.giaddr, flags=msg.flags, options=opts)  # fmt: skip
+    return DhcpMessage(
+        BOOTREPLY,
+        msg.xid,
+        msg.chaddr,
+        ciaddr=msg.ciaddr,
+        yiaddr=ip,
+        siaddr=0,
+        giaddr=msg.giaddr,
+        flags=msg.flags,
+        options=opts,
+    )
 
 
-def _emit(c: Ctx, port: CPort, req: DhcpMessage, reply: DhcpMessage, server: int,
-          s: CSubnet) -> None:  # fmt: skip
+def _emit(
+    c: Ctx, port: CPort, req: DhcpMessage, reply: DhcpMessage, server: int, s: CSubnet
+) -> None:
     """Address the reply as RFC 2131 §4.1 says: to ciaddr when renewing, broadcast when the
     client asked for it (or for a NAK), else unicast to the offered address and chaddr."""
     mtype = reply.msg_type
@@ -186,13 +213,21 @@ def _emit(c: Ctx, port: CPort, req: DhcpMessage, reply: DhcpMessage, server: int
     server_mac = _server_mac(c, port, server)
     from netloom.packet.dhcp import build_dhcp
 
-    frame = Frame(Ethernet(dst_mac, server_mac, ETH_TYPE_IPV4),
-                  ip=IPv4(server, dst_ip, IPPROTO_UDP, ttl=64),
-                  l4=Udp(SERVER_PORT, CLIENT_PORT), payload=build_dhcp(reply))  # fmt: skip
+    frame = Frame(
+        Ethernet(dst_mac, server_mac, ETH_TYPE_IPV4),
+        ip=IPv4(server, dst_ip, IPPROTO_UDP, ttl=64),
+        l4=Udp(SERVER_PORT, CLIENT_PORT),
+        payload=build_dhcp(reply),
+    )
     c.generated.append((port.id, build(frame)))
     names = {OFFER: "offer", ACK: "ack", NAK: "nak"}
-    c.step("dhcp", port.device_id, "", names.get(mtype or 0, "reply"),
-           f"{int_to_ip(reply.yiaddr)}/{s.plen} to {port.label()}")  # fmt: skip
+    c.step(
+        "dhcp",
+        port.device_id,
+        "",
+        names.get(mtype or 0, "reply"),
+        f"{int_to_ip(reply.yiaddr)}/{s.plen} to {port.label()}",
+    )
 
 
 def _server_mac(c: Ctx, port: CPort, server: int) -> int:

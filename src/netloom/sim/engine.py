@@ -287,8 +287,9 @@ def _arp_suppress(c: Ctx, dev: CDevice, in_port: CPort, ports: CPortSet) -> bool
                     break
     if mac is None or mac == arp.sha:
         return False
-    reply = Frame(Ethernet(arp.sha, mac, ETH_TYPE_ARP),
-                  arp=Arp(ARP_REPLY, mac, arp.tpa, arp.sha, arp.spa))  # fmt: skip
+    reply = Frame(
+        Ethernet(arp.sha, mac, ETH_TYPE_ARP), arp=Arp(ARP_REPLY, mac, arp.tpa, arp.sha, arp.spa)
+    )
     c.generated.append((in_port.id, build(reply)))
     c.cacheable = False
     c.consumed = True
@@ -422,8 +423,9 @@ def _resolve(c: Ctx, dev: CDevice, out: CPort, nh: int) -> int:
     got = c.state.arp.get(key)
     if got is not None and got[1] > c.now:
         return got[0]
-    req = Frame(Ethernet(ETH_BROADCAST, out.mac, ETH_TYPE_ARP),
-                arp=Arp(ARP_REQUEST, out.mac, out.ip, 0, nh))  # fmt: skip
+    req = Frame(
+        Ethernet(ETH_BROADCAST, out.mac, ETH_TYPE_ARP), arp=Arp(ARP_REQUEST, out.mac, out.ip, 0, nh)
+    )
     c.generated.append((out.id, build(req)))
     c.step("router", dev.id, dev.name, "arp-request", f"who has {int_to_ip(nh)}")
     raise NotYet(("arp", dev.id, int_to_ip(nh)))
@@ -445,8 +447,10 @@ def _router_arp(c: Ctx, dev: CDevice, in_port: CPort) -> None:
             c.changes.append(ArpLearned(key, arp.sha, expires))
     c.consumed = True
     if arp.op == ARP_REQUEST:
-        reply = Frame(Ethernet(arp.sha, in_port.mac, ETH_TYPE_ARP),
-                      arp=Arp(ARP_REPLY, in_port.mac, in_port.ip, arp.sha, arp.spa))  # fmt: skip
+        reply = Frame(
+            Ethernet(arp.sha, in_port.mac, ETH_TYPE_ARP),
+            arp=Arp(ARP_REPLY, in_port.mac, in_port.ip, arp.sha, arp.spa),
+        )
         c.generated.append((in_port.id, build(reply)))
         c.step("router", dev.id, dev.name, "arp-reply", f"{int_to_ip(in_port.ip)}")
     else:
@@ -461,8 +465,12 @@ def _router_local(c: Ctx, dev: CDevice, in_port: CPort) -> None:
     c.cacheable = False
     if c.proto == IPPROTO_ICMP and isinstance(f.l4, Icmp) and f.l4.type == 8:
         ip = IPv4(c.ip_dst, c.ip_src, IPPROTO_ICMP, ttl=64)
-        reply = Frame(Ethernet(c.eth_src, in_port.mac, ETH_TYPE_IPV4), ip=ip,
-                      l4=Icmp(0, 0, f.l4.rest), payload=f.payload)  # fmt: skip
+        reply = Frame(
+            Ethernet(c.eth_src, in_port.mac, ETH_TYPE_IPV4),
+            ip=ip,
+            l4=Icmp(0, 0, f.l4.rest),
+            payload=f.payload,
+        )
         c.generated.append((in_port.id, build(reply)))
         c.consumed = True
         c.step("router", dev.id, dev.name, "echo-reply", int_to_ip(c.ip_dst))
@@ -489,8 +497,7 @@ def _entry_frame(c: Ctx) -> Frame:
         l4 = replace(l4, rest=(c.icmp_id << 16) | (l4.rest & 0xFFFF))
     payload = f.payload if c.inner is None else _patch_quote(f.payload, c.inner)
     eth = Ethernet(c.eth_dst, c.eth_src, f.eth.ethertype, f.eth.vlan)
-    return Frame(eth, ip=replace(ip, src=c.ip_src, dst=c.ip_dst, ttl=c.ttl), l4=l4,
-                 payload=payload)  # fmt: skip
+    return Frame(eth, ip=replace(ip, src=c.ip_src, dst=c.ip_dst, ttl=c.ttl), l4=l4, payload=payload)
 
 
 def _may_send_error(c: Ctx, entry: Frame) -> bool:
@@ -523,9 +530,12 @@ def _icmp_error(
     ip = entry.ip
     assert ip is not None
     quote = build_ipv4(ip, entry.l4, entry.payload)[: ip.header_len + 8]
-    err = Frame(Ethernet(entry.eth.src, in_port.mac, ETH_TYPE_IPV4),
-                ip=IPv4(in_port.ip, ip.src, IPPROTO_ICMP, ttl=64),
-                l4=Icmp(itype, code, mtu & 0xFFFF), payload=quote)  # fmt: skip
+    err = Frame(
+        Ethernet(entry.eth.src, in_port.mac, ETH_TYPE_IPV4),
+        ip=IPv4(in_port.ip, ip.src, IPPROTO_ICMP, ttl=64),
+        l4=Icmp(itype, code, mtu & 0xFFFF),
+        payload=quote,
+    )
     c.generated.append((in_port.id, build(err)))
     c.step("icmp", in_port.id, in_port.name, f"error {itype}/{code}", f"to {int_to_ip(ip.src)}")
 
@@ -541,9 +551,12 @@ def _reject(c: Ctx) -> None:
     if not _may_send_error(c, entry):
         return
     quote = build_ipv4(f.ip, f.l4, f.payload)[: f.ip.header_len + 8]
-    err = Frame(Ethernet(f.eth.src, f.eth.dst, ETH_TYPE_IPV4),
-                ip=IPv4(f.ip.dst, f.ip.src, IPPROTO_ICMP, ttl=64),
-                l4=Icmp(3, 13, 0), payload=quote)  # fmt: skip
+    err = Frame(
+        Ethernet(f.eth.src, f.eth.dst, ETH_TYPE_IPV4),
+        ip=IPv4(f.ip.dst, f.ip.src, IPPROTO_ICMP, ttl=64),
+        l4=Icmp(3, 13, 0),
+        payload=quote,
+    )
     c.generated.append((c.in_port_id, build(err)))
     c.step("icmp", c.in_port_id, "", "error 3/13", f"reject to {int_to_ip(f.ip.src)}")
 
@@ -605,8 +618,20 @@ def _flow_key(f: Frame) -> tuple[int, ...]:
             tps, tpd = l4.type, l4.code
         else:
             tps, tpd = l4.sport, l4.dport  # type: ignore[union-attr]
-        return (0, 0, eth.src, eth.dst, eth.ethertype, vlan, ip.src, ip.dst, ip.proto, frag,
-                tps, tpd)  # fmt: skip
+        return (
+            0,
+            0,
+            eth.src,
+            eth.dst,
+            eth.ethertype,
+            vlan,
+            ip.src,
+            ip.dst,
+            ip.proto,
+            frag,
+            tps,
+            tpd,
+        )
     arp = f.arp
     if arp is not None:
         return (0, 0, eth.src, eth.dst, eth.ethertype, vlan, arp.spa, arp.tpa, arp.op, 0, 0, 0)
@@ -668,15 +693,25 @@ def _result(c: Ctx, verdict: Verdict | None, awaiting: tuple[tuple[str, ...], ..
         verdict = Verdict.FORWARD if c.egress else Verdict.CONSUMED if c.consumed else Verdict.DROP
     cacheable = c.cacheable and not generated and verdict is not Verdict.NOT_YET
     return Result(
-        verdict, c.in_port_id, key, c.read, actions, frozenset(c.tags), tuple(c.changes),
-        tuple(generated), Trace(c.trace), cacheable, awaiting,
-    )  # fmt: skip
+        verdict,
+        c.in_port_id,
+        key,
+        c.read,
+        actions,
+        frozenset(c.tags),
+        tuple(c.changes),
+        tuple(generated),
+        Trace(c.trace),
+        cacheable,
+        awaiting,
+    )
 
 
 def _malformed(in_port_id: str, err: ParseError) -> Result:
     trace = Trace([("packet", in_port_id, "", "drop", f"malformed: {err.reason} @{err.offset}")])
-    return Result(Verdict.DROP, in_port_id, (0,) * 12, 1, (), frozenset({in_port_id}), (), (),
-                  trace, False)  # fmt: skip
+    return Result(
+        Verdict.DROP, in_port_id, (0,) * 12, 1, (), frozenset({in_port_id}), (), (), trace, False
+    )
 
 
 # ---- helpers for callers ---------------------------------------------------------------------

@@ -41,8 +41,20 @@ F_TP_DST = 1 << 11
 F_L4 = F_IP_PROTO | F_IP_FRAG | F_TP_SRC | F_TP_DST
 F_5TUPLE = F_IP_SRC | F_IP_DST | F_L4
 
-_FULL = (0xFFFFFFFF, 0xFFFFFF, (1 << 48) - 1, (1 << 48) - 1, 0xFFFF, 0xFFF,
-         0xFFFFFFFF, 0xFFFFFFFF, 0xFF, 0x3, 0xFFFF, 0xFFFF)  # fmt: skip
+_FULL = (
+    0xFFFFFFFF,
+    0xFFFFFF,
+    (1 << 48) - 1,
+    (1 << 48) - 1,
+    0xFFFF,
+    0xFFF,
+    0xFFFFFFFF,
+    0xFFFFFFFF,
+    0xFF,
+    0x3,
+    0xFFFF,
+    0xFFFF,
+)
 
 
 class Verdict(StrEnum):

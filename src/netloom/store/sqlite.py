@@ -270,9 +270,7 @@ class SqliteStore:
 
     @staticmethod
     def _read(db: sqlite3.Connection, key: tuple[str, str]) -> Item | None:
-        row = db.execute(
-            "SELECT version FROM objects WHERE kind = ? AND id = ?", key
-        ).fetchone()
+        row = db.execute("SELECT version FROM objects WHERE kind = ? AND id = ?", key).fetchone()
         # the CAS checks need only the version; data is not loaded
         return None if row is None else Item(key[0], key[1], int(row[0]), {})
 

@@ -97,8 +97,7 @@ def parse_hosts(spec: str) -> tuple[str, str]:
     segments = [s for s in chroot_part.split("/") if s]
     for seg in segments:
         if not _SEGMENT_RE.match(seg) or seg in (".", "..", "zookeeper"):
-            raise InvalidInput(f"bad zookeeper chroot segment {seg!r} in {spec!r}",
-                               field="store")
+            raise InvalidInput(f"bad zookeeper chroot segment {seg!r} in {spec!r}", field="store")
     chroot = "/" + "/".join(segments) if segments else DEFAULT_CHROOT
     return ",".join(h.strip() for h in hosts.split(",")), chroot
 
@@ -106,8 +105,9 @@ def parse_hosts(spec: str) -> tuple[str, str]:
 def _check_name(what: str, value: str) -> None:
     """Kinds and ids become znode names: refuse what ZooKeeper would mangle or reject."""
     if not value or "/" in value or value in (".", "..") or any(ord(c) < 32 for c in value):
-        raise InvalidInput(f"{what} {value!r} cannot be stored (empty, '/', '.' or control "
-                           "characters)", field=what)
+        raise InvalidInput(
+            f"{what} {value!r} cannot be stored (empty, '/', '.' or control characters)", field=what
+        )
 
 
 def _revision_of(name: str) -> int:
@@ -209,8 +209,13 @@ class ZooKeeperStore:
             hosts=self.hosts,
             timeout=session_timeout,
             randomize_hosts=randomize_hosts,
-            connection_retry={"max_tries": -1, "delay": 0.05, "backoff": 1.5,
-                              "max_delay": 1.0, "max_jitter": 0.1},
+            connection_retry={
+                "max_tries": -1,
+                "delay": 0.05,
+                "backoff": 1.5,
+                "max_delay": 1.0,
+                "max_jitter": 0.1,
+            },
         )
         try:
             self._client.start(timeout=timeout)
@@ -235,9 +240,16 @@ class ZooKeeperStore:
         anything else kazoo raises becomes StoreError (NoNode is the caller's business)."""
         if self._closed:
             raise StoreError(f"zookeeper store {self.hosts}{self.chroot} is closed")
-        retry = KazooRetry(max_tries=-1, delay=0.05, backoff=1.5, max_delay=0.5,
-                           max_jitter=0.05, deadline=self.timeout, ignore_expire=True,
-                           interrupt=lambda: self._closed)
+        retry = KazooRetry(
+            max_tries=-1,
+            delay=0.05,
+            backoff=1.5,
+            max_delay=0.5,
+            max_jitter=0.05,
+            deadline=self.timeout,
+            ignore_expire=True,
+            interrupt=lambda: self._closed,
+        )
         try:
             result: T = retry(fn, *args, **kwargs)
             return result
@@ -311,9 +323,7 @@ class ZooKeeperStore:
             size = max(1, min(256, limit - len(out)))
             chunk, pending = pending[:size], pending[size:]
             for rev, entries in self._fetch_log(chunk, since):
-                out.extend(
-                    Change(rev, e[0], e[1], e[2], e[3], e[4]) for e in entries
-                )
+                out.extend(Change(rev, e[0], e[1], e[2], e[3], e[4]) for e in entries)
                 if len(out) >= limit:
                     break
         return out
@@ -422,8 +432,11 @@ class ZooKeeperStore:
         self, txn: Any, changes: builtins.list[builtins.list[Any]], token: str
     ) -> int | None:
         """Run the multi; the revision, or None when a concurrent write beat our plan."""
-        txn.create(f"{self._log}/{token}-", json.dumps(changes, separators=(",", ":")).encode(),
-                   sequence=True)
+        txn.create(
+            f"{self._log}/{token}-",
+            json.dumps(changes, separators=(",", ":")).encode(),
+            sequence=True,
+        )
         try:
             results = txn.commit()
         except _TRANSIENT as lost:
@@ -469,7 +482,7 @@ class ZooKeeperStore:
         names = sorted(self._call(self._client.get_children, self._log), key=_revision_of)
         victims = names[: max(len(names) - keep, 0)]
         for start in range(0, len(victims), 500):
-            batch = victims[start: start + 500]
+            batch = victims[start : start + 500]
             data, stat = self._call(self._client.get, self._floor)
             floor = max(int(data), _revision_of(batch[-1]))
             txn = self._client.transaction()

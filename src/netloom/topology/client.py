@@ -147,8 +147,9 @@ class TopologyClient:
         """Subscribe to every ``kind`` object whose ``field`` equals ``value``; return them."""
         if (kind, field, value) not in self._filters:
             await self._subscribe(kind, None, field, value)
-        return {i: d for (k, i), (_, d) in self._cache.items()
-                if k == kind and matches(d, field, value)}
+        return {
+            i: d for (k, i), (_, d) in self._cache.items() if k == kind and matches(d, field, value)
+        }
 
     def unsubscribe(self, kind: str, id: str) -> None:
         """Stop following one object (kept if a filter still matches it)."""
@@ -178,8 +179,7 @@ class TopologyClient:
 
     # -- subscriptions -----------------------------------------------------------------------
 
-    async def _subscribe(self, kind: str, id: str | None, field: str | None,
-                         value: Scalar) -> None:
+    async def _subscribe(self, kind: str, id: str | None, field: str | None, value: Scalar) -> None:
         ident = (kind, id, field, value)
         req = self._pending_by_sub.get(ident)
         if req is None:
@@ -201,7 +201,8 @@ class TopologyClient:
 
     def _wants(self, kind: str, id: str, data: dict[str, Any]) -> bool:
         return (kind, id) in self._objects or any(
-            matches(data, f, v) for k, f, v in self._filters if k == kind)
+            matches(data, f, v) for k, f, v in self._filters if k == kind
+        )
 
     def _drop_unwanted(self, kind: str) -> None:
         for key in [k for k in self._cache if k[0] == kind]:
@@ -220,8 +221,8 @@ class TopologyClient:
         while not self._stopping:
             try:
                 _, proto = await loop.create_connection(
-                    lambda: FrameProtocol(_DECODER, self._on_message, self._on_lost),
-                    *self.address)
+                    lambda: FrameProtocol(_DECODER, self._on_message, self._on_lost), *self.address
+                )
             except OSError as exc:
                 log.debug("topology %s: connect failed: %s", self.host_id, exc)
                 await asyncio.sleep(delay * (0.5 + random.random()))

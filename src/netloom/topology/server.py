@@ -73,8 +73,16 @@ def store_host_alive(store: Store, retries: int = 5) -> SetHostAlive:
             if item is None or item.data.get("alive") is alive:
                 return
             try:
-                store.commit([Put("host", host_id, {**item.data, "alive": alive},
-                                  expect_version=item.version)])
+                store.commit(
+                    [
+                        Put(
+                            "host",
+                            host_id,
+                            {**item.data, "alive": alive},
+                            expect_version=item.version,
+                        )
+                    ]
+                )
                 return
             except (VersionConflict, NotFound):
                 continue
@@ -137,8 +145,7 @@ class TopologyServer:
         self._timeout = host_timeout_s
         self._set_alive = set_host_alive or store_host_alive(store)
         self._kinds = frozenset(kinds if kinds is not None else KINDS)
-        self._history: collections.deque[tuple[int, list[Obj]]] = collections.deque(
-            maxlen=history)
+        self._history: collections.deque[tuple[int, list[Obj]]] = collections.deque(maxlen=history)
         self._max_buffer = max_buffer
         self._backlog = backlog  # a rack of agents reconnects at once after a restart
         self._objects: dict[str, dict[str, _Entry]] = {}
@@ -175,10 +182,12 @@ class TopologyServer:
                 self._alive[id] = True
                 self._last_seen[id] = now
         self._watch = await loop.run_in_executor(
-            None, self._store.watch, rev, self._on_store_changes)
+            None, self._store.watch, rev, self._on_store_changes
+        )
         self.stats.store_watches += 1
-        self._server = await loop.create_server(self._new_protocol, host, port,
-                                                  backlog=self._backlog)
+        self._server = await loop.create_server(
+            self._new_protocol, host, port, backlog=self._backlog
+        )
         self._reaper = asyncio.create_task(self._reap_loop())
         return int(self._server.sockets[0].getsockname()[1])
 
@@ -262,8 +271,9 @@ class TopologyServer:
         self._reindex(c.kind, c.id, old.data if old else None, c.data)
         return True
 
-    def _reindex(self, kind: str, id: str, old: dict[str, Any] | None,
-                 new: dict[str, Any] | None) -> None:
+    def _reindex(
+        self, kind: str, id: str, old: dict[str, Any] | None, new: dict[str, Any] | None
+    ) -> None:
         for (k, fld), index in self._index.items():
             if k != kind:
                 continue
@@ -330,8 +340,11 @@ class TopologyServer:
         transport.write(data)
         self.stats.frames_sent += 1
         if transport.get_write_buffer_size() > self._max_buffer:
-            log.warning("agent %s is %d bytes behind: dropping it (it will resume)",
-                        conn.host, transport.get_write_buffer_size())
+            log.warning(
+                "agent %s is %d bytes behind: dropping it (it will resume)",
+                conn.host,
+                transport.get_write_buffer_size(),
+            )
             self.stats.dropped_slow += 1
             transport.abort()
 
@@ -459,8 +472,7 @@ class TopologyServer:
         if kind not in self._kinds:
             raise InvalidInput(f"unknown kind {kind!r}", field="kind")
         if (id is None) == (fld is None):
-            raise InvalidInput("subscribe to an id or to a field filter, not both",
-                               field="id")
+            raise InvalidInput("subscribe to an id or to a field filter, not both", field="id")
         if fld is not None:
             spec = KINDS.get(kind)
             if spec is not None and fld not in spec.filters:
@@ -524,8 +536,9 @@ class TopologyServer:
     def _resync(self, conn: _Conn, have: dict[Key, int]) -> None:
         target = self._matching(conn)
         ordered = sorted(target.items(), key=lambda kv: kv[1].mod_rev)
-        out: list[Obj] = [(k, i, e.version, e.data) for (k, i), e in ordered
-                          if have.get((k, i)) != e.version]
+        out: list[Obj] = [
+            (k, i, e.version, e.data) for (k, i), e in ordered if have.get((k, i)) != e.version
+        ]
         out += [(k, i, v, None) for (k, i), v in have.items() if (k, i) not in target]
         for key in target:
             self._view_add(conn, key)

@@ -142,7 +142,10 @@ def _open(
 
 
 def _refill(
-    ep: select.epoll, conns: dict[int, socket.socket], addr: tuple[str, int], ports: _Ports,
+    ep: select.epoll,
+    conns: dict[int, socket.socket],
+    addr: tuple[str, int],
+    ports: _Ports,
     conc: int,
 ) -> int:
     """Open connections until ``conc`` are in flight; the number of failed attempts (at most

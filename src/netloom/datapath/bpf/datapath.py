@@ -161,7 +161,8 @@ class BpfDatapath:
         if missing:
             raise DatapathError(
                 f"the pins under {self.pin_dir} are an older datapath's (no {', '.join(missing)})"
-                "; remove them (`netloom lab down`, or delete the directory) to load this one")
+                "; remove them (`netloom lab down`, or delete the directory) to load this one"
+            )
         self._fd = {
             n: lb.check(lb.lib().bpf_obj_get(str(self.pin_dir / n).encode()), n)
             for n in (*PROGS, *MAPS)
@@ -228,10 +229,21 @@ class BpfDatapath:
             raise DatapathError(
                 f"pinned maps under {self.pin_dir} use ABI {ver}, this code {abi.ABI_VERSION}"
             )
-        _, tun_if, local_ip, _, underlay, udp_port, mask, cost, burst, tun_mtu = (
-            abi.CONFIG.unpack(raw))
-        self._config = [abi.ABI_VERSION, tun_if, local_ip, int(trace), underlay, udp_port,
-                        mask, cost, burst, tun_mtu]
+        _, tun_if, local_ip, _, underlay, udp_port, mask, cost, burst, tun_mtu = abi.CONFIG.unpack(
+            raw
+        )
+        self._config = [
+            abi.ABI_VERSION,
+            tun_if,
+            local_ip,
+            int(trace),
+            underlay,
+            udp_port,
+            mask,
+            cost,
+            burst,
+            tun_mtu,
+        ]
         self._write_config()
 
     def _write_config(self) -> None:
@@ -430,8 +442,18 @@ class BpfDatapath:
         if self._underlay is None:
             return
         self._run(
-            "tc", "filter", "del", "dev", self._underlay, "ingress", "prio", "1", "handle", "1",
-            "bpf", check=False,
+            "tc",
+            "filter",
+            "del",
+            "dev",
+            self._underlay,
+            "ingress",
+            "prio",
+            "1",
+            "handle",
+            "1",
+            "bpf",
+            check=False,
         )
         try:
             ifindex = self._ifindex(self._underlay)
@@ -446,8 +468,9 @@ class BpfDatapath:
             raise InvalidInput(f"VNI {vni} out of range (24 bits, RFC 7348)", field="vni")
         if port not in self._ports:
             raise NotFound(f"no port {port}", field="port")
-        self._update("nl_vni", vni.to_bytes(4, "little"),
-                     abi.VNI_DST.pack(port, int(self._ports[port].kind)))
+        self._update(
+            "nl_vni", vni.to_bytes(4, "little"), abi.VNI_DST.pack(port, int(self._ports[port].kind))
+        )
 
     def unbind_tunnel_key(self, vni: int) -> None:
         self._delete("nl_vni", vni.to_bytes(4, "little"))
