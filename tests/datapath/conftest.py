@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-PIN_ROOT = "/sys/fs/bpf/netloom"
+from netloom.datapath.pins import PIN_ROOT
 
 
 def sh(*cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -17,6 +17,7 @@ import pytest
 from netloom.errors import AlreadyExists, InvalidInput
 from netloom.lab import lab as labmod
 from netloom.lab import netns
+from netloom.lab.addressing import SWITCH_IP, TENANT_GW
 from netloom.lab.lab import Lab
 from netloom.lab.state import ProcessRecord, state_path
 
@@ -78,7 +79,7 @@ def test_two_hosts_two_vms(new_lab: NewLab) -> None:
     h1, h2 = s.hosts
     assert netns.ping(h1.netns, h2.underlay_ip, count=2)
     assert netns.ping(h2.netns, h1.underlay_ip)
-    assert netns.ping(h1.netns, labmod.SWITCH_IP)
+    assert netns.ping(h1.netns, SWITCH_IP)
     assert netns.ping(h1.netns, h2.underlay_ip, size=1500 - 28, dont_fragment=True)
     # the cluster answers and holds the hosts, the tunnel zone and the bound ports
     api = lab.api()
@@ -202,7 +203,7 @@ def test_two_labs_coexist(new_lab: NewLab) -> None:
     _assert_gone(a.name, pids, paths)
     assert b.status()["cluster"]["alive"]
     assert len(netns.list_netns(f"{b.name}-")) == 3
-    assert netns.ping(b.state.hosts[0].netns, labmod.SWITCH_IP)
+    assert netns.ping(b.state.hosts[0].netns, SWITCH_IP)
 
 
 def test_bad_input_creates_nothing(lab_names: list[str]) -> None:
@@ -348,7 +349,7 @@ def test_real_agents_bpf_datapath_cross_host(new_lab: NewLab) -> None:
         time.sleep(0.2)
     assert all(alive.values()), alive
     assert netns.ping(vm1.netns, vm2.ip or "", count=3), "no VM-to-VM reply across hosts"
-    assert netns.ping(vm2.netns, labmod.TENANT_GW), "the router port does not answer"
+    assert netns.ping(vm2.netns, TENANT_GW), "the router port does not answer"
     pins = [Path(p) for p in lab.state.bpf_pins]
     assert pins and all(p.exists() for p in pins)
     _, pids, paths = _resources(lab)

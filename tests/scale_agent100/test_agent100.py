@@ -20,9 +20,10 @@ from netloom.bench.agent100 import (
     plan_streams,
     plan_vms,
 )
+from netloom.datapath.pins import PIN_ROOT
 from netloom.errors import InvalidInput
 from netloom.lab import netns
-from netloom.lab.lab import BPF_ROOT, netloom_argv
+from netloom.lab.lab import netloom_argv
 from netloom.lab.state import state_path
 
 
@@ -144,7 +145,7 @@ def test_agent100_small_run_passes_and_leaves_nothing(lab_name: str) -> None:
     assert netns.list_netns(f"{lab_name}-") == []
     assert not state_path(lab_name).exists()
     pins = [item.split(" ", 1)[1] for item in res["cleaned_up"] if item.startswith("bpf ")]
-    assert len(pins) == 2 and all(p.startswith(str(BPF_ROOT)) for p in pins)
+    assert len(pins) == 2 and all(p.startswith(str(PIN_ROOT)) for p in pins)
     assert not any(Path(p).exists() for p in pins)
     assert (
         psutil.pid_exists(agent["pid"]) is False

@@ -46,15 +46,16 @@ import typer
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from netloom.agent.options import DEFAULT_METRICS_PORT as METRICS_PORT
 from netloom.bench.perf import sigterm_unwinds
 from netloom.bench.perf_tests import stop_group
 from netloom.errors import DatapathError, InvalidInput, NetloomError
 from netloom.lab import netns, probes
+from netloom.lab.addressing import MAX_VMS_PER_HOST
 from netloom.lab.demo import scrape_agent
-from netloom.lab.lab import MAX_VMS_PER_HOST, Lab, host_name, vm_mac
+from netloom.lab.lab import Lab, host_name, vm_mac
 from netloom.lab.state import VmRecord
 
-METRICS_PORT = 9464  # the agent's Prometheus endpoint, 127.0.0.1 inside its host netns
 IPERF_PORT = 5201  # the security group lets it in
 BLOCKED_PORT = 22  # the security group drops it
 TC_INGRESS = 0xFFFFFFF2  # TC_H_MAKE(TC_H_CLSACT, TC_H_MIN_INGRESS): clsact's ingress hook

@@ -39,12 +39,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from netloom.agent.options import DEFAULT_METRICS_PORT as METRICS_PORT
 from netloom.bench.perf_setups import UNDERLAYS, Endpoints, SetupUnavailable
 from netloom.errors import DatapathError, NetloomError
 from netloom.lab import netns, probes
-from netloom.lab.lab import VXLAN_OVERHEAD, Lab, host_name, netloom_argv, vm_mac
+from netloom.lab.addressing import VXLAN_OVERHEAD
+from netloom.lab.lab import Lab, host_name, netloom_argv, vm_mac
 
-METRICS_PORT = 9464  # Prometheus text on 127.0.0.1 inside each host namespace
 UPCALL_METRIC = "netloom_agent_upcalls"
 PREFIX = 24
 CLIENT_NET, CLIENT_GW, CLIENT_IP = "10.0.1.0/24", "10.0.1.1", "10.0.1.10"

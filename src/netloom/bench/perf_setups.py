@@ -43,12 +43,12 @@ from typing import Protocol, runtime_checkable
 
 from netloom.errors import NetloomError
 from netloom.lab import netns
+from netloom.lab.addressing import SWITCH_IP
 
 VXLAN_OVERHEAD = 50  # outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14 (RFC 7348 §5)
 VXLAN_PORT = 4789  # IANA-assigned VXLAN port (RFC 7348 §5)
 VXLAN_VNI = 4242
 UNDERLAY_PREFIX = 24
-SWITCH_IP = "192.0.2.1"  # RFC 5737 documentation range: the underlay
 HOST_IPS = ("192.0.2.11", "192.0.2.12")
 BARE_IPS = ("10.77.0.1", "10.77.0.2")  # inside the two bare namespaces only
 VM_IPS = ("10.78.0.1", "10.78.0.2")  # the tenant subnet, inside the VM namespaces only

@@ -36,12 +36,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from netloom.agent.options import DEFAULT_METRICS_PORT as METRICS_PORT
 from netloom.errors import InvalidInput, LabError, NetloomError
 from netloom.lab import netns, probes
 from netloom.lab.lab import Lab, host_name, netloom_argv
 
 MIN_HOSTS, MAX_HOSTS = 2, 9
-METRICS_PORT = 9464  # each agent serves Prometheus text on 127.0.0.1:9464 in its host netns
 IPERF_PORT = 5201  # iperf3's default port, the one the security group opens
 SSH_PORT = 22  # the port the security group drops
 IPERF_SECONDS = 3

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import ipaddress
 import os
 import shutil
 import signal
@@ -41,8 +40,24 @@ from typing import Any, Literal
 import psutil
 
 from netloom.cli.client import ApiClient, ApiUnreachable
+from netloom.datapath.pins import PIN_ROOT
 from netloom.errors import DatapathError, InvalidInput, NetloomError, NotFound, StoreError
 from netloom.lab import netns
+from netloom.lab.addressing import (
+    API_PORT,
+    HOST_IP_BASE,
+    MAX_HOSTS,
+    MAX_VMS_PER_HOST,
+    SWITCH_IP,
+    TENANT_GW,
+    TENANT_NET,
+    TOPOLOGY_PORT,
+    TUNNEL_IF,
+    TUNNEL_NET,
+    UNDERLAY,
+    VM_IP_BASE,
+    VXLAN_OVERHEAD,
+)
 from netloom.lab.state import (
     ClusterRecord,
     HostRecord,
@@ -56,25 +71,6 @@ from netloom.lab.state import (
     state_path,
 )
 
-UNDERLAY = ipaddress.IPv4Network("192.0.2.0/24")  # RFC 5737 documentation range
-# a separate tunnel network (Lab.cable_tunnel_link): RFC 5737 TEST-NET-2
-TUNNEL_NET = ipaddress.IPv4Network("198.51.100.0/24")
-TUNNEL_IF = "data0"
-SWITCH_IP = "192.0.2.1"
-API_PORT = 8181
-TOPOLOGY_PORT = 8182
-HOST_IP_BASE = 10  # host N has 192.0.2.(10 + N)
-VXLAN_OVERHEAD = 50  # outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14 (RFC 7348)
-TENANT_NET = ipaddress.IPv4Network("10.0.0.0/24")
-TENANT_GW = "10.0.0.1"
-VM_IP_BASE = 10  # VMs get 10.0.0.10, .11, ...
-# where the BPF datapath pins a host's maps: <BPF_ROOT>/<host id> (mirrors
-# netloom.datapath.bpf.PIN_ROOT, not imported: that package loads libbpf)
-BPF_ROOT = Path("/sys/fs/bpf/netloom")
-MAX_HOSTS = 99
-# a VM's slot is one MAC byte (vm_mac) and "<lab>h99v250" still fits IFNAMSIZ: 100 VMs on
-# one agent (issue 7) fit with room to spare
-MAX_VMS_PER_HOST = 250
 Store = Literal["sqlite", "zookeeper"]
 
 
@@ -536,7 +532,7 @@ class Lab:
             if h.host_id is None:
                 doc = api.create("hosts", {"name": h.name})
                 h.host_id = doc["id"]
-                h.bpf_pin_dir = str(BPF_ROOT / doc["id"])
+                h.bpf_pin_dir = str(PIN_ROOT / doc["id"])
                 self.save()
         members = [
             {"host_id": h.host_id, "ip": h.tunnel_ip or h.underlay_ip} for h in self.state.hosts

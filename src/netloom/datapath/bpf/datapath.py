@@ -53,11 +53,11 @@ from netloom.datapath.base import (
 from netloom.datapath.bpf import abi
 from netloom.datapath.bpf import libbpf as lb
 from netloom.datapath.bpf.netns import entered, netns_path
+from netloom.datapath.pins import PIN_ROOT, host_pin_dir
 from netloom.datapath.tss import MaskTable
 from netloom.errors import DatapathError, InvalidInput, NotFound
 from netloom.flows.model import Action, Flow, FlowKey, FlowMask, FlowStats
 
-PIN_ROOT = "/sys/fs/bpf/netloom"
 BPF_FS_MAGIC = 0xCAFE4A11
 PROG = "nl_ingress"  # finds the port's kind in nl_ports (tunnel device, injection, test runs)
 PORT_PROG = "nl_port_ingress"  # VM / uplink / internal ports: the kind is known at attach
@@ -153,7 +153,7 @@ class BpfDatapath:
             raise InvalidInput(f"bad host name {host!r}", field="host")
         self.host = host
         self.netns = netns
-        self.pin_dir = Path(PIN_ROOT) / host
+        self.pin_dir = host_pin_dir(host)
         ensure_bpffs()
         if not (self.pin_dir / PROG).exists():
             self._load_and_pin(max_flows)
