@@ -15,10 +15,14 @@ input field is to blame, that ``field``.
     ├── StoreError          503  the NSDB cannot be reached or failed
     │   └── Compacted            a watch resumed from a revision the store no longer keeps
     ├── DatapathError       500  the kernel datapath refused an operation
-    └── LabError            500  a lab namespace, process or probe did not do what it should
+    ├── LabError            500  a lab namespace, process or probe did not do what it should
+    ├── ApiError            (the API's status)  an error answer of the REST API, client side
+    └── ApiUnreachable      503  no HTTP exchange with the API happened at all
 """
 
 from __future__ import annotations
+
+import sys
 
 
 class NetloomError(Exception):
@@ -88,8 +92,51 @@ class LabError(NetloomError):
     status = 500
 
 
+class ApiError(NetloomError):
+    """An error the API returned; ``code`` is the API's stable code (``invalid_input``...)."""
+
+    def __init__(self, code: str, message: str, *, status: int, field: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.code = code
+        self.status = status
+
+
+class ApiUnreachable(NetloomError):
+    """No HTTP exchange happened at all (connection refused, DNS, timeout)."""
+
+    code = "unreachable"
+    status = 503
+
+    def __init__(self, url: str, detail: str) -> None:
+        super().__init__(f"cannot reach the API at {url}")
+        self.url = url
+        self.detail = detail
+
+
+# One line per error: ``error: <code>: <message> (field: x)`` on stderr, so that a shell script
+# can grep it and a person is not buried in a traceback.
+
+
+def error_line(exc: BaseException) -> str:
+    """The single stderr line of a failed command."""
+    if isinstance(exc, ApiUnreachable):
+        return f"error: {exc.message}"
+    if isinstance(exc, NetloomError):
+        message = " ".join(exc.message.split())  # one line, whatever the server sent
+        tail = f" (field: {exc.field})" if exc.field else ""
+        return f"error: {exc.code}: {message}{tail}"
+    return f"error: {type(exc).__name__}: {' '.join(str(exc).split())}"
+
+
+def print_error(exc: BaseException) -> None:
+    sys.stderr.write(error_line(exc) + "\n")
+    sys.stderr.flush()
+
+
 __all__ = [
     "AlreadyExists",
+    "ApiError",
+    "ApiUnreachable",
     "Compacted",
     "Conflict",
     "DatapathError",
@@ -101,4 +148,6 @@ __all__ = [
     "PayloadTooLarge",
     "StoreError",
     "VersionConflict",
+    "error_line",
+    "print_error",
 ]

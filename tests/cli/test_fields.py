@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from netloom.cli.client import ApiError, ApiUnreachable, normalise_url
+from netloom.api.client import normalise_url
 from netloom.cli.main import app
 from netloom.cli.objects import (
     creation_order,
@@ -15,8 +15,8 @@ from netloom.cli.objects import (
     parse_filters,
     parse_value,
 )
-from netloom.cli.output import cell, columns_for, error_line
-from netloom.errors import InvalidInput, NotFound
+from netloom.cli.output import cell, columns_for
+from netloom.errors import ApiError, ApiUnreachable, InvalidInput, NotFound, error_line
 from netloom.model.kinds import KINDS
 
 pytestmark = pytest.mark.unit

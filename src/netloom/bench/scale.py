@@ -43,9 +43,9 @@ from typing import Annotated, Any
 import psutil
 import typer
 
+from netloom.api.client import ApiClient
 from netloom.bench.scale_cloud import Cloud, Provisioner, VmPlan, plan_cloud
 from netloom.bench.scale_worker import Check, worker_main
-from netloom.cli.client import ApiClient
 from netloom.errors import InvalidInput, NetloomError
 
 READY_TIMEOUT_S = 60.0
@@ -697,7 +697,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
                 hosts, vms, gateways, store, agents_per_process, sims, changes, flatness, threads
             )
         except NetloomError as exc:
-            from netloom.cli.output import print_error
+            from netloom.errors import print_error
 
             print_error(exc)
             raise typer.Exit(1) from None

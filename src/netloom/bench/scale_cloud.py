@@ -12,7 +12,7 @@ benchmarks, because a thousand hosts do not fit the three documentation /24s; ex
 (uplink) addresses from 203.0.113.0/24 (RFC 5737). Nothing here is ever routed: the scale
 harness runs memory datapaths only.
 
-Provisioning goes through the public REST API (:class:`~netloom.cli.client.ApiClient`), many
+Provisioning goes through the public REST API (:class:`~netloom.api.client.ApiClient`), many
 requests in flight from a thread pool (one HTTP client per thread), tenants independent of each
 other. VM ports are created already bound (``host_id`` + ``interface_name`` in the create body,
 as Neutron's ``binding:host_id`` on port create), which is one request per VM.
@@ -30,8 +30,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from netloom.cli.client import ApiClient, ApiError
-from netloom.errors import InvalidInput
+from netloom.api.client import ApiClient
+from netloom.errors import ApiError, InvalidInput
 
 VMS_PER_TENANT = 20
 VMS_PER_HOST = 10

@@ -307,7 +307,7 @@ def cluster(
         finally:
             api_sock.close()
     except NetloomError as exc:
-        from netloom.cli.output import print_error
+        from netloom.errors import print_error
 
         print_error(exc)
         raise typer.Exit(1) from None

@@ -19,8 +19,8 @@ import typer
 from rich import box
 from rich.table import Table
 
-from netloom.cli.output import console, print_error, print_json
-from netloom.errors import NetloomError
+from netloom.cli.output import console, print_json
+from netloom.errors import NetloomError, print_error
 
 
 def _say_to(stream: TextIO) -> Callable[[str], None]:

@@ -16,8 +16,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from netloom.cli.output import console, print_error, print_json
-from netloom.errors import InvalidInput, NetloomError, NotFound
+from netloom.cli.output import console, print_json
+from netloom.errors import InvalidInput, NetloomError, NotFound, print_error
 from netloom.lab import netns
 from netloom.lab.lab import Lab, labs
 from netloom.lab.lab import down as lab_down

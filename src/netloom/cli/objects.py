@@ -31,9 +31,16 @@ from pydantic import BaseModel
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from netloom.api.client import ApiClient, default_api_url, items_of
 from netloom.cli import output
-from netloom.cli.client import ApiClient, ApiUnreachable, default_api_url, items_of
-from netloom.errors import Conflict, InvalidInput, NetloomError, NotFound
+from netloom.errors import (
+    ApiUnreachable,
+    Conflict,
+    InvalidInput,
+    NetloomError,
+    NotFound,
+    print_error,
+)
 from netloom.model.kinds import BY_COLLECTION, KINDS, Kind, Ref
 
 Doc = dict[str, Any]
@@ -330,7 +337,7 @@ def settings(ctx: typer.Context | None, api: str | None, json_out: bool) -> Sett
 
 
 def fail(exc: BaseException) -> NoReturn:
-    output.print_error(exc)
+    print_error(exc)
     raise typer.Exit(EXIT_UNREACHABLE if isinstance(exc, ApiUnreachable) else EXIT_FAILED)
 
 

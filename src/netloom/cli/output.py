@@ -1,9 +1,8 @@
 """How the CLI shows records and errors.
 
 Two audiences: scripts get ``--json`` (the API's JSON, untouched, one document per command),
-people get rich tables (lists) and key/value views (one record). Errors are always ONE line on
-stderr, ``error: <code>: <message> (field: x)``, so that a shell script can grep them and a human
-is not buried in a traceback.
+people get rich tables (lists) and key/value views (one record). Errors are printed as ONE line
+on stderr by :func:`netloom.errors.print_error`.
 """
 
 from __future__ import annotations
@@ -17,8 +16,6 @@ from pydantic.fields import FieldInfo
 from rich.console import Console
 from rich.table import Table
 
-from netloom.cli.client import ApiUnreachable
-from netloom.errors import NetloomError
 from netloom.model.kinds import Kind
 
 Doc = dict[str, Any]
@@ -35,22 +32,6 @@ def console() -> Console:
 def print_json(body: Any) -> None:
     """The API's JSON as the API sent it (keys in order), indented for diffing."""
     sys.stdout.write(json.dumps(body, indent=2) + "\n")
-
-
-def error_line(exc: BaseException) -> str:
-    """The single stderr line of a failed command."""
-    if isinstance(exc, ApiUnreachable):
-        return f"error: {exc.message}"
-    if isinstance(exc, NetloomError):
-        message = " ".join(exc.message.split())  # one line, whatever the server sent
-        tail = f" (field: {exc.field})" if exc.field else ""
-        return f"error: {exc.code}: {message}{tail}"
-    return f"error: {type(exc).__name__}: {' '.join(str(exc).split())}"
-
-
-def print_error(exc: BaseException) -> None:
-    sys.stderr.write(error_line(exc) + "\n")
-    sys.stderr.flush()
 
 
 def cell(value: Any) -> str:
@@ -138,9 +119,7 @@ __all__ = [
     "cell",
     "columns_for",
     "console",
-    "error_line",
     "info",
-    "print_error",
     "print_json",
     "render_list",
     "render_record",

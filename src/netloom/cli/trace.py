@@ -16,8 +16,8 @@ from typing import Annotated, Any
 
 import typer
 
+from netloom.api.client import ApiClient
 from netloom.cli import output
-from netloom.cli.client import ApiClient
 from netloom.cli.objects import Resolver, guarded, settings
 from netloom.errors import InvalidInput
 from netloom.model.kinds import KINDS

@@ -39,9 +39,16 @@ from typing import Any, Literal
 
 import psutil
 
-from netloom.cli.client import ApiClient, ApiUnreachable
+from netloom.api.client import ApiClient
 from netloom.datapath.pins import PIN_ROOT
-from netloom.errors import DatapathError, InvalidInput, NetloomError, NotFound, StoreError
+from netloom.errors import (
+    ApiUnreachable,
+    DatapathError,
+    InvalidInput,
+    NetloomError,
+    NotFound,
+    StoreError,
+)
 from netloom.lab import netns
 from netloom.lab.addressing import (
     API_PORT,

@@ -1,4 +1,6 @@
-"""A small synchronous client for the native REST API (``/api/v1``), used by the CLI.
+"""A small synchronous client for the native REST API (``/api/v1``).
+
+Used by the CLI, the lab and the benchmarks; it imports nothing of the server.
 
 It speaks only HTTP and JSON: it knows the collection names and the port sub-resources, not the
 record types, so the server stays the one place that validates. Every failure becomes a
@@ -15,34 +17,13 @@ from typing import Any
 
 import httpx
 
-from netloom.errors import NetloomError
+from netloom.errors import ApiError, ApiUnreachable
 
 DEFAULT_API = "http://127.0.0.1:8181"
 API_ENV = "NETLOOM_API"
 PREFIX = "/api/v1"
 
 Doc = dict[str, Any]
-
-
-class ApiError(NetloomError):
-    """An error the API returned; ``code`` is the API's stable code (``invalid_input``...)."""
-
-    def __init__(self, code: str, message: str, *, status: int, field: str | None = None) -> None:
-        super().__init__(message, field=field)
-        self.code = code
-        self.status = status
-
-
-class ApiUnreachable(NetloomError):
-    """No HTTP exchange happened at all (connection refused, DNS, timeout)."""
-
-    code = "unreachable"
-    status = 503
-
-    def __init__(self, url: str, detail: str) -> None:
-        super().__init__(f"cannot reach the API at {url}")
-        self.url = url
-        self.detail = detail
 
 
 def default_api_url() -> str:
@@ -214,8 +195,6 @@ __all__ = [
     "API_ENV",
     "DEFAULT_API",
     "ApiClient",
-    "ApiError",
-    "ApiUnreachable",
     "default_api_url",
     "etag_for",
     "items_of",
