@@ -801,8 +801,8 @@ class Demo:
         return "\n".join(lines)
 
     def step_trace(self) -> str:
-        from netloom.cli.trace import load_topology, run_trace
-        from netloom.sim import render_result
+        from netloom.api.whatif import load_topology
+        from netloom.sim import render_result, run_trace
 
         a1, a4 = self.vms["a1"], self.vms["a4"]
         topology = load_topology(self.lab.api())

@@ -4,17 +4,19 @@
 """
 
 from netloom.sim.engine import DEFAULT_CONFIG, apply_actions, deliver, simulate
-from netloom.sim.result import GeneratedPacket, OutputPort, Result, SimConfig, Verdict
-from netloom.sim.state import SimState
-from netloom.sim.topology import MemoryTopology, TopologyView
-from netloom.sim.trace import (
-    Trace,
-    TraceStep,
-    build_probe,
+from netloom.sim.probe import build_probe, run_trace, trace_probe
+from netloom.sim.result import (
+    GeneratedPacket,
+    OutputPort,
+    Result,
+    SimConfig,
+    Verdict,
     render_result,
     result_to_json,
-    trace_probe,
 )
+from netloom.sim.state import SimState
+from netloom.sim.topology import MemoryTopology, TopologyView
+from netloom.sim.trace import Trace, TraceStep
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -33,6 +35,7 @@ __all__ = [
     "deliver",
     "render_result",
     "result_to_json",
+    "run_trace",
     "simulate",
     "trace_probe",
 ]

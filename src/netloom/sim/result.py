@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from netloom.flows.model import (
+    FIELD_NAMES,
     DecTtl,
     FlowKey,
     SetEthDst,
@@ -137,6 +139,44 @@ class Result:
         return tuple(a.port_id for a in self.actions if isinstance(a, OutputPort))
 
 
+def result_to_json(result: Result) -> dict[str, Any]:
+    """A JSON-ready summary of a simulation result (for ``netloom trace --json``)."""
+    mask = result.mask
+    return {
+        "verdict": result.verdict.value,
+        "in_port_id": result.in_port_id,
+        "outputs": list(result.outputs),
+        "actions": [_action_json(a) for a in result.actions],
+        "match": {
+            n: getattr(result.match, n) for n in FIELD_NAMES if getattr(mask, n) and n != "in_port"
+        },
+        "cacheable": result.cacheable,
+        "awaiting": [list(a) for a in result.awaiting],
+        "generated": [{"port_id": g.port_id, "bytes": len(g.data)} for g in result.generated],
+        "changes": [repr(c) for c in result.changes],
+        "tags": sorted(str(t) for t in result.tags),
+        "trace": result.trace.to_json(),
+    }
+
+
+def render_result(result: Result) -> str:
+    """Readable form: the trace, then the verdict and where the packet goes."""
+    lines = [result.trace.render(), f"verdict: {result.verdict.value}"]
+    if result.outputs:
+        lines.append("out: " + ", ".join(result.outputs))
+    if result.awaiting:
+        lines.append("awaiting: " + ", ".join(":".join(a) for a in result.awaiting))
+    for g in result.generated:
+        lines.append(f"generated: {len(g.data)} bytes out of port {g.port_id}")
+    return "\n".join(lines)
+
+
+def _action_json(action: object) -> dict[str, object]:
+    name = type(action).__name__
+    fields = getattr(action, "__slots__", ())
+    return {"action": name, **{f: getattr(action, f) for f in fields}}
+
+
 __all__ = [
     "F_5TUPLE",
     "F_ETH_DST",
@@ -158,4 +198,6 @@ __all__ = [
     "SimConfig",
     "Verdict",
     "VirtualAction",
+    "render_result",
+    "result_to_json",
 ]
