@@ -1,23 +1,34 @@
 """``python -m netloom.bench.scale_cluster STATS_FILE [netloom cluster options]``.
 
-The ``netloom cluster`` command, unchanged, with one probe: the store it opens is wrapped so
-that every ``Store.watch`` opened (and cancelled) on it is counted and the count written to
-``STATS_FILE`` (JSON). The scale harness runs the cluster as a separate process so that its RSS
-and CPU are measured alone; this probe is how the harness still sees, from outside, that the
-whole cloud costs the store exactly one watch (Decision 6).
+The cluster of ``netloom cluster`` (:func:`netloom.cluster.run.run_cluster`) with one probe: the
+store it opens is wrapped so that every ``Store.watch`` opened (and cancelled) on it is counted
+and the count written to ``STATS_FILE`` (JSON). The scale harness runs the cluster as a separate
+process so that its RSS and CPU are measured alone; this probe is how the harness still sees,
+from outside, that the whole cloud costs the store exactly one watch (Decision 6).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import typer
-
 from netloom.bench.fanout import CountingStore
+from netloom.cluster.config import (
+    DEFAULT_API_ADDR,
+    DEFAULT_STATE_DIR,
+    DEFAULT_TOPOLOGY_ADDR,
+    ClusterOptions,
+    default_store,
+    listen,
+    open_store_checked,
+    parse_addr,
+)
+from netloom.cluster.logs import LOG_LEVELS, setup_logging
+from netloom.cluster.run import run_cluster
+from netloom.errors import NetloomError, print_error
 from netloom.store.base import ChangeCallback, Store, Watch
 
 
@@ -60,27 +71,34 @@ class _CountedWatch:
         self.store._write()
 
 
+def _parser() -> argparse.ArgumentParser:
+    """The options of ``netloom cluster`` that the scale harness passes."""
+    p = argparse.ArgumentParser(prog="python -m netloom.bench.scale_cluster")
+    p.add_argument("stats", type=Path, help="where the watch counts are written (JSON)")
+    p.add_argument("--store", default=None)
+    p.add_argument("--api", default=DEFAULT_API_ADDR)
+    p.add_argument("--topology", default=DEFAULT_TOPOLOGY_ADDR)
+    p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    p.add_argument("--host-timeout", type=float, default=5.0)
+    p.add_argument("--log-level", choices=LOG_LEVELS, default="info")
+    return p
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if not args:
-        sys.stderr.write("usage: python -m netloom.bench.scale_cluster STATS_FILE [options]\n")
-        raise SystemExit(2)
-    stats = Path(args.pop(0))
-    from netloom.cli import cluster as cluster_mod
-
-    opener = cluster_mod.open_store_checked
-
-    def counted(url: str) -> Any:
-        return WatchCountingStore(opener(url), stats)
-
-    cluster_mod.open_store_checked = counted
-    _run(cluster_mod.cluster, args)
-
-
-def _run(command: Any, args: list[str]) -> None:
-    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-    app.command()(command)
-    app(args)
+    args = _parser().parse_args(argv)
+    setup_logging(args.log_level)
+    try:
+        options = ClusterOptions(parse_addr(args.topology, "topology"), args.host_timeout)
+        url = args.store or default_store(args.state_dir)
+        with listen(*parse_addr(args.api, "api"), "api") as api_sock:
+            store = WatchCountingStore(open_store_checked(url), args.stats)
+            try:
+                run_cluster(store, url, api_sock, options)
+            finally:
+                store.close()
+    except NetloomError as exc:
+        print_error(exc)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

@@ -47,14 +47,9 @@ def version() -> None:
 
 
 def _register_all() -> None:
+    """Every module must import: a missing one is a broken installation and fails loudly."""
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:  # that area has no commands yet
-                continue
-            raise
-        module.register(app, bench)
+        importlib.import_module(name).register(app, bench)
 
 
 _register_all()

@@ -1,0 +1,165 @@
+"""Running the control plane in ONE process.
+
+One asyncio loop runs both the REST API (uvicorn serving the FastAPI app of
+:mod:`netloom.api.app`) and the topology service (:class:`netloom.topology.server.TopologyServer`)
+on one NSDB. One process because both need the same store and the topology server already holds
+the single store watch; a second process would only add a second watch and a second failure.
+
+:func:`run_cluster` takes an open store and a bound API socket (see :mod:`netloom.cluster.config`
+for why the caller binds it); the caller owns both, so ``netloom cluster`` and a benchmark
+wrapping the store run the same code.
+
+Why SIGTERM/SIGINT are handled here: uvicorn's own handlers re-raise the signal after its
+shutdown, which would kill the process before the topology server and the store are closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+from collections.abc import Callable, Iterator
+
+import uvicorn
+
+from netloom.api.app import create_app
+from netloom.api.service import ObjectService
+from netloom.cluster.config import ClusterOptions
+from netloom.errors import InvalidInput, NotFound
+from netloom.store import Store
+from netloom.topology.server import TopologyServer
+
+log = logging.getLogger("netloom.cluster")
+
+SHUTDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+# ---------------------------------------------------------------------------------------------
+# The process.
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its signal capture: the cluster owns SIGTERM/SIGINT (see module doc)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _liveness(service: ObjectService) -> Callable[[str, bool], None]:
+    """Liveness goes through the service (its one writer of ``host.alive``); a heartbeat from a
+    host nobody created is logged, not an error."""
+
+    def set_host_alive(host_id: str, alive: bool) -> None:
+        try:
+            service.set_host_alive(host_id, alive)
+        except NotFound:
+            log.warning(
+                "heartbeat from unknown host", extra={"event": "host.unknown", "host_id": host_id}
+            )
+            return
+        log.info(
+            "host liveness",
+            extra={"event": "host.alive" if alive else "host.down", "host_id": host_id},
+        )
+
+    return set_host_alive
+
+
+async def _start_topology(topo: TopologyServer, addr: tuple[str, int]) -> int:
+    """Start the topology service; a busy or bad address is a one-line error."""
+    try:
+        return await topo.start(*addr)
+    except OSError as exc:
+        await topo.stop()
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise InvalidInput(
+            f"cannot listen on topology {addr[0]}:{addr[1]}: {reason}", field="topology"
+        ) from None
+
+
+def _handle_signals(server: uvicorn.Server) -> None:
+    """The first SIGTERM/SIGINT stops gracefully; a second one stops without waiting for open
+    connections."""
+
+    def on_signal(sig: signal.Signals) -> None:
+        log.info("shutting down", extra={"event": "cluster.signal", "signal": sig.name})
+        if server.should_exit:
+            server.force_exit = True
+        server.should_exit = True
+
+    loop = asyncio.get_running_loop()
+    for sig in SHUTDOWN_SIGNALS:
+        loop.add_signal_handler(sig, on_signal, sig)
+
+
+async def _serve_api(
+    server: uvicorn.Server, api_sock: socket.socket, ready: dict[str, object]
+) -> None:
+    """Serve until told to stop; log ``cluster.ready`` once the application's startup has run
+    (clients may rely on it)."""
+    serving = asyncio.create_task(server.serve(sockets=[api_sock]))
+    while not server.started and not serving.done():
+        await asyncio.sleep(0.01)
+    if server.started:
+        log.info("cluster ready", extra={"event": "cluster.ready", **ready, "pid": os.getpid()})
+    await serving
+
+
+async def serve(
+    store: Store, store_url: str, api_sock: socket.socket, options: ClusterOptions
+) -> None:
+    """Serve until SIGTERM/SIGINT, then stop the API and the topology server."""
+    service = ObjectService(store)
+    topo = TopologyServer(
+        store, host_timeout_s=options.host_timeout, set_host_alive=_liveness(service)
+    )
+    topo_port = await _start_topology(topo, options.topology)
+    config = uvicorn.Config(
+        create_app(service),
+        log_config=None,
+        access_log=options.access_log,
+        lifespan="on",
+        proxy_headers=False,
+    )
+    server = _Server(config)
+    _handle_signals(server)
+    api_host, api_port = api_sock.getsockname()[:2]
+    log.info("api listening", extra={"event": "api.listening", "addr": f"{api_host}:{api_port}"})
+    log.info(
+        "topology listening",
+        extra={"event": "topology.listening", "addr": f"{options.topology[0]}:{topo_port}"},
+    )
+    ready: dict[str, object] = {
+        "store": store_url,
+        "api_port": api_port,
+        "topology_port": topo_port,
+    }
+    try:
+        await _serve_api(server, api_sock, ready)
+    finally:
+        loop = asyncio.get_running_loop()
+        for sig in SHUTDOWN_SIGNALS:
+            loop.remove_signal_handler(sig)
+        await topo.stop()
+        log.info("topology stopped", extra={"event": "topology.stopped"})
+
+
+def run_cluster(
+    store: Store, store_url: str, api_sock: socket.socket, options: ClusterOptions
+) -> None:
+    """Run the cluster on an open ``store`` (``store_url`` only names it in the logs) and a
+    listening ``api_sock`` (:func:`listen`) until SIGTERM/SIGINT. The caller closes both.
+
+    Raises :class:`~netloom.errors.InvalidInput` when the topology address cannot be bound;
+    a failing application startup ends in uvicorn's ``SystemExit``."""
+    asyncio.run(serve(store, store_url, api_sock, options))
+
+
+__all__ = [
+    "run_cluster",
+    "serve",
+]
