@@ -1,5 +1,5 @@
-"""Pure parts of the CLI, no server: options derived from the model, value parsing, apply
-ordering, error lines."""
+"""Pure parts of the CLI, no server: options derived from the model, value parsing, error
+lines."""
 
 from __future__ import annotations
 
@@ -7,14 +7,8 @@ import pytest
 from typer.testing import CliRunner
 
 from netloom.api.client import normalise_url
+from netloom.cli.fields import field_specs, parse_filters, parse_value
 from netloom.cli.main import app
-from netloom.cli.objects import (
-    creation_order,
-    field_specs,
-    parse_documents,
-    parse_filters,
-    parse_value,
-)
 from netloom.cli.output import cell, columns_for
 from netloom.errors import ApiError, ApiUnreachable, InvalidInput, NotFound, error_line
 from netloom.model.kinds import KINDS
@@ -82,19 +76,6 @@ def test_parse_values() -> None:
     with pytest.raises(InvalidInput):
         parse_filters(["novalue"])
     assert parse_filters(["device-id=x", "name=a=b"]) == {"device_id": "x", "name": "a=b"}
-
-
-def test_creation_order_follows_references() -> None:
-    docs = parse_documents(
-        [
-            {"kind": "port", "name": "p", "device_id": "@b", "peer_id": "@q"},
-            {"kind": "bridge", "name": "b", "tenant_id": "@t"},
-            {"kind": "port", "name": "q", "device_id": "@b", "peer_id": "@p"},
-            {"kind": "tenant", "name": "t"},
-        ]
-    )
-    assert [d.handle for d in creation_order(docs)] == ["t", "b", "p", "q"]
-    assert docs[0].link_to == "@q" and "peer_id" not in docs[0].data  # linked afterwards
 
 
 def test_error_lines() -> None:

@@ -14,8 +14,9 @@ import typer
 from netloom.api.client import ApiClient
 from netloom.api.whatif import load_topology
 from netloom.cli import output
-from netloom.cli.objects import Resolver, guarded, settings
+from netloom.cli.common import guarded, settings
 from netloom.errors import InvalidInput
+from netloom.plan import Resolver
 from netloom.sim import render_result, result_to_json, run_trace
 
 
