@@ -32,7 +32,7 @@ StoreOpt = Annotated[
     str | None,
     typer.Option(
         "--store",
-        help="sqlite:PATH | zookeeper:HOST:PORT[,...][/chroot] | memory:"
+        help="sqlite:PATH | zookeeper:HOST:PORT[,...]\\[/chroot] | memory:"
         " (default: sqlite in --state-dir)",
     ),
 ]

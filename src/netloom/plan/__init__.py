@@ -15,7 +15,7 @@ and re-raises the :class:`~netloom.errors.NetloomError`, naming the document.
 from netloom.plan.applier import Applier, Created, Progress
 from netloom.plan.client import PlanClient
 from netloom.plan.document import Document, creation_order, parse_documents
-from netloom.plan.resolve import Resolver, infer_port_type, is_id
+from netloom.plan.resolve import Resolver, infer_port_type
 
 __all__ = [
     "Applier",
@@ -26,6 +26,5 @@ __all__ = [
     "Resolver",
     "creation_order",
     "infer_port_type",
-    "is_id",
     "parse_documents",
 ]
