@@ -102,3 +102,16 @@ def test_a_plan_file_by_path(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", bundled_plans())
 def test_every_bundled_plan_expands_with_its_defaults(name: str) -> None:
     load_plan(name).expand()
+
+
+def test_merge_adds_a_mapping_parameter_to_the_object() -> None:
+    plan = _plan(
+        [{"each": "rules", "kind": "rule", "chain_id": "@c", "merge": "${item.m}"}], rules=[]
+    )
+    docs = plan.expand({"rules": [{"m": {"action": "drop", "nw_proto": 6}}, {"m": None}]})
+    assert docs == [
+        {"kind": "rule", "chain_id": "@c", "action": "drop", "nw_proto": 6},
+        {"kind": "rule", "chain_id": "@c"},
+    ]
+    with pytest.raises(InvalidInput, match="sets \\['chain_id'\\] twice"):
+        plan.expand({"rules": [{"m": {"chain_id": "x"}}]})

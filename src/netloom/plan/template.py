@@ -23,6 +23,9 @@ Format (a superset of the plain list that ``netloom apply -f`` has always taken)
 place (handles are shared, so the including plan refers to the included plan's objects), and
 ``when: ${flag}`` on an object or an include skips it when the value is false or null.
 
+``merge: ${item.fields}`` merges a mapping parameter into the object, for objects whose
+fields are themselves data (a rule's match, given by the caller).
+
 ``${name}`` and ``${item.field}`` (dotted paths into mappings; ``${index}`` is the item's
 position) are replaced in every string. A string that is exactly one placeholder takes the
 parameter's own type (a number, a list, null), so ``mtu: ${mtu}`` stays an integer and an
@@ -51,6 +54,7 @@ _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*)\}")
 _EACH = "each"
 _INCLUDE = "include"
 _WHEN = "when"
+_MERGE = "merge"
 _MAX_DEPTH = 8  # includes within includes: deep enough for composition, short of a loop
 
 
@@ -175,15 +179,29 @@ def _expand_object(
 ) -> list[dict[str, Any]]:
     body = {k: v for k, v in obj.items() if k not in (_EACH, _WHEN)}
     if _EACH not in obj:
-        return [_substitute(body, scope, where)]
+        return [_merged(_substitute(body, scope, where), where)]
     over = obj[_EACH]
     items = scope.get(over) if isinstance(over, str) else None
     if not isinstance(items, list):
         raise InvalidInput(f"{where}: 'each' must name a list parameter, not {over!r}")
     return [
-        _substitute(body, {**scope, "item": item, "index": n}, f"{where}, item {n}")
+        _merged(_substitute(body, {**scope, "item": item, "index": n}, where), f"{where}, item {n}")
         for n, item in enumerate(items)
     ]
+
+
+def _merged(doc: dict[str, Any], where: str) -> dict[str, Any]:
+    if _MERGE not in doc:
+        return doc
+    extra = doc.pop(_MERGE)
+    if extra is None:
+        return doc
+    if not isinstance(extra, Mapping):
+        raise InvalidInput(f"{where}: 'merge' must be a mapping, not {extra!r}")
+    clash = set(extra) & set(doc)
+    if clash:
+        raise InvalidInput(f"{where}: 'merge' sets {sorted(clash)} twice")
+    return {**doc, **extra}
 
 
 def _substitute(value: Any, scope: Mapping[str, Any], where: str) -> Any:
