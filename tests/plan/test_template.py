@@ -61,7 +61,7 @@ def test_include_puts_a_bundled_plan_in_place_with_its_parameters() -> None:
         ([{"each": "vms", "kind": "port"}], {"vms": 3}, "'each' must name a list"),
         ([{"include": "stateful-sg", "with": {"bogus": 1}}], {}, "no parameter(s) ['bogus']"),
         ([{"include": "no-such-plan"}], {}, "no plan named 'no-such-plan'"),
-        ([{"include": "stateful-sg", "kind": "x"}], {}, "only 'with' and 'when'"),
+        ([{"include": "stateful-sg", "kind": "x"}], {}, "only 'with', 'when' and 'each'"),
     ],
 )
 def test_bad_plans_name_the_object_and_the_problem(
@@ -115,3 +115,11 @@ def test_merge_adds_a_mapping_parameter_to_the_object() -> None:
     ]
     with pytest.raises(InvalidInput, match="sets \\['chain_id'\\] twice"):
         plan.expand({"rules": [{"m": {"chain_id": "x"}}]})
+
+
+def test_an_include_can_repeat_per_item() -> None:
+    plan = _plan(
+        [{"each": "ts", "include": "stateful-sg", "with": {"prefix": "t${item}-sg"}}], ts=[]
+    )
+    refs = [d["ref"] for d in plan.expand({"ts": [1, 2]}) if d["kind"] == "chain"]
+    assert refs == ["t1-sg-egress", "t1-sg-ingress", "t2-sg-egress", "t2-sg-ingress"]

@@ -20,7 +20,8 @@ Format (a superset of the plain list that ``netloom apply -f`` has always taken)
         fixed_ips: ["${item.ip}"]
 
 ``- include: NAME`` with ``with: {param: value}`` puts another bundled plan's objects in
-place (handles are shared, so the including plan refers to the included plan's objects), and
+place (handles are shared, so the including plan refers to the included plan's objects; with
+``each`` once per item), and
 ``when: ${flag}`` on an object or an include skips it when the value is false or null.
 
 ``merge: ${item.fields}`` merges a mapping parameter into the object, for objects whose
@@ -83,12 +84,14 @@ class PlanTemplate:
         docs: list[dict[str, Any]] = []
         for i, obj in enumerate(self.objects, 1):
             where = f"plan {self.name}, object #{i} ({obj.get('kind', obj.get(_INCLUDE, '?'))})"
-            if _WHEN in obj and not _substitute(obj[_WHEN], scope, where):
-                continue
-            if _INCLUDE in obj:
-                docs.extend(_include(obj, scope, where, depth))
-            else:
-                docs.extend(_expand_object(where, obj, scope))
+            for item_scope, item_where in _scopes(obj, scope, where):
+                if _WHEN in obj and not _substitute(obj[_WHEN], item_scope, item_where):
+                    continue
+                if _INCLUDE in obj:
+                    docs.extend(_include(obj, item_scope, item_where, depth))
+                else:
+                    body = {k: v for k, v in obj.items() if k not in (_EACH, _WHEN)}
+                    docs.append(_merged(_substitute(body, item_scope, item_where), item_where))
         return docs
 
 
@@ -158,9 +161,11 @@ def _template(name: str, body: Any) -> PlanTemplate:
 def _include(
     obj: Mapping[str, Any], scope: Mapping[str, Any], where: str, depth: int
 ) -> list[dict[str, Any]]:
-    extra = set(obj) - {_INCLUDE, "with", _WHEN}
+    extra = set(obj) - {_INCLUDE, "with", _WHEN, _EACH}
     if extra:
-        raise InvalidInput(f"{where}: an include takes only 'with' and 'when', not {sorted(extra)}")
+        raise InvalidInput(
+            f"{where}: an include takes only 'with', 'when' and 'each', not {sorted(extra)}"
+        )
     args = _substitute(obj.get("with") or {}, scope, where)
     if not isinstance(args, Mapping):
         raise InvalidInput(f"{where}: 'with' must be a mapping")
@@ -174,20 +179,17 @@ def _include(
     return inner._expand({**inner.params, **args}, depth + 1)
 
 
-def _expand_object(
-    where: str, obj: Mapping[str, Any], scope: Mapping[str, Any]
-) -> list[dict[str, Any]]:
-    body = {k: v for k, v in obj.items() if k not in (_EACH, _WHEN)}
+def _scopes(
+    obj: Mapping[str, Any], scope: Mapping[str, Any], where: str
+) -> list[tuple[Mapping[str, Any], str]]:
+    """One scope for a plain object; one per item (with ``item`` and ``index``) for ``each``."""
     if _EACH not in obj:
-        return [_merged(_substitute(body, scope, where), where)]
+        return [(scope, where)]
     over = obj[_EACH]
     items = scope.get(over) if isinstance(over, str) else None
     if not isinstance(items, list):
         raise InvalidInput(f"{where}: 'each' must name a list parameter, not {over!r}")
-    return [
-        _merged(_substitute(body, {**scope, "item": item, "index": n}, where), f"{where}, item {n}")
-        for n, item in enumerate(items)
-    ]
+    return [({**scope, "item": it, "index": n}, f"{where}, item {n}") for n, it in enumerate(items)]
 
 
 def _merged(doc: dict[str, Any], where: str) -> dict[str, Any]:
