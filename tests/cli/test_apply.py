@@ -203,3 +203,38 @@ def test_apply_rejects_bad_files(
     assert result.exit_code == 1
     assert message in result.stderr and len(result.stderr.splitlines()) == 1, result.stderr
     assert count_all(http) == before
+
+
+def test_apply_a_yaml_plan_with_parameters(
+    cli: CliRunner, http: httpx.Client, tmp_path: Path
+) -> None:
+    path = tmp_path / "plan.yaml"
+    path.write_text(
+        "params: {tenant: yp-t, nets: []}\n"
+        "objects:\n"
+        "  - {kind: tenant, ref: t, name: '${tenant}'}\n"
+        "  - {each: nets, kind: bridge, name: 'yp-${item}', tenant_id: '@t'}\n"
+    )
+    result = cli.invoke(
+        app, ["--json", "apply", "-f", str(path), "-p", "tenant=yp-t2", "-p", 'nets=["a","b"]']
+    )
+    assert result.exit_code == 0, result.stderr
+    made = {d["name"]: d for d in json.loads(result.stdout)}
+    assert set(made) == {"yp-t2", "yp-a", "yp-b"}
+    assert made["yp-a"]["tenant_id"] == made["yp-t2"]["id"]
+    bad = cli.invoke(app, ["apply", "-f", str(path), "-p", "nope=1"])
+    assert bad.exit_code == 1 and "unknown parameter(s) nope" in bad.stderr
+
+
+def test_apply_a_bundled_plan(cli: CliRunner, http: httpx.Client) -> None:
+    before = count_all(http)
+    result = cli.invoke(
+        app, ["--json", "apply", "--plan", "stateful-sg", "-p", "prefix=bp", "-p", "deny_port=23"]
+    )
+    assert result.exit_code == 0, result.stderr
+    kinds = [d.get("position") for d in json.loads(result.stdout) if "chain_id" in d]
+    assert len(kinds) == 8
+    after = count_all(http)
+    assert after["chains"] == before["chains"] + 2 and after["rules"] == before["rules"] + 8
+    both = cli.invoke(app, ["apply", "--plan", "stateful-sg", "-f", "x.yaml"])
+    assert both.exit_code == 1 and "exactly one of" in both.stderr

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from netloom.errors import InvalidInput, NotFound
+from netloom.errors import ApiError, InvalidInput, NotFound
 
 Doc = dict[str, Any]
 
@@ -15,11 +15,18 @@ Doc = dict[str, Any]
 class FakeClient:
     """Objects per collection; ``fail_on`` makes creating in that collection fail (once the
     collection has ``fail_after`` objects), the way the API refuses a bad record;
-    ``fail_bind`` refuses every binding."""
+    ``fail_bind`` refuses every binding; the first ``conflicts`` creations answer
+    ``version_conflict`` (a lost compare-and-set race: nothing stored)."""
 
     def __init__(
-        self, fail_on: str | None = None, fail_after: int = 0, *, fail_bind: bool = False
+        self,
+        fail_on: str | None = None,
+        fail_after: int = 0,
+        *,
+        fail_bind: bool = False,
+        conflicts: int = 0,
     ) -> None:
+        self.conflicts = conflicts
         self.objects: dict[str, dict[str, Doc]] = {}
         self.calls: list[tuple[str, ...]] = []
         self.fail_on = fail_on
@@ -45,6 +52,9 @@ class FakeClient:
 
     def create(self, collection: str, data: Doc) -> Doc:
         self.calls.append(("create", collection))
+        if self.conflicts:
+            self.conflicts -= 1
+            raise ApiError("version_conflict", "lost a race", status=409)
         if collection == self.fail_on and len(self._collection(collection)) >= self.fail_after:
             raise InvalidInput("refused by the fake API", field="cidr")
         doc = {"id": str(uuid.uuid4()), **data}

@@ -39,7 +39,8 @@ def test_applies_in_order_then_links_once_and_binds() -> None:
     assert creates.index("tenants") < creates.index("routers") < creates.index("ports")
     assert creates.index("bridges") < creates.index("dhcp_subnets")
     assert [c[0] for c in api.calls].count("link") == 1
-    assert len(seen) == applier.steps() == 8 + 1 + 1
+    assert [c[0] for c in api.calls].count("bind") == 0  # "vm" (no peer) is created bound
+    assert len(seen) == applier.steps() == 8 + 1
     ports = api.objects["ports"]
     rp, bp, vm = (ports[applier.ids[n]] for n in ("rp", "bp", "vm"))
     assert rp["peer_id"] == bp["id"] and bp["peer_id"] == rp["id"]
@@ -74,11 +75,41 @@ def test_failure_rolls_back_everything_newest_first() -> None:
 
 def test_failure_after_a_link_unlinks_before_deleting() -> None:
     api = FakeClient(fail_bind=True)
+    plan = [
+        {**d, "host_id": "@h", "interface_name": "tap1"} if d.get("name") == "bp" else d
+        for d in PLAN
+    ]
     with pytest.raises(NotFound) as err:
-        Applier(api, parse_documents(PLAN)).run()
-    assert err.value.message.startswith("document #3 (port vm): no interface tap0")
+        Applier(api, parse_documents(plan)).run()
+    assert err.value.message.startswith("document #2 (port bp): no interface tap1")
     assert api.count() == 0
     kinds = [c[0] for c in api.calls]
     assert kinds.index("link") < kinds.index("bind") < kinds.index("unlink")
     i = kinds.index("unlink")  # a linked port is unlinked, then deleted
     assert api.calls[i + 1] == ("delete", "ports", api.calls[i][1])
+
+
+def test_workers_create_each_level_concurrently_with_the_same_result() -> None:
+    one, many = FakeClient(), FakeClient()
+    a = Applier(one, parse_documents(PLAN))
+    b = Applier(many, parse_documents(PLAN), workers=4)
+    a.run()
+    b.run()
+    assert [d.kind.name for d, _ in sorted(a.created, key=lambda c: c[0].index)] == [
+        d.kind.name for d, _ in sorted(b.created, key=lambda c: c[0].index)
+    ]
+    assert [[d.kind.name for d in level] for level in b.levels] == [
+        ["host", "tenant"],
+        ["router", "bridge"],
+        ["port", "port", "port", "dhcp_subnet"],
+    ]
+    assert [what for what, _ in b.level_seconds][-1] == "links and bindings"
+    ports = many.objects["ports"]
+    assert ports[b.ids["rp"]]["peer_id"] == b.ids["bp"]
+
+
+def test_a_lost_compare_and_set_race_is_retried() -> None:
+    api = FakeClient(conflicts=2)
+    applier = Applier(api, parse_documents([{"kind": "tenant", "name": "t"}]))
+    applier.run()
+    assert applier.conflicts_retried == 2 and api.count() == 1

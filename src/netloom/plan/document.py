@@ -115,14 +115,15 @@ def _dependencies(docs: list[Document]) -> dict[int, set[int]]:
     return deps
 
 
-def creation_order(docs: list[Document]) -> list[Document]:
-    """Documents ordered so each comes after the ones it references (Kahn's algorithm,
-    stable: plan order among independent documents).
+def creation_levels(docs: list[Document]) -> list[list[Document]]:
+    """Documents in dependency levels (Kahn's algorithm by rounds): every document of a level
+    references only documents of earlier levels, so one level's documents can be created
+    concurrently. Stable: plan order within a level.
 
     Raises :class:`~netloom.errors.InvalidInput` for an unknown ``@handle`` or a reference
     cycle."""
     deps = _dependencies(docs)
-    ordered: list[Document] = []
+    levels: list[list[Document]] = []
     done: set[int] = set()
     pending = list(docs)
     while pending:
@@ -130,11 +131,16 @@ def creation_order(docs: list[Document]) -> list[Document]:
         if not ready:
             cycle = ", ".join(d.handle or f"#{d.index}" for d in pending)
             raise InvalidInput(f"reference cycle among: {cycle}", field="ref")
-        for d in ready:
-            ordered.append(d)
-            done.add(d.index)
+        levels.append(ready)
+        done.update(d.index for d in ready)
         pending = [d for d in pending if d.index not in done]
-    return ordered
+    return levels
+
+
+def creation_order(docs: list[Document]) -> list[Document]:
+    """Documents ordered so each comes after the ones it references: the levels of
+    :func:`creation_levels`, one after the other."""
+    return [d for level in creation_levels(docs) for d in level]
 
 
 __all__ = ["Document", "creation_order", "handles_in", "parse_documents", "substitute"]

@@ -25,6 +25,11 @@ class Resolver:
     def __init__(self, client: PlanClient) -> None:
         self.client = client
         self._cache: dict[tuple[tuple[str, ...], str], tuple[str, str]] = {}
+        self._known: dict[str, str] = {}  # id -> kind name, of objects this run created
+
+    def remember(self, kind: str, id: str) -> None:
+        """``id`` is a ``kind`` (just created): resolving it later needs no request."""
+        self._known[id] = kind
 
     def find(
         self, targets: tuple[str, ...], value: str, field: str | None = None
@@ -45,6 +50,8 @@ class Resolver:
     def _by_id(self, targets: tuple[str, ...], value: str) -> tuple[str, str]:
         if len(targets) == 1:
             return targets[0], value
+        if self._known.get(value) in targets:
+            return self._known[value], value
         for t in targets:
             try:
                 self.client.get(KINDS[t].collection, value)
