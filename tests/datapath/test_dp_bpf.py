@@ -76,7 +76,7 @@ def test_packet_out_and_bad_input(lab: Lab) -> None:
     dp = BpfDatapath(lab.host_name("h"), netns=h)
     try:
         p1 = dp.add_port("p1", PortKind.VM)
-        from netloom.datapath.bpf.netns import entered
+        from netloom.netns import entered
 
         with entered(vm):
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -100,7 +100,7 @@ def test_pins_of_an_older_datapath_are_refused_and_left_alone(lab: Lab) -> None:
     """Pins without this code's entry points (an agent of an older netloom) are not adopted
     and not overwritten: the error says what to remove, and everything pinned stays."""
     from netloom.datapath.bpf import BpfDatapath
-    from netloom.datapath.bpf.datapath import PORT_PROG
+    from netloom.datapath.bpf.loader import PORT_PROG
     from netloom.errors import DatapathError
 
     ns = lab.ns("h")

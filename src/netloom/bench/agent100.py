@@ -55,6 +55,7 @@ from netloom.lab.addressing import MAX_VMS_PER_HOST
 from netloom.lab.demo import scrape_agent
 from netloom.lab.lab import Lab, host_name, vm_mac
 from netloom.lab.state import VmRecord
+from netloom.netns import netns_path
 
 IPERF_PORT = 5201  # the security group lets it in
 BLOCKED_PORT = 22  # the security group drops it
@@ -643,7 +644,7 @@ def plug_veths(host_ns: str, recs: list[VmRecord], mtu: int) -> None:
                     "add",
                     ifname=r.host_if,
                     kind="veth",
-                    peer={"ifname": r.vm_if, "net_ns_fd": str(netns.netns_path(r.netns))},
+                    peer={"ifname": r.vm_if, "net_ns_fd": str(netns_path(r.netns))},
                 )
                 idx = ipr.link_lookup(ifname=r.host_if)[0]
                 ipr.link("set", index=idx, mtu=mtu, state="up")

@@ -129,7 +129,7 @@ def _lab() -> Iterator[_Lab]:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
         import shutil
 
-        from netloom.datapath.bpf import PIN_ROOT
+        from netloom.datapath.pins import PIN_ROOT
 
         shutil.rmtree(f"{PIN_ROOT}/{prefix}", ignore_errors=True)
 

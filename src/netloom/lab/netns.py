@@ -42,11 +42,10 @@ from pyroute2 import IPRoute
 from pyroute2 import netns as _pnetns
 from pyroute2.netlink.exceptions import NetlinkError
 
-from netloom.datapath.bpf.netns import entered
 from netloom.errors import AlreadyExists, DatapathError, InvalidInput, NotFound
+from netloom.netns import NETNS_DIR, entered, netns_path
 from netloom.packet.checksum import checksum
 
-NETNS_DIR = Path("/run/netns")
 IFNAMSIZ = 15  # usable bytes of a Linux interface name (IFNAMSIZ 16 including the NUL)
 _NS_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 _IF_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,15}$")
@@ -69,10 +68,6 @@ def check_ifname(name: str) -> str:
             f"bad interface name {name!r} (1..{IFNAMSIZ} of [A-Za-z0-9_.-])", field="ifname"
         )
     return name
-
-
-def netns_path(name: str) -> Path:
-    return NETNS_DIR / check_ns_name(name)
 
 
 # -- namespaces ------------------------------------------------------------------------------
@@ -556,7 +551,6 @@ def _await_echo(
 
 __all__ = [
     "IFNAMSIZ",
-    "NETNS_DIR",
     "LinkInfo",
     "add_address",
     "add_default_route",
@@ -574,7 +568,6 @@ __all__ = [
     "link_info",
     "link_names",
     "list_netns",
-    "netns_path",
     "nsenter_argv",
     "offload",
     "pids_in",

@@ -1,5 +1,7 @@
-"""The tc-eBPF kernel datapath (C source ``netloom.bpf.c``, loader ``datapath.py``)."""
+"""The tc-eBPF kernel datapath (C source ``netloom.bpf.c``; :class:`BpfDatapath` in
+``datapath.py`` is the facade over one module per concern)."""
 
-from netloom.datapath.bpf.datapath import PIN_ROOT, BpfDatapath, ensure_bpffs, object_path
+from netloom.datapath.bpf.datapath import BpfDatapath
+from netloom.datapath.bpf.loader import Loader, PinnedObject, ensure_bpffs, object_path
 
-__all__ = ["PIN_ROOT", "BpfDatapath", "ensure_bpffs", "object_path"]
+__all__ = ["BpfDatapath", "Loader", "PinnedObject", "ensure_bpffs", "object_path"]

@@ -1,4 +1,5 @@
-"""Run a block of code in another network namespace (this thread only), via setns(2).
+"""Network namespaces, low level: where a namespace's file is, and running a block of code in
+one (this thread only) via setns(2).
 
 Why not ``ip netns exec``: it remounts /sys, which hides the bpffs pins. setns on the calling
 thread changes only the network namespace: sockets and netlink handles created inside stay bound
@@ -12,17 +13,25 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
-from netloom.errors import NotFound
+from netloom.errors import InvalidInput, NotFound
 
+NETNS_DIR = Path("/run/netns")
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
 _libc.setns.restype = ctypes.c_int
 
 
-def netns_path(name: str) -> str:
-    return name if name.startswith("/") else f"/run/netns/{name}"
+def netns_path(name: str) -> Path:
+    """The file of namespace ``name``: ``name`` itself if it is an absolute path, else
+    ``/run/netns/<name>`` (a plain file name there: no ``/``, not ``.`` or ``..``)."""
+    if name.startswith("/"):
+        return Path(name)
+    if not name or "/" in name or name in (".", ".."):
+        raise InvalidInput(f"bad network namespace name {name!r}", field="netns")
+    return NETNS_DIR / name
 
 
 def _setns(fd: int) -> None:
@@ -41,7 +50,7 @@ def entered(name: str | None) -> Iterator[None]:
         target = os.open(netns_path(name), os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError as exc:
         raise NotFound(f"no network namespace {name}", field="netns") from exc
-    own = os.open(f"/proc/self/task/{_gettid()}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    own = os.open(f"/proc/self/task/{threading.get_native_id()}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
         _setns(target)
         try:
@@ -53,8 +62,4 @@ def entered(name: str | None) -> Iterator[None]:
         os.close(own)
 
 
-def _gettid() -> int:
-    return threading.get_native_id()
-
-
-__all__ = ["entered", "netns_path"]
+__all__ = ["NETNS_DIR", "entered", "netns_path"]
