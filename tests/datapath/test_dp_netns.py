@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from netloom.datapath.base import PortKind, TunnelSettings, UpcallReason
+from netloom.datapath.bpf import BpfDatapath
 from netloom.flows.model import (
     EXACT,
     Flow,
@@ -27,8 +28,9 @@ from netloom.flows.model import (
     SetTpSrc,
     Tunnel,
 )
+from netloom.lab.probes import wait_listening
 
-from .conftest import Lab, have_bpf, in_ns, sh
+from .conftest import Lab, have_bpf, in_ns, sh, wait_until
 
 pytestmark = [
     pytest.mark.netns,
@@ -188,8 +190,6 @@ def two_vms(lab: Lab, host: str, tx_off: bool = True) -> tuple[Vm, Vm]:
 
 
 def test_tcp_through_nat_flow_tx_off(lab: Lab) -> None:
-    from netloom.datapath.bpf import BpfDatapath
-
     host = lab.ns("h1")
     v1, v2 = two_vms(lab, host)
     dp = BpfDatapath(lab.host_name("h1"), netns=host)
@@ -208,15 +208,12 @@ def test_tcp_through_nat_flow_tx_off(lab: Lab) -> None:
 class Agent(threading.Thread):
     """A trivial 'simulation': every miss gets the NAT flow of its direction, then re-inject."""
 
-    def __init__(self, dp: object, flows: dict[int, Flow]) -> None:
+    def __init__(self, dp: BpfDatapath, flows: dict[int, Flow]) -> None:
         super().__init__(daemon=True)
         self.dp, self.flows, self.stop, self.handled = dp, flows, threading.Event(), 0
         self.reasons: list[UpcallReason] = []
 
     def run(self) -> None:
-        from netloom.datapath.bpf import BpfDatapath
-
-        assert isinstance(self.dp, BpfDatapath)
         while not self.stop.is_set():
             for up in self.dp.poll_upcalls(0.05):
                 self.reasons.append(up.reason)
@@ -231,8 +228,6 @@ class Agent(threading.Thread):
 @pytest.mark.parametrize("tx_off", [True, False], ids=["tx-off", "tx-on"])
 def test_miss_upcall_install_reinject(lab: Lab, tx_off: bool) -> None:
     """The SYN (and the SYN-ACK) miss, go to the agent, come back with valid checksums."""
-    from netloom.datapath.bpf import BpfDatapath
-
     host = lab.ns("h1")
     v1, v2 = two_vms(lab, host, tx_off=tx_off)
     dp = BpfDatapath(lab.host_name("h1"), netns=host)
@@ -268,8 +263,6 @@ def test_tcp_across_vxlan_collect_md(lab: Lab, bpf_encap: bool, tx_off: bool) ->
     """RFC 7348 between two hosts. With ``bpf_encap`` the program adds and removes the
     outer headers itself (the VXLAN device sees no packet); without, the collect_md device
     does. Both with complete checksums (tx off) and with GSO super-packets (tx on)."""
-    from netloom.datapath.bpf import BpfDatapath
-
     h1, h2 = lab.ns("h1"), lab.ns("h2")
     lab.veth(h1, "ul0", h2, "ul0")
     in_ns(h1, "ip", "addr", "add", "192.0.2.1/24", "dev", "ul0")
@@ -330,8 +323,6 @@ while True:
 
 def test_restart_keeps_forwarding_and_adopts(lab: Lab) -> None:
     """kill -9 the owner mid-stream: iperf3 goes on; a new process adopts the pinned maps."""
-    from netloom.datapath.bpf import BpfDatapath
-
     host = lab.ns("h1")
     v1 = add_vm(lab, host, "a", "10.1.0.1", "02:00:00:00:00:01")
     v2 = add_vm(lab, host, "b", "10.1.0.2", "02:00:00:00:00:02")
@@ -354,18 +345,22 @@ def test_restart_keeps_forwarding_and_adopts(lab: Lab) -> None:
     assert owner.stdout is not None
     assert owner.stdout.readline().strip() == b"ready"
     srv = lab.popen(v2.ns, "iperf3", "-s", "-1", "-p", "5201", stdout=-3)
-    time.sleep(0.3)
+    wait_listening(v2.ns, 5201, srv)
+    before = link_packets(host, v2.host_if)
+    started = time.monotonic()
     cli = lab.popen(
         v1.ns, "iperf3", "-c", v2.addr, "-p", "5201", "-t", "3", "-i", "0.5", "--json", stdout=-1
     )
-    time.sleep(1.0)
+    # mid-stream: the transfer is under way (well past the handshake)
+    wait_until(lambda: link_packets(host, v2.host_if) > before + 1000, 5, "the iperf3 stream")
     owner.kill()
     owner.wait(5)
+    killed_at = time.monotonic() - started
     out, _ = cli.communicate(timeout=20)
     srv.wait(5)
     res = json.loads(out)
     assert "error" not in res, res.get("error")
-    after_kill = [iv["sum"]["bytes"] for iv in res["intervals"] if iv["sum"]["start"] >= 1.5]
+    after_kill = [iv["sum"]["bytes"] for iv in res["intervals"] if iv["sum"]["start"] >= killed_at]
     assert after_kill and all(b > 0 for b in after_kill)
     dp = BpfDatapath(name, netns=host)
     try:

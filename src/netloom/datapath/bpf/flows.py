@@ -150,10 +150,6 @@ class FlowTable:
     def count(self) -> int:
         return len(self._dump_raw())
 
-    def masks(self) -> list[tuple[int, FlowMask]]:
-        """The masks in search order (mask id, mask)."""
-        return self._masks.ordered()
-
     def _write_masks(self) -> None:
         """Rewrite the mask array in search order, terminated by an invalid entry."""
         order = self._masks.ordered()

@@ -1,0 +1,62 @@
+"""Kernel-free stand-ins for the BPF datapath's loader and maps (dicts of bytes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from netloom.datapath.bpf.loader import MAPS, PROGS
+from netloom.datapath.bpf.maps import BpfMap
+
+
+class FakeMap:
+    """A hash map: exact-size keys and values, insertion order kept."""
+
+    def __init__(self) -> None:
+        self.data: dict[bytes, bytes] = {}
+
+    def update(self, key: bytes, value: bytes) -> None:
+        self.data[key] = value
+
+    def lookup(self, key: bytes, vsize: int) -> bytes | None:
+        v = self.data.get(key)
+        assert v is None or len(v) == vsize, (len(v), vsize)
+        return v
+
+    def delete(self, key: bytes) -> bool:
+        return self.data.pop(key, None) is not None
+
+    def items(self, ksize: int, vsize: int) -> list[tuple[bytes, bytes]]:
+        assert all(len(k) == ksize and len(v) == vsize for k, v in self.data.items())
+        return list(self.data.items())
+
+    def update_batch(self, keys: list[bytes], vals: list[bytes]) -> None:
+        assert len(keys) == len(vals)
+        self.data.update(zip(keys, vals, strict=True))
+
+    def delete_batch(self, keys: list[bytes]) -> list[bool]:
+        return [self.delete(k) for k in keys]
+
+    def lookup_batch(self, ksize: int, vsize: int) -> list[tuple[bytes, bytes]]:
+        return self.items(ksize, vsize)
+
+
+class FakeLoader:
+    """Every map of the object as a :class:`FakeMap`; programs are just numbers."""
+
+    def __init__(self, pin_dir: Path = Path("/nonexistent/netloom-fake")) -> None:
+        self._pin_dir = pin_dir
+        self.maps = {n: FakeMap() for n in MAPS}
+        self.closed = False
+
+    @property
+    def pin_dir(self) -> Path:
+        return self._pin_dir
+
+    def fd(self, name: str) -> int:
+        return 1000 + [*PROGS, *MAPS].index(name)
+
+    def map(self, name: str) -> BpfMap:
+        return self.maps[name]
+
+    def close(self) -> None:
+        self.closed = True
