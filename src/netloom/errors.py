@@ -92,6 +92,14 @@ class LabError(NetloomError):
     status = 500
 
 
+class SetupUnavailable(NetloomError):
+    """A benchmark setup cannot be built on this machine (e.g. no BPF): the benchmark skips
+    it with this message rather than failing the whole run."""
+
+    code = "setup_unavailable"
+    status = 501
+
+
 class ApiError(NetloomError):
     """An error the API returned; ``code`` is the API's stable code (``invalid_input``...)."""
 
@@ -146,6 +154,7 @@ __all__ = [
     "NetloomError",
     "NotFound",
     "PayloadTooLarge",
+    "SetupUnavailable",
     "StoreError",
     "VersionConflict",
     "error_line",

@@ -1,18 +1,18 @@
-"""Pure parts of ``netloom bench perf``: parsing, pairing of ratios, validation, plug-in."""
+"""Pure parts of ``netloom bench perf``: parsing, pairing of ratios, validation, the setups."""
 
 from __future__ import annotations
 
 import os
 import re
-import sys
-import types
 from typing import Any
 
 import pytest
 
-from netloom.bench import perf, perf_setups
-from netloom.bench.perf_setups import Endpoints, Setup, SetupUnavailable, make_setup
-from netloom.bench.perf_tests import TESTS, Pin, parse_sockperf
+from netloom.bench import procs
+from netloom.bench.perf import compare as perf
+from netloom.bench.perf.catalog import SETUPS, make_setup
+from netloom.bench.perf.overlay_setup import OverlaySetup
+from netloom.bench.perf.workloads import TESTS, Pin, parse_sockperf
 from netloom.errors import DatapathError, InvalidInput
 
 pytestmark = pytest.mark.unit
@@ -48,13 +48,13 @@ def test_sockperf_without_summary_is_an_error() -> None:
 
 
 def test_cpu_seconds_counts_this_process_and_grows() -> None:
-    before = perf.cpu_seconds([os.getpid()])
+    before = procs.cpu_seconds([os.getpid()])
     x = 0
     for i in range(3_000_000):
         x += i
-    after = perf.cpu_seconds([os.getpid()])
+    after = procs.cpu_seconds([os.getpid()])
     assert after > before >= 0
-    assert perf.cpu_seconds([2**22 + 12345]) == 0  # no such pid: counts nothing
+    assert procs.cpu_seconds([2**22 + 12345]) == 0  # no such pid: counts nothing
 
 
 def _rep(values: dict[str, float]) -> dict[str, dict[str, Any]]:
@@ -96,53 +96,13 @@ def test_bad_options_are_refused_before_anything_is_built(
     assert err.value.field == field
 
 
-def test_overlay_is_unavailable_until_its_factory_exists(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delitem(sys.modules, perf_setups.OVERLAY_MODULE, raising=False)
-    real_import = __import__("importlib").import_module
-
-    def no_overlay(name: str, *a: Any) -> Any:
-        if name == perf_setups.OVERLAY_MODULE:
-            raise ModuleNotFoundError(name=name)
-        return real_import(name, *a)
-
-    monkeypatch.setattr("importlib.import_module", no_overlay)
-    with pytest.raises(SetupUnavailable, match="not available yet"):
-        make_setup("overlay", 1500)
-
-
-class FakeOverlay:
-    """What the lead's factory returns; records how it was made."""
-
-    def __init__(self, fip: bool, mtu: int, vxlan: str = "bpf", underlay: str = "direct") -> None:
-        self.name = "overlay-fip" if fip else "overlay"
-        self.fip, self.mtu, self.vxlan, self.underlay = fip, mtu, vxlan, underlay
-
-    def up(self) -> Endpoints:
-        return Endpoints("c", "s", "203.0.113.5" if self.fip else "10.0.0.11")
-
-    def down(self) -> None:
-        pass
-
-    def agent_pids(self) -> list[int]:
-        return []
-
-    def upcalls(self) -> int | None:
-        return 0
-
-
-def test_overlay_factory_is_plugged_in(monkeypatch: pytest.MonkeyPatch) -> None:
-    mod = types.ModuleType(perf_setups.OVERLAY_MODULE)
-    mod.make_overlay = FakeOverlay  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, perf_setups.OVERLAY_MODULE, mod)
-    s = make_setup("overlay-fip", 9000)
-    assert isinstance(s, Setup) and isinstance(s, FakeOverlay)
-    assert (s.fip, s.mtu, s.vxlan, s.underlay) == (True, 9000, "bpf", "direct")
-    d = make_setup("overlay-vxdev", 1500, "switch")
-    assert isinstance(d, FakeOverlay)
-    assert (d.fip, d.vxlan, d.underlay) == (False, "device", "switch")
-    mod.make_overlay = lambda fip, mtu, vxlan, underlay: object()  # type: ignore[attr-defined]
-    with pytest.raises(SetupUnavailable, match="not a Setup"):
-        make_setup("overlay", 1500)
+def test_every_default_setup_is_in_the_catalog_and_overlays_are_built_as_named() -> None:
+    assert set(perf.DEFAULT_SETUPS) <= set(SETUPS)
+    fip = make_setup("overlay-fip", 9000)
+    assert isinstance(fip, OverlaySetup) and fip.name == "overlay-fip"
+    vxdev = make_setup("overlay-vxdev", 1500, "switch")
+    assert isinstance(vxdev, OverlaySetup)
+    assert (vxdev.name, vxdev.underlay) == ("overlay-vxdev", "switch")
 
 
 def test_render_marks_skipped_setups_pending() -> None:
@@ -162,7 +122,7 @@ def test_render_marks_skipped_setups_pending() -> None:
         "agent_cpu_s": {"bare": None, "kernel-vxlan": None},
         "upcalls_during_run": None,
         "crr_tool_check": None,
-        "skipped": {"overlay": "not available yet"},
+        "skipped": {"overlay": "no BPF here"},
     }
     text = perf.render(res)
     assert "lowest - highest" not in text  # one rep, no scatter to show
@@ -171,7 +131,7 @@ def test_render_marks_skipped_setups_pending() -> None:
     assert re.search(r"\| TCP_RR +\| +0\.70 - 0\.90 \|", perf.render(res))
     assert "| TCP_STREAM Mbit/s |  100 |           80 | pending |" in text
     assert re.search(r"\| TCP_CRR +\| +0\.80 \| pending \|", text)
-    assert "skipped overlay: not available yet" in text
+    assert "skipped overlay: no BPF here" in text
 
 
 def test_pinning_puts_clients_and_servers_on_different_cpus() -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from netloom.bench import cpu_profile
-from netloom.bench.perf_profile import ProfileOptions, per_unit, work_done
-from netloom.bench.perf_tests import Measurement
+from netloom.bench.perf import stages
+from netloom.bench.perf.profile import ProfileOptions, per_unit, work_done
+from netloom.bench.perf.workloads import Measurement
 from netloom.errors import InvalidInput
 
 pytestmark = pytest.mark.unit
@@ -48,33 +48,33 @@ python     250000
 
 
 def test_each_sample_is_charged_to_the_innermost_stage_on_its_stack() -> None:
-    samples = list(cpu_profile.parse(SCRIPT.splitlines(keepends=True)))
+    samples = list(stages.parse(SCRIPT.splitlines(keepends=True)))
     assert [s.period for s in samples] == [250000, 250000, 250000, 500000, 250000, 250000]
-    got = [cpu_profile.classify(s) for s in samples]
-    names = {s.name.split(" ")[0]: s.name for s in cpu_profile.STAGES}
+    got = [stages.classify(s) for s in samples]
+    names = {s.name.split(" ")[0]: s.name for s in stages.STAGES}
     assert got == [
         names["netloom"],  # a helper's memcpy under the program is the program's
         names["veth"],  # the veth the program redirected to is the veth's, not the redirect's
-        cpu_profile.IDLE,
-        cpu_profile.USER,
-        cpu_profile.OTHER,
+        stages.IDLE,
+        stages.USER,
+        stages.OTHER,
         names["wakeups"],  # the wakeup's IPI (unlock_irqrestore) under TCP receive
     ]
 
 
 def test_breakdown_sums_periods_and_lists_every_stage() -> None:
-    out = cpu_profile.breakdown(cpu_profile.parse(SCRIPT.splitlines()))
+    out = stages.breakdown(stages.parse(SCRIPT.splitlines()))
     assert set(out) == {
-        *cpu_profile.STAGE_NAMES,
-        cpu_profile.OTHER,
-        cpu_profile.USER,
-        cpu_profile.IDLE,
+        *stages.STAGE_NAMES,
+        stages.OTHER,
+        stages.USER,
+        stages.IDLE,
     }
     assert sum(out.values()) == 1_750_000
-    assert out[cpu_profile.USER] == 500_000
+    assert out[stages.USER] == 500_000
     assert out["TCP/IP receive"] == 0
     us = per_unit(out, 10)  # 10 transactions
-    assert us[cpu_profile.USER] == 50.0
+    assert us[stages.USER] == 50.0
     assert us["busy"] == pytest.approx((1_750_000 - 250_000) / 1e3 / 10)
 
 

@@ -12,14 +12,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from netloom.bench.agent100 import (
-    Options,
-    count_bpf_attached,
-    path_of,
-    plan_pings,
-    plan_streams,
-    plan_vms,
-)
+from netloom.bench.dense_host.plan import Options, path_of, plan_pings, plan_streams, plan_vms
+from netloom.bench.dense_host.plumbing import count_bpf_attached
 from netloom.datapath.pins import PIN_ROOT
 from netloom.errors import InvalidInput
 from netloom.lab import netns

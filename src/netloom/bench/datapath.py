@@ -28,6 +28,7 @@ from typing import Annotated
 
 import typer
 
+from netloom.bench.stats import percentile, rounded
 from netloom.errors import DatapathError
 
 ECHO = r"""
@@ -134,11 +135,6 @@ def _lab() -> Iterator[_Lab]:
         shutil.rmtree(f"{PIN_ROOT}/{prefix}", ignore_errors=True)
 
 
-def _pct(xs: list[float], q: float) -> float:
-    s = sorted(xs)
-    return s[min(len(s) - 1, round(q * (len(s) - 1)))]
-
-
 def run(samples: int = 200, installs: int = 20000, burst: int = 3000) -> dict[str, object]:
     """Build the lab, measure, tear everything down; returns the figures."""
     from netloom.datapath.base import PortKind
@@ -243,7 +239,7 @@ def run(samples: int = 200, installs: int = 20000, burst: int = 3000) -> dict[st
                 "upcalls_handled": agent.handled,
                 "reinjected_delivered": delivered,
                 "first_packet_added_p50_ms": round(statistics.median(added), 3),
-                "first_packet_added_p99_ms": round(_pct(added, 0.99), 3),
+                "first_packet_added_p99_ms": rounded(percentile(added, 0.99), 3),
                 "first_packet_samples": len(added),
                 "first_packet_lost": lost,
                 "lookup_ns_by_masks": lookup_ns,

@@ -29,6 +29,8 @@ from typing import Any
 import psutil
 import typer
 
+from netloom.bench.report import print_figures
+from netloom.bench.stats import percentile, rounded
 from netloom.errors import InvalidInput, NetloomError
 from netloom.store import open_store
 from netloom.store.base import Change, ChangeCallback, Item, Op, Put, Store, Watch
@@ -177,9 +179,9 @@ async def _drive(
         "store_watches": store.watches,
         "delivered": len(lat),
         "expected": agents * changes,
-        "p50_ms": _pct(lat, 50),
-        "p90_ms": _pct(lat, 90),
-        "p99_ms": _pct(lat, 99),
+        "p50_ms": rounded(percentile(lat, 0.50), 2),
+        "p90_ms": rounded(percentile(lat, 0.90), 2),
+        "p99_ms": rounded(percentile(lat, 0.99), 2),
         "max_ms": round(lat[-1], 2) if lat else None,
         "mean_ms": round(statistics.fmean(lat), 2) if lat else None,
         "connect_s": round(ready["connect_s"], 2),
@@ -208,13 +210,6 @@ async def _recv(
     return msg
 
 
-def _pct(sorted_values: list[float], q: float) -> float | None:
-    if not sorted_values:
-        return None
-    k = min(len(sorted_values) - 1, max(0, round(q / 100 * len(sorted_values)) - 1))
-    return round(sorted_values[k], 2)
-
-
 def run_fanout(
     agents: int = 1000,
     changes: int = 50,
@@ -239,18 +234,6 @@ def run_fanout(
     return out
 
 
-def _print_table(result: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="topology fan-out: commit -> agent listener")
-    table.add_column("figure")
-    table.add_column("value", justify="right")
-    for key, value in result.items():
-        table.add_row(key, str(value))
-    Console().print(table)
-
-
 def register(app: typer.Typer, bench: typer.Typer) -> None:
     @bench.command("fanout")
     def fanout(
@@ -271,7 +254,9 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps(result))
         else:
-            _print_table(result)
+            print_figures(
+                "topology fan-out: commit -> agent listener", list(result.items()), header=True
+            )
         if result["delivered"] < result["expected"] or result["store_watches"] != 1:
             raise typer.Exit(1)
 

@@ -44,8 +44,10 @@ import psutil
 import typer
 
 from netloom.api.client import ApiClient
+from netloom.bench.report import print_figures
 from netloom.bench.scale_cloud import Cloud, Provisioner, VmPlan, plan_cloud
 from netloom.bench.scale_worker import Check, worker_main
+from netloom.bench.stats import percentile, rounded
 from netloom.errors import InvalidInput, NetloomError
 
 READY_TIMEOUT_S = 60.0
@@ -55,13 +57,6 @@ QUIET_S = 0.5  # after the last expected arrival: time for an unwanted one to sh
 
 def _mb(n: float) -> float:
     return round(n / 2**20, 1)
-
-
-def _pct(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    s = sorted(values)
-    return round(s[min(len(s) - 1, max(0, math.ceil(q * len(s)) - 1))], 1)
 
 
 # ---- the cluster process ----------------------------------------------------------------------
@@ -395,10 +390,10 @@ def propagation(
             result[what] = {
                 "changes": len(parents),
                 "agents_needing": sum(map(len, need.values())),
-                "p50_ms": _pct(lat, 0.5),
-                "p99_ms": _pct(lat, 0.99),
+                "p50_ms": rounded(percentile(lat, 0.5), 1),
+                "p99_ms": rounded(percentile(lat, 0.99), 1),
                 "max_ms": round(max(lat), 1) if lat else None,
-                "from_call_start_p99_ms": _pct(lat_call, 0.99),
+                "from_call_start_p99_ms": rounded(percentile(lat_call, 0.99), 1),
                 "missing": missing,
                 "unwanted": extra,
             }
@@ -611,9 +606,6 @@ def failed_checks(r: dict[str, Any]) -> list[str]:
 
 
 def _print_table(r: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     p = r.get("propagation", {})
     rows = [
         (
@@ -669,10 +661,7 @@ def _print_table(r: dict[str, Any]) -> None:
         ("agent workers", f"{r['worker_processes']} processes, RSS {r['worker_rss_mb']} MB"),
         ("checks", "all passed" if not r["checks_failed"] else "; ".join(r["checks_failed"])),
     ]
-    t = Table(title="netloom bench scale", show_header=False)
-    for k, v in rows:
-        t.add_row(k, str(v))
-    Console().print(t)
+    print_figures("netloom bench scale", rows)
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:

@@ -31,10 +31,10 @@ COMMAND_MODULES = (
     "netloom.bench.fanout",
     "netloom.bench.sim",
     "netloom.bench.datapath",
-    "netloom.bench.perf",
-    "netloom.bench.perf_profile",
+    "netloom.bench.perf.compare",
+    "netloom.bench.perf.profile",
     "netloom.bench.scale",
-    "netloom.bench.agent100",
+    "netloom.bench.dense_host.run",
 )
 
 

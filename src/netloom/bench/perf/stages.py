@@ -1,5 +1,5 @@
 """Where sampled CPU time goes, by stage of the packet path: pure parsing and classification of
-``perf script`` output (no I/O here; :mod:`netloom.bench.perf_profile` runs perf).
+``perf script`` output (no I/O here; :mod:`netloom.bench.perf.profile` runs perf).
 
 A sample is one call stack (leaf first) with a period in nanoseconds of CPU time (``perf record
 -e cpu-clock``: this VM has no hardware counters). It is charged to one :data:`STAGES` entry:

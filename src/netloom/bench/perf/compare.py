@@ -1,10 +1,10 @@
 """``netloom bench perf``: the whitepaper's performance table, overlay vs bare metal, side by side.
 
-Setups (:mod:`netloom.bench.perf_setups`): ``bare`` (two namespaces on a veth), ``kernel-vxlan``
+Setups (:mod:`netloom.bench.perf.setups`): ``bare`` (two namespaces on a veth), ``kernel-vxlan``
 (Linux bridge + VXLAN between two host namespaces, the reference a user would otherwise pick),
 ``overlay`` and ``overlay-fip`` (netloom: two VMs on two hosts, different bridges, through a
 netloom router; by private IP, and by the server's floating IP). Tests
-(:mod:`netloom.bench.perf_tests`): TCP_STREAM, TCP_MAERTS (iperf3), TCP_RR (sockperf
+(:mod:`netloom.bench.perf.workloads`): TCP_STREAM, TCP_MAERTS (iperf3), TCP_RR (sockperf
 ping-pong), TCP_CRR (:mod:`netloom.bench.tools.crr`).
 
 Method, and why:
@@ -25,51 +25,29 @@ Method, and why:
   concurrency and at twice it; the output shows both rates and the share of the machine's CPU
   the tool spent in user space, so a reader can check the tool is not what bounds TCP_CRR.
 
-Plugging in the netloom overlay (the interface the overlay setups are looked up by)::
-
-    # src/netloom/bench/perf_overlay.py
-    from netloom.bench.perf_setups import Endpoints, Setup, SetupUnavailable
-
-    def make_overlay(fip: bool, mtu: int, vxlan: str = "bpf",
-                     underlay: str = "direct") -> Setup:
-        '''An overlay setup for underlay MTU ``mtu``; ``fip``: the client addresses the
-        server VM's floating IP. Raise SetupUnavailable(reason) when it cannot run here.'''
-
-A :class:`~netloom.bench.perf_setups.Setup` has ``name`` (``"overlay"`` / ``"overlay-fip"``),
+A :class:`~netloom.bench.perf.setups.Setup` has ``name``,
 ``up() -> Endpoints(client_netns, server_netns, server_ip)`` (build hosts, agents, topology;
 remove everything and raise on failure), ``down()`` (idempotent, removes everything),
-``agent_pids() -> list[int]`` and ``upcalls() -> int | None`` (a monotonic counter). Namespace
-names must start with ``nlb-<random>`` (a lab-based setup: ``nlb<random>-...``, lab names
-allow no dash) and be listed in the setup's ``namespaces`` attribute. Until that module
-exists, the overlay setups are skipped with a note in the output (and ``null`` ratios in
-``--json``), not an error.
+``agent_pids() -> list[int]`` and ``upcalls() -> int | None`` (a monotonic counter). A setup
+that cannot be built here raises SetupUnavailable and is skipped with a note in the output
+(``null`` ratios in ``--json``), not an error.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import platform
-import signal
 import statistics
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from types import FrameType
 from typing import Annotated, Any
 
 import typer
 
-from netloom.bench.perf_setups import (
-    SETUPS,
-    UNDERLAYS,
-    Endpoints,
-    Setup,
-    SetupUnavailable,
-    make_setup,
-)
-from netloom.bench.perf_tests import (
+from netloom.bench.perf.catalog import SETUPS, make_setup
+from netloom.bench.perf.setups import UNDERLAYS, Endpoints, Setup
+from netloom.bench.perf.workloads import (
     LABELS,
     SOCKPERF_MSG,
     TESTS,
@@ -81,7 +59,11 @@ from netloom.bench.perf_tests import (
     prepare_client,
     run_test,
 )
-from netloom.errors import InvalidInput, NetloomError
+from netloom.bench.procs import Progress, cpu_seconds, machine, run_and_print
+from netloom.bench.report import text_table
+from netloom.bench.stats import median
+from netloom.errors import InvalidInput, SetupUnavailable
+from netloom.lab.addressing import VXLAN_OVERHEAD
 
 DEFAULT_SETUPS = ("bare", "kernel-vxlan", "overlay", "overlay-fip")
 UNDERLAY_TEXT = {
@@ -90,45 +72,6 @@ UNDERLAY_TEXT = {
 }
 BASELINE = "bare"
 MTU_MIN, MTU_MAX = 1280, 9000  # 1280: the IPv6 minimum link MTU (RFC 8200 §5); 9000: jumbo
-Progress = Callable[[str], None]
-
-
-# -- machine and CPU accounting ----------------------------------------------------------------
-
-
-def machine() -> dict[str, Any]:
-    """Kernel, CPU count and model: the figures are meaningless without them."""
-    model = ""
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return {
-        "kernel": platform.release(),
-        "cpus": os.cpu_count(),
-        "cpu_model": model,
-        "python": platform.python_version(),
-    }
-
-
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pids: Sequence[int]) -> float:
-    """utime + stime of ``pids`` (all their threads) from ``/proc/<pid>/stat``; a PID that is
-    gone counts 0 (the delta then under-reports, it never goes negative by much)."""
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        # fields after "(comm)", which may itself contain spaces: state is field 3
-        rest = stat[stat.rindex(")") + 2 :].split()
-        total += int(rest[11]) + int(rest[12])  # fields 14 and 15
-    return total / _TICK
 
 
 # -- the run -----------------------------------------------------------------------------------
@@ -295,7 +238,7 @@ def _rr_latency(
         for q in ("min", "p50", "p99"):
             vals = [r[n]["tcp_rr"].get(f"half_rtt_{q}_us") for r in reps]
             got = [v for v in vals if v is not None]
-            row[q] = statistics.median(got) if got else None
+            row[q] = median(got)
         out[n] = row
     return out
 
@@ -360,46 +303,29 @@ def _fmt(v: float | None, ratio: bool = False) -> str:
     return f"{v:.2f}" if ratio else f"{v:,.0f}"
 
 
-def _table(head: list[str], rows: list[list[str]]) -> list[str]:
-    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-
-    def line(cells: list[str]) -> str:
-        padded = (
-            c.ljust(w) if i == 0 else c.rjust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        )
-        return "| " + " | ".join(padded) + " |"
-
-    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
-    return [line(head), sep, *(line(r) for r in rows)]
-
-
-def render(res: dict[str, Any]) -> str:
-    """The issue's table (test rows x setup columns, medians), then the ratios and the rest."""
-    p = res["params"]
-    setups: list[str] = p["setups"]
-    med, rat = res["medians"], res["ratios"]
-    out = [
+def _header(res: dict[str, Any]) -> list[str]:
+    p, m = res["params"], res["machine"]
+    return [
         f"netloom bench perf: {p['reps']} rep(s) x {p['duration_s']} s per test, underlay "
-        f"MTU {p['mtu']} (overlay VM MTU {p['mtu'] - 50}), tunnels over "
-        f"{UNDERLAY_TEXT.get(p.get('underlay', 'switch'), '?')}; {res['machine']['kernel']}, "
-        f"{res['machine']['cpus']} CPUs, {res['machine']['cpu_model']}",
+        f"MTU {p['mtu']} (overlay VM MTU {p['mtu'] - VXLAN_OVERHEAD}), tunnels over "
+        f"{UNDERLAY_TEXT.get(p.get('underlay', 'switch'), '?')}; {m['kernel']}, "
+        f"{m['cpus']} CPUs, {m['cpu_model']}",
         (
             f"clients pinned to CPU {p['client_cpu']}, servers to CPU {p['server_cpu']}"
             if p.get("client_cpu") is not None
             else "clients and servers not pinned"
         ),
-        "",
-        "medians:",
     ]
-    out += _table(
-        ["test", *setups],
-        [[LABELS[t], *(_fmt(med[s][t]) if s in med else "pending" for s in setups)] for t in TESTS],
-    )
+
+
+def _ratio_tables(res: dict[str, Any]) -> list[str]:
+    setups: list[str] = res["params"]["setups"]
+    rat = res["ratios"]
+    out: list[str] = []
     others = [s for s in setups if s != BASELINE]
     if others:
         out += ["", "ratio to bare (median over reps of setup / bare of the same rep):"]
-        out += _table(
+        out += text_table(
             ["test", *others],
             [
                 [
@@ -410,9 +336,9 @@ def render(res: dict[str, Any]) -> str:
             ],
         )
     spread = res.get("ratio_range") or {}
-    if spread and p["reps"] > 1:
+    if spread and res["params"]["reps"] > 1:
         out += ["", "lowest - highest ratio of a single rep (this machine's scatter):"]
-        out += _table(
+        out += text_table(
             ["test", *spread],
             [
                 [
@@ -422,25 +348,35 @@ def render(res: dict[str, Any]) -> str:
                 for t in TESTS
             ],
         )
+    return out
+
+
+def _latency_table(res: dict[str, Any]) -> list[str]:
     lat = res.get("rr_half_rtt_us") or {}
-    if lat:
-        out += [
-            "",
-            "TCP_RR half round trip, us (sockperf; min = the path, p50 adds the wakeup "
-            "of the peer's CPU):",
-        ]
-        out += _table(
+    if not lat:
+        return []
+    return [
+        "",
+        "TCP_RR half round trip, us (sockperf; min = the path, p50 adds the wakeup "
+        "of the peer's CPU):",
+        *text_table(
             ["", *lat],
             [
                 [q, *(f"{lat[s][q]:.1f}" if lat[s][q] is not None else "n/a" for s in lat)]
                 for q in ("min", "p50", "p99")
             ],
-        )
-    out.append("")
+        ),
+    ]
+
+
+def _footer(res: dict[str, Any]) -> list[str]:
     cpu = ", ".join(f"{s} {v:.2f} s" for s, v in res["agent_cpu_s"].items() if v is not None)
-    out.append(f"agent CPU time over the run: {cpu or 'n/a (no setup with an agent ran)'}")
     up = res["upcalls_during_run"]
-    out.append(f"upcalls during the run: {up if up is not None else 'n/a (no overlay setup ran)'}")
+    out = [
+        "",
+        f"agent CPU time over the run: {cpu or 'n/a (no setup with an agent ran)'}",
+        f"upcalls during the run: {up if up is not None else 'n/a (no overlay setup ran)'}",
+    ]
     check = res["crr_tool_check"]
     if check:
         c, d = check["configured"], check["doubled"]
@@ -450,62 +386,37 @@ def render(res: dict[str, Any]) -> str:
             f"); tool user CPU {c['tool_user_cpu_share']:.0%} of the machine, its syscalls "
             f"(kernel) {c['tool_sys_cpu_share']:.0%}"
         )
-    for s, why in res["skipped"].items():
-        out.append(f"skipped {s}: {why}")
-    return "\n".join(out)
+    out += [f"skipped {s}: {why}" for s, why in res["skipped"].items()]
+    return out
+
+
+def render(res: dict[str, Any]) -> str:
+    """The medians table (test rows x setup columns), then the ratios and the rest."""
+    setups: list[str] = res["params"]["setups"]
+    med = res["medians"]
+    medians = text_table(
+        ["test", *setups],
+        [[LABELS[t], *(_fmt(med[s][t]) if s in med else "pending" for s in setups)] for t in TESTS],
+    )
+    return "\n".join(
+        [
+            *_header(res),
+            "",
+            "medians:",
+            *medians,
+            *_ratio_tables(res),
+            *_latency_table(res),
+            *_footer(res),
+        ]
+    )
 
 
 # -- CLI ---------------------------------------------------------------------------------------
 
 
-_MAIN_PID = os.getpid()
-
-
-def _sigterm(_sig: int, _frame: FrameType | None) -> None:
-    """SIGTERM in the CLI process unwinds through every ``down()``, like Ctrl-C.
-
-    Only there: pyroute2 forks helpers (to enter namespaces) that inherit this handler and
-    are themselves ended with SIGTERM; unwinding *their* copy of our stack would run our
-    teardown a second time from a child. A child just dies."""
-    if os.getpid() != _MAIN_PID:
-        os._exit(128 + signal.SIGTERM)
-    raise KeyboardInterrupt
-
-
-@contextlib.contextmanager
-def sigterm_unwinds() -> Iterator[None]:
-    """Within the block, SIGTERM to this process unwinds like Ctrl-C (every ``down()`` runs)."""
-    global _MAIN_PID
-    _MAIN_PID = os.getpid()
-    old = signal.signal(signal.SIGTERM, _sigterm)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
-
-
 def split_setups(text: str) -> tuple[str, ...]:
     """``--setups a,b,c`` as a tuple (blanks dropped; validation is the options' job)."""
     return tuple(s.strip() for s in text.split(",") if s.strip())
-
-
-def run_and_print(
-    job: Callable[[Progress], dict[str, Any]],
-    render_fn: Callable[[dict[str, Any]], str],
-    as_json: bool,
-) -> None:
-    """Run a bench job (progress on stderr; SIGTERM and Ctrl-C tear everything down), then
-    print its result as JSON or as text; a NetloomError exits 1 with its message."""
-    try:
-        with sigterm_unwinds():
-            res = job(lambda m: typer.echo(m, err=True))
-    except NetloomError as exc:
-        typer.echo(f"error: {exc.message}", err=True)
-        raise typer.Exit(1) from None
-    except KeyboardInterrupt:
-        typer.echo("interrupted: everything was torn down", err=True)
-        raise typer.Exit(130) from None
-    typer.echo(json.dumps(res) if as_json else render_fn(res))
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
@@ -554,13 +465,9 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
 __all__ = [
     "BASELINE",
     "Options",
-    "cpu_seconds",
-    "machine",
     "register",
     "render",
     "run",
-    "run_and_print",
     "setups_up",
-    "sigterm_unwinds",
     "split_setups",
 ]

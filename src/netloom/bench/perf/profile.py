@@ -1,10 +1,10 @@
 """``netloom bench profile``: where the CPU goes per transaction, each setup side by side.
 
 ``netloom bench perf`` says *how much* slower the overlay is; this says *where*. It builds the
-same setups (:mod:`netloom.bench.perf_setups`), then runs one test on each in turn, the
+same setups (:mod:`netloom.bench.perf.setups`), then runs one test on each in turn, the
 whole machine sampled by ``perf record -a -g -e cpu-clock`` (this VM has no hardware counters)
 while the test runs. The samples are split into the stages of the packet path
-(:mod:`netloom.bench.cpu_profile`) and divided by the work done: microseconds of CPU per
+(:mod:`netloom.bench.perf.stages`) and divided by the work done: microseconds of CPU per
 transaction for TCP_CRR / TCP_RR, per megabyte for TCP_STREAM / TCP_MAERTS.
 
 Reading it: ``busy`` (all but idle) per transaction is what bounds a CPU-bound test such as
@@ -31,25 +31,17 @@ from typing import Annotated, Any
 
 import typer
 
-from netloom.bench import cpu_profile
-from netloom.bench.perf import (
-    BASELINE,
-    UNDERLAY_TEXT,
-    Options,
-    Progress,
-    machine,
-    run_and_print,
-    setups_up,
-    split_setups,
-)
-from netloom.bench.perf_tests import (
+from netloom.bench.perf import stages
+from netloom.bench.perf.compare import BASELINE, UNDERLAY_TEXT, Options, setups_up, split_setups
+from netloom.bench.perf.workloads import (
     LABELS,
     TESTS,
     CrrParams,
     Measurement,
     run_test,
-    stop_group,
 )
+from netloom.bench.procs import Progress, machine, run_and_print, stop_group
+from netloom.bench.report import text_table
 from netloom.errors import DatapathError, InvalidInput
 
 DEFAULT_SETUPS = ("bare", "overlay")
@@ -134,7 +126,7 @@ def stages_of(perf: str, data: Path) -> dict[str, int]:
     )
     assert proc.stdout is not None
     try:
-        return cpu_profile.breakdown(cpu_profile.parse(proc.stdout))
+        return stages.breakdown(stages.parse(proc.stdout))
     finally:
         proc.stdout.close()
         proc.wait()
@@ -152,7 +144,7 @@ def work_done(test: str, m: Measurement, duration: int) -> tuple[float, str]:
 def per_unit(ns: dict[str, int], amount: float) -> dict[str, float]:
     """Microseconds of CPU per unit of work, per stage, plus ``busy`` (all but idle)."""
     us = {k: v / 1e3 / amount for k, v in ns.items()}
-    us["busy"] = sum(v for k, v in us.items() if k != cpu_profile.IDLE)
+    us["busy"] = sum(v for k, v in us.items() if k != stages.IDLE)
     return us
 
 
@@ -221,7 +213,7 @@ def run(opts: ProfileOptions, progress: Progress = lambda _m: None) -> dict[str,
             "setups": list(opts.setups),
             "sample_hz": SAMPLE_HZ,
         },
-        "stages": [*cpu_profile.STAGE_NAMES, cpu_profile.OTHER, cpu_profile.USER, cpu_profile.IDLE],
+        "stages": [*stages.STAGE_NAMES, stages.OTHER, stages.USER, stages.IDLE],
         "setups": setups,
         "extra_over_bare_us": extra,
         "ratio_measured": measured,
@@ -255,24 +247,7 @@ def render(res: dict[str, Any]) -> str:
                 *(f"{res['extra_over_bare_us'][n][stage]:+.1f}" for n in others),
             ]
         )
-    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-
-    def line(cells: list[str]) -> str:
-        return (
-            "| "
-            + " | ".join(
-                c.ljust(w) if i == 0 else c.rjust(w)
-                for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-            )
-            + " |"
-        )
-
-    out += [
-        line(head),
-        "|" + "|".join("-" * (w + 2) for w in widths) + "|",
-        *(line(r) for r in rows),
-        "",
-    ]
+    out += [*text_table(head, rows), ""]
     for n in others:
         meas, pred = res["ratio_measured"].get(n), res["ratio_predicted_by_busy_cpu"].get(n)
         out.append(

@@ -22,7 +22,6 @@ import contextlib
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -33,7 +32,8 @@ from typing import IO, Any
 
 import psutil
 
-from netloom.bench.perf_setups import Endpoints
+from netloom.bench.perf.setups import Endpoints
+from netloom.bench.procs import stop_group
 from netloom.errors import DatapathError
 from netloom.lab import netns
 
@@ -186,22 +186,6 @@ def _tree_cpu(pid: int) -> tuple[float, float]:
     except psutil.Error:
         pass
     return user, system
-
-
-def stop_group(
-    proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, grace: float = 3.0
-) -> None:
-    """Stop a process we started in its own session, its whole process group: ``sig``, then
-    SIGKILL after ``grace`` seconds."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        try:
-            proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def _listening(ns: str, port: int) -> bool:
@@ -372,5 +356,4 @@ __all__ = [
     "parse_sockperf",
     "prepare_client",
     "run_test",
-    "stop_group",
 ]

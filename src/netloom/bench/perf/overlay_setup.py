@@ -40,10 +40,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from netloom.agent.options import DEFAULT_METRICS_PORT as METRICS_PORT
-from netloom.bench.perf_setups import UNDERLAYS, Endpoints, SetupUnavailable
-from netloom.errors import DatapathError, NetloomError
+from netloom.bench.perf.setups import UNDERLAYS, Endpoints
+from netloom.errors import DatapathError, NetloomError, SetupUnavailable
 from netloom.lab import netns, probes
-from netloom.lab.addressing import VXLAN_OVERHEAD
 from netloom.lab.lab import Lab, host_name, netloom_argv, vm_mac
 
 UPCALL_METRIC = "netloom_agent_upcalls"
@@ -288,11 +287,4 @@ def scrape_counter(ns: str, port: int, family: str) -> float:
     return probes.metric_totals(probes.fetch_metrics(ns, port), {family: family})[family]
 
 
-def make_overlay(fip: bool, mtu: int, vxlan: str = "bpf", underlay: str = "direct") -> OverlaySetup:
-    """The ``overlay`` (``fip=False``) or ``overlay-fip`` setup at underlay MTU ``mtu``;
-    ``vxlan="device"`` (``overlay-vxdev``): the agents leave all VXLAN to the kernel device,
-    for measuring what the datapath's own encapsulation gains."""
-    return OverlaySetup(fip, mtu, vxlan, underlay)
-
-
-__all__ = ["FLOATING_IP", "VXLAN_OVERHEAD", "OverlaySetup", "make_overlay", "scrape_counter"]
+__all__ = ["FLOATING_IP", "OverlaySetup", "scrape_counter"]

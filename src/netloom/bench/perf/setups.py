@@ -25,8 +25,8 @@ The underlay of the two-host setups (``--underlay``):
 * ``switch``: the tunnels cross the lab's underlay switch namespace (a Linux bridge,
   192.0.2.0/24, RFC 5737), one more veth and a bridge hop each way.
 
-``overlay`` / ``overlay-fip`` come from :func:`netloom.bench.perf_overlay.make_overlay`; see
-:mod:`netloom.bench.perf` for that interface.
+``overlay`` / ``overlay-fip`` are :mod:`netloom.bench.perf.overlay_setup`; every setup by name
+is in :mod:`netloom.bench.perf.catalog`.
 """
 
 from __future__ import annotations
@@ -37,33 +37,35 @@ import os
 import secrets
 import signal
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from netloom.errors import NetloomError
+from netloom.errors import NetloomError, SetupUnavailable
 from netloom.lab import netns
-from netloom.lab.addressing import SWITCH_IP
+from netloom.lab.addressing import (
+    HOST_IP_BASE,
+    SWITCH_IP,
+    TUNNEL_NET,
+    UNDERLAY,
+    VXLAN_OVERHEAD,
+)
 
-VXLAN_OVERHEAD = 50  # outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14 (RFC 7348 §5)
 VXLAN_PORT = 4789  # IANA-assigned VXLAN port (RFC 7348 §5)
 VXLAN_VNI = 4242
-UNDERLAY_PREFIX = 24
-HOST_IPS = ("192.0.2.11", "192.0.2.12")
+UNDERLAY_PREFIX = UNDERLAY.prefixlen
+# the lab's plan: host N has HOST_IP_BASE + N on the underlay and on the tunnel cable
+HOST_IPS = (
+    str(UNDERLAY.network_address + HOST_IP_BASE + 1),
+    str(UNDERLAY.network_address + HOST_IP_BASE + 2),
+)
 BARE_IPS = ("10.77.0.1", "10.77.0.2")  # inside the two bare namespaces only
 VM_IPS = ("10.78.0.1", "10.78.0.2")  # the tenant subnet, inside the VM namespaces only
 TENANT_PREFIX = 24
-TUNNEL_IPS = ("198.51.100.11", "198.51.100.12")  # RFC 5737 TEST-NET-2: a direct tunnel cable
+TUNNEL_IPS = (
+    str(TUNNEL_NET.network_address + HOST_IP_BASE + 1),
+    str(TUNNEL_NET.network_address + HOST_IP_BASE + 2),
+)
 UNDERLAYS = ("direct", "switch")
-
-
-class SetupUnavailable(NetloomError):
-    """A setup cannot be built on this tree or machine (e.g. the overlay is not wired yet).
-
-    The harness skips such a setup with this message rather than failing the whole run."""
-
-    code = "setup_unavailable"
-    status = 501
 
 
 @dataclass(frozen=True)
@@ -267,63 +269,12 @@ class KernelVxlanSetup(_Built):
         netns.set_link(host, "vx0", up=True)
 
 
-OVERLAY_MODULE = "netloom.bench.perf_overlay"
-OVERLAY_FACTORY = "make_overlay"
-
-
-def _overlay_factory() -> Callable[..., Setup]:
-    """``netloom.bench.perf_overlay.make_overlay`` if it exists, else SetupUnavailable."""
-    import importlib
-
-    try:
-        module = importlib.import_module(OVERLAY_MODULE)
-    except ModuleNotFoundError as exc:
-        if exc.name == OVERLAY_MODULE:
-            raise SetupUnavailable(
-                f"the netloom overlay is not available yet ({OVERLAY_MODULE} does not exist)"
-            ) from None
-        raise
-    factory = getattr(module, OVERLAY_FACTORY, None)
-    if not callable(factory):
-        raise SetupUnavailable(f"{OVERLAY_MODULE}.{OVERLAY_FACTORY} is not defined yet")
-    return factory  # type: ignore[no-any-return]
-
-
-def _make_overlay(fip: bool, vxlan: str = "bpf") -> Callable[[int, str], Setup]:
-    def make(mtu: int, underlay: str) -> Setup:
-        setup = _overlay_factory()(fip, mtu, vxlan=vxlan, underlay=underlay)
-        if not isinstance(setup, Setup):
-            raise SetupUnavailable(f"{OVERLAY_FACTORY} returned {setup!r}, not a Setup")
-        return setup
-
-    return make
-
-
-SETUPS: dict[str, Callable[[int, str], Setup]] = {
-    "bare": BareSetup,
-    "kernel-vxlan": KernelVxlanSetup,
-    "overlay": _make_overlay(fip=False),
-    "overlay-fip": _make_overlay(fip=True),
-    # not in the default run: the overlay with the kernel VXLAN device doing all encapsulation
-    "overlay-vxdev": _make_overlay(fip=False, vxlan="device"),
-}
-
-
-def make_setup(name: str, mtu: int, underlay: str = "direct") -> Setup:
-    """The setup called ``name`` (``underlay``: ``direct`` or ``switch``, see the module
-    docstring); SetupUnavailable when it cannot exist here."""
-    return SETUPS[name](mtu, underlay)
-
-
 __all__ = [
-    "SETUPS",
     "UNDERLAYS",
     "BareSetup",
     "Endpoints",
     "KernelVxlanSetup",
     "NamespaceSet",
     "Setup",
-    "SetupUnavailable",
-    "make_setup",
     "new_prefix",
 ]
