@@ -27,5 +27,5 @@ def test_bench_datapath_json() -> None:
     res = json.loads(r.output)
     assert res["upcalls_handled"] == 200 and res["reinjected_delivered"] == 200
     assert res["first_packet_added_p50_ms"] <= res["first_packet_added_p99_ms"]
-    assert res["first_packet_lost"] == 0
+    assert res["first_packet_lost"] == 0 and res["first_packet_samples"] == 20
     assert set(res["lookup_ns_by_masks"]) == {"1", "4", "16", "32"}

@@ -6,7 +6,6 @@ import json
 import random
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import psutil
@@ -91,7 +90,6 @@ def test_bpf_attached_count_reads_the_kernel(lab_name: str) -> None:
 @pytest.mark.bpf
 @pytest.mark.slow
 def test_agent100_small_run_passes_and_leaves_nothing(lab_name: str) -> None:
-    t0 = time.monotonic()
     done = subprocess.run(
         [
             *netloom_argv(),
@@ -114,7 +112,6 @@ def test_agent100_small_run_passes_and_leaves_nothing(lab_name: str) -> None:
         timeout=120,
         check=False,
     )
-    elapsed = time.monotonic() - t0
     assert done.returncode == 0, done.stderr[-2000:] + done.stdout[-2000:]
     res = json.loads(done.stdout)
     assert res["ok"] and res["error"] is None
@@ -126,15 +123,22 @@ def test_agent100_small_run_passes_and_leaves_nothing(lab_name: str) -> None:
     }
     assert res["bindings_active"] == 12
     assert res["pings"]["pairs"] == res["pings"]["answered"] == 40
-    assert set(res["pings"]["by_path"]) == {"bridged", "routed", "cross-host"}
+    by_path = res["pings"]["by_path"]
+    assert set(by_path) == {"bridged", "routed", "cross-host"}
+    assert sum(p["pairs"] for p in by_path.values()) == 40
+    assert res["pings"]["first_try"] <= 40 and res["ping_failures"] == []
     assert res["security_group"]["tcp/22"] == "timeout"
-    assert len(res["iperf3"]) == 4 and all(s["gbit_s"] > 0 for s in res["iperf3"])
+    streams = res["iperf3"]
+    assert len(streams) == 4 and all(s["gbit_s"] > 0 and s["error"] is None for s in streams)
+    assert res["iperf3_total_gbit_s"] == pytest.approx(sum(s["gbit_s"] for s in streams), abs=0.01)
+    assert [s["path"] for s in streams].count("cross-host") == 1
     agent = res["agent"]
-    assert 5 < agent["rss_end_mb"] < 1000
     assert agent["upcalls_end"] > 0 and agent["flows_installed_end"] > 0
-    for key in ("vms_up_s", "provision_s", "all_active_s", "iperf3_s"):
-        assert res["timings"][key] >= 0
-    assert elapsed < 90
+    assert agent["flows_installed_end"] >= agent["flows_now_end"]  # a total never below "now"
+    assert agent["simulations_end"] >= agent["simulations_bound"]  # counters only grow
+    timings = res["timings"]
+    assert set(timings) >= {"vms_up_s", "provision_s", "all_active_s", "iperf3_s"}
+    assert timings["all_active_s"] >= timings["provision_s"]  # measured from the same start
     # everything removed: namespaces, state file, pins, processes
     assert netns.list_netns(f"{lab_name}-") == []
     assert not state_path(lab_name).exists()

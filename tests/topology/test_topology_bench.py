@@ -20,8 +20,7 @@ def test_fanout_bench_delivers_every_change_through_one_watch() -> None:
     assert result["store_watches"] == 1
     assert result["delivered"] == result["expected"] == 100
     assert result["reconnects"] == 0
-    assert 0 < result["p50_ms"] <= result["p99_ms"] <= result["max_ms"] < 5000
-    assert result["cluster_rss_mb"] > 0 and result["agents_rss_mb"] > 0
+    assert 0 < result["p50_ms"] <= result["p90_ms"] <= result["p99_ms"] <= result["max_ms"]
 
 
 def test_fanout_bench_cli_json() -> None:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import multiprocessing
 import random
 import shutil
 import subprocess
@@ -35,24 +34,27 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from multiprocessing.connection import Connection, wait
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 import psutil
 import typer
 
-from netloom.api.client import ApiClient
-from netloom.bench.report import print_figures
-from netloom.bench.scale_cloud import Cloud, Provisioner, VmPlan, plan_cloud
-from netloom.bench.scale_worker import Check, worker_main
-from netloom.bench.stats import percentile, rounded
+from netloom.bench.scale_agents import (
+    Workers,
+    propagation,
+    random_checks,
+    run_checks,
+    start_workers,
+    wait_figures,
+    warmup_checks,
+)
+from netloom.bench.scale_cloud import Cloud, Provisioner, plan_cloud
+from netloom.bench.scale_report import failed_checks, print_table
 from netloom.errors import InvalidInput, NetloomError
 
 READY_TIMEOUT_S = 60.0
-PROPAGATION_TIMEOUT_S = 30.0
-QUIET_S = 0.5  # after the last expected arrival: time for an unwanted one to show up
 
 
 def _mb(n: float) -> float:
@@ -178,269 +180,6 @@ def _wait_ready(proc: subprocess.Popen[bytes], log_path: Path) -> tuple[str, tup
     raise NetloomError("cluster did not become ready")
 
 
-# ---- the workers ------------------------------------------------------------------------------
-
-
-@dataclass
-class Workers:
-    procs: list[multiprocessing.process.BaseProcess] = field(default_factory=list)
-    conns: list[Connection] = field(default_factory=list)
-    hosts: list[list[int]] = field(default_factory=list)  # host indexes per worker
-    big: int = 0  # index of the worker that runs the 100-VM agent alone
-
-    def call(self, msgs: dict[int, tuple[Any, ...]], timeout: float) -> dict[int, Any]:
-        """Send one command to each listed worker; wait for every reply."""
-        for w, msg in msgs.items():
-            self.conns[w].send(msg)
-        pending = {self.conns[w]: w for w in msgs}
-        out: dict[int, Any] = {}
-        deadline = time.monotonic() + timeout
-        while pending:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise NetloomError(
-                    f"workers {sorted(pending.values())} did not answer "
-                    f"{next(iter(msgs.values()))[0]!r} in {timeout:.0f}s"
-                )
-            for c in wait(list(pending), left):
-                assert isinstance(c, Connection)
-                w = pending.pop(c)
-                try:
-                    status, value = c.recv()
-                except EOFError:
-                    raise NetloomError(f"worker {w} died") from None
-                if status != "ok":
-                    raise NetloomError(f"worker {w}: {value}")
-                out[w] = value
-        return out
-
-    def all(self, msg: tuple[Any, ...], timeout: float) -> dict[int, Any]:
-        return self.call(dict.fromkeys(range(len(self.conns)), msg), timeout)
-
-    def pid(self, w: int) -> int:
-        pid = self.procs[w].pid
-        assert pid is not None
-        return pid
-
-    def stop(self) -> None:
-        with contextlib.suppress(Exception):
-            self.all(("stop",), 30)
-        for p in self.procs:
-            p.join(5)
-            if p.is_alive():
-                p.kill()
-                p.join()
-
-
-@contextlib.contextmanager
-def start_workers(cloud: Cloud, topology: tuple[str, int], per_process: int) -> Iterator[Workers]:
-    ctx = multiprocessing.get_context("spawn")
-    groups: list[list[int]] = [[0]]  # the 100-VM agent alone
-    rest = list(range(1, len(cloud.hosts)))
-    n = max(1, math.ceil(len(rest) / per_process)) if rest else 0
-    for i in range(n):
-        groups.append(rest[i::n])
-    ws = Workers(hosts=groups)
-    try:
-        for g in groups:
-            parent, child = ctx.Pipe()
-            p = ctx.Process(target=worker_main, args=(child, topology, len(g) + 64), daemon=True)
-            p.start()
-            child.close()
-            ws.procs.append(p)
-            ws.conns.append(parent)
-        for w, c in enumerate(ws.conns):
-            if not c.poll(READY_TIMEOUT_S):
-                raise NetloomError(f"worker {w} did not start")
-            c.recv()
-        yield ws
-    finally:
-        ws.stop()
-
-
-# ---- the checks -------------------------------------------------------------------------------
-
-
-def _expect(cloud: Cloud, src: VmPlan, dst: VmPlan) -> tuple[Any, ...]:
-    if src.tenant != dst.tenant:
-        return ("drop",)
-    if src.host == dst.host:
-        return ("local", dst.id)
-    from netloom.packet.util import ip_to_int
-
-    return ("tunnel", dst.tunnel_key, ip_to_int(cloud.hosts[dst.host].ip))
-
-
-def make_check(cloud: Cloud, src: VmPlan, dst: VmPlan, sport: int) -> Check:
-    t = cloud.tenants[src.tenant]
-    same_net = src.tenant == dst.tenant and src.subnet == dst.subnet
-    dmac = dst.mac if same_net else t.router_macs[src.subnet]
-    return (
-        cloud.hosts[src.host].id,
-        src.id,
-        src.mac,
-        src.ip,
-        dmac,
-        dst.ip,
-        sport,
-        _expect(cloud, src, dst),
-    )
-
-
-def warmup_checks(cloud: Cloud) -> list[Check]:
-    """Every VM port sends to a VM of its tenant on the other bridge (through the router)."""
-    out: list[Check] = []
-    for v in cloud.vms:
-        peers = [cloud.vms[i] for i in cloud.tenants[v.tenant].vms if i != v.index]
-        other = [p for p in peers if p.subnet != v.subnet] or peers
-        if other:
-            out.append(make_check(cloud, v, other[v.index % len(other)], 10000 + v.index % 50000))
-    return out
-
-
-def random_checks(cloud: Cloud, n: int, rng: random.Random) -> list[Check]:
-    """``n`` random pairs: 80% within a tenant, 20% across tenants."""
-    out: list[Check] = []
-    for i in range(n):
-        src = rng.choice(cloud.vms)
-        mates = cloud.tenants[src.tenant].vms
-        if (i % 5 or len(cloud.tenants) == 1) and len(mates) > 1:
-            dst = cloud.vms[rng.choice([m for m in mates if m != src.index])]
-        elif len(cloud.tenants) > 1:
-            other = (src.tenant + rng.randrange(1, len(cloud.tenants))) % len(cloud.tenants)
-            dst = cloud.vms[rng.choice(cloud.tenants[other].vms)]
-        else:
-            continue
-        out.append(make_check(cloud, src, dst, 20000 + i % 40000))
-    return out
-
-
-def run_checks(
-    ws: Workers, cloud: Cloud, checks: list[Check], timeout: float
-) -> tuple[int, list[str]]:
-    where = {cloud.hosts[h].id: w for w, hs in enumerate(ws.hosts) for h in hs}
-    per: dict[int, list[Check]] = {}
-    for c in checks:
-        per.setdefault(where[c[0]], []).append(c)
-    replies = ws.call({w: ("checks", cs) for w, cs in per.items()}, timeout)
-    failures = [
-        f"{per[w][i][1][:8]}->{per[w][i][5]}: {why}"
-        for w, res in replies.items()
-        for i, (ok, why) in enumerate(res)
-        if not ok
-    ]
-    return len(checks), failures
-
-
-# ---- propagation -------------------------------------------------------------------------------
-
-
-def propagation(
-    ws: Workers, cloud: Cloud, api_url: str, changes: int, rng: random.Random
-) -> dict[str, Any]:
-    """SG rule creates and route creates on ``changes`` tenants each (one on a tenant of the
-    100-VM host); per-agent latency from the API call's return to the change applied."""
-    full = [
-        t for t in cloud.tenants if {cloud.vms[i].subnet for i in t.vms} == {0, 1}
-    ]  # warm-up went through router
-    big_tenants = [t for t in full if any(cloud.vms[i].host == 0 for i in t.vms)]
-    picks = rng.sample(full, min(changes, len(full)))
-    if big_tenants and not any(t in big_tenants for t in picks):
-        picks[0] = big_tenants[0]
-    result: dict[str, Any] = {}
-    with ApiClient(api_url) as api:
-        for what in ("sg", "route"):
-            parents = {t.ingress_chain if what == "sg" else t.router_id: t for t in picks}
-            ws.all(("track", list(parents)), 30)
-            sent: dict[str, float] = {}
-            began: dict[str, float] = {}
-            for pid in parents:
-                began[pid] = time.time()
-                if what == "sg":
-                    api.create(
-                        "rules",
-                        {
-                            "chain_id": pid,
-                            "position": 25,
-                            "action": "accept",
-                            "nw_proto": 6,
-                            "tp_dst": {"start": 80, "end": 80},
-                        },
-                    )
-                else:
-                    api.create(
-                        "routes", {"router_id": pid, "dst": "192.0.2.0/24", "type": "blackhole"}
-                    )
-                sent[pid] = time.time()
-            need = {
-                pid: {cloud.hosts[cloud.vms[i].host].id for i in t.vms}
-                for pid, t in parents.items()
-            }
-            seen = _wait_seen(ws, need)
-            lat: list[float] = []
-            lat_call: list[float] = []  # from the start of the API call (includes the commit)
-            missing = extra = 0
-            for pid in parents:
-                got = {h: ts for h, s in seen.items() for p, ts in s.items() if p == pid}
-                # an agent may apply the change before the HTTP answer is back: 0, not < 0
-                lat += [max(0.0, (got[h] - sent[pid]) * 1000) for h in need[pid] if h in got]
-                lat_call += [(got[h] - began[pid]) * 1000 for h in need[pid] if h in got]
-                missing += len(need[pid] - set(got))
-                extra += len(set(got) - need[pid])
-            result[what] = {
-                "changes": len(parents),
-                "agents_needing": sum(map(len, need.values())),
-                "p50_ms": rounded(percentile(lat, 0.5), 1),
-                "p99_ms": rounded(percentile(lat, 0.99), 1),
-                "max_ms": round(max(lat), 1) if lat else None,
-                "from_call_start_p99_ms": rounded(percentile(lat_call, 0.99), 1),
-                "missing": missing,
-                "unwanted": extra,
-            }
-    return result
-
-
-def _wait_seen(ws: Workers, need: dict[str, set[str]]) -> dict[str, dict[str, float]]:
-    deadline = time.monotonic() + PROPAGATION_TIMEOUT_S
-    complete_at: float | None = None
-    while True:
-        seen: dict[str, dict[str, float]] = {}
-        for rep in ws.all(("tracked",), 30).values():
-            seen.update(rep)
-        done = all(h in seen and p in seen[h] for p, hs in need.items() for h in hs)
-        now = time.monotonic()
-        if done and complete_at is None:
-            complete_at = now
-        if (complete_at is not None and now - complete_at >= QUIET_S) or now > deadline:
-            return seen
-        time.sleep(0.05)
-
-
-def _wait_figures(stats: list[dict[str, Any]]) -> dict[str, Any]:
-    """Subscribe -> snapshot waits over every agent: count, mean, p50/p99 (upper bound of the
-    log2 bucket: "under N ms") and max, as the agents saw them."""
-    hist = [sum(col) for col in zip(*(s["snap_waits"] for s in stats), strict=True)]
-    n = sum(hist)
-
-    def under(q: float) -> float | None:
-        if not n:
-            return None
-        acc = 0
-        for k, c in enumerate(hist):
-            acc += c
-            if acc >= q * n:
-                return float(2**k) if k < len(hist) - 1 else None
-        return None
-
-    return {
-        "count": n,
-        "mean": round(1000 * sum(s["snap_wait_sum_s"] for s in stats) / n, 2) if n else None,
-        "p50_under": under(0.5),
-        "p99_under": under(0.99),
-        "max": round(1000 * max(s["snap_wait_max_s"] for s in stats), 1),
-    }
-
-
 # ---- one cloud --------------------------------------------------------------------------------
 
 
@@ -515,7 +254,7 @@ def run_cloud(
                 out["agent_counters"] = {
                     k: sum(s["agent"][k] for s in stats.values()) for k in stats[ws.big]["agent"]
                 }
-                out["subscribe_wait_ms"] = _wait_figures(list(stats.values()))
+                out["subscribe_wait_ms"] = wait_figures(list(stats.values()))
                 if rest:
                     out["agent_records_max"] = max(s["records_max"] for s in rest)
                     out["agent_records_mean"] = round(
@@ -586,84 +325,6 @@ def run_scale(
     return out
 
 
-def failed_checks(r: dict[str, Any]) -> list[str]:
-    bad = []
-    if r.get("sim_failures"):
-        bad.append(f"{r['sim_failures']} first-packet checks failed")
-    if r.get("warmup_failures"):
-        bad.append(f"{r['warmup_failures']} warm-up checks failed")
-    for k in ("sg", "route"):
-        p = r.get("propagation", {}).get(k, {})
-        if p.get("missing"):
-            bad.append(f"{k} change missing on {p['missing']} agents")
-        if p.get("unwanted"):
-            bad.append(f"{k} change sent to {p['unwanted']} agents that do not need it")
-    if r.get("store_watches") != 1:
-        bad.append(f"store watches = {r.get('store_watches')} (want 1)")
-    if r.get("agents_connected") != r.get("hosts"):
-        bad.append(f"{r.get('agents_connected')} of {r.get('hosts')} agents connected")
-    return bad
-
-
-def _print_table(r: dict[str, Any]) -> None:
-    p = r.get("propagation", {})
-    rows = [
-        (
-            "cloud",
-            f"{r['hosts']} hosts, {r['vms']} VMs, {r['tenants']} tenants, "
-            f"{r['gateways']} gateways, store {r['store']}",
-        ),
-        (
-            "provisioning",
-            f"{r['provision_s']} s, {r['api_requests']} requests "
-            f"({r['requests_per_s']}/s), VM ports {r['ports_per_s']}/s",
-        ),
-        ("all bindings active", f"{r['all_active_s']} s"),
-        (
-            "warm-up first packets",
-            f"{r['warmup_checks']} in {r['warmup_s']} s, {r['warmup_failures']} failed",
-        ),
-    ]
-    for k, name in (("sg", "SG rule propagation"), ("route", "route propagation")):
-        if k in p:
-            q = p[k]
-            rows.append(
-                (
-                    name,
-                    f"p50 {q['p50_ms']} ms, p99 {q['p99_ms']} ms, max {q['max_ms']} ms"
-                    f" over {q['agents_needing']} agents; missing {q['missing']}, "
-                    f"unwanted {q['unwanted']}",
-                )
-            )
-    rows += [
-        (
-            "first-packet checks",
-            f"{r.get('sim_checks')} in {r.get('sim_s')} s, {r.get('sim_failures')} failed",
-        ),
-        (
-            "100-VM agent RSS",
-            f"{r['agent100_rss_mb']} MB after warm-up (small cloud "
-            f"{r.get('agent100_rss_small_mb')} MB, "
-            f"{r.get('agent100_rss_growth_pct')}%), "
-            f"{r.get('agent100_rss_end_mb')} MB at the end",
-        ),
-        (
-            "cluster",
-            f"RSS {r['cluster_rss_mb']} MB (peak {r.get('cluster_peak_rss_mb')}), "
-            f"CPU {r['cluster_cpu_s']} s",
-        ),
-        (
-            "store",
-            f"{r.get('store_mb', r.get('zk_data_mb'))} MB"
-            + (f", {r['zk_znodes']} znodes" if "zk_znodes" in r else "")
-            + f", watches {r['store_watches']}",
-        ),
-        ("agent workers", f"{r['worker_processes']} processes, RSS {r['worker_rss_mb']} MB"),
-        ("checks", "all passed" if not r["checks_failed"] else "; ".join(r["checks_failed"])),
-    ]
-    print_figures("netloom bench scale", rows)
-
-
 def register(app: typer.Typer, bench: typer.Typer) -> None:
     del app
 
@@ -693,7 +354,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps(r, indent=2))
         else:
-            _print_table(r)
+            print_table(r)
         if r["checks_failed"]:
             raise typer.Exit(1)
 
