@@ -18,6 +18,8 @@ import typer
 from netloom.errors import NetloomError
 
 Progress = Callable[[str], None]
+IPERF_PORT = 5201  # iperf3's own default port
+AGENT_ALIVE_TIMEOUT_S = 30.0  # a lab's agents heartbeating to the cluster after their start
 
 
 def machine() -> dict[str, Any]:
@@ -117,6 +119,8 @@ def run_and_print(
 
 
 __all__ = [
+    "AGENT_ALIVE_TIMEOUT_S",
+    "IPERF_PORT",
     "Progress",
     "cpu_seconds",
     "machine",

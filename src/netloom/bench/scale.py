@@ -1,4 +1,4 @@
-"""``netloom bench scale``: a whole cloud of real agents against one cluster (issue 7).
+"""``netloom bench scale``: a whole cloud of real agents against one cluster.
 
 Steps, each measured:
 
@@ -42,6 +42,7 @@ import psutil
 import typer
 
 from netloom.bench.scale_agents import (
+    READY_TIMEOUT_S,
     Workers,
     propagation,
     random_checks,
@@ -53,8 +54,6 @@ from netloom.bench.scale_agents import (
 from netloom.bench.scale_cloud import Cloud, Provisioner, plan_cloud
 from netloom.bench.scale_report import failed_checks, print_table
 from netloom.errors import InvalidInput, NetloomError
-
-READY_TIMEOUT_S = 60.0
 
 
 def _mb(n: float) -> float:
@@ -341,7 +340,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         threads: Annotated[int, typer.Option(help="concurrent API requests")] = 4,
         as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
     ) -> None:
-        """A cloud of real agents on memory datapaths against one cluster (issue 7)."""
+        """A cloud of real agents on memory datapaths against one cluster."""
         try:
             r = run_scale(
                 hosts, vms, gateways, store, agents_per_process, sims, changes, flatness, threads

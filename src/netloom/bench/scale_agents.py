@@ -289,6 +289,7 @@ def wait_figures(stats: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 __all__ = [
+    "READY_TIMEOUT_S",
     "Workers",
     "make_check",
     "propagation",

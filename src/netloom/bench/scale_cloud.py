@@ -1,6 +1,6 @@
 """The cloud of ``netloom bench scale``: its plan (pure) and its provisioning (REST only).
 
-Shape (issue 7): ``ceil(vms / 20)`` tenants, each with a router, two bridges (one /24 each,
+Shape: ``ceil(vms / 20)`` tenants, each with a router, two bridges (one /24 each,
 DHCP on both), a stateful security group (an egress chain that accepts and tracks, an ingress
 chain that accepts return traffic, ICMP and TCP/22 from the tenant's own /23, and drops the
 rest) on every VM port; VM ports bound 10 per host except one host that carries 100; and

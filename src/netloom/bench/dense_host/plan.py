@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from netloom.errors import InvalidInput
 from netloom.lab.addressing import MAX_VMS_PER_HOST
 
-IPERF_PORT = 5201  # the security group lets it in
 BLOCKED_PORT = 22  # the security group drops it
 MIN_VMS = 8  # four disjoint iperf3 pairs
 MAX_BRIDGES = 8
@@ -129,7 +128,6 @@ def plan_streams(specs: list[VmSpec], n: int, rng: random.Random) -> list[tuple[
 
 __all__ = [
     "BLOCKED_PORT",
-    "IPERF_PORT",
     "Options",
     "VmSpec",
     "bridge_cidr",

@@ -7,11 +7,11 @@ from typing import Any
 
 from netloom.bench.dense_host.plan import (
     BLOCKED_PORT,
-    IPERF_PORT,
     VmSpec,
     bridge_cidr,
     bridge_gateway,
 )
+from netloom.bench.procs import IPERF_PORT
 from netloom.lab.lab import Lab, vm_mac
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from netloom.bench.dense_host.plan import BLOCKED_PORT, IPERF_PORT
+from netloom.bench.dense_host.plan import BLOCKED_PORT
+from netloom.bench.procs import IPERF_PORT
 from netloom.bench.report import key_values
 
 RSS_GOAL_MB = 80.0  # the goal for the 100-VM agent (reported, not a failed check)

@@ -57,14 +57,13 @@ from netloom.bench.dense_host.plumbing import (
 )
 from netloom.bench.dense_host.provision import provision
 from netloom.bench.dense_host.report import DenseHostReport, render
-from netloom.bench.procs import sigterm_unwinds
+from netloom.bench.procs import AGENT_ALIVE_TIMEOUT_S, sigterm_unwinds
 from netloom.errors import DatapathError, NetloomError
 from netloom.lab import netns
 from netloom.lab.demo import scrape_agent
 from netloom.lab.lab import Lab, host_name, vm_mac
 from netloom.lab.state import VmRecord
 
-ALIVE_TIMEOUT = 30.0
 Say = Callable[[str], None]
 
 
@@ -134,7 +133,7 @@ class DenseHostRun:
         if not self.lab.start_agents(base):
             raise DatapathError("`python -m netloom.agent --help` failed: no agent here")
         api = self.lab.api()
-        deadline = time.monotonic() + ALIVE_TIMEOUT
+        deadline = time.monotonic() + AGENT_ALIVE_TIMEOUT_S
         while True:
             for h in self.lab.state.hosts:
                 if self.agent_pid(h.index) is None:
@@ -143,7 +142,7 @@ class DenseHostRun:
             if alive and all(alive):
                 return
             if time.monotonic() > deadline:
-                raise DatapathError(f"agents not alive after {ALIVE_TIMEOUT:.0f} s")
+                raise DatapathError(f"agents not alive after {AGENT_ALIVE_TIMEOUT_S:.0f} s")
             time.sleep(0.1)
 
     def build_vms(self) -> None:

@@ -8,9 +8,9 @@ import subprocess
 from collections.abc import Callable
 from typing import Any
 
-from netloom.bench.dense_host.plan import BLOCKED_PORT, IPERF_PORT, VmSpec, path_of
+from netloom.bench.dense_host.plan import BLOCKED_PORT, VmSpec, path_of
 from netloom.bench.dense_host.report import DenseHostReport
-from netloom.bench.procs import stop_group
+from netloom.bench.procs import IPERF_PORT, stop_group
 from netloom.bench.stats import summary
 from netloom.lab import netns, probes
 from netloom.lab.lab import Lab

@@ -41,6 +41,7 @@ from typing import Any
 
 from netloom.agent.options import DEFAULT_METRICS_PORT as METRICS_PORT
 from netloom.bench.perf.setups import UNDERLAYS, Endpoints
+from netloom.bench.procs import AGENT_ALIVE_TIMEOUT_S
 from netloom.errors import DatapathError, NetloomError, SetupUnavailable
 from netloom.lab import netns, probes
 from netloom.lab.lab import Lab, host_name, netloom_argv, vm_mac
@@ -50,7 +51,6 @@ PREFIX = 24
 CLIENT_NET, CLIENT_GW, CLIENT_IP = "10.0.1.0/24", "10.0.1.1", "10.0.1.10"
 SERVER_NET, SERVER_GW, SERVER_IP = "10.0.2.0/24", "10.0.2.1", "10.0.2.10"
 FLOATING_IP = "203.0.113.50"  # RFC 5737 TEST-NET-3
-ALIVE_TIMEOUT = 30.0
 WARMUP_TIMEOUT = 20.0
 LAB_MTUS = (1500, 9000)
 
@@ -235,7 +235,7 @@ class OverlaySetup:
     def _wait_alive(lab: Lab) -> None:
         """Both agents heartbeating (the cluster's view), else the agents' log tails."""
         api = lab.api()
-        deadline = time.monotonic() + ALIVE_TIMEOUT
+        deadline = time.monotonic() + AGENT_ALIVE_TIMEOUT_S
         while True:
             alive = {h["name"]: bool(h.get("alive")) for h in api.list("hosts")}
             if alive and all(alive.values()):
@@ -243,7 +243,7 @@ class OverlaySetup:
             if time.monotonic() > deadline:
                 raise DatapathError(
                     f"agents of {', '.join(n for n, a in alive.items() if not a)}"
-                    f" not alive after {ALIVE_TIMEOUT:.0f} s: {_logs(lab)}"
+                    f" not alive after {AGENT_ALIVE_TIMEOUT_S:.0f} s: {_logs(lab)}"
                 )
             time.sleep(0.2)
 

@@ -11,7 +11,7 @@
   :mod:`netloom.bench.tools.crr` (netperf's TCP_CRR is not in Debian main).
 
 All commands run through ``nsenter --net=/run/netns/NAME`` (never ``ip netns exec``, which
-remounts /sys and hides bpffs pins, ARCHITECTURE.md). Servers listen on all addresses so a
+remounts /sys and hides bpffs pins). Servers listen on all addresses so a
 floating IP (DNAT before the server) works the same as a private one, and stay up for the whole
 run; every one is started in its own session and stopped by its process group.
 """
@@ -33,7 +33,7 @@ from typing import IO, Any
 import psutil
 
 from netloom.bench.perf.setups import Endpoints
-from netloom.bench.procs import stop_group
+from netloom.bench.procs import IPERF_PORT, stop_group
 from netloom.errors import DatapathError
 from netloom.lab import netns
 
@@ -44,7 +44,6 @@ LABELS = {
     "tcp_rr": "TCP_RR trans/s",
     "tcp_crr": "TCP_CRR trans/s",
 }
-IPERF_PORT = 5201
 SOCKPERF_PORT = 11111
 CRR_PORT = 5301
 SOCKPERF_MSG = 14  # sockperf's minimum message size (its header)
