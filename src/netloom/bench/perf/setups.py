@@ -14,7 +14,8 @@ Baselines defined here:
   (see below), each host with a Linux bridge, a unicast VXLAN device (RFC 7348, UDP 4789)
   towards the other host and a VM namespace attached by veth to that bridge. The VMs share
   one L2 tenant subnet (10.x, inside the VM namespaces only) and have MTU = underlay MTU - 50,
-  the VXLAN overhead, so no packet is ever fragmented outside. Offloads stay at the kernel's defaults, as a user would have them.
+  the VXLAN overhead, so no packet is ever fragmented outside. Offloads stay at the
+  kernel's defaults, as a user would have them.
 
 The underlay of the two-host setups (``--underlay``):
 
