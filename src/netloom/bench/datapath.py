@@ -23,12 +23,16 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from netloom.bench.stats import median, percentile, rounded
 from netloom.errors import DatapathError
+
+if TYPE_CHECKING:
+    from netloom.datapath.bpf import BpfDatapath
+    from netloom.flows.model import FlowKey
 
 ECHO = r"""
 import socket, sys
@@ -134,6 +138,76 @@ def _lab() -> Iterator[_Lab]:
         shutil.rmtree(f"{PIN_ROOT}/{prefix}", ignore_errors=True)
 
 
+def _flow_mask() -> FlowKey:
+    from netloom.flows.model import EXACT, FlowKey
+
+    return FlowKey(
+        in_port=EXACT.in_port,
+        eth_type=0xFFFF,
+        ip_src=EXACT.ip_src,
+        ip_dst=EXACT.ip_dst,
+        ip_proto=0xFF,
+        tp_src=0xFFFF,
+        tp_dst=0xFFFF,
+    )
+
+
+def _install_rate(dp: BpfDatapath, pa: int, pb: int, fmask: FlowKey, installs: int) -> float:
+    """Flows installed per second, in batches of 1000 (then deleted again)."""
+    from netloom.flows.model import Flow, FlowKey, Output
+
+    flows = [
+        Flow(
+            FlowKey(
+                in_port=pa,
+                eth_type=0x800,
+                ip_src=0x0A640000 + i,
+                ip_dst=0x0A010002,
+                ip_proto=17,
+                tp_src=i & 0xFFFF,
+                tp_dst=9,
+            ),
+            fmask,
+            (Output(pb),),
+        )
+        for i in range(installs)
+    ]
+    t0 = time.perf_counter()
+    for i in range(0, installs, 1000):
+        dp.install(flows[i : i + 1000])
+    rate = installs / (time.perf_counter() - t0)
+    dp.delete([(f.key, f.mask) for f in flows])
+    return rate
+
+
+def _in_ns(ns: str, script: str, *args: str) -> list[str]:
+    return ["nsenter", f"--net=/run/netns/{ns}", sys.executable, "-c", script, *args]
+
+
+def _first_packets(lab: _Lab, samples: int) -> tuple[list[float], int]:
+    """Added latency (ms) of each new flow's first packet, and how many got no answer."""
+    r = subprocess.run(
+        _in_ns(lab.a, PROBE, "10.1.0.2", str(samples)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    pairs = json.loads(r.stdout)
+    added = [p[0] - min(p[1], p[2]) for p in pairs if p[0] is not None and p[1]]
+    return added, sum(1 for p in pairs if p[0] is None)
+
+
+def _burst(lab: _Lab, agent: _Agent, burst: int) -> None:
+    """``burst`` new flows at once; waits (10 s at most) until the agent handled them."""
+    agent.reset()
+    subprocess.run(_in_ns(lab.a, BURST, "10.1.0.2", str(burst)), check=True, timeout=60)
+    deadline = time.monotonic() + 10
+    while agent.handled < burst and time.monotonic() < deadline:
+        time.sleep(0.05)
+    agent.stop.set()
+    agent.join(2)
+
+
 def run(samples: int = 200, installs: int = 20000, burst: int = 3000) -> dict[str, object]:
     """Build the lab, measure, tear everything down; returns the figures."""
     from netloom.datapath.base import PortKind
@@ -145,91 +219,18 @@ def run(samples: int = 200, installs: int = 20000, burst: int = 3000) -> dict[st
         echo: subprocess.Popen[bytes] | None = None
         try:
             pa, pb = dp.add_port("ha", PortKind.VM), dp.add_port("hb", PortKind.VM)
-            fmask = FlowKey(
-                in_port=EXACT.in_port,
-                eth_type=0xFFFF,
-                ip_src=EXACT.ip_src,
-                ip_dst=EXACT.ip_dst,
-                ip_proto=0xFF,
-                tp_src=0xFFFF,
-                tp_dst=0xFFFF,
-            )
-
-            # 1. batched installs
-            flows = [
-                Flow(
-                    FlowKey(
-                        in_port=pa,
-                        eth_type=0x800,
-                        ip_src=0x0A640000 + i,
-                        ip_dst=0x0A010002,
-                        ip_proto=17,
-                        tp_src=i & 0xFFFF,
-                        tp_dst=9,
-                    ),
-                    fmask,
-                    (Output(pb),),
-                )
-                for i in range(installs)
-            ]
-            t0 = time.perf_counter()
-            for i in range(0, installs, 1000):
-                dp.install(flows[i : i + 1000])
-            installs_per_s = installs / (time.perf_counter() - t0)
-            dp.delete([(f.key, f.mask) for f in flows])
-
+            fmask = _flow_mask()
+            installs_per_s = _install_rate(dp, pa, pb, fmask, installs)
             lookup_ns = _lookup_cost(dp, pa, pb)
-
             # reverse direction pre-installed: only the VM-a side misses
             dp.install([Flow(FlowKey(in_port=pb), FlowKey(in_port=EXACT.in_port), (Output(pa),))])
             agent = _Agent(dp, pa, pb, fmask)
             agent.start()
-            echo = subprocess.Popen(
-                ["nsenter", f"--net=/run/netns/{lab.b}", sys.executable, "-c", ECHO],
-                stdout=subprocess.PIPE,
-            )
+            echo = subprocess.Popen(_in_ns(lab.b, ECHO), stdout=subprocess.PIPE)
             assert echo.stdout is not None
             echo.stdout.readline()
-
-            # 2. first-packet added latency
-            r = subprocess.run(
-                [
-                    "nsenter",
-                    f"--net=/run/netns/{lab.a}",
-                    sys.executable,
-                    "-c",
-                    PROBE,
-                    "10.1.0.2",
-                    str(samples),
-                ],
-                capture_output=True,
-                text=True,
-                timeout=120,
-            )
-            pairs = json.loads(r.stdout)
-            added = [p[0] - min(p[1], p[2]) for p in pairs if p[0] is not None and p[1]]
-            lost = sum(1 for p in pairs if p[0] is None)
-
-            # 3. upcall -> install -> re-inject rate
-            agent.reset()
-            subprocess.run(
-                [
-                    "nsenter",
-                    f"--net=/run/netns/{lab.a}",
-                    sys.executable,
-                    "-c",
-                    BURST,
-                    "10.1.0.2",
-                    str(burst),
-                ],
-                check=True,
-                timeout=60,
-            )
-            deadline = time.monotonic() + 10
-            while agent.handled < burst and time.monotonic() < deadline:
-                time.sleep(0.05)
-            agent.stop.set()
-            agent.join(2)
+            added, lost = _first_packets(lab, samples)
+            _burst(lab, agent, burst)
             delivered = sum(1 for f, s in dp.dump() if f.key.tp_dst >= 30000 and s.packets)
             span = max(agent.t_last - agent.t_first, 1e-9)
             return {

@@ -182,6 +182,69 @@ def _wait_ready(proc: subprocess.Popen[bytes], log_path: Path) -> tuple[str, tup
 # ---- one cloud --------------------------------------------------------------------------------
 
 
+def _provision(cloud: Cloud, api_url: str, threads: int, vms: int) -> dict[str, Any]:
+    """Step 2: the cloud through the REST API; its timing and request figures."""
+    prov = Provisioner(api_url, threads)
+    t0 = time.monotonic()
+    try:
+        prov.provision(cloud)
+    finally:
+        prov.close()
+    took = round(time.monotonic() - t0, 2)
+    vm_s = prov.phases.get("vm_ports", 0.0)
+    return {
+        "provision_s": took,
+        "api_requests": prov.requests,
+        "api_conflicts_retried": prov.conflicts,
+        "requests_per_s": round(prov.requests / took, 1),
+        "ports_per_s": round(vms / vm_s, 1) if vm_s else None,
+        "provision_phases_s": prov.phases,
+    }
+
+
+def _bring_up(ws: Workers, cloud: Cloud) -> dict[str, Any]:
+    """Steps 3-4: every agent started until all its bindings are active, then the warm-up."""
+    agents = {
+        w: ("start", [(cloud.hosts[h].id, cloud.hosts[h].ip, cloud.expected_ports(h)) for h in hs])
+        for w, hs in enumerate(ws.hosts)
+    }
+    t_start = time.time()
+    active = ws.call(agents, 600)
+    out: dict[str, Any] = {
+        "all_active_s": round(max(max(a.values()) for a in active.values()) - t_start, 2)
+    }
+    t0 = time.monotonic()
+    n, fails = run_checks(ws, cloud, warmup_checks(cloud), 1800)
+    out["warmup_s"] = round(time.monotonic() - t0, 2)
+    out["warmup_checks"], out["warmup_failures"] = n, len(fails)
+    out["warmup_failure_sample"] = fails[:5]
+    out["agent100_rss_mb"] = _mb(psutil.Process(ws.pid(ws.big)).memory_info().rss)
+    return out
+
+
+def _agent_stats(ws: Workers, hosts: int) -> dict[str, Any]:
+    """What the agents report about themselves, summed over the worker processes."""
+    stats = ws.all(("stats",), 60)
+    rest = [s for w, s in stats.items() if w != ws.big]
+    out: dict[str, Any] = {
+        "agent100_records": stats[ws.big]["records_max"],
+        "worker_processes": len(rest),
+        "worker_rss_mb": [s["rss_mb"] for s in rest],
+        "agents_connected": sum(s["connected"] for s in stats.values()),
+        "sim_retransmits": sum(s["retransmits"] for s in stats.values()),
+        "agent_counters": {
+            k: sum(s["agent"][k] for s in stats.values()) for k in stats[ws.big]["agent"]
+        },
+        "subscribe_wait_ms": wait_figures(list(stats.values())),
+    }
+    if rest:
+        out["agent_records_max"] = max(s["records_max"] for s in rest)
+        out["agent_records_mean"] = round(
+            sum(s["records_sum"] for s in rest) / max(1, hosts - 1), 1
+        )
+    return out
+
+
 def run_cloud(
     hosts: int,
     vms: int,
@@ -206,59 +269,15 @@ def run_cloud(
     workdir = Path(tempfile.mkdtemp(prefix="netloom-scale-"))
     try:
         with start_cluster(store, workdir) as cl:
-            prov = Provisioner(cl.api_url, threads)
-            t0 = time.monotonic()
-            try:
-                prov.provision(cloud)
-            finally:
-                prov.close()
-            out["provision_s"] = round(time.monotonic() - t0, 2)
-            out["api_requests"] = prov.requests
-            out["api_conflicts_retried"] = prov.conflicts
-            out["requests_per_s"] = round(prov.requests / out["provision_s"], 1)
-            vm_s = prov.phases.get("vm_ports", 0.0)
-            out["ports_per_s"] = round(vms / vm_s, 1) if vm_s else None
-            out["provision_phases_s"] = prov.phases
+            out.update(_provision(cloud, cl.api_url, threads, vms))
             with start_workers(cloud, cl.topology, per_process) as ws:
-                agents = {
-                    w: (
-                        "start",
-                        [
-                            (cloud.hosts[h].id, cloud.hosts[h].ip, cloud.expected_ports(h))
-                            for h in hs
-                        ],
-                    )
-                    for w, hs in enumerate(ws.hosts)
-                }
-                t_start = time.time()
-                active = ws.call(agents, 600)
-                out["all_active_s"] = round(
-                    max(max(a.values()) for a in active.values()) - t_start, 2
-                )
-                t0 = time.monotonic()
-                n, fails = run_checks(ws, cloud, warmup_checks(cloud), 1800)
-                out["warmup_s"] = round(time.monotonic() - t0, 2)
-                out["warmup_checks"], out["warmup_failures"] = n, len(fails)
-                out["agent100_rss_mb"] = _mb(psutil.Process(ws.pid(ws.big)).memory_info().rss)
+                up = _bring_up(ws, cloud)
+                sample = up.pop("warmup_failure_sample")
+                out.update(up)
                 if full:
                     out.update(_full_steps(ws, cloud, cl, sims, changes, rng))
-                    out["warmup_failure_sample"] = fails[:5]
-                stats = ws.all(("stats",), 60)
-                out["agent100_records"] = stats[ws.big]["records_max"]
-                rest = [s for w, s in stats.items() if w != ws.big]
-                out["worker_processes"] = len(rest)
-                out["worker_rss_mb"] = [s["rss_mb"] for s in rest]
-                out["agents_connected"] = sum(s["connected"] for s in stats.values())
-                out["sim_retransmits"] = sum(s["retransmits"] for s in stats.values())
-                out["agent_counters"] = {
-                    k: sum(s["agent"][k] for s in stats.values()) for k in stats[ws.big]["agent"]
-                }
-                out["subscribe_wait_ms"] = wait_figures(list(stats.values()))
-                if rest:
-                    out["agent_records_max"] = max(s["records_max"] for s in rest)
-                    out["agent_records_mean"] = round(
-                        sum(s["records_sum"] for s in rest) / max(1, hosts - 1), 1
-                    )
+                    out["warmup_failure_sample"] = sample
+                out.update(_agent_stats(ws, hosts))
                 out.update(cl.stats())
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -15,13 +15,14 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from netloom.api.client import ApiClient
-from netloom.bench.scale_cloud import Cloud, VmPlan
+from netloom.bench.scale_cloud import Cloud, TenantPlan, VmPlan
 from netloom.bench.scale_worker import Check, worker_main
 from netloom.bench.stats import percentile, rounded
 from netloom.errors import NetloomError
 
 READY_TIMEOUT_S = 60.0
 PROPAGATION_TIMEOUT_S = 30.0
+BLACKHOLE_DST = "192.0.2.0/24"  # RFC 5737: the route a propagation check creates
 QUIET_S = 0.5  # after the last expected arrival: time for an unwanted one to show up
 
 
@@ -194,57 +195,57 @@ def propagation(
     picks = rng.sample(full, min(changes, len(full)))
     if big_tenants and not any(t in big_tenants for t in picks):
         picks[0] = big_tenants[0]
-    result: dict[str, Any] = {}
     with ApiClient(api_url) as api:
-        for what in ("sg", "route"):
-            parents = {t.ingress_chain if what == "sg" else t.router_id: t for t in picks}
-            ws.all(("track", list(parents)), 30)
-            sent: dict[str, float] = {}
-            began: dict[str, float] = {}
-            for pid in parents:
-                began[pid] = time.time()
-                if what == "sg":
-                    api.create(
-                        "rules",
-                        {
-                            "chain_id": pid,
-                            "position": 25,
-                            "action": "accept",
-                            "nw_proto": 6,
-                            "tp_dst": {"start": 80, "end": 80},
-                        },
-                    )
-                else:
-                    api.create(
-                        "routes", {"router_id": pid, "dst": "192.0.2.0/24", "type": "blackhole"}
-                    )
-                sent[pid] = time.time()
-            need = {
-                pid: {cloud.hosts[cloud.vms[i].host].id for i in t.vms}
-                for pid, t in parents.items()
-            }
-            seen = _wait_seen(ws, need)
-            lat: list[float] = []
-            lat_call: list[float] = []  # from the start of the API call (includes the commit)
-            missing = extra = 0
-            for pid in parents:
-                got = {h: ts for h, s in seen.items() for p, ts in s.items() if p == pid}
-                # an agent may apply the change before the HTTP answer is back: 0, not < 0
-                lat += [max(0.0, (got[h] - sent[pid]) * 1000) for h in need[pid] if h in got]
-                lat_call += [(got[h] - began[pid]) * 1000 for h in need[pid] if h in got]
-                missing += len(need[pid] - set(got))
-                extra += len(set(got) - need[pid])
-            result[what] = {
-                "changes": len(parents),
-                "agents_needing": sum(map(len, need.values())),
-                "p50_ms": rounded(percentile(lat, 0.5), 1),
-                "p99_ms": rounded(percentile(lat, 0.99), 1),
-                "max_ms": round(max(lat), 1) if lat else None,
-                "from_call_start_p99_ms": rounded(percentile(lat_call, 0.99), 1),
-                "missing": missing,
-                "unwanted": extra,
-            }
-    return result
+        return {what: _propagate(ws, cloud, api, what, picks) for what in ("sg", "route")}
+
+
+def _change(api: ApiClient, what: str, parent: str) -> None:
+    if what == "sg":
+        rule = {
+            "position": 25,
+            "action": "accept",
+            "nw_proto": 6,
+            "tp_dst": {"start": 80, "end": 80},
+        }
+        api.create("rules", {"chain_id": parent, **rule})
+    else:
+        api.create("routes", {"router_id": parent, "dst": BLACKHOLE_DST, "type": "blackhole"})
+
+
+def _propagate(
+    ws: Workers, cloud: Cloud, api: ApiClient, what: str, picks: list[TenantPlan]
+) -> dict[str, Any]:
+    """One kind of change (``sg`` or ``route``) on each picked tenant; its figures."""
+    parents = {t.ingress_chain if what == "sg" else t.router_id: t for t in picks}
+    ws.all(("track", list(parents)), 30)
+    sent: dict[str, float] = {}
+    began: dict[str, float] = {}
+    for pid in parents:
+        began[pid] = time.time()
+        _change(api, what, pid)
+        sent[pid] = time.time()
+    need = {pid: {cloud.hosts[cloud.vms[i].host].id for i in t.vms} for pid, t in parents.items()}
+    seen = _wait_seen(ws, need)
+    lat: list[float] = []
+    lat_call: list[float] = []  # from the start of the API call (includes the commit)
+    missing = extra = 0
+    for pid in parents:
+        got = {h: ts for h, s in seen.items() for p, ts in s.items() if p == pid}
+        # an agent may apply the change before the HTTP answer is back: 0, not < 0
+        lat += [max(0.0, (got[h] - sent[pid]) * 1000) for h in need[pid] if h in got]
+        lat_call += [(got[h] - began[pid]) * 1000 for h in need[pid] if h in got]
+        missing += len(need[pid] - set(got))
+        extra += len(set(got) - need[pid])
+    return {
+        "changes": len(parents),
+        "agents_needing": sum(map(len, need.values())),
+        "p50_ms": rounded(percentile(lat, 0.5), 1),
+        "p99_ms": rounded(percentile(lat, 0.99), 1),
+        "max_ms": round(max(lat), 1) if lat else None,
+        "from_call_start_p99_ms": rounded(percentile(lat_call, 0.99), 1),
+        "missing": missing,
+        "unwanted": extra,
+    }
 
 
 def _wait_seen(ws: Workers, need: dict[str, set[str]]) -> dict[str, dict[str, float]]:

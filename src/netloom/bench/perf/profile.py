@@ -156,6 +156,31 @@ def _add(acc: dict[str, Any], value: float, amount: float, ns: dict[str, int]) -
         acc["cpu_ns"][k] = acc["cpu_ns"].get(k, 0) + v
 
 
+def _compare_to_bare(
+    setups: dict[str, dict[str, Any]],
+) -> tuple[dict[str, dict[str, float]], dict[str, float], dict[str, float]]:
+    """Per setup: its median rate and CPU per unit; against bare: the extra CPU per unit per
+    stage, the rate ratio bare's busy CPU predicts, and the rate ratio measured."""
+    for s in setups.values():
+        s["value"] = statistics.median(s["values"])
+        s["per_unit_us"] = per_unit(s["cpu_ns"], s["amount"])
+    base = setups.get(BASELINE)
+    if base is None:
+        return {}, {}, {}
+    others = {n: s for n, s in setups.items() if n != BASELINE}
+    extra = {
+        n: {k: v - base["per_unit_us"][k] for k, v in s["per_unit_us"].items()}
+        for n, s in others.items()
+    }
+    predicted = {
+        n: base["per_unit_us"]["busy"] / s["per_unit_us"]["busy"]
+        for n, s in others.items()
+        if s["per_unit_us"]["busy"] > 0
+    }
+    measured = {n: s["value"] / base["value"] for n, s in others.items() if base["value"] > 0}
+    return extra, predicted, measured
+
+
 def run(opts: ProfileOptions, progress: Progress = lambda _m: None) -> dict[str, Any]:
     opts.validate()
     perf = perf_binary()
@@ -183,25 +208,7 @@ def run(opts: ProfileOptions, progress: Progress = lambda _m: None) -> dict[str,
                     stages_of(perf, data),
                 )
                 data.unlink()
-    for s in setups.values():
-        s["value"] = statistics.median(s["values"])
-        s["per_unit_us"] = per_unit(s["cpu_ns"], s["amount"])
-    base = setups.get(BASELINE)
-    extra = {
-        n: {k: v - base["per_unit_us"][k] for k, v in s["per_unit_us"].items()}
-        for n, s in setups.items()
-        if base is not None and n != BASELINE
-    }
-    predicted = {
-        n: base["per_unit_us"]["busy"] / s["per_unit_us"]["busy"]
-        for n, s in setups.items()
-        if base is not None and n != BASELINE and s["per_unit_us"]["busy"] > 0
-    }
-    measured = {
-        n: s["value"] / base["value"]
-        for n, s in setups.items()
-        if base is not None and n != BASELINE and base["value"] > 0
-    }
+    extra, predicted, measured = _compare_to_bare(setups)
     return {
         "machine": machine(),
         "params": {
