@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import threading
@@ -28,7 +29,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from netloom.bench.stats import median, percentile, rounded
+from netloom.datapath.pins import PIN_ROOT
 from netloom.errors import DatapathError
+from netloom.lab import netns
 
 if TYPE_CHECKING:
     from netloom.datapath.bpf import BpfDatapath
@@ -79,7 +82,7 @@ def _sh(*cmd: str) -> None:
 
 
 def _ns(ns: str, *cmd: str) -> None:
-    _sh("nsenter", f"--net=/run/netns/{ns}", *cmd)
+    _sh(*netns.nsenter_argv(ns, cmd))
 
 
 @dataclass
@@ -131,10 +134,6 @@ def _lab() -> Iterator[_Lab]:
     finally:
         for ns in reversed(made):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-        import shutil
-
-        from netloom.datapath.pins import PIN_ROOT
-
         shutil.rmtree(f"{PIN_ROOT}/{prefix}", ignore_errors=True)
 
 
@@ -181,7 +180,7 @@ def _install_rate(dp: BpfDatapath, pa: int, pb: int, fmask: FlowKey, installs: i
 
 
 def _in_ns(ns: str, script: str, *args: str) -> list[str]:
-    return ["nsenter", f"--net=/run/netns/{ns}", sys.executable, "-c", script, *args]
+    return netns.nsenter_argv(ns, [sys.executable, "-c", script, *args])
 
 
 def _first_packets(lab: _Lab, samples: int) -> tuple[list[float], int]:
