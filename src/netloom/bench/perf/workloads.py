@@ -25,7 +25,6 @@ import re
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -34,8 +33,8 @@ import psutil
 
 from netloom.bench.perf.setups import Endpoints
 from netloom.bench.procs import IPERF_PORT, stop_group
-from netloom.errors import DatapathError
-from netloom.lab import netns
+from netloom.errors import DatapathError, LabError
+from netloom.lab import netns, probes
 
 TESTS = ("tcp_stream", "tcp_maerts", "tcp_rr", "tcp_crr")
 LABELS = {
@@ -187,24 +186,19 @@ def _tree_cpu(pid: int) -> tuple[float, float]:
     return user, system
 
 
-def _listening(ns: str, port: int) -> bool:
-    out = netns.run(ns, ["ss", "-Htln", f"sport = :{port}"], check=False).stdout
-    return bool(out.strip())
-
-
 def _wait_listening(
     ns: str, port: int, proc: subprocess.Popen[bytes], role: str, err: IO[bytes]
 ) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            err.seek(0)
-            msg = err.read().decode(errors="replace").strip()
-            raise DatapathError(f"{role} server in {ns} exited {proc.returncode}: {msg}")
-        if _listening(ns, port):
-            return
-        time.sleep(0.05)
-    raise DatapathError(f"{role} server in {ns} is not listening on port {port}")
+    """Until the server listens (:func:`netloom.lab.probes.wait_listening`); if it exits
+    first, the error carries its stderr."""
+    try:
+        probes.wait_listening(ns, port, proc, timeout=READY_TIMEOUT_S)
+    except LabError:
+        if proc.poll() is None:
+            raise DatapathError(f"{role} server in {ns} is not listening on port {port}") from None
+        err.seek(0)
+        msg = err.read().decode(errors="replace").strip()
+        raise DatapathError(f"{role} server in {ns} exited {proc.returncode}: {msg}") from None
 
 
 def prepare_client(ns: str) -> None:
