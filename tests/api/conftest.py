@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from netloom.api.app import create_app
-from netloom.api.service import INTERNAL_KINDS, ObjectService
+from netloom.api.service import ObjectService
+from netloom.api.tx import INTERNAL_KINDS
 from netloom.model import integrity
 from netloom.model.kinds import KINDS
 from netloom.store import open_store

@@ -125,9 +125,9 @@ def test_create_referrer_vs_cascade_delete(slow: SlowStore) -> None:
 
 def test_concurrent_jumps_cannot_close_a_cycle(slow: SlowStore) -> None:
     svc = ObjectService(slow)
-    for _ in range(15):
-        a, _ = svc.create("chain", {"name": "a"})
-        b, _ = svc.create("chain", {"name": "b"})
+    for i in range(15):
+        a, _ = svc.create("chain", {"name": f"a{i}"})
+        b, _ = svc.create("chain", {"name": f"b{i}"})
         results = race(
             partial(
                 svc.create,

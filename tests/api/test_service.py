@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from netloom.api.service import COUNTER, ObjectService
+from netloom.api.service import ObjectService
+from netloom.api.tx import COUNTER
 from netloom.errors import AlreadyExists, InUse, InvalidInput, NotFound
 from netloom.model.integrity import TUNNEL_KEY_MAX
 from netloom.store.base import Put, Store

@@ -48,7 +48,16 @@ def test_full_topology_round_trips(client: Any, store: Store) -> None:
     assert nobody == []
 
     routes = ok(client.get("/api/v1/routes", params={"router_id": t["router"]}))["items"]
-    assert {r["dst"] for r in routes} == {"10.0.1.0/24", "10.0.2.0/24", "0.0.0.0/0"}
+    # the hand-made routes and, for each router port, its connected and local route
+    assert sorted((r["dst"], r["system"]) for r in routes) == [
+        ("0.0.0.0/0", False),
+        ("10.0.1.0/24", False),
+        ("10.0.1.0/24", True),
+        ("10.0.1.1/32", True),
+        ("10.0.2.0/24", False),
+        ("10.0.2.0/24", True),
+        ("10.0.2.1/32", True),
+    ]
     rules = ok(client.get("/api/v1/rules", params={"chain_id": t["chain_sg"]}))["items"]
     assert {r["action"] for r in rules} == {"accept", "drop"}
     ssh = ok(client.get(f"/api/v1/rules/{t['rule_ssh']}"))

@@ -5,7 +5,7 @@ service and the test harness must all keep the same invariants -- no dangling re
 MACs/tunnel keys/bindings, symmetric links, no jump cycles -- and those invariants must survive
 several cluster processes writing the same ZooKeeper at once.
 
-How: every public write runs a *plan* against a :class:`_Tx`, an optimistic transaction over the
+How: every public write runs a *plan* against a :class:`Tx`, an optimistic transaction over the
 :class:`~netloom.store.base.Store` protocol. The plan reads what it needs (each read is
 remembered with its version), decides, and stages writes; the transaction then commits ONE
 store commit in which every document read becomes a compare-and-set condition (a ``Check`` or
@@ -43,96 +43,21 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from netloom.api import policy
+from netloom.api.tx import REFS, UNIQUE, Doc, Tx, ref_id, split_ref
 from netloom.errors import (
     AlreadyExists,
     Conflict,
-    InUse,
     InvalidInput,
     NotFound,
     VersionConflict,
 )
-from netloom.model import integrity
+from netloom.model import addressing, integrity
 from netloom.model.kinds import KINDS
-from netloom.store.base import Check, Delete, Item, Op, Put, Store
+from netloom.model.types import new_id
+from netloom.store.base import Store
 
-Doc = dict[str, Any]
 T = TypeVar("T")
-
-REFS = "_refs"
-UNIQUE = "_unique"
-COUNTER = "_counter"
-META = "_meta"
-INTERNAL_KINDS = (REFS, UNIQUE, COUNTER, META)
-
-_Key = tuple[str, str]
-
-
-class _Tx:
-    """An optimistic transaction: cached reads with their versions, staged writes, and the
-    single conditional commit that makes them atomic."""
-
-    def __init__(self, store: Store) -> None:
-        self._store = store
-        self._read: dict[_Key, Item | None] = {}
-        self._staged: dict[_Key, Doc | None] = {}
-
-    def _load(self, key: _Key) -> Item | None:
-        if key not in self._read:
-            self._read[key] = self._store.get(*key)
-        return self._read[key]
-
-    def get(self, kind: str, id: str) -> Doc | None:
-        """The document as this transaction sees it (its own staged writes included). A copy:
-        plans may mutate it freely."""
-        key = (kind, id)
-        if key in self._staged:
-            staged = self._staged[key]
-            return copy.deepcopy(staged) if staged is not None else None
-        item = self._load(key)
-        return copy.deepcopy(item.data) if item is not None else None
-
-    def version(self, kind: str, id: str) -> int:
-        """The stored version (0: absent) as first read by this transaction."""
-        item = self._load((kind, id))
-        return item.version if item is not None else 0
-
-    def put(self, kind: str, id: str, data: Doc) -> None:
-        self._load((kind, id))
-        self._staged[(kind, id)] = copy.deepcopy(data)
-
-    def delete(self, kind: str, id: str) -> None:
-        self._load((kind, id))
-        self._staged[(kind, id)] = None
-
-    @property
-    def writes(self) -> bool:
-        return bool(self._staged)
-
-    def ops(self) -> list[Op]:
-        """Writes with the versions they replace, and a Check for everything only read."""
-        ops: list[Op] = []
-        for key, item in self._read.items():
-            have = item.version if item is not None else 0
-            if key not in self._staged:
-                ops.append(Check(key[0], key[1], have))
-                continue
-            new = self._staged[key]
-            if new is not None:
-                ops.append(Put(key[0], key[1], new, expect_version=have))
-            elif have:
-                ops.append(Delete(key[0], key[1], expect_version=have))
-            else:
-                ops.append(Check(key[0], key[1], 0))
-        return ops
-
-
-def _ref_id(kind: str, id: str) -> str:
-    return f"{kind}:{id}"
-
-
-def _split(ref: str) -> _Key:
-    kind, _, id = ref.partition(":")
-    return kind, id
 
 
 class ObjectService:
@@ -166,7 +91,7 @@ class ObjectService:
             for it in self.store.list(k.name)
             if all(integrity.filter_matches(it.data.get(f), v) for f, v in wanted.items())
         ]
-        out.sort(key=lambda pair: str(pair[0].get("id")))
+        out.sort(key=lambda pair: _list_order(kind, pair[0]))
         return out
 
     def revision(self) -> int:
@@ -179,15 +104,22 @@ class ObjectService:
         body = _as_object(data)
         for field in sorted(k.read_only & body.keys()):
             raise InvalidInput(f"{field} is set by the system and cannot be given", field=field)
-        record = integrity.validate(kind, body)
+        append = kind == "rule" and body.get("position") is None
+        if append:
+            body.pop("position", None)
+        body.setdefault("id", new_id())
 
-        def plan(tx: _Tx) -> tuple[Doc, int]:
-            new = dict(record)
+        def plan(tx: Tx) -> tuple[Doc, int]:
+            draft = dict(body)
+            if kind == "port":
+                policy.fill_mac(self.store, draft)
+                policy.fill_ips(tx, self.store, draft)
+            new = integrity.validate(kind, draft)
             if tx.version(kind, new["id"]):
                 raise AlreadyExists(f"{kind} {new['id']} already exists", field="id")
             if kind == "port":
-                new["tunnel_key"] = self._allocate_tunnel_key(tx)
-            self._save(tx, kind, new["id"], None, new)
+                new["tunnel_key"] = policy.allocate_tunnel_key(tx)
+            self._save(tx, kind, new["id"], None, new, append=append)
             return new, 1
 
         return self._run(plan)
@@ -211,7 +143,7 @@ class ObjectService:
 
         def build(old: Doc) -> Doc:
             new = dict(body)
-            for field in k.read_only:
+            for field in k.read_only | integrity.KEPT.get(kind, frozenset()):
                 if field in old:
                     new.setdefault(field, old[field])
             new.setdefault("id", id)
@@ -224,13 +156,14 @@ class ObjectService:
     ) -> None:
         integrity.kind(kind)
 
-        def plan(tx: _Tx) -> None:
+        def plan(tx: Tx) -> None:
             self._expect(tx, kind, id, expect_version)
             doomed: dict[str, Doc] = {}
             self._collect(tx, kind, id, cascade, doomed)
-            unlink = self._blockers(tx, doomed, cascade)
+            policy.add_system_routes(tx, doomed)
+            unlink = policy.blockers(tx, doomed, cascade)
             for ref, data in doomed.items():
-                self._save(tx, *_split(ref), data, None, dying=doomed.keys())
+                self._save(tx, *split_ref(ref), data, None, dying=doomed.keys())
             for peer_id in unlink:
                 peer = tx.get("port", peer_id)
                 assert peer is not None
@@ -263,7 +196,7 @@ class ObjectService:
 
         _check_id("host", host_id)
 
-        def plan(tx: _Tx) -> tuple[Doc, int]:
+        def plan(tx: Tx) -> tuple[Doc, int]:
             host = tx.get("host", host_id)
             if host is None:
                 raise NotFound(f"no host {host_id}", field="host_id")
@@ -278,12 +211,12 @@ class ObjectService:
 
     # -- machinery ---------------------------------------------------------------------------
 
-    def _run(self, plan: Callable[[_Tx], T]) -> T:
+    def _run(self, plan: Callable[[Tx], T]) -> T:
         """Run ``plan`` and commit its transaction; re-run it when a concurrent writer changed
         what it read. Errors the plan raises (bad input, caller's version) pass through."""
         last: Exception | None = None
         for attempt in range(self.max_attempts):
-            tx = _Tx(self.store)
+            tx = Tx(self.store)
             result = plan(tx)
             if not tx.writes:
                 return result
@@ -308,11 +241,19 @@ class ObjectService:
     ) -> tuple[Doc, int]:
         k = integrity.kind(kind)
 
-        def plan(tx: _Tx) -> tuple[Doc, int]:
+        def plan(tx: Tx) -> tuple[Doc, int]:
             version = self._expect(tx, kind, id, expect_version)
             old = tx.get(kind, id)
             assert old is not None
+            if old.get("system"):
+                raise Conflict(
+                    f"{kind} {id} is made by the system from router port"
+                    f" {old.get('next_hop_port_id')}'s address; change the port instead",
+                    field="id",
+                )
             draft = build(old)
+            if kind == "port":
+                policy.fill_ips(tx, self.store, draft)
             if str(draft.get("id", id)) != id:
                 raise InvalidInput("id cannot be changed", field="id")
             for field in sorted(k.read_only & body.keys()):
@@ -332,7 +273,7 @@ class ObjectService:
         return self._run(plan)
 
     @staticmethod
-    def _expect(tx: _Tx, kind: str, id: str, expect_version: int | None) -> int:
+    def _expect(tx: Tx, kind: str, id: str, expect_version: int | None) -> int:
         """The object's version; NotFound if absent, VersionConflict if the caller pinned
         another one."""
         _check_id(kind, id)
@@ -345,13 +286,26 @@ class ObjectService:
         return version
 
     def _save(
-        self, tx: _Tx, kind: str, id: str, old: Doc | None, new: Doc | None, dying: Any = ()
+        self,
+        tx: Tx,
+        kind: str,
+        id: str,
+        old: Doc | None,
+        new: Doc | None,
+        dying: Any = (),
+        append: bool = False,
     ) -> None:
         """Stage one record write (``new`` None: delete) with everything it implies: the
-        kind's own rules, reverse references, unique indexes. ``dying``: objects deleted in the
-        same commit, whose reverse-reference documents go away anyway."""
+        kind's own rules, reverse references, unique indexes, a router port's routes.
+        ``dying``: objects deleted in the same commit, whose reverse-reference documents go
+        away anyway. ``append``: a new rule goes after its chain's last one."""
         if new is not None:
-            self._kind_rules(tx, kind, id, old, new)
+            self._kind_rules(tx, kind, id, old, new, append)
+        subnet_left = (
+            new is not None or ref_id("bridge", str((old or {}).get("bridge_id"))) not in dying
+        )
+        if kind == "dhcp_subnet" and old is not None and subnet_left:
+            policy.check_subnet_change(tx, old, new)
         self._save_refs(tx, kind, id, old, new, dying)
         self._save_unique(tx, kind, id, old, new)
         if new is None:
@@ -360,11 +314,13 @@ class ObjectService:
             tx.put(kind, id, new)
         if kind == "port":
             self._save_peer(tx, id, old, new)
+            if new is not None:
+                self._save_system_routes(tx, id, old, new)
 
     def _save_refs(
-        self, tx: _Tx, kind: str, id: str, old: Doc | None, new: Doc | None, dying: Any
+        self, tx: Tx, kind: str, id: str, old: Doc | None, new: Doc | None, dying: Any
     ) -> None:
-        me = _ref_id(kind, id)
+        me = ref_id(kind, id)
         before = integrity.references(kind, old)
         after = integrity.references(kind, new)
         for tk, tid, field in sorted(after - before):
@@ -372,12 +328,12 @@ class ObjectService:
                 raise InvalidInput(f"{field}: a {kind} cannot reference itself", field=field)
             if tx.get(tk, tid) is None:
                 raise InvalidInput(f"{field}: no {tk} {tid}", field=field)
-            doc = tx.get(REFS, _ref_id(tk, tid)) or {"referrers": {}}
+            doc = tx.get(REFS, ref_id(tk, tid)) or {"referrers": {}}
             fields = set(doc["referrers"].get(me, ())) | {field}
             doc["referrers"][me] = sorted(fields)
-            tx.put(REFS, _ref_id(tk, tid), doc)
+            tx.put(REFS, ref_id(tk, tid), doc)
         for tk, tid, field in sorted(before - after):
-            target = _ref_id(tk, tid)
+            target = ref_id(tk, tid)
             if target in dying:
                 continue
             current = tx.get(REFS, target)
@@ -394,8 +350,8 @@ class ObjectService:
                 tx.delete(REFS, target)
 
     @staticmethod
-    def _save_unique(tx: _Tx, kind: str, id: str, old: Doc | None, new: Doc | None) -> None:
-        me = _ref_id(kind, id)
+    def _save_unique(tx: Tx, kind: str, id: str, old: Doc | None, new: Doc | None) -> None:
+        me = ref_id(kind, id)
         before = integrity.unique_keys(kind, old)
         after = integrity.unique_keys(kind, new)
         for key in sorted(before.keys() - after.keys()):
@@ -405,71 +361,42 @@ class ObjectService:
         for key in sorted(after.keys() - before.keys()):
             doc = tx.get(UNIQUE, key)
             if doc is not None and doc.get("owner") != me:
-                raise AlreadyExists(_taken(key, str(doc.get("owner"))), field=after[key])
+                raise AlreadyExists(integrity.taken(key, str(doc.get("owner"))), field=after[key])
             tx.put(UNIQUE, key, {"owner": me})
 
-    def _kind_rules(self, tx: _Tx, kind: str, id: str, old: Doc | None, new: Doc) -> None:
+    def _kind_rules(
+        self, tx: Tx, kind: str, id: str, old: Doc | None, new: Doc, append: bool
+    ) -> None:
+        added = integrity.references(kind, new) - integrity.references(kind, old)
+        policy.check_tenancy(tx, kind, new, added)
+        if KINDS[kind].scope == "tenant_id":
+            policy.check_unshare(tx, kind, id, old, new)
         if kind == "port":
-            self._check_port_device(tx, new)
+            policy.check_port_device(tx, new)
+            policy.check_fixed_ips(tx, new, old)
         elif kind == "route":
-            self._check_route(tx, new)
+            policy.check_route(tx, new)
         elif kind == "rule":
-            self._check_jump(tx, id, old, new)
+            policy.check_jump(tx, self.store, id, old, new)
+            if append or old is None or old["position"] != new["position"]:
+                moves = policy.place_rule(tx, id, new, None if append else new["position"])
+                for rid, position in moves.items():
+                    moved = tx.get("rule", rid)
+                    assert moved is not None
+                    tx.put("rule", rid, {**moved, "position": position})
 
-    @staticmethod
-    def _check_port_device(tx: _Tx, port: Doc) -> None:
-        """A port's ``type`` names its device's kind (a router port on a bridge would have an
-        address nothing routes to)."""
-        want = port["type"]
-        if tx.get(want, port["device_id"]) is not None:
+    def _save_system_routes(self, tx: Tx, id: str, old: Doc | None, new: Doc) -> None:
+        """A router port's connected and local routes follow its address (same commit)."""
+        if old is not None and old.get("address") == new.get("address"):
             return
-        other = "bridge" if want == "router" else "router"
-        if tx.get(other, port["device_id"]) is not None:
-            raise InvalidInput(
-                f"device_id: {port['device_id']} is a {other}, but the port's type is {want!r}",
-                field="device_id",
-            )
-        raise InvalidInput(f"device_id: no {want} {port['device_id']}", field="device_id")
+        want = addressing.system_routes(new)
+        for rid in addressing.system_route_ids(id):
+            have = tx.get("route", rid)
+            doc = integrity.validate("route", want[rid]) if rid in want else None
+            if have != doc:
+                self._save(tx, "route", rid, have, doc)
 
-    @staticmethod
-    def _check_route(tx: _Tx, route: Doc) -> None:
-        """A route leaves through one of its own router's ports."""
-        port_id = route.get("next_hop_port_id")
-        if port_id is None:
-            return
-        port = tx.get("port", port_id)
-        if port is None:
-            raise InvalidInput(f"next_hop_port_id: no port {port_id}", field="next_hop_port_id")
-        if port["device_id"] != route["router_id"]:
-            raise InvalidInput(
-                f"next_hop_port_id: port {port_id} belongs to {port['type']} "
-                f"{port['device_id']}, not to router {route['router_id']}",
-                field="next_hop_port_id",
-            )
-
-    def _check_jump(self, tx: _Tx, id: str, old: Doc | None, new: Doc) -> None:
-        """Refuse a jump that closes a loop in the chain graph (see integrity.jump_cycle)."""
-        edge = (new["chain_id"], new.get("jump_chain_id"))
-        if edge[1] is None or (
-            old is not None and (old["chain_id"], old.get("jump_chain_id")) == edge
-        ):
-            return
-        gen = tx.get(META, "jump_graph") or {"gen": 0}
-        tx.put(META, "jump_graph", {"gen": int(gen["gen"]) + 1})
-        edges: dict[str, set[str]] = {}
-        for item in self.store.list("rule"):
-            rule = item.data
-            if item.id != id and rule.get("jump_chain_id"):
-                edges.setdefault(rule["chain_id"], set()).add(rule["jump_chain_id"])
-        path = integrity.jump_cycle(edges, edge[0], edge[1])
-        if path is not None:
-            loop = " -> ".join([edge[0], *path])
-            raise InvalidInput(
-                f"jump_chain_id: the jump would create a cycle: chains {loop}",
-                field="jump_chain_id",
-            )
-
-    def _save_peer(self, tx: _Tx, id: str, old: Doc | None, new: Doc | None) -> None:
+    def _save_peer(self, tx: Tx, id: str, old: Doc | None, new: Doc | None) -> None:
         """Keep interior links symmetric: linking/unlinking a port writes its peer too."""
         before = old.get("peer_id") if old else None
         after = new.get("peer_id") if new else None
@@ -491,23 +418,10 @@ class ObjectService:
             if peer.get("peer_id") != id:
                 self._save(tx, "port", after, peer, {**peer, "peer_id": id})
 
-    def _allocate_tunnel_key(self, tx: _Tx) -> int:
-        """The next free 20-bit tunnel key, searching from a shared CAS counter."""
-        counter = tx.get(COUNTER, "tunnel_key") or {"next": 1}
-        key = int(counter["next"])
-        for _ in range(integrity.TUNNEL_KEY_MAX):
-            if not 1 <= key <= integrity.TUNNEL_KEY_MAX:
-                key = 1
-            if tx.get(UNIQUE, f"tunnel_key:{key}") is None:
-                tx.put(COUNTER, "tunnel_key", {"next": key % integrity.TUNNEL_KEY_MAX + 1})
-                return key
-            key += 1
-        raise Conflict("all 2^20-1 tunnel keys are in use", field="tunnel_key")
-
-    def _collect(self, tx: _Tx, kind: str, id: str, cascade: bool, doomed: dict[str, Doc]) -> None:
+    def _collect(self, tx: Tx, kind: str, id: str, cascade: bool, doomed: dict[str, Doc]) -> None:
         """The object and, with ``cascade``, its children (KINDS[kind].children) recursively,
         found through its reverse references."""
-        ref = _ref_id(kind, id)
+        ref = ref_id(kind, id)
         if ref in doomed:
             return
         data = tx.get(kind, id)
@@ -519,31 +433,9 @@ class ObjectService:
         referrers = (tx.get(REFS, ref) or {"referrers": {}})["referrers"]
         for child_kind, field in KINDS[kind].children:
             for referrer, fields in sorted(referrers.items()):
-                rk, rid = _split(referrer)
+                rk, rid = split_ref(referrer)
                 if rk == child_kind and field in fields:
                     self._collect(tx, rk, rid, cascade, doomed)
-
-    @staticmethod
-    def _blockers(tx: _Tx, doomed: Mapping[str, Doc], cascade: bool) -> builtins.list[str]:
-        """Raise InUse if something outside the deletion set references it; return the ports
-        to unlink (with ``cascade``, a link to a deleted port is undone rather than blocking)."""
-        blocking: builtins.list[str] = []
-        unlink: builtins.list[str] = []
-        for ref in doomed:
-            referrers = (tx.get(REFS, ref) or {"referrers": {}})["referrers"]
-            for referrer, fields in sorted(referrers.items()):
-                if referrer in doomed:
-                    continue
-                if cascade and fields == ["peer_id"] and referrer.startswith("port:"):
-                    unlink.append(_split(referrer)[1])
-                else:
-                    blocking.append(f"{referrer} (its {', '.join(fields)} -> {ref})")
-        if blocking:
-            shown = "; ".join(blocking[:5])
-            more = f" and {len(blocking) - 5} more" if len(blocking) > 5 else ""
-            hint = "" if cascade else "; delete those first, or cascade to delete children"
-            raise InUse(f"still referenced by {shown}{more}{hint}")
-        return unlink
 
 
 def _check_id(kind: str, id: str) -> None:
@@ -557,12 +449,11 @@ def _check_id(kind: str, id: str) -> None:
         raise NotFound(f"no {kind} {id!r} (ids are lowercase UUIDs)", field="id")
 
 
-def _taken(key: str, owner: str) -> str:
-    index, _, value = key.partition(":")
-    if index == "binding":
-        host, _, iface = value.partition(":")
-        return f"interface {iface} of host {host} is already bound to {owner}"
-    return f"{index} {value} is already used by {owner}"
+def _list_order(kind: str, doc: Doc) -> tuple[str, int, str]:
+    """Lists come by id; rules by chain, then in evaluation order."""
+    if kind == "rule":
+        return str(doc.get("chain_id")), int(doc.get("position") or 0), str(doc.get("id"))
+    return "", 0, str(doc.get("id"))
 
 
 def _as_object(data: Any) -> Doc:
@@ -571,4 +462,4 @@ def _as_object(data: Any) -> Doc:
     return dict(data)
 
 
-__all__ = ["INTERNAL_KINDS", "ObjectService"]
+__all__ = ["ObjectService"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, get_args, get_origin
+from urllib.parse import quote, unquote
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -29,11 +30,22 @@ RefKey = tuple[str, str, str]
 
 # Fields fixed at creation: a port does not move to another device (its flows, tunnel key and
 # the device's MAC table are all keyed on it); a route/subnet/rule belongs to one parent.
+# A tenant's object stays the tenant's: every reference check made when it was written would
+# otherwise have to be made again.
 IMMUTABLE: dict[str, frozenset[str]] = {
+    **{k: frozenset({"tenant_id"}) for k in ("bridge", "router", "chain", "port_group")},
+    "ip_addr_group": frozenset({"tenant_id"}),
     "port": frozenset({"device_id", "type"}),
     "route": frozenset({"router_id"}),
     "dhcp_subnet": frozenset({"bridge_id"}),
     "rule": frozenset({"chain_id"}),
+}
+
+# Fields a PUT that omits them keeps: fixed at creation, or chosen by the system at creation.
+KEPT: dict[str, frozenset[str]] = {
+    **IMMUTABLE,
+    "port": IMMUTABLE["port"] | {"mac"},
+    "rule": IMMUTABLE["rule"] | {"position"},
 }
 
 TUNNEL_KEY_MAX = (1 << 20) - 1  # 20-bit keys: they travel in the 24-bit VXLAN VNI (RFC 7348)
@@ -71,15 +83,33 @@ def references(kind_name: str, data: Mapping[str, Any] | None) -> set[RefKey]:
     return out
 
 
-def unique_keys(kind_name: str, data: Mapping[str, Any] | None) -> dict[str, str]:
-    """The cloud-wide unique values a record claims, as ``{index key: field}``.
+def name_key(kind_name: str, data: Mapping[str, Any]) -> str | None:
+    """The unique-index key of a record's name: names are unique per kind within the record's
+    scope (its tenant, or the parent it belongs to; see Kind.scope). "" is no name."""
+    name = data.get("name")
+    if not name:
+        return None
+    scope = KINDS[kind_name].scope
+    where = (data.get(scope) if scope else None) or "-"
+    return f"name:{kind_name}:{where}:{quote(str(name), safe='')}"
 
-    A port claims its MAC (two ports with one MAC would make L2 lookups ambiguous), its tunnel
-    key (the VNI that identifies it on the wire) and its binding (one host interface plugs into
-    one port)."""
-    if data is None or kind_name != "port":
+
+def unique_keys(kind_name: str, data: Mapping[str, Any] | None) -> dict[str, str]:
+    """The unique values a record claims, as ``{index key: field}``.
+
+    Every record claims its name in its scope. A port claims its MAC (two ports with one MAC
+    would make L2 lookups ambiguous), its tunnel key (the VNI that identifies it on the wire),
+    its binding (one host interface plugs into one port) and its fixed IPs on its bridge."""
+    if data is None:
         return {}
     out: dict[str, str] = {}
+    name = name_key(kind_name, data)
+    if name is not None:
+        out[name] = "name"
+    if kind_name != "port":
+        return out
+    for ip in data.get("fixed_ips") or ():
+        out[f"ip:{data['device_id']}:{ip}"] = "fixed_ips"
     if data.get("mac"):
         out[f"mac:{data['mac']}"] = "mac"
     if data.get("tunnel_key") is not None:
@@ -87,6 +117,24 @@ def unique_keys(kind_name: str, data: Mapping[str, Any] | None) -> dict[str, str
     if data.get("host_id") is not None:
         out[f"binding:{data['host_id']}:{data['interface_name']}"] = "interface_name"
     return out
+
+
+def taken(key: str, owner: str) -> str:
+    """What an already claimed unique-index ``key`` means, for an error message."""
+    index, _, value = key.partition(":")
+    if index == "binding":
+        host, _, iface = value.partition(":")
+        return f"interface {iface} of host {host} is already bound to {owner}"
+    if index == "name":
+        kind_name, _, rest = value.partition(":")
+        where, _, name = rest.partition(":")
+        scope = KINDS[kind_name].scope
+        inside = f" in {scope.removesuffix('_id')} {where}" if scope and where != "-" else ""
+        return f"a {kind_name} named {unquote(name)!r} already exists{inside}: {owner}"
+    if index == "ip":
+        bridge, _, ip = value.partition(":")
+        return f"fixed IP {ip} is already used on bridge {bridge} by {owner}"
+    return f"{index} {value} is already used by {owner}"
 
 
 def check_link(port: Mapping[str, Any], peer: Mapping[str, Any]) -> None:
@@ -223,6 +271,7 @@ def merge_patch(target: Mapping[str, Any], patch: Mapping[str, Any]) -> Doc:
 
 __all__ = [
     "IMMUTABLE",
+    "KEPT",
     "TUNNEL_KEY_MAX",
     "RefKey",
     "check_link",
@@ -232,7 +281,9 @@ __all__ = [
     "jump_cycle",
     "kind",
     "merge_patch",
+    "name_key",
     "references",
+    "taken",
     "target_kind",
     "unique_keys",
     "validate",

@@ -60,6 +60,10 @@ class Kind:
     children: tuple[tuple[str, str], ...] = ()
     # fields that may be filtered on in list queries
     filters: tuple[str, ...] = field(default=())
+    # the field that places the object in a tenant: its own ``tenant_id``, or the parent whose
+    # tenant it shares (a port's device); None: the kind belongs to no tenant. Names are unique
+    # per kind within this field's value.
+    scope: str | None = None
 
 
 _DEV = ("inbound_filter_id", "outbound_filter_id")
@@ -83,6 +87,7 @@ KINDS: dict[str, Kind] = {
             refs=(Ref("tenant_id", ("tenant",)), *(Ref(f, ("chain",)) for f in _DEV)),
             children=(("port", "device_id"), ("dhcp_subnet", "bridge_id")),
             filters=("tenant_id", "name"),
+            scope="tenant_id",
         ),
         Kind(
             "router",
@@ -91,6 +96,7 @@ KINDS: dict[str, Kind] = {
             refs=(Ref("tenant_id", ("tenant",)), *(Ref(f, ("chain",)) for f in _DEV)),
             children=(("route", "router_id"), ("port", "device_id")),
             filters=("tenant_id", "name"),
+            scope="tenant_id",
         ),
         Kind(
             "port",
@@ -104,6 +110,7 @@ KINDS: dict[str, Kind] = {
                 *(Ref(f, ("chain",)) for f in _DEV),
             ),
             read_only=frozenset({"tunnel_key"}),
+            scope="device_id",
             children=(("route", "next_hop_port_id"),),
             # port_group_ids: a list field, so the filter means membership
             filters=("device_id", "type", "host_id", "mac", "tunnel_key", "name", "port_group_ids"),
@@ -113,7 +120,9 @@ KINDS: dict[str, Kind] = {
             "routes",
             Route,
             refs=(Ref("router_id", ("router",)), Ref("next_hop_port_id", ("port",))),
-            filters=("router_id", "type", "next_hop_port_id"),
+            read_only=frozenset({"system"}),
+            filters=("router_id", "type", "next_hop_port_id", "name", "system"),
+            scope="router_id",
         ),
         Kind(
             "chain",
@@ -122,6 +131,7 @@ KINDS: dict[str, Kind] = {
             refs=(Ref("tenant_id", ("tenant",)),),
             children=(("rule", "chain_id"),),
             filters=("tenant_id", "name"),
+            scope="tenant_id",
         ),
         Kind(
             "rule",
@@ -137,7 +147,8 @@ KINDS: dict[str, Kind] = {
                 Ref("ip_addr_group_src_id", ("ip_addr_group",)),
                 Ref("ip_addr_group_dst_id", ("ip_addr_group",)),
             ),
-            filters=("chain_id", "action"),
+            filters=("chain_id", "action", "name"),
+            scope="chain_id",
         ),
         Kind(
             "port_group",
@@ -145,6 +156,7 @@ KINDS: dict[str, Kind] = {
             PortGroup,
             refs=(Ref("tenant_id", ("tenant",)),),
             filters=("tenant_id", "name", "stateful"),
+            scope="tenant_id",
         ),
         Kind(
             "ip_addr_group",
@@ -152,13 +164,15 @@ KINDS: dict[str, Kind] = {
             IPAddrGroup,
             refs=(Ref("tenant_id", ("tenant",)),),
             filters=("tenant_id", "name"),
+            scope="tenant_id",
         ),
         Kind(
             "dhcp_subnet",
             "dhcp_subnets",
             DhcpSubnet,
             refs=(Ref("bridge_id", ("bridge",)),),
-            filters=("bridge_id", "cidr"),
+            filters=("bridge_id", "cidr", "name"),
+            scope="bridge_id",
         ),
     )
 }

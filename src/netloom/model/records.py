@@ -5,14 +5,14 @@ fields are rejected, addresses normalised. Cross-object rules (references exist,
 tunnel keys, compatible interior links) live in :mod:`netloom.model.integrity`, because they need
 the store.
 
-Fields the system owns (``tunnel_key``, ``alive``) are marked ``read_only`` in
+Fields the system owns (``tunnel_key``, ``alive``, a route's ``system``) are marked ``read_only`` in
 :data:`netloom.model.kinds.KINDS`; the API refuses them on input.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -67,9 +67,17 @@ class TunnelZone(Record):
         return self
 
 
+def _shared() -> Any:
+    return Field(
+        default=False,
+        description="other tenants' objects may reference this one (an admin's choice)",
+    )
+
+
 class _Device(Record):
     tenant_id: Id | None = None
     name: Name = ""
+    shared: bool = _shared()
     admin_state_up: bool = True
     inbound_filter_id: Id | None = None
     outbound_filter_id: Id | None = None
@@ -94,16 +102,28 @@ class Port(Record):
 
     Exterior when bound (``host_id`` + ``interface_name``), interior when linked (``peer_id``),
     never both. Router ports carry their own MAC and ``address`` (ip/prefix). Bridge ports may
-    carry the VM's ``mac`` and ``fixed_ips`` (ARP suppression, anti-spoofing, DHCP).
+    carry the VM's ``mac`` and ``fixed_ips`` (ARP suppression, anti-spoofing, DHCP). The API
+    generates a MAC when none is given and allocates ``"auto"`` fixed IPs.
     """
 
     device_id: Id
     type: Literal["bridge", "router"]
     name: Name = ""
     admin_state_up: bool = True
-    mac: UnicastMac | None = None
+    mac: UnicastMac | None = Field(
+        default=None,
+        description="omitted on create: a unique locally administered MAC is generated",
+    )
     address: IfAddr | None = None
-    fixed_ips: list[IPv4] = Field(default_factory=list, max_length=64)
+    fixed_ips: list[IPv4] = Field(
+        default_factory=list,
+        max_length=64,
+        description=(
+            "the VM's addresses, each inside one of the bridge's DHCP subnets (any address if"
+            ' the bridge has none) and unique on the bridge; an entry "auto" is replaced by'
+            " a free address of the bridge's first subnet that has one"
+        ),
+    )
     host_id: Id | None = None
     interface_name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.\-]{1,15}$")
     peer_id: Id | None = None
@@ -152,12 +172,20 @@ class RouteType(StrEnum):
 
 class Route(Record):
     router_id: Id
+    name: Name = ""
     dst: Cidr
     src: Cidr = "0.0.0.0/0"
     next_hop_port_id: Id | None = None
     next_hop_gateway: IPv4 | None = None
     weight: int = Field(default=100, ge=0, le=65535)
     type: RouteType = RouteType.NORMAL
+    system: bool = Field(
+        default=False,
+        description=(
+            "a router port's connected (its network) or local (its /32) route: created, moved"
+            " and deleted with the port's address, never by hand"
+        ),
+    )
 
     @model_validator(mode="after")
     def _shape(self) -> Route:
@@ -171,6 +199,7 @@ class Route(Record):
 class Chain(Record):
     tenant_id: Id | None = None
     name: Name = ""
+    shared: bool = _shared()
 
 
 class RuleAction(StrEnum):
@@ -221,7 +250,17 @@ class Rule(Record):
     condition and ``inv_all`` the whole conjunction (MidoNet's Condition)."""
 
     chain_id: Id
-    position: int = Field(default=0, ge=0, le=1_000_000)
+    name: Name = ""
+    position: int = Field(
+        default=0,
+        ge=0,
+        le=1_000_000,
+        description=(
+            "evaluation order in the chain (lowest first, unique in the chain). Omitted on"
+            " create: after the chain's last rule; a taken position inserts the rule there and"
+            " moves the rules from it on down by one"
+        ),
+    )
     action: RuleAction
     jump_chain_id: Id | None = None
     nat_targets: list[NatTarget] = Field(default_factory=list, max_length=16)
@@ -297,12 +336,14 @@ class Rule(Record):
 class PortGroup(Record):
     tenant_id: Id | None = None
     name: Name = ""
+    shared: bool = _shared()
     stateful: bool = False
 
 
 class IPAddrGroup(Record):
     tenant_id: Id | None = None
     name: Name = ""
+    shared: bool = _shared()
     addresses: list[IPv4] = Field(default_factory=list, max_length=4096)
 
 
@@ -321,6 +362,7 @@ class Opt121Route(BaseModel):
 
 class DhcpSubnet(Record):
     bridge_id: Id
+    name: Name = ""
     cidr: Cidr
     gateway: IPv4 | None = None
     dns_servers: list[IPv4] = Field(default_factory=list, max_length=8)

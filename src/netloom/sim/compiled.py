@@ -129,13 +129,20 @@ class CRoute:
 
 
 class CRouteTable:
-    """Routes bucketed by destination prefix length, longest first, for LPM by dict lookups."""
+    """Routes bucketed by destination prefix length, longest first, for LPM by dict lookups.
+    A route identical to one already loaded (a hand-made copy of a port's connected route) is
+    left out: it would only make a one-way ECMP group."""
 
     __slots__ = ("buckets",)
 
     def __init__(self, routes: Sequence[Route]) -> None:
         by_len: dict[int, dict[int, list[CRoute]]] = {}
+        seen: set[tuple[object, ...]] = set()
         for r in routes:
+            same = (r.dst, r.src, r.weight, r.type, r.next_hop_port_id, r.next_hop_gateway)
+            if same in seen:
+                continue
+            seen.add(same)
             net, _mask, plen = prefix(r.dst)
             by_len.setdefault(plen, {}).setdefault(net, []).append(CRoute(r))
         self.buckets = tuple(

@@ -1,0 +1,115 @@
+"""The optimistic transaction of :class:`~netloom.api.service.ObjectService` and the internal
+documents its plans keep next to the records (see the service's module docstring)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from netloom.store.base import Check, Delete, Item, Op, Put, Store
+
+Doc = dict[str, Any]
+
+REFS = "_refs"
+UNIQUE = "_unique"
+COUNTER = "_counter"
+META = "_meta"
+INTERNAL_KINDS = (REFS, UNIQUE, COUNTER, META)
+
+Key = tuple[str, str]
+
+
+class Tx:
+    """An optimistic transaction: cached reads with their versions, staged writes, and the
+    single conditional commit that makes them atomic."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._read: dict[Key, Item | None] = {}
+        self._staged: dict[Key, Doc | None] = {}
+
+    def _load(self, key: Key) -> Item | None:
+        if key not in self._read:
+            self._read[key] = self._store.get(*key)
+        return self._read[key]
+
+    def get(self, kind: str, id: str) -> Doc | None:
+        """The document as this transaction sees it (its own staged writes included). A copy:
+        plans may mutate it freely."""
+        key = (kind, id)
+        if key in self._staged:
+            staged = self._staged[key]
+            return copy.deepcopy(staged) if staged is not None else None
+        item = self._load(key)
+        return copy.deepcopy(item.data) if item is not None else None
+
+    def version(self, kind: str, id: str) -> int:
+        """The stored version (0: absent) as first read by this transaction."""
+        item = self._load((kind, id))
+        return item.version if item is not None else 0
+
+    def put(self, kind: str, id: str, data: Doc) -> None:
+        self._load((kind, id))
+        self._staged[(kind, id)] = copy.deepcopy(data)
+
+    def delete(self, kind: str, id: str) -> None:
+        self._load((kind, id))
+        self._staged[(kind, id)] = None
+
+    @property
+    def writes(self) -> bool:
+        return bool(self._staged)
+
+    def ops(self) -> list[Op]:
+        """Writes with the versions they replace, and a Check for everything only read."""
+        ops: list[Op] = []
+        for key, item in self._read.items():
+            have = item.version if item is not None else 0
+            if key not in self._staged:
+                ops.append(Check(key[0], key[1], have))
+                continue
+            new = self._staged[key]
+            if new is not None:
+                ops.append(Put(key[0], key[1], new, expect_version=have))
+            elif have:
+                ops.append(Delete(key[0], key[1], expect_version=have))
+            else:
+                ops.append(Check(key[0], key[1], 0))
+        return ops
+
+
+def ref_id(kind: str, id: str) -> str:
+    return f"{kind}:{id}"
+
+
+def split_ref(ref: str) -> Key:
+    kind, _, id = ref.partition(":")
+    return kind, id
+
+
+def referrers(tx: Tx, kind: str, id: str, of_kind: str, field: str) -> list[str]:
+    """The ids of the ``of_kind`` records whose ``field`` references ``kind`` ``id`` (the
+    children of a parent), from its reverse-reference document: read in ``tx``, so a child
+    added concurrently fails the commit."""
+    doc = tx.get(REFS, ref_id(kind, id)) or {"referrers": {}}
+    out = []
+    for ref, fields in sorted(doc["referrers"].items()):
+        k, child = split_ref(ref)
+        if k == of_kind and field in fields:
+            out.append(child)
+    return out
+
+
+__all__ = [
+    "COUNTER",
+    "INTERNAL_KINDS",
+    "META",
+    "REFS",
+    "UNIQUE",
+    "Doc",
+    "Key",
+    "Tx",
+    "ref_id",
+    "referrers",
+    "split_ref",
+]
