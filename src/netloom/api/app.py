@@ -12,6 +12,22 @@ so a new kind needs no handler code. Handlers only translate HTTP to service cal
   clients without header control and answers 409;
 * PATCH is a JSON Merge Patch (RFC 7396); PUT replaces the record (system-owned fields kept).
 
+What the API decides for the caller:
+
+* a rule without ``position`` goes after its chain's last rule; a taken position inserts the
+  rule and moves the rules from there on down by one, in the same commit; ``GET
+  /api/v1/rules?chain_id=C`` lists a chain's rules in evaluation order;
+* a router port's address makes its connected and local routes (``system: true``); they move
+  and go with the address and cannot be changed by hand (409);
+* a port without ``mac`` gets a generated, locally administered one; a fixed IP must lie in
+  one of the bridge's DHCP subnets (any address on a bridge without one) and be unique on the
+  bridge; ``"auto"`` in ``fixed_ips`` is replaced by a free address of the bridge's subnets;
+* references between two tenants' objects are refused unless the target is ``shared``;
+  ``tenant_id`` is fixed at creation (a PUT without it keeps it);
+* names are unique per kind in their scope: the tenant (bridges, routers, chains, groups), the
+  parent (a device's ports, a router's routes, a chain's rules, a bridge's subnets) or the
+  whole cloud (tenants, hosts, tunnel zones); ``""`` is no name.
+
 The OpenAPI document (``/api/v1/openapi.json``) carries, for every collection, the request
 schemas (``<Kind>Create``, ``<Kind>Patch``) and the answer schema (``<Kind>``) generated from the
 pydantic records.

@@ -67,6 +67,11 @@ class TunnelZone(Record):
         return self
 
 
+def _no_default(schema: dict[str, Any]) -> None:
+    """Leave the default out of the JSON schema: the API decides it (see the description)."""
+    schema.pop("default", None)
+
+
 def _shared() -> Any:
     return Field(
         default=False,
@@ -260,6 +265,7 @@ class Rule(Record):
             " create: after the chain's last rule; a taken position inserts the rule there and"
             " moves the rules from it on down by one"
         ),
+        json_schema_extra=_no_default,
     )
     action: RuleAction
     jump_chain_id: Id | None = None

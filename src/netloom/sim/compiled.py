@@ -130,15 +130,15 @@ class CRoute:
 
 class CRouteTable:
     """Routes bucketed by destination prefix length, longest first, for LPM by dict lookups.
-    A route identical to one already loaded (a hand-made copy of a port's connected route) is
-    left out: it would only make a one-way ECMP group."""
+    A route identical to another (a hand-made copy of a port's connected route) is left out,
+    the system's own kept: the copy would only make a one-way ECMP group."""
 
     __slots__ = ("buckets",)
 
     def __init__(self, routes: Sequence[Route]) -> None:
         by_len: dict[int, dict[int, list[CRoute]]] = {}
         seen: set[tuple[object, ...]] = set()
-        for r in routes:
+        for r in sorted(routes, key=lambda r: not r.system):
             same = (r.dst, r.src, r.weight, r.type, r.next_hop_port_id, r.next_hop_gateway)
             if same in seen:
                 continue
