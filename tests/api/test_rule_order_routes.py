@@ -13,8 +13,7 @@ from netloom.api.service import ObjectService
 from netloom.model.addressing import place, system_route_ids
 from netloom.model.kinds import KINDS
 from netloom.model.records import Record
-from netloom.sim import MemoryTopology, SimState, Verdict
-from netloom.sim.trace import trace_probe
+from netloom.sim import MemoryTopology, SimState, Verdict, trace_probe
 from netloom.store.base import Store
 
 from .conftest import assert_integrity, mac, ok, snapshot
