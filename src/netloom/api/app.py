@@ -42,13 +42,13 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import netloom
+from netloom.api import openapi
 from netloom.api.service import ObjectService
 from netloom.errors import (
     InvalidInput,
@@ -217,103 +217,6 @@ def _answer(
     return JSONResponse({**doc, "version": version}, status_code=status, headers=headers)
 
 
-# -- OpenAPI -----------------------------------------------------------------------------------
-
-
-def _schemas(kinds: list[Kind]) -> dict[str, Any]:
-    """Component schemas for every kind: ``<Name>`` (answer), ``<Name>Create``, ``<Name>Patch``,
-    plus the nested models they share."""
-    ref = "#/components/schemas/{model}"
-    out: dict[str, Any] = {}
-    for k in kinds:
-        name = k.record.__name__
-        full = k.record.model_json_schema(ref_template=ref, mode="serialization")
-        out.update(full.pop("$defs", {}))
-        props = dict(full.get("properties", {}))
-        for field in k.read_only:
-            if field in props:
-                props[field] = {**props[field], "readOnly": True}
-        props["version"] = {
-            "type": "integer",
-            "minimum": 1,
-            "readOnly": True,
-            "description": "store version; also the ETag",
-        }
-        out[name] = {**full, "properties": props}
-        create = k.record.model_json_schema(ref_template=ref, mode="validation")
-        out.update(create.pop("$defs", {}))
-        cprops = {f: s for f, s in create.get("properties", {}).items() if f not in k.read_only}
-        out[f"{name}Create"] = {
-            **create,
-            "title": f"{name}Create",
-            "properties": cprops,
-            "additionalProperties": False,
-        }
-        pprops = {
-            **cprops,
-            "version": {
-                "type": "integer",
-                "minimum": 1,
-                "description": "expected version (compare-and-set)",
-            },
-        }
-        out[f"{name}Patch"] = {
-            "title": f"{name}Patch",
-            "type": "object",
-            "properties": pprops,
-            "additionalProperties": False,
-            "description": f"JSON Merge Patch (RFC 7396) of a {name}; null removes a field",
-        }
-    for model in (BindingRequest, LinkRequest):
-        out[model.__name__] = model.model_json_schema(ref_template=ref)
-    out["Error"] = {
-        "type": "object",
-        "required": ["code", "message", "field"],
-        "properties": {
-            "code": {"type": "string"},
-            "message": {"type": "string"},
-            "field": {"type": ["string", "null"]},
-        },
-    }
-    return out
-
-
-def _body(schema: str) -> dict[str, Any]:
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
-        }
-    }
-
-
-def _returns(schema: str, status: str = "200", many: bool = False) -> dict[str, Any]:
-    item = {"$ref": f"#/components/schemas/{schema}"}
-    body: dict[str, Any] = (
-        {"type": "object", "properties": {"items": {"type": "array", "items": item}}}
-        if many
-        else item
-    )
-    errors = {
-        code: {
-            "description": text,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-        }
-        for code, text in (
-            ("400", "invalid input"),
-            ("404", "not found"),
-            ("409", "conflict"),
-            ("412", "If-Match failed"),
-        )
-    }
-    return {
-        "responses": {
-            status: {"description": "OK", "content": {"application/json": {"schema": body}}},
-            **errors,
-        }
-    }
-
-
 # -- routes --------------------------------------------------------------------------------------
 
 
@@ -369,29 +272,29 @@ def _collection_routes(app: FastAPI, service: ObjectService, k: Kind, limit: int
             "POST",
             base,
             create,
-            {**_body(f"{name}Create"), **_returns(name, "201")},
+            {**openapi.body(f"{name}Create"), **openapi.returns(name, "201")},
             f"create a {k.name}",
         ),
         (
             "GET",
             base,
             list_,
-            {"parameters": filters, **_returns(name, many=True)},
+            {"parameters": filters, **openapi.returns(name, many=True)},
             f"list {k.collection} (filters: {', '.join(k.filters) or 'none'})",
         ),
-        ("GET", f"{base}/{{id}}", get, _returns(name), f"read a {k.name}"),
+        ("GET", f"{base}/{{id}}", get, openapi.returns(name), f"read a {k.name}"),
         (
             "PUT",
             f"{base}/{{id}}",
             replace,
-            {**_body(f"{name}Create"), **_returns(name)},
+            {**openapi.body(f"{name}Create"), **openapi.returns(name)},
             f"replace a {k.name}",
         ),
         (
             "PATCH",
             f"{base}/{{id}}",
             patch,
-            {**_body(f"{name}Patch"), **_returns(name)},
+            {**openapi.body(f"{name}Patch"), **openapi.returns(name)},
             f"update a {k.name} (JSON Merge Patch)",
         ),
         (
@@ -445,18 +348,18 @@ def _port_routes(app: FastAPI, service: ObjectService, limit: int) -> None:
             "POST",
             f"{base}/binding",
             bind,
-            {**_body("BindingRequest"), **_returns("Port")},
+            {**openapi.body("BindingRequest"), **openapi.returns("Port")},
             "bind a port to a host interface",
         ),
-        ("DELETE", f"{base}/binding", unbind, _returns("Port"), "unbind a port"),
+        ("DELETE", f"{base}/binding", unbind, openapi.returns("Port"), "unbind a port"),
         (
             "POST",
             f"{base}/link",
             link,
-            {**_body("LinkRequest"), **_returns("Port")},
+            {**openapi.body("LinkRequest"), **openapi.returns("Port")},
             "link two ports (both peer_id fields, one commit)",
         ),
-        ("DELETE", f"{base}/link", unlink, _returns("Port"), "unlink a port and its peer"),
+        ("DELETE", f"{base}/link", unlink, openapi.returns("Port"), "unlink a port and its peer"),
     ):
         app.add_api_route(
             path,
@@ -544,25 +447,7 @@ def create_app(service: ObjectService, *, max_body_bytes: int = 1 << 20) -> Fast
         _collection_routes(app, service, k, max_body_bytes)
     _port_routes(app, service, max_body_bytes)
 
-    components = _schemas(kinds)
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = get_openapi(
-                title=app.title, version=app.version, routes=app.routes, description=__doc__
-            )
-            schemas = schema.setdefault("components", {}).setdefault("schemas", {})
-            # this API answers bad input with 400 + Error, never FastAPI's 422
-            for name in ("HTTPValidationError", "ValidationError"):
-                schemas.pop(name, None)
-            for item in schema.get("paths", {}).values():
-                for operation in item.values():
-                    operation.get("responses", {}).pop("422", None)
-            schemas.update(components)
-            app.openapi_schema = schema
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
+    openapi.install(app, kinds, (BindingRequest, LinkRequest), description=__doc__ or "")
     return app
 
 
