@@ -125,6 +125,8 @@ def test_auto_fixed_ips_are_allocated_from_the_subnet(client: Any, store: Store)
     _refused(client, store, "POST", "ports", full, 409, "fixed_ips")  # the /30 is full
     nosubnet = {"device_id": _bridge(client, cidr=None), "type": "bridge", "fixed_ips": ["auto"]}
     _refused(client, store, "POST", "ports", nosubnet, 400, "fixed_ips")
+    escape = {**auto, "device_id": "../../_unique"}  # never reaches a path-keyed backend
+    _refused(client, store, "POST", "ports", escape, 400, "fixed_ips")
     assert_integrity(store)
 
 

@@ -10,6 +10,7 @@ racing claim fails the commit and the plan runs again.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Mapping
 from ipaddress import IPv4Network
 
@@ -125,26 +126,34 @@ def fill_ips(tx: Tx, store: Store, draft: Doc) -> None:
     ips = draft.get("fixed_ips")
     if not isinstance(ips, list) or addressing.AUTO_IP not in ips:
         return
-    if draft.get("type") != "bridge" or not isinstance(draft.get("device_id"), str):
+    device = draft.get("device_id")
+    if draft.get("type") != "bridge" or not isinstance(device, str) or not _is_id(device):
         raise InvalidInput(
             "fixed_ips: \"auto\" allocates from a bridge's subnets; give a bridge port's"
             " device_id and type",
             field="fixed_ips",
         )
-    subnets = bridge_subnets(tx, draft["device_id"]) if tx.get("bridge", draft["device_id"]) else []
+    subnets = bridge_subnets(tx, device) if tx.get("bridge", device) else []
     if not subnets:
         raise InvalidInput(
-            f'fixed_ips: "auto" needs a DHCP subnet on bridge {draft["device_id"]}',
-            field="fixed_ips",
+            f'fixed_ips: "auto" needs a DHCP subnet on bridge {device}', field="fixed_ips"
         )
     taken = {ip for ip in ips if ip != addressing.AUTO_IP}
     out = []
     for ip in ips:
         if ip == addressing.AUTO_IP:
-            ip = _free_ip(store, draft["device_id"], subnets, taken)
+            ip = _free_ip(store, device, subnets, taken)
             taken.add(ip)
         out.append(ip)
     draft["fixed_ips"] = out
+
+
+def _is_id(value: str) -> bool:
+    """A canonical UUID (anything else must not reach a backend whose keys are paths)."""
+    try:
+        return str(uuid.UUID(value)) == value
+    except ValueError:
+        return False
 
 
 def _free_mac(store: Store) -> str:
