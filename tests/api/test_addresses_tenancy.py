@@ -5,13 +5,16 @@ write leaves the store unchanged."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import pytest
 
+from netloom.api.service import ObjectService
 from netloom.store.base import Store
 
 from .conftest import assert_integrity, mac, ok, snapshot
+from .test_concurrency import SlowStore, race, succeeded
 
 pytestmark = pytest.mark.unit
 
@@ -59,6 +62,8 @@ def test_duplicate_fixed_ip_on_one_bridge_is_refused(client: Any, store: Store) 
     msg = _refused(client, store, "POST", "ports", port, 409, "fixed_ips")
     assert first["id"] in msg
     _post(client, "ports", {**port, "device_id": other})  # another bridge: another network
+    twice = {**port, "device_id": other, "fixed_ips": ["10.0.1.31", "10.0.1.31"]}
+    _refused(client, store, "POST", "ports", twice, 400, "fixed_ips")
     # the address is free again once its port lets go of it
     ok(client.patch(f"/api/v1/ports/{first['id']}", json={"fixed_ips": []}))
     _post(client, "ports", port)
@@ -267,4 +272,18 @@ def test_names_with_path_characters_are_stored_safely(client: Any, store: Store)
     for name in ("a/b", "..", "net 1/24 ü", "%2F"):
         _post(client, "chains", {"name": name})
         _refused(client, store, "POST", "chains", {"name": name}, 409, "name")
+    assert_integrity(store)
+
+
+def test_racing_claims_of_one_name_or_address_let_one_win(store: Store) -> None:
+    svc = ObjectService(SlowStore(store))
+    bridge, _ = svc.create("bridge", {})
+    svc.create("dhcp_subnet", {"bridge_id": bridge["id"], "cidr": "10.0.1.0/24"})
+    named = race(*[partial(svc.create, "chain", {"name": "sg"})] * 4)
+    port = {"device_id": bridge["id"], "type": "bridge", "fixed_ips": ["10.0.1.9"]}
+    addressed = race(*[partial(svc.create, "port", port)] * 4)
+    auto = race(*[partial(svc.create, "port", {**port, "fixed_ips": ["auto"]})] * 4)
+    assert (succeeded(named), succeeded(addressed), succeeded(auto)) == (1, 1, 4)
+    got = [r[0]["fixed_ips"][0] for r in auto]
+    assert len(set(got)) == 4 and "10.0.1.9" not in got
     assert_integrity(store)

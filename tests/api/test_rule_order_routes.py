@@ -8,6 +8,8 @@ from functools import partial
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from netloom.api.service import ObjectService
 from netloom.model.addressing import place, system_route_ids
@@ -102,6 +104,26 @@ def test_place_is_pure_and_deterministic() -> None:
     assert place({"a": 0, "b": 1, "c": 5}, 0) == (0, {"a": 1, "b": 2})
     # two rules left at one position by an older store: both move, in id order
     assert place({"b": 3, "a": 3}, 3) == (3, {"a": 4, "b": 5})
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.integers(0, 30)), max_size=25))
+def test_placing_keeps_positions_unique_and_order_stable(wants: list[int | None]) -> None:
+    """Any sequence of appends and inserts: positions stay unique, the rules already there
+    keep their relative order, and each new rule lands where it was asked."""
+    chain: dict[str, int] = {}
+    for n, want in enumerate(wants):
+        before = sorted(chain, key=lambda r: chain[r])
+        position, moves = place(chain, want)
+        chain.update(moves)
+        rid = f"r{n:03d}"
+        chain[rid] = position
+        assert len(set(chain.values())) == len(chain)
+        assert sorted(before, key=lambda r: chain[r]) == before
+        if want is not None:
+            assert position == want
+        else:
+            assert position == max(chain.values())
 
 
 def test_concurrent_appends_get_distinct_positions(store: Store) -> None:

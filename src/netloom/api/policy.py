@@ -114,10 +114,10 @@ def bridge_subnets(tx: Tx, bridge_id: str) -> list[Doc]:
     return sorted(subnets, key=lambda s: (IPv4Network(s["cidr"]), s["id"]))
 
 
-def fill_mac(store: Store, draft: Doc) -> None:
+def fill_mac(tx: Tx, store: Store, draft: Doc) -> None:
     """Before validation of a new port: generate a MAC when none is given."""
     if not draft.get("mac"):
-        draft["mac"] = _free_mac(store)
+        draft["mac"] = _free_mac(tx, store)
 
 
 def fill_ips(tx: Tx, store: Store, draft: Doc) -> None:
@@ -142,7 +142,7 @@ def fill_ips(tx: Tx, store: Store, draft: Doc) -> None:
     out = []
     for ip in ips:
         if ip == addressing.AUTO_IP:
-            ip = _free_ip(store, device, subnets, taken)
+            ip = _free_ip(tx, store, device, subnets, taken)
             taken.add(ip)
         out.append(ip)
     draft["fixed_ips"] = out
@@ -156,18 +156,25 @@ def _is_id(value: str) -> bool:
         return False
 
 
-def _free_mac(store: Store) -> str:
+def _free(tx: Tx, store: Store, key: str) -> bool:
+    """Whether a unique value looks free: a quick look at the store first (not a condition of
+    the commit), then a read in the transaction for the one chosen, so a value claimed in
+    between fails the commit and the plan runs again."""
+    return store.get(UNIQUE, key) is None and tx.get(UNIQUE, key) is None
+
+
+def _free_mac(tx: Tx, store: Store) -> str:
     for _ in range(16):
         mac = addressing.new_mac()
-        if store.get(UNIQUE, f"mac:{mac}") is None:
+        if _free(tx, store, f"mac:{mac}"):
             return mac
     raise Conflict("could not find a free MAC address", field="mac")
 
 
-def _free_ip(store: Store, bridge_id: str, subnets: list[Doc], taken: set[str]) -> str:
+def _free_ip(tx: Tx, store: Store, bridge_id: str, subnets: list[Doc], taken: set[str]) -> str:
     for subnet in subnets:
         for ip in addressing.free_ips(subnet):
-            if ip not in taken and store.get(UNIQUE, f"ip:{bridge_id}:{ip}") is None:
+            if ip not in taken and _free(tx, store, f"ip:{bridge_id}:{ip}"):
                 return ip
     cidrs = ", ".join(s["cidr"] for s in subnets)
     raise Conflict(f"fixed_ips: no free address left in {cidrs}", field="fixed_ips")

@@ -112,7 +112,7 @@ class ObjectService:
         def plan(tx: Tx) -> tuple[Doc, int]:
             draft = dict(body)
             if kind == "port":
-                policy.fill_mac(self.store, draft)
+                policy.fill_mac(tx, self.store, draft)
                 policy.fill_ips(tx, self.store, draft)
             new = integrity.validate(kind, draft)
             if tx.version(kind, new["id"]):

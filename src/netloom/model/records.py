@@ -14,7 +14,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from netloom.model.types import (
     Cidr,
@@ -139,6 +139,13 @@ class Port(Record):
     port_group_ids: list[Id] = Field(default_factory=list, max_length=64)
     port_security_enabled: bool = True
     allowed_address_pairs: list[AllowedAddressPair] = Field(default_factory=list, max_length=64)
+
+    @field_validator("fixed_ips")
+    @classmethod
+    def _distinct_ips(cls, ips: list[str]) -> list[str]:
+        if len(set(ips)) != len(ips):
+            raise ValueError("an address is listed twice")
+        return ips
 
     @model_validator(mode="after")
     def _shape(self) -> Port:
