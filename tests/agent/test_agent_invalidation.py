@@ -6,7 +6,6 @@ import asyncio
 
 import pytest
 
-from netloom.model.addressing import system_route_ids
 from netloom.packet import ip_to_int
 
 from .agentlab import IP, MAC, MAC_R1, Cluster, cluster, eventually, ping, run, tcp
@@ -54,18 +53,20 @@ def test_route_removal_invalidates_routed_flows_only() -> None:
         async with cluster() as c:
             await _warm(c)
             h1 = c.nodes["h1"].agent
-            # net2's traffic takes router port r1-net2's connected route (route2, a hand-made
-            # copy of it, is left out of the table): the port's address going takes it away
-            ((p2, _),) = c.svc.list("port", {"name": "r1-net2"})
-            connected, _ = system_route_ids(p2["id"])
-            tagged = h1.flows.tagged(connected)
-            assert tagged == 2 and h1.flows.tagged(c.ids["route2"]) == 0
+            tagged = h1.flows.tagged(c.ids["route2"])
+            assert tagged == 2
             c.svc.delete("route", c.ids["route2"])
-            c.svc.update("port", p2["id"], {"address": "10.0.9.1/24"})
             assert await _changed(c, "route removal", 0) == tagged
             assert len(h1.flows) == 1
-            # no route now: the router answers network unreachable (RFC 792 type 3 code 0)
+            # simulated again: router port r1-net2's connected route (route2 was a hand-made
+            # copy of it) still leads to C
             await c.send("A", ping("A", IP["C"], MAC_R1, seq=3))
+            assert len(c.got("C")) == 1
+            # without that route too, the router answers network unreachable (RFC 792 3/0)
+            ((p2, _),) = c.svc.list("port", {"name": "r1-net2"})
+            c.svc.update("port", p2["id"], {"address": "10.0.9.1/24"})
+            await _changed(c, "connected route moved", tagged)
+            await c.send("A", ping("A", IP["C"], MAC_R1, seq=4))
             assert c.got("C") == []
             err = c.got("A")
             assert len(err) == 1 and err[0].l4 is not None

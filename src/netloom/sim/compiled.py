@@ -130,15 +130,16 @@ class CRoute:
 
 class CRouteTable:
     """Routes bucketed by destination prefix length, longest first, for LPM by dict lookups.
-    A route identical to another (a hand-made copy of a port's connected route) is left out,
-    the system's own kept: the copy would only make a one-way ECMP group."""
+    A route identical to another (a port's connected route and a hand-made copy of it) is
+    loaded once, the hand-made one kept: two would only make a one-way ECMP group, and flows
+    tagged with the hand-made route are simulated again when it goes."""
 
     __slots__ = ("buckets",)
 
     def __init__(self, routes: Sequence[Route]) -> None:
         by_len: dict[int, dict[int, list[CRoute]]] = {}
         seen: set[tuple[object, ...]] = set()
-        for r in sorted(routes, key=lambda r: not r.system):
+        for r in sorted(routes, key=lambda r: r.system):
             same = (r.dst, r.src, r.weight, r.type, r.next_hop_port_id, r.next_hop_gateway)
             if same in seen:
                 continue
