@@ -12,10 +12,13 @@ benchmarks, because a thousand hosts do not fit the three documentation /24s; ex
 (uplink) addresses from 203.0.113.0/24 (RFC 5737). Nothing here is ever routed: the scale
 harness runs memory datapaths only.
 
-Provisioning goes through the public REST API (:class:`~netloom.api.client.ApiClient`), many
-requests in flight from a thread pool (one HTTP client per thread), tenants independent of each
-other. VM ports are created already bound (``host_id`` + ``interface_name`` in the create body,
-as Neutron's ``binding:host_id`` on port create), which is one request per VM.
+Provisioning is the bundled plan ``scale-cloud`` (``netloom/plan/plans/scale-cloud.yaml``) with
+this module's placement as its parameters, applied by the one applier (:mod:`netloom.plan`)
+through the public REST API, ``threads`` requests in flight: every dependency level of the plan
+(hosts and tenants; then routers, bridges, chains, the tunnel zone and uplinks; then ports,
+rules and DHCP subnets; then routes) is created concurrently. VM ports are created already bound
+(``host_id`` + ``interface_name`` in the create body, as Neutron's ``binding:host_id`` on port
+create), which is one request per VM.
 """
 
 from __future__ import annotations
@@ -24,14 +27,14 @@ import ipaddress
 import math
 import random
 import threading
-import time
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from netloom.api.client import ApiClient
-from netloom.errors import ApiError, InvalidInput
+from netloom.errors import InvalidInput
+from netloom.plan import Applier, parse_documents
+from netloom.plan.template import load_plan
 
 VMS_PER_TENANT = 20
 VMS_PER_HOST = 10
@@ -40,8 +43,6 @@ BIG_HOST_TENANTS = 50  # the 100-VM host's VMs: 2 in each of 50 tenants (see _bi
 UNDERLAY_BASE = int(ipaddress.IPv4Address("198.18.0.0"))  # RFC 2544 benchmark range
 UNDERLAY_MAX = 2**17 - 2
 MAX_TENANTS = 32768  # 2 * tenants /24s fit 10.0.0.0/8
-
-T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -185,175 +186,179 @@ def _big_host_vms(vms: int, tenants: int, big: int) -> set[int]:
 # ---- provisioning ----------------------------------------------------------------------------
 
 
+def cloud_params(cloud: Cloud) -> dict[str, Any]:
+    """The ``scale-cloud`` plan's parameters for a placed cloud (pure: data in, data out)."""
+    hosts = [{"name": h.name} for h in cloud.hosts]
+    members = [{"host_id": f"@host-{h.name}", "ip": h.ip} for h in cloud.hosts]
+    uplinks = [
+        {"mac": _mac(0x02BB, g), "address": f"203.0.113.{g + 2}/24", "host": cloud.hosts[hi].name}
+        for g, hi in enumerate(cloud.gateways)
+    ]
+    tenants = [
+        {
+            "key": f"t{t.index}",
+            "name": f"tenant{t.index}",
+            "supernet": str(t.supernet),
+            "inbound_filter": None,
+            "outbound_filter": None,
+        }
+        for t in cloud.tenants
+    ]
+    networks = [
+        {
+            "key": f"t{t.index}-net{s}",
+            "name": f"t{t.index}-net{s}",
+            "tenant": f"@tenant-t{t.index}",
+            "router": f"@router-t{t.index}",
+            "cidr": str(t.subnet(s)),
+            "gateway": t.gateway(s),
+            "prefixlen": t.subnet(s).prefixlen,
+            "router_mac": _router_mac(t, s),
+            "dns_servers": [t.gateway(s)],
+        }
+        for t in cloud.tenants
+        for s in (0, 1)
+    ]
+    return {
+        "hosts": hosts,
+        "members": members,
+        "uplinks": uplinks,
+        "tenants": tenants,
+        "networks": networks,
+        "vms": [_vm_item(cloud, v) for v in cloud.vms],
+    }
+
+
+def _router_mac(t: TenantPlan, s: int) -> str:
+    return _mac(0x02AA, 2 * t.index + s)
+
+
+def _vm_item(cloud: Cloud, v: VmPlan) -> dict[str, Any]:
+    return {
+        "key": f"vm{v.index}",
+        "name": f"vm{v.index}",
+        "net": f"t{v.tenant}-net{v.subnet}",
+        "mac": v.mac,
+        "ip": v.ip,
+        "host_id": f"@host-{cloud.hosts[v.host].name}",
+        "host_if": v.ifname,
+        # inbound = what enters the virtual port from the VM (MidoNet's naming)
+        "inbound_filter": f"@t{v.tenant}-sg-egress",
+        "outbound_filter": f"@t{v.tenant}-sg-ingress",
+    }
+
+
+class CountingClient:
+    """An :class:`ApiClient` that counts the requests the applier makes (thread-safe)."""
+
+    def __init__(self, client: ApiClient) -> None:
+        self._client = client
+        self._lock = threading.Lock()
+        self.requests = 0
+
+    def _count(self) -> None:
+        with self._lock:
+            self.requests += 1
+
+    def get(self, collection: str, id: str) -> dict[str, Any]:
+        self._count()
+        return self._client.get(collection, id)
+
+    def list(
+        self, collection: str, filters: Mapping[str, str] | None = None
+    ) -> list[dict[str, Any]]:
+        self._count()
+        return self._client.list(collection, filters)
+
+    def create(self, collection: str, data: dict[str, Any]) -> dict[str, Any]:
+        self._count()
+        return self._client.create(collection, data)
+
+    def delete(self, collection: str, id: str, *, cascade: bool = False) -> Any:
+        self._count()
+        return self._client.delete(collection, id, cascade=cascade)
+
+    def link_ports(self, port_id: str, peer_id: str) -> dict[str, Any]:
+        self._count()
+        return self._client.link_ports(port_id, peer_id)
+
+    def unlink_port(self, port_id: str) -> Any:
+        self._count()
+        return self._client.unlink_port(port_id)
+
+    def bind_port(self, port_id: str, host_id: str, interface_name: str) -> dict[str, Any]:
+        self._count()
+        return self._client.bind_port(port_id, host_id, interface_name)
+
+
 class Provisioner:
-    """Creates a planned cloud through the REST API with ``threads`` requests in flight."""
+    """Applies the ``scale-cloud`` plan for a placed cloud, ``threads`` requests in flight,
+    and writes the ids the API gave back into the cloud's plan objects."""
 
     def __init__(self, api_url: str, threads: int = 24) -> None:
         self.api_url = api_url
         self.threads = threads
-        self._local = threading.local()
-        self._clients: list[ApiClient] = []
-        self._lock = threading.Lock()
         self.requests = 0
         self.conflicts = 0
         self.phases: dict[str, float] = {}
-
-    def _api(self) -> ApiClient:
-        c: ApiClient | None = getattr(self._local, "client", None)
-        if c is None:
-            c = ApiClient(self.api_url, timeout=120.0)
-            self._local.client = c
-            with self._lock:
-                self._clients.append(c)
-        return c
-
-    def close(self) -> None:
-        for c in self._clients:
-            c.close()
-
-    def create(self, collection: str, **data: Any) -> dict[str, Any]:
-        """Create; a ``version_conflict`` (409: concurrent writers of a shared counter, e.g.
-        the tunnel-key allocator, and nothing committed) is retried after a jittered pause,
-        as any client of a compare-and-set API must."""
-        for attempt in range(50):
-            try:
-                doc = self._api().create(collection, data)
-                break
-            except ApiError as exc:
-                if exc.code != "version_conflict" or attempt == 49:
-                    raise
-                with self._lock:
-                    self.conflicts += 1
-                time.sleep(random.uniform(0, 0.01 * (attempt + 1)))
-        with self._lock:
-            self.requests += 1
-        return doc
-
-    def link(self, a: str, b: str) -> None:
-        self._api().link_ports(a, b)
-        with self._lock:
-            self.requests += 1
-
-    def _parallel(self, name: str, fn: Callable[[T], None], items: Iterable[T]) -> None:
-        t0 = time.monotonic()
-        with ThreadPoolExecutor(self.threads) as pool:
-            for _ in pool.map(fn, items):
-                pass
-        self.phases[name] = round(time.monotonic() - t0, 3)
+        # the wall time of the plan level that created the VM ports (with the other objects
+        # of that level: router ports, rules, DHCP subnets)
+        self.vm_port_seconds = 0.0
 
     def provision(self, cloud: Cloud) -> None:
-        """Hosts + tunnel zone, provider router + uplinks, tenants, then VM ports."""
-        self._parallel("hosts", lambda h: self._host(h), cloud.hosts)
-        t0 = time.monotonic()
-        self.create(
-            "tunnel_zones",
-            name="scale-tz",
-            members=[{"host_id": h.id, "ip": h.ip} for h in cloud.hosts],
+        docs = parse_documents(load_plan("scale-cloud").expand(cloud_params(cloud)))
+        # one client: httpx's pool keeps a connection per thread in flight
+        with ApiClient(self.api_url, timeout=120.0) as api:
+            client = CountingClient(api)
+            applier = Applier(client, docs, workers=self.threads)
+            try:
+                applier.run()
+            finally:
+                self.requests = client.requests
+                self.conflicts = applier.conflicts_retried
+        self.phases = {what: round(took, 3) for what, took in applier.level_seconds}
+        vm_level = next(
+            (
+                i
+                for i, level in enumerate(applier.levels)
+                if any(d.handle == "port-vm0" for d in level)
+            ),
+            None,
         )
-        self._provider(cloud)
-        self.phases["tunnel_zone_provider"] = round(time.monotonic() - t0, 3)
-        self._parallel("tenants", lambda t: self._tenant(t), cloud.tenants)
-        self._parallel("vm_ports", lambda v: self._vm(cloud, v), cloud.vms)
+        if vm_level is not None:
+            self.vm_port_seconds = applier.level_seconds[vm_level][1]
+        _fill_ids(cloud, applier.ids, {d.handle: doc for d, doc in applier.created if d.handle})
 
-    def _host(self, h: HostPlan) -> None:
-        h.id = str(self.create("hosts", name=h.name)["id"])
-
-    def _provider(self, cloud: Cloud) -> None:
-        r = str(self.create("routers", name="provider")["id"])
-        cloud.provider_router = r
-        for g, hi in enumerate(cloud.gateways):
-            h = cloud.hosts[hi]
-            p = self.create(
-                "ports",
-                device_id=r,
-                type="router",
-                name=f"uplink{g}",
-                mac=_mac(0x02BB, g),
-                address=f"203.0.113.{g + 2}/24",
-                host_id=h.id,
-                interface_name="uplink0",
-            )
-            cloud.uplinks.append(str(p["id"]))
-            h.ports.append(str(p["id"]))
-        for up in cloud.uplinks:  # ECMP default route over every uplink
-            self.create("routes", router_id=r, dst="0.0.0.0/0", next_hop_port_id=up)
-
-    def _tenant(self, t: TenantPlan) -> None:
-        tid = str(self.create("tenants", name=f"tenant{t.index}")["id"])
-        t.router_id = str(self.create("routers", tenant_id=tid, name=f"r{t.index}")["id"])
-        t.bridge_ids = tuple(  # type: ignore[assignment]
-            str(self.create("bridges", tenant_id=tid, name=f"t{t.index}-net{s}")["id"])
-            for s in (0, 1)
-        )
-        self._security_group(t, tid)
-        macs = []
-        for s in (0, 1):
-            net, gw = t.subnet(s), t.gateway(s)
-            self.create(
-                "dhcp_subnets",
-                bridge_id=t.bridge_ids[s],
-                cidr=str(net),
-                gateway=gw,
-                dns_servers=[gw],
-            )
-            mac = _mac(0x02AA, 2 * t.index + s)
-            rp = self.create(
-                "ports",
-                device_id=t.router_id,
-                type="router",
-                name=f"r{t.index}-net{s}",
-                mac=mac,
-                address=f"{gw}/{net.prefixlen}",
-            )
-            bp = self.create(
-                "ports", device_id=t.bridge_ids[s], type="bridge", name=f"net{s}-r{t.index}"
-            )
-            self.link(str(rp["id"]), str(bp["id"]))
-            self.create(
-                "routes", router_id=t.router_id, dst=str(net), next_hop_port_id=str(rp["id"])
-            )
-            macs.append(mac)
-        t.router_macs = (macs[0], macs[1])
-
-    def _security_group(self, t: TenantPlan, tid: str) -> None:
-        """Egress (from the VM): accept and track. Ingress (to the VM): return traffic, ICMP,
-        TCP/22 from the tenant's /23, then drop (a typical default security group)."""
-        t.egress_chain = str(self.create("chains", tenant_id=tid, name="sg-egress")["id"])
-        self.create("rules", chain_id=t.egress_chain, position=0, action="accept")
-        t.ingress_chain = str(self.create("chains", tenant_id=tid, name="sg-ingress")["id"])
-        rules: tuple[dict[str, Any], ...] = (
-            {"action": "accept", "match_return_flow": True},
-            {"action": "accept", "nw_proto": 1},
-            {
-                "action": "accept",
-                "nw_proto": 6,
-                "nw_src": str(t.supernet),
-                "tp_dst": {"start": 22, "end": 22},
-            },
-            {"action": "drop"},
-        )
-        for pos, extra in enumerate(rules):
-            self.create("rules", chain_id=t.ingress_chain, position=pos * 10, **extra)
-
-    def _vm(self, cloud: Cloud, v: VmPlan) -> None:
-        t = cloud.tenants[v.tenant]
-        h = cloud.hosts[v.host]
-        doc = self.create(
-            "ports",
-            device_id=t.bridge_ids[v.subnet],
-            type="bridge",
-            name=f"vm{v.index}",
-            mac=v.mac,
-            fixed_ips=[v.ip],
-            inbound_filter_id=t.egress_chain,
-            outbound_filter_id=t.ingress_chain,
-            host_id=h.id,
-            interface_name=v.ifname,
-        )
-        v.id = str(doc["id"])
-        v.tunnel_key = int(doc["tunnel_key"])
-        with self._lock:
-            h.ports.append(v.id)
+    def close(self) -> None:
+        """Nothing held between runs (kept for the callers' try/finally)."""
 
 
-__all__ = ["Cloud", "HostPlan", "Provisioner", "TenantPlan", "VmPlan", "plan_cloud"]
+def _fill_ids(cloud: Cloud, ids: Mapping[str, str], docs: Mapping[str, dict[str, Any]]) -> None:
+    for h in cloud.hosts:
+        h.id = ids[f"host-{h.name}"]
+    cloud.provider_router = ids["provider"]
+    for g, hi in enumerate(cloud.gateways):
+        cloud.uplinks.append(ids[f"uplink{g}"])
+        cloud.hosts[hi].ports.append(ids[f"uplink{g}"])
+    for t in cloud.tenants:
+        k = f"t{t.index}"
+        t.router_id = ids[f"router-{k}"]
+        t.bridge_ids = (ids[f"bridge-{k}-net0"], ids[f"bridge-{k}-net1"])
+        t.router_macs = (_router_mac(t, 0), _router_mac(t, 1))
+        t.egress_chain, t.ingress_chain = ids[f"{k}-sg-egress"], ids[f"{k}-sg-ingress"]
+    for v in cloud.vms:
+        v.id = ids[f"port-vm{v.index}"]
+        v.tunnel_key = int(docs[f"port-vm{v.index}"]["tunnel_key"])
+        cloud.hosts[v.host].ports.append(v.id)
+
+
+__all__ = [
+    "Cloud",
+    "CountingClient",
+    "HostPlan",
+    "Provisioner",
+    "TenantPlan",
+    "VmPlan",
+    "cloud_params",
+    "plan_cloud",
+]
