@@ -45,6 +45,8 @@ from netloom.bench.procs import AGENT_ALIVE_TIMEOUT_S
 from netloom.errors import DatapathError, NetloomError, SetupUnavailable
 from netloom.lab import netns, probes
 from netloom.lab.lab import Lab, host_name, netloom_argv, vm_mac
+from netloom.plan import Applier, parse_documents
+from netloom.plan.template import load_plan
 
 UPCALL_METRIC = "netloom_agent_upcalls"
 PREFIX = 24
@@ -155,81 +157,66 @@ class OverlaySetup:
         return Endpoints(lab.vm(client.name).netns, lab.vm(server.name).netns, target)
 
     def _topology(self, lab: Lab, client_vm: str, server_vm: str) -> None:
-        """Tenant, router (with the FIP chains for ``overlay-fip``), two bridges linked to it,
-        a route per subnet, and the two VM ports bound to their host-side veths."""
-        api = lab.api()
-        tenant = api.create("tenants", {"name": lab.name})["id"]
-        router: dict[str, Any] = {"tenant_id": tenant, "name": f"{lab.name}-router"}
-        if self.fip:
-            router.update(self._fip_chains(lab, tenant))
-        rid = self._ids.router = api.create("routers", router)["id"]
-        bridges = {}
-        for i, (key, cidr, gw) in enumerate(
-            (("net1", CLIENT_NET, CLIENT_GW), ("net2", SERVER_NET, SERVER_GW)), start=1
-        ):
-            br = api.create("bridges", {"tenant_id": tenant, "name": f"{lab.name}-{key}"})["id"]
-            rp = api.create(
-                "ports",
-                {
-                    "device_id": rid,
-                    "type": "router",
-                    "name": f"{key}-gw",
-                    "mac": vm_mac(lab.name, 0, i),
-                    "address": f"{gw}/{PREFIX}",
-                },
-            )
-            bp = api.create("ports", {"device_id": br, "type": "bridge", "name": f"{key}-up"})
-            api.link_ports(rp["id"], bp["id"])
-            api.create("routes", {"router_id": rid, "dst": cidr, "next_hop_port_id": rp["id"]})
-            bridges[key] = br
-        for key, vm_name, ip in (("net1", client_vm, CLIENT_IP), ("net2", server_vm, SERVER_IP)):
-            vm = lab.vm(vm_name)
-            port = api.create(
-                "ports",
-                {
-                    "device_id": bridges[key],
-                    "type": "bridge",
-                    "name": vm.name,
-                    "mac": vm.mac,
-                    "fixed_ips": [ip],
-                },
-            )
-            host = next(h for h in lab.state.hosts if h.name == vm.host)
-            assert host.host_id is not None
-            api.bind_port(port["id"], host.host_id, vm.host_if)
-            setattr(self._ids, "client_port" if key == "net1" else "server_port", port["id"])
+        """The bundled plan ``routed-tenants``: a tenant router (with the floating IP's chains
+        for ``overlay-fip``), two bridges behind it, a route per subnet, and the two VM ports
+        bound to their host-side veths."""
+        docs = load_plan("routed-tenants").expand(self._plan_params(lab, client_vm, server_vm))
+        applier = Applier(lab.api(), parse_documents(docs))
+        applier.run()
+        self._ids.router = applier.ids["router-perf"]
+        self._ids.client_port = applier.ids[f"port-{client_vm}"]
+        self._ids.server_port = applier.ids[f"port-{server_vm}"]
 
-    @staticmethod
-    def _fip_chains(lab: Lab, tenant: str) -> dict[str, str]:
-        """MidoNet's floating IP: on the way in, DNAT the FIP to the server; on the way out,
-        SNAT the server to the FIP, both static (each translates the other's replies). The
-        reverse rules in front stay for stateful NAT a tenant may add to the router."""
-        api = lab.api()
-        chain_in = api.create("chains", {"tenant_id": tenant, "name": "fip-in"})["id"]
-        chain_out = api.create("chains", {"tenant_id": tenant, "name": "fip-out"})["id"]
-        one = [{"address_from": SERVER_IP, "address_to": SERVER_IP}]
-        fip = [{"address_from": FLOATING_IP, "address_to": FLOATING_IP}]
-        for chain, pos, rule in (
-            (chain_in, 0, {"action": "reverse-snat"}),
-            (
-                chain_in,
-                1,
+    def _plan_params(self, lab: Lab, client_vm: str, server_vm: str) -> dict[str, Any]:
+        nets = (("net1", CLIENT_NET, CLIENT_GW), ("net2", SERVER_NET, SERVER_GW))
+        hosts = {h.name: h.host_id for h in lab.state.hosts}
+        vms = []
+        for key, name, ip in (("net1", client_vm, CLIENT_IP), ("net2", server_vm, SERVER_IP)):
+            vm = lab.vm(name)
+            vms.append(
                 {
-                    "action": "dnat",
-                    "nw_dst": f"{FLOATING_IP}/32",
-                    "nat_targets": one,
-                    "static": True,
-                },
+                    "key": name,
+                    "name": name,
+                    "net": key,
+                    "mac": vm.mac,
+                    "ip": ip,
+                    "host_id": hosts[vm.host],
+                    "host_if": vm.host_if,
+                    "inbound_filter": None,
+                    "outbound_filter": None,
+                }
+            )
+        return {
+            "mtu": lab.vm_mtu,
+            "tenants": [
+                {
+                    "key": "perf",
+                    "name": lab.name,
+                    "inbound_filter": "@fip-perf-in" if self.fip else None,
+                    "outbound_filter": "@fip-perf-out" if self.fip else None,
+                }
+            ],
+            "floating_ips": (
+                [{"tenant": "perf", "floating_ip": FLOATING_IP, "fixed_ip": SERVER_IP}]
+                if self.fip
+                else []
             ),
-            (chain_out, 0, {"action": "reverse-dnat"}),
-            (
-                chain_out,
-                1,
-                {"action": "snat", "nw_src": f"{SERVER_IP}/32", "nat_targets": fip, "static": True},
-            ),
-        ):
-            api.create("rules", {"chain_id": chain, "position": pos, **rule})
-        return {"inbound_filter_id": chain_in, "outbound_filter_id": chain_out}
+            "networks": [
+                {
+                    "key": key,
+                    "name": f"{lab.name}-{key}",
+                    "tenant": "@tenant-perf",
+                    "router": "@router-perf",
+                    "cidr": cidr,
+                    "gateway": gw,
+                    "prefixlen": PREFIX,
+                    "router_mac": vm_mac(lab.name, 0, i),
+                    "dns_servers": [],
+                }
+                for i, (key, cidr, gw) in enumerate(nets, start=1)
+            ],
+            "vms": vms,
+        }
 
     @staticmethod
     def _wait_alive(lab: Lab) -> None:
