@@ -53,6 +53,7 @@ from netloom.packet import (
 from netloom.store.memory import MemoryStore
 from netloom.topology.client import TopologyClient
 from netloom.topology.server import TopologyServer
+from waiting import eventually
 
 
 def run(coro: Coroutine[Any, Any, None]) -> None:
@@ -184,12 +185,19 @@ class Cluster:
         return out
 
 
-async def eventually(cond: Any, timeout: float = 5.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or cond}")
-        await asyncio.sleep(0.01)
+async def applied(c: Cluster, *nodes: str, timeout: float = 5.0) -> None:
+    """Wait until the agents on ``nodes`` have applied every store change made so far: each
+    topology client is complete up to the store's revision (its listeners, the agent's
+    invalidation among them, ran before the revision moved) and nothing is left in flight."""
+    rev = c.store.revision()
+    for name in nodes:
+        driver = c.nodes[name].driver
+        await eventually(
+            lambda d=driver: (d.client.revision or 0) >= rev,
+            timeout,
+            f"{name} to apply revision {rev}",
+        )
+        await driver.settle(timeout)
 
 
 # ---- the tenant ----------------------------------------------------------------------------

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from netloom.packet import ip_to_int
 
-from .agentlab import IP, MAC, MAC_R1, Cluster, cluster, eventually, ping, run, tcp
+from .agentlab import IP, MAC, MAC_R1, Cluster, applied, cluster, ping, run, tcp
 
 pytestmark = pytest.mark.unit
 
@@ -22,11 +20,10 @@ async def _warm(c: Cluster) -> None:
     assert len(c.nodes["h1"].agent.flows) == 3
 
 
-async def _changed(c: Cluster, what: str, before: int) -> int:
-    h1 = c.nodes["h1"].agent
-    await eventually(lambda: h1.stats["invalidated"] > before, what=what)
-    await asyncio.sleep(0.05)  # anything else the change would remove would be gone by now
-    return h1.stats["invalidated"] - before
+async def _changed(c: Cluster, *nodes: str) -> int:
+    """The flows h1 invalidated, once ``nodes`` (h1 among them) have applied the change."""
+    await applied(c, *nodes)
+    return c.nodes["h1"].agent.stats["invalidated"]
 
 
 def test_sg_rule_change_invalidates_exactly_the_chain_flows() -> None:
@@ -37,7 +34,7 @@ def test_sg_rule_change_invalidates_exactly_the_chain_flows() -> None:
             tagged = h1.flows.tagged(c.ids["c_in"])
             assert tagged == 2
             c.svc.delete("rule", c.ids["c_ssh"])
-            assert await _changed(c, "rule change", 0) == tagged
+            assert await _changed(c, "h1") == tagged
             assert len(h1.flows) == 1  # the A->B flow stayed
             # ssh to C is now dropped (a new simulation, a drop flow); ping still works
             await c.send("A", tcp("A", IP["C"], MAC_R1, 40000, 22))
@@ -56,7 +53,7 @@ def test_route_removal_invalidates_routed_flows_only() -> None:
             tagged = h1.flows.tagged(c.ids["route2"])
             assert tagged == 2
             c.svc.delete("route", c.ids["route2"])
-            assert await _changed(c, "route removal", 0) == tagged
+            assert await _changed(c, "h1") == tagged
             assert len(h1.flows) == 1
             # simulated again: router port r1-net2's connected route (route2 was a hand-made
             # copy of it) still leads to C
@@ -89,8 +86,8 @@ def test_port_unbind_unplugs_and_invalidates() -> None:
             assert (tagged1, tagged2) == (2, 1)
             dp_port = h2.dp_port_of(c.ids["C"])
             c.svc.unbind_port(c.ids["C"])
-            await eventually(lambda: h2.dp_port_of(c.ids["C"]) == 0, what="unplugged")
-            assert await _changed(c, "unbind", 0) == tagged1
+            assert await _changed(c, "h1", "h2") == tagged1
+            assert h2.dp_port_of(c.ids["C"]) == 0
             assert h2.stats["invalidated"] == tagged2
             assert dp_port not in {p.port for p in c.nodes["h2"].dp.ports()}
             assert len(h1.flows) == 1

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 
 from netloom.packet import ip_to_int
+from waiting import eventually
 
-from .agentlab import IP, MAC_R1, Cluster, cluster, eventually, run, tcp
+from .agentlab import IP, MAC_R1, Cluster, cluster, run, tcp
 
 pytestmark = pytest.mark.unit
 

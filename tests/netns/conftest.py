@@ -28,9 +28,8 @@ import signal
 import socket
 import sys
 import threading
-import time
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -44,6 +43,7 @@ from netloom.lab import lab as labmod
 from netloom.lab import netns
 from netloom.lab.lab import Lab, NetnsApiClient
 from netloom.packet.util import ip_to_int, mac_to_int
+from waiting import wait_until
 
 METRICS_PORT = 9464  # each host has its own namespace, so every agent can use the same port
 NET1, NET2 = "10.0.1", "10.0.2"
@@ -138,16 +138,6 @@ def idents(flows: Sequence[KFlow]) -> set[Ident]:
 
 
 # ---- waiting ------------------------------------------------------------------------------------
-
-
-def wait_for(cond: Callable[[], Any], timeout: float, what: str, step: float = 0.01) -> float:
-    """Poll ``cond`` until truthy; returns the seconds it took (AssertionError at timeout)."""
-    start = time.monotonic()
-    while not cond():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(step)
-    return time.monotonic() - start
 
 
 # ---- TCP from inside VMs -----------------------------------------------------------------------
@@ -405,18 +395,18 @@ class NetLab:
         pid = self.agent_pid(host)
         assert pid is not None, f"no agent runs on h{host}"
         os.kill(pid, signal.SIGKILL)
-        wait_for(lambda: self.agent_pid(host) is None, 5, "the killed agent to die")
+        wait_until(lambda: self.agent_pid(host) is None, 5, "the killed agent to die")
 
     def wait_ready(self, timeout: float = 20.0) -> None:
         """Every host heartbeats, every VM reaches its gateway (ARP and ICMP answered by its
         agent) and every agent serves metrics."""
         api = self.api
-        wait_for(lambda: all(h["alive"] for h in api.list("hosts")), timeout, "hosts alive", 0.1)
+        wait_until(lambda: all(h["alive"] for h in api.list("hosts")), timeout, "hosts alive", 0.1)
         for name, spec in self.specs.items():
             ns, gw = self.vm(name).netns, GW1 if spec.net == 1 else GW2
-            wait_for(partial(ping_ok, ns, gw), timeout, f"{name} to reach its gateway", 0.05)
+            wait_until(partial(ping_ok, ns, gw), timeout, f"{name} to reach its gateway", 0.05)
         for h in range(1, len(self.lab.state.hosts) + 1):
-            wait_for(partial(self.metrics, h), timeout, f"h{h} metrics", 0.05)
+            wait_until(partial(self.metrics, h), timeout, f"h{h} metrics", 0.05)
 
     # -- probes -------------------------------------------------------------------------------
 
@@ -531,5 +521,4 @@ __all__ = [
     "read_flows",
     "tcp_connect",
     "unique_name",
-    "wait_for",
 ]

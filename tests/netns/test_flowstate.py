@@ -14,7 +14,9 @@ import time
 
 import pytest
 
-from .conftest import EchoServer, VmSpec, can_connect, echoes, netlab, tcp_connect, wait_for
+from waiting import wait_until
+
+from .conftest import EchoServer, VmSpec, can_connect, echoes, netlab, tcp_connect
 
 pytestmark = [pytest.mark.netns, pytest.mark.bpf]
 
@@ -58,7 +60,7 @@ def test_return_traffic_accepted_on_other_host_by_pushed_state() -> None:
                 # Let every flow of the connection expire (no traffic for > idle timeout).
                 assert lab.from_vm(lab.flows(2), "c"), "c's reply flow is not on h2"
                 expired0 = lab.metrics(2).get("netloom_agent_flows_expired_total", 0.0)
-                wait_for(
+                wait_until(
                     lambda: not lab.from_vm(lab.flows(2), "c"),
                     IDLE_S + 3,
                     "c's reply flow to expire on h2",

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 import pytest
 
 from netloom.flows.model import Output
+from waiting import wait_until
 
 from .conftest import (
     EchoServer,
@@ -33,7 +34,6 @@ from .conftest import (
     netlab,
     ping_ok,
     tcp_connect,
-    wait_for,
 )
 
 pytestmark = [pytest.mark.netns, pytest.mark.bpf]
@@ -112,7 +112,7 @@ def test_route_removal_stops_routed_flows_within_1s_and_only_them(lab: NetLab) -
     survivor = next(f for f in f1 if f.ident in lab.to_vm(f1, "b"))
     t0 = time.monotonic()
     lab.api.delete("routes", lab.ids["route2"])
-    wait_for(lambda: _gone(lab, expected), LIMIT_S, "routed flows to be removed")
+    wait_until(lambda: _gone(lab, expected), LIMIT_S, "routed flows to be removed")
     took = time.monotonic() - t0
     FIGURES["route removal: flows gone (ms)"] = f"{took * 1000:.0f}"
     _check_exact(lab, before, expected, counters)
@@ -127,7 +127,7 @@ def test_route_removal_stops_routed_flows_within_1s_and_only_them(lab: NetLab) -
     again = next(f for f in lab.flows(1) if f.ident == survivor.ident)
     assert again.packets > survivor.packets
     lab.ids["route2"] = lab.add_route(2)
-    wait_for(lambda: ping_ok(lab.ns("a"), lab.ip("c")), 3, "a to reach c again")
+    wait_until(lambda: ping_ok(lab.ns("a"), lab.ip("c")), 3, "a to reach c again")
 
 
 def test_sg_rule_drops_new_and_established_tcp_within_1s(lab: NetLab) -> None:
@@ -156,7 +156,7 @@ def test_sg_rule_drops_new_and_established_tcp_within_1s(lab: NetLab) -> None:
                 "tp_dst": {"start": 5201, "end": 5201},
             },
         )["id"]
-        wait_for(lambda: _gone(lab, expected), LIMIT_S, "the chain's flows to be removed")
+        wait_until(lambda: _gone(lab, expected), LIMIT_S, "the chain's flows to be removed")
         took = time.monotonic() - t0
         FIGURES["SG rule added: flows gone (ms)"] = f"{took * 1000:.0f}"
         _check_exact(lab, before, expected, counters)
@@ -172,7 +172,7 @@ def test_sg_rule_drops_new_and_established_tcp_within_1s(lab: NetLab) -> None:
         established.close()
         lab.api.delete("rules", rule)
         rule = None
-        wait_for(lambda: can_connect(lab.ns("a"), c_ip, 5201, 0.5), 3, "tcp/5201 allowed again")
+        wait_until(lambda: can_connect(lab.ns("a"), c_ip, 5201, 0.5), 3, "tcp/5201 allowed again")
     finally:
         if rule is not None:
             lab.api.delete("rules", rule)
@@ -193,7 +193,7 @@ def test_port_unbind_stops_traffic_to_it_within_1s(lab: NetLab) -> None:
     assert len(expected[1]) >= 1 and len(expected[2]) >= 3, expected
     t0 = time.monotonic()
     lab.api.unbind_port(lab.ids["e"])
-    wait_for(lambda: _gone(lab, expected), LIMIT_S, "e's flows to be removed")
+    wait_until(lambda: _gone(lab, expected), LIMIT_S, "e's flows to be removed")
     took = time.monotonic() - t0
     FIGURES["port unbind: flows gone (ms)"] = f"{took * 1000:.0f}"
     _check_exact(lab, before, expected, counters)
@@ -204,7 +204,7 @@ def test_port_unbind_stops_traffic_to_it_within_1s(lab: NetLab) -> None:
     )
     assert ping_ok(lab.ns("a"), lab.ip("b")) and ping_ok(lab.ns("a"), lab.ip("c"))
     lab.bind("e")
-    wait_for(lambda: ping_ok(lab.ns("a"), e_ip), 3, "e reachable again after rebinding")
+    wait_until(lambda: ping_ok(lab.ns("a"), e_ip), 3, "e reachable again after rebinding")
 
 
 def test_mac_move_is_learned_and_stale_flows_invalidated(lab: NetLab) -> None:
@@ -226,7 +226,7 @@ def test_mac_move_is_learned_and_stale_flows_invalidated(lab: NetLab) -> None:
     lab.exec("y", ["ip", "link", "set", "eth0", "address", MOVING_MAC], check=True)
     lab.exec("y", ["ip", "addr", "add", f"{MOVING_IP}/24", "dev", "eth0"], check=True)
     assert ping_ok(y.netns, lab.ip("a"), 1.0)  # y's first frames from the MAC
-    wait_for(lambda: _gone(lab, expected), LIMIT_S, "the stale flows to be removed")
+    wait_until(lambda: _gone(lab, expected), LIMIT_S, "the stale flows to be removed")
     FIGURES["MAC move: stale flows gone after y's first frame (ms)"] = (
         f"{(time.monotonic() - t0) * 1000:.0f}"
     )

@@ -25,8 +25,9 @@ from collections.abc import Iterator
 import pytest
 
 from netloom.lab import netns
+from waiting import wait_until
 
-from .conftest import EchoServer, NetLab, VmSpec, netlab, ping_ok, tcp_connect, wait_for
+from .conftest import EchoServer, NetLab, VmSpec, netlab, ping_ok, tcp_connect
 
 pytestmark = [pytest.mark.netns, pytest.mark.bpf]
 
@@ -80,7 +81,7 @@ def test_agent_kill9_restart_during_iperf3(lab: NetLab) -> None:
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_for(lambda: _listening(lab.ns("c"), 5201), 5, "iperf3 -s to listen", 0.05)
+        wait_until(lambda: _listening(lab.ns("c"), 5201), 5, "iperf3 -s to listen", 0.05)
         client = netns.popen(
             lab.ns("a"),
             ["iperf3", "-c", c_ip, "-p", "5201", "-t", "5", "-b", "1G", "-i", "0.5", "-J"],
@@ -95,7 +96,7 @@ def test_agent_kill9_restart_during_iperf3(lab: NetLab) -> None:
         pid = lab.agent_pid(1)
         assert pid is not None
         # a flow never seen before (b -> c) needs the new agent's simulation
-        wait_for(lambda: ping_ok(lab.ns("b"), c_ip, 0.05), 3, "a new flow after restart", 0)
+        wait_until(lambda: ping_ok(lab.ns("b"), c_ip, 0.05), 3, "a new flow after restart", 0)
         served = _age(pid)
         out, err = client.communicate(timeout=20)
         assert client.returncode == 0, f"iperf3 failed: {err.decode()[-500:]}"

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import builtins
 import struct
-import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
@@ -22,15 +21,6 @@ from netloom.topology.server import TopologyServer
 
 def run(coro: Coroutine[Any, Any, None]) -> None:
     asyncio.run(asyncio.wait_for(coro, 60))
-
-
-async def eventually(cond: Callable[[], bool], timeout: float = 5.0, what: str = "") -> None:
-    """Poll ``cond`` until true; fail with ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or cond}")
-        await asyncio.sleep(0.01)
 
 
 class CountingStore(MemoryStore):
@@ -101,4 +91,4 @@ class RawAgent:
         self.writer.transport.abort()
 
 
-__all__ = ["CountingStore", "RawAgent", "eventually", "put", "run", "serving"]
+__all__ = ["CountingStore", "RawAgent", "put", "run", "serving"]

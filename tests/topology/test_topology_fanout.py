@@ -11,8 +11,9 @@ from netloom.errors import InvalidInput
 from netloom.store.base import Delete, Put
 from netloom.store.memory import MemoryStore
 from netloom.topology import TopologyClient
+from waiting import eventually
 
-from .conftest import CountingStore, eventually, put, run, serving
+from .conftest import CountingStore, put, run, serving
 
 pytestmark = pytest.mark.unit
 

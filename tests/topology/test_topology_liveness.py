@@ -10,8 +10,9 @@ import pytest
 from netloom.store.memory import MemoryStore
 from netloom.topology import TopologyClient
 from netloom.topology.protocol import Batch, Hello, Pong, Snap, Sub, Welcome
+from waiting import eventually
 
-from .conftest import RawAgent, eventually, put, run, serving
+from .conftest import RawAgent, put, run, serving
 
 pytestmark = pytest.mark.unit
 

@@ -10,8 +10,9 @@ from netloom.store.base import Delete
 from netloom.store.memory import MemoryStore
 from netloom.topology import TopologyClient
 from netloom.topology.protocol import matches, value_keys
+from waiting import eventually
 
-from .conftest import eventually, put, run, serving
+from .conftest import put, run, serving
 
 pytestmark = pytest.mark.unit
 

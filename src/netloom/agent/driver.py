@@ -73,6 +73,7 @@ class AgentDriver:
         self.state_rejected = 0
         self._state_failed = 0  # the address the channel could not bind (not retried)
         client.add_listener(self._on_change)
+        agent.metrics.watch_revision(lambda: client.revision)
         agent.push_now = self._push  # flow state leaves before the packet it belongs to
 
     # ---- lifecycle ----------------------------------------------------------------------------

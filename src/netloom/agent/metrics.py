@@ -59,6 +59,11 @@ class AgentMetrics:
         self.interests = Gauge(
             "netloom_agent_topology_interests", "Topology subscriptions held", registry=r
         )
+        self.topology_revision = Gauge(
+            "netloom_agent_topology_revision",
+            "Store revision up to which every topology change has been applied",
+            registry=r,
+        )
         self.latency = Histogram(
             "netloom_agent_upcall_seconds",
             "Upcall handling time (simulate, install, execute)",
@@ -73,6 +78,10 @@ class AgentMetrics:
             self.registry.register(self._datapath)
         else:
             self._datapath.read = read
+
+    def watch_revision(self, read: Callable[[], int | None]) -> None:
+        """Export the topology client's applied revision, read at each scrape (0 before any)."""
+        self.topology_revision.set_function(lambda: float(read() or 0))
 
     def render(self) -> bytes:
         """The exposition text (what the HTTP endpoint serves)."""
