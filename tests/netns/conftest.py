@@ -21,6 +21,7 @@ namespace left with the lab's prefix), pass or fail.
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import secrets
 import shutil
@@ -45,6 +46,7 @@ from netloom.lab.lab import Lab, NetnsApiClient
 from netloom.packet.util import ip_to_int, mac_to_int
 from waiting import wait_until
 
+REVISION = "netloom_agent_topology_revision"  # the store revision an agent has applied
 METRICS_PORT = 9464  # each host has its own namespace, so every agent can use the same port
 NET1, NET2 = "10.0.1", "10.0.2"
 GW1, GW2 = f"{NET1}.1", f"{NET2}.1"
@@ -481,6 +483,26 @@ class NetLab:
                 key, _, value = line.rpartition(" ")
                 out[key] = float(value)
         return out
+
+    def store_revision(self) -> int:
+        """The store's current revision (the API's /healthz)."""
+        api = self.api
+        with netns.entered(api.netns):
+            r = urllib.request.urlopen(f"{api.base_url}/healthz", timeout=5)
+        return int(json.loads(r.read())["revision"])
+
+    def wait_applied(self, timeout: float = 5.0) -> None:
+        """Wait until every agent has applied every store change made so far: its topology
+        revision reached the store's, and the agent handles a change (invalidating what it
+        tagged) before its revision moves."""
+        rev = self.store_revision()
+        for h in range(1, len(self.lab.state.hosts) + 1):
+            wait_until(
+                lambda h=h: self.metrics(h).get(REVISION, -1.0) >= rev,
+                timeout,
+                f"h{h}'s agent to apply revision {rev}",
+                0.02,
+            )
 
     def exec(self, name: str, argv: Sequence[str], **kw: Any) -> Any:
         return self.lab.exec(self.vm_names[name], argv, **kw)

@@ -85,8 +85,10 @@ def _check_exact(
     counters: dict[int, float],
 ) -> None:
     """The flows gone from each host are exactly ``expected``; the rest are all still there;
-    each agent counted exactly that many invalidations."""
-    time.sleep(0.3)  # anything else the change would remove would be gone by now
+    each agent counted exactly that many invalidations. Checked once every agent has applied
+    the change (a topology change: its store revision; a MAC move is handled in the upcall of
+    the frame that moved it, which the caller saw answered), so nothing more can go."""
+    lab.wait_applied()
     after = _dumps(lab)
     now = _invalidated(lab)
     for h in (1, 2):

@@ -15,6 +15,7 @@ from netloom.lab.zookeeper import ZooKeeperEnsemble, four_letter_word, free_port
 from netloom.store import open_store
 from netloom.store.base import Put
 from netloom.store.zookeeper import ZooKeeperStore, parse_hosts
+from waiting import wait_until
 
 from .storetest import Collector
 
@@ -213,12 +214,13 @@ def test_watch_and_writes_survive_session_expiry(
     got = collector.wait_count(30, timeout=15)
     watch.cancel()
     for store in (reader, writer):  # both really got a new session (expiry is asynchronous)
-        deadline = time.monotonic() + 15
-        while (
-            store._client.client_id[0] == old_sessions[id(store)][0] and time.monotonic() < deadline
-        ):
-            time.sleep(0.1)
-        assert store._client.client_id[0] != old_sessions[id(store)][0]
+        old_id = old_sessions[id(store)][0]
+        wait_until(
+            lambda s=store, old=old_id: s._client.client_id[0] != old,
+            15,
+            "a new ZooKeeper session",
+            0.1,
+        )
     assert [c.revision for c in got] == revs
     writer.close()
     reader.close()

@@ -96,13 +96,10 @@ def test_slow_agent_is_dropped_without_delaying_the_others() -> None:
             got: list[int] = []
             fast.add_listener(lambda k, i, d, r: got.append(r))
             blob = "x" * 65536
-            start = time.monotonic()
             for n in range(50):
                 put(store, "router", "r1", blob=blob, n=n)
             await eventually(lambda: len(got) == 50, timeout=5, what="fast agent served")
-            elapsed = time.monotonic() - start
             await eventually(lambda: server.stats.dropped_slow == 1, what="slow agent dropped")
-            assert elapsed < 5
             assert fast.connected and fast.connects == 1
             # the dropped agent sees a clean end of stream after what was buffered
             with pytest.raises((asyncio.IncompleteReadError, ConnectionError)):
