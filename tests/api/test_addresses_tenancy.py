@@ -14,7 +14,7 @@ from netloom.api.service import ObjectService
 from netloom.store.base import Store
 
 from .conftest import assert_integrity, mac, ok, snapshot
-from .test_concurrency import SlowStore, race, succeeded
+from .interleave import ScheduledStore, check_conflicts, race, same_calls, winners
 
 pytestmark = pytest.mark.unit
 
@@ -276,14 +276,24 @@ def test_names_with_path_characters_are_stored_safely(client: Any, store: Store)
 
 
 def test_racing_claims_of_one_name_or_address_let_one_win(store: Store) -> None:
-    svc = ObjectService(SlowStore(store))
-    bridge, _ = svc.create("bridge", {})
-    svc.create("dhcp_subnet", {"bridge_id": bridge["id"], "cidr": "10.0.1.0/24"})
-    named = race(*[partial(svc.create, "chain", {"name": "sg"})] * 4)
-    port = {"device_id": bridge["id"], "type": "bridge", "fixed_ips": ["10.0.1.9"]}
-    addressed = race(*[partial(svc.create, "port", port)] * 4)
-    auto = race(*[partial(svc.create, "port", {**port, "fixed_ips": ["auto"]})] * 4)
-    assert (succeeded(named), succeeded(addressed), succeeded(auto)) == (1, 1, 4)
-    got = [r[0]["fixed_ips"][0] for r in auto]
-    assert len(set(got)) == 4 and "10.0.1.9" not in got
+    sched = ScheduledStore(store)
+    svc = ObjectService(sched)
+    for i, schedule in enumerate(same_calls(4)):
+        bridge, _ = svc.create("bridge", {})
+        net = f"10.0.{i + 1}"
+        svc.create("dhcp_subnet", {"bridge_id": bridge["id"], "cidr": f"{net}.0/24"})
+        lost = sched.lost
+        named = race(sched, schedule, *[partial(svc.create, "chain", {"name": f"sg{i}"})] * 4)
+        check_conflicts(sched, lost, schedule)
+        port = {"device_id": bridge["id"], "type": "bridge", "fixed_ips": [f"{net}.9"]}
+        lost = sched.lost
+        addressed = race(sched, schedule, *[partial(svc.create, "port", port)] * 4)
+        check_conflicts(sched, lost, schedule)
+        auto = {**port, "fixed_ips": ["auto"]}
+        lost = sched.lost
+        autos = race(sched, schedule, *[partial(svc.create, "port", auto)] * 4)
+        check_conflicts(sched, lost, schedule, exact=False)
+        assert (winners(named), winners(addressed), winners(autos)) == ([0], [0], [0, 1, 2, 3])
+        got = [r[0]["fixed_ips"][0] for r in autos]
+        assert len(set(got)) == 4 and f"{net}.9" not in got, got
     assert_integrity(store)

@@ -19,7 +19,7 @@ from netloom.sim import MemoryTopology, SimState, Verdict, trace_probe
 from netloom.store.base import Store
 
 from .conftest import assert_integrity, mac, ok, snapshot
-from .test_concurrency import SlowStore, race, succeeded
+from .interleave import ScheduledStore, check_conflicts, race, same_calls, winners
 
 pytestmark = pytest.mark.unit
 
@@ -127,14 +127,17 @@ def test_placing_keeps_positions_unique_and_order_stable(wants: list[int | None]
 
 
 def test_concurrent_appends_get_distinct_positions(store: Store) -> None:
-    slow = SlowStore(store)
-    svc = ObjectService(slow)
-    chain, _ = svc.create("chain", {})
-    calls = [partial(svc.create, "rule", {"chain_id": chain["id"], "action": "accept"})] * 6
-    results = race(*calls)
-    assert succeeded(results) == 6
-    positions = sorted(r["position"] for r, _ in svc.list("rule", {"chain_id": chain["id"]}))
-    assert positions == [0, 1, 2, 3, 4, 5]
+    sched = ScheduledStore(store)
+    svc = ObjectService(sched)
+    for schedule in same_calls(6):
+        chain, _ = svc.create("chain", {})
+        lost = sched.lost
+        calls = [partial(svc.create, "rule", {"chain_id": chain["id"], "action": "accept"})] * 6
+        results = race(sched, schedule, *calls)
+        assert winners(results) == list(range(6)), (str(schedule), results)
+        check_conflicts(sched, lost, schedule, exact=False)
+        positions = sorted(r["position"] for r, _ in svc.list("rule", {"chain_id": chain["id"]}))
+        assert positions == [0, 1, 2, 3, 4, 5]
     assert_integrity(store)
 
 
