@@ -92,6 +92,16 @@ class LabError(NetloomError):
     status = 500
 
 
+class DemoStepFailed(LabError):
+    """A demo step did not do what it shows; ``step`` names it."""
+
+    code = "demo_step_failed"
+
+    def __init__(self, message: str, *, step: str = "") -> None:
+        super().__init__(message, field=None)
+        self.step = step
+
+
 class SetupUnavailable(NetloomError):
     """A benchmark setup cannot be built on this machine (e.g. no BPF): the benchmark skips
     it with this message rather than failing the whole run."""
@@ -148,6 +158,7 @@ __all__ = [
     "Compacted",
     "Conflict",
     "DatapathError",
+    "DemoStepFailed",
     "InUse",
     "InvalidInput",
     "LabError",

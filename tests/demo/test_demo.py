@@ -15,10 +15,11 @@ from typer.testing import CliRunner
 from netloom.agent.metrics import AgentMetrics
 from netloom.cli.main import app
 from netloom.errors import InvalidInput
-from netloom.lab import demo as demomod
-from netloom.lab import netns
-from netloom.lab.demo import Demo, Summary, parse_metrics, plan_vms
-from netloom.lab.lab import netloom_argv
+from netloom.lab import demo_dhcp, netns
+from netloom.lab.cluster import netloom_argv
+from netloom.lab.demo import Demo
+from netloom.lab.demo_plan import plan_vms
+from netloom.lab.demo_report import Summary, parse_metrics
 from netloom.lab.state import state_path
 
 # -- pure ---------------------------------------------------------------------------------------
@@ -140,7 +141,7 @@ def test_failed_step_is_reported_and_cleaned_up(
 ) -> None:
     """A DHCP hook that configures nothing: the DHCP step fails with what went wrong, the
     later steps do not run, and the lab is removed."""
-    monkeypatch.setattr(demomod, "UDHCPC_SCRIPT", "#!/bin/sh\nexit 0\n")
+    monkeypatch.setattr(demo_dhcp, "UDHCPC_SCRIPT", "#!/bin/sh\nexit 0\n")
     lines: list[str] = []
     demo = Demo(2, name=demo_name, say=lines.append)
     summary = demo.run()

@@ -14,10 +14,12 @@ from pathlib import Path
 import psutil
 import pytest
 
+from netloom.agent.options import DEFAULT_METRICS_PORT
+from netloom.datapath.pins import PIN_ROOT
 from netloom.errors import AlreadyExists, InvalidInput
 from netloom.lab import lab as labmod
-from netloom.lab import netns
-from netloom.lab.addressing import SWITCH_IP, TENANT_GW
+from netloom.lab import netns, supervisor
+from netloom.lab.addressing import SWITCH_IP, TENANT_GW, TOPOLOGY_PORT
 from netloom.lab.lab import Lab
 from netloom.lab.state import ProcessRecord, state_path
 
@@ -30,7 +32,7 @@ NewLab = Callable[..., Lab]
 
 def _resources(lab: Lab) -> tuple[list[str], list[int], list[Path]]:
     """Everything of ``lab`` that must be gone after down: namespaces, live pids, paths."""
-    pids = [p.pid for p in lab.state.processes if labmod._alive(p)]
+    pids = [p.pid for p in lab.state.processes if supervisor.alive(p)]
     paths = [Path(lab.state.dir), lab._sf.path, *map(Path, lab.state.bpf_pins)]
     return netns.list_netns(f"{lab.name}-"), pids, paths
 
@@ -232,10 +234,12 @@ def test_foreign_pid_is_never_signalled(new_lab: NewLab) -> None:
     lab = new_lab()
     other = subprocess.Popen(["sleep", "30"])
     try:
-        p = psutil.Process(other.pid)
         lab.state.processes.append(
             ProcessRecord(
-                role="agent", pid=other.pid, create_time=p.create_time(), match="not-this-one"
+                role="agent",
+                pid=other.pid,
+                start_ticks=supervisor.start_ticks(other.pid),
+                match="not-this-one",
             )
         )
         lab._sf.save()
@@ -264,32 +268,33 @@ def test_zookeeper_store(new_lab: NewLab) -> None:
 
 
 FAKE_AGENT = """
-# A stand-in for `netloom agent`: declares a few options, makes its pin dir, then idles
-# (a Python script, so its command line keeps the options, like the real agent's).
+# A stand-in for the agent: makes its pin dir, then idles (a Python script, so its command
+# line keeps the options, like the real agent's).
 import os, sys, time
-if sys.argv[1:] == ["--help"]:
-    print("Usage: agent [OPTIONS]\\n  --host-id TEXT  --api TEXT  --bpf-pin-dir PATH")
-    sys.exit(0)
-os.makedirs(os.path.join(sys.argv[sys.argv.index("--bpf-pin-dir") + 1], "maps"))
+host_id = sys.argv[sys.argv.index("--host-id") + 1]
+os.makedirs(os.path.join(PIN_ROOT, host_id, "maps"))
 time.sleep(300)
 """
 
 
 def test_agents_started_recorded_and_stopped(new_lab: NewLab, tmp_path: Path) -> None:
     agent = tmp_path / "fake-agent"
-    agent.write_text(f"#!{sys.executable}\n{FAKE_AGENT}")
+    agent.write_text(f"#!{sys.executable}\nPIN_ROOT = {str(PIN_ROOT)!r}\n{FAKE_AGENT}")
     agent.chmod(0o755)
     lab = new_lab()
-    lab.up(2, 0, agent_command=[str(agent)])
+    lab.up(2, 0, agent_program=[str(agent)])
     assert lab.state.agents == "running"
     agents = [p for p in lab.state.processes if p.role == "agent"]
     assert sorted(p.netns or "" for p in agents) == sorted(h.netns for h in lab.state.hosts)
     for p in agents:
         cmd = psutil.Process(p.pid).cmdline()
         host = next(h for h in lab.state.hosts if h.netns == p.netns)
-        # only declared options are passed (no --topology, no --underlay-ip)
+        # the agent's own options (AgentOptions.to_argv), metrics served by default
         assert cmd[cmd.index("--host-id") + 1] == host.host_id
-        assert "--api" in cmd and "--topology" not in cmd and "--underlay-ip" not in cmd
+        assert cmd[cmd.index("--topology") + 1] == f"{SWITCH_IP}:{TOPOLOGY_PORT}"
+        assert cmd[cmd.index("--underlay-ip") + 1] == host.underlay_ip
+        assert cmd[cmd.index("--metrics-port") + 1] == str(DEFAULT_METRICS_PORT)
+        assert "--api" not in cmd and "--bpf-pin-dir" not in cmd
         assert netns.pids_in(host.netns) == [p.pid]  # it runs inside its host
     deadline = time.monotonic() + 5
     pins = [Path(p) for p in lab.state.bpf_pins]
@@ -298,17 +303,45 @@ def test_agents_started_recorded_and_stopped(new_lab: NewLab, tmp_path: Path) ->
     assert pins and all(p.exists() for p in pins)
     st = lab.status()
     assert all(len(h["agent_pids"]) == 1 for h in st["hosts"])
+    lab.start_agents([str(agent)])  # every host has a live agent: no second one
+    assert len([p for p in lab.state.processes if p.role == "agent"]) == 2
     _, pids, paths = _resources(lab)
     removed = labmod.down(lab.name)
     assert sum(r.startswith("agent pid") for r in removed) == 2
     _assert_gone(lab.name, pids, paths)
 
 
-def test_agents_unavailable_is_reported(new_lab: NewLab, tmp_path: Path) -> None:
+def test_dead_agent_is_restarted_and_its_host_comes_back(new_lab: NewLab) -> None:
+    """kill -9 a lab agent: the next look (``lab status`` calls supervise) starts it again
+    with the same command line, and the cluster sees the host alive again."""
     lab = new_lab()
-    lab.up(1, 0, agent_command=["/bin/false"])
-    assert lab.state.agents == "unavailable"
-    assert [p.role for p in lab.state.processes] == ["cluster"]
+    lab.up(1, 0)
+    (host,) = lab.state.hosts
+
+    def host_alive() -> bool:
+        return any(h["alive"] for h in lab.api().list("hosts") if h["id"] == host.host_id)
+
+    def agent() -> ProcessRecord:
+        return next(p for p in lab.state.processes if p.role == "agent")
+
+    _wait(host_alive, 20, "the agent to heartbeat")
+    first = agent()
+    os.kill(first.pid, signal.SIGKILL)
+    _wait(lambda: not supervisor.alive(first), 5, "the agent to die")
+    _wait(lambda: bool(lab.supervise()) or agent().pid != first.pid, 10, "a restart")
+    second = agent()
+    assert second.pid != first.pid and second.argv == first.argv
+    assert len(second.restarts) == 1 and supervisor.alive(second)
+    assert netns.pids_in(host.netns) == [second.pid]
+    _wait(host_alive, 20, "the restarted agent to heartbeat")
+    assert lab.supervise() == []  # alive: nothing to do
+
+
+def _wait(cond: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
 
 
 def test_stray_process_in_a_vm_is_stopped(new_lab: NewLab) -> None:
@@ -327,16 +360,10 @@ def test_stray_process_in_a_vm_is_stopped(new_lab: NewLab) -> None:
             stray.wait()
 
 
-def _real_agent_available() -> bool:
-    return labmod._agent_help([*labmod.netloom_argv(), "agent"]) is not None
-
-
 @pytest.mark.bpf
 def test_real_agents_bpf_datapath_cross_host(new_lab: NewLab) -> None:
     """With the real `netloom agent` (BPF datapath): hosts heartbeat, a VM reaches a VM on the
     other host and the router, and down removes the agents and their pins."""
-    if not _real_agent_available():
-        pytest.skip("`netloom agent` is not available")
     lab = new_lab(tx_off=True)
     lab.up(2, 1, datapath="bpf")
     assert lab.state.agents == "running"
@@ -362,8 +389,6 @@ def test_real_agents_jumbo_underlay(new_lab: NewLab) -> None:
     """``--mtu 9000`` reaches the agents: the tunnel gets 8950 like the VMs, so a DF packet of
     nearly 9000 bytes crosses hosts (with the agents' default 1500 underlay, the datapath and
     the simulated router answered it with "fragmentation needed" for 1450 and TCP stalled)."""
-    if not _real_agent_available():
-        pytest.skip("`netloom agent` is not available")
     lab = new_lab(mtu=9000)
     lab.up(2, 1, datapath="bpf")
     vm1, vm2 = lab.vms()

@@ -16,7 +16,7 @@ from netloom.bench.dense_host.plumbing import count_bpf_attached
 from netloom.datapath.pins import PIN_ROOT
 from netloom.errors import InvalidInput
 from netloom.lab import netns
-from netloom.lab.lab import netloom_argv
+from netloom.lab.cluster import netloom_argv
 from netloom.lab.state import state_path
 
 

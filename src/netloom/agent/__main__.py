@@ -1,24 +1,17 @@
-"""``python -m netloom.agent [OPTIONS]``: the host agent alone, the same command and options as
-``netloom agent``.
+"""``python -m netloom.agent [OPTIONS]``: the host agent alone, the same options as
+``netloom agent`` (one parser, :func:`netloom.agent.options.parse_argv`).
 
 Why a second entry point: ``netloom`` imports every command module (API client, lab, demo,
 benchmarks) before running any of them, which costs 0.5-1.5 s on a busy 2-core host. An agent
-restarted after a crash must serve new flows again within 1 s (issue 5), so the lab starts
-agents through this module, which imports only the agent's own code.
+restarted after a crash must serve new flows again within 1 s, so the lab starts agents through
+this module, which imports only the agent's own code.
 """
 
 from __future__ import annotations
 
-import typer
+import sys
 
-from netloom.cli.agent import register
-
-
-def main() -> None:
-    app = typer.Typer(pretty_exceptions_enable=False, add_completion=False)
-    register(app, typer.Typer())
-    app()
-
+from netloom.agent.runner import main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

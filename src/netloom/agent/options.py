@@ -1,5 +1,167 @@
-"""The agent's options: defaults that other parts of the tree (lab, benches) must agree on."""
+"""The agent's command line as a typed object: :class:`AgentOptions` is what ``netloom agent``
+and ``python -m netloom.agent`` parse into (one parser, :func:`parse_argv`) and what the lab
+turns back into a command line (:meth:`AgentOptions.to_argv`). Imports only the standard
+library and the error tree, so the agent's own entry point stays fast to start."""
 
 from __future__ import annotations
 
+import argparse
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from netloom.errors import InvalidInput
+
 DEFAULT_METRICS_PORT = 9464  # Prometheus text on 127.0.0.1:9464 in the agent's network namespace
+# An overlay MTU of at least 576 (the IPv4 minimum datagram every host accepts, RFC 791)
+# plus the 50 bytes of VXLAN encapsulation (RFC 7348 section 5).
+MIN_UNDERLAY_MTU = 626
+PROG = "netloom agent"
+
+
+class DatapathKind(StrEnum):
+    memory = "memory"
+    bpf = "bpf"
+
+
+class VxlanEncap(StrEnum):
+    bpf = "bpf"
+    device = "device"
+
+
+class LogFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
+@dataclass(frozen=True)
+class AgentOptions:
+    """Everything ``netloom agent`` accepts; exactly one of ``host_id`` and ``host_name``."""
+
+    topology: str  # the topology service, HOST:PORT
+    host_id: str | None = None
+    host_name: str | None = None
+    datapath: DatapathKind = DatapathKind.memory
+    underlay_ip: str | None = None
+    metrics_port: int | None = None
+    idle_timeout: float = 60.0
+    mtu: int = 1500
+    vxlan_encap: VxlanEncap = VxlanEncap.bpf
+    log_format: LogFormat = LogFormat.text
+    verbose: bool = False
+
+    def check(self) -> None:
+        """Raise :class:`InvalidInput` for a combination the agent cannot run with."""
+        if (self.host_id is None) == (self.host_name is None):
+            raise InvalidInput("give exactly one of --host-id and --host-name", field="host_id")
+        if not 0 < self.idle_timeout <= 86400:
+            raise InvalidInput("--idle-timeout must be in (0, 86400] seconds", field="idle_timeout")
+        if not MIN_UNDERLAY_MTU <= self.mtu <= 65535:
+            raise InvalidInput(f"--mtu must be in [{MIN_UNDERLAY_MTU}, 65535]", field="mtu")
+        if self.metrics_port is not None and not 0 < self.metrics_port < 65536:
+            raise InvalidInput("--metrics-port must be in [1, 65535]", field="metrics_port")
+
+    def address(self) -> tuple[str, int]:
+        """``topology`` as (host, port)."""
+        host, sep, port = self.topology.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise InvalidInput(
+                f"--topology must be HOST:PORT, got {self.topology!r}", field="topology"
+            )
+        return host, int(port)
+
+    def to_argv(self) -> list[str]:
+        """The options as ``netloom agent`` arguments (defaults left out);
+        ``parse_argv(o.to_argv()) == o``."""
+        argv = ["--topology", self.topology]
+        default = AgentOptions(topology=self.topology)
+        for flag, value in (
+            ("--host-id", self.host_id),
+            ("--host-name", self.host_name),
+            ("--datapath", self.datapath),
+            ("--underlay-ip", self.underlay_ip),
+            ("--metrics-port", self.metrics_port),
+            ("--idle-timeout", self.idle_timeout),
+            ("--mtu", self.mtu),
+            ("--vxlan-encap", self.vxlan_encap),
+            ("--log-format", self.log_format),
+        ):
+            if value is not None and value != getattr(default, _dest(flag)):
+                argv += [flag, str(value)]
+        if self.verbose:
+            argv.append("--verbose")
+        return argv
+
+
+def _dest(flag: str) -> str:
+    return flag.removeprefix("--").replace("-", "_")
+
+
+def parser(prog: str = PROG) -> argparse.ArgumentParser:
+    """The one parser of the agent's options (``netloom agent`` hands its arguments here)."""
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description="Run the host agent until SIGTERM: bindings, upcalls, flows, tunnels, metrics.",
+    )
+    p.add_argument("--host-id", help="This host's id.")
+    p.add_argument("--host-name", help="Or its name (looked up).")
+    p.add_argument("--topology", required=True, help="Topology service HOST:PORT.")
+    p.add_argument("--datapath", type=DatapathKind, choices=list(DatapathKind), default="memory")
+    p.add_argument("--underlay-ip", help="VXLAN source address (default: tunnel zone).")
+    p.add_argument("--metrics-port", type=int, help="Serve Prometheus metrics on 127.0.0.1:N.")
+    p.add_argument(
+        "--idle-timeout", type=float, default=60.0, help="Seconds an unused flow stays installed."
+    )
+    p.add_argument(
+        "--mtu",
+        type=int,
+        default=1500,
+        help="Underlay MTU; the tunnel and VM ports get MTU - 50 (VXLAN over IPv4, RFC 7348).",
+    )
+    p.add_argument(
+        "--vxlan-encap",
+        type=VxlanEncap,
+        choices=list(VxlanEncap),
+        default="bpf",
+        help="bpf: the datapath adds/removes VXLAN headers itself for unicast IPv4 (the VXLAN "
+        "device carries the rest); device: the kernel's VXLAN device for all.",
+    )
+    p.add_argument("--log-format", type=LogFormat, choices=list(LogFormat), default="text")
+    p.add_argument("--verbose", "-v", action="store_true")
+    return p
+
+
+def parse_argv(argv: Sequence[str], prog: str = PROG) -> AgentOptions:
+    """Parse and check; a bad command line exits 2 with argparse's usage message."""
+    p = parser(prog)
+    ns = p.parse_args(list(argv))
+    options = AgentOptions(
+        topology=ns.topology,
+        host_id=ns.host_id,
+        host_name=ns.host_name,
+        datapath=DatapathKind(ns.datapath),
+        underlay_ip=ns.underlay_ip,
+        metrics_port=ns.metrics_port,
+        idle_timeout=ns.idle_timeout,
+        mtu=ns.mtu,
+        vxlan_encap=VxlanEncap(ns.vxlan_encap),
+        log_format=LogFormat(ns.log_format),
+        verbose=ns.verbose,
+    )
+    try:
+        options.check()
+    except InvalidInput as exc:
+        p.error(exc.message)
+    return options
+
+
+__all__ = [
+    "DEFAULT_METRICS_PORT",
+    "MIN_UNDERLAY_MTU",
+    "AgentOptions",
+    "DatapathKind",
+    "LogFormat",
+    "VxlanEncap",
+    "parse_argv",
+    "parser",
+]

@@ -64,7 +64,8 @@ def demo(
     ] = False,
 ) -> None:
     """Bring up 3 hosts with BPF agents, two tenants and VMs; measure; clean up."""
-    from netloom.lab.demo import Demo, keep_instructions
+    from netloom.lab.demo import Demo
+    from netloom.lab.demo_report import keep_instructions
 
     if os.geteuid() != 0:
         print_error(NetloomError("the demo creates network namespaces: run it as root"))
@@ -104,7 +105,7 @@ def demo(
 
 
 def _render(summary: object) -> None:
-    from netloom.lab.demo import Summary
+    from netloom.lab.demo_report import Summary
 
     assert isinstance(summary, Summary)
     out = console()

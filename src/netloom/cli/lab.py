@@ -60,7 +60,7 @@ def up(
         ),
     ] = True,
     agents: Annotated[
-        bool, typer.Option("--agents/--no-agents", help="start netloom agent per host if available")
+        bool, typer.Option("--agents/--no-agents", help="start a netloom agent per host")
     ] = True,
     datapath: Annotated[
         str | None,
@@ -95,11 +95,6 @@ def up(
             sys.stderr.write(f"lab {lab.name} removed again\n")
         raise typer.Exit(1) from None
     _show(lab.status(), as_json)
-    if lab.state.agents == "unavailable" and not as_json:
-        console().print(
-            "[yellow]agents: `netloom agent` is not available in this "
-            "installation; no agent was started[/]"
-        )
 
 
 @lab_app.command("status")
@@ -107,7 +102,8 @@ def status(
     name: NameOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
-    """Hosts, VMs, cluster URL and which of the lab's processes are alive."""
+    """Hosts, VMs, cluster URL and which of the lab's processes are alive; restarts agents
+    that died (at most 5 restarts in 2 minutes each, with back-off)."""
     try:
         if name is None and not labs():
             if as_json:
@@ -115,7 +111,10 @@ def status(
             else:
                 console().print("no lab is up")
             return
-        _show(Lab.load(_resolve(name)).status(), as_json)
+        lab = Lab.load(_resolve(name))
+        for action in lab.supervise():
+            sys.stderr.write(f"{action}\n")
+        _show(lab.status(), as_json)
     except NetloomError as exc:
         raise _fail(exc) from None
 

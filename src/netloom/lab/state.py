@@ -38,15 +38,27 @@ class _Model(BaseModel):
 
 
 class ProcessRecord(_Model):
-    """A process the lab started. ``create_time`` and ``match`` (a substring of its command
-    line) make sure teardown never signals a recycled PID that now belongs to someone else."""
+    """A process the lab started. ``start_ticks`` (its start time in clock ticks since boot,
+    /proc/PID/stat field 22) and ``match`` (a substring of its command line) make sure the lab
+    never takes a recycled PID for its own. State files written before ``start_ticks`` carry
+    the wall-clock ``create_time`` instead (read, never written).
+
+    ``argv`` and ``restart`` let the supervisor start the same command again when it died;
+    ``restarts`` holds the CLOCK_BOOTTIME seconds of each restart (the restart policy's window)
+    and ``started`` the last start, ``gave_up`` says the policy stopped restarting it."""
 
     role: str  # cluster | agent | zookeeper
     pid: int
-    create_time: float
     match: str
+    start_ticks: int | None = None
+    create_time: float | None = None
     netns: str | None = None
     log: str | None = None
+    argv: list[str] = Field(default_factory=list)
+    restart: bool = False
+    started: float = 0.0
+    restarts: list[float] = Field(default_factory=list)
+    gave_up: bool = False
 
 
 class HostRecord(_Model):

@@ -9,7 +9,8 @@ from typing import Any
 from netloom.api.client import ApiClient
 from netloom.bench.dense_host.plan import BLOCKED_PORT, VmSpec, bridge_cidr, bridge_gateway
 from netloom.bench.procs import IPERF_PORT
-from netloom.lab.lab import Lab, vm_mac
+from netloom.lab.lab import Lab
+from netloom.lab.plan import vm_mac
 from netloom.plan import Applier, parse_documents
 from netloom.plan.template import load_plan
 

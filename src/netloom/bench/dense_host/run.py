@@ -32,7 +32,6 @@ import json
 import os
 import random
 import secrets
-import sys
 import time
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -60,8 +59,9 @@ from netloom.bench.dense_host.report import DenseHostReport, render
 from netloom.bench.procs import AGENT_ALIVE_TIMEOUT_S, sigterm_unwinds
 from netloom.errors import DatapathError, NetloomError
 from netloom.lab import netns
-from netloom.lab.demo import scrape_agent
-from netloom.lab.lab import Lab, host_name, vm_mac
+from netloom.lab.demo_report import scrape_agent
+from netloom.lab.lab import Lab
+from netloom.lab.plan import host_name, vm_mac
 from netloom.lab.state import VmRecord
 
 Say = Callable[[str], None]
@@ -129,9 +129,7 @@ class DenseHostRun:
         from netloom.datapath.bpf import object_path
 
         object_path()  # compiles the BPF object now: a clang error beats a dead agent
-        base = [sys.executable, "-m", "netloom.agent", "--metrics-port", str(METRICS_PORT)]
-        if not self.lab.start_agents(base):
-            raise DatapathError("`python -m netloom.agent --help` failed: no agent here")
+        self.lab.start_agents(metrics_port=METRICS_PORT)
         api = self.lab.api()
         deadline = time.monotonic() + AGENT_ALIVE_TIMEOUT_S
         while True:

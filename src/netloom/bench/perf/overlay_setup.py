@@ -40,11 +40,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from netloom.agent.options import DEFAULT_METRICS_PORT as METRICS_PORT
+from netloom.agent.options import VxlanEncap
 from netloom.bench.perf.setups import UNDERLAYS, Endpoints
 from netloom.bench.procs import AGENT_ALIVE_TIMEOUT_S
 from netloom.errors import DatapathError, NetloomError, SetupUnavailable
 from netloom.lab import netns, probes
-from netloom.lab.lab import Lab, host_name, netloom_argv, vm_mac
+from netloom.lab.lab import Lab
+from netloom.lab.plan import host_name, vm_mac
 from netloom.plan import Applier, parse_documents
 from netloom.plan.template import load_plan
 
@@ -140,17 +142,7 @@ class OverlaySetup:
         self._topology(lab, client.name, server.name)
         lab.set_vm_address(client.name, f"{CLIENT_IP}/{PREFIX}", CLIENT_GW)
         lab.set_vm_address(server.name, f"{SERVER_IP}/{PREFIX}", SERVER_GW)
-        if not lab.start_agents(
-            [
-                *netloom_argv(),
-                "agent",
-                "--metrics-port",
-                str(METRICS_PORT),
-                "--vxlan-encap",
-                self.vxlan,
-            ]
-        ):
-            raise SetupUnavailable("this installation has no `netloom agent`")
+        lab.start_agents(vxlan_encap=VxlanEncap(self.vxlan))
         self._wait_alive(lab)
         target = FLOATING_IP if self.fip else SERVER_IP
         self._warm_up(lab, lab.vm(client.name).netns, target)

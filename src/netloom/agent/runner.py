@@ -1,0 +1,102 @@
+"""The agent as a process: from :class:`AgentOptions` to a running :class:`AgentDriver`
+(host lookup by name, datapath, logging), until SIGTERM. Heavy imports happen inside
+:func:`run`, after the command line has been parsed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from netloom.agent.options import AgentOptions, DatapathKind, LogFormat, VxlanEncap, parse_argv
+from netloom.errors import InvalidInput, NetloomError
+
+if TYPE_CHECKING:
+    from netloom.datapath.base import Datapath
+
+
+async def _resolve_host(address: tuple[str, int], name: str) -> str:
+    """The id of the host named ``name``, asked of the topology service (agents never read
+    the store). The lookup connection carries a name-derived identity with no host record,
+    which the service's liveness writer leaves alone."""
+    from netloom.topology.client import TopologyClient
+
+    async with TopologyClient(f"lookup:{name}", address) as probe:
+        await probe.wait_connected(10.0)
+        found = await probe.watch_field("host", "name", name)
+    if not found:
+        raise InvalidInput(f"no host named {name!r}: create it first", field="host_name")
+    if len(found) > 1:
+        raise InvalidInput(f"several hosts are named {name!r}: use --host-id", field="host_name")
+    return next(iter(found))
+
+
+def _datapath(kind: DatapathKind, host_id: str) -> Datapath:
+    if kind is DatapathKind.memory:
+        from netloom.datapath.memory import MemoryDatapath
+
+        return MemoryDatapath()
+    try:
+        from netloom.datapath.bpf import BpfDatapath
+    except ImportError as exc:  # the kernel datapath is optional at import time
+        raise NetloomError(f"the bpf datapath is not available: {exc}") from None
+    return BpfDatapath(host_id)
+
+
+async def serve(options: AgentOptions) -> None:
+    """Run the agent described by ``options`` until SIGTERM or SIGINT."""
+    from netloom.agent.core import Agent, AgentConfig
+    from netloom.agent.driver import AgentDriver
+    from netloom.sim import SimConfig
+    from netloom.topology.client import TopologyClient
+
+    address = options.address()
+    host_id = options.host_id
+    if host_id is None:
+        assert options.host_name is not None
+        host_id = await _resolve_host(address, options.host_name)
+    agent = Agent(
+        AgentConfig(
+            host_id,
+            underlay_ip=options.underlay_ip,
+            idle_timeout_s=options.idle_timeout,
+            sim=SimConfig(underlay_mtu=options.mtu),
+            vxlan_in_datapath=options.vxlan_encap is VxlanEncap.bpf,
+        ),
+        _datapath(options.datapath, host_id),
+    )
+    driver = AgentDriver(agent, TopologyClient(host_id, address), metrics_port=options.metrics_port)
+    await driver.run_until_signalled()
+
+
+def _setup_logging(options: AgentOptions) -> None:
+    from netloom.agent.driver import JsonFormatter
+
+    handler = logging.StreamHandler(sys.stderr)
+    if options.log_format is LogFormat.json:
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    level = logging.DEBUG if options.verbose else logging.INFO
+    logging.basicConfig(level=level, handlers=[handler])
+
+
+def run(options: AgentOptions) -> int:
+    """Log setup, then :func:`serve`; returns the exit status (1 on a netloom error)."""
+    _setup_logging(options)
+    try:
+        asyncio.run(serve(options))
+    except NetloomError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "netloom agent") -> int:
+    """Parse ``argv`` (default: the process's arguments) and run the agent."""
+    return run(parse_argv(sys.argv[1:] if argv is None else argv, prog))
+
+
+__all__ = ["main", "run", "serve"]

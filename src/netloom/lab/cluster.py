@@ -1,0 +1,195 @@
+"""The lab's cluster: ``netloom cluster`` (and, for ``--store zookeeper``, a 3-member
+ZooKeeper ensemble) in the switch namespace, a client of its API opened inside that namespace,
+and the registration of the lab's hosts."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from netloom.api.client import ApiClient
+from netloom.datapath.pins import PIN_ROOT
+from netloom.errors import ApiUnreachable, NetloomError, NotFound, StoreError
+from netloom.lab import netns, supervisor
+from netloom.lab.addressing import API_PORT, TOPOLOGY_PORT
+from netloom.lab.plumbing import Plumbing
+from netloom.lab.state import ClusterRecord, StateFile
+
+
+class NetnsApiClient(ApiClient):
+    """An :class:`ApiClient` whose connections are opened inside network namespace ``ns``.
+
+    A socket belongs to the namespace its creating thread was in at ``socket()`` time and stays
+    there, so entering the namespace around each request (only the calling thread moves) is all
+    it takes; pooled connections keep working after the thread has come back."""
+
+    def __init__(self, ns: str, base_url: str, *, timeout: float = 10.0) -> None:
+        super().__init__(base_url, timeout=timeout)
+        self.netns = ns
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        with netns.entered(self.netns):
+            return super().request(method, path, **kwargs)
+
+
+def netloom_argv() -> list[str]:
+    """How to run the ``netloom`` CLI of *this* installation (the venv's script when present)."""
+    script = Path(sys.executable).parent / "netloom"
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("netloom")
+    if found:
+        return [found]
+    return [sys.executable, "-c", "from netloom.cli.main import main; main()"]
+
+
+def start_cluster(sf: StateFile, plumbing: Plumbing, api: ApiClient, timeout: float) -> None:
+    """``netloom cluster`` inside the switch namespace on the underlay address, with a
+    per-lab SQLite file or a 3-node ZooKeeper ensemble; returns once ``api`` answers."""
+    s = sf.state
+    lab_dir = Path(s.dir)
+    assert s.cluster is not None
+    argv = [
+        *netloom_argv(),
+        "cluster",
+        "--store",
+        s.cluster.store_url,
+        "--api",
+        f"{s.switch_ip}:{API_PORT}",
+        "--topology",
+        s.cluster.topology,
+        "--state-dir",
+        str(lab_dir),
+        "--host-timeout",
+        "3",
+    ]
+    log = lab_dir / "cluster.log"
+    proc, rec = supervisor.spawn(s.switch_netns, argv, "cluster", str(lab_dir), log)
+    s.processes.append(rec)
+    sf.save()
+    _wait_api(api, proc, log, timeout)
+
+
+def cluster_record(sf: StateFile, plumbing: Plumbing) -> ClusterRecord:
+    """Where the cluster listens and which store it uses (starting ZooKeeper when that is the
+    lab's store)."""
+    s = sf.state
+    lab_dir = Path(s.dir)
+    if s.store == "sqlite":
+        store_url = f"sqlite:{lab_dir / 'nsdb.sqlite'}"
+    else:
+        store_url = f"zookeeper:{_start_zookeeper(sf, plumbing)}/netloom"
+    return ClusterRecord(
+        netns=s.switch_netns,
+        api_url=f"http://{s.switch_ip}:{API_PORT}",
+        topology=f"{s.switch_ip}:{TOPOLOGY_PORT}",
+        store_url=store_url,
+    )
+
+
+def _start_zookeeper(sf: StateFile, plumbing: Plumbing) -> str:
+    """A 3-member ensemble on the switch namespace's loopback. The JVMs are forked while
+    this thread is inside the namespace, so they (and the readiness probes) live there."""
+    from netloom.lab.zookeeper import ZooKeeperEnsemble
+
+    s = sf.state
+    zk_dir = Path(s.dir) / "zk"
+    s.zookeeper_dir = str(zk_dir)
+    sf.save()
+    plumbing.make_dir(zk_dir)
+    with netns.entered(s.switch_netns):
+        # the JVMs must outlive `lab up` (the CLI exits at once): no parent-death signal;
+        # `lab down` stops them from their recorded PIDs
+        ens = ZooKeeperEnsemble(size=3, base_dir=zk_dir, die_with_parent=False)
+        ens.start(wait=False)
+        for m in ens.members:
+            assert m.process is not None
+            s.processes.append(
+                supervisor.record(
+                    m.process.pid,
+                    "zookeeper",
+                    str(m.directory),
+                    s.switch_netns,
+                    m.directory / "zookeeper.log",
+                )
+            )
+            sf.save()
+        ens.wait_serving()
+        # the Popen objects die with this call; teardown works from the recorded PIDs
+        return ens.connect_string
+
+
+def _wait_api(api: ApiClient, proc: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise StoreError(f"the lab cluster exited ({proc.returncode}): {tail(log)}")
+        try:
+            api.request("GET", "")
+            return
+        except ApiUnreachable:
+            if time.monotonic() > deadline:
+                raise StoreError(
+                    f"the lab cluster did not answer within {timeout:.0f} s: {tail(log)}"
+                ) from None
+            time.sleep(0.1)
+
+
+def register_hosts(sf: StateFile, api: ApiClient) -> None:
+    """One NSDB host per lab host and one VXLAN tunnel zone holding every tunnel address."""
+    s = sf.state
+    for h in s.hosts:
+        if h.host_id is None:
+            doc = api.create("hosts", {"name": h.name})
+            h.host_id = doc["id"]
+            h.bpf_pin_dir = str(PIN_ROOT / doc["id"])
+            sf.save()
+    members = [{"host_id": h.host_id, "ip": h.tunnel_ip or h.underlay_ip} for h in s.hosts]
+    zone = s.topology.get("tunnel_zone")
+    if zone is None:
+        doc = api.create("tunnel_zones", {"name": s.name, "type": "vxlan", "members": members})
+        s.topology["tunnel_zone"] = doc["id"]
+        sf.save()
+    else:
+        api.update("tunnel_zones", zone, {"members": members})
+
+
+def hosts_alive(cluster: ClusterRecord | None) -> dict[str, bool]:
+    """host id -> ``alive`` as the cluster reports it ({} when the cluster is down)."""
+    if cluster is None or not netns.exists(cluster.netns):
+        return {}
+    try:
+        with NetnsApiClient(cluster.netns, cluster.api_url, timeout=2.0) as api:
+            return {h["id"]: bool(h.get("alive")) for h in api.list("hosts")}
+    except NetloomError:
+        return {}
+
+
+def require(cluster: ClusterRecord | None, lab: str) -> ClusterRecord:
+    if cluster is None:
+        raise NotFound(f"lab {lab} has no cluster", field="cluster")
+    return cluster
+
+
+def tail(path: Path, lines: int = 8) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "(no log)"
+    return " | ".join(text[-lines:]) or "(empty log)"
+
+
+__all__ = [
+    "NetnsApiClient",
+    "cluster_record",
+    "hosts_alive",
+    "netloom_argv",
+    "register_hosts",
+    "require",
+    "start_cluster",
+    "tail",
+]
