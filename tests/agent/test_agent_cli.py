@@ -103,3 +103,49 @@ def test_agent_cli_rejects_bad_arguments() -> None:
         timeout=30,
     )
     assert r.returncode == 1 and "HOST:PORT" in r.stderr
+
+
+def test_both_entry_points_take_the_same_options() -> None:
+    """``netloom agent`` hands its arguments to the agent's own parser, and ``python -m
+    netloom.agent`` imports nothing of netloom.cli (it must start fast)."""
+    import subprocess
+
+    via_cli = subprocess.run([NETLOOM, "agent", "--help"], capture_output=True, text=True)
+    via_module = subprocess.run(
+        [sys.executable, "-m", "netloom.agent", "--help"], capture_output=True, text=True
+    )
+    assert via_cli.returncode == via_module.returncode == 0, via_module.stderr
+    assert via_cli.stdout == via_module.stdout and "--metrics-port" in via_cli.stdout
+    probe = (
+        "import sys, netloom.agent.__main__; "
+        "print(any(m.startswith('netloom.cli') for m in sys.modules))"
+    )
+    imported = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert imported.stdout.strip() == "False", imported.stderr
+
+
+def test_agent_options_round_trip_through_argv() -> None:
+    from netloom.agent.options import (
+        AgentOptions,
+        DatapathKind,
+        LogFormat,
+        VxlanEncap,
+        parse_argv,
+    )
+
+    full = AgentOptions(
+        topology="192.0.2.1:8182",
+        host_name="h1",
+        datapath=DatapathKind.bpf,
+        underlay_ip="192.0.2.11",
+        metrics_port=9464,
+        idle_timeout=5.0,
+        mtu=9000,
+        vxlan_encap=VxlanEncap.device,
+        log_format=LogFormat.json,
+        verbose=True,
+    )
+    assert parse_argv(full.to_argv()) == full
+    minimal = AgentOptions(topology="127.0.0.1:1", host_id="x")
+    assert minimal.to_argv() == ["--topology", "127.0.0.1:1", "--host-id", "x"]
+    assert parse_argv(minimal.to_argv()) == minimal

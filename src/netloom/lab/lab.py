@@ -49,6 +49,7 @@ from netloom.lab.plan import (
     plan_host,
     plan_vm,
     vm_mtu,
+    vm_names,
 )
 from netloom.lab.state import (
     ClusterRecord,
@@ -333,8 +334,9 @@ class Lab:
                 self.add_host(h.index)
             self.start_cluster()
             self.register_hosts()
-            for v in plan.vms:
-                self._place_vm(v)
+            for h in plan.hosts:
+                for vm in vm_names(vms_per_host):
+                    self.add_vm(h.name, vm)
             self.default_topology(static_ip=static_ip)
             if agents:
                 self.start_agents(agent_program)

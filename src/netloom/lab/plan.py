@@ -102,6 +102,11 @@ def plan_vm(lab: str, host: HostRecord, name: str, seq: int, ip: str | None = No
     )
 
 
+def vm_names(vms_per_host: int) -> list[str]:
+    """The VMs of each host in a lab built all at once: ``vm1``, ``vm2`` ..."""
+    return [f"vm{k}" for k in range(1, vms_per_host + 1)]
+
+
 @dataclass(frozen=True)
 class LabPlan:
     """A whole lab of ``hosts`` hosts with ``vms_per_host`` VMs each (``vm1``, ``vm2`` ...),
@@ -115,7 +120,11 @@ class LabPlan:
     def build(cls, name: str, hosts: int, vms_per_host: int) -> LabPlan:
         check_size(hosts, vms_per_host)
         hs = tuple(plan_host(name, n) for n in range(1, hosts + 1))
-        vms = tuple(plan_vm(name, h, f"vm{k}", k) for h in hs for k in range(1, vms_per_host + 1))
+        vms = tuple(
+            plan_vm(name, h, vm, seq)
+            for h in hs
+            for seq, vm in enumerate(vm_names(vms_per_host), 1)
+        )
         return cls(name, hs, vms)
 
 
@@ -159,4 +168,5 @@ __all__ = [
     "tunnel_ip",
     "vm_mac",
     "vm_mtu",
+    "vm_names",
 ]
