@@ -13,7 +13,7 @@ import signal
 import sys
 from collections.abc import Callable
 from types import FrameType
-from typing import Annotated, TextIO
+from typing import TYPE_CHECKING, Annotated, TextIO
 
 import typer
 from rich import box
@@ -21,6 +21,9 @@ from rich.table import Table
 
 from netloom.cli.output import console, print_json
 from netloom.errors import NetloomError, print_error
+
+if TYPE_CHECKING:
+    from netloom.lab.demo_report import Summary
 
 
 def _say_to(stream: TextIO) -> Callable[[str], None]:
@@ -123,47 +126,64 @@ def _render(summary: object) -> None:
             + "; agents: BPF datapath"
         )
     if summary.vms:
-        t = Table(
-            title="VMs: addresses from udhcpc, answered by the agents",
-            box=box.SIMPLE,
-            pad_edge=False,
-        )
-        for col in ("vm", "network", "host", "mac", "DHCP address", "mtu", "lease in"):
-            t.add_column(col)
-        for v in summary.vms:
-            t.add_row(
-                v.name,
-                v.network,
-                v.host,
-                v.mac,
-                v.dhcp_ip or "-",
-                str(v.mtu or "-"),
-                f"{v.dhcp_ms:.0f} ms" if v.dhcp_ms else "-",
-            )
-        out.print(t)
+        out.print(_vm_table(summary))
     if summary.pings:
-        t = Table(title="ping (ICMP echo)", box=box.SIMPLE, pad_edge=False)
-        for col in ("ping", "path", "replies", "rtt avg", "min-max", "1st echo"):
-            t.add_column(col)
-        for p in summary.pings:
-            t.add_row(
-                f"{p.src} -> {p.dst}",
-                p.path,
-                f"{p.received}/{p.sent}",
-                f"{p.avg_ms:.3f} ms" if p.avg_ms else "-",
-                f"{p.min_ms:.3f}-{p.max_ms:.3f}" if p.avg_ms else "-",
-                f"{p.first_ms:.2f} ms" if p.first_ms else "-",
-            )
-        out.print(t)
+        out.print(_ping_table(summary))
+    for line in _result_lines(summary):
+        out.print(line)
+    if not summary.kept:
+        out.print(f"lab {summary.lab} removed")
+
+
+def _vm_table(summary: Summary) -> Table:
+    t = Table(
+        title="VMs: addresses from udhcpc, answered by the agents",
+        box=box.SIMPLE,
+        pad_edge=False,
+    )
+    for col in ("vm", "network", "host", "mac", "DHCP address", "mtu", "lease in"):
+        t.add_column(col)
+    for v in summary.vms:
+        t.add_row(
+            v.name,
+            v.network,
+            v.host,
+            v.mac,
+            v.dhcp_ip or "-",
+            str(v.mtu or "-"),
+            f"{v.dhcp_ms:.0f} ms" if v.dhcp_ms else "-",
+        )
+    return t
+
+
+def _ping_table(summary: Summary) -> Table:
+    t = Table(title="ping (ICMP echo)", box=box.SIMPLE, pad_edge=False)
+    for col in ("ping", "path", "replies", "rtt avg", "min-max", "1st echo"):
+        t.add_column(col)
+    for p in summary.pings:
+        t.add_row(
+            f"{p.src} -> {p.dst}",
+            p.path,
+            f"{p.received}/{p.sent}",
+            f"{p.avg_ms:.3f} ms" if p.avg_ms else "-",
+            f"{p.min_ms:.3f}-{p.max_ms:.3f}" if p.avg_ms else "-",
+            f"{p.first_ms:.2f} ms" if p.first_ms else "-",
+        )
+    return t
+
+
+def _result_lines(summary: Summary) -> list[str]:
+    """iperf3, security group, isolation, trace and agent metrics, a line each."""
+    lines = []
     if summary.iperf3:
         r = summary.iperf3
-        out.print(
+        lines.append(
             f"iperf3 {r['from']} -> {r['to']} ({r['to_ip']}:{r['port']}): "
             f"[bold]{r['gbit_s']:.2f} Gbit/s[/], {r['retransmits']} retransmits, "
             f"MSS {r['mss']}"
         )
     if summary.security_group:
-        out.print(
+        lines.append(
             "security group on a4: "
             + ", ".join(
                 f"{port} {res}" + (" (dropped)" if res == "timeout" else "")
@@ -172,23 +192,22 @@ def _render(summary: object) -> None:
         )
     if summary.isolation:
         ok = all(c["ok"] for c in summary.isolation)
-        out.print(
+        lines.append(
             f"tenant isolation: {'[green]holds[/]' if ok else '[red]BROKEN[/]'} ("
             f"{sum(c['ok'] for c in summary.isolation)}/{len(summary.isolation)} checks)"
         )
     if summary.trace:
-        out.print(
+        lines.append(
             f"what-if trace a1 -> a4 tcp/5201: {summary.trace['verdict']}; "
             f"tcp/22: {summary.trace['ssh_verdict']}"
         )
     for host, m in summary.agents.items():
         short = host.removeprefix(summary.lab + "-")
-        out.print(
+        lines.append(
             f"agent {short}: {m['upcalls']:.0f} upcalls, {m['flows_installed']:.0f} "
             f"flows installed ({m['flows']:.0f} now)"
         )
-    if not summary.kept:
-        out.print(f"lab {summary.lab} removed")
+    return lines
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:

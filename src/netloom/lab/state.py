@@ -112,6 +112,7 @@ class LabState(_Model):
     vms: list[VmRecord] = Field(default_factory=list)
     cluster: ClusterRecord | None = None
     zookeeper_dir: str | None = None
+    # "unavailable" is only read (state files of labs whose agent could not be found)
     agents: Literal["unknown", "running", "unavailable"] = "unknown"
     datapath: str | None = None  # the agents' --datapath (None: the agent's default)
     topology: dict[str, str] = Field(default_factory=dict)  # role -> NSDB id
