@@ -24,6 +24,7 @@ from pathlib import Path
 
 import psutil
 
+from netloom.errors import LabError
 from netloom.lab import netns
 from netloom.lab.state import ProcessRecord, StateFile
 
@@ -64,7 +65,7 @@ def record(
     ticks = start_ticks(pid)
     if ticks is None:
         # a child not yet reaped keeps its /proc entry: this only happens for a foreign pid
-        raise ProcessLookupError(f"no process {pid}")
+        raise LabError(f"no process {pid} to record as the lab's {role}")
     return ProcessRecord(
         role=role,
         pid=pid,
