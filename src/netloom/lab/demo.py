@@ -17,7 +17,7 @@ leaves it running).
 The demo is a list of small steps; each one either returns a line describing what it measured or
 raises :class:`~netloom.errors.DemoStepFailed` saying what did not happen. Nothing here fakes a
 result: a step that cannot be done fails, and the caller tears the lab down. The steps live in
-:mod:`~netloom.lab.demo_topology` (tenants over the API), :mod:`~netloom.lab.demo_dhcp` and
+:mod:`~netloom.lab.demo_topology` (the plan routed-tenants), :mod:`~netloom.lab.demo_dhcp` and
 :mod:`~netloom.lab.demo_traffic`; the plan and the report in :mod:`~netloom.lab.demo_plan` and
 :mod:`~netloom.lab.demo_report`.
 """
@@ -85,16 +85,13 @@ class Demo:
             ("cluster: API + topology service in the switch namespace", self.step_cluster),
             ("agents: `netloom agent --datapath bpf` in every host", self.step_agents),
             (
-                "tenant A: router, bridges 10.0.1.0/24 + 10.0.2.0/24 with DHCP, security group",
-                bound(demo_topology.step_tenant_a),
-            ),
-            (
-                "tenant B: own router and bridge reusing 10.0.1.0/24",
-                bound(demo_topology.step_tenant_b),
-            ),
-            (
-                "VMs: namespaces plugged into their hosts, ports bound",
+                "VMs: namespaces plugged into their hosts",
                 bound(demo_topology.step_vms),
+            ),
+            (
+                "tenants A and B (A: 10.0.1.0/24 + 10.0.2.0/24 and a security group, B reusing "
+                "10.0.1.0/24), VM ports bound: one plan, routed-tenants",
+                bound(demo_topology.step_topology),
             ),
             ("DHCP: udhcpc in every VM, answered by the agents", bound(demo_dhcp.step_dhcp)),
             ("ping across hosts, through the router", bound(demo_traffic.step_ping)),

@@ -1,7 +1,8 @@
-"""The demo's tenant topology, built over the lab's API: tenant A's router with two bridges and
-DHCP, its stateful security group, tenant B's router and bridge, and a port per VM bound to its
-host. Each function takes the running :class:`~netloom.lab.demo.Demo`; this is the part that
-plan documents applied by one applier replace."""
+"""The demo's tenant topology: the bundled plan ``routed-tenants`` (tenant A's router with two
+bridges and DHCP and its stateful security group ``stateful-sg``, tenant B's router and bridge
+reusing A's first prefix, and a port per VM bound to its host), with the demo's placement as its
+parameters, applied in one run of the one applier. The VM namespaces come first: a port is
+bound to the host-side interface of its VM."""
 
 from __future__ import annotations
 
@@ -11,148 +12,20 @@ from typing import TYPE_CHECKING, Any
 from netloom.lab.demo_plan import IPERF_PORT, SSH_PORT
 from netloom.lab.demo_report import VmResult
 from netloom.lab.plan import host_name
+from netloom.plan import Applier, parse_documents
+from netloom.plan.template import load_plan
 
 if TYPE_CHECKING:
     from netloom.lab.demo import Demo
 
-
-def create(demo: Demo, role: str, collection: str, data: dict[str, Any]) -> str:
-    doc = demo.lab.api().create(collection, data)
-    demo.ids[role] = str(doc["id"])
-    demo.lab.state.topology[role] = demo.ids[role]
-    return demo.ids[role]
-
-
-def router_with_nets(demo: Demo, tenant: str) -> list[str]:
-    """Tenant ``tenant``'s router, one bridge per planned network linked to it, a route per
-    network and a DHCP subnet (MTU option = VM MTU, RFC 2132 §5.1) on each bridge."""
-    api = demo.lab.api()
-    tid = create(demo, f"tenant-{tenant}", "tenants", {"name": f"{demo.lab.name}-{tenant}"})
-    router = create(
-        demo,
-        f"router-{tenant}",
-        "routers",
-        {"tenant_id": tid, "name": f"{demo.lab.name}-{tenant}-router"},
-    )
-    lines = []
-    for i, net in enumerate(n for n in demo.nets.values() if n.tenant == tenant):
-        bridge = create(
-            demo,
-            f"bridge-{net.key}",
-            "bridges",
-            {"tenant_id": tid, "name": f"{demo.lab.name}-{net.key}"},
-        )
-        prefix = net.cidr.split("/")[1]
-        rp = create(
-            demo,
-            f"rport-{net.key}",
-            "ports",
-            {
-                "device_id": router,
-                "type": "router",
-                "name": f"{net.key}-gw",
-                "mac": router_mac(demo.lab.name, tenant, i),
-                "address": f"{net.gateway}/{prefix}",
-            },
-        )
-        bp = create(
-            demo,
-            f"uplink-{net.key}",
-            "ports",
-            {"device_id": bridge, "type": "bridge", "name": f"{net.key}-up"},
-        )
-        api.link_ports(rp, bp)
-        create(
-            demo,
-            f"route-{net.key}",
-            "routes",
-            {"router_id": router, "dst": net.cidr, "next_hop_port_id": rp},
-        )
-        create(
-            demo,
-            f"dhcp-{net.key}",
-            "dhcp_subnets",
-            {
-                "bridge_id": bridge,
-                "cidr": net.cidr,
-                "gateway": net.gateway,
-                "mtu": demo.lab.vm_mtu,
-            },
-        )
-        lines.append(f"{net.key}: {net.cidr} gw {net.gateway}, DHCP mtu {demo.lab.vm_mtu}")
-    return lines
-
-
-def step_tenant_a(demo: Demo) -> str:
-    lines = router_with_nets(demo, "A")
-    security_group(demo)
-    lines.append(
-        f"security group (stateful) for a4: from-VM accept all (tracked); to-VM "
-        f"accept return flows, icmp, dhcp, tcp/{IPERF_PORT}; drop tcp/{SSH_PORT}; "
-        "drop the rest"
-    )
-    return "\n".join(lines)
-
-
-def security_group(demo: Demo) -> None:
-    """Two chains, Neutron-style: ``sg-egress`` (VM -> network) accepts everything and so
-    creates the conntrack entries that ``match_return_flow`` recognises on the way back;
-    ``sg-ingress`` (network -> VM) lets in return traffic, ICMP, DHCP replies (RFC 2131
-    server port 67 -> client 68) and tcp/5201, and drops tcp/22 and everything else."""
-    api = demo.lab.api()
-    egress = create(demo, "sg-egress", "chains", {"name": "sg-egress"})
-    api.create(
-        "rules",
-        {"chain_id": egress, "position": 0, "action": "accept", "match_return_flow": True},
-    )
-    api.create("rules", {"chain_id": egress, "position": 1, "action": "accept"})
-    ingress = create(demo, "sg-ingress", "chains", {"name": "sg-ingress"})
-    rules: list[dict[str, Any]] = [
-        {"action": "accept", "match_return_flow": True},
-        {"action": "accept", "nw_proto": 1},
-        {
-            "action": "accept",
-            "nw_proto": 17,
-            "tp_src": {"start": 67, "end": 67},
-            "tp_dst": {"start": 68, "end": 68},
-        },
-        {"action": "accept", "nw_proto": 6, "tp_dst": {"start": IPERF_PORT, "end": IPERF_PORT}},
-        {"action": "drop", "nw_proto": 6, "tp_dst": {"start": SSH_PORT, "end": SSH_PORT}},
-        {"action": "drop"},
-    ]
-    for pos, rule in enumerate(rules):
-        doc = api.create("rules", {"chain_id": ingress, "position": pos, **rule})
-        if rule["action"] == "drop" and "tp_dst" in rule:
-            demo.ids["sg-drop-ssh"] = str(doc["id"])
-
-
-def step_tenant_b(demo: Demo) -> str:
-    return "\n".join(router_with_nets(demo, "B"))
+TENANTS = ("A", "B")
 
 
 def step_vms(demo: Demo) -> str:
-    api = demo.lab.api()
+    """One namespace per planned VM, plugged into its host (the ports come with the plan)."""
     lines = []
     for p in demo.plan:
-        host = host_name(demo.lab.name, p.host)
-        vm = demo.lab.add_vm(host, p.key)
-        data: dict[str, Any] = {
-            "device_id": demo.ids[f"bridge-{p.net}"],
-            "type": "bridge",
-            "name": vm.name,
-            "mac": vm.mac,
-            "fixed_ips": [p.ip],
-        }
-        if p.sg:
-            # inbound = what enters the virtual port from the VM (MidoNet's naming)
-            data.update(
-                inbound_filter_id=demo.ids["sg-egress"],
-                outbound_filter_id=demo.ids["sg-ingress"],
-            )
-        port = create(demo, f"port-{p.key}", "ports", data)
-        hrec = next(h for h in demo.lab.state.hosts if h.name == vm.host)
-        assert hrec.host_id is not None
-        api.bind_port(port, hrec.host_id, vm.host_if)
+        vm = demo.lab.add_vm(host_name(demo.lab.name, p.host), p.key)
         demo.vms[p.key] = VmResult(
             name=vm.name,
             key=p.key,
@@ -162,13 +35,87 @@ def step_vms(demo: Demo) -> str:
             mac=vm.mac,
             netns=vm.netns,
             expected_ip=p.ip,
-            port_id=port,
+            port_id="",
         )
-        lines.append(
-            f"{vm.name:7s} tenant {p.tenant} {p.net:7s} on {vm.host:12s} "
-            f"mac {vm.mac}  port {port[:8]} bound to {vm.host_if}"
-        )
+        lines.append(f"{vm.name:7s} tenant {p.tenant} {p.net:7s} on {vm.host:12s} mac {vm.mac}")
     return "\n".join(lines)
+
+
+def step_topology(demo: Demo) -> str:
+    """Apply the plan; every object's id is kept under its plan handle (``bridge-A-net1``,
+    ``port-a4``, ``sg-drop-deny`` ...) in the demo and in the lab's state."""
+    params = plan_params(demo)
+    applier = Applier(demo.lab.api(), parse_documents(load_plan("routed-tenants").expand(params)))
+    applier.run()
+    demo.ids.update(applier.ids)
+    demo.ids["sg-drop-ssh"] = applier.ids["sg-drop-deny"]
+    demo.lab.state.topology.update(applier.ids)
+    demo.lab.save()
+    lines = [
+        f"{n['key']}: {n['cidr']} gw {n['gateway']}, DHCP mtu {params['mtu']}"
+        for n in params["networks"]
+    ]
+    lines.append(
+        f"security group (stateful) for a4: from-VM accept all (tracked); to-VM "
+        f"accept return flows, icmp, dhcp, tcp/{IPERF_PORT}; drop tcp/{SSH_PORT}; drop the rest"
+    )
+    for v in demo.vms.values():
+        v.port_id = applier.ids[f"port-{v.key}"]
+        lines.append(f"{v.name:7s} port {v.port_id[:8]} bound on {v.host}")
+    lines.append(f"{len(applier.created)} objects from plan routed-tenants")
+    return "\n".join(lines)
+
+
+def plan_params(demo: Demo) -> dict[str, Any]:
+    """The ``routed-tenants`` parameters of the demo's networks and VMs."""
+    lab = demo.lab
+    networks = []
+    for tenant in TENANTS:
+        for i, net in enumerate(n for n in demo.nets.values() if n.tenant == tenant):
+            networks.append(
+                {
+                    "key": net.key,
+                    "name": f"{lab.name}-{net.key}",
+                    "tenant": f"@tenant-{tenant}",
+                    "router": f"@router-{tenant}",
+                    "cidr": net.cidr,
+                    "gateway": net.gateway,
+                    "prefixlen": int(net.cidr.split("/")[1]),
+                    "router_mac": router_mac(lab.name, tenant, i),
+                    "dns_servers": [],
+                }
+            )
+    hosts = {h.name: h.host_id for h in lab.state.hosts}
+    vms = []
+    for p in demo.plan:
+        vm = lab.vm(demo.vms[p.key].name)
+        vms.append(
+            {
+                "key": p.key,
+                "name": vm.name,
+                "net": p.net,
+                "mac": vm.mac,
+                "ip": p.ip,
+                "host_id": hosts[vm.host],
+                "host_if": vm.host_if,
+                # inbound = what enters the virtual port from the VM (MidoNet's naming)
+                "inbound_filter": "@sg-egress" if p.sg else None,
+                "outbound_filter": "@sg-ingress" if p.sg else None,
+            }
+        )
+    return {
+        "mtu": lab.vm_mtu,
+        "tenants": [
+            {"key": t, "name": f"{lab.name}-{t}", "inbound_filter": None, "outbound_filter": None}
+            for t in TENANTS
+        ],
+        "networks": networks,
+        "security_group": True,
+        "sg_tenant": "@tenant-A",
+        "allow_port": IPERF_PORT,
+        "deny_port": SSH_PORT,
+        "vms": vms,
+    }
 
 
 def router_mac(lab: str, tenant: str, i: int) -> str:
@@ -177,11 +124,4 @@ def router_mac(lab: str, tenant: str, i: int) -> str:
     return f"02:{d[0]:02x}:{d[1]:02x}:{d[2]:02x}:fe:{i:02x}"
 
 
-__all__ = [
-    "router_mac",
-    "router_with_nets",
-    "security_group",
-    "step_tenant_a",
-    "step_tenant_b",
-    "step_vms",
-]
+__all__ = ["plan_params", "router_mac", "step_topology", "step_vms"]
