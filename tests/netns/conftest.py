@@ -47,6 +47,8 @@ from netloom.lab.lab import AGENT_PROGRAM, Lab
 from netloom.lab.plan import host_name, vm_mac
 from netloom.lab.supervisor import alive
 from netloom.packet.util import ip_to_int, mac_to_int
+from netloom.plan import Applier, parse_documents
+from netloom.plan.template import load_plan
 from waiting import wait_until
 
 REVISION = "netloom_agent_topology_revision"  # the store revision an agent has applied
@@ -314,44 +316,68 @@ class NetLab:
         self.wait_ready()
 
     def _topology(self, chains: dict[str, list[dict[str, Any]]]) -> None:
-        api = self.api
-        ids = self.ids
-        ids["tenant"] = api.create("tenants", {"name": self.name})["id"]
-        ids["router"] = api.create("routers", {"tenant_id": ids["tenant"], "name": "r"})["id"]
-        for i, net in ((1, NET1), (2, NET2)):
-            br = api.create("bridges", {"tenant_id": ids["tenant"], "name": f"net{i}"})["id"]
-            rp = api.create(
-                "ports",
-                {
-                    "device_id": ids["router"],
-                    "type": "router",
-                    "mac": vm_mac(self.name, 0, i),
-                    "address": f"{net}.1/24",
-                },
-            )["id"]
-            bp = api.create("ports", {"device_id": br, "type": "bridge"})["id"]
-            api.link_ports(rp, bp)
-            ids[f"net{i}"], ids[f"rp{i}"] = br, rp
-            ids[f"route{i}"] = self.add_route(i)
-        for cname, rules in chains.items():
-            ids[cname] = api.create("chains", {"tenant_id": ids["tenant"], "name": cname})["id"]
-            for pos, rule in enumerate(rules):
-                api.create("rules", {"chain_id": ids[cname], "position": (pos + 1) * 10, **rule})
+        """The bundled plan routed-tenants: one tenant's router, bridges net1 and net2 behind
+        it, the test's chains, and each VM's port bound to its host."""
+        docs = load_plan("routed-tenants").expand(self._plan_params(chains))
+        applier = Applier(self.api, parse_documents(docs))
+        applier.run()
+        got = applier.ids
+        self.ids.update(tenant=got["tenant-t"], router=got["router-t"])
+        for i in (1, 2):
+            self.ids[f"net{i}"], self.ids[f"rp{i}"] = got[f"bridge-net{i}"], got[f"rport-net{i}"]
+            self.ids[f"route{i}"] = got[f"route-net{i}"]
+        self.ids.update({cname: got[cname] for cname in chains})
+        for name, spec in self.specs.items():
+            self.ids[name] = got[f"port-{name}"]
+            vm = self.vm(name)
+            self.lab._vm(vm.name).port_id = self.ids[name]
+            self.lab.set_vm_address(vm.name, f"{spec.ip}/24", GW1 if spec.net == 1 else GW2)
+        self.lab.save()
+
+    def _plan_params(self, chains: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+        hosts = {h.name: h.host_id for h in self.lab.state.hosts}
+        vms = []
         for name, spec in self.specs.items():
             vm = self.vm(name)
-            fields = {k: (ids[v] if k.endswith("_filter_id") else v) for k, v in spec.port.items()}
-            fields.setdefault("mac", vm.mac)
-            fields.setdefault("fixed_ips", [spec.ip])
-            port = api.create(
-                "ports",
-                {"device_id": ids[f"net{spec.net}"], "type": "bridge", "name": name, **fields},
+            port = {k: (f"@{v}" if k.endswith("_filter_id") else v) for k, v in spec.port.items()}
+            vms.append(
+                {
+                    "key": name,
+                    "name": name,
+                    "net": f"net{spec.net}",
+                    "mac": port.pop("mac", vm.mac),
+                    "fixed_ips": port.pop("fixed_ips", [spec.ip]),
+                    "inbound_filter": port.pop("inbound_filter_id", None),
+                    "outbound_filter": port.pop("outbound_filter_id", None),
+                    "host_id": hosts[vm.host],
+                    "host_if": vm.host_if,
+                    "port": port,
+                }
             )
-            ids[name] = port["id"]
-            rec = self.lab._vm(vm.name)
-            rec.port_id = port["id"]
-            self.lab.save()
-            self.lab.set_vm_address(vm.name, f"{spec.ip}/24", GW1 if spec.net == 1 else GW2)
-            self.bind(name)
+        return {
+            "tenants": [{"key": "t", "name": self.name}],
+            "networks": [
+                {
+                    "key": f"net{i}",
+                    "name": f"net{i}",
+                    "tenant": "@tenant-t",
+                    "router": "@router-t",
+                    "cidr": f"{net}.0/24",
+                    "gateway": f"{net}.1",
+                    "prefixlen": 24,
+                    "router_mac": vm_mac(self.name, 0, i),
+                    "dns_servers": [],
+                }
+                for i, net in ((1, NET1), (2, NET2))
+            ],
+            "chains": [{"name": cname, "tenant": "@tenant-t"} for cname in chains],
+            "rules": [
+                {"chain": cname, "position": (pos + 1) * 10, "match": rule}
+                for cname, rules in chains.items()
+                for pos, rule in enumerate(rules)
+            ],
+            "vms": vms,
+        }
 
     def add_route(self, net: int) -> str:
         prefix = NET1 if net == 1 else NET2

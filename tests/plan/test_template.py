@@ -123,3 +123,9 @@ def test_an_include_can_repeat_per_item() -> None:
     )
     refs = [d["ref"] for d in plan.expand({"ts": [1, 2]}) if d["kind"] == "chain"]
     assert refs == ["t1-sg-egress", "t1-sg-ingress", "t2-sg-egress", "t2-sg-ingress"]
+
+
+def test_an_optional_placeholder_is_null_when_not_given() -> None:
+    plan = _plan([{"each": "vms", "kind": "port", "f": "${item.f?}", "m": "${item.m?}"}], vms=[])
+    docs = plan.expand({"vms": [{"f": "x"}]})
+    assert docs == [{"kind": "port", "f": "x", "m": None}]

@@ -239,7 +239,7 @@ def _vm_item(cloud: Cloud, v: VmPlan) -> dict[str, Any]:
         "name": f"vm{v.index}",
         "net": f"t{v.tenant}-net{v.subnet}",
         "mac": v.mac,
-        "ip": v.ip,
+        "fixed_ips": [v.ip],
         "host_id": f"@host-{cloud.hosts[v.host].name}",
         "host_if": v.ifname,
         # inbound = what enters the virtual port from the VM (MidoNet's naming)

@@ -95,7 +95,7 @@ def plan_params(demo: Demo) -> dict[str, Any]:
                 "name": vm.name,
                 "net": p.net,
                 "mac": vm.mac,
-                "ip": p.ip,
+                "fixed_ips": [p.ip],
                 "host_id": hosts[vm.host],
                 "host_if": vm.host_if,
                 # inbound = what enters the virtual port from the VM (MidoNet's naming)

@@ -28,7 +28,8 @@ place (handles are shared, so the including plan refers to the included plan's o
 fields are themselves data (a rule's match, given by the caller).
 
 ``${name}`` and ``${item.field}`` (dotted paths into mappings; ``${index}`` is the item's
-position) are replaced in every string. A string that is exactly one placeholder takes the
+position) are replaced in every string; ``${item.field?}`` is null where the field is not
+given. A string that is exactly one placeholder takes the
 parameter's own type (a number, a list, null), so ``mtu: ${mtu}`` stays an integer and an
 item's ``inbound_filter_id: ${item.sg_in}`` may be null. Anything left unresolved, an unknown
 parameter or an ``each`` over something that is not a list is an :class:`InvalidInput` naming
@@ -51,7 +52,7 @@ from netloom.errors import InvalidInput
 
 __all__ = ["PlanTemplate", "bundled_plans", "expand", "load_plan", "parse_plan_text"]
 
-_PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*)\}")
+_PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*\??)\}")
 _EACH = "each"
 _INCLUDE = "include"
 _WHEN = "when"
@@ -224,9 +225,12 @@ def _substitute_str(text: str, scope: Mapping[str, Any], where: str) -> Any:
 
 
 def _lookup(path: str, scope: Mapping[str, Any], where: str) -> Any:
+    optional = path.endswith("?")
     value: Any = scope
-    for part in path.split("."):
+    for part in path.removesuffix("?").split("."):
         if not isinstance(value, Mapping) or part not in value:
+            if optional:
+                return None
             raise InvalidInput(f"{where}: ${{{path}}} is not defined", field="params")
         value = value[part]
     return value

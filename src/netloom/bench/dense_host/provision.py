@@ -41,7 +41,7 @@ def plan_params(lab: Lab, specs: list[VmSpec], bridges: int) -> dict[str, Any]:
             "name": s.name,
             "net": f"net{s.bridge}",
             "mac": lab.vm(s.name).mac,
-            "ip": s.ip,
+            "fixed_ips": [s.ip],
             "host_id": hosts[s.host],
             "host_if": lab.vm(s.name).host_if,
             "inbound_filter": "@sg-egress",

@@ -171,7 +171,7 @@ class OverlaySetup:
                     "name": name,
                     "net": key,
                     "mac": vm.mac,
-                    "ip": ip,
+                    "fixed_ips": [ip],
                     "host_id": hosts[vm.host],
                     "host_if": vm.host_if,
                     "inbound_filter": None,
