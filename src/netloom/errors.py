@@ -15,6 +15,8 @@ input field is to blame, that ``field``.
     ├── StoreError          503  the NSDB cannot be reached or failed
     │   └── Compacted            a watch resumed from a revision the store no longer keeps
     ├── DatapathError       500  the kernel datapath refused an operation
+    ├── Untranslatable      500  a flow's output port has no known location (agent)
+    ├── NotYet              503  the simulation needs an object or state not loaded yet
     ├── LabError            500  a lab namespace, process or probe did not do what it should
     ├── ApiError            (the API's status)  an error answer of the REST API, client side
     └── ApiUnreachable      503  no HTTP exchange with the API happened at all
@@ -85,6 +87,29 @@ class Compacted(StoreError):
 class DatapathError(NetloomError):
     code = "datapath_error"
     status = 500
+
+
+class Untranslatable(NetloomError):
+    """An output port has no known location (unbound, or its host has no tunnel IP)."""
+
+    code = "untranslatable"
+    status = 500
+
+    def __init__(self, port_id: str) -> None:
+        super().__init__(f"no location for port {port_id}", field="port_id")
+        self.port_id = port_id
+
+
+class NotYet(NetloomError):
+    """Raised inside the simulation when a needed object or state is not available; the
+    simulation turns it into a NOT_YET result naming ``what`` (it never escapes ``simulate``)."""
+
+    code = "not_yet"
+    status = 503
+
+    def __init__(self, what: tuple[str, ...]) -> None:
+        super().__init__(":".join(what))
+        self.what = what
 
 
 class LabError(NetloomError):
@@ -164,9 +189,11 @@ __all__ = [
     "LabError",
     "NetloomError",
     "NotFound",
+    "NotYet",
     "PayloadTooLarge",
     "SetupUnavailable",
     "StoreError",
+    "Untranslatable",
     "VersionConflict",
     "error_line",
     "print_error",

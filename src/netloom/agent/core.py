@@ -29,7 +29,7 @@ from typing import Any
 from netloom.agent.flowtable import FlowTable
 from netloom.agent.metrics import AgentMetrics
 from netloom.agent.ratelimit import round_robin
-from netloom.agent.translate import Untranslatable, to_datapath_actions, to_flow
+from netloom.agent.translate import to_datapath_actions, to_flow
 from netloom.agent.view import AgentView, Interest, related
 from netloom.datapath.base import (
     Datapath,
@@ -39,7 +39,7 @@ from netloom.datapath.base import (
     UpcallLimit,
     UpcallReason,
 )
-from netloom.errors import NetloomError
+from netloom.errors import NetloomError, Untranslatable
 from netloom.flows.model import Output, Tunnel
 from netloom.model.records import Port, PortGroup, Record, Route, Rule, TunnelZone
 from netloom.packet.util import int_to_ip, ip_to_int

@@ -20,19 +20,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
+from netloom.errors import Untranslatable
 from netloom.flows.model import Action, Flow, FlowKey, Output, Tunnel
 from netloom.sim.result import OutputPort, Result, VirtualAction
 
 # virtual port id -> where its packets go from this host (None: unknown, cannot send)
 Locate = Callable[[str], Output | Tunnel | None]
-
-
-class Untranslatable(Exception):
-    """An output port has no known location (unbound, or its host has no tunnel IP)."""
-
-    def __init__(self, port_id: str) -> None:
-        super().__init__(f"no location for port {port_id}")
-        self.port_id = port_id
 
 
 def to_datapath_actions(actions: tuple[VirtualAction, ...], locate: Locate) -> tuple[Action, ...]:
@@ -71,4 +64,4 @@ def masked_key(flow: Flow) -> FlowKey:
     return flow.key.masked(flow.mask)
 
 
-__all__ = ["Locate", "Untranslatable", "masked_key", "to_datapath_actions", "to_flow"]
+__all__ = ["Locate", "masked_key", "to_datapath_actions", "to_flow"]

@@ -26,9 +26,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from netloom.errors import NotYet
 from netloom.model.records import Rule, RuleAction
 from netloom.packet.util import int_to_ip, ip_to_int, mac_to_int, prefix
-from netloom.sim.context import NotYet
 from netloom.sim.result import (
     F_5TUPLE,
     F_ETH_DST,

@@ -31,14 +31,6 @@ Inner = tuple[int, int, int, int, int]
 Snapshot = tuple[Any, ...]
 
 
-class NotYet(Exception):
-    """Raised inside the simulation when a needed object or state is not available."""
-
-    def __init__(self, what: tuple[str, ...]) -> None:
-        super().__init__(":".join(what))
-        self.what = what
-
-
 class Egress:
     """A copy of the packet leaving through an exterior port, with its final headers."""
 
@@ -258,4 +250,4 @@ def _quoted(payload: bytes) -> Inner | None:
     return proto, src, sport, dst, dport
 
 
-__all__ = ["ICMP_ECHO_TYPES", "ICMP_ERROR_TYPES", "Ctx", "Egress", "Inner", "NotYet", "Snapshot"]
+__all__ = ["ICMP_ECHO_TYPES", "ICMP_ERROR_TYPES", "Ctx", "Egress", "Inner", "Snapshot"]

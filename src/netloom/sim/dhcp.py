@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from netloom.errors import NotYet
 from netloom.packet.codec import build
 from netloom.packet.dhcp import (
     ACK,
@@ -59,7 +60,6 @@ from netloom.packet.headers import (
     Udp,
 )
 from netloom.packet.util import int_to_ip
-from netloom.sim.context import NotYet
 from netloom.sim.result import F_ETH_TYPE, F_IP_PROTO, F_L4
 
 if TYPE_CHECKING:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from netloom.errors import NotYet
 from netloom.flows.model import (
     DecTtl,
     SetEthDst,
@@ -44,7 +45,7 @@ from netloom.packet.util import int_to_ip
 from netloom.sim import dhcp as dhcp_server
 from netloom.sim.chains import ACCEPT, REJECT, run_chain, verdict_name
 from netloom.sim.compiled import CDevice, CompiledTopology, CPort, CPortSet, compiled
-from netloom.sim.context import ICMP_ERROR_TYPES, Ctx, Egress, Inner, NotYet, Snapshot
+from netloom.sim.context import ICMP_ERROR_TYPES, Ctx, Egress, Inner, Snapshot
 from netloom.sim.result import (
     F_ETH_DST,
     F_ETH_SRC,
