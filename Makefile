@@ -20,7 +20,8 @@ test: deps bpf
 
 lint: deps
 	$(VENV)/bin/ruff check src tests
-	$(VENV)/bin/mypy src
+	$(VENV)/bin/ruff format --check src tests
+	$(VENV)/bin/mypy src tests
 
 deps: sysdeps venv
 

@@ -192,8 +192,12 @@ async def applied(c: Cluster, *nodes: str, timeout: float = 5.0) -> None:
     rev = c.store.revision()
     for name in nodes:
         driver = c.nodes[name].driver
+
+        def applied(d: Any = driver) -> bool:
+            return bool((d.client.revision or 0) >= rev)
+
         await eventually(
-            lambda d=driver: (d.client.revision or 0) >= rev,
+            applied,
             timeout,
             f"{name} to apply revision {rev}",
         )

@@ -120,7 +120,7 @@ def test_apply_creates_in_dependency_order(
     assert sum(after.values()) - sum(before.values()) == len(TOPOLOGY)
 
     def one(coll: str, name: str) -> dict[str, Any]:
-        items = http.get(f"/{coll}", params={"name": name}).json()["items"]
+        items: list[dict[str, Any]] = http.get(f"/{coll}", params={"name": name}).json()["items"]
         assert len(items) == 1, (coll, name, items)
         return items[0]
 

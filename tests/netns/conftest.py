@@ -515,8 +515,12 @@ class NetLab:
         tagged) before its revision moves."""
         rev = self.store_revision()
         for h in range(1, len(self.lab.state.hosts) + 1):
+
+            def applied(h: int = h) -> bool:
+                return self.metrics(h).get(REVISION, -1.0) >= rev
+
             wait_until(
-                lambda h=h: self.metrics(h).get(REVISION, -1.0) >= rev,
+                applied,
                 timeout,
                 f"h{h}'s agent to apply revision {rev}",
                 0.02,

@@ -7,6 +7,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from typing import Any
 
 import pytest
 
@@ -215,8 +216,12 @@ def test_watch_and_writes_survive_session_expiry(
     watch.cancel()
     for store in (reader, writer):  # both really got a new session (expiry is asynchronous)
         old_id = old_sessions[id(store)][0]
+
+        def renewed(s: Any = store, old: Any = old_id) -> bool:
+            return bool(s._client.client_id[0] != old)
+
         wait_until(
-            lambda s=store, old=old_id: s._client.client_id[0] != old,
+            renewed,
             15,
             "a new ZooKeeper session",
             0.1,

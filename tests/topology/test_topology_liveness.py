@@ -105,6 +105,7 @@ def test_slow_agent_is_dropped_without_delaying_the_others() -> None:
             with pytest.raises((asyncio.IncompleteReadError, ConnectionError)):
                 while True:
                     assert isinstance(await slow.recv(), Batch)
+            slow.close()
             await fast.stop()
 
     run(scenario())
