@@ -12,7 +12,7 @@ from netloom.datapath.base import DatapathCounters, Fate, PortKind, UpcallLimit
 from netloom.datapath.memory import MemoryDatapath
 from netloom.errors import InvalidInput
 
-from .conftest import Lab, have_bpf
+from .conftest import Lab, have_bpf, in_ns
 from .dpvectors import frame
 
 
@@ -56,6 +56,10 @@ def test_kernel_budget_per_port() -> None:
     lab = Lab()
     try:
         ns = lab.ns("tb")
+        # no IPv6 autoconfiguration chatter (router solicitations, MLD) on the veths: a
+        # packet of its own reaching vma would take a token or be counted as throttled
+        in_ns(ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1")
+        in_ns(ns, "sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1")
         lab.veth(ns, "vma", ns, "vmap")
         lab.veth(ns, "vmb", ns, "vmbp")
         dp = BpfDatapath(lab.host_name("tb"), netns=ns)
