@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from ipaddress import IPv4Address, IPv4Network, ip_interface, ip_network
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Annotated, Any
 
 import typer
@@ -44,7 +44,7 @@ def _filter_params(kind: Kind) -> list[inspect.Parameter]:
 def _ip_matcher(raw: str) -> Callable[[Doc], bool]:
     """Whether a port has an address equal to ``raw`` (or inside it, for a CIDR)."""
     try:
-        net: IPv4Network = ip_network(raw.strip(), strict=False)  # type: ignore[assignment]
+        net = IPv4Network(raw.strip(), strict=False)
     except ValueError:
         raise InvalidInput(f"{raw!r} is not an IPv4 address or CIDR", field="ip") from None
 
@@ -56,7 +56,7 @@ def _ip_matcher(raw: str) -> Callable[[Doc], bool]:
             except ValueError:
                 continue
         if port.get("address"):
-            out.append(ip_interface(port["address"]).ip)  # type: ignore[arg-type]
+            out.append(IPv4Interface(port["address"]).ip)
         return out
 
     return lambda port: any(a in net for a in addresses(port))
@@ -73,6 +73,7 @@ def _tenant_devices(client: ApiClient, resolver: Resolver, tenant: str) -> set[s
 
 def _query(kind: Kind, kw: dict[str, Any], client: ApiClient) -> tuple[Any, list[Doc]]:
     """The list answer as sent, and its items after the client-side filters."""
+    has_ip = _ip_matcher(kw["q_ip"]) if kw.get("q_ip") else None  # fails before any request
     resolver = Resolver(client)
     refs = {r.field: r for r in kind.refs}
     filters = parse_filters(kw["filter"])
@@ -82,8 +83,8 @@ def _query(kind: Kind, kw: dict[str, Any], client: ApiClient) -> tuple[Any, list
             filters[f] = resolver.find(refs[f].target, value, f)[1]
     body = client.list_raw(kind.collection, filters)
     docs = items_of(body)
-    if kw.get("q_ip"):
-        docs = [d for d in docs if _ip_matcher(kw["q_ip"])(d)]
+    if has_ip is not None:
+        docs = [d for d in docs if has_ip(d)]
     if kw.get("q_tenant"):
         devices = _tenant_devices(client, resolver, kw["q_tenant"])
         docs = [d for d in docs if d.get("device_id") in devices]

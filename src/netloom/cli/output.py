@@ -181,7 +181,10 @@ def _field_table(kind: Kind, cols: Sequence[str], values: Sequence[Any], names: 
 def render_rows(title: str, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     table = Table(title=title, title_justify="left")
     for h in header:
-        table.add_column(h, overflow="fold")
+        if h == "id" or h.endswith("_id"):
+            table.add_column(h, no_wrap=True)  # an id is never cut mid-string
+        else:
+            table.add_column(h, overflow="fold")
     for r in rows:
         table.add_row(*(cell(v) for v in r))
     console().print(table)
