@@ -7,9 +7,10 @@ import pytest
 from typer.testing import CliRunner
 
 from netloom.api.client import normalise_url
+from netloom.cli.columns import columns_for
 from netloom.cli.fields import field_specs, parse_filters, parse_value
 from netloom.cli.main import app
-from netloom.cli.output import cell, columns_for
+from netloom.cli.output import cell
 from netloom.errors import ApiError, ApiUnreachable, InvalidInput, NotFound, error_line
 from netloom.model.kinds import KINDS
 

@@ -10,48 +10,31 @@ from typing import Annotated, Any
 
 import typer
 
-from netloom.api.client import ApiClient, items_of
+from netloom.api.client import ApiClient
 from netloom.cli import output
-from netloom.cli.common import IDENT, guarded, progress, settings, show
+from netloom.cli.common import (
+    IDENT,
+    common_params,
+    guarded,
+    kw_param,
+    opts_of,
+    progress,
+    show,
+    with_signature,
+)
 from netloom.cli.fields import (
     FieldSpec,
     field_specs,
     load_data,
-    parse_filters,
     parse_int,
     parse_value,
 )
+from netloom.cli.listing import list_cmd
 from netloom.errors import InvalidInput
 from netloom.model.kinds import KINDS, Kind
 from netloom.plan import Resolver, infer_port_type
 
 Doc = dict[str, Any]
-
-
-def _kw(name: str, annotation: Any, default: Any = None) -> inspect.Parameter:
-    return inspect.Parameter(
-        name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation
-    )
-
-
-def _common_params() -> list[inspect.Parameter]:
-    return [
-        _kw("ctx", typer.Context),
-        _kw(
-            "api",
-            Annotated[
-                str | None,
-                typer.Option(
-                    "--api", help="API URL (default $NETLOOM_API or http://127.0.0.1:8181)"
-                ),
-            ],
-        ),
-        _kw(
-            "json_out",
-            Annotated[bool, typer.Option("--json", help="print the API's JSON")],
-            False,
-        ),
-    ]
 
 
 def _field_param(spec: FieldSpec) -> inspect.Parameter:
@@ -60,22 +43,14 @@ def _field_param(spec: FieldSpec) -> inspect.Parameter:
     help_text = spec.help()
     if spec.shape == "bool":
         flag = f"{spec.option}/--no-{spec.option[2:]}"
-        return _kw(spec.param, Annotated[bool | None, typer.Option(flag, help=help_text)])
+        return kw_param(spec.param, Annotated[bool | None, typer.Option(flag, help=help_text)])
     if spec.shape in ("list", "json_list"):
         opt = typer.Option(spec.option, help=help_text, metavar="VALUE")
-        return _kw(spec.param, Annotated[list[str] | None, opt])
+        return kw_param(spec.param, Annotated[list[str] | None, opt])
     metavar = "|".join(spec.choices) if 0 < len(spec.choices) <= 4 else spec.shape.upper()
     metavar = metavar.replace("STR", "TEXT")
     opt = typer.Option(spec.option, help=help_text, metavar=metavar)
-    return _kw(spec.param, Annotated[str | None, opt])
-
-
-def _with_signature(
-    fn: Callable[..., None], params: list[inspect.Parameter]
-) -> Callable[..., None]:
-    fn.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-    fn.__annotations__ = {p.name: p.annotation for p in params}
-    return fn
+    return kw_param(spec.param, Annotated[str | None, opt])
 
 
 def _collect(specs: list[FieldSpec], kwargs: dict[str, Any]) -> Doc:
@@ -92,7 +67,7 @@ def _collect(specs: list[FieldSpec], kwargs: dict[str, Any]) -> Doc:
 def _create_cmd(kind: Kind, specs: list[FieldSpec]) -> Callable[..., None]:
     @guarded
     def create(**kw: Any) -> None:
-        opts = settings(kw["ctx"], kw["api"], kw["json_out"])
+        opts = opts_of(kw)
         data = {**load_data(kw["data"]), **_collect(specs, kw)}
         if kw["id"]:
             data["id"] = kw["id"]
@@ -101,77 +76,36 @@ def _create_cmd(kind: Kind, specs: list[FieldSpec]) -> Callable[..., None]:
             data = resolver.refs(kind, data)
             if kind.name == "port":
                 data = infer_port_type(resolver, data)
-            show(kind, client.create(kind.collection, data), opts)
+            show(kind, client.create(kind.collection, data), opts, client)
 
     params = [
         *(_field_param(s) for s in specs),
-        _kw("id", Annotated[str | None, typer.Option("--id", help="choose the id (UUID)")]),
-        _kw(
+        kw_param("id", Annotated[str | None, typer.Option("--id", help="choose the id (UUID)")]),
+        kw_param(
             "data",
             Annotated[
                 str | None,
                 typer.Option("--data", help="JSON object or @file.json; options override it"),
             ],
         ),
-        *_common_params(),
+        *common_params(),
     ]
     create.__doc__ = f"Create a {kind.name.replace('_', ' ')}."
-    return _with_signature(create, params)
-
-
-def _list_cmd(kind: Kind) -> Callable[..., None]:
-    refs = {r.field: r for r in kind.refs}
-
-    @guarded
-    def list_(**kw: Any) -> None:
-        opts = settings(kw["ctx"], kw["api"], kw["json_out"])
-        filters = parse_filters(kw["filter"])
-        filters.update({f: kw[f"q_{f}"] for f in kind.filters if kw.get(f"q_{f}") is not None})
-        with ApiClient(opts.api) as client:
-            resolver = Resolver(client)
-            for f, value in list(filters.items()):
-                if f in refs and value and not refs[f].many:
-                    filters[f] = resolver.find(refs[f].target, value, f)[1]
-            body = client.list_raw(kind.collection, filters)
-        if opts.json:
-            output.print_json(body)
-        else:
-            output.render_list(kind, items_of(body))
-
-    params = [
-        _kw(
-            f"q_{f}",
-            Annotated[
-                str | None,
-                typer.Option("--" + f.replace("_", "-"), help=f"only objects whose {f} is this"),
-            ],
-        )
-        for f in kind.filters
-    ]
-    params += [
-        _kw(
-            "filter",
-            Annotated[
-                list[str] | None,
-                typer.Option("--filter", help="field=value (repeatable)", metavar="FIELD=VALUE"),
-            ],
-        ),
-        *_common_params(),
-    ]
-    list_.__doc__ = f"List {kind.collection.replace('_', ' ')}, optionally filtered."
-    return _with_signature(list_, params)
+    return with_signature(create, params)
 
 
 def _show_cmd(kind: Kind) -> Callable[..., None]:
     @guarded
     def show_(**kw: Any) -> None:
-        opts = settings(kw["ctx"], kw["api"], kw["json_out"])
+        opts = opts_of(kw)
         with ApiClient(opts.api) as client:
             ident = Resolver(client).ident(kind, kw["ident"])
-            show(kind, client.get(kind.collection, ident), opts)
+            show(kind, client.get(kind.collection, ident), opts, client)
 
     show_.__doc__ = f"Show one {kind.name.replace('_', ' ')}."
-    return _with_signature(show_, [_kw("ident", IDENT, inspect.Parameter.empty), *_common_params()])
+    return with_signature(
+        show_, [kw_param("ident", IDENT, inspect.Parameter.empty), *common_params()]
+    )
 
 
 def _update_cmd(kind: Kind, specs: list[FieldSpec]) -> Callable[..., None]:
@@ -179,7 +113,7 @@ def _update_cmd(kind: Kind, specs: list[FieldSpec]) -> Callable[..., None]:
 
     @guarded
     def update(**kw: Any) -> None:
-        opts = settings(kw["ctx"], kw["api"], kw["json_out"])
+        opts = opts_of(kw)
         changes = {**load_data(kw["data"]), **_collect(specs, kw)}
         for name in kw["unset"] or ():
             field = name.replace("-", "_")
@@ -193,12 +127,13 @@ def _update_cmd(kind: Kind, specs: list[FieldSpec]) -> Callable[..., None]:
             resolver = Resolver(client)
             ident = resolver.ident(kind, kw["ident"])
             changes = resolver.refs(kind, changes)
-            show(kind, client.update(kind.collection, ident, changes, if_version=if_version), opts)
+            doc = client.update(kind.collection, ident, changes, if_version=if_version)
+            show(kind, doc, opts, client)
 
     params = [
-        _kw("ident", IDENT, inspect.Parameter.empty),
+        kw_param("ident", IDENT, inspect.Parameter.empty),
         *(_field_param(s) for s in specs),
-        _kw(
+        kw_param(
             "unset",
             Annotated[
                 list[str] | None,
@@ -207,7 +142,7 @@ def _update_cmd(kind: Kind, specs: list[FieldSpec]) -> Callable[..., None]:
                 ),
             ],
         ),
-        _kw(
+        kw_param(
             "if_version",
             Annotated[
                 str | None,
@@ -216,16 +151,16 @@ def _update_cmd(kind: Kind, specs: list[FieldSpec]) -> Callable[..., None]:
                 ),
             ],
         ),
-        _kw(
+        kw_param(
             "data",
             Annotated[
                 str | None, typer.Option("--data", help="JSON object or @file.json of changes")
             ],
         ),
-        *_common_params(),
+        *common_params(),
     ]
     update.__doc__ = f"Change fields of a {kind.name.replace('_', ' ')} (others are kept)."
-    return _with_signature(update, params)
+    return with_signature(update, params)
 
 
 def dependents(client: ApiClient, kind: Kind, ident: str) -> dict[str, int]:
@@ -251,7 +186,7 @@ def dependents(client: ApiClient, kind: Kind, ident: str) -> dict[str, int]:
 def _delete_cmd(kind: Kind) -> Callable[..., None]:
     @guarded
     def delete(**kw: Any) -> None:
-        opts = settings(kw["ctx"], kw["api"], kw["json_out"])
+        opts = opts_of(kw)
         cascade: bool = kw["cascade"]
         with ApiClient(opts.api) as client:
             ident = Resolver(client).ident(kind, kw["ident"])
@@ -271,8 +206,8 @@ def _delete_cmd(kind: Kind) -> Callable[..., None]:
         )
 
     params = [
-        _kw("ident", IDENT, inspect.Parameter.empty),
-        _kw(
+        kw_param("ident", IDENT, inspect.Parameter.empty),
+        kw_param(
             "cascade",
             Annotated[
                 bool,
@@ -287,17 +222,17 @@ def _delete_cmd(kind: Kind) -> Callable[..., None]:
             ],
             False,
         ),
-        *_common_params(),
+        *common_params(view=False),
     ]
     delete.__doc__ = f"Delete a {kind.name.replace('_', ' ')}."
-    return _with_signature(delete, params)
+    return with_signature(delete, params)
 
 
 def kind_commands(kind: Kind, group: typer.Typer) -> None:
     """Add the five commands of ``kind`` to its group."""
     specs = field_specs(kind)
     group.command("create")(_create_cmd(kind, specs))
-    group.command("list")(_list_cmd(kind))
+    group.command("list")(list_cmd(kind, common_params()))
     group.command("show")(_show_cmd(kind))
     group.command("update")(_update_cmd(kind, specs))
     group.command("delete")(_delete_cmd(kind))

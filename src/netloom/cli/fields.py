@@ -47,7 +47,7 @@ class FieldSpec:
         parts: list[str] = []
         if self.ref is not None:
             targets = " or ".join(t.replace("_", "-") for t in self.ref.target)
-            parts.append(f"{targets} id or unique name")
+            parts.append(f"{targets} id, unique id prefix or unique name")
         if self.choices:
             parts.append("one of " + ", ".join(self.choices))
         if self.shape == "list":

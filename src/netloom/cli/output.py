@@ -1,26 +1,31 @@
 """How the CLI shows records and errors.
 
-Two audiences: scripts get ``--json`` (the API's JSON, untouched, one document per command),
-people get rich tables (lists) and key/value views (one record). Errors are printed as ONE line
+Two audiences: people get rich tables (lists, ids cut to 8 characters) and key/value views (one
+record); scripts choose ``-f json|yaml|value|csv`` (full ids) and ``-c`` columns; ``--json`` is
+``-f json``: the API's JSON, untouched, one document per command. Errors are printed as ONE line
 on stderr by :func:`netloom.errors.print_error`.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from pydantic.fields import FieldInfo
+import yaml
 from rich.console import Console
 from rich.table import Table
 
+from netloom.cli import columns
 from netloom.model.kinds import Kind
 
 Doc = dict[str, Any]
+Names = Mapping[str, str]
 
-MAX_COLUMNS = 8
+FORMATS = ("table", "json", "yaml", "value", "csv")
 
 
 def console() -> Console:
@@ -50,62 +55,136 @@ def cell(value: Any) -> str:
     return str(value)
 
 
-def _defaults(kind: Kind) -> dict[str, Any]:
-    fields: dict[str, FieldInfo] = kind.record.model_fields
-    out: dict[str, Any] = {}
-    for name, info in fields.items():
-        if name == "id":
-            continue
-        default = info.get_default(call_default_factory=True)
-        out[name] = default.value if hasattr(default, "value") else default
-    return out
+@dataclass(frozen=True)
+class View:
+    """How records are printed: ``-f FORMAT``, ``-c COLUMN`` (repeatable), ``--long``."""
+
+    format: str = "table"
+    columns: tuple[str, ...] = ()
+    long: bool = False
 
 
-def columns_for(kind: Kind, docs: Sequence[Doc]) -> list[str]:
-    """Which columns a list shows: id, name, the kind's filter fields, then any other field
-    that differs from its default in at least one row; capped so a table stays readable
-    (``show`` and ``--json`` have everything)."""
-    defaults = _defaults(kind)
-    ordered = ["id"]
-    if "name" in defaults:
-        ordered.append("name")
-    ordered += [f for f in kind.filters if f not in ordered and f in defaults]
-    for name, default in defaults.items():
-        if name in ordered:
-            continue
-        if any(d.get(name, default) != default for d in docs):
-            ordered.append(name)
-    return ordered[:MAX_COLUMNS]
+def _plain(kind: Kind, docs: Sequence[Doc], cols: Sequence[str], names: Names) -> list[Doc]:
+    return [{c: columns.value(kind, d, c, names) for c in cols} for d in docs]
 
 
-def render_list(kind: Kind, docs: Sequence[Doc]) -> None:
-    cols = columns_for(kind, docs)
-    table = Table(title=f"{kind.collection} ({len(docs)})", title_justify="left")
+def _print_yaml(body: Any) -> None:
+    sys.stdout.write(yaml.safe_dump(body, sort_keys=False, default_flow_style=False))
+
+
+def _print_csv(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(header)
+    for r in rows:
+        writer.writerow([cell(v) for v in r])
+
+
+def _print_values(rows: Iterable[Sequence[Any]]) -> None:
+    for r in rows:
+        sys.stdout.write(" ".join(cell(v) for v in r) + "\n")
+
+
+def render_list(
+    kind: Kind,
+    docs: Sequence[Doc],
+    view: View = View(),
+    names: Names | None = None,
+    raw: Any = None,
+) -> None:
+    """A list in ``view.format``. json/yaml without ``-c`` print the records whole (json: the
+    API's answer ``raw`` untouched when given); every other form prints the columns, with the
+    names of referenced objects (``names``: id -> name) next to their ids."""
+    names = names or {}
+    if view.format in ("json", "yaml") and not view.columns:
+        if view.format == "json":
+            print_json(raw if raw is not None else list(docs))
+        else:
+            _print_yaml([{k: d[k] for k in record_keys(kind, d)} for d in docs])
+        return
+    base = list_columns(kind, docs, view.long)
+    cols = columns.pick(kind, base, view.columns)
+    rows = [[columns.value(kind, d, c, names) for c in cols] for d in docs]
+    if view.format == "json":
+        print_json(_plain(kind, docs, cols, names))
+    elif view.format == "yaml":
+        _print_yaml(_plain(kind, docs, cols, names))
+    elif view.format == "csv":
+        _print_csv(cols, rows)
+    elif view.format == "value":
+        _print_values(rows)
+    else:
+        _table(kind, cols, rows, f"{kind.collection} ({len(docs)})")
+
+
+def list_columns(kind: Kind, docs: Sequence[Doc], long: bool = False) -> list[str]:
+    """The columns of a list without ``-c``: the fields, each reference followed by its name
+    column (``long``: every one; else those set in some row)."""
+    return columns.with_names(kind, columns.columns_for(kind, docs, long), None if long else docs)
+
+
+def _table(kind: Kind, cols: Sequence[str], rows: Sequence[Sequence[Any]], title: str) -> None:
+    """A rich table; id columns show :data:`columns.SHORT_ID`-character ids and never wrap."""
+    ids = columns.id_columns(kind)
+    table = Table(title=title, title_justify="left")
     for c in cols:
-        table.add_column(c, overflow="fold", no_wrap=c == "id")
-    for d in docs:
-        table.add_row(*(cell(d.get(c)) for c in cols))
+        if c in ids:
+            table.add_column(c, no_wrap=True, overflow="ellipsis")
+        else:
+            table.add_column(c, overflow="fold")
+    for r in rows:
+        table.add_row(
+            *(cell(columns.short_id(v) if c in ids else v) for c, v in zip(cols, r, strict=True))
+        )
     console().print(table)
 
 
-def render_record(kind: Kind, doc: Doc) -> None:
-    """Every field of one record, in the model's order, then anything else the API added
-    (``version``...)."""
-    table = Table(show_header=False, box=None, padding=(0, 2), title=kind.name.replace("_", "-"))
-    table.add_column("field", style="bold")
-    table.add_column("value", overflow="fold")
+def record_keys(kind: Kind, doc: Doc) -> list[str]:
+    """A record's keys in the model's order, then anything else the API added (``version``)."""
     keys = ["id", *(k for k in kind.record.model_fields if k != "id")]
-    keys += [k for k in doc if k not in keys]
-    for k in keys:
-        if k in doc:
-            table.add_row(k, cell(doc[k]))
+    return [k for k in keys if k in doc] + [k for k in doc if k not in keys]
+
+
+def render_record(kind: Kind, doc: Doc, view: View = View(), names: Names | None = None) -> None:
+    """One record in ``view.format``: a field/value view for people (full ids, each followed by
+    the referenced object's name), or the chosen fields for scripts."""
+    names = names or {}
+    if view.format == "json" and not view.columns:
+        print_json(doc)
+        return
+    cols = columns.pick(kind, record_keys(kind, doc), view.columns)
+    values = [columns.value(kind, doc, c, names) for c in cols]
+    if view.format == "json":
+        print_json(dict(zip(cols, values, strict=True)))
+    elif view.format == "yaml":
+        _print_yaml(dict(zip(cols, values, strict=True)))
+    elif view.format == "csv":
+        _print_csv(cols, [values])
+    elif view.format == "value":
+        _print_values([v] for v in values)
+    else:
+        _field_table(kind, cols, values, names)
+
+
+def _field_table(kind: Kind, cols: Sequence[str], values: Sequence[Any], names: Names) -> None:
+    refs = {r.field for r in kind.refs if not r.many}
+    table = Table(show_header=False, box=None, padding=(0, 2), title=kind.name.replace("_", "-"))
+    table.add_column("field", style="bold", no_wrap=True)
+    table.add_column("value", overflow="fold")
+    for c, v in zip(cols, values, strict=True):
+        text = cell(v)
+        if c in refs and v and str(v) in names:
+            text += f" ({names[str(v)]})"
+        table.add_row(c, text)
     console().print(table)
 
 
 def render_rows(title: str, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     table = Table(title=title, title_justify="left")
     for h in header:
-        table.add_column(h, overflow="fold")
+        if h == "id" or h.endswith("_id"):
+            table.add_column(h, no_wrap=True)  # an id is never cut mid-string
+        else:
+            table.add_column(h, overflow="fold")
     for r in rows:
         table.add_row(*(cell(v) for v in r))
     console().print(table)
@@ -116,11 +195,14 @@ def info(message: str) -> None:
 
 
 __all__ = [
+    "FORMATS",
+    "View",
     "cell",
-    "columns_for",
     "console",
     "info",
+    "list_columns",
     "print_json",
+    "record_keys",
     "render_list",
     "render_record",
     "render_rows",

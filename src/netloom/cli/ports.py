@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from netloom.api.client import ApiClient
-from netloom.cli.common import IDENT, Settings, guarded, settings, show
+from netloom.cli.common import COLUMN, FORMAT, IDENT, Settings, guarded, settings, show
 from netloom.model.kinds import KINDS
 from netloom.plan import Resolver
 
@@ -22,15 +22,18 @@ def _port_bind(
     interface: Annotated[str, typer.Option("--interface", help="interface name on that host")],
     api: Annotated[str | None, typer.Option("--api", help="API URL")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print the API's JSON")] = False,
+    fmt: FORMAT = None,
+    columns: COLUMN = None,
 ) -> None:
     """Bind a port to an interface of a host (makes it exterior)."""
-    opts = settings(ctx, api, json_out)
+    opts = settings(ctx, api, json_out, fmt, columns)
     with ApiClient(opts.api) as client:
         r = Resolver(client)
         show(
             _PORT,
             client.bind_port(r.ident(_PORT, port), r.ident(KINDS["host"], host), interface),
             opts,
+            client,
         )
 
 
@@ -39,9 +42,11 @@ def _port_unbind(
     port: IDENT,
     api: Annotated[str | None, typer.Option("--api", help="API URL")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print the API's JSON")] = False,
+    fmt: FORMAT = None,
+    columns: COLUMN = None,
 ) -> None:
     """Remove a port's binding."""
-    opts = settings(ctx, api, json_out)
+    opts = settings(ctx, api, json_out, fmt, columns)
     with ApiClient(opts.api) as client:
         _after(client, client.unbind_port(Resolver(client).ident(_PORT, port)), port, opts)
 
@@ -52,12 +57,14 @@ def _port_link(
     peer: Annotated[str, typer.Option("--peer", help="peer port id or name")],
     api: Annotated[str | None, typer.Option("--api", help="API URL")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print the API's JSON")] = False,
+    fmt: FORMAT = None,
+    columns: COLUMN = None,
 ) -> None:
     """Link two ports (interior link, e.g. router port <-> bridge port)."""
-    opts = settings(ctx, api, json_out)
+    opts = settings(ctx, api, json_out, fmt, columns)
     with ApiClient(opts.api) as client:
         r = Resolver(client)
-        show(_PORT, client.link_ports(r.ident(_PORT, port), r.ident(_PORT, peer)), opts)
+        show(_PORT, client.link_ports(r.ident(_PORT, port), r.ident(_PORT, peer)), opts, client)
 
 
 def _port_unlink(
@@ -65,9 +72,11 @@ def _port_unlink(
     port: IDENT,
     api: Annotated[str | None, typer.Option("--api", help="API URL")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print the API's JSON")] = False,
+    fmt: FORMAT = None,
+    columns: COLUMN = None,
 ) -> None:
     """Remove a port's link (both sides)."""
-    opts = settings(ctx, api, json_out)
+    opts = settings(ctx, api, json_out, fmt, columns)
     with ApiClient(opts.api) as client:
         _after(client, client.unlink_port(Resolver(client).ident(_PORT, port)), port, opts)
 
@@ -75,9 +84,10 @@ def _port_unlink(
 def _after(client: ApiClient, body: Any, port: str, opts: Settings) -> None:
     """Show what an unbind/unlink answered; an empty answer shows the port as it is now."""
     if isinstance(body, dict):
-        show(_PORT, body, opts)
+        show(_PORT, body, opts, client)
     elif not opts.json:
-        show(_PORT, client.get(_PORT.collection, Resolver(client).ident(_PORT, port)), opts)
+        doc = client.get(_PORT.collection, Resolver(client).ident(_PORT, port))
+        show(_PORT, doc, opts, client)
 
 
 def port_commands(group: typer.Typer) -> None:

@@ -1,14 +1,19 @@
-"""Names to ids: a reference may be an object's id or its unique name, looked up through the
-kind's ``name`` filter."""
+"""Names to ids: a reference may be an object's id, its unique name (looked up through the
+kind's ``name`` filter) or a unique prefix of its id (matched against the listed collection)."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
 from netloom.errors import Conflict, InvalidInput, NetloomError, NotFound
 from netloom.model.kinds import KINDS, Kind, Ref
 from netloom.plan.client import Doc, PlanClient
+
+MIN_PREFIX = 4
+_PREFIX = re.compile(r"^[0-9a-f][0-9a-f-]*$")
+_SHOWN_MATCHES = 5
 
 
 def is_id(value: str) -> bool:
@@ -17,6 +22,19 @@ def is_id(value: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def is_prefix(value: str) -> bool:
+    """``value`` may be the start of an id: at least :data:`MIN_PREFIX` hex digits (dashes
+    allowed where a UUID has them) and not a whole id."""
+    text = value.lower()
+    digits = text.replace("-", "")
+    return (
+        len(digits) >= MIN_PREFIX
+        and len(text) < 36
+        and _PREFIX.match(text) is not None
+        and not is_id(value)
+    )
 
 
 class Resolver:
@@ -37,7 +55,8 @@ class Resolver:
         """(kind name, id) of the object ``value`` names among ``targets`` kinds.
 
         An id is checked only when several kinds are possible (to learn which); a name must
-        match exactly one object across them."""
+        match exactly one object across them; failing that, a hex prefix must start the id of
+        exactly one object of them."""
         key = (targets, value)
         if key in self._cache:
             return self._cache[key]
@@ -65,7 +84,7 @@ class Resolver:
     def _by_name(self, targets: tuple[str, ...], value: str, field: str | None) -> tuple[str, str]:
         named = [t for t in targets if "name" in KINDS[t].filters]
         what = " or ".join(t.replace("_", "-") for t in targets)
-        if not named:
+        if not named and not is_prefix(value):
             raise InvalidInput(f"{value!r} is not an id (a {what} has no name)", field=field)
         hits = [
             (t, str(d["id"]))
@@ -73,10 +92,36 @@ class Resolver:
             for d in self.client.list(KINDS[t].collection, {"name": value})
             if d.get("name") == value  # the API may ignore an unknown filter: check
         ]
-        if not hits:
-            raise NotFound(f"no {what} named {value!r}", field=field)
         if len(hits) > 1:
             raise Conflict(f"{len(hits)} objects named {value!r}: use an id", field=field)
+        if hits:
+            return hits[0]
+        if is_prefix(value):
+            return self._by_prefix(targets, value, field)
+        raise NotFound(f"no {what} named {value!r}", field=field)
+
+    def _by_prefix(
+        self, targets: tuple[str, ...], value: str, field: str | None
+    ) -> tuple[str, str]:
+        """The one object of ``targets`` whose id starts with ``value`` (one list per kind)."""
+        prefix = value.lower()
+        hits = [
+            (t, str(d["id"]))
+            for t in targets
+            for d in self.client.list(KINDS[t].collection)
+            if str(d.get("id", "")).startswith(prefix)
+        ]
+        what = " or ".join(t.replace("_", "-") for t in targets)
+        if not hits:
+            raise NotFound(f"no {what} named or with an id starting {value!r}", field=field)
+        if len(hits) > 1:
+            shown = ", ".join(f"{t.replace('_', '-')} {i}" for t, i in hits[:_SHOWN_MATCHES])
+            more = ", ..." if len(hits) > _SHOWN_MATCHES else ""
+            raise Conflict(
+                f"id prefix {value!r} matches {len(hits)} objects ({shown}{more}):"
+                " give more characters",
+                field=field,
+            )
         return hits[0]
 
     def ident(self, kind: Kind, value: str) -> str:
@@ -113,4 +158,4 @@ def infer_port_type(resolver: Resolver, data: Doc) -> Doc:
     return {**data, "type": device_kind}
 
 
-__all__ = ["Resolver", "infer_port_type", "is_id"]
+__all__ = ["MIN_PREFIX", "Resolver", "infer_port_type", "is_id", "is_prefix"]
