@@ -80,23 +80,35 @@ TOPOLOGY: list[dict[str, Any]] = [
 ]
 
 
+COLLECTIONS = (
+    "tenants",
+    "hosts",
+    "routers",
+    "bridges",
+    "ports",
+    "routes",
+    "chains",
+    "rules",
+    "port_groups",
+    "ip_addr_groups",
+    "dhcp_subnets",
+)
+
+
 def count_all(http: httpx.Client) -> dict[str, int]:
-    colls = (
-        "tenants",
-        "hosts",
-        "routers",
-        "bridges",
-        "ports",
-        "routes",
-        "chains",
-        "rules",
-        "port_groups",
-        "ip_addr_groups",
-        "dhcp_subnets",
-    )
+    colls = COLLECTIONS
     # a router port's own routes (system) come with the port: not counted as plan objects
     only = {"routes": {"system": "false"}}
     return {c: len(http.get(f"/{c}", params=only.get(c, {})).json()["items"]) for c in colls}
+
+
+def snapshot(http: httpx.Client) -> dict[str, int]:
+    """Every object's id -> version: what changed between two calls."""
+    return {
+        str(d["id"]): int(d["version"])
+        for c in COLLECTIONS
+        for d in http.get(f"/{c}").json()["items"]
+    }
 
 
 def test_apply_creates_in_dependency_order(
@@ -107,7 +119,9 @@ def test_apply_creates_in_dependency_order(
     before = count_all(http)
     dry = cli.invoke(app, ["--json", "apply", "-f", str(path), "--dry-run"])
     assert dry.exit_code == 0, dry.stderr
-    order = [d["ref"] for d in json.loads(dry.stdout)]
+    planned = json.loads(dry.stdout)
+    assert {d["action"] for d in planned} == {"create", "link"}  # ap-vm1 is created bound
+    order = [d["ref"] for d in planned if d["action"] == "create"]
     pos = {ref: i for i, ref in enumerate(order)}
     assert pos["ap-t"] < pos["ap-r"] < pos["ap-rp1"] < pos["default"]
     assert count_all(http) == before  # a dry run writes nothing
@@ -150,6 +164,14 @@ def test_apply_creates_in_dependency_order(
     assert {d["id"] for d in created} == set(held)
     for doc in created:
         assert doc == held[doc["id"]]
+
+    # the same file again: every object found (nameless rules by position, the route by its
+    # destination and next hop, the subnet by its CIDR), nothing written
+    state = snapshot(http)
+    again = cli.invoke(app, ["apply", "-f", str(path)])
+    assert again.exit_code == 0, again.stderr
+    assert "no change" in again.stdout
+    assert snapshot(http) == state
 
 
 def test_apply_failure_rolls_back(cli: CliRunner, http: httpx.Client, tmp_path: Path) -> None:

@@ -61,6 +61,18 @@ class FakeClient:
         self._collection(collection)[doc["id"]] = doc
         return dict(doc)
 
+    def update(
+        self, collection: str, id: str, changes: Doc, *, if_version: int | None = None
+    ) -> Doc:
+        self.calls.append(("update", collection, id))
+        doc = self._collection(collection)[id]
+        for key, value in changes.items():
+            if value is None:
+                doc.pop(key, None)
+            else:
+                doc[key] = value
+        return dict(doc)
+
     def delete(self, collection: str, id: str, *, cascade: bool = False) -> Any:
         self.calls.append(("delete", collection, id))
         if self._collection(collection).pop(id, None) is None:

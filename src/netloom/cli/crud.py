@@ -18,11 +18,11 @@ from netloom.cli.fields import (
     field_specs,
     load_data,
     parse_filters,
-    parse_int,
     parse_value,
 )
 from netloom.errors import InvalidInput
 from netloom.model.kinds import KINDS, Kind
+from netloom.model.values import parse_int
 from netloom.plan import Resolver, infer_port_type
 
 Doc = dict[str, Any]
