@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import builtins
+import contextlib
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
 from netloom.errors import ApiError, InvalidInput, NotFound
+from netloom.model import integrity
+from netloom.model.kinds import BY_COLLECTION
 
 Doc = dict[str, Any]
 
@@ -58,6 +61,13 @@ class FakeClient:
         if collection == self.fail_on and len(self._collection(collection)) >= self.fail_after:
             raise InvalidInput("refused by the fake API", field="cidr")
         doc = {"id": str(uuid.uuid4()), **data}
+        if collection == "rules" and doc.get("position") is None:  # appended, as the API does
+            chain = [
+                r for r in self._collection("rules").values() if r["chain_id"] == doc["chain_id"]
+            ]
+            doc["position"] = len(chain)
+        with contextlib.suppress(InvalidInput):  # the full record, defaults filled in, as the
+            doc = integrity.validate(BY_COLLECTION[collection].name, doc)  # API answers
         self._collection(collection)[doc["id"]] = doc
         return dict(doc)
 

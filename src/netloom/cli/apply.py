@@ -50,8 +50,17 @@ def _print_changes(applier: Applier, created: Created, opts: Settings, dry_run: 
             ]
         )
     else:
-        rows = ((c.action, c.kind.name, c.ref, c.id or "", _changed(c)) for c in changes)
-        output.render_rows(title, ("action", "kind", "ref", "id", "changes"), rows)
+        same = sum(1 for c in changes if c.action == "unchanged")
+        title += f" ({same} objects unchanged)" if same else ""
+        rows = [
+            (c.action, c.kind.name, c.ref, c.id or "(new)", _changed(c))
+            for c in changes
+            if c.action != "unchanged"
+        ]
+        if rows:
+            output.render_rows(title, ("action", "kind", "ref", "id", "changes"), rows)
+        else:
+            output.info(title)
 
 
 def _run(applier: Applier) -> Created:

@@ -89,6 +89,7 @@ class Applier:
         self._done: dict[int, Change] = {}
         self._new: set[str] = set()  # ids this run created (placeholders in a dry run)
         self._created_at: dict[int, int] = {}  # document index -> its place in ``created``
+        self._placeholders: dict[str, str] = {}  # dry run: stand-in id -> "@handle"
         self._ordinals = _ordinals(self.docs)
         self._lock = threading.Lock()
         self._failed_at = "before the first document"  # where a failure happened
@@ -125,6 +126,7 @@ class Applier:
             self._rollback()
             kept = sum(1 for c in self._done.values() if c.action == "update")
             done = f"created objects removed, {kept} updates kept" if kept else "nothing kept"
+            done = "dry run: nothing written" if self.dry_run else done
             exc.message = f"{self._failed_at}: {exc.message} ({done})"
             raise
         return [(d, self._records[d.index]) for d in self.docs]
@@ -167,12 +169,17 @@ class Applier:
             doc = self._retrying(lambda: self.client.create(d.kind.collection, data))
         id = str(doc["id"])
         self.resolver.remember(d.kind.name, id)
+        change = Change(
+            "create", d.kind, d.handle or "", None if self.dry_run else id, index=d.index
+        )
         with self._lock:
             self._new.add(id)
-            if not self.dry_run:
+            if self.dry_run:
+                self._placeholders[id] = f"@{d.handle or d.index}"
+            else:
                 self._created_at[d.index] = len(self.created)
                 self.created.append((d, doc))
-            self._done_with(d, doc, Change("create", d.kind, d.handle or "", id, index=d.index))
+            self._done_with(d, doc, change)
 
     def _update(self, d: Document, data: Doc, existing: Doc) -> None:
         id = str(existing["id"])
@@ -231,7 +238,8 @@ class Applier:
         def link(item: tuple[str, str, Document]) -> list[Doc]:
             me, peer, d = item
             advance(f"linking {d.handle or me}")
-            self._note(Change("link", d.kind, d.handle or "", me, {"peer_id": peer}, d.index))
+            shown = {"peer_id": self._placeholders.get(peer, peer)}
+            self._note(Change("link", d.kind, d.handle or "", self._shown(me), shown, d.index))
             if self.dry_run:
                 return []
             if self._records[d.index].get("peer_id"):
@@ -266,7 +274,9 @@ class Applier:
             doc = self._records[d.index]
             advance(f"binding {d.handle or doc['id']}")
             b = self._call(d, lambda: self._binding(d))
-            self._note(Change("bind", d.kind, d.handle or "", str(doc["id"]), b, d.index))
+            self._note(
+                Change("bind", d.kind, d.handle or "", self._shown(str(doc["id"])), b, d.index)
+            )
             if self.dry_run:
                 return doc
             return self._call(
@@ -274,6 +284,10 @@ class Applier:
             )
 
         return bind
+
+    def _shown(self, id: str) -> str | None:
+        """An id as changes show it: None for an object a dry run would create."""
+        return None if id in self._placeholders else id
 
     def _note(self, change: Change) -> None:
         with self._lock:

@@ -52,11 +52,15 @@ def _document(index: int, raw: Any) -> Document:
     data = dict(raw)
     kind = _kind_named(data.pop("kind", None), index)
     handle = data.pop("ref", None) or data.get("name") or None
+    doc = Document(index, kind, str(handle) if handle is not None else None, data)
     if kind.name == "rule":
         for field, form in RULE_VALUE_FORMS.items():
             if data.get(field) is not None:
-                data[field] = form(field, data[field])  # "tp_dst": 22, "nw_proto": "tcp"
-    doc = Document(index, kind, str(handle) if handle is not None else None, data)
+                try:
+                    data[field] = form(field, data[field])  # "tp_dst": 22, "nw_proto": "tcp"
+                except InvalidInput as exc:
+                    exc.message = f"{doc.where()}: {exc.message}"
+                    raise
     if kind.name == "port":
         doc.link_to = data.pop("peer_id", None)
         if data.get("host_id") is not None:
