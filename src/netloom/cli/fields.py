@@ -20,7 +20,7 @@ from pydantic import BaseModel
 
 from netloom.errors import InvalidInput
 from netloom.model.kinds import Kind, Ref
-from netloom.model.values import RULE_VALUE_FORMS, parse_int
+from netloom.model.values import IP_PROTOCOLS, RULE_VALUE_FORMS, parse_int
 
 Doc = dict[str, Any]
 Shape = Literal["str", "bool", "int", "list", "json_list", "json"]
@@ -51,6 +51,8 @@ class FieldSpec:
             parts.append(f"{targets} id or unique name")
         if self.choices:
             parts.append("one of " + ", ".join(self.choices))
+        if self.name == "nw_proto":
+            parts.append("a number or " + ", ".join(IP_PROTOCOLS))
         if self.shape == "list":
             parts.append("repeatable or comma-separated")
         if self.model is not None:
