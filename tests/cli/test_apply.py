@@ -358,3 +358,60 @@ def test_two_tenants_apply_twice_edit_then_prune(
     final = snapshot(http)
     assert set(after) - set(final) == {iperf["id"], b1["id"]}
     assert {i: v for i, v in after.items() if i in final} == final
+
+
+def test_reordering_rules_rereads_the_rules_it_moved(
+    cli: CliRunner, http: httpx.Client, tmp_path: Path
+) -> None:
+    """Moving one rule up moves the others down (new versions): their own updates read them
+    again instead of failing on If-Match."""
+
+    def plan(order: list[str], drop: str = "") -> list[dict[str, Any]]:
+        return [
+            {"kind": "tenant", "name": "ro-t"},
+            {"kind": "chain", "name": "ro-c", "tenant_id": "@ro-t"},
+            *(
+                {
+                    "kind": "rule",
+                    "ref": f"ro-{n}",
+                    "name": n,
+                    "chain_id": "@ro-c",
+                    "position": i,
+                    "action": "drop" if n == drop else "accept",
+                    "tp_dst": i + 1,
+                }
+                for i, n in enumerate(order)
+            ),
+        ]
+
+    path = tmp_path / "rules.json"
+    path.write_text(json.dumps(plan(["r1", "r2", "r3"])))
+    assert cli.invoke(app, ["apply", "-f", str(path)]).exit_code == 0
+    path.write_text(json.dumps(plan(["r3", "r1", "r2"], drop="r2")))
+    result = cli.invoke(app, ["apply", "-f", str(path)])
+    assert result.exit_code == 0, result.stderr
+    (chain,) = http.get("/chains", params={"name": "ro-c"}).json()["items"]
+    rules = http.get("/rules", params={"chain_id": chain["id"]}).json()["items"]
+    held = sorted((r["position"], r["name"], r["action"], r["tp_dst"]["start"]) for r in rules)
+    assert held == [(0, "r3", "accept", 1), (1, "r1", "accept", 2), (2, "r2", "drop", 3)]
+    again = cli.invoke(app, ["apply", "-f", str(path)])
+    assert "no change" in again.stdout
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        ({"kind": "bridge", "name": "dr-b", "tenant_id": "no-such-tenant"}, "no tenant named"),
+        ({"kind": "chain", "name": "dr-c", "shared": "maybe"}, "shared"),
+        ({"kind": "rule", "chain_id": "@dr-c2", "action": "accept", "nw_proto": "gre"}, "gre"),
+    ],
+)
+def test_dry_run_checks_references_and_bodies(
+    cli: CliRunner, http: httpx.Client, tmp_path: Path, doc: dict[str, Any], message: str
+) -> None:
+    path = tmp_path / "dry.json"
+    path.write_text(json.dumps([{"kind": "chain", "name": "dr-c2"}, doc]))
+    state = snapshot(http)
+    result = cli.invoke(app, ["apply", "-f", str(path), "--dry-run"])
+    assert result.exit_code == 1 and message in result.stderr, result.stderr
+    assert snapshot(http) == state

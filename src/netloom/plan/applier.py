@@ -22,7 +22,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from netloom.errors import ApiError, NetloomError
 from netloom.model.kinds import KINDS
@@ -39,6 +39,7 @@ R = TypeVar("R")
 
 CONFLICT_RETRIES = 50
 CONFLICT_PAUSE_S = 0.01  # times the attempt number, jittered
+UPDATE_ATTEMPTS = 3  # an update whose If-Match failed is compared again this often
 
 
 def _quiet(what: str) -> None:
@@ -125,7 +126,8 @@ class Applier:
         except NetloomError as exc:
             self._rollback()
             kept = sum(1 for c in self._done.values() if c.action == "update")
-            done = f"created objects removed, {kept} updates kept" if kept else "nothing kept"
+            updates = f"{kept} update{'' if kept == 1 else 's'}"
+            done = f"created objects removed, {updates} kept" if kept else "nothing kept"
             done = "dry run: nothing written" if self.dry_run else done
             exc.message = f"{self._failed_at}: {exc.message} ({done})"
             raise
@@ -182,22 +184,30 @@ class Applier:
             self._done_with(d, doc, change)
 
     def _update(self, d: Document, data: Doc, existing: Doc) -> None:
+        """PATCH what differs, on the version read. A version that moved meanwhile (412: an
+        earlier update of this run moved the rule down, or another writer) is read again and
+        compared again."""
         id = str(existing["id"])
-        changes = differences(d.kind, data, existing)
         doc = existing
-        if changes and not self.dry_run:
-            version = existing.get("version")
-            doc = self._retrying(
-                lambda: self.client.update(
-                    d.kind.collection,
-                    id,
-                    changes,
-                    if_version=version if isinstance(version, int) else None,
-                )
-            )
+        changes = differences(d.kind, data, doc)
+        for attempt in range(1, UPDATE_ATTEMPTS + 1):
+            if not changes or self.dry_run:
+                break
+            try:
+                doc = self._retrying(self._patch(d, id, changes, doc.get("version")))
+                break
+            except ApiError as exc:
+                if exc.status != 412 or attempt == UPDATE_ATTEMPTS:
+                    raise
+            doc = self.client.get(d.kind.collection, id)
+            changes = differences(d.kind, data, doc)
         action: Action = "update" if changes else "unchanged"
         with self._lock:
             self._done_with(d, doc, Change(action, d.kind, d.handle or "", id, changes, d.index))
+
+    def _patch(self, d: Document, id: str, changes: Doc, version: Any) -> Callable[[], Doc]:
+        if_version = version if isinstance(version, int) else None
+        return lambda: self.client.update(d.kind.collection, id, changes, if_version=if_version)
 
     def _done_with(self, d: Document, doc: Doc, change: Change) -> None:
         self._records[d.index] = doc
