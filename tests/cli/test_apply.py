@@ -330,7 +330,7 @@ def test_two_tenants_apply_twice_edit_then_prune(
     assert snapshot(http) == state  # the dry run wrote nothing
     edited = cli.invoke(app, ["apply", "-f", str(path)])
     assert edited.exit_code == 0, edited.stderr
-    assert "1 update" in edited.stdout
+    assert "1 updated" in edited.stdout
     after = snapshot(http)
     assert {i for i in after if after[i] != state.get(i)} == {ssh["id"]}
     assert http.get(f"/rules/{ssh['id']}").json()["tp_dst"] == {"start": 2222, "end": 2222}
@@ -354,7 +354,7 @@ def test_two_tenants_apply_twice_edit_then_prune(
     assert "no change" in cli.invoke(app, ["apply", "-f", str(path)]).stdout  # no prune: kept
     pruned = cli.invoke(app, ["apply", "-f", str(path), "--prune"])
     assert pruned.exit_code == 0, pruned.stderr
-    assert "2 delete" in pruned.stdout
+    assert "2 deleted" in pruned.stdout
     final = snapshot(http)
     assert set(after) - set(final) == {iperf["id"], b1["id"]}
     assert {i: v for i, v in after.items() if i in final} == final

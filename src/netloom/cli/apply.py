@@ -16,13 +16,22 @@ from netloom.errors import InvalidInput
 from netloom.plan import Applier, Change, Created, Document, parse_documents
 from netloom.plan.template import bundled_plans, expand, load_plan, parse_plan_text
 
+DONE = {"create": "created", "update": "updated", "link": "linked", "bind": "bound"}
 
-def _summary(changes: list[Change]) -> str:
+
+def _summary(changes: list[Change], dry_run: bool) -> str:
+    """``3 created, 1 updated`` (a dry run: ``would apply: 3 create, 1 update``)."""
     counts: dict[str, int] = {}
     for c in changes:
         counts[c.action] = counts.get(c.action, 0) + 1
-    done = [f"{n} {what}" for what, n in counts.items() if what != "unchanged"]
-    return ", ".join(done) if done else "no change"
+    done = [
+        f"{n} {what if dry_run else DONE.get(what, what + 'd')}"
+        for what, n in counts.items()
+        if what != "unchanged"
+    ]
+    if not done:
+        return "no change"
+    return ("would apply: " if dry_run else "") + ", ".join(done)
 
 
 def _changed(c: Change) -> str:
@@ -32,7 +41,7 @@ def _changed(c: Change) -> str:
 def _print_changes(applier: Applier, created: Created, opts: Settings, dry_run: bool) -> None:
     """What the run did (or would do): one row per object, with the changed fields."""
     changes = applier.changes
-    title = ("would apply: " if dry_run else "") + _summary(changes)
+    title = _summary(changes, dry_run)
     if opts.json and not dry_run:
         output.print_json([doc for _, doc in created])
     elif opts.json:
