@@ -80,23 +80,35 @@ TOPOLOGY: list[dict[str, Any]] = [
 ]
 
 
+COLLECTIONS = (
+    "tenants",
+    "hosts",
+    "routers",
+    "bridges",
+    "ports",
+    "routes",
+    "chains",
+    "rules",
+    "port_groups",
+    "ip_addr_groups",
+    "dhcp_subnets",
+)
+
+
 def count_all(http: httpx.Client) -> dict[str, int]:
-    colls = (
-        "tenants",
-        "hosts",
-        "routers",
-        "bridges",
-        "ports",
-        "routes",
-        "chains",
-        "rules",
-        "port_groups",
-        "ip_addr_groups",
-        "dhcp_subnets",
-    )
+    colls = COLLECTIONS
     # a router port's own routes (system) come with the port: not counted as plan objects
     only = {"routes": {"system": "false"}}
     return {c: len(http.get(f"/{c}", params=only.get(c, {})).json()["items"]) for c in colls}
+
+
+def snapshot(http: httpx.Client) -> dict[str, int]:
+    """Every object's id -> version: what changed between two calls."""
+    return {
+        str(d["id"]): int(d["version"])
+        for c in COLLECTIONS
+        for d in http.get(f"/{c}").json()["items"]
+    }
 
 
 def test_apply_creates_in_dependency_order(
@@ -107,7 +119,9 @@ def test_apply_creates_in_dependency_order(
     before = count_all(http)
     dry = cli.invoke(app, ["--json", "apply", "-f", str(path), "--dry-run"])
     assert dry.exit_code == 0, dry.stderr
-    order = [d["ref"] for d in json.loads(dry.stdout)]
+    planned = json.loads(dry.stdout)
+    assert {d["action"] for d in planned} == {"create", "link"}  # ap-vm1 is created bound
+    order = [d["ref"] for d in planned if d["action"] == "create"]
     pos = {ref: i for i, ref in enumerate(order)}
     assert pos["ap-t"] < pos["ap-r"] < pos["ap-rp1"] < pos["default"]
     assert count_all(http) == before  # a dry run writes nothing
@@ -150,6 +164,14 @@ def test_apply_creates_in_dependency_order(
     assert {d["id"] for d in created} == set(held)
     for doc in created:
         assert doc == held[doc["id"]]
+
+    # the same file again: every object found (nameless rules by position, the route by its
+    # destination and next hop, the subnet by its CIDR), nothing written
+    state = snapshot(http)
+    again = cli.invoke(app, ["apply", "-f", str(path)])
+    assert again.exit_code == 0, again.stderr
+    assert "no change" in again.stdout
+    assert snapshot(http) == state
 
 
 def test_apply_failure_rolls_back(cli: CliRunner, http: httpx.Client, tmp_path: Path) -> None:
@@ -240,3 +262,156 @@ def test_apply_a_bundled_plan(cli: CliRunner, http: httpx.Client) -> None:
     assert after["chains"] == before["chains"] + 2 and after["rules"] == before["rules"] + 8
     both = cli.invoke(app, ["apply", "--plan", "stateful-sg", "-f", "x.yaml"])
     assert both.exit_code == 1 and "exactly one of" in both.stderr
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "two-tenants.yaml"
+
+
+def _changes(cli: CliRunner, path: Path, *extra: str) -> list[dict[str, Any]]:
+    """What applying ``path`` would do (a dry run, as JSON), unchanged objects left out."""
+    result = cli.invoke(app, ["--json", "apply", "-f", str(path), "--dry-run", *extra])
+    assert result.exit_code == 0, result.stderr
+    return [c for c in json.loads(result.stdout) if c["action"] != "unchanged"]
+
+
+def test_two_tenants_apply_twice_edit_then_prune(
+    cli: CliRunner, http: httpx.Client, tmp_path: Path
+) -> None:
+    path = tmp_path / "two-tenants.yaml"
+    text = EXAMPLE.read_text()
+    path.write_text(text)
+    first = cli.invoke(app, ["apply", "-f", str(path)])
+    assert first.exit_code == 0, first.stderr
+
+    def in_tenant(coll: str, tenant: str) -> dict[str, dict[str, Any]]:
+        tid = http.get("/tenants", params={"name": tenant}).json()["items"][0]["id"]
+        items = http.get(f"/{coll}", params={"tenant_id": tid}).json()["items"]
+        return {d["name"]: d for d in items}
+
+    bridges, chains = in_tenant("bridges", "A"), in_tenant("chains", "A")
+    assert set(bridges) == {"net1", "net2"} and set(in_tenant("bridges", "B")) == {"net"}
+    ingress = chains["sg-ingress"]["id"]
+    rules = http.get("/rules", params={"chain_id": ingress}).json()["items"]
+    assert [r["name"] for r in sorted(rules, key=lambda r: r["position"])] == [
+        "return",
+        "icmp",
+        "dhcp",
+        "iperf",
+        "drop-ssh",
+        "drop-rest",
+    ]
+    ssh = next(r for r in rules if r["name"] == "drop-ssh")
+    assert (ssh["nw_proto"], ssh["tp_dst"]) == (6, {"start": 22, "end": 22})
+    (a4,) = http.get("/ports", params={"name": "a4"}).json()["items"]
+    assert a4["outbound_filter_id"] == ingress and a4["fixed_ips"] == ["10.0.2.11"]
+    router = in_tenant("routers", "A")["router"]
+    routes = http.get("/routes", params={"router_id": router["id"]}).json()["items"]
+    assert all(r["system"] for r in routes)  # the router ports' own
+    assert {r["dst"] for r in routes} == {
+        "10.0.1.0/24",
+        "10.0.2.0/24",
+        "10.0.1.1/32",
+        "10.0.2.1/32",
+    }
+
+    # applied twice: the second run reports no change and writes nothing
+    state = snapshot(http)
+    second = cli.invoke(app, ["apply", "-f", str(path)])
+    assert second.exit_code == 0, second.stderr
+    assert "no change" in second.stdout
+    assert snapshot(http) == state
+
+    # one rule edited: one update, of that rule only
+    path.write_text(text.replace("nw_proto: tcp, tp_dst: 22}", "nw_proto: tcp, tp_dst: 2222}"))
+    planned = _changes(cli, path)
+    assert [(c["action"], c["id"], c["changes"]) for c in planned] == [
+        ("update", ssh["id"], {"tp_dst": {"start": 2222, "end": 2222}})
+    ]
+    assert snapshot(http) == state  # the dry run wrote nothing
+    edited = cli.invoke(app, ["apply", "-f", str(path)])
+    assert edited.exit_code == 0, edited.stderr
+    assert "1 updated" in edited.stdout
+    after = snapshot(http)
+    assert {i for i in after if after[i] != state.get(i)} == {ssh["id"]}
+    assert http.get(f"/rules/{ssh['id']}").json()["tp_dst"] == {"start": 2222, "end": 2222}
+
+    # a rule and a VM port dropped from the file: --prune deletes them, nothing else
+    lines = path.read_text().splitlines(keepends=True)
+    kept = "".join(
+        line
+        for i, line in enumerate(lines)
+        if "name: b1," not in line
+        and "name: iperf," not in line
+        and not (i and "name: iperf," in lines[i - 1])
+    )
+    path.write_text(kept)
+    iperf = next(r for r in rules if r["name"] == "iperf")
+    (b1,) = http.get("/ports", params={"name": "b1"}).json()["items"]
+    planned = _changes(cli, path, "--prune")
+    assert sorted((c["action"], c["id"]) for c in planned) == sorted(
+        [("delete", iperf["id"]), ("delete", b1["id"])]
+    )
+    assert "no change" in cli.invoke(app, ["apply", "-f", str(path)]).stdout  # no prune: kept
+    pruned = cli.invoke(app, ["apply", "-f", str(path), "--prune"])
+    assert pruned.exit_code == 0, pruned.stderr
+    assert "2 deleted" in pruned.stdout
+    final = snapshot(http)
+    assert set(after) - set(final) == {iperf["id"], b1["id"]}
+    assert {i: v for i, v in after.items() if i in final} == final
+
+
+def test_reordering_rules_rereads_the_rules_it_moved(
+    cli: CliRunner, http: httpx.Client, tmp_path: Path
+) -> None:
+    """Moving one rule up moves the others down (new versions): their own updates read them
+    again instead of failing on If-Match."""
+
+    def plan(order: list[str], drop: str = "") -> list[dict[str, Any]]:
+        return [
+            {"kind": "tenant", "name": "ro-t"},
+            {"kind": "chain", "name": "ro-c", "tenant_id": "@ro-t"},
+            *(
+                {
+                    "kind": "rule",
+                    "ref": f"ro-{n}",
+                    "name": n,
+                    "chain_id": "@ro-c",
+                    "position": i,
+                    "action": "drop" if n == drop else "accept",
+                    "tp_dst": i + 1,
+                }
+                for i, n in enumerate(order)
+            ),
+        ]
+
+    path = tmp_path / "rules.json"
+    path.write_text(json.dumps(plan(["r1", "r2", "r3"])))
+    assert cli.invoke(app, ["apply", "-f", str(path)]).exit_code == 0
+    path.write_text(json.dumps(plan(["r3", "r1", "r2"], drop="r2")))
+    result = cli.invoke(app, ["apply", "-f", str(path)])
+    assert result.exit_code == 0, result.stderr
+    (chain,) = http.get("/chains", params={"name": "ro-c"}).json()["items"]
+    rules = http.get("/rules", params={"chain_id": chain["id"]}).json()["items"]
+    held = sorted((r["position"], r["name"], r["action"], r["tp_dst"]["start"]) for r in rules)
+    assert held == [(0, "r3", "accept", 1), (1, "r1", "accept", 2), (2, "r2", "drop", 3)]
+    again = cli.invoke(app, ["apply", "-f", str(path)])
+    assert "no change" in again.stdout
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        ({"kind": "bridge", "name": "dr-b", "tenant_id": "no-such-tenant"}, "no tenant named"),
+        ({"kind": "chain", "name": "dr-c", "shared": "maybe"}, "shared"),
+        ({"kind": "rule", "chain_id": "@dr-c2", "action": "accept", "nw_proto": "gre"}, "gre"),
+    ],
+)
+def test_dry_run_checks_references_and_bodies(
+    cli: CliRunner, http: httpx.Client, tmp_path: Path, doc: dict[str, Any], message: str
+) -> None:
+    path = tmp_path / "dry.json"
+    path.write_text(json.dumps([{"kind": "chain", "name": "dr-c2"}, doc]))
+    state = snapshot(http)
+    result = cli.invoke(app, ["apply", "-f", str(path), "--dry-run"])
+    assert result.exit_code == 1 and message in result.stderr, result.stderr
+    assert snapshot(http) == state

@@ -107,3 +107,13 @@ def test_columns_and_cells() -> None:
     assert cols[:3] == ["id", "name", "device_id"] and len(cols) <= 8
     assert cell(["a", "b"]) == "a, b" and cell(True) == "yes" and cell(None) == ""
     assert cell([{"a": 1}]) == '[{"a":1}]'
+
+
+def test_rule_options_take_protocol_names_and_port_forms() -> None:
+    assert parse_value(spec("rule", "nw_proto"), "tcp") == 6
+    assert parse_value(spec("rule", "nw_proto"), "17") == 17
+    assert parse_value(spec("rule", "tp_dst"), "22") == {"start": 22, "end": 22}
+    assert parse_value(spec("rule", "tp_src"), "1000-2000") == {"start": 1000, "end": 2000}
+    with pytest.raises(InvalidInput) as err:
+        parse_value(spec("rule", "nw_proto"), "sctp")
+    assert err.value.field == "nw_proto"

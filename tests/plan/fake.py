@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import builtins
+import contextlib
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
 from netloom.errors import ApiError, InvalidInput, NotFound
+from netloom.model import integrity
+from netloom.model.kinds import BY_COLLECTION
 
 Doc = dict[str, Any]
 
@@ -58,7 +61,26 @@ class FakeClient:
         if collection == self.fail_on and len(self._collection(collection)) >= self.fail_after:
             raise InvalidInput("refused by the fake API", field="cidr")
         doc = {"id": str(uuid.uuid4()), **data}
+        if collection == "rules" and doc.get("position") is None:  # appended, as the API does
+            chain = [
+                r for r in self._collection("rules").values() if r["chain_id"] == doc["chain_id"]
+            ]
+            doc["position"] = len(chain)
+        with contextlib.suppress(InvalidInput):  # the full record, defaults filled in, as the
+            doc = integrity.validate(BY_COLLECTION[collection].name, doc)  # API answers
         self._collection(collection)[doc["id"]] = doc
+        return dict(doc)
+
+    def update(
+        self, collection: str, id: str, changes: Doc, *, if_version: int | None = None
+    ) -> Doc:
+        self.calls.append(("update", collection, id))
+        doc = self._collection(collection)[id]
+        for key, value in changes.items():
+            if value is None:
+                doc.pop(key, None)
+            else:
+                doc[key] = value
         return dict(doc)
 
     def delete(self, collection: str, id: str, *, cascade: bool = False) -> Any:

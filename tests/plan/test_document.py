@@ -101,3 +101,15 @@ def test_two_ports_naming_each_other_are_not_a_cycle() -> None:
         ]
     )
     assert [d.handle for d in creation_order(docs)] == ["p", "q"]
+
+
+def test_rules_take_the_cli_value_forms() -> None:
+    (doc,) = parse_documents(
+        [{"kind": "rule", "chain_id": "c", "nw_proto": "TCP", "tp_dst": 22, "tp_src": "10-20"}]
+    )
+    assert doc.data["nw_proto"] == 6
+    assert doc.data["tp_dst"] == {"start": 22, "end": 22}
+    assert doc.data["tp_src"] == {"start": 10, "end": 20}
+    with pytest.raises(InvalidInput) as err:
+        parse_documents([{"kind": "rule", "chain_id": "c", "nw_proto": "sctp"}])
+    assert err.value.message.startswith("document #1 (rule): 'sctp' is not a protocol")

@@ -274,6 +274,17 @@ class CountingClient:
         self._count()
         return self._client.create(collection, data)
 
+    def update(
+        self,
+        collection: str,
+        id: str,
+        changes: dict[str, Any],
+        *,
+        if_version: int | None = None,
+    ) -> dict[str, Any]:
+        self._count()
+        return self._client.update(collection, id, changes, if_version=if_version)
+
     def delete(self, collection: str, id: str, *, cascade: bool = False) -> Any:
         self._count()
         return self._client.delete(collection, id, cascade=cascade)

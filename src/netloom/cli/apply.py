@@ -1,5 +1,5 @@
-"""``netloom apply -f``: create a topology from a plan file (:mod:`netloom.plan`), showing
-progress."""
+"""``netloom apply -f``: create or update a topology from a plan file (:mod:`netloom.plan`),
+showing progress, then what changed."""
 
 from __future__ import annotations
 
@@ -13,19 +13,63 @@ from netloom.cli import output
 from netloom.cli.common import Settings, progress, settings
 from netloom.cli.fields import read_text
 from netloom.errors import InvalidInput
-from netloom.plan import Applier, Created, Document, creation_order, parse_documents
+from netloom.plan import Applier, Change, Created, Document, parse_documents
 from netloom.plan.template import bundled_plans, expand, load_plan, parse_plan_text
 
+DONE = {"create": "created", "update": "updated", "link": "linked", "bind": "bound"}
 
-def _print_order(docs: list[Document], opts: Settings) -> None:
-    rows = [
-        (d.index, d.kind.name, d.handle or "", d.link_to or "", (d.bind or ("",))[0])
-        for d in creation_order(docs)
+
+def _summary(changes: list[Change], dry_run: bool) -> str:
+    """``3 created, 1 updated`` (a dry run: ``would apply: 3 create, 1 update``)."""
+    counts: dict[str, int] = {}
+    for c in changes:
+        counts[c.action] = counts.get(c.action, 0) + 1
+    done = [
+        f"{n} {what if dry_run else DONE.get(what, what + 'd')}"
+        for what, n in counts.items()
+        if what != "unchanged"
     ]
-    if opts.json:
-        output.print_json([{"index": r[0], "kind": r[1], "ref": r[2]} for r in rows])
+    if not done:
+        return "no change"
+    return ("would apply: " if dry_run else "") + ", ".join(done)
+
+
+def _changed(c: Change) -> str:
+    return ", ".join(f"{k}={json.dumps(v)}" for k, v in c.changes.items())
+
+
+def _print_changes(applier: Applier, created: Created, opts: Settings, dry_run: bool) -> None:
+    """What the run did (or would do): one row per object, with the changed fields."""
+    changes = applier.changes
+    title = _summary(changes, dry_run)
+    if opts.json and not dry_run:
+        output.print_json([doc for _, doc in created])
+    elif opts.json:
+        output.print_json(
+            [
+                {
+                    "index": c.index,
+                    "action": c.action,
+                    "kind": c.kind.name,
+                    "ref": c.ref,
+                    "id": c.id,
+                    "changes": c.changes,
+                }
+                for c in changes
+            ]
+        )
     else:
-        output.render_rows("creation order", ("#", "kind", "ref", "link", "bind"), rows)
+        same = sum(1 for c in changes if c.action == "unchanged")
+        title += f" ({same} objects unchanged)" if same else ""
+        rows = [
+            (c.action, c.kind.name, c.ref, c.id or "(new)", _changed(c))
+            for c in changes
+            if c.action != "unchanged"
+        ]
+        if rows:
+            output.render_rows(title, ("action", "kind", "ref", "id", "changes"), rows)
+        else:
+            output.info(title)
 
 
 def _run(applier: Applier) -> Created:
@@ -85,36 +129,47 @@ def apply_cmd(
         list[str] | None, typer.Option("--param", "-p", help="plan parameter KEY=VALUE (JSON)")
     ] = None,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="only print the creation order")
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="write nothing: show what would be created, updated (the changed fields),"
+            " linked, bound and deleted. Checks that every reference resolves (through the"
+            " API) and that every body is a valid record; checks that need the stored"
+            " topology (address conflicts, tenancy) are made by the API when applying",
+        ),
+    ] = False,
+    prune: Annotated[
+        bool,
+        typer.Option(
+            "--prune",
+            help="also delete the objects of the plan's tenants (tenant documents, tenant_id"
+            " values) that the plan does not name, children first; nothing else",
+        ),
     ] = False,
     api: Annotated[str | None, typer.Option("--api", help="API URL")] = None,
     json_out: Annotated[
-        bool, typer.Option("--json", help="print the created objects' JSON")
+        bool,
+        typer.Option("--json", help="print the objects' JSON (with --dry-run: the changes)"),
     ] = False,
 ) -> None:
-    """Create a topology from a file, in dependency order.
+    """Create or update a topology from a file, in dependency order.
 
     Each document is {"kind": "bridge", "name": "b1", "tenant_id": "@t1", ...}: "@x" refers
     to the document whose "ref" (or else "name") is x; plain names and ids of objects that
     already exist work too. Ports may carry "peer_id" (linked once both exist) and
-    "host_id" + "interface_name" (bound). A plan ({params, objects}) takes --param values.
-    If anything fails, what was created is deleted again.
+    "host_id" + "interface_name" (bound). Rules take "tp_dst": 22 or "1000-2000" and
+    "nw_proto": "tcp". A plan ({params, objects}) takes --param values.
+
+    An object that exists (same kind, tenant or parent, and name; a nameless rule: same
+    chain and position) is updated only where it differs, so applying a file twice changes
+    nothing. If anything fails, what the run created is deleted again.
     """
     opts = settings(ctx, api, json_out)
     docs = load_docs(file, plan, parse_params(param))
-    if dry_run:
-        _print_order(docs, opts)
-        return
     with ApiClient(opts.api) as client:
-        created = _run(Applier(client, docs))
-    if opts.json:
-        output.print_json([doc for _, doc in created])
-    else:
-        output.render_rows(
-            f"created {len(created)} objects",
-            ("kind", "ref", "id"),
-            ((d.kind.name, d.handle or "", doc.get("id")) for d, doc in created),
-        )
+        applier = Applier(client, docs, prune=prune, dry_run=dry_run)
+        created = applier.run() if dry_run else _run(applier)
+    _print_changes(applier, created, opts, dry_run)
 
 
 __all__ = ["apply_cmd"]

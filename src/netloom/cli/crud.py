@@ -26,12 +26,12 @@ from netloom.cli.fields import (
     FieldSpec,
     field_specs,
     load_data,
-    parse_int,
     parse_value,
 )
 from netloom.cli.listing import list_cmd
 from netloom.errors import InvalidInput
 from netloom.model.kinds import KINDS, Kind
+from netloom.model.values import parse_int
 from netloom.plan import Resolver, infer_port_type
 
 Doc = dict[str, Any]

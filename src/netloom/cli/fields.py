@@ -20,6 +20,7 @@ from pydantic import BaseModel
 
 from netloom.errors import InvalidInput
 from netloom.model.kinds import Kind, Ref
+from netloom.model.values import IP_PROTOCOLS, RULE_VALUE_FORMS, parse_int
 
 Doc = dict[str, Any]
 Shape = Literal["str", "bool", "int", "list", "json_list", "json"]
@@ -50,6 +51,8 @@ class FieldSpec:
             parts.append(f"{targets} id, unique id prefix or unique name")
         if self.choices:
             parts.append("one of " + ", ".join(self.choices))
+        if self.name == "nw_proto":
+            parts.append("a number or " + ", ".join(IP_PROTOCOLS))
         if self.shape == "list":
             parts.append("repeatable or comma-separated")
         if self.model is not None:
@@ -115,13 +118,6 @@ def field_specs(kind: Kind) -> list[FieldSpec]:
 # Value parsing: option strings -> JSON values.
 
 
-def parse_int(spec_name: str, raw: str) -> int:
-    try:
-        return int(raw.strip(), 0)  # 0x0800 works for ethertypes
-    except ValueError:
-        raise InvalidInput(f"{raw!r} is not an integer", field=spec_name) from None
-
-
 def parse_json(field: str, raw: str) -> Any:
     try:
         return json.loads(raw)
@@ -129,20 +125,12 @@ def parse_json(field: str, raw: str) -> Any:
         raise InvalidInput(f"invalid JSON: {exc.msg} at char {exc.pos}", field=field) from None
 
 
-def _parse_range(field: str, raw: str) -> Any:
-    """``80``, ``1000-2000`` or a JSON object for a PortRange."""
-    text = raw.strip()
-    if text.startswith("{"):
-        return parse_json(field, text)
-    lo, sep, hi = text.partition("-")
-    start = parse_int(field, lo)
-    return {"start": start, "end": parse_int(field, hi) if sep else start}
-
-
 def parse_value(spec: FieldSpec, raw: Any) -> Any:
     """Turn what click collected for one option into the JSON value of the field."""
     if spec.shape == "bool":
         return bool(raw)
+    if spec.name in RULE_VALUE_FORMS and spec.shape in ("int", "json"):
+        return RULE_VALUE_FORMS[spec.name](spec.name, str(raw))  # 22, 1000-2000, tcp
     if spec.shape == "int":
         return parse_int(spec.name, str(raw))
     if spec.shape == "list":
@@ -155,8 +143,6 @@ def parse_value(spec: FieldSpec, raw: Any) -> Any:
             out.extend(value if isinstance(value, list) else [value])
         return out
     if spec.shape == "json":
-        if spec.model is not None and set(spec.model.model_fields) == {"start", "end"}:
-            return _parse_range(spec.name, str(raw))
         return parse_json(spec.name, str(raw))
     if spec.choices and str(raw) not in spec.choices:
         raise InvalidInput(f"{raw!r} is not one of {', '.join(spec.choices)}", field=spec.name)
@@ -197,7 +183,6 @@ __all__ = [
     "field_specs",
     "load_data",
     "parse_filters",
-    "parse_int",
     "parse_json",
     "parse_value",
     "read_text",

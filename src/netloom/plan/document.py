@@ -2,9 +2,10 @@
 
 A plan is a JSON list (or ``{"objects": [...]}``) of documents ``{"kind": ..., fields...}``.
 ``"@x"`` anywhere in a document refers to the document whose ``"ref"`` (or else ``"name"``) is
-``x``; plain names and ids of objects that already exist work too. A port's ``peer_id`` and its
-binding (``host_id`` + ``interface_name``) are applied after every object exists, so two ports
-can name each other.
+``x``; plain names and ids of objects that already exist work too. Rules take the CLI's value
+forms: ``"tp_dst": 22`` or ``"1000-2000"`` for a port range, ``"nw_proto": "tcp"``. A port's
+``peer_id`` and its binding (``host_id`` + ``interface_name``) are applied after every object
+exists, so two ports can name each other.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from netloom.errors import InvalidInput
 from netloom.model.kinds import BY_COLLECTION, KINDS, Kind
+from netloom.model.values import RULE_VALUE_FORMS
 from netloom.plan.client import Doc
 
 
@@ -51,6 +53,14 @@ def _document(index: int, raw: Any) -> Document:
     kind = _kind_named(data.pop("kind", None), index)
     handle = data.pop("ref", None) or data.get("name") or None
     doc = Document(index, kind, str(handle) if handle is not None else None, data)
+    if kind.name == "rule":
+        for field, form in RULE_VALUE_FORMS.items():
+            if data.get(field) is not None:
+                try:
+                    data[field] = form(field, data[field])  # "tp_dst": 22, "nw_proto": "tcp"
+                except InvalidInput as exc:
+                    exc.message = f"{doc.where()}: {exc.message}"
+                    raise
     if kind.name == "port":
         doc.link_to = data.pop("peer_id", None)
         if data.get("host_id") is not None:
