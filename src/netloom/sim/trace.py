@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# (kind, object id, object name, decision, detail)
+# (kind, object id, object name, decision, detail); a rule's name is "chain #position name"
 RawStep = tuple[str, str, str, str, str]
+
+# rule decisions that let the packet go on to the next rule or chain
+_PASSING = frozenset({"no-match", "jump", "continue", "return"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,10 +56,20 @@ class Trace:
     def to_json(self) -> list[dict[str, str]]:
         return [s.to_json() for s in self.steps]
 
+    def decided_by(self) -> TraceStep | None:
+        """The last rule that acted (accepted, dropped, rejected or translated the packet):
+        what decided the verdict when a rule did."""
+        for s in reversed(self._raw):
+            if s[0] == "rule" and s[3] not in _PASSING:
+                return TraceStep(*s)
+        return None
+
     def render(self) -> str:
         lines = []
         for i, s in enumerate(self.steps, 1):
             label = s.name or s.id[:8]
+            if s.kind == "rule":  # chain #position name [id]
+                label = f"{label} [{s.id[:8]}]"
             detail = f"  ({s.detail})" if s.detail else ""
             lines.append(f"{i:>3}. {s.kind:<9} {label:<20} {s.decision}{detail}")
         return "\n".join(lines)
