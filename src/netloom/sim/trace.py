@@ -57,10 +57,14 @@ class Trace:
         return [s.to_json() for s in self.steps]
 
     def decided_by(self) -> TraceStep | None:
-        """The last rule that acted (accepted, dropped, rejected or translated the packet):
-        what decided the verdict when a rule did."""
-        for s in reversed(self._raw):
+        """The rule whose decision stands: the last rule that accepted, dropped, rejected or
+        translated the packet, unless something other than a rule dropped it afterwards."""
+        for i in range(len(self._raw) - 1, -1, -1):
+            s = self._raw[i]
             if s[0] == "rule" and s[3] not in _PASSING:
+                later = self._raw[i + 1 :]
+                if any(t[0] != "chain" and t[3] in ("drop", "reject") for t in later):
+                    return None
                 return TraceStep(*s)
         return None
 
