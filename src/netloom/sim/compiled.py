@@ -363,14 +363,15 @@ class CompiledTopology:
             todo += chain.jumps
         return frozenset(found), (*deps, *seen)
 
-    def addr_group(self, id: str) -> CAddrGroup | None:
-        hit: CAddrGroup | None = self._fast["ipg"].get(id)
+    def addr_group(self, id: str) -> CAddrGroup | frozenset[int] | None:
+        """The group's addresses for ``in`` tests: a frozenset when it holds no prefix."""
+        hit: CAddrGroup | frozenset[int] | None = self._fast["ipg"].get(id)
         if hit is not None:
             return hit
         rec = self.view.get("ip_addr_group", id)
         if not isinstance(rec, IPAddrGroup):
             return None
-        return self._compiled("ipg", id, rec, None, lambda: CAddrGroup(rec.addresses))
+        return self._compiled("ipg", id, rec, None, lambda: _addr_group(rec.addresses))
 
     def subnets(self, bridge_id: str) -> list[CSubnet] | None:
         hit: list[CSubnet] | None = self._fast["dhcp"].get(bridge_id)
@@ -385,6 +386,11 @@ class CompiledTopology:
 
     def get(self, kind: str, id: str) -> Record | None:
         return self.view.get(kind, id)
+
+
+def _addr_group(entries: Sequence[str]) -> CAddrGroup | frozenset[int]:
+    group = CAddrGroup(entries)
+    return group if group.nets else group.hosts
 
 
 _SLOTS = ("port", "dev", "ports", "routes", "chain", "ipg", "dhcp", "znat")
