@@ -140,3 +140,14 @@ def test_ip_addr_groups_hold_prefixes(client: Any, store: Store) -> None:
     path = f"ip_addr_groups/{group['id']}"
     _refused(client, "PATCH", path, {"addresses": ["10.0.0.0", "10.9.0.0/8"]}, 400, "addresses.1")
     assert snapshot(store) == before
+
+
+def test_a_cascading_delete_takes_the_members_out(client: Any, store: Store) -> None:
+    tenant, net1, net2 = _two_bridges(client)
+    pg = _post(client, "port_groups", {"tenant_id": tenant})
+    body = {"type": "bridge", "port_group_ids": [pg["id"]]}
+    _post(client, "ports", {**body, "device_id": net1, "fixed_ips": ["10.0.1.5"]})
+    _post(client, "ports", {**body, "device_id": net2, "fixed_ips": ["10.0.2.5"]})
+    assert client.delete(f"/api/v1/bridges/{net1}", params={"cascade": "true"}).status_code == 204
+    assert _addresses(client, pg["ip_addr_group_id"]) == ["10.0.2.5"]
+    assert_integrity(store)
