@@ -15,7 +15,8 @@ from .agentlab import cluster as agent_cluster
 pytestmark = pytest.mark.unit
 
 
-def test_port_group_addresses_across_the_router() -> None:
+@pytest.mark.parametrize("match_by", ["ip_addr_group_src_id", "remote_group_src_id"])
+def test_port_group_addresses_across_the_router(match_by: str) -> None:
     async def scenario() -> None:
         async with agent_cluster() as c:
             pg, _ = c.svc.create("port_group", {"name": "admin"})
@@ -27,7 +28,7 @@ def test_port_group_addresses_across_the_router() -> None:
                 position=0,
                 action="accept",
                 nw_proto=IPPROTO_TCP,
-                ip_addr_group_src_id=gid,
+                **{match_by: gid if match_by == "ip_addr_group_src_id" else pg["id"]},
                 tp_dst={"start": 80, "end": 80},
             )
             await c.pump()

@@ -115,10 +115,15 @@ def test_the_system_owns_the_derived_group(client: Any, store: Store) -> None:
     rule = _post(
         client, "rules", {"chain_id": chain, "action": "accept", "ip_addr_group_src_id": gid}
     )
+    remote = _post(
+        client, "rules", {"chain_id": chain, "action": "drop", "remote_group_dst_id": pg["id"]}
+    )
     port = _post(client, "ports", {"device_id": net1, "type": "bridge", "fixed_ips": ["auto"]})
     ok(client.patch(f"/api/v1/ports/{port['id']}", json={"port_group_ids": [pg["id"]]}))
     assert client.delete(f"/api/v1/port_groups/{pg['id']}").status_code == 409
     assert client.delete(f"/api/v1/rules/{rule['id']}").status_code == 204
+    assert client.delete(f"/api/v1/port_groups/{pg['id']}").status_code == 409
+    assert client.delete(f"/api/v1/rules/{remote['id']}").status_code == 204
     assert client.delete(f"/api/v1/port_groups/{pg['id']}").status_code == 409
     ok(client.patch(f"/api/v1/ports/{port['id']}", json={"port_group_ids": []}))
     assert client.delete(f"/api/v1/port_groups/{pg['id']}").status_code == 204
@@ -150,4 +155,16 @@ def test_a_cascading_delete_takes_the_members_out(client: Any, store: Store) -> 
     _post(client, "ports", {**body, "device_id": net2, "fixed_ips": ["10.0.2.5"]})
     assert client.delete(f"/api/v1/bridges/{net1}", params={"cascade": "true"}).status_code == 204
     assert _addresses(client, pg["ip_addr_group_id"]) == ["10.0.2.5"]
+    assert_integrity(store)
+
+
+def test_remote_group_of_another_tenant_is_refused(client: Any, store: Store) -> None:
+    mine = _post(client, "tenants", {"name": "rg-a"})["id"]
+    theirs = _post(client, "tenants", {"name": "rg-b"})["id"]
+    chain = _post(client, "chains", {"tenant_id": mine})["id"]
+    pg = _post(client, "port_groups", {"tenant_id": theirs})["id"]
+    body = {"chain_id": chain, "action": "accept", "remote_group_src_id": pg}
+    _refused(client, "POST", "rules", body, 400, "remote_group_src_id")
+    ok(client.patch(f"/api/v1/port_groups/{pg}", json={"shared": True}))
+    _post(client, "rules", body)
     assert_integrity(store)

@@ -36,7 +36,7 @@ def _build(http: httpx.Client) -> dict[str, str]:
             "action": "accept",
             "nw_proto": 6,
             "tp_dst": {"start": 22, "end": 22},
-            "ip_addr_group_src_id": pg["ip_addr_group_id"],
+            "remote_group_src_id": pg["id"],
         },
         {"name": "default-deny", "action": "drop"},
     )
@@ -84,5 +84,5 @@ def test_trace_names_the_rule_and_explains_with_v(cli: CliRunner, http: httpx.Cl
     icmp = next(line for line in lines if "tv-sg #0 icmp" in line)
     assert "no-match" in icmp and "nw_proto differs (packet: 6)" in icmp
     ssh = next(line for line in lines if "tv-sg #1 ssh-from-admin" in line)
-    assert "no-match" in ssh and "ip_addr_group_src_id differs (packet: 10.7.1.11)" in ssh
+    assert "no-match" in ssh and "remote_group_src_id differs (packet: 10.7.1.11)" in ssh
     assert "decided by: rule tv-sg #2 default-deny" in verbose

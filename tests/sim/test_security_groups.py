@@ -16,9 +16,10 @@ from .conftest import IP_A, IP_B, IP_C, MAC_A, MAC_B, MAC_R1, Lab, edge_router, 
 pytestmark = pytest.mark.unit
 
 
-def _admin_lab(*, by_port_group: bool = False) -> Lab:
+def _admin_lab(match_by: str = "ip_addr_group_src_id") -> Lab:
     """A and B on net1, C on net2 behind r1. Port group "admin" holds A; its address group
-    (as the API keeps it) holds A's fixed IP. C accepts ssh only from admin."""
+    (as the API keeps it) holds A's fixed IP. C accepts ssh only from admin, matched by
+    ``match_by``: the address group, the port group's addresses, or the in-port's group."""
     lab = Lab()
     net1, net2 = lab.bridge("net1"), lab.bridge("net2")
     pg = PortGroup(name="admin")
@@ -27,7 +28,7 @@ def _admin_lab(*, by_port_group: bool = False) -> Lab:
     lab.add(pg)
     lab.add(IPAddrGroup(id=gid, port_group_id=pg.id, addresses=[IP_A]))
     edge_router(lab, net1, net2)
-    match = {"in_port_group_id": pg.id} if by_port_group else {"ip_addr_group_src_id": gid}
+    match = {match_by: gid if match_by == "ip_addr_group_src_id" else pg.id}
     to_c = lab.chain(
         "c-to-vm",
         {"action": "accept", "nw_proto": 1, "name": "icmp"},
@@ -47,8 +48,9 @@ def _admin_lab(*, by_port_group: bool = False) -> Lab:
     return lab
 
 
-def test_member_on_another_bridge_matches_through_the_router() -> None:
-    lab = _admin_lab()
+@pytest.mark.parametrize("match_by", ["ip_addr_group_src_id", "remote_group_src_id"])
+def test_member_on_another_bridge_matches_through_the_router(match_by: str) -> None:
+    lab = _admin_lab(match_by)
     r, out = lab.run("A", tcp(MAC_A, MAC_R1, IP_A, IP_C, dport=22))
     assert r.verdict is Verdict.FORWARD and [n for n, _ in out] == ["C"]
     assert lab.named["gid"] in r.tags  # the flow depends on the group's addresses
@@ -59,7 +61,7 @@ def test_member_on_another_bridge_matches_through_the_router() -> None:
 
 def test_in_port_group_sees_the_router_port_not_the_member() -> None:
     """Why the address group: at C's port, routed traffic comes in from the router."""
-    lab = _admin_lab(by_port_group=True)
+    lab = _admin_lab("in_port_group_id")
     r, _ = lab.run("A", tcp(MAC_A, MAC_R1, IP_A, IP_C, dport=22))
     assert r.verdict is Verdict.DROP
 
@@ -90,8 +92,9 @@ def test_cidr_group_matching() -> None:
         assert ip_to_int(outside) not in g, outside
 
 
-def test_trace_names_the_deciding_rule_and_explains_the_others() -> None:
-    lab = _admin_lab()
+@pytest.mark.parametrize("match_by", ["ip_addr_group_src_id", "remote_group_src_id"])
+def test_trace_names_the_deciding_rule_and_explains_the_others(match_by: str) -> None:
+    lab = _admin_lab(match_by)
     view: MemoryTopology = lab.view
     b = lab.ports["B"].id
     plain, _ = run_trace(view, b, IP_C, "tcp", 40000, 22)
@@ -104,5 +107,5 @@ def test_trace_names_the_deciding_rule_and_explains_the_others() -> None:
     skipped = [s for s in verbose.trace.steps if s.decision == "no-match"]
     assert [s.name for s in skipped] == ["c-to-vm #0 icmp", "c-to-vm #1 ssh-from-admin"]
     assert skipped[0].detail == "nw_proto differs (packet: 6)"
-    assert skipped[1].detail == f"ip_addr_group_src_id differs (packet: {IP_B})"
+    assert skipped[1].detail == f"{match_by} differs (packet: {IP_B})"
     assert "c-to-vm #2 default-deny [" in verbose.trace.render()

@@ -146,6 +146,8 @@ KINDS: dict[str, Kind] = {
                 Ref("out_port_group_id", ("port_group",)),
                 Ref("ip_addr_group_src_id", ("ip_addr_group",)),
                 Ref("ip_addr_group_dst_id", ("ip_addr_group",)),
+                Ref("remote_group_src_id", ("port_group",)),
+                Ref("remote_group_dst_id", ("port_group",)),
             ),
             filters=("chain_id", "action", "name"),
             scope="chain_id",

@@ -308,6 +308,20 @@ class Rule(Record):
     inv_ip_addr_group_src: bool = False
     ip_addr_group_dst_id: Id | None = None
     inv_ip_addr_group_dst: bool = False
+    remote_group_src_id: Id | None = Field(
+        default=None,
+        description=(
+            "a port group: matches when the source address is one of its ports' fixed IPs"
+            " (the port group's ip_addr_group_id), wherever the packet comes from;"
+            " in_port_group_id instead matches the port the packet entered the device by"
+        ),
+    )
+    inv_remote_group_src: bool = False
+    remote_group_dst_id: Id | None = Field(
+        default=None,
+        description="a port group: the destination address is one of its ports' fixed IPs",
+    )
+    inv_remote_group_dst: bool = False
     # L4
     tp_src: PortRange | None = None
     inv_tp_src: bool = False

@@ -19,8 +19,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from netloom.errors import NotYet
+from netloom.model import addressing
 from netloom.model.records import Rule, RuleAction
-from netloom.packet.util import int_to_ip, ip_to_int, mac_to_int, prefix
+from netloom.packet.util import int_to_ip, int_to_mac, ip_to_int, mac_to_int, prefix
 from netloom.sim.result import (
     F_5TUPLE,
     F_ETH_DST,
@@ -119,17 +120,17 @@ def _value(c: Ctx, field: str) -> str:
     if field.startswith(("in_port", "out_port")):
         port = c.in_port if field.startswith("in_") else c.out_port
         return port.label() if port is not None else "none"
-    if field.endswith("_src") or field == "nw_src" or field.startswith("ip_addr_group_src"):
+    if field.endswith("_src") or field.endswith("group_src_id"):
         if field == "tp_src":
             return str(c.tp_src)
         if field == "dl_src":
-            return f"{c.eth_src:012x}"
+            return int_to_mac(c.eth_src)
         return int_to_ip(c.ip_src) if c.is_ip else "not IP"
-    if field.endswith("_dst") or field.startswith("ip_addr_group_dst"):
+    if field.endswith("_dst") or field.endswith("group_dst_id"):
         if field == "tp_dst":
             return str(c.tp_dst)
         if field == "dl_dst":
-            return f"{c.eth_dst:012x}"
+            return int_to_mac(c.eth_dst)
         return int_to_ip(c.ip_dst) if c.is_ip else "not IP"
     if field == "nw_proto":
         return str(c.proto) if c.is_ip else "not IP"
@@ -170,6 +171,14 @@ def compile_rule(r: Rule) -> CRule:
     if r.ip_addr_group_dst_id:
         group = _addr_group(r.ip_addr_group_dst_id, r.inv_ip_addr_group_dst, src=False)
         conds.append(("ip_addr_group_dst_id", group))
+    if r.remote_group_src_id:  # a port group's addresses: its address group (derived id)
+        gid = addressing.group_addresses_id(r.remote_group_src_id)
+        group = _addr_group(gid, r.inv_remote_group_src, src=True)
+        conds.append(("remote_group_src_id", group))
+    if r.remote_group_dst_id:
+        gid = addressing.group_addresses_id(r.remote_group_dst_id)
+        group = _addr_group(gid, r.inv_remote_group_dst, src=False)
+        conds.append(("remote_group_dst_id", group))
     if r.tp_src is not None:
         conds.append(("tp_src", _tp(r.tp_src.start, r.tp_src.end, r.inv_tp_src, src=True)))
     if r.tp_dst is not None:
