@@ -51,7 +51,7 @@ def _build(http: httpx.Client) -> dict[str, str]:
         bp = _post(http, "ports", {"device_id": b, "type": "bridge"})["id"]
         assert http.post(f"/ports/{rp}/link", json={"peer_id": bp}).status_code == 200
         ids[f"b{i}"] = b
-    vms = (
+    vms: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
         ("tv-vm1", "b1", "10.7.1.10", {"port_group_ids": [pg["id"]]}),
         ("tv-vm3", "b1", "10.7.1.11", {}),
         ("tv-vm2", "b2", "10.7.2.10", {"outbound_filter_id": chain}),
