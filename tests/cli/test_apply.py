@@ -97,8 +97,9 @@ COLLECTIONS = (
 
 def count_all(http: httpx.Client) -> dict[str, int]:
     colls = COLLECTIONS
-    # a router port's own routes (system) come with the port: not counted as plan objects
-    only = {"routes": {"system": "false"}}
+    # a router port's own routes (system) come with the port, a port group's address group
+    # with the group: not counted as plan objects
+    only = {"routes": {"system": "false"}, "ip_addr_groups": {"port_group_id": "null"}}
     return {c: len(http.get(f"/{c}", params=only.get(c, {})).json()["items"]) for c in colls}
 
 
@@ -415,3 +416,25 @@ def test_dry_run_checks_references_and_bodies(
     result = cli.invoke(app, ["apply", "-f", str(path), "--dry-run"])
     assert result.exit_code == 1 and message in result.stderr, result.stderr
     assert snapshot(http) == state
+
+
+def test_prune_leaves_what_the_system_made(
+    cli: CliRunner, http: httpx.Client, tmp_path: Path
+) -> None:
+    """A port group's address group and a router port's routes are the system's: a plan
+    never names them, and --prune must not try to delete them."""
+    path = tmp_path / "pg.yaml"
+    path.write_text(
+        "objects:\n"
+        "  - {kind: tenant, ref: t, name: pp-t}\n"
+        "  - {kind: port_group, name: pp-pg, tenant_id: '@t'}\n"
+        "  - {kind: router, name: pp-r, tenant_id: '@t'}\n"
+        "  - {kind: port, name: pp-rp, device_id: '@pp-r', address: 10.77.0.1/24}\n"
+    )
+    first = cli.invoke(app, ["apply", "-f", str(path)])
+    assert first.exit_code == 0, first.stderr
+    before = count_all(http)
+    again = cli.invoke(app, ["apply", "-f", str(path), "--prune"])
+    assert again.exit_code == 0, again.stderr
+    assert "no change" in again.stdout
+    assert count_all(http) == before

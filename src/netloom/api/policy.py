@@ -1,6 +1,6 @@
 """The rules of single kinds that need the store, applied by :class:`ObjectService` inside its
 transactions: a port's device and addresses, a route's port, jump cycles, tunnel keys, rule
-positions and tenancy of references.
+positions, tenancy of references and the address groups that follow port groups.
 
 Each function reads through the plan's :class:`~netloom.api.tx.Tx`, so what it looked at
 becomes a condition of the commit. Searches for a free value (MAC, fixed IP) look at the store
@@ -14,7 +14,18 @@ import uuid
 from collections.abc import Iterable, Mapping
 from ipaddress import IPv4Network
 
-from netloom.api.tx import COUNTER, META, REFS, UNIQUE, Doc, Tx, ref_id, referrers, split_ref
+from netloom.api.tx import (
+    COUNTER,
+    GROUP_MEMBERS,
+    META,
+    REFS,
+    UNIQUE,
+    Doc,
+    Tx,
+    ref_id,
+    referrers,
+    split_ref,
+)
 from netloom.errors import Conflict, InUse, InvalidInput
 from netloom.model import addressing, integrity
 from netloom.model.kinds import KINDS
@@ -284,7 +295,81 @@ def check_unshare(tx: Tx, kind: str, id: str, old: Doc | None, new: Doc) -> None
                 )
 
 
+# -- what the system owns ------------------------------------------------------------------------
+
+
+def check_hand_write(kind: str, id: str, old: Doc) -> None:
+    """Refuse a hand-made change to a record the system keeps: a router port's routes, a port
+    group's address group."""
+    if old.get("system"):
+        raise Conflict(
+            f"{kind} {id} is made by the system from router port"
+            f" {old.get('next_hop_port_id')}'s address; change the port instead",
+            field="id",
+        )
+    if kind == "ip_addr_group" and old.get("port_group_id"):
+        raise Conflict(
+            f"ip_addr_group {id} holds the addresses of port group {old['port_group_id']}'s"
+            " ports; change the ports instead",
+            field="addresses",
+        )
+
+
+def sync_group_addresses(
+    tx: Tx, port_id: str, old: Doc | None, new: Doc | None, dying: Iterable[str] = ()
+) -> None:
+    """Rewrite the address group of every port group the port joins, leaves or stays in with
+    other fixed IPs (in the commit that changes the port)."""
+    before = set(old.get("port_group_ids") or ()) if old else set()
+    after = set(new.get("port_group_ids") or ()) if new else set()
+    ips_before = list(old.get("fixed_ips") or ()) if old else []
+    ips_after = list(new.get("fixed_ips") or ()) if new else []
+    gone = set(dying)
+    for pg in sorted(before | after):
+        if pg in before and pg in after and ips_before == ips_after:
+            continue
+        group = tx.get("port_group", pg)
+        gid = group.get("ip_addr_group_id") if group else None
+        if not gid or ref_id("ip_addr_group", gid) in gone:
+            continue
+        members = tx.get(GROUP_MEMBERS, pg) or {"ports": {}}
+        if pg in after and ips_after:
+            members["ports"][port_id] = ips_after
+        else:
+            members["ports"].pop(port_id, None)
+        if members["ports"]:
+            tx.put(GROUP_MEMBERS, pg, members)
+        elif tx.get(GROUP_MEMBERS, pg) is not None:
+            tx.delete(GROUP_MEMBERS, pg)
+        ipg = tx.get("ip_addr_group", gid)
+        addresses = addressing.member_addresses(members["ports"])
+        if ipg is not None and ipg["addresses"] != addresses:
+            tx.put(
+                "ip_addr_group",
+                gid,
+                integrity.validate("ip_addr_group", {**ipg, "addresses": addresses}),
+            )
+
+
 # -- deletes -------------------------------------------------------------------------------------
+
+
+def add_group_addresses(tx: Tx, doomed: dict[str, Doc]) -> None:
+    """Deleting a port group deletes its address group; deleting that alone is refused."""
+    for ref, data in list(doomed.items()):
+        gid = data.get("ip_addr_group_id") if ref.startswith("port_group:") else None
+        ipg = tx.get("ip_addr_group", gid) if gid else None
+        if gid and ipg is not None:
+            doomed.setdefault(ref_id("ip_addr_group", gid), ipg)
+        if ref.startswith("port_group:") and tx.get(GROUP_MEMBERS, data["id"]) is not None:
+            tx.delete(GROUP_MEMBERS, data["id"])
+    for ref, data in doomed.items():
+        pg = data.get("port_group_id") if ref.startswith("ip_addr_group:") else None
+        if pg and ref_id("port_group", pg) not in doomed:
+            raise Conflict(
+                f"ip_addr_group {data['id']} belongs to port group {pg}: it goes with the group",
+                field="id",
+            )
 
 
 def add_system_routes(tx: Tx, doomed: dict[str, Doc]) -> None:
@@ -330,11 +415,13 @@ def blockers(tx: Tx, doomed: Mapping[str, Doc], cascade: bool) -> list[str]:
 
 
 __all__ = [
+    "add_group_addresses",
     "add_system_routes",
     "allocate_tunnel_key",
     "blockers",
     "bridge_subnets",
     "check_fixed_ips",
+    "check_hand_write",
     "check_jump",
     "check_port_device",
     "check_route",
@@ -344,5 +431,6 @@ __all__ = [
     "fill_ips",
     "fill_mac",
     "place_rule",
+    "sync_group_addresses",
     "tenant_of",
 ]

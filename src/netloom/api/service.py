@@ -114,6 +114,8 @@ class ObjectService:
             if kind == "port":
                 policy.fill_mac(tx, self.store, draft)
                 policy.fill_ips(tx, self.store, draft)
+            elif kind == "port_group":
+                draft["ip_addr_group_id"] = addressing.group_addresses_id(draft["id"])
             new = integrity.validate(kind, draft)
             if tx.version(kind, new["id"]):
                 raise AlreadyExists(f"{kind} {new['id']} already exists", field="id")
@@ -161,6 +163,7 @@ class ObjectService:
             doomed: dict[str, Doc] = {}
             self._collect(tx, kind, id, cascade, doomed)
             policy.add_system_routes(tx, doomed)
+            policy.add_group_addresses(tx, doomed)
             unlink = policy.blockers(tx, doomed, cascade)
             for ref, data in doomed.items():
                 self._save(tx, *split_ref(ref), data, None, dying=doomed.keys())
@@ -245,12 +248,7 @@ class ObjectService:
             version = self._expect(tx, kind, id, expect_version)
             old = tx.get(kind, id)
             assert old is not None
-            if old.get("system"):
-                raise Conflict(
-                    f"{kind} {id} is made by the system from router port"
-                    f" {old.get('next_hop_port_id')}'s address; change the port instead",
-                    field="id",
-                )
+            policy.check_hand_write(kind, id, old)
             draft = build(old)
             if kind == "port":
                 policy.fill_ips(tx, self.store, draft)
@@ -314,8 +312,11 @@ class ObjectService:
             tx.put(kind, id, new)
         if kind == "port":
             self._save_peer(tx, id, old, new)
+            policy.sync_group_addresses(tx, id, old, new, dying)
             if new is not None:
                 self._save_system_routes(tx, id, old, new)
+        elif kind == "port_group" and new is not None:
+            self._save_group_addresses(tx, old, new)
 
     def _save_refs(
         self, tx: Tx, kind: str, id: str, old: Doc | None, new: Doc | None, dying: Any
@@ -395,6 +396,16 @@ class ObjectService:
             doc = integrity.validate("route", want[rid]) if rid in want else None
             if have != doc:
                 self._save(tx, "route", rid, have, doc)
+
+    def _save_group_addresses(self, tx: Tx, old: Doc | None, new: Doc) -> None:
+        """A port group's address group is made with it and shared when it is."""
+        gid = new.get("ip_addr_group_id")
+        have = tx.get("ip_addr_group", gid) if gid else None
+        if gid and have is None and old is None:
+            doc = integrity.validate("ip_addr_group", addressing.group_addresses(new))
+            self._save(tx, "ip_addr_group", gid, None, doc)
+        elif gid and have is not None and have["shared"] != bool(new.get("shared")):
+            self._save(tx, "ip_addr_group", gid, have, {**have, "shared": new["shared"]})
 
     def _save_peer(self, tx: Tx, id: str, old: Doc | None, new: Doc | None) -> None:
         """Keep interior links symmetric: linking/unlinking a port writes its peer too."""

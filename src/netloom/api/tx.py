@@ -14,7 +14,10 @@ REFS = "_refs"
 UNIQUE = "_unique"
 COUNTER = "_counter"
 META = "_meta"
-INTERNAL_KINDS = (REFS, UNIQUE, COUNTER, META)
+# {"ports": {port id: [fixed IPs]}}: the members of a port group whose addresses its address
+# group holds, so a membership change rewrites the group without reading every member
+GROUP_MEMBERS = "_group_members"
+INTERNAL_KINDS = (REFS, UNIQUE, COUNTER, META, GROUP_MEMBERS)
 
 Key = tuple[str, str]
 
@@ -102,6 +105,7 @@ def referrers(tx: Tx, kind: str, id: str, of_kind: str, field: str) -> list[str]
 
 __all__ = [
     "COUNTER",
+    "GROUP_MEMBERS",
     "INTERNAL_KINDS",
     "META",
     "REFS",

@@ -29,6 +29,12 @@ def _trace_cmd(
     dport: Annotated[int, typer.Option("--dport", min=0, max=65535)] = 80,
     api: Annotated[str | None, typer.Option("--api", help="API URL")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose", "-v", help="also say why each earlier rule of a chain did not match"
+        ),
+    ] = False,
 ) -> None:
     """What-if: the path a packet from PORT to DST would take, without sending it."""
     opts = settings(ctx, api, json_out)
@@ -37,7 +43,7 @@ def _trace_cmd(
     with ApiClient(opts.api) as client:
         port_id = Resolver(client).find(("port",), from_port, "from_port")[1]
         topology = load_topology(client)
-    result, assumed = run_trace(topology, port_id, dst_ip, proto, sport, dport)
+    result, assumed = run_trace(topology, port_id, dst_ip, proto, sport, dport, explain=verbose)
     if opts.json:
         body: dict[str, Any] = result_to_json(result)
         body["assumed"] = assumed
@@ -46,6 +52,9 @@ def _trace_cmd(
     for line in assumed:
         typer.echo(f"(assumed: {line})")
     typer.echo(render_result(result))
+    rule = result.trace.decided_by()
+    if rule is not None:
+        typer.echo(f"decided by: rule {rule.name} ({rule.id}): {rule.decision}")
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:

@@ -1,5 +1,6 @@
 """Addresses and order the system decides, as pure functions: a router port's connected and
-local routes, generated MACs, free fixed IPs of a subnet, a rule's place in its chain.
+local routes, a port group's address group, generated MACs, free fixed IPs of a subnet, a
+rule's place in its chain.
 
 :class:`netloom.api.service.ObjectService` applies them inside its store transactions.
 """
@@ -52,6 +53,30 @@ def system_routes(port: Mapping[str, Any]) -> dict[str, Doc]:
         connected: {**base, "id": connected, "dst": str(iface.network), "type": "normal"},
         local: {**base, "id": local, "dst": f"{iface.ip}/32", "type": "local"},
     }
+
+
+def group_addresses_id(port_group_id: str) -> str:
+    """The id of the IP address group the system keeps for port group ``port_group_id``."""
+    return str(uuid.uuid5(_ROUTES_NS, f"{port_group_id}/addresses"))
+
+
+def group_addresses(port_group: Mapping[str, Any]) -> Doc:
+    """The address group of a port group, without addresses (they follow its members)."""
+    return {
+        "id": group_addresses_id(port_group["id"]),
+        "tenant_id": port_group.get("tenant_id"),
+        "name": "",
+        "shared": bool(port_group.get("shared")),
+        "addresses": [],
+        "port_group_id": port_group["id"],
+    }
+
+
+def member_addresses(members: Mapping[str, Iterable[str]]) -> list[str]:
+    """The addresses of a port group whose ports (id -> fixed IPs) are ``members``: each once,
+    in address order."""
+    found = {ip for ips in members.values() for ip in ips}
+    return sorted(found, key=IPv4Address)
 
 
 def new_mac() -> str:
@@ -110,7 +135,10 @@ __all__ = [
     "AUTO_IP",
     "POSITION_MAX",
     "free_ips",
+    "group_addresses",
+    "group_addresses_id",
     "inside",
+    "member_addresses",
     "new_mac",
     "place",
     "system_route_ids",

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from netloom.model.types import (
+    AddrOrCidr,
     Cidr,
     Id,
     IfAddr,
@@ -307,6 +308,20 @@ class Rule(Record):
     inv_ip_addr_group_src: bool = False
     ip_addr_group_dst_id: Id | None = None
     inv_ip_addr_group_dst: bool = False
+    remote_group_src_id: Id | None = Field(
+        default=None,
+        description=(
+            "a port group: matches when the source address is one of its ports' fixed IPs"
+            " (the port group's ip_addr_group_id), wherever the packet comes from;"
+            " in_port_group_id instead matches the port the packet entered the device by"
+        ),
+    )
+    inv_remote_group_src: bool = False
+    remote_group_dst_id: Id | None = Field(
+        default=None,
+        description="a port group: the destination address is one of its ports' fixed IPs",
+    )
+    inv_remote_group_dst: bool = False
     # L4
     tp_src: PortRange | None = None
     inv_tp_src: bool = False
@@ -351,13 +366,39 @@ class PortGroup(Record):
     name: Name = ""
     shared: bool = _shared()
     stateful: bool = False
+    ip_addr_group_id: Id | None = Field(
+        default=None,
+        description=(
+            "the IP address group holding the fixed IPs of this group's ports, kept in sync"
+            " by the system: a rule's ip_addr_group_src_id/dst_id naming it matches the"
+            " members' traffic wherever it comes from (across routers too)"
+        ),
+    )
 
 
 class IPAddrGroup(Record):
     tenant_id: Id | None = None
     name: Name = ""
     shared: bool = _shared()
-    addresses: list[IPv4] = Field(default_factory=list, max_length=4096)
+    addresses: list[AddrOrCidr] = Field(
+        default_factory=list,
+        max_length=4096,
+        description="addresses (10.0.0.5) and network prefixes (10.0.0.0/24)",
+    )
+    port_group_id: Id | None = Field(
+        default=None,
+        description=(
+            "set for the group the system keeps for a port group: its addresses are the"
+            " fixed IPs of the port group's ports, and it is written only by the system"
+        ),
+    )
+
+    @field_validator("addresses")
+    @classmethod
+    def _distinct(cls, addresses: list[str]) -> list[str]:
+        if len(set(addresses)) != len(addresses):
+            raise ValueError("an address is listed twice")
+        return addresses
 
 
 class DhcpHost(BaseModel):

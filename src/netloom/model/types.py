@@ -45,6 +45,15 @@ def _cidr(value: str) -> str:
         raise ValueError(f"malformed IPv4 CIDR {value!r}: {exc}") from None
 
 
+def _addr_or_net(value: str) -> str:
+    """An address (10.0.0.5) or a network prefix (10.0.0.0/24, host bits zero); a /32 is
+    kept as the bare address so one host has one spelling."""
+    if "/" not in value:
+        return _ipv4(value)
+    net = _cidr(value)
+    return net.removesuffix("/32")
+
+
 def _interface(value: str) -> str:
     """An address with its prefix length, host bits kept (10.0.0.1/24)."""
     try:
@@ -71,6 +80,7 @@ Mac = Annotated[str, AfterValidator(_mac)]
 UnicastMac = Annotated[str, AfterValidator(_unicast_mac)]
 IPv4 = Annotated[str, AfterValidator(_ipv4)]
 Cidr = Annotated[str, AfterValidator(_cidr)]
+AddrOrCidr = Annotated[str, AfterValidator(_addr_or_net)]
 IfAddr = Annotated[str, AfterValidator(_interface)]
 Id = Annotated[str, AfterValidator(_uuid)]
 Name = Annotated[str, Field(max_length=255)]
@@ -78,6 +88,7 @@ L4Port = Annotated[int, Field(ge=0, le=65535)]
 TunnelKey = Annotated[int, Field(ge=1, le=(1 << 20) - 1)]
 
 __all__ = [
+    "AddrOrCidr",
     "Cidr",
     "IPv4",
     "Id",

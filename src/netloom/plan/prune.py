@@ -37,6 +37,12 @@ CHILDREN = [
 ]
 
 
+def system_owned(d: Doc) -> bool:
+    """Made and removed by the system with another object: a router port's routes, a port
+    group's address group. Never pruned, never matched to a document."""
+    return bool(d.get("system") or d.get("port_group_id"))
+
+
 def doomed(client: PlanClient, tenants: Iterable[str], keep: set[str]) -> list[tuple[Kind, Doc]]:
     """The objects of ``tenants`` whose ids are not in ``keep``, children first."""
     owned: dict[str, list[Doc]] = {k.name: [] for k in OWNED}
@@ -45,16 +51,16 @@ def doomed(client: PlanClient, tenants: Iterable[str], keep: set[str]) -> list[t
             owned[k.name] += [
                 d
                 for d in client.list(k.collection, {"tenant_id": tenant})
-                if d.get("tenant_id") == tenant
+                if d.get("tenant_id") == tenant and not system_owned(d)
             ]
     out: list[tuple[Kind, Doc]] = []
     for child, parent_field, parent in CHILDREN:
         for p in owned[parent.name]:
             for d in client.list(child.collection, {parent_field: str(p["id"])}):
-                if d.get(parent_field) == p["id"] and not d.get("system"):
+                if d.get(parent_field) == p["id"] and not system_owned(d):
                     out.append((child, d))
     out += [(k, d) for k in OWNED for d in owned[k.name]]
     return [(k, d) for k, d in out if str(d["id"]) not in keep]
 
 
-__all__ = ["CHILDREN", "OWNED", "doomed", "referrers_first"]
+__all__ = ["CHILDREN", "OWNED", "doomed", "referrers_first", "system_owned"]

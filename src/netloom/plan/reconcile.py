@@ -18,6 +18,7 @@ from typing import Any, Literal
 from netloom.model import integrity
 from netloom.model.kinds import Kind
 from netloom.plan.client import Doc, PlanClient
+from netloom.plan.prune import system_owned
 
 Action = Literal["create", "update", "unchanged", "link", "bind", "delete"]
 Identity = tuple[str, ...]
@@ -85,7 +86,7 @@ class State:
             items = [d for d in items if d.get(kind.scope) == scope]  # the filter is a hint
         index: dict[Identity, Doc] = {}
         for d in items:
-            key = None if d.get("system") else identity(kind, d, int(d.get("position") or 0))
+            key = None if system_owned(d) else identity(kind, d, int(d.get("position") or 0))
             if key is not None:
                 index.setdefault(key, d)
         with self._lock:

@@ -1,16 +1,13 @@
-"""Rule chains: compiled conditions, jump/return, connection tracking and NAT.
+"""Rule chains: evaluation, jump/return and NAT.
 
 Semantics follow MidoNet's: rules run in position order; a rule matches when all its set
-conditions hold (each optionally inverted), the whole conjunction inverted by ``inv_all``.
-``accept``/``drop``/``reject`` end the evaluation, ``jump`` runs another chain and comes back
-unless that chain decided, ``return`` goes back to the caller, ``continue`` goes on. NAT rules
-translate and accept; reverse-NAT rules translate when a binding exists, else continue.
-Falling off the end of the top chain accepts. Jumps are bounded by a depth and a cycle guard.
-
-Connection tracking: the first conntrack condition a packet meets at a device (its *zone*)
-decides whether it is a forward flow (no tracked connection in the reverse direction) or a
-return flow. Forward flows record their key as a state change, so their replies are return
-flows; an ICMP error quoting a tracked packet counts as return (related) traffic.
+conditions hold (:mod:`netloom.sim.conditions`). ``accept``/``drop``/``reject`` end the
+evaluation, ``jump`` runs another chain and comes back unless that chain decided, ``return``
+goes back to the caller, ``continue`` goes on. NAT rules translate and accept; reverse-NAT
+rules translate when a binding exists, else continue. Falling off the end of the top chain
+accepts. Jumps are bounded by a depth and a cycle guard. The trace names each rule that acted
+by chain, position and name; with ``SimConfig.explain`` it also says, for each rule that did
+not match, the first condition the packet failed.
 
 Static NAT (``Rule.static``, MidoNet's StaticDnatRule/StaticSnatRule: a floating IP) maps one
 address 1:1: the rule rewrites the address and records nothing, reading only what its
@@ -23,273 +20,30 @@ of its kind can run has nothing to look up, so it reads nothing and continues.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from netloom.errors import NotYet
-from netloom.model.records import Rule, RuleAction
-from netloom.packet.util import int_to_ip, ip_to_int, mac_to_int, prefix
-from netloom.sim.result import (
-    F_5TUPLE,
-    F_ETH_DST,
-    F_ETH_SRC,
-    F_ETH_TYPE,
-    F_IP_DST,
-    F_IP_PROTO,
-    F_IP_SRC,
-    F_L4,
+from netloom.packet.util import int_to_ip
+from netloom.sim.conditions import (
+    A_CONTINUE,
+    A_DNAT,
+    A_JUMP,
+    A_RETURN,
+    A_REV_SNAT,
+    A_SNAT,
+    ACCEPT,
+    DROP,
+    FALLTHROUGH,
+    REJECT,
+    CRule,
+    explain,
 )
-from netloom.sim.state import (
-    DNAT_FWD,
-    DNAT_REV,
-    SNAT_FWD,
-    SNAT_REV,
-    ConntrackAdded,
-    NatAdded,
-)
+from netloom.sim.result import F_5TUPLE, F_ETH_TYPE, F_IP_DST, F_IP_SRC
+from netloom.sim.state import DNAT_FWD, DNAT_REV, SNAT_FWD, SNAT_REV, NatAdded
 
 if TYPE_CHECKING:
     from netloom.sim.compiled import CChain
     from netloom.sim.context import Ctx
-
-ACCEPT = 0
-DROP = 1
-REJECT = 2
-FALLTHROUGH = 3  # return / end of a jumped-to chain
-
-Cond = Callable[["Ctx"], bool]
-
-_ACTIONS = {
-    RuleAction.ACCEPT: 0,
-    RuleAction.DROP: 1,
-    RuleAction.REJECT: 2,
-    RuleAction.JUMP: 3,
-    RuleAction.RETURN: 4,
-    RuleAction.CONTINUE: 5,
-    RuleAction.SNAT: 6,
-    RuleAction.DNAT: 7,
-    RuleAction.REV_SNAT: 8,
-    RuleAction.REV_DNAT: 9,
-}
-A_JUMP, A_RETURN, A_CONTINUE, A_SNAT, A_DNAT, A_REV_SNAT, A_REV_DNAT = 3, 4, 5, 6, 7, 8, 9
-_VERDICT_NAMES = {ACCEPT: "accept", DROP: "drop", REJECT: "reject"}
-
-
-class CRule:
-    __slots__ = ("action", "action_name", "conds", "id", "inv_all", "jump", "static", "targets")
-
-    def __init__(self, r: Rule, conds: tuple[Cond, ...]) -> None:
-        self.id = r.id
-        self.action = _ACTIONS[r.action]
-        self.action_name = r.action.value
-        self.jump = r.jump_chain_id
-        self.inv_all = r.inv_all
-        self.conds = conds
-        self.static = r.static
-        # (ip_from, ip_to, port_from, port_to)
-        self.targets = tuple(
-            (ip_to_int(t.address_from), ip_to_int(t.address_to), t.port_from, t.port_to)
-            for t in r.nat_targets
-        )
-
-    def matches(self, ctx: Ctx) -> bool:
-        for c in self.conds:
-            if not c(ctx):
-                return self.inv_all
-        return not self.inv_all
-
-
-# ---- condition compilation -------------------------------------------------------------------
-
-
-def compile_rule(r: Rule) -> CRule:
-    """Turn a rule record into a list of closures, one per set condition."""
-    conds: list[Cond] = []
-    if r.in_port_ids:
-        conds.append(_in_ports(frozenset(r.in_port_ids), r.inv_in_ports))
-    if r.out_port_ids:
-        conds.append(_out_ports(frozenset(r.out_port_ids), r.inv_out_ports))
-    if r.in_port_group_id:
-        conds.append(_in_group(r.in_port_group_id, r.inv_in_port_group))
-    if r.out_port_group_id:
-        conds.append(_out_group(r.out_port_group_id, r.inv_out_port_group))
-    if r.ethertype is not None:
-        conds.append(_ethertype(r.ethertype, r.inv_ethertype))
-    if r.dl_src is not None:
-        conds.append(_dl(mac_to_int(r.dl_src), r.inv_dl_src, src=True))
-    if r.dl_dst is not None:
-        conds.append(_dl(mac_to_int(r.dl_dst), r.inv_dl_dst, src=False))
-    if r.nw_proto is not None:
-        conds.append(_nw_proto(r.nw_proto, r.inv_nw_proto))
-    if r.nw_src is not None:
-        conds.append(_nw(r.nw_src, r.inv_nw_src, src=True))
-    if r.nw_dst is not None:
-        conds.append(_nw(r.nw_dst, r.inv_nw_dst, src=False))
-    if r.ip_addr_group_src_id:
-        conds.append(_addr_group(r.ip_addr_group_src_id, r.inv_ip_addr_group_src, src=True))
-    if r.ip_addr_group_dst_id:
-        conds.append(_addr_group(r.ip_addr_group_dst_id, r.inv_ip_addr_group_dst, src=False))
-    if r.tp_src is not None:
-        conds.append(_tp(r.tp_src.start, r.tp_src.end, r.inv_tp_src, src=True))
-    if r.tp_dst is not None:
-        conds.append(_tp(r.tp_dst.start, r.tp_dst.end, r.inv_tp_dst, src=False))
-    if r.match_forward_flow or r.match_return_flow:
-        conds.append(_conntrack(forward=r.match_forward_flow))
-    return CRule(r, tuple(conds))
-
-
-def _in_ports(ids: frozenset[str], inv: bool) -> Cond:
-    def cond(c: Ctx) -> bool:
-        return (c.in_port is not None and c.in_port.id in ids) != inv
-
-    return cond
-
-
-def _out_ports(ids: frozenset[str], inv: bool) -> Cond:
-    def cond(c: Ctx) -> bool:
-        return (c.out_port is not None and c.out_port.id in ids) != inv
-
-    return cond
-
-
-def _in_group(gid: str, inv: bool) -> Cond:
-    def cond(c: Ctx) -> bool:
-        c.tags.add(gid)
-        return (c.in_port is not None and gid in c.in_port.groups) != inv
-
-    return cond
-
-
-def _out_group(gid: str, inv: bool) -> Cond:
-    def cond(c: Ctx) -> bool:
-        c.tags.add(gid)
-        return (c.out_port is not None and gid in c.out_port.groups) != inv
-
-    return cond
-
-
-def _ethertype(v: int, inv: bool) -> Cond:
-    def cond(c: Ctx) -> bool:
-        c.read |= F_ETH_TYPE
-        return (c.eth_type == v) != inv
-
-    return cond
-
-
-def _dl(mac: int, inv: bool, src: bool) -> Cond:
-    if src:
-
-        def cond_src(c: Ctx) -> bool:
-            c.read |= F_ETH_SRC
-            return (c.eth_src == mac) != inv
-
-        return cond_src
-
-    def cond_dst(c: Ctx) -> bool:
-        c.read |= F_ETH_DST
-        return (c.eth_dst == mac) != inv
-
-    return cond_dst
-
-
-def _nw_proto(v: int, inv: bool) -> Cond:
-    def cond(c: Ctx) -> bool:
-        c.read |= F_ETH_TYPE | F_IP_PROTO
-        return (c.is_ip and c.proto == v) != inv
-
-    return cond
-
-
-def _nw(cidr: str, inv: bool, src: bool) -> Cond:
-    net, mask, _ = prefix(cidr)
-    if src:
-
-        def cond_src(c: Ctx) -> bool:
-            c.read |= F_ETH_TYPE | F_IP_SRC
-            return (c.is_ip and c.ip_src & mask == net) != inv
-
-        return cond_src
-
-    def cond_dst(c: Ctx) -> bool:
-        c.read |= F_ETH_TYPE | F_IP_DST
-        return (c.is_ip and c.ip_dst & mask == net) != inv
-
-    return cond_dst
-
-
-def _addr_group(gid: str, inv: bool, src: bool) -> Cond:
-    def cond(c: Ctx) -> bool:
-        c.tags.add(gid)
-        group = c.topo.addr_group(gid)
-        if group is None:
-            raise NotYet(("ip_addr_group", gid))
-        c.read |= F_ETH_TYPE | (F_IP_SRC if src else F_IP_DST)
-        return (c.is_ip and (c.ip_src if src else c.ip_dst) in group) != inv
-
-    return cond
-
-
-def _tp(lo: int, hi: int, inv: bool, src: bool) -> Cond:
-    def cond(c: Ctx) -> bool:
-        c.read |= F_ETH_TYPE | F_L4
-        if not c.is_ip or c.frame.l4 is None:
-            return inv
-        v = c.tp_src if src else c.tp_dst
-        return (lo <= v <= hi) != inv
-
-    return cond
-
-
-def _conntrack(forward: bool) -> Cond:
-    def cond(c: Ctx) -> bool:
-        return is_forward(c) == forward
-
-    return cond
-
-
-# ---- connection tracking ---------------------------------------------------------------------
-
-
-def is_forward(c: Ctx) -> bool:
-    """Forward or return flow at zone ``c.zone`` (see module docstring). Non-IP is forward."""
-    c.read |= F_ETH_TYPE
-    if not c.is_ip:
-        return True
-    c.read |= F_5TUPLE
-    zone = c.zone
-    if c.inner is not None:  # ICMP error: related to the connection of the quoted packet
-        c.cacheable = False
-        p, s, sp, d, dp = c.inner
-        if p == 1:
-            sp = dp = 0
-        key = ("ct", zone, p, s, sp, d, dp)
-        c.tags.add(key)
-        return not _live(c, key)
-    if c.proto == 1:
-        sport = dport = 0  # ICMP: tracked per address pair (the echo id is not a flow field)
-    elif c.frame.l4 is None:
-        sport = dport = 0
-    else:
-        sport, dport = c.tp_src, c.tp_dst
-    fwd = ("ct", zone, c.proto, c.ip_src, sport, c.ip_dst, dport)
-    seen = c.ct_seen.get(fwd)
-    if seen is not None:
-        return seen
-    rev = ("ct", zone, c.proto, c.ip_dst, dport, c.ip_src, sport)
-    c.tags.add(rev)
-    forward = not _live(c, rev)
-    c.ct_seen[fwd] = forward
-    if forward:
-        c.changes.append(ConntrackAdded(fwd, c.now + c.cfg.conntrack_timeout_s))
-        c.step("conntrack", zone, "", "forward", "new key")
-    else:
-        c.step("conntrack", zone, "", "return", "")
-    return forward
-
-
-def _live(c: Ctx, key: tuple[str, str, int, int, int, int, int]) -> bool:
-    exp = c.state.conntrack.get(key)
-    return exp is not None and exp > c.now
 
 
 # ---- evaluation ------------------------------------------------------------------------------
@@ -314,9 +68,15 @@ def _run(c: Ctx, chain_id: str, stack: list[str]) -> int:
         c.step("chain", chain_id, chain.name, "drop", "chain depth bound")
         return DROP
     stack.append(chain_id)
+    explained = c.cfg.explain
     try:
         for rule in chain.rules:
-            if not rule.matches(c):
+            if explained:
+                why = explain(rule, c)
+                if why:
+                    c.step("rule", rule.id, rule.title, "no-match", why)
+                    continue
+            elif not rule.matches(c):
                 continue
             v = _apply(c, chain, rule, stack)
             if v is not None:
@@ -330,23 +90,25 @@ def _apply(c: Ctx, chain: CChain, rule: CRule, stack: list[str]) -> int | None:
     """Run a matched rule; None means "go on with the next rule"."""
     a = rule.action
     if a <= REJECT:
-        c.step("rule", rule.id, chain.name, rule.action_name)
+        c.step("rule", rule.id, rule.title, rule.action_name)
         return a
     if a == A_JUMP:
         assert rule.jump is not None
-        c.step("rule", rule.id, chain.name, "jump", rule.jump)
+        c.step("rule", rule.id, rule.title, "jump", rule.jump)
         v = _run(c, rule.jump, stack)
         return None if v == FALLTHROUGH else v
     if a == A_RETURN:
-        c.step("rule", rule.id, chain.name, "return")
+        c.step("rule", rule.id, rule.title, "return")
         return FALLTHROUGH
     if a == A_CONTINUE:
-        c.step("rule", rule.id, chain.name, "continue")
+        c.step("rule", rule.id, rule.title, "continue")
         return None
     done = _nat(c, rule, a)
     if not done:
+        if c.cfg.explain:
+            c.step("rule", rule.id, rule.title, "no-match", "no NAT binding to reverse")
         return None
-    c.step("rule", rule.id, chain.name, rule.action_name, done)
+    c.step("rule", rule.id, rule.title, rule.action_name, done)
     return ACCEPT
 
 
@@ -556,17 +318,4 @@ def _reverse_inner(c: Ctx, kind: str) -> str:
     return f"icmp error inner -> {int_to_ip(ip)}:{port}"
 
 
-def verdict_name(v: int) -> str:
-    return _VERDICT_NAMES.get(v, "accept")
-
-
-__all__ = [
-    "ACCEPT",
-    "DROP",
-    "REJECT",
-    "CRule",
-    "compile_rule",
-    "is_forward",
-    "run_chain",
-    "verdict_name",
-]
+__all__ = ["run_chain"]

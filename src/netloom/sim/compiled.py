@@ -25,7 +25,7 @@ from netloom.model.records import (
     RouteType,
 )
 from netloom.packet.util import ip_to_int, mac_to_int, prefix
-from netloom.sim.chains import A_DNAT, A_SNAT, CRule, compile_rule
+from netloom.sim.conditions import A_DNAT, A_SNAT, CRule, compile_rule
 from netloom.sim.topology import TopologyView
 
 T = TypeVar("T")
@@ -182,12 +182,37 @@ class CChain:
         self.id = chain.id
         self.name = chain.name
         self.rules: tuple[CRule, ...] = tuple(compile_rule(r) for r in rules)
+        for rule in self.rules:
+            rule.title = rule.label(chain.name or chain.id[:8])
         # actions (A_SNAT/A_DNAT) of this chain's stateful NAT rules, and the chains it jumps
         # to: what a reverse-NAT rule needs to know whether a binding can exist at its zone
         self.stateful_nat = frozenset(
             r.action for r in self.rules if r.action in (A_SNAT, A_DNAT) and not r.static
         )
         self.jumps = tuple(r.jump for r in self.rules if r.jump is not None)
+
+
+class CAddrGroup:
+    """An IP address group for membership tests: its addresses in one set, its prefixes in
+    one set per prefix length, longest first; a test costs a set lookup per distinct prefix
+    length (at most 33), whatever the group's size."""
+
+    __slots__ = ("hosts", "nets")
+
+    def __init__(self, entries: Sequence[str]) -> None:
+        hosts: set[int] = set()
+        by_mask: dict[int, set[int]] = {}
+        for entry in entries:
+            if "/" in entry:
+                net, mask, _ = prefix(entry)
+                by_mask.setdefault(mask, set()).add(net)
+            else:
+                hosts.add(ip_to_int(entry))
+        self.hosts = frozenset(hosts)
+        self.nets = tuple((m, frozenset(by_mask[m])) for m in sorted(by_mask, reverse=True))
+
+    def __contains__(self, ip: int) -> bool:
+        return ip in self.hosts or any(ip & mask in nets for mask, nets in self.nets)
 
 
 class CSubnet:
@@ -338,16 +363,15 @@ class CompiledTopology:
             todo += chain.jumps
         return frozenset(found), (*deps, *seen)
 
-    def addr_group(self, id: str) -> frozenset[int] | None:
-        hit: frozenset[int] | None = self._fast["ipg"].get(id)
+    def addr_group(self, id: str) -> CAddrGroup | frozenset[int] | None:
+        """The group's addresses for ``in`` tests: a frozenset when it holds no prefix."""
+        hit: CAddrGroup | frozenset[int] | None = self._fast["ipg"].get(id)
         if hit is not None:
             return hit
         rec = self.view.get("ip_addr_group", id)
         if not isinstance(rec, IPAddrGroup):
             return None
-        return self._compiled(
-            "ipg", id, rec, None, lambda: frozenset(ip_to_int(a) for a in rec.addresses)
-        )
+        return self._compiled("ipg", id, rec, None, lambda: _addr_group(rec.addresses))
 
     def subnets(self, bridge_id: str) -> list[CSubnet] | None:
         hit: list[CSubnet] | None = self._fast["dhcp"].get(bridge_id)
@@ -362,6 +386,11 @@ class CompiledTopology:
 
     def get(self, kind: str, id: str) -> Record | None:
         return self.view.get(kind, id)
+
+
+def _addr_group(entries: Sequence[str]) -> CAddrGroup | frozenset[int]:
+    group = CAddrGroup(entries)
+    return group if group.nets else group.hosts
 
 
 _SLOTS = ("port", "dev", "ports", "routes", "chain", "ipg", "dhcp", "znat")
@@ -383,6 +412,7 @@ def compiled(view: TopologyView | CompiledTopology) -> CompiledTopology:
 
 
 __all__ = [
+    "CAddrGroup",
     "CChain",
     "CDevice",
     "CPort",

@@ -43,8 +43,9 @@ from netloom.packet.headers import (
 )
 from netloom.packet.util import int_to_ip
 from netloom.sim import dhcp as dhcp_server
-from netloom.sim.chains import ACCEPT, REJECT, run_chain, verdict_name
+from netloom.sim.chains import run_chain
 from netloom.sim.compiled import CDevice, CompiledTopology, CPort, CPortSet, compiled
+from netloom.sim.conditions import ACCEPT, REJECT, verdict_name
 from netloom.sim.context import ICMP_ERROR_TYPES, Ctx, Egress, Inner, Snapshot
 from netloom.sim.result import (
     F_ETH_DST,

@@ -10,6 +10,8 @@ Nothing is sent anywhere.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from netloom.errors import InvalidInput, NotFound
 from netloom.model.records import Port
 from netloom.packet.headers import (
@@ -104,14 +106,17 @@ def run_trace(
     proto: str,
     sport: int,
     dport: int,
+    explain: bool = False,
 ) -> tuple[Result, list[str]]:
     """The what-if trace of ``netloom trace``: simulate the probe from empty host state, leasing
     what-if SNAT blocks when the simulator waits for one. Returns the result and what was
-    assumed (one readable line each)."""
+    assumed (one readable line each). ``explain``: the trace also says why each rule before
+    the deciding one did not match."""
     state = SimState()
     assumed: list[str] = []
+    config = replace(DEFAULT_CONFIG, explain=explain)
     for _ in range(MAX_ASSUMPTIONS):
-        result = trace_probe(topology, state, from_port, dst_ip, proto, sport, dport)
+        result = trace_probe(topology, state, from_port, dst_ip, proto, sport, dport, config=config)
         awaiting = [
             a for a in result.awaiting if a and a[0] == "snat-block" and a[2] != "exhausted"
         ]

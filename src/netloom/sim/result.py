@@ -101,6 +101,8 @@ class SimConfig:
     nat_timeout_s: float = 300.0
     arp_timeout_s: float = 3600.0
     dhcp_domain: str | None = None
+    # trace why each rule before the deciding one did not match (what-if traces only)
+    explain: bool = False
 
     @property
     def overlay_mtu(self) -> int:

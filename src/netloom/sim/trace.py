@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# (kind, object id, object name, decision, detail)
+# (kind, object id, object name, decision, detail); a rule's name is "chain #position name"
 RawStep = tuple[str, str, str, str, str]
+
+# rule decisions that let the packet go on to the next rule or chain
+_PASSING = frozenset({"no-match", "jump", "continue", "return"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,10 +56,24 @@ class Trace:
     def to_json(self) -> list[dict[str, str]]:
         return [s.to_json() for s in self.steps]
 
+    def decided_by(self) -> TraceStep | None:
+        """The rule whose decision stands: the last rule that accepted, dropped, rejected or
+        translated the packet, unless something other than a rule dropped it afterwards."""
+        for i in range(len(self._raw) - 1, -1, -1):
+            s = self._raw[i]
+            if s[0] == "rule" and s[3] not in _PASSING:
+                later = self._raw[i + 1 :]
+                if any(t[0] != "chain" and t[3] in ("drop", "reject") for t in later):
+                    return None
+                return TraceStep(*s)
+        return None
+
     def render(self) -> str:
         lines = []
         for i, s in enumerate(self.steps, 1):
             label = s.name or s.id[:8]
+            if s.kind == "rule":  # chain #position name [id]
+                label = f"{label} [{s.id[:8]}]"
             detail = f"  ({s.detail})" if s.detail else ""
             lines.append(f"{i:>3}. {s.kind:<9} {label:<20} {s.decision}{detail}")
         return "\n".join(lines)
