@@ -1,6 +1,6 @@
 """Connections through a floating IP: one upcall per host per connection, none dropped.
 
-Issue 6: ``bench perf`` measured TCP_CRR through a floating IP at ~0.5 % of bare, every lost
+``bench perf`` once measured TCP_CRR through a floating IP at ~0.5 % of bare, every lost
 SYN costing a 1 s retransmission. Two causes, each reproduced here:
 
 * the reply (SYN-ACK) was simulated on the server's host *before* the flow-state push of the

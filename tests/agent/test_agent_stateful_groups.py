@@ -1,5 +1,5 @@
 """Flow state reaches every host of a stateful port group, not only the egress host
-(Decision 8): A (h1) and C (h2) share a group with D (h3)."""
+(flow state between hosts): A (h1) and C (h2) share a group with D (h3)."""
 
 from __future__ import annotations
 

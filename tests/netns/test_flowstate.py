@@ -1,7 +1,7 @@
 """Flow state crosses hosts: the return traffic of a connection whose forward path was simulated
 on host 1 is accepted on host 2 by a stateful security group, because host 1 pushed the
-conntrack key there before the packet, also after the reply's flow has expired once (issue 5,
-acceptance; agents run with a 1 s flow idle timeout).
+conntrack key there before the packet, also after the reply's flow has expired once (agents run
+with a 1 s flow idle timeout).
 
     h1: a 10.0.1.10 (net1), stateful SG: from a everything (tracked); to a only return
         traffic and ICMP

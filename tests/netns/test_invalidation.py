@@ -1,5 +1,5 @@
 """Topology and state changes on the real system change already-installed kernel flows within
-1 s, and remove exactly the flows that depended on what changed (issue 5, acceptance).
+1 s, and remove exactly the flows that depended on what changed.
 
 One lab for the module (2 hosts, 7 VMs, real BPF agents); each test puts back what it changed.
 

@@ -1,4 +1,4 @@
-"""The real system under stress (issue 5, acceptance): an agent killed with SIGKILL and
+"""The real system under stress: an agent killed with SIGKILL and
 restarted in the middle of an iperf3 stream resets no connection, the kernel flows forward while
 no agent runs, and the new agent serves new flows (how soon is printed as a figure); a VM flooding
 new flows does not stop its neighbour from opening TCP connections.

@@ -175,7 +175,9 @@ class Lab:
 
         r = self.sim(port, frame)
         data = build(frame)
-        if apply:  # state first, as the agent pushes keys before the packet (Decision 8)
+        if (
+            apply
+        ):  # state first, as the agent pushes keys before the packet (flow state between hosts)
             self.state.apply(r.changes)
         out = deliver(r, data, self.view, self.state, NOW, self.config)
         names = {p.id: n for n, p in self.ports.items()}

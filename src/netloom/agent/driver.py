@@ -12,7 +12,7 @@ It wires the sans-IO :class:`~netloom.agent.core.Agent` to the world:
 * flow-state pushes to peer agents over UDP (:mod:`netloom.agent.flowstate`), or through a
   ``push_state`` hook (the unit tests' fake underlay);
 * the Prometheus endpoint and SIGTERM/SIGINT (clean exit: the topology client says goodbye,
-  the datapath handles are released; kernel flows stay so traffic keeps flowing, Decision 3).
+  the datapath handles are released; kernel flows stay so traffic keeps flowing).
 """
 
 from __future__ import annotations
@@ -213,7 +213,8 @@ class AgentDriver:
 
         Called when the socket is readable *and* before each batch of upcalls (:meth:`poll`):
         a peer pushes a connection's NAT/conntrack keys before it sends the connection's
-        first packet (Decision 8), so by the time the reply reaches this host's datapath the
+        first packet (flow state between hosts), so by the time the reply reaches this host's
+        datapath the
         push is already in the socket buffer. Were the upcall handled first, the reply would
         be simulated without the keys: through a floating IP it would take the SNAT rule
         instead of the reverse DNAT, create and push state of its own, and invalidate the

@@ -1,4 +1,4 @@
-"""Flow-state messages between agents (Decision 8): conntrack and NAT keys over UDP.
+"""Flow-state messages between agents (MidoNet's flow state): conntrack and NAT keys over UDP.
 
 When a simulation on host 1 creates a connection-tracking or NAT entry and sends the packet
 to host 2, the reply will be simulated on host 2, which must find the entry. The core asks for

@@ -5,7 +5,7 @@ output to virtual port P becomes:
 
 * ``Output(n)`` when P is bound to this host (``n``: the datapath port number of P's
   interface), or
-* ``Tunnel(vni=P.tunnel_key, remote=underlay IP of P's host)`` otherwise (Decision 4: the
+* ``Tunnel(vni=P.tunnel_key, remote=underlay IP of P's host)`` otherwise (MidoNet's rule: the
   receiving host maps the VNI straight to P's interface without simulating again, MidoNet's
   rule; RFC 7348 carries the VNI).
 

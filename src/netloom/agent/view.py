@@ -1,7 +1,7 @@
 """The agent's :class:`~netloom.sim.topology.TopologyView`: lazily loaded, interest-tracking.
 
-Why: an agent must hold only what the simulations of its bound ports touch (Decision 6), so
-nothing is loaded up front. The view answers from what the topology client has delivered and,
+Why: an agent must hold only what the simulations of its bound ports touch (interest-based fan-out),
+so nothing is loaded up front. The view answers from what the topology client has delivered and,
 for anything else, answers None *and records the question* as an :class:`Interest`. The
 simulation turns the None into a "not yet" result; the agent parks the packet, the driver
 subscribes to the interests (``TopologyClient.get`` / ``watch_field``), and when the snapshot
@@ -99,7 +99,7 @@ def related(rec: Record | None, *, bound: bool = False) -> list[Interest]:
     a cross-subnet first packet from 13 rounds to about 4.
 
     Only one hop, and never the peers of a device's ports: a shared external bridge has a
-    router port per tenant, and following those would load the whole cloud (Decision 6).
+    router port per tenant, and following those would load the whole cloud.
     Childless kinds (a rule's jump target, address groups) stay lazy.
 
     ``bound``: ``rec`` is a port bound to this host; its device and filters are needed by

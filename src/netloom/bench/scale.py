@@ -14,7 +14,7 @@ Steps, each measured:
 5. change propagation: security-group rule creates and route creates on a few tenants; per
    agent, the time from the API call returning until its listener saw the change applied; the
    agents that must get it are computed from the plan (hosts with a VM of that tenant), and any
-   other agent receiving it is a failure (interest-based fan-out, Decision 6);
+   other agent receiving it is a failure (interest-based fan-out);
 6. first-packet checks between random VM pairs on the agents owning the source port: same
    tenant -> the right host (tunnel VNI = destination port key, remote = its host) or the right
    local port; cross tenant -> dropped;

@@ -175,7 +175,7 @@ def _big_host_vms(vms: int, tenants: int, big: int) -> set[int]:
     Why fixed and not shuffled like the others: the flatness goal compares the *same* agent
     in a 1 000- and a 10 000-VM cloud. Shuffled, its 100 VMs fall into 44 tenants of the
     small cloud's 50 but 95 of the big one's 500: the agent then rightly holds twice the
-    topology (what its ports reach, Decision 6) and the comparison measures its workload,
+    topology (what its ports reach) and the comparison measures its workload,
     not the cloud's size. Every cloud of >= 1 000 VMs has >= 50 tenants, so the host's
     workload (50 tenants, both bridges of each) is identical in both."""
     reach = min(tenants, BIG_HOST_TENANTS)

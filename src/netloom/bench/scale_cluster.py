@@ -4,7 +4,7 @@ The cluster of ``netloom cluster`` (:func:`netloom.cluster.run.run_cluster`) wit
 store it opens is wrapped so that every ``Store.watch`` opened (and cancelled) on it is counted
 and the count written to ``STATS_FILE`` (JSON). The scale harness runs the cluster as a separate
 process so that its RSS and CPU are measured alone; this probe is how the harness still sees,
-from outside, that the whole cloud costs the store exactly one watch (Decision 6).
+from outside, that the whole cloud costs the store exactly one watch (interest-based fan-out).
 """
 
 from __future__ import annotations

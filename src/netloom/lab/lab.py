@@ -1,6 +1,6 @@
 """The namespace lab: hosts, VMs, an underlay switch and the cluster, on one machine.
 
-Layout of a lab named ``L`` (ARCHITECTURE.md decision 9)::
+Layout of a lab named ``L``::
 
     netns L-sw     bridge br0 192.0.2.1/24  ── the underlay switch; the cluster runs here
       ├─ h1 ═══ eth0 192.0.2.11/24   netns L-h1     (agent; VM veths Lh1v1, Lh1v2 ...)

@@ -4,7 +4,7 @@ A VM's DHCP request never leaves its host: the simulation recognises it at the b
 finds the address for the client MAC (a static DhcpHost of the subnet, else the port's own
 fixed IP) and generates the OFFER/ACK with the options VMs need (RFC 2132): subnet mask,
 router, DNS, domain name, MTU (the subnet's, else the underlay MTU minus the VXLAN overhead,
-so VM packets fit the tunnel: see ARCHITECTURE "MTU"), lease times and classless static routes
+so VM packets fit the tunnel), lease times and classless static routes
 (RFC 3442, which carries the default route too because clients that get option 121 ignore
 option 3).
 """

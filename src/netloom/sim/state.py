@@ -4,7 +4,7 @@ MAC tables, ARP caches, connection tracking and NAT bindings change as packets f
 simulation only reads :class:`SimState`; what it would change comes back as
 :data:`StateChange` values in the result, and the caller (the agent, a test) applies them with
 :meth:`SimState.apply`, after pushing conntrack/NAT keys to the hosts that need them
-(Decision 8). That keeps ``simulate`` pure and replayable.
+(flow state between hosts, docs/design.md). That keeps ``simulate`` pure and replayable.
 
 Keys are plain tuples so they double as flow tags (a flow that looked a key up is invalidated
 when the key changes):

@@ -2,7 +2,7 @@
 
 The simulation reads topology records through :class:`TopologyView`. A view answers from what
 it has loaded and returns None for what it has not (the simulation then returns a "not yet"
-result naming the object, and the agent asks the topology service for it: Decision 6).
+result naming the object, and the agent asks the topology service for it: interest-based fan-out).
 
 Contract that makes compilation cheap: a view returns immutable snapshots. An unchanged object
 or collection is returned as the *same* Python object on every call; a change produces a new

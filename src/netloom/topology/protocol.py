@@ -1,6 +1,6 @@
 """Wire protocol between the topology service (cluster side) and its agents.
 
-Why a protocol of our own: agents never watch the NSDB (ARCHITECTURE decision 6, after
+Why a protocol of our own: agents never watch the NSDB (interest-based fan-out, after
 MidoNet's topology API and Calico's Typha). One cluster process holds ONE store watch and
 streams to each agent only what that agent asked for, so NSDB load does not grow with the
 number of agents and agent memory does not grow with the size of the cloud.
