@@ -3,9 +3,9 @@
 Why: flows are invalidated by tags. A topology change must remove exactly the flows whose
 simulation read the changed object, no more (flushing everything makes every VM pay an upcall
 after any change) and no fewer (a stale flow keeps forwarding around a removed route or a
-tightened security group). Each installed flow carries the tags of its :class:`~netloom.sim.result.Result`; a
-tag -> flows index makes :meth:`FlowTable.invalidate` proportional to the flows affected,
-not to the table.
+tightened security group). Each installed flow carries the tags of its
+:class:`~netloom.sim.result.Result`; a tag -> flows index makes :meth:`FlowTable.invalidate`
+proportional to the flows affected, not to the table.
 
 A flow's identity is the datapath's: ``(mask, key & mask)`` (:func:`netloom.datapath.base.
 flow_id`). Installing the same identity again replaces the entry and its tags. The datapath
