@@ -13,7 +13,7 @@ from typing import Any
 
 from netloom.api.client import ApiClient
 from netloom.datapath.pins import PIN_ROOT
-from netloom.errors import ApiUnreachable, NetloomError, NotFound, StoreError
+from netloom.errors import ApiUnreachable, LabError, NetloomError, NotFound, StoreError
 from netloom.lab import netns, supervisor
 from netloom.lab.addressing import API_PORT, TOPOLOGY_PORT
 from netloom.lab.plumbing import Plumbing
@@ -44,7 +44,10 @@ def netloom_argv() -> list[str]:
     found = shutil.which("netloom")
     if found:
         return [found]
-    return [sys.executable, "-c", "from netloom.cli.main import main; main()"]
+    raise LabError(
+        f"no `netloom` command next to {sys.executable} or on PATH: install the package "
+        "(`make deps`, or `pip install .`)"
+    )
 
 
 def start_cluster(sf: StateFile, plumbing: Plumbing, api: ApiClient, timeout: float) -> None:
