@@ -97,7 +97,7 @@ def test_filter_leaves_and_reenters_view() -> None:
             assert seen[1] == ("port", "p1", {"id": "p1", "host_id": "h1"}, back)
             client.unwatch_field("port", "host_id", "h1")
             assert client.cached("port", "p1") is None
-            await eventually(lambda: not server._by_key, what="server forgets the view")
+            await eventually(lambda: not server._subs.by_key, what="server forgets the view")
             put(store, "port", "p1", host_id="h1", mtu=1)
             assert await client.get("router", "sentinel") is None  # round trip
             assert len(seen) == 2
@@ -288,7 +288,7 @@ def test_bad_subscriptions_are_refused_and_change_nothing() -> None:
                 await client.watch_field("port", "mtu", 1500)
             assert err.value.field == "field"
             assert client.connected and client.cached_count() == 0
-            assert not server._by_key and not server._by_filter
+            assert not server._subs.by_key and not server._subs.by_filter
             assert await client.get("router", "r1") is None  # the connection still works
             await client.stop()
 

@@ -68,12 +68,12 @@ def test_group_snapshot_entering_and_leaving_only_to_subscribers() -> None:
             await eventually(lambda: len(s1) == 3 and len(s2) == 3)
             assert s1[2] == s2[2] == ("port", "p2", None, r_del)
             assert c1.cached("port", "p4") is None and c2.cached("port", "p4") is None
-            assert sorted(server._index[("port", "port_group_ids")]) == [
+            assert sorted(server._subs.index[("port", "port_group_ids")]) == [
                 (False, "g1"),
                 (False, "g2"),
                 (False, "g3"),
             ]
-            assert server._index[("port", "port_group_ids")][(False, "g1")] == {"p3"}
+            assert server._subs.index[("port", "port_group_ids")][(False, "g1")] == {"p3"}
             # unwatching drops the members from the client and the server's view
             c1.unwatch_field("port", "port_group_ids", "g1")
             assert c1.cached("port", "p3") is None

@@ -5,6 +5,7 @@ protocol is documented in :mod:`netloom.topology.protocol`.
 """
 
 from netloom.topology.client import TopologyClient
-from netloom.topology.server import TopologyServer, store_host_alive
+from netloom.topology.liveness import store_host_alive
+from netloom.topology.server import TopologyServer
 
 __all__ = ["TopologyClient", "TopologyServer", "store_host_alive"]

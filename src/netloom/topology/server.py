@@ -8,8 +8,8 @@ for the wire protocol and its resume rules).
 
 Threading: the store calls the watch callback from its own thread; the callback only hands the
 batch to the event loop (``call_soon_threadsafe``). All server state is touched from the event
-loop alone, so it needs no locks. Host liveness writes go to a one-thread executor so they
-never block the loop and stay in order (alive, then down, then alive again).
+loop alone, so it needs no locks. Host liveness lives in :mod:`netloom.topology.liveness`, the
+object view and who subscribed to what in :mod:`netloom.topology.subscriptions`.
 
 Backpressure: every send is a non-blocking ``transport.write``; a connection whose unsent
 buffer exceeds ``max_buffer`` bytes is dropped (the agent reconnects and resumes), so a slow
@@ -22,15 +22,14 @@ import asyncio
 import collections
 import contextlib
 import logging
-import time
-from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from netloom.errors import InvalidInput, NetloomError, NotFound, VersionConflict
+from netloom.errors import InvalidInput, NetloomError
 from netloom.model.kinds import KINDS
-from netloom.store.base import Change, Item, Put, Store, Watch
+from netloom.store.base import Change, Item, Store, Watch
+from netloom.topology.liveness import Liveness, SetHostAlive, store_host_alive
 from netloom.topology.protocol import (
     Batch,
     ClientMsg,
@@ -41,79 +40,16 @@ from netloom.topology.protocol import (
     Obj,
     Ping,
     Pong,
-    Scalar,
     Snap,
     Sub,
     Unsub,
     Welcome,
     frame,
-    matches,
     server_decoder,
-    value_key,
-    value_keys,
 )
+from netloom.topology.subscriptions import Conn, Entry, Subscriptions
 
 log = logging.getLogger(__name__)
-
-# any return value is ignored: ObjectService.set_host_alive (returns the doc) fits as is
-SetHostAlive = Callable[[str, bool], object]
-
-
-def store_host_alive(store: Store, retries: int = 5) -> SetHostAlive:
-    """The default liveness writer: compare-and-set of the ``host`` doc's ``alive`` field.
-
-    CAS (``Put(expect_version=...)``) so a concurrent API edit of the host is never lost; on a
-    conflict we re-read and retry. A host without a doc is left alone: the topology service
-    reports liveness, it does not create hosts.
-    """
-
-    def set_alive(host_id: str, alive: bool) -> None:
-        for _ in range(retries):
-            item = store.get("host", host_id)
-            if item is None or item.data.get("alive") is alive:
-                return
-            try:
-                store.commit(
-                    [
-                        Put(
-                            "host",
-                            host_id,
-                            {**item.data, "alive": alive},
-                            expect_version=item.version,
-                        )
-                    ]
-                )
-                return
-            except (VersionConflict, NotFound):
-                continue
-        log.warning("could not set host %s alive=%s after %d conflicts", host_id, alive, retries)
-
-    return set_alive
-
-
-@dataclass(slots=True)
-class _Entry:
-    version: int
-    data: dict[str, Any]
-    mod_rev: int  # revision of the last change (0: loaded before the watch started)
-
-
-@dataclass(eq=False, slots=True)
-class _Conn:
-    """One agent connection and its interest. ``view`` is what the agent holds now."""
-
-    proto: FrameProtocol
-    host: str | None = None
-    objects: set[Key] = field(default_factory=set)
-    filters: dict[str, set[tuple[str, Scalar]]] = field(default_factory=dict)
-    view: set[Key] = field(default_factory=set)
-
-    def wants(self, kind: str, id: str, data: dict[str, Any] | None) -> bool:
-        if data is None:
-            return False
-        if (kind, id) in self.objects:
-            return True
-        return any(matches(data, f, v) for f, v in self.filters.get(kind, ()))
 
 
 @dataclass(slots=True)
@@ -143,27 +79,19 @@ class TopologyServer:
             raise InvalidInput("host_timeout_s must be > 0", field="host_timeout_s")
         self._store = store
         self._timeout = host_timeout_s
-        self._set_alive = set_host_alive or store_host_alive(store)
+        self._liveness = Liveness(host_timeout_s, set_host_alive or store_host_alive(store))
         self._kinds = frozenset(kinds if kinds is not None else KINDS)
         self._history: collections.deque[tuple[int, list[Obj]]] = collections.deque(maxlen=history)
         self._max_buffer = max_buffer
         self._backlog = backlog  # a rack of agents reconnects at once after a restart
-        self._objects: dict[str, dict[str, _Entry]] = {}
-        # (kind, field) -> value_key -> ids; built when the first filter on it arrives
-        self._index: dict[tuple[str, str], dict[tuple[bool, Any], set[str]]] = {}
-        self._by_key: dict[Key, set[_Conn]] = {}
-        self._by_filter: dict[tuple[str, str, tuple[bool, Any]], set[_Conn]] = {}
-        self._filter_fields: dict[str, collections.Counter[str]] = {}
-        self._conns: set[_Conn] = set()
-        self._last_seen: dict[str, float] = {}
-        self._alive: dict[str, bool] = {}
+        self._subs = Subscriptions()
+        self._conns: set[Conn] = set()
         self._revision = 0
         self._base = 0  # revision the view was loaded at: history covers (base, revision]
         self._watch: Watch | None = None
         self._server: asyncio.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reaper: asyncio.Task[None] | None = None
-        self._alive_pool = ThreadPoolExecutor(1, thread_name_prefix="topology-alive")
         self.stats = ServerStats()
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -174,13 +102,11 @@ class TopologyServer:
         self._loop = loop
         rev, items = await loop.run_in_executor(None, self._load)
         self._revision = self._base = rev
+        objects = self._subs.objects
         for item in items:
-            self._objects.setdefault(item.kind, {})[item.id] = _Entry(item.version, item.data, 0)
-        now = time.monotonic()
-        for id, entry in self._objects.get("host", {}).items():
-            if entry.data.get("alive") is True:  # alive per the store: give it one timeout
-                self._alive[id] = True
-                self._last_seen[id] = now
+            objects.setdefault(item.kind, {})[item.id] = Entry(item.version, item.data, 0)
+        hosts = objects.get("host", {}).items()
+        self._liveness.seed(id for id, e in hosts if e.data.get("alive") is True)
         self._watch = await loop.run_in_executor(
             None, self._store.watch, rev, self._on_store_changes
         )
@@ -188,7 +114,7 @@ class TopologyServer:
         self._server = await loop.create_server(
             self._new_protocol, host, port, backlog=self._backlog
         )
-        self._reaper = asyncio.create_task(self._reap_loop())
+        self._reaper = asyncio.create_task(self._liveness.reap_loop())
         return int(self._server.sockets[0].getsockname()[1])
 
     async def stop(self) -> None:
@@ -209,7 +135,7 @@ class TopologyServer:
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
-        await loop.run_in_executor(None, self._alive_pool.shutdown)
+        await loop.run_in_executor(None, self._liveness.shutdown)
 
     @property
     def revision(self) -> int:
@@ -217,7 +143,7 @@ class TopologyServer:
 
     def host_alive(self, host_id: str) -> bool:
         """Liveness as this server last decided it (the store copy follows asynchronously)."""
-        return self._alive.get(host_id, False)
+        return self._liveness.is_alive(host_id)
 
     def _load(self) -> tuple[int, list[Item]]:
         rev = self._store.revision()
@@ -249,78 +175,20 @@ class TopologyServer:
             return  # already in the view (loaded after the watch's start point)
         objs: list[Obj] = []
         for c in changes:
-            if self._update_view(c, rev):
+            if self._subs.update(c, rev):
                 objs.append((c.kind, c.id, c.version, c.data))
         self._revision = rev
         if objs:
             self._history.append((rev, objs))
             self._dispatch(rev, objs)
 
-    def _update_view(self, c: Change, rev: int) -> bool:
-        per_kind = self._objects.setdefault(c.kind, {})
-        old = per_kind.get(c.id)
-        if c.op == "put":
-            assert c.data is not None
-            if old is not None and old.version >= c.version:
-                return False
-            per_kind[c.id] = _Entry(c.version, c.data, rev)
-        else:
-            if old is None:
-                return False
-            del per_kind[c.id]
-        self._reindex(c.kind, c.id, old.data if old else None, c.data)
-        return True
-
-    def _reindex(
-        self, kind: str, id: str, old: dict[str, Any] | None, new: dict[str, Any] | None
-    ) -> None:
-        for (k, fld), index in self._index.items():
-            if k != kind:
-                continue
-            for data, add in ((old, False), (new, True)):
-                if data is None:
-                    continue
-                for vk in value_keys(data, fld):
-                    if add:
-                        index.setdefault(vk, set()).add(id)
-                    elif vk in index:
-                        index[vk].discard(id)
-                        if not index[vk]:
-                            del index[vk]
-
     # -- fan-out -----------------------------------------------------------------------------
 
-    def _candidates(self, kind: str, id: str, data: dict[str, Any] | None) -> set[_Conn]:
-        """Connections that may need this change: those holding the object now (it may leave
-        their view: ``_by_key`` covers the view) and those whose filters the new data matches
-        (it may enter: every element of a list field is looked up)."""
-        out = set(self._by_key.get((kind, id), ()))
-        fields = self._filter_fields.get(kind)
-        if fields and data is not None:
-            for fld in fields:
-                for vk in value_keys(data, fld):
-                    conns = self._by_filter.get((kind, fld, vk))
-                    if conns:
-                        out |= conns
-        return out
-
-    def _changes_for(self, conn: _Conn, obj: Obj) -> Obj | None:
-        """What ``conn`` must receive for ``obj`` (and update its view), or None."""
-        kind, id, version, data = obj
-        key = (kind, id)
-        if conn.wants(kind, id, data):
-            self._view_add(conn, key)
-            return obj
-        if key in conn.view:
-            self._view_discard(conn, key)
-            return (kind, id, version, None) if data is not None else obj
-        return None
-
     def _dispatch(self, rev: int, objs: list[Obj]) -> None:
-        per_conn: dict[_Conn, list[Obj]] = {}
+        per_conn: dict[Conn, list[Obj]] = {}
         for obj in objs:
-            for conn in self._candidates(obj[0], obj[1], obj[3]):
-                out = self._changes_for(conn, obj)
+            for conn in self._subs.candidates(obj[0], obj[1], obj[3]):
+                out = self._subs.changes_for(conn, obj)
                 if out is not None:
                     per_conn.setdefault(conn, []).append(out)
         # encode once per distinct content: one change to 1000 agents is one encode
@@ -333,7 +201,7 @@ class TopologyServer:
                 data = encoded[ident] = frame(Batch(rev, sent))
             self._send(conn, data)
 
-    def _send(self, conn: _Conn, data: bytes) -> None:
+    def _send(self, conn: Conn, data: bytes) -> None:
         transport = conn.proto.transport
         if transport is None or transport.is_closing():
             return
@@ -348,115 +216,34 @@ class TopologyServer:
             self.stats.dropped_slow += 1
             transport.abort()
 
-    # -- per-connection state ----------------------------------------------------------------
-
-    def _view_add(self, conn: _Conn, key: Key) -> None:
-        conn.view.add(key)
-        self._by_key.setdefault(key, set()).add(conn)
-
-    def _view_discard(self, conn: _Conn, key: Key) -> None:
-        conn.view.discard(key)
-        if key not in conn.objects:
-            self._unref(conn, key)
-
-    def _unref(self, conn: _Conn, key: Key) -> None:
-        conns = self._by_key.get(key)
-        if conns is not None:
-            conns.discard(conn)
-            if not conns:
-                del self._by_key[key]
-
-    def _add_object(self, conn: _Conn, key: Key) -> None:
-        conn.objects.add(key)
-        self._by_key.setdefault(key, set()).add(conn)
-
-    def _add_filter(self, conn: _Conn, kind: str, fld: str, value: Scalar) -> None:
-        if (fld, value) in conn.filters.get(kind, ()):
-            return
-        conn.filters.setdefault(kind, set()).add((fld, value))
-        self._by_filter.setdefault((kind, fld, value_key(value)), set()).add(conn)
-        self._filter_fields.setdefault(kind, collections.Counter())[fld] += 1
-        if (kind, fld) not in self._index:
-            index: dict[tuple[bool, Any], set[str]] = {}
-            for id, entry in self._objects.get(kind, {}).items():
-                for vk in value_keys(entry.data, fld):
-                    index.setdefault(vk, set()).add(id)
-            self._index[(kind, fld)] = index
-
-    def _remove_filter(self, conn: _Conn, kind: str, fld: str, value: Scalar) -> None:
-        subs = conn.filters.get(kind)
-        if not subs or (fld, value) not in subs:
-            return
-        subs.discard((fld, value))
-        if not subs:
-            del conn.filters[kind]
-        fkey = (kind, fld, value_key(value))
-        conns = self._by_filter[fkey]
-        conns.discard(conn)
-        if not conns:
-            del self._by_filter[fkey]
-        counter = self._filter_fields[kind]
-        counter[fld] -= 1
-        if counter[fld] <= 0:
-            del counter[fld]
-        for key in [k for k in conn.view if k[0] == kind]:
-            entry = self._objects.get(kind, {}).get(key[1])
-            if not conn.wants(kind, key[1], entry.data if entry else None):
-                self._view_discard(conn, key)
-
-    def _forget(self, conn: _Conn) -> None:
-        for key in conn.view | conn.objects:
-            self._unref(conn, key)
-        for kind, subs in list(conn.filters.items()):
-            for fld, value in list(subs):
-                self._remove_filter(conn, kind, fld, value)
-        conn.view.clear()
-        conn.objects.clear()
-
-    def _matching(self, conn: _Conn) -> dict[Key, _Entry]:
-        """Everything ``conn``'s subscriptions match in the current view."""
-        out: dict[Key, _Entry] = {}
-        for kind, id in conn.objects:
-            entry = self._objects.get(kind, {}).get(id)
-            if entry is not None:
-                out[(kind, id)] = entry
-        for kind, subs in conn.filters.items():
-            per_kind = self._objects.get(kind, {})
-            for fld, value in subs:
-                for id in self._index[(kind, fld)].get(value_key(value), ()):
-                    entry = per_kind.get(id)
-                    if entry is not None and matches(entry.data, fld, value):
-                        out[(kind, id)] = entry
-        return out
-
     # -- protocol ----------------------------------------------------------------------------
 
     def _new_protocol(self) -> FrameProtocol:
-        holder: list[_Conn] = []
+        holder: list[Conn] = []
         proto = FrameProtocol(
             server_decoder(),
             lambda msg: self._on_message(holder[0], msg),
             lambda exc: self._on_lost(holder[0]),
         )
-        conn = _Conn(proto)
+        conn = Conn(proto)
         holder.append(conn)
         self._conns.add(conn)
         self.stats.connections = len(self._conns)
         return proto
 
-    def _on_lost(self, conn: _Conn) -> None:
+    def _on_lost(self, conn: Conn) -> None:
         self._conns.discard(conn)
         self.stats.connections = len(self._conns)
-        self._forget(conn)
+        self._subs.forget(conn)
 
-    def _on_message(self, conn: _Conn, msg: ClientMsg) -> None:
+    def _on_message(self, conn: Conn, msg: ClientMsg) -> None:
         try:
             if isinstance(msg, Hello):
                 self._on_hello(conn, msg)
             elif conn.host is None:
                 raise InvalidInput("the first frame must be hello")
             elif isinstance(msg, Ping):
-                self._heard_from(conn.host)
+                self._liveness.heard_from(conn.host)
                 self._send(conn, frame(Pong(self._revision)))
             elif isinstance(msg, Sub):
                 self._on_sub(conn, msg)
@@ -480,7 +267,7 @@ class TopologyServer:
             if not isinstance(value, str | int | bool | None):
                 raise InvalidInput("filter value must be a scalar", field="value")
 
-    def _on_hello(self, conn: _Conn, msg: Hello) -> None:
+    def _on_hello(self, conn: Conn, msg: Hello) -> None:
         if conn.host is not None:
             raise InvalidInput("hello sent twice")
         if not msg.host:
@@ -490,11 +277,11 @@ class TopologyServer:
         for kind, fld, value in msg.filters:
             self._validate(kind, None, fld, value)
         conn.host = msg.host
-        self._heard_from(msg.host)
+        self._liveness.heard_from(msg.host)
         for kind, id in msg.objects:
-            self._add_object(conn, (kind, id))
+            self._subs.add_object(conn, (kind, id))
         for kind, fld, value in msg.filters:
-            self._add_filter(conn, kind, fld, value)
+            self._subs.add_filter(conn, kind, fld, value)
         have = {(k, i): v for k, i, v in msg.have}
         mode: Literal["fresh", "history", "diff"]
         if msg.since is None and not msg.objects and not msg.filters:
@@ -508,7 +295,7 @@ class TopologyServer:
         if mode == "history":
             assert msg.since is not None
             for key in have:
-                self._view_add(conn, key)
+                self._subs.view_add(conn, key)
             self._replay(conn, msg.since)
         elif mode == "diff":
             self._resync(conn, have)
@@ -522,91 +309,60 @@ class TopologyServer:
         floor = self._history[0][0] - 1 if full and self._history else self._base
         return since >= floor
 
-    def _replay(self, conn: _Conn, since: int) -> None:
+    def _replay(self, conn: Conn, since: int) -> None:
         pending: list[tuple[int, list[Obj]]] = []
         for rev, objs in reversed(self._history):
             if rev <= since:
                 break
             pending.append((rev, objs))
         for rev, objs in reversed(pending):
-            sent = [o for o in (self._changes_for(conn, obj) for obj in objs) if o is not None]
+            sent = [o for o in (self._subs.changes_for(conn, obj) for obj in objs) if o is not None]
             if sent:
                 self._send(conn, frame(Batch(rev, sent)))
 
-    def _resync(self, conn: _Conn, have: dict[Key, int]) -> None:
-        target = self._matching(conn)
+    def _resync(self, conn: Conn, have: dict[Key, int]) -> None:
+        target = self._subs.matching(conn)
         ordered = sorted(target.items(), key=lambda kv: kv[1].mod_rev)
         out: list[Obj] = [
             (k, i, e.version, e.data) for (k, i), e in ordered if have.get((k, i)) != e.version
         ]
         out += [(k, i, v, None) for (k, i), v in have.items() if (k, i) not in target]
         for key in target:
-            self._view_add(conn, key)
+            self._subs.view_add(conn, key)
         if out:
             self._send(conn, frame(Batch(self._revision, out)))
 
-    def _on_sub(self, conn: _Conn, msg: Sub) -> None:
+    def _on_sub(self, conn: Conn, msg: Sub) -> None:
         self._validate(msg.kind, msg.id, msg.field, msg.value)
         items: list[Obj] = []
         if msg.id is not None:
             key = (msg.kind, msg.id)
-            self._add_object(conn, key)
-            entry = self._objects.get(msg.kind, {}).get(msg.id)
+            self._subs.add_object(conn, key)
+            entry = self._subs.entry(msg.kind, msg.id)
             if entry is not None:
-                self._view_add(conn, key)
+                self._subs.view_add(conn, key)
                 items.append((msg.kind, msg.id, entry.version, entry.data))
         else:
             assert msg.field is not None
-            self._add_filter(conn, msg.kind, msg.field, msg.value)
-            per_kind = self._objects.get(msg.kind, {})
-            for id in sorted(self._index[(msg.kind, msg.field)].get(value_key(msg.value), ())):
-                entry = per_kind[id]
-                if matches(entry.data, msg.field, msg.value):
-                    self._view_add(conn, (msg.kind, id))
-                    items.append((msg.kind, id, entry.version, entry.data))
+            self._subs.add_filter(conn, msg.kind, msg.field, msg.value)
+            for id, entry in self._subs.filtered(msg.kind, msg.field, msg.value):
+                self._subs.view_add(conn, (msg.kind, id))
+                items.append((msg.kind, id, entry.version, entry.data))
         self._send(conn, frame(Snap(msg.req, self._revision, items)))
 
-    def _on_unsub(self, conn: _Conn, msg: Unsub) -> None:
+    def _on_unsub(self, conn: Conn, msg: Unsub) -> None:
         self._validate(msg.kind, msg.id, msg.field, msg.value)
         if msg.id is not None:
             key = (msg.kind, msg.id)
             conn.objects.discard(key)
-            entry = self._objects.get(msg.kind, {}).get(msg.id)
+            entry = self._subs.entry(msg.kind, msg.id)
             if key in conn.view and conn.wants(msg.kind, msg.id, entry.data if entry else None):
                 return  # still matched by a filter: stays in the view
-            self._view_discard(conn, key)
-            self._unref(conn, key)
+            self._subs.view_discard(conn, key)
+            self._subs.unref(conn, key)
         else:
             assert msg.field is not None
-            self._remove_filter(conn, msg.kind, msg.field, msg.value)
-
-    # -- liveness ----------------------------------------------------------------------------
-
-    def _heard_from(self, host: str) -> None:
-        self._last_seen[host] = time.monotonic()
-        if not self._alive.get(host, False):
-            self._mark(host, True)
-
-    def _mark(self, host: str, alive: bool) -> None:
-        self._alive[host] = alive
-        fut = self._alive_pool.submit(self._set_alive, host, alive)
-        fut.add_done_callback(self._log_alive_failure)
-
-    @staticmethod
-    def _log_alive_failure(fut: Future[object]) -> None:
-        exc = fut.exception()
-        if exc is not None:
-            log.error("writing host liveness failed: %s", exc)
-
-    async def _reap_loop(self) -> None:
-        """Mark down every host not heard from for ``host_timeout_s``."""
-        period = min(self._timeout / 5, 1.0)
-        while True:
-            await asyncio.sleep(period)
-            deadline = time.monotonic() - self._timeout
-            for host, seen in list(self._last_seen.items()):
-                if seen < deadline and self._alive.get(host, False):
-                    self._mark(host, False)
+            self._subs.remove_filter(conn, msg.kind, msg.field, msg.value)
 
 
-__all__ = ["ServerStats", "SetHostAlive", "TopologyServer", "store_host_alive"]
+__all__ = ["ServerStats", "TopologyServer"]
