@@ -14,7 +14,7 @@ import pytest
 from netloom.bench.perf.setups import BareSetup, KernelVxlanSetup, _Built, _kill_inside
 from netloom.bench.perf.workloads import TESTS
 from netloom.errors import DatapathError, SetupUnavailable
-from netloom.lab import netns
+from netloom.lab import netns, probes
 from netloom.lab.addressing import VXLAN_OVERHEAD
 
 pytestmark = [pytest.mark.netns, pytest.mark.usefixtures("root")]
@@ -39,12 +39,12 @@ def test_setup_reaches_its_server_and_leaves_nothing(
         ep = setup.up()
         made.extend(setup.namespaces)
         assert all(n.startswith("nlb-") for n in setup.namespaces)
-        assert netns.ping(ep.client_netns, ep.server_ip, count=2, timeout=2.0)
+        assert probes.ping(ep.client_netns, ep.server_ip, count=2, timeout=2.0)
         vm_mtu = mtu if cls is BareSetup else mtu - VXLAN_OVERHEAD
         assert netns.link_info(ep.client_netns, "eth0").mtu == vm_mtu
         # the largest unfragmented packet of the VM MTU gets through the tunnel, one more
         # byte with DF does not leave the VM (RFC 791: 20 B IP + 8 B ICMP headers)
-        assert netns.ping(
+        assert probes.ping(
             ep.client_netns, ep.server_ip, size=vm_mtu - 28, dont_fragment=True, timeout=2.0
         )
         if cls is KernelVxlanSetup:

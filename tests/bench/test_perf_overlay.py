@@ -11,7 +11,7 @@ import pytest
 from netloom.bench.perf.overlay_setup import FLOATING_IP, OverlaySetup
 from netloom.bench.perf.workloads import TESTS
 from netloom.errors import SetupUnavailable
-from netloom.lab import netns, probes
+from netloom.lab import netns, nsexec, probes
 
 pytestmark = [pytest.mark.netns, pytest.mark.usefixtures("root")]
 
@@ -29,7 +29,7 @@ def test_overlay_setup_is_named_by_its_options_and_refuses_what_the_lab_cannot_r
 
 
 def _link_packets(ns: str, dev: str) -> int:
-    out = netns.run(ns, ["ip", "-j", "-s", "link", "show", "dev", dev]).stdout
+    out = nsexec.run(ns, ["ip", "-j", "-s", "link", "show", "dev", dev]).stdout
     st = json.loads(out)[0]["stats64"]
     return int(st["rx"]["packets"]) + int(st["tx"]["packets"])
 
@@ -57,13 +57,13 @@ def test_vxlan_in_the_datapath_or_through_the_device(
         nic = "data0" if underlay == "direct" else "eth0"
         on_wire = _link_packets(hosts[0], nic)
         srv = subprocess.Popen(
-            netns.nsenter_argv(ep.server_netns, ["iperf3", "-s", "-1", "-p", "5301"]),
+            nsexec.nsenter_argv(ep.server_netns, ["iperf3", "-s", "-1", "-p", "5301"]),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         try:
             probes.wait_listening(ep.server_netns, 5301, srv)
-            out = netns.run(
+            out = nsexec.run(
                 ep.client_netns,
                 ["iperf3", "-c", ep.server_ip, "-p", "5301", "-t", "1", "-J"],
                 timeout=30,
@@ -75,7 +75,7 @@ def test_vxlan_in_the_datapath_or_through_the_device(
         through_device = sum(_device_packets(h) for h in hosts) - before
         assert _link_packets(hosts[0], nic) - on_wire > 1000
         if underlay == "switch":
-            assert "data0" not in netns.run(hosts[0], ["ip", "-o", "link"]).stdout
+            assert "data0" not in nsexec.run(hosts[0], ["ip", "-o", "link"]).stdout
         if vxlan == "bpf":
             assert through_device < 20, through_device
         else:
@@ -95,8 +95,8 @@ def test_fip_setup_reaches_the_server_by_its_floating_ip_and_leaves_nothing(
         assert ep.server_ip == FLOATING_IP
         assert all(n.startswith("nlb") for n in setup.namespaces)
         # the server VM does not own the FIP: an answer means the router translated it
-        assert FLOATING_IP not in netns.run(ep.server_netns, ["ip", "-4", "addr"]).stdout
-        assert netns.ping(ep.client_netns, ep.server_ip, count=2, timeout=2.0)
+        assert FLOATING_IP not in nsexec.run(ep.server_netns, ["ip", "-4", "addr"]).stdout
+        assert probes.ping(ep.client_netns, ep.server_ip, count=2, timeout=2.0)
         assert len(setup.agent_pids()) == 2
         first = setup.upcalls()
         assert first is not None and first > 0  # the warm-up went through the agents

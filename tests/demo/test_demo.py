@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from netloom.agent.metrics import AgentMetrics
 from netloom.cli.main import app
 from netloom.errors import InvalidInput
-from netloom.lab import demo_dhcp, netns
+from netloom.lab import demo_dhcp, netns, probes
 from netloom.lab.cluster import netloom_argv
 from netloom.lab.demo import Demo
 from netloom.lab.demo_plan import plan_vms
@@ -180,7 +180,7 @@ def test_cli_keep_json_two_hosts_leaves_a_working_lab(demo_name: str) -> None:
     assert body["ok"], body["error"]
     assert body["security_group"] == {"tcp/5201": "connected", "tcp/22": "timeout"}
     # the lab outlives the command: VM to VM across hosts through the router, then the status
-    assert netns.ping(vms["a1"]["netns"], vms["a4"]["expected_ip"], count=3, timeout=1.0)
+    assert probes.ping(vms["a1"]["netns"], vms["a4"]["expected_ip"], count=3, timeout=1.0)
     status = subprocess.run(
         [*netloom_argv(), "lab", "status", "--name", demo_name, "--json"],
         capture_output=True,

@@ -18,7 +18,7 @@ from netloom.agent.options import DEFAULT_METRICS_PORT
 from netloom.datapath.pins import PIN_ROOT
 from netloom.errors import AlreadyExists, InvalidInput
 from netloom.lab import lab as labmod
-from netloom.lab import netns, supervisor
+from netloom.lab import netns, nsexec, probes, supervisor
 from netloom.lab.addressing import SWITCH_IP, TENANT_GW, TOPOLOGY_PORT
 from netloom.lab.lab import Lab
 from netloom.lab.state import ProcessRecord, state_path
@@ -79,10 +79,10 @@ def test_two_hosts_two_vms(new_lab: NewLab) -> None:
         assert inside.addresses == [f"{v.ip}/24"]  # static IP written into the VM
     # the underlay carries host-to-host traffic, and every host reaches the cluster address
     h1, h2 = s.hosts
-    assert netns.ping(h1.netns, h2.underlay_ip, count=2)
-    assert netns.ping(h2.netns, h1.underlay_ip)
-    assert netns.ping(h1.netns, SWITCH_IP)
-    assert netns.ping(h1.netns, h2.underlay_ip, size=1500 - 28, dont_fragment=True)
+    assert probes.ping(h1.netns, h2.underlay_ip, count=2)
+    assert probes.ping(h2.netns, h1.underlay_ip)
+    assert probes.ping(h1.netns, SWITCH_IP)
+    assert probes.ping(h1.netns, h2.underlay_ip, size=1500 - 28, dont_fragment=True)
     # the cluster answers and holds the hosts, the tunnel zone and the bound ports
     api = lab.api()
     hosts = {h["name"]: h["id"] for h in api.list("hosts")}
@@ -120,7 +120,7 @@ def test_mtu_9000_tx_off_one_host(new_lab: NewLab) -> None:
     (vm,) = lab.vms()
     assert netns.link_info(vm.netns, "eth0").mtu == 8950
     assert netns.link_info(lab.state.hosts[0].netns, "eth0").mtu == 9000
-    assert netns.offload(vm.netns, "eth0", "tx-checksumming") is False
+    assert nsexec.offload(vm.netns, "eth0", "tx-checksumming") is False
     assert netns.link_info(vm.netns, "eth0").addresses == []  # left to DHCP
 
 
@@ -205,7 +205,7 @@ def test_two_labs_coexist(new_lab: NewLab) -> None:
     _assert_gone(a.name, pids, paths)
     assert b.status()["cluster"]["alive"]
     assert len(netns.list_netns(f"{b.name}-")) == 3
-    assert netns.ping(b.state.hosts[0].netns, SWITCH_IP)
+    assert probes.ping(b.state.hosts[0].netns, SWITCH_IP)
 
 
 def test_bad_input_creates_nothing(lab_names: list[str]) -> None:
@@ -295,7 +295,7 @@ def test_agents_started_recorded_and_stopped(new_lab: NewLab, tmp_path: Path) ->
         assert cmd[cmd.index("--underlay-ip") + 1] == host.underlay_ip
         assert cmd[cmd.index("--metrics-port") + 1] == str(DEFAULT_METRICS_PORT)
         assert "--api" not in cmd and "--bpf-pin-dir" not in cmd
-        assert netns.pids_in(host.netns) == [p.pid]  # it runs inside its host
+        assert nsexec.pids_in(host.netns) == [p.pid]  # it runs inside its host
     deadline = time.monotonic() + 5
     pins = [Path(p) for p in lab.state.bpf_pins]
     while not all(p.exists() for p in pins) and time.monotonic() < deadline:
@@ -332,7 +332,7 @@ def test_dead_agent_is_restarted_and_its_host_comes_back(new_lab: NewLab) -> Non
     second = agent()
     assert second.pid != first.pid and second.argv == first.argv
     assert len(second.restarts) == 1 and supervisor.alive(second)
-    assert netns.pids_in(host.netns) == [second.pid]
+    assert nsexec.pids_in(host.netns) == [second.pid]
     _wait(host_alive, 20, "the restarted agent to heartbeat")
     assert lab.supervise() == []  # alive: nothing to do
 
@@ -350,7 +350,7 @@ def test_stray_process_in_a_vm_is_stopped(new_lab: NewLab) -> None:
     lab = new_lab()
     lab.up(1, 1, agents=False)
     (vm,) = lab.vms()
-    stray = netns.popen(vm.netns, ["sleep", "60"])
+    stray = nsexec.popen(vm.netns, ["sleep", "60"])
     try:
         labmod.down(lab.name)
         assert stray.wait(timeout=5) is not None
@@ -371,12 +371,12 @@ def test_real_agents_bpf_datapath_cross_host(new_lab: NewLab) -> None:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         alive = {h["name"]: h["alive"] for h in lab.api().list("hosts")}
-        if all(alive.values()) and netns.ping(vm1.netns, vm2.ip or "", timeout=0.5):
+        if all(alive.values()) and probes.ping(vm1.netns, vm2.ip or "", timeout=0.5):
             break
         time.sleep(0.2)
     assert all(alive.values()), alive
-    assert netns.ping(vm1.netns, vm2.ip or "", count=3), "no VM-to-VM reply across hosts"
-    assert netns.ping(vm2.netns, TENANT_GW), "the router port does not answer"
+    assert probes.ping(vm1.netns, vm2.ip or "", count=3), "no VM-to-VM reply across hosts"
+    assert probes.ping(vm2.netns, TENANT_GW), "the router port does not answer"
     pins = [Path(p) for p in lab.state.bpf_pins]
     assert pins and all(p.exists() for p in pins)
     _, pids, paths = _resources(lab)
@@ -393,11 +393,11 @@ def test_real_agents_jumbo_underlay(new_lab: NewLab) -> None:
     lab.up(2, 1, datapath="bpf")
     vm1, vm2 = lab.vms()
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and not netns.ping(vm1.netns, vm2.ip or "", timeout=0.5):
+    while time.monotonic() < deadline and not probes.ping(vm1.netns, vm2.ip or "", timeout=0.5):
         time.sleep(0.2)
     for h in lab.state.hosts:
         assert netns.link_info(h.netns, "nlvx0").mtu == 8950
     big = 8950 - 20 - 8  # IPv4 + ICMP headers: the largest echo the VM MTU carries
-    assert netns.ping(
+    assert probes.ping(
         vm1.netns, vm2.ip or "", size=big, dont_fragment=True, count=2, timeout=2.0
     ), "a jumbo DF echo did not cross the overlay"

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from netloom.errors import AlreadyExists, InvalidInput, NotFound
-from netloom.lab import netns
+from netloom.lab import netns, nsexec, probes
 
 from .conftest import unique_name
 
@@ -45,7 +45,7 @@ def test_missing_namespace_is_an_error_not_a_new_namespace(pair: tuple[str, str]
     with pytest.raises(NotFound):
         netns.link_names(a)
     with pytest.raises(NotFound):
-        netns.run(a, ["true"])
+        nsexec.run(a, ["true"])
     assert not netns.exists(a)
 
 
@@ -64,14 +64,14 @@ def test_veth_in_place_mtu_address_ping(pair: tuple[str, str]) -> None:
     ia, ib = netns.link_info(a, "va"), netns.link_info(b, "vb")
     assert (ia.mtu, ib.mtu, ia.up, ib.up, ia.kind) == (9000, 9000, True, True, "veth")
     assert ia.addresses == ["192.0.2.1/24"]
-    assert len(netns.ping(b, "192.0.2.1", count=2)) == 2
-    assert netns.ping(b, "192.0.2.3", timeout=0.2) == []
+    assert len(probes.ping(b, "192.0.2.1", count=2)) == 2
+    assert probes.ping(b, "192.0.2.3", timeout=0.2) == []
     # a DF probe one byte over the MTU is refused, one that fits goes through
-    assert netns.ping(b, "192.0.2.1", size=9000 - 28, dont_fragment=True)
-    assert netns.ping(b, "192.0.2.1", size=9000 - 27, dont_fragment=True, timeout=0.2) == []
-    assert netns.run(b, ["cat", "/proc/net/dev"]).stdout.count("vb:") == 1
-    netns.set_offload(b, "vb", "tx", on=False)
-    assert netns.offload(b, "vb", "tx-checksumming") is False
+    assert probes.ping(b, "192.0.2.1", size=9000 - 28, dont_fragment=True)
+    assert probes.ping(b, "192.0.2.1", size=9000 - 27, dont_fragment=True, timeout=0.2) == []
+    assert nsexec.run(b, ["cat", "/proc/net/dev"]).stdout.count("vb:") == 1
+    nsexec.set_offload(b, "vb", "tx", on=False)
+    assert nsexec.offload(b, "vb", "tx-checksumming") is False
     assert netns.delete_link(a, "va") is True
     assert netns.delete_link(a, "va") is False
     assert "vb" not in netns.link_names(b)  # the peer went with it
@@ -118,7 +118,7 @@ def test_disable_bridge_netfilter_is_per_namespace(pair: tuple[str, str]) -> Non
     sysctl = "/proc/sys/net/bridge/bridge-nf-call-iptables"
 
     def value(ns: str | None) -> str | None:
-        out = netns.run(ns, ["cat", sysctl], check=False)
+        out = nsexec.run(ns, ["cat", sysctl], check=False)
         return out.stdout.strip() if out.returncode == 0 else None
 
     root_before = value(None)

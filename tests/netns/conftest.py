@@ -41,7 +41,7 @@ import pytest
 
 from netloom.flows.model import Action, FlowKey, Output, Tunnel
 from netloom.lab import lab as labmod
-from netloom.lab import netns
+from netloom.lab import netns, nsexec, probes
 from netloom.lab.cluster import NetnsApiClient
 from netloom.lab.lab import AGENT_PROGRAM, Lab
 from netloom.lab.plan import host_name, vm_mac
@@ -241,7 +241,7 @@ def can_connect(ns: str, ip: str, port: int, timeout: float = 1.0) -> bool:
 
 
 def ping_ok(ns: str, ip: str, timeout: float = 0.3) -> bool:
-    return bool(netns.ping(ns, ip, timeout=timeout))
+    return bool(probes.ping(ns, ip, timeout=timeout))
 
 
 # ---- the lab ------------------------------------------------------------------------------------
@@ -299,7 +299,7 @@ class NetLab:
                 netns.set_link(vm.netns, "eth0", mac=spec.mac)
             # no IPv6 link-local chatter (router solicitations, MLD): flood flows appearing
             # at random moments would blur the flow counts the tests make
-            netns.run(
+            nsexec.run(
                 vm.netns,
                 [
                     "sysctl",

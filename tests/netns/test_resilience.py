@@ -24,7 +24,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from netloom.lab import netns
+from netloom.lab import nsexec
 from waiting import wait_until
 
 from .conftest import EchoServer, NetLab, VmSpec, netlab, ping_ok, tcp_connect
@@ -59,7 +59,7 @@ def lab() -> Iterator[NetLab]:
 
 
 def _listening(ns: str, port: int) -> bool:
-    out = netns.run(ns, ["ss", "-Hltn", f"sport = :{port}"], check=False).stdout
+    out = nsexec.run(ns, ["ss", "-Hltn", f"sport = :{port}"], check=False).stdout
     return bool(out.strip())
 
 
@@ -81,7 +81,7 @@ def _to_c(lab: NetLab) -> int:
 
 def test_agent_kill9_restart_during_iperf3(lab: NetLab) -> None:
     c_ip = lab.ip("c")
-    server = netns.popen(
+    server = nsexec.popen(
         lab.ns("c"),
         ["iperf3", "-s", "-B", c_ip, "-p", "5201"],
         stdout=subprocess.DEVNULL,
@@ -89,7 +89,7 @@ def test_agent_kill9_restart_during_iperf3(lab: NetLab) -> None:
     )
     try:
         wait_until(lambda: _listening(lab.ns("c"), 5201), 5, "iperf3 -s to listen", 0.05)
-        client = netns.popen(
+        client = nsexec.popen(
             lab.ns("a"),
             ["iperf3", "-c", c_ip, "-p", "5201", "-t", "5", "-b", "1G", "-i", "0.5", "-J"],
             stdout=subprocess.PIPE,
@@ -157,7 +157,7 @@ def test_flooding_vm_does_not_stop_neighbour_connections(lab: NetLab) -> None:
     server = EchoServer(lab.ns("c"), c_ip, 5201)
     try:
         before = lab.metrics(1)
-        scan = netns.popen(
+        scan = nsexec.popen(
             lab.ns("a"),
             ["python3", "-c", SCAN, c_ip, "20"],
             stdout=subprocess.PIPE,

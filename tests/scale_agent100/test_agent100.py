@@ -15,7 +15,7 @@ from netloom.bench.dense_host.plan import Options, path_of, plan_pings, plan_str
 from netloom.bench.dense_host.plumbing import count_bpf_attached
 from netloom.datapath.pins import PIN_ROOT
 from netloom.errors import InvalidInput
-from netloom.lab import netns
+from netloom.lab import netns, nsexec
 from netloom.lab.cluster import netloom_argv
 from netloom.lab.state import state_path
 
@@ -75,8 +75,8 @@ def test_bpf_attached_count_reads_the_kernel(lab_name: str) -> None:
     try:
         netns.create_veth(ns, "a0", ns, "b0")
         assert count_bpf_attached(ns, ["a0", "missing0"]) == 0
-        netns.run(ns, ["tc", "qdisc", "add", "dev", "a0", "clsact"])
-        netns.run(
+        nsexec.run(ns, ["tc", "qdisc", "add", "dev", "a0", "clsact"])
+        nsexec.run(
             ns,
             ["tc", "filter", "add", "dev", "a0", "ingress", "matchall", "action", "pass"],
             check=False,

@@ -15,7 +15,8 @@ from netloom.errors import InvalidInput, PayloadTooLarge, StoreError
 from netloom.lab.zookeeper import ZooKeeperEnsemble, four_letter_word, free_ports
 from netloom.store import open_store
 from netloom.store.base import Put
-from netloom.store.zookeeper import ZooKeeperStore, parse_hosts
+from netloom.store.zk_conn import parse_hosts
+from netloom.store.zookeeper import ZooKeeperStore
 from waiting import wait_until
 
 from .storetest import Collector
@@ -79,7 +80,7 @@ def test_open_store_url_and_layout(zk_hosts: str) -> None:
         assert isinstance(store, ZooKeeperStore)
         rev = store.commit([Put("bridge", "b1", {"name": "x"})])
         # the documented layout: objects/<kind>/<id> (version = znode version + 1), log/
-        client = store._client
+        client = store._zk.client
         data, stat = client.get(f"{store.chroot}/objects/bridge/b1")
         assert data == b'{"name":"x"}' and stat.version == 0
         [entry] = client.get_children(f"{store.chroot}/log")
@@ -206,7 +207,7 @@ def test_watch_and_writes_survive_session_expiry(
     collector.wait_revision(revs[-1])
     old_sessions = {}
     for store in (reader, writer):
-        old_session = old_sessions[id(store)] = store._client.client_id
+        old_session = old_sessions[id(store)] = store._zk.client.client_id
         twin = KazooClient(zk_ensemble.connect_string, client_id=old_session)
         twin.start(timeout=10)
         twin.stop()
@@ -218,7 +219,7 @@ def test_watch_and_writes_survive_session_expiry(
         old_id = old_sessions[id(store)][0]
 
         def renewed(s: Any = store, old: Any = old_id) -> bool:
-            return bool(s._client.client_id[0] != old)
+            return bool(s._zk.client.client_id[0] != old)
 
         wait_until(
             renewed,

@@ -31,7 +31,7 @@ import typer
 from netloom.bench.stats import percentile, rounded
 from netloom.datapath.pins import PIN_ROOT
 from netloom.errors import DatapathError
-from netloom.lab import netns
+from netloom.lab import nsexec
 
 if TYPE_CHECKING:
     from netloom.datapath.bpf import BpfDatapath
@@ -82,7 +82,7 @@ def _sh(*cmd: str) -> None:
 
 
 def _ns(ns: str, *cmd: str) -> None:
-    _sh(*netns.nsenter_argv(ns, cmd))
+    _sh(*nsexec.nsenter_argv(ns, cmd))
 
 
 @dataclass
@@ -180,7 +180,7 @@ def _install_rate(dp: BpfDatapath, pa: int, pb: int, fmask: FlowKey, installs: i
 
 
 def _in_ns(ns: str, script: str, *args: str) -> list[str]:
-    return netns.nsenter_argv(ns, [sys.executable, "-c", script, *args])
+    return nsexec.nsenter_argv(ns, [sys.executable, "-c", script, *args])
 
 
 def _first_packets(lab: _Lab, samples: int) -> tuple[list[float], int]:

@@ -18,7 +18,7 @@ from rich.table import Table
 
 from netloom.cli.output import console, print_json
 from netloom.errors import InvalidInput, NetloomError, NotFound, print_error
-from netloom.lab import netns
+from netloom.lab import nsexec
 from netloom.lab.lab import Lab, labs
 from netloom.lab.lab import down as lab_down
 
@@ -137,7 +137,7 @@ def exec_(
     """Run a command inside a VM's namespace (``netloom lab exec h1-vm1 -- ip addr``)."""
     try:
         target = Lab.load(_resolve(name)).vm(vm)
-        argv = netns.nsenter_argv(target.netns, command)
+        argv = nsexec.nsenter_argv(target.netns, command)
     except NetloomError as exc:
         raise _fail(exc) from None
     sys.stdout.flush()

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from netloom.errors import DemoStepFailed
-from netloom.lab import netns
+from netloom.lab import nsexec
 from netloom.lab.demo_plan import DHCP_TIMEOUT
 from netloom.lab.demo_report import VmResult
 
@@ -84,7 +84,7 @@ def step_dhcp(demo: Demo) -> str:
                 "staticroutes",
             ]
             env = {**os.environ, "NETLOOM_LEASE": str(lease)}
-            proc = netns.popen(
+            proc = nsexec.popen(
                 v.netns, argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
             )
             procs[key] = (proc, lease, time.monotonic())
@@ -120,7 +120,7 @@ def await_lease(
             f"{v.name} has MTU {v.mtu} after DHCP, the subnet says {demo.lab.vm_mtu} (option 26)"
         )
     gw = demo.nets[v.network].gateway
-    if f"default via {gw}" not in netns.run(v.netns, ["ip", "-4", "route"]).stdout:
+    if f"default via {gw}" not in nsexec.run(v.netns, ["ip", "-4", "route"]).stdout:
         raise DemoStepFailed(f"{v.name} has no default route via {gw} after DHCP")
     record_vm(demo, v)
 
@@ -146,7 +146,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 def _vm_address(ns: str) -> tuple[str | None, int | None]:
     """(IPv4 address, MTU) of the VM's eth0 as the kernel has them."""
-    out = netns.run(ns, ["ip", "-j", "-4", "addr", "show", "dev", "eth0"]).stdout
+    out = nsexec.run(ns, ["ip", "-j", "-4", "addr", "show", "dev", "eth0"]).stdout
     links = json.loads(out or "[]")
     if not links:
         return None, None

@@ -10,7 +10,7 @@ import subprocess
 from typing import TYPE_CHECKING, Any
 
 from netloom.errors import DemoStepFailed, LabError
-from netloom.lab import netns, probes
+from netloom.lab import nsexec, probes
 from netloom.lab.demo_dhcp import stop
 from netloom.lab.demo_plan import CONNECT_TIMEOUT, IPERF_PORT, IPERF_SECONDS, SSH_PORT
 from netloom.lab.demo_report import PingResult, VmResult, scrape_agent
@@ -23,7 +23,7 @@ def ping(demo: Demo, src: str, dst: str, path: str, count: int) -> PingResult:
     s, d = demo.vms[src], demo.vms[dst]
     first: float | None = None
     for _ in range(3):  # the first packet is an upcall: the agent may still load topology
-        rtts = netns.ping(s.netns, d.expected_ip, timeout=2.0)
+        rtts = probes.ping(s.netns, d.expected_ip, timeout=2.0)
         if rtts:
             first = rtts[0] * 1000
             break
@@ -32,7 +32,7 @@ def ping(demo: Demo, src: str, dst: str, path: str, count: int) -> PingResult:
             f"{s.name} ({s.expected_ip}) gets no echo reply from "
             f"{d.name} ({d.expected_ip}) [{path}]"
         )
-    rtts = [r * 1000 for r in netns.ping(s.netns, d.expected_ip, count=count, timeout=1.0)]
+    rtts = [r * 1000 for r in probes.ping(s.netns, d.expected_ip, count=count, timeout=1.0)]
     res = PingResult(s.name, d.name, d.expected_ip, path, round(first, 3), count, len(rtts))
     if rtts:
         res.min_ms = round(min(rtts), 3)
@@ -97,7 +97,7 @@ def step_security_group(demo: Demo) -> str:
 
 def step_iperf(demo: Demo) -> str:
     a1, a4 = demo.vms["a1"], demo.vms["a4"]
-    server = netns.popen(
+    server = nsexec.popen(
         a4.netns,
         ["iperf3", "-s", "-1", "-p", str(IPERF_PORT)],
         stdout=subprocess.DEVNULL,
@@ -108,7 +108,7 @@ def step_iperf(demo: Demo) -> str:
             probes.wait_listening(a4.netns, IPERF_PORT, server)
         except LabError as exc:
             raise DemoStepFailed(exc.message) from None
-        done = netns.run(
+        done = nsexec.run(
             a1.netns,
             [
                 "iperf3",
@@ -160,7 +160,7 @@ def step_isolation(demo: Demo) -> str:
     checks: list[dict[str, Any]] = []
 
     def probe(src: VmResult, dst_ip: str, what: str, expect: bool) -> None:
-        got = bool(netns.ping(src.netns, dst_ip, count=2, timeout=1.0))
+        got = bool(probes.ping(src.netns, dst_ip, count=2, timeout=1.0))
         checks.append(
             {
                 "from": src.name,
@@ -256,7 +256,7 @@ def step_metrics(demo: Demo) -> str:
 
 
 def _neighbour_mac(ns: str, ip: str) -> str | None:
-    out = netns.run(ns, ["ip", "-j", "neigh", "show", ip]).stdout
+    out = nsexec.run(ns, ["ip", "-j", "neigh", "show", ip]).stdout
     entries = json.loads(out or "[]")
     return next((e.get("lladdr") for e in entries if e.get("lladdr")), None)
 

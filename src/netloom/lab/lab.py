@@ -39,7 +39,7 @@ from typing import Any, Literal
 
 from netloom.agent.options import DEFAULT_METRICS_PORT, VxlanEncap
 from netloom.errors import InvalidInput, LabError, NotFound
-from netloom.lab import cluster, netns, plumbing, supervisor, topology_build
+from netloom.lab import cluster, netns, nsexec, plumbing, supervisor, topology_build
 from netloom.lab.addressing import SWITCH_IP, TENANT_GW
 from netloom.lab.cluster import NetnsApiClient
 from netloom.lab.plan import (
@@ -353,7 +353,7 @@ class Lab:
     def exec(
         self, vm: str, argv: Sequence[str], *, check: bool = False, timeout: float | None = 60.0
     ) -> subprocess.CompletedProcess[str]:
-        return netns.run(self._vm(vm).netns, argv, check=check, timeout=timeout)
+        return nsexec.run(self._vm(vm).netns, argv, check=check, timeout=timeout)
 
     def status(self) -> dict[str, Any]:
         """A JSON-able view: what exists, what runs, and what the cluster says about hosts."""

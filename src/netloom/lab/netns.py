@@ -5,19 +5,12 @@ idempotent: creating what exists (``may_exist=True``) and deleting what is gone
 (``if_exists=True``) are no-ops, so a lab can be built and torn down again after a crash halfway
 without special cases.
 
-Two deliberate choices:
+Links are created *inside* their namespace (a veth is created in ``ns`` with its peer directly
+in ``peer_ns``, ``IFLA_NET_NS_FD``), never in the root namespace and then moved, so a crash
+never leaves a lab interface behind in the root namespace, and two labs can use the same
+interface names inside their own namespaces. Processes in a namespace: :mod:`netloom.lab.nsexec`.
 
-* links are created *inside* their namespace (a veth is created in ``ns`` with its peer
-  directly in ``peer_ns``, ``IFLA_NET_NS_FD``), never in the root namespace and then moved, so
-  a crash never leaves a lab interface behind in the root namespace, and two labs can use the
-  same interface names inside their own namespaces;
-* commands run through ``nsenter --net=/run/netns/NAME``, not ``ip netns exec``: the latter
-  remounts /sys, which hides the bpffs pins the datapath relies on (see ARCHITECTURE.md,
-  pitfalls).
-
-pyroute2 is used for everything netlink does well (namespaces, links, addresses, routes);
-``ethtool`` (offloads) is the one command-line tool, because its netlink family is awkward from
-pyroute2 and the ioctl path is what every distribution's ethtool speaks.
+pyroute2 is used for everything netlink does well (namespaces, links, addresses, routes).
 """
 
 from __future__ import annotations
@@ -26,13 +19,7 @@ import errno
 import ipaddress
 import os
 import re
-import select
-import shutil
-import socket
-import struct
-import subprocess
-import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +31,6 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from netloom.errors import AlreadyExists, DatapathError, InvalidInput, NotFound
 from netloom.netns import NETNS_DIR, entered, netns_path
-from netloom.packet.checksum import checksum
 
 IFNAMSIZ = 15  # usable bytes of a Linux interface name (IFNAMSIZ 16 including the NUL)
 _NS_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
@@ -125,26 +111,6 @@ def delete(name: str, *, if_exists: bool = True) -> bool:
     return True
 
 
-def pids_in(name: str) -> list[int]:
-    """PIDs of the processes whose network namespace is ``name`` (by device and inode of the
-    namespace file, the only reliable identity of a namespace)."""
-    try:
-        target = os.stat(netns_path(name))
-    except FileNotFoundError:
-        return []
-    found: list[int] = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            st = os.stat(f"/proc/{entry}/ns/net")
-        except OSError:
-            continue
-        if (st.st_dev, st.st_ino) == (target.st_dev, target.st_ino):
-            found.append(int(entry))
-    return sorted(found)
-
-
 @contextmanager
 def iproute(ns: str | None) -> Iterator[IPRoute]:
     """A netlink socket bound to ``ns`` (root when None). Never creates the namespace: a typo
@@ -178,14 +144,14 @@ class LinkInfo:
     addresses: list[str] = field(default_factory=list)
 
 
-def _where(ns: str | None) -> str:
+def where(ns: str | None) -> str:
     return f"netns {ns}" if ns else "the root namespace"
 
 
 def _index(ipr: IPRoute, ns: str | None, ifname: str) -> int:
     found = ipr.link_lookup(ifname=ifname)
     if not found:
-        raise NotFound(f"no interface {ifname} in {_where(ns)}", field="ifname")
+        raise NotFound(f"no interface {ifname} in {where(ns)}", field="ifname")
     return int(found[0])
 
 
@@ -245,7 +211,7 @@ def create_veth(
     with iproute(ns) as ipr:
         if ipr.link_lookup(ifname=ifname):
             if not may_exist:
-                raise AlreadyExists(f"interface {ifname} exists in {_where(ns)}", field="ifname")
+                raise AlreadyExists(f"interface {ifname} exists in {where(ns)}", field="ifname")
         else:
             peer: dict[str, Any] = {"ifname": peer_name}
             if peer_ns is not None:
@@ -271,7 +237,7 @@ def create_bridge(
     with iproute(ns) as ipr:
         if ipr.link_lookup(ifname=ifname):
             if not may_exist:
-                raise AlreadyExists(f"interface {ifname} exists in {_where(ns)}", field="ifname")
+                raise AlreadyExists(f"interface {ifname} exists in {where(ns)}", field="ifname")
         else:
             try:
                 ipr.link("add", ifname=ifname, kind="bridge", br_stp_state=0, br_forward_delay=0)
@@ -345,7 +311,7 @@ def set_link(
         try:
             ipr.link("set", index=idx, **changes)
         except NetlinkError as exc:
-            raise _netlink(f"cannot set {changes} on {ifname} in {_where(ns)}", exc) from None
+            raise _netlink(f"cannot set {changes} on {ifname} in {where(ns)}", exc) from None
 
 
 def delete_link(ns: str | None, ifname: str, *, if_exists: bool = True) -> bool:
@@ -353,7 +319,7 @@ def delete_link(ns: str | None, ifname: str, *, if_exists: bool = True) -> bool:
         found = ipr.link_lookup(ifname=ifname)
         if not found:
             if not if_exists:
-                raise NotFound(f"no interface {ifname} in {_where(ns)}", field="ifname")
+                raise NotFound(f"no interface {ifname} in {where(ns)}", field="ifname")
             return False
         try:
             ipr.link("del", index=found[0])
@@ -406,149 +372,6 @@ def add_default_route(ns: str | None, gateway: str, *, may_exist: bool = True) -
     return True
 
 
-# -- commands ----------------------------------------------------------------------------------
-
-
-def nsenter_argv(ns: str | None, argv: Sequence[str]) -> list[str]:
-    """``argv`` prefixed to run inside ``ns`` (unchanged for the root namespace)."""
-    if not argv:
-        raise InvalidInput("empty command", field="command")
-    if ns is None:
-        return list(argv)
-    return ["nsenter", f"--net={netns_path(ns)}", "--", *argv]
-
-
-def run(
-    ns: str | None,
-    argv: Sequence[str],
-    *,
-    check: bool = True,
-    timeout: float | None = 30.0,
-    env: Mapping[str, str] | None = None,
-) -> subprocess.CompletedProcess[str]:
-    """Run ``argv`` inside ``ns`` and capture its output; with ``check``, a non-zero exit is a
-    DatapathError quoting stderr."""
-    if ns is not None and not exists(ns):
-        raise NotFound(f"no network namespace {ns}", field="netns")
-    full = nsenter_argv(ns, argv)
-    try:
-        done = subprocess.run(
-            full,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=dict(env) if env is not None else None,
-            check=False,
-        )
-    except FileNotFoundError:
-        raise NotFound(f"command not found: {argv[0]}", field="command") from None
-    except subprocess.TimeoutExpired:
-        raise DatapathError(f"{' '.join(argv)} in {_where(ns)} timed out") from None
-    if check and done.returncode != 0:
-        raise DatapathError(
-            f"{' '.join(argv)} in {_where(ns)} exited {done.returncode}: "
-            f"{done.stderr.strip() or done.stdout.strip()}"
-        )
-    return done
-
-
-def popen(ns: str | None, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[bytes]:
-    """Start ``argv`` inside ``ns`` in its own session (so a terminal's Ctrl-C aimed at the
-    CLI does not kill the lab's daemons) and return it without waiting."""
-    if ns is not None and not exists(ns):
-        raise NotFound(f"no network namespace {ns}", field="netns")
-    kwargs.setdefault("stdin", subprocess.DEVNULL)
-    kwargs.setdefault("start_new_session", True)
-    return subprocess.Popen(nsenter_argv(ns, argv), **kwargs)
-
-
-def set_offload(ns: str | None, ifname: str, feature: str = "tx", on: bool = False) -> None:
-    """``ethtool -K IFNAME FEATURE on|off`` inside ``ns``. ``tx off`` makes the kernel finish
-    L4 checksums before a packet leaves the VM, which exposes datapath checksum bugs that
-    partial checksums would hide (ARCHITECTURE.md pitfalls)."""
-    check_ifname(ifname)
-    if not re.match(r"^[a-z0-9\-]+$", feature):
-        raise InvalidInput(f"bad ethtool feature {feature!r}", field="feature")
-    if shutil.which("ethtool") is None:
-        raise NotFound("ethtool is not installed", field="command")
-    run(ns, ["ethtool", "-K", ifname, feature, "on" if on else "off"])
-
-
-def offload(ns: str | None, ifname: str, feature: str) -> bool | None:
-    """Current state of an ethtool feature by its long name (``tx-checksumming``)."""
-    out = run(ns, ["ethtool", "-k", ifname]).stdout
-    for line in out.splitlines():
-        key, _, value = line.strip().partition(":")
-        if key == feature:
-            return value.strip().startswith("on")
-    return None
-
-
-def ping(
-    ns: str | None,
-    dst: str,
-    *,
-    count: int = 1,
-    timeout: float = 1.0,
-    size: int = 56,
-    dont_fragment: bool = False,
-) -> list[float]:
-    """ICMP echo (RFC 792) from inside ``ns`` to ``dst``: the round-trip times in seconds of
-    the replies that came back within ``timeout`` each (an empty list: unreachable).
-
-    Done in-process with a raw socket opened inside the namespace, because the lab machines
-    have no ``ping`` binary (iputils is not installed) and a socket created after setns stays
-    in that namespace. ``size`` payload bytes with ``dont_fragment`` probe the path MTU (a
-    probe larger than the link MTU gets no reply)."""
-    try:
-        target = str(ipaddress.IPv4Address(dst))
-    except ValueError as exc:
-        raise InvalidInput(f"bad address {dst!r}: {exc}", field="address") from None
-    with entered(ns):
-        sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
-    rtts: list[float] = []
-    ident = os.getpid() & 0xFFFF
-    try:
-        # IP_MTU_DISCOVER: PROBE sets DF without consulting the PMTU cache; DONT fragments
-        sock.setsockopt(socket.IPPROTO_IP, 10, 3 if dont_fragment else 0)
-        for seq in range(1, count + 1):
-            payload = os.urandom(size)
-            header = struct.pack("!BBHHH", 8, 0, 0, ident, seq)
-            packet = struct.pack("!BBHHH", 8, 0, checksum(header + payload), ident, seq)
-            start = time.monotonic()
-            try:
-                sock.sendto(packet + payload, (target, 0))
-            except OSError as exc:
-                if exc.errno in (errno.EMSGSIZE, errno.ENETUNREACH, errno.EHOSTUNREACH):
-                    continue
-                raise
-            rtt = _await_echo(sock, target, ident, seq, payload, start + timeout)
-            if rtt is not None:
-                rtts.append(rtt - start)
-    finally:
-        sock.close()
-    return rtts
-
-
-def _await_echo(
-    sock: socket.socket, src: str, ident: int, seq: int, payload: bytes, deadline: float
-) -> float | None:
-    """Wait for the echo reply matching (ident, seq) from ``src``; its arrival time."""
-    while (left := deadline - time.monotonic()) > 0:
-        ready, _, _ = select.select([sock], [], [], left)
-        if not ready:
-            return None
-        data, (addr, _) = sock.recvfrom(65535)
-        ihl = (data[0] & 0x0F) * 4
-        icmp = data[ihl:]
-        if addr != src or len(icmp) < 8:
-            continue
-        kind, _, _, rid, rseq = struct.unpack("!BBHHH", icmp[:8])
-        if kind == 0 and rid == ident and rseq == seq and icmp[8:] == payload:
-            return time.monotonic()
-    return None
-
-
 __all__ = [
     "IFNAMSIZ",
     "LinkInfo",
@@ -568,13 +391,7 @@ __all__ = [
     "link_info",
     "link_names",
     "list_netns",
-    "nsenter_argv",
-    "offload",
-    "pids_in",
-    "ping",
-    "popen",
-    "run",
     "set_link",
     "set_master",
-    "set_offload",
+    "where",
 ]

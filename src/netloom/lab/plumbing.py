@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 from netloom.errors import DatapathError
-from netloom.lab import netns
+from netloom.lab import netns, nsexec
 from netloom.lab.addressing import TUNNEL_IF, TUNNEL_NET, UNDERLAY
 from netloom.lab.plan import tunnel_ip, vm_mtu
 from netloom.lab.state import HostRecord, StateFile, VmRecord
@@ -73,7 +73,7 @@ class Plumbing:
         netns.create_veth(rec.host, rec.host_if, rec.netns, rec.vm_if, mtu=vm_mtu(s.mtu))
         netns.set_link(rec.netns, rec.vm_if, mac=rec.mac)
         if s.tx_off:
-            netns.set_offload(rec.netns, rec.vm_if, "tx", on=False)
+            nsexec.set_offload(rec.netns, rec.vm_if, "tx", on=False)
 
     def vm_address(self, rec: VmRecord, cidr: str, gateway: str | None) -> None:
         netns.add_address(rec.netns, rec.vm_if, cidr)

@@ -1,22 +1,30 @@
-"""Probes run from inside lab namespaces: TCP listeners and handshakes, waiting for a server
-to listen, and reading an agent's Prometheus metrics. Shared by the demo and the benchmarks."""
+"""Probes run from inside lab namespaces: ICMP echo, TCP listeners and handshakes, waiting for
+a server to listen, and reading an agent's Prometheus metrics. Shared by the demo and the
+benchmarks."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import ipaddress
+import os
+import select
 import socket
+import struct
 import subprocess
 import time
 from collections.abc import Iterator, Mapping
 
-from netloom.errors import LabError
-from netloom.lab import netns
+from netloom.errors import InvalidInput, LabError
+from netloom.lab import nsexec
+from netloom.netns import entered
+from netloom.packet.checksum import checksum
 
 
 @contextlib.contextmanager
 def listening(ns: str, port: int) -> Iterator[socket.socket]:
     """A TCP listener inside ``ns`` (the VM's kernel completes handshakes by itself)."""
-    with netns.entered(ns):
+    with entered(ns):
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -30,7 +38,7 @@ def listening(ns: str, port: int) -> Iterator[socket.socket]:
 def tcp_connect(ns: str, ip: str, port: int, timeout: float) -> str:
     """A TCP handshake from inside ``ns``: ``connected``, ``timeout`` (SYN dropped),
     ``refused`` (RST: reached, nothing listening) or the error."""
-    with netns.entered(ns):
+    with entered(ns):
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.settimeout(timeout)
     try:
@@ -54,7 +62,7 @@ def wait_listening(ns: str, port: int, proc: subprocess.Popen[bytes], timeout: f
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise LabError(f"server for port {port} exited {proc.returncode} in {ns}")
-        if netns.run(ns, ["ss", "-Hltn", f"sport = :{port}"], check=False).stdout.strip():
+        if nsexec.run(ns, ["ss", "-Hltn", f"sport = :{port}"], check=False).stdout.strip():
             return
         time.sleep(0.05)
     raise LabError(f"nothing listened on port {port} in {ns} within {timeout:.0f} s")
@@ -63,7 +71,7 @@ def wait_listening(ns: str, port: int, proc: subprocess.Popen[bytes], timeout: f
 def fetch_metrics(ns: str, port: int) -> str:
     """The Prometheus text an agent serves on 127.0.0.1:``port`` inside ``ns`` (the socket is
     opened there: the agent's metrics are not reachable from the root namespace)."""
-    with netns.entered(ns):
+    with entered(ns):
         s = socket.create_connection(("127.0.0.1", port), timeout=2.0)
     with s:
         s.sendall(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
@@ -93,4 +101,76 @@ def metric_totals(text: str, families: Mapping[str, str]) -> dict[str, float]:
     return totals
 
 
-__all__ = ["fetch_metrics", "listening", "metric_totals", "tcp_connect", "wait_listening"]
+def ping(
+    ns: str | None,
+    dst: str,
+    *,
+    count: int = 1,
+    timeout: float = 1.0,
+    size: int = 56,
+    dont_fragment: bool = False,
+) -> list[float]:
+    """ICMP echo (RFC 792) from inside ``ns`` to ``dst``: the round-trip times in seconds of
+    the replies that came back within ``timeout`` each (an empty list: unreachable).
+
+    Done in-process with a raw socket opened inside the namespace, because the lab machines
+    have no ``ping`` binary (iputils is not installed) and a socket created after setns stays
+    in that namespace. ``size`` payload bytes with ``dont_fragment`` probe the path MTU (a
+    probe larger than the link MTU gets no reply)."""
+    try:
+        target = str(ipaddress.IPv4Address(dst))
+    except ValueError as exc:
+        raise InvalidInput(f"bad address {dst!r}: {exc}", field="address") from None
+    with entered(ns):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    rtts: list[float] = []
+    ident = os.getpid() & 0xFFFF
+    try:
+        # IP_MTU_DISCOVER: PROBE sets DF without consulting the PMTU cache; DONT fragments
+        sock.setsockopt(socket.IPPROTO_IP, 10, 3 if dont_fragment else 0)
+        for seq in range(1, count + 1):
+            payload = os.urandom(size)
+            header = struct.pack("!BBHHH", 8, 0, 0, ident, seq)
+            packet = struct.pack("!BBHHH", 8, 0, checksum(header + payload), ident, seq)
+            start = time.monotonic()
+            try:
+                sock.sendto(packet + payload, (target, 0))
+            except OSError as exc:
+                if exc.errno in (errno.EMSGSIZE, errno.ENETUNREACH, errno.EHOSTUNREACH):
+                    continue
+                raise
+            rtt = _await_echo(sock, target, ident, seq, payload, start + timeout)
+            if rtt is not None:
+                rtts.append(rtt - start)
+    finally:
+        sock.close()
+    return rtts
+
+
+def _await_echo(
+    sock: socket.socket, src: str, ident: int, seq: int, payload: bytes, deadline: float
+) -> float | None:
+    """Wait for the echo reply matching (ident, seq) from ``src``; its arrival time."""
+    while (left := deadline - time.monotonic()) > 0:
+        ready, _, _ = select.select([sock], [], [], left)
+        if not ready:
+            return None
+        data, (addr, _) = sock.recvfrom(65535)
+        ihl = (data[0] & 0x0F) * 4
+        icmp = data[ihl:]
+        if addr != src or len(icmp) < 8:
+            continue
+        kind, _, _, rid, rseq = struct.unpack("!BBHHH", icmp[:8])
+        if kind == 0 and rid == ident and rseq == seq and icmp[8:] == payload:
+            return time.monotonic()
+    return None
+
+
+__all__ = [
+    "fetch_metrics",
+    "listening",
+    "metric_totals",
+    "ping",
+    "tcp_connect",
+    "wait_listening",
+]

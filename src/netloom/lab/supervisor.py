@@ -25,7 +25,7 @@ from pathlib import Path
 import psutil
 
 from netloom.errors import LabError
-from netloom.lab import netns
+from netloom.lab import nsexec
 from netloom.lab.state import ProcessRecord, StateFile
 
 # how far a legacy record's wall-clock create_time may be from psutil's (state files written
@@ -85,7 +85,7 @@ def spawn(
     """Start ``argv`` in ``ns`` with its output appended to ``log``; the caller saves the
     record."""
     with log.open("ab") as out:
-        proc = netns.popen(ns, argv, stdout=out, stderr=subprocess.STDOUT)
+        proc = nsexec.popen(ns, argv, stdout=out, stderr=subprocess.STDOUT)
     return proc, record(proc.pid, role, match, ns, log, argv=argv, restart=restart)
 
 
@@ -180,7 +180,7 @@ def stop_all(sf: StateFile) -> list[str]:
     me = os.getpid()
     strays: list[psutil.Process] = []
     for ns in state.netns:
-        for pid in netns.pids_in(ns):
+        for pid in nsexec.pids_in(ns):
             if pid not in (me, 1):
                 with contextlib.suppress(psutil.NoSuchProcess):
                     strays.append(psutil.Process(pid))

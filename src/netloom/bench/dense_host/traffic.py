@@ -12,7 +12,7 @@ from netloom.bench.dense_host.plan import BLOCKED_PORT, VmSpec, path_of
 from netloom.bench.dense_host.report import DenseHostReport
 from netloom.bench.procs import IPERF_PORT, stop_group
 from netloom.bench.stats import summary
-from netloom.lab import netns, probes
+from netloom.lab import nsexec, probes
 from netloom.lab.lab import Lab
 
 PING_TRIES = 3
@@ -53,7 +53,7 @@ def _ping(lab: Lab, src: VmSpec, dst: VmSpec) -> tuple[float | None, int]:
     """RTT of the first echo that came back and the try it took."""
     ns = lab.vm(src.name).netns
     for attempt in range(1, PING_TRIES + 1):
-        rtts = netns.ping(ns, dst.ip, timeout=PING_TIMEOUT)
+        rtts = probes.ping(ns, dst.ip, timeout=PING_TIMEOUT)
         if rtts:
             return rtts[0], attempt
     return None, PING_TRIES
@@ -89,19 +89,19 @@ def iperf3(lab: Lab, pairs: Pairs, seconds: int, res: DenseHostReport) -> None:
     try:
         for _, dst in pairs:
             ns = lab.vm(dst.name).netns
-            servers.append(netns.popen(ns, ["iperf3", "-s", "-1", "-p", str(IPERF_PORT)], **quiet))
+            servers.append(nsexec.popen(ns, ["iperf3", "-s", "-1", "-p", str(IPERF_PORT)], **quiet))
             probes.wait_listening(ns, IPERF_PORT, servers[-1])
         for src, dst in pairs:
             argv = ["iperf3", "-c", dst.ip, "-p", str(IPERF_PORT), "-t", str(seconds), "-J"]
             clients.append(
-                netns.popen(
+                nsexec.popen(
                     lab.vm(src.name).netns, argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE
                 )
             )
         outs = [c.communicate(timeout=seconds + 30) for c in clients]
     finally:
         for p in servers + clients:
-            stop_group(p)  # netns.popen starts each in its own session
+            stop_group(p)  # nsexec.popen starts each in its own session
     for (src, dst), (out, err), proc in zip(pairs, outs, clients, strict=True):
         res.iperf3.append(_stream(src, dst, out, err, proc.returncode))
     res.iperf3_total_gbit_s = round(sum(s["gbit_s"] for s in res.iperf3), 2)

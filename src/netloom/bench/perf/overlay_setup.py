@@ -44,7 +44,7 @@ from netloom.agent.options import VxlanEncap
 from netloom.bench.perf.setups import UNDERLAYS, Endpoints
 from netloom.bench.procs import AGENT_ALIVE_TIMEOUT_S
 from netloom.errors import DatapathError, NetloomError, SetupUnavailable
-from netloom.lab import netns, probes
+from netloom.lab import probes
 from netloom.lab.lab import Lab
 from netloom.lab.plan import host_name, vm_mac
 from netloom.plan import Applier, parse_documents
@@ -231,13 +231,13 @@ class OverlaySetup:
         """Ping until the path answers (ARP, bindings, first flows), then a few more so the
         kernel flows of both directions are installed before anything is measured."""
         deadline = time.monotonic() + WARMUP_TIMEOUT
-        while not netns.ping(client_ns, target, count=1, timeout=0.5):
+        while not probes.ping(client_ns, target, count=1, timeout=0.5):
             if time.monotonic() > deadline:
                 raise DatapathError(
                     f"{client_ns} cannot reach {target} through the overlay "
                     f"after {WARMUP_TIMEOUT:.0f} s: {_logs(lab)}"
                 )
-        netns.ping(client_ns, target, count=3, timeout=1.0)
+        probes.ping(client_ns, target, count=3, timeout=1.0)
 
 
 def _check_bpf() -> None:

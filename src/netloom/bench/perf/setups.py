@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from netloom.errors import NetloomError, SetupUnavailable
-from netloom.lab import netns
+from netloom.lab import netns, nsexec
 from netloom.lab.addressing import (
     HOST_IP_BASE,
     SWITCH_IP,
@@ -134,7 +134,7 @@ class NamespaceSet:
 
 def _kill_inside(ns: str, grace: float = 2.0) -> None:
     try:
-        pids = netns.pids_in(ns)
+        pids = nsexec.pids_in(ns)
     except NetloomError:
         return
     for sig in (signal.SIGTERM, signal.SIGKILL):
@@ -142,9 +142,9 @@ def _kill_inside(ns: str, grace: float = 2.0) -> None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, sig)
         deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and netns.pids_in(ns):
+        while time.monotonic() < deadline and nsexec.pids_in(ns):
             time.sleep(0.05)
-        pids = netns.pids_in(ns)
+        pids = nsexec.pids_in(ns)
         if not pids:
             return
 
@@ -242,7 +242,7 @@ class KernelVxlanSetup(_Built):
         host, so ARP and unknown unicast reach it without multicast (RFC 7348 §4.2 allows a
         configured remote in place of the multicast group)."""
         netns.create_bridge(host, "br0", mtu=self.vm_mtu, may_exist=False)
-        netns.run(
+        nsexec.run(
             host,
             [
                 "ip",

@@ -34,7 +34,7 @@ import psutil
 from netloom.bench.perf.setups import Endpoints
 from netloom.bench.procs import IPERF_PORT, stop_group
 from netloom.errors import DatapathError, LabError
-from netloom.lab import netns, probes
+from netloom.lab import nsexec, probes
 
 TESTS = ("tcp_stream", "tcp_maerts", "tcp_rr", "tcp_crr")
 LABELS = {
@@ -122,10 +122,10 @@ class Servers:
         # ("Cannot assign requested address", seen in full runs). Reusing TIME_WAIT sockets
         # for outgoing connections (safe with timestamps, RFC 7323) is set alike on every
         # setup's client, so no setup gains from it.
-        netns.run(self.ep.client_netns, ["sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1"], timeout=10.0)
+        nsexec.run(self.ep.client_netns, ["sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1"], timeout=10.0)
         # The CRR tool binds its own source ports (10000-49999, tools/crr.py): ephemeral
         # ports for iperf3 and sockperf come from a range it never touches.
-        netns.run(
+        nsexec.run(
             self.ep.client_netns,
             ["sysctl", "-qw", "net.ipv4.ip_local_port_range=50000 65535"],
             timeout=10.0,
@@ -151,7 +151,7 @@ class Servers:
         # block the server
         err = tempfile.TemporaryFile()  # noqa: SIM115 - lives until stop()
         self.errs.append(err)
-        self.procs[role] = netns.popen(
+        self.procs[role] = nsexec.popen(
             self.ep.server_netns, self.pin.server(argv), stdout=subprocess.DEVNULL, stderr=err
         )
         _wait_listening(self.ep.server_netns, port, self.procs[role], role, err)
@@ -203,11 +203,11 @@ def _wait_listening(
 
 def prepare_client(ns: str) -> None:
     """Per-namespace sysctls the CRR client needs (they change nothing outside ``ns``)."""
-    netns.run(ns, ["sysctl", "-q", "-w", *(f"{k}={v}" for k, v in CLIENT_SYSCTLS.items())])
+    nsexec.run(ns, ["sysctl", "-q", "-w", *(f"{k}={v}" for k, v in CLIENT_SYSCTLS.items())])
 
 
 def _client(ns: str, argv: Sequence[str], duration: float) -> str:
-    return netns.run(ns, argv, timeout=duration + 30.0).stdout
+    return nsexec.run(ns, argv, timeout=duration + 30.0).stdout
 
 
 def iperf3(ep: Endpoints, duration: int, *, reverse: bool, pin: Pin) -> Measurement:
