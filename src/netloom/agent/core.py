@@ -15,40 +15,38 @@ local VM, tunnelled to a remote one, or simulated onwards from the peer of an in
 A "not yet" result parks the packet under what it waits for (a topology interest being
 loaded, or an ARP entry); when that arrives the packet is simulated again. Parking is bounded
 per key and in total, and parked packets time out.
+
+Helpers the core delegates to: ``bindings`` (ports plugged into the datapath), ``tunnels``
+(tunnel peers), ``installer`` (flows in and out of the datapath), ``parking`` (NOT_YET
+packets), ``pushes`` (where flow state goes), ``tags`` (what a change invalidates).
 """
 
 from __future__ import annotations
 
-import logging
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from netloom.agent.bindings import PortBindings
 from netloom.agent.flowtable import FlowTable
+from netloom.agent.installer import FlowInstaller
+from netloom.agent.logs import kv, log
 from netloom.agent.metrics import AgentMetrics
+from netloom.agent.parking import Parked, ParkingLot, wait_key
+from netloom.agent.pushes import push_hosts, push_keys
 from netloom.agent.ratelimit import round_robin
-from netloom.agent.translate import to_datapath_actions, to_flow
+from netloom.agent.tags import expired_state_keys, state_tags, topology_tags
+from netloom.agent.translate import to_datapath_actions
+from netloom.agent.tunnels import TunnelPeers
 from netloom.agent.view import AgentView, Interest, related
-from netloom.datapath.base import (
-    Datapath,
-    PortKind,
-    TunnelSettings,
-    Upcall,
-    UpcallLimit,
-    UpcallReason,
-)
-from netloom.errors import NetloomError, Untranslatable
+from netloom.datapath.base import Datapath, Upcall, UpcallLimit, UpcallReason
+from netloom.errors import Untranslatable
 from netloom.flows.model import Output, Tunnel
-from netloom.model.records import Port, PortGroup, Record, Route, Rule, TunnelZone
-from netloom.packet.util import int_to_ip, ip_to_int
+from netloom.model.records import Port, PortGroup, TunnelZone
 from netloom.ratelimit import PortLimiter
 from netloom.sim import GeneratedPacket, Result, SimConfig, SimState, Verdict, simulate
-from netloom.sim.state import ArpLearned, ConntrackAdded, MacLearned, NatAdded, StateChange
-
-log = logging.getLogger("netloom.agent")
-
+from netloom.sim.state import StateChange
 
 # ---- requests for the driver ------------------------------------------------------------------
 
@@ -105,31 +103,6 @@ class AgentConfig:
     max_generated_hops: int = 4
 
 
-@dataclass(slots=True)
-class _Parked:
-    """A packet to simulate from virtual port ``port_id``: an upcall, or a generated packet
-    entering the peer of an interior port (``upcall`` None)."""
-
-    upcall: Upcall | None
-    packet: bytes
-    port_id: str
-    deadline: float
-    hops: int = 0
-    waits: int = 0  # times it was released from the park (each one gave a fresh deadline)
-
-
-@dataclass(slots=True)
-class _Binding:
-    port_id: str
-    ifname: str
-    tunnel_key: int | None
-    dp_port: int = 0  # 0: not plugged yet (interface missing: retried on tick)
-
-
-def _kv(**fields: Any) -> str:
-    return " ".join(f"{k}={v}" for k, v in fields.items())
-
-
 class Agent:
     """One host's agent core (see the module docstring)."""
 
@@ -156,14 +129,15 @@ class Agent:
         # packet they belong to (Decision 8); None queues them with the other requests.
         self.push_now: Callable[[PushState], None] | None = None
         self._requested: set[Interest] = set()
-        self._bindings: dict[str, _Binding] = {}  # port id -> binding
-        self._by_dp: dict[int, str] = {}  # datapath port -> port id
-        self._zones: dict[str, dict[str, str]] = {}  # zone id -> {host id: ip}
-        self._host_ip: dict[str, int] = {}  # peer host -> underlay ip (host order)
-        self._local_ip = ip_to_int(config.underlay_ip) if config.underlay_ip else 0
-        self.tunnel_port = 0
-        self._parked: dict[object, deque[_Parked]] = {}
-        self._parked_n = 0
+        self._bindings = PortBindings(datapath, config.sim.overlay_mtu, self._limiter)
+        self._tunnels = TunnelPeers(
+            datapath,
+            config.host_id,
+            config.underlay_ip,
+            config.tunnel_udp_port,
+            config.sim.overlay_mtu,
+            config.vxlan_in_datapath,
+        )
         self._hosts_used: set[str] = set()
         self._missed: set[Interest] = set()  # what the last simulation asked and lacked
         self._group_interests: set[Interest] = set()  # pinned for bound ports' port groups
@@ -180,6 +154,8 @@ class Agent:
             "pushed": 0,
             "dropped": 0,
         }
+        self._parking = ParkingLot(config.park_per_key, config.park_total, self.stats, self.metrics)
+        self._installer = FlowInstaller(datapath, self.flows, self.stats, self.metrics)
 
     # ---- start / requests ---------------------------------------------------------------------
 
@@ -197,8 +173,8 @@ class Agent:
         ):
             self.view.pin(i)
             self._subscribe(i)
-        if self._local_ip:
-            self._ensure_tunnel()
+        if self._tunnels.local_ip:
+            self._tunnels.ensure()
 
     def take_requests(self) -> list[Request]:
         out, self._requests = self._requests, []
@@ -230,25 +206,17 @@ class Agent:
         new = self.view.peek(kind, id)
         if old is None and new is None:
             return
-        tags = _changed_tags(kind, id, old, new)
+        tags = topology_tags(kind, id, old, new)
         if kind == "port":
             self._rebind(id, new if isinstance(new, Port) else None, now)
         elif kind == "tunnel_zone":
-            tags |= self._update_zone(id, new if isinstance(new, TunnelZone) else None)
+            tags |= self._tunnels.update_zone(id, new if isinstance(new, TunnelZone) else None)
         if kind in ("port", "port_group"):
             self._sync_groups()
         self._invalidate(tags, why=f"{kind} {id[:8]}")
 
     def _invalidate(self, tags: Iterable[object], why: str) -> int:
-        doomed = self.flows.invalidate(tags)
-        if not doomed:
-            return 0
-        self.dp.delete([(f.key, f.mask) for f in doomed])
-        self.stats["invalidated"] += len(doomed)
-        self.metrics.flows_invalidated.inc(len(doomed))
-        self.metrics.flows.set(len(self.flows))
-        log.info("invalidated %s", _kv(flows=len(doomed), why=why))
-        return len(doomed)
+        return self._installer.invalidate(tags, why)
 
     # ---- bindings -----------------------------------------------------------------------------
 
@@ -261,42 +229,12 @@ class Agent:
             or cur.ifname != port.interface_name
             or cur.tunnel_key != port.tunnel_key
         ):
-            self._unbind(cur)
+            self._bindings.unbind(cur)
         if mine and port is not None and port_id not in self._bindings:
             assert port.interface_name is not None
-            b = _Binding(port_id, port.interface_name, port.tunnel_key)
-            self._bindings[port_id] = b
-            self._plug(b)
+            self._bindings.bind(port_id, port.interface_name, port.tunnel_key)
             for i in related(port, bound=True):  # its first packet needs them: load now
                 self._subscribe(i)
-
-    def _plug(self, b: _Binding) -> None:
-        try:
-            b.dp_port = self.dp.add_port(b.ifname, PortKind.VM, mtu=self.cfg.sim.overlay_mtu)
-            if b.tunnel_key:
-                self.dp.bind_tunnel_key(b.tunnel_key, b.dp_port)
-        except NetloomError as exc:
-            b.dp_port = 0
-            log.warning("bind failed %s", _kv(port=b.port_id, ifname=b.ifname, error=exc))
-            return
-        self._by_dp[b.dp_port] = b.port_id
-        log.info(
-            "bound %s", _kv(port=b.port_id, ifname=b.ifname, dp_port=b.dp_port, vni=b.tunnel_key)
-        )
-
-    def _unbind(self, b: _Binding) -> None:
-        del self._bindings[b.port_id]
-        if not b.dp_port:
-            return
-        self._by_dp.pop(b.dp_port, None)
-        self._limiter.forget(b.dp_port)
-        try:
-            if b.tunnel_key:
-                self.dp.unbind_tunnel_key(b.tunnel_key)
-            self.dp.remove_port(b.dp_port)
-        except NetloomError as exc:
-            log.warning("unbind failed %s", _kv(port=b.port_id, error=exc))
-        log.info("unbound %s", _kv(port=b.port_id, ifname=b.ifname))
 
     def dp_port_of(self, port_id: str) -> int:
         """The datapath port of a port bound here (0 if not bound or not plugged)."""
@@ -305,60 +243,23 @@ class Agent:
 
     @property
     def bound(self) -> dict[str, int]:
-        return {p: b.dp_port for p, b in self._bindings.items()}
+        return self._bindings.dp_ports()
 
-    # ---- tunnel zones -------------------------------------------------------------------------
+    # ---- tunnel peers -------------------------------------------------------------------------
 
-    def _update_zone(self, zone_id: str, zone: TunnelZone | None) -> set[object]:
-        """Recompute the peer set; returns the host tags whose address changed."""
-        if zone is None:
-            self._zones.pop(zone_id, None)
-        else:
-            self._zones[zone_id] = {m.host_id: m.ip for m in zone.members}
-        peers: dict[str, int] = {}
-        for members in self._zones.values():
-            if self.host_id not in members:
-                continue
-            if not self.cfg.underlay_ip:
-                self._local_ip = ip_to_int(members[self.host_id])
-            for h, ip in members.items():
-                if h != self.host_id:
-                    peers.setdefault(h, ip_to_int(ip))
-        changed: set[object] = {
-            ("host", h)
-            for h in set(peers) | set(self._host_ip)
-            if peers.get(h) != self._host_ip.get(h)
-        }
-        if changed:
-            log.info("tunnel peers %s", _kv(peers=len(peers), changed=len(changed)))
-        self._host_ip = peers
-        self._ensure_tunnel()
-        return changed
-
-    def _ensure_tunnel(self) -> None:
-        if self.tunnel_port or not self._local_ip:
-            return
-        settings = TunnelSettings(
-            self._local_ip,
-            self.cfg.tunnel_udp_port,
-            self.cfg.sim.overlay_mtu,
-            bpf_encap=self.cfg.vxlan_in_datapath,
-        )
-        try:
-            self.tunnel_port = self.dp.set_tunnel(settings)
-        except NetloomError as exc:
-            log.error("tunnel setup failed %s", _kv(error=exc))
-            return
-        log.info("tunnel %s", _kv(local=int_to_ip(self._local_ip), dp_port=self.tunnel_port))
+    @property
+    def tunnel_port(self) -> int:
+        """The datapath's tunnel port (0 until the tunnel is set up)."""
+        return self._tunnels.port
 
     @property
     def peers(self) -> dict[str, int]:
-        return dict(self._host_ip)
+        return dict(self._tunnels.host_ip)
 
     @property
     def local_ip(self) -> int:
         """This host's underlay address (host order; 0 until known)."""
-        return self._local_ip
+        return self._tunnels.local_ip
 
     # ---- locating virtual ports ---------------------------------------------------------------
 
@@ -369,8 +270,8 @@ class Agent:
         if rec.host_id == self.host_id:
             n = self.dp_port_of(port_id)
             return Output(n) if n else None
-        ip = self._host_ip.get(rec.host_id)
-        if ip is None or not rec.tunnel_key or not self.tunnel_port:
+        ip = self._tunnels.host_ip.get(rec.host_id)
+        if ip is None or not rec.tunnel_key or not self._tunnels.port:
             return None
         self._hosts_used.add(rec.host_id)
         return Tunnel(rec.tunnel_key, ip)
@@ -397,7 +298,7 @@ class Agent:
         for up in round_robin(batch, key=lambda u: u.in_port):
             self.stats["upcalls"] += 1
             self.metrics.upcalls.labels(up.reason.name.lower()).inc()
-            port_id = self._by_dp.get(up.in_port)
+            port_id = self._bindings.port_of(up.in_port)
             if port_id is None:  # unknown VNI from the tunnel, or an unplugged port
                 self.stats["dropped"] += 1
                 continue
@@ -406,7 +307,7 @@ class Agent:
                 self.metrics.rate_limited.inc()
                 continue
             t0 = self._perf()
-            self._process(_Parked(up, up.packet, port_id, now + self.cfg.park_timeout_s), now)
+            self._process(Parked(up, up.packet, port_id, now + self.cfg.park_timeout_s), now)
             self.metrics.latency.observe(self._perf() - t0)
 
     def _simulate(self, packet: bytes, port_id: str, now: float) -> Result:
@@ -419,15 +320,15 @@ class Agent:
             self._subscribe(i)
         return r
 
-    def _process(self, p: _Parked, now: float) -> None:
+    def _process(self, p: Parked, now: float) -> None:
         up = p.upcall
         r = self._simulate(p.packet, p.port_id, now)
         # A decision taken while some record was still loading is sent once, never cached.
         cacheable = r.cacheable and not self._missed
         if r.verdict is Verdict.NOT_YET:
-            key = self._wait_key(r)
+            key = wait_key(self._missed, r)
             self._emit(r.generated, now, p.hops + 1)  # e.g. the router's ARP request
-            self._park(p, key, now)
+            self._parking.park(p, key, now)
             return
         self._apply_changes(r, now)
         self._push_state(r)  # before the packet is sent: the peer must know the connection
@@ -443,25 +344,14 @@ class Agent:
                     self.dp.execute(p.packet, acts, up.in_port if up is not None else 0)
         except Untranslatable as exc:
             self.stats["dropped"] += 1
-            log.warning("no route to port %s", _kv(port=exc.port_id, verdict=r.verdict.value))
+            log.warning("no route to port %s", kv(port=exc.port_id, verdict=r.verdict.value))
         self._emit(r.generated, now, p.hops + 1)
 
     def _install(self, r: Result, up: Upcall, port_id: str, now: float) -> None:
         """Install the megaflow with its tags, then send the parked packet through it."""
-        flow = to_flow(
-            r,
-            up.in_port,
-            self._locate,
-            idle_timeout_s=self.cfg.idle_timeout_s,
-            cookie=self.flows.next_cookie(),
+        self._installer.install(
+            r, up, port_id, now, self._locate, self._hosts_used, self.cfg.idle_timeout_s
         )
-        tags = r.tags | {("host", h) for h in self._hosts_used}
-        self.dp.install([flow])
-        self.flows.add(flow, tags, port_id, now)
-        self.stats["installed"] += 1
-        self.metrics.flows_installed.inc()
-        self.metrics.flows.set(len(self.flows))
-        self.dp.reinject(up)
 
     # ---- generated packets --------------------------------------------------------------------
 
@@ -477,7 +367,7 @@ class Agent:
                 if where is not None:
                     self.dp.execute(g.data, [where], 0)
             elif rec.peer_id is not None and hops <= self.cfg.max_generated_hops:
-                p = _Parked(None, g.data, rec.peer_id, now + self.cfg.park_timeout_s, hops)
+                p = Parked(None, g.data, rec.peer_id, now + self.cfg.park_timeout_s, hops)
                 self._process(p, now)
 
     # ---- state changes ------------------------------------------------------------------------
@@ -488,23 +378,8 @@ class Agent:
     def apply_state(self, changes: Iterable[StateChange], now: float) -> None:
         """Apply state changes (local, or pushed by a peer); invalidate the flows that read the
         changed keys (MAC move, new ARP entry, new connection) and wake what waited on them."""
-        tags: list[object] = []
-        arps: list[object] = []
         batch = tuple(changes)
-        for ch in batch:
-            if isinstance(ch, MacLearned):
-                if self.state.macs.get(ch.key) != ch.port_id:
-                    tags.append(ch.key)
-            elif isinstance(ch, ArpLearned):
-                got = self.state.arp.get(ch.key)
-                if got is None or got[0] != ch.mac:
-                    tags.append(ch.key)
-                arps.append(ch.key)
-            elif isinstance(ch, ConntrackAdded):
-                if ch.key not in self.state.conntrack:
-                    tags.append(ch.key)
-            elif isinstance(ch, NatAdded) and ch.key not in self.state.nat:
-                tags.append(ch.key)
+        tags, arps = state_tags(self.state, batch)
         self.state.apply(batch)
         if tags:
             self._invalidate(tags, why="state")
@@ -514,13 +389,11 @@ class Agent:
     def _push_state(self, r: Result) -> None:
         """Conntrack/NAT entries go to the hosts the packet is sent to, before the packet: the
         reply is simulated there and must see the connection (Decision 8)."""
-        keys = tuple(c for c in r.changes if isinstance(c, (ConntrackAdded, NatAdded)))
+        keys = push_keys(r)
         if not keys:
             return
-        hosts = {h for h in (self._host_of(pid) for pid in r.outputs) if h}
-        hosts |= self._stateful_group_hosts((r.in_port_id, *r.outputs))
-        for h in sorted(hosts):
-            ip = self._host_ip.get(h)
+        for h in sorted(push_hosts(self.view, self.host_id, r)):
+            ip = self._tunnels.host_ip.get(h)
             if ip is not None:
                 req = PushState(h, ip, keys)
                 if self.push_now is not None:
@@ -529,29 +402,6 @@ class Agent:
                     self._requests.append(req)
                 self.stats["pushed"] += len(keys)
                 self.metrics.state_pushed.inc(len(keys))
-
-    def _stateful_group_hosts(self, port_ids: Iterable[str]) -> set[str]:
-        """The other hosts with a port in a stateful port group of one of ``port_ids``.
-
-        A stateful group says its members share connection state: the reply (or a later
-        packet of the connection) may arrive through any member's host, e.g. after a VM
-        moved or behind an anycast/ECMP address, so each of those hosts gets the keys too
-        (Decision 8). Members come from the view's ``port_group_ids`` filter, loaded by
-        :meth:`_sync_groups` for the groups of this host's bound ports; a group not loaded
-        yet (only a remote port's) is skipped rather than guessed."""
-        hosts: set[str] = set()
-        for pid in dict.fromkeys(port_ids):
-            rec = self.view.peek("port", pid)
-            if not isinstance(rec, Port):
-                continue
-            for gid in rec.port_group_ids:
-                group = self.view.peek("port_group", gid)
-                if not isinstance(group, PortGroup) or not group.stateful:
-                    continue
-                for member in self.view.group_members(gid) or ():
-                    if member.host_id and member.host_id != self.host_id:
-                        hosts.add(member.host_id)
-        return hosts
 
     def _sync_groups(self) -> None:
         """Follow the port groups of this host's bound ports: each group's record (is it
@@ -575,53 +425,14 @@ class Agent:
             self.view.unpin(i)
         self._group_interests = want
 
-    def _host_of(self, port_id: str) -> str | None:
-        rec = self.view.peek("port", port_id)
-        if isinstance(rec, Port) and rec.host_id and rec.host_id != self.host_id:
-            return rec.host_id
-        return None
-
     # ---- parking ------------------------------------------------------------------------------
-
-    def _park(self, p: _Parked, key: object | None, now: float) -> None:
-        if key is None or now >= p.deadline:
-            self._drop_parked("missing" if key is None else "timeout")
-            return
-        q = self._parked.setdefault(key, deque())
-        if len(q) >= self.cfg.park_per_key or self._parked_n >= self.cfg.park_total:
-            self._drop_parked("full")
-            return
-        q.append(p)
-        self._parked_n += 1
-        self.stats["parked"] += 1
-        self.metrics.parked.set(self._parked_n)
-
-    def _wait_key(self, r: Result) -> object | None:
-        """What the packet waits for: the first topology interest its simulation missed (it
-        is being loaded), else the ARP entry it needs. None: nothing will ever complete it."""
-        if self._missed:
-            return min(self._missed, key=str)
-        for aw in r.awaiting:
-            if len(aw) == 3 and aw[0] == "arp":
-                return ("arp", aw[1], ip_to_int(aw[2]))
-        return None
-
-    def _drop_parked(self, why: str) -> None:
-        self.stats["park_dropped"] += 1
-        self.stats["dropped"] += 1
-        self.metrics.park_dropped.labels(why).inc()
 
     def _release(self, key: object, now: float) -> None:
         """Re-simulate the packets parked under ``key`` (each may park again on the next thing
         it needs)."""
-        q = self._parked.pop(key, None)
-        if not q:
-            return
-        self._parked_n -= len(q)
-        self.metrics.parked.set(self._parked_n)
-        for p in q:
+        for p in self._parking.take(key):
             if now >= p.deadline or p.waits >= self.cfg.park_max_waits:
-                self._drop_parked("timeout")
+                self._parking.drop("timeout")
                 continue
             # What it waited for came: the timeout guards a wait that never ends, not a walk
             # through many records that each come (on a loaded cluster, ~0.5 s each).
@@ -632,7 +443,7 @@ class Agent:
 
     @property
     def parked(self) -> int:
-        return self._parked_n
+        return self._parking.count
 
     # ---- timers -------------------------------------------------------------------------------
 
@@ -640,82 +451,26 @@ class Agent:
         """Periodic work: flow expiry, state expiry, parked timeouts, interest expiry, retrying
         bindings whose interface was missing."""
         self.view.now = now
-        gone = self.dp.expire(now)
-        if gone:
-            n = self.flows.forget(gone)
-            self.stats["expired"] += n
-            self.metrics.flows_expired.inc(n)
-            self.metrics.flows.set(len(self.flows))
+        self._installer.expire(now)
         self._expire_state(now)
-        self._expire_parked(now)
+        self._parking.expire(now)
         self._expire_interests(now)
-        for b in list(self._bindings.values()):
-            if not b.dp_port:
-                self._plug(b)
+        self._bindings.replug()
 
     def _expire_state(self, now: float) -> None:
-        dead: list[object] = [k for k, exp in self.state.conntrack.items() if exp <= now]
-        dead += [k for k, v in self.state.nat.items() if v[2] <= now]
-        dead += [k for k, v in self.state.arp.items() if v[1] <= now]
+        dead = expired_state_keys(self.state, now)
         self.state.expire(now)
         if dead:
             self._invalidate(dead, why="state expiry")
 
-    def _expire_parked(self, now: float) -> None:
-        for key in list(self._parked):
-            q = self._parked[key]
-            keep = deque(p for p in q if p.deadline > now)
-            for _ in range(len(q) - len(keep)):
-                self._drop_parked("timeout")
-            self._parked_n -= len(q) - len(keep)
-            if keep:
-                self._parked[key] = keep
-            else:
-                del self._parked[key]
-        self.metrics.parked.set(self._parked_n)
-
     def _expire_interests(self, now: float) -> None:
-        waited = set(self._parked)
+        waited = self._parking.waited()
         for i in self.view.idle(now, self.cfg.interest_idle_s):
             if i in waited or (i.anchor is not None and self.flows.has_tag(i.anchor)):
                 continue
             self.view.forget(i)
             self._requests.append(Unsubscribe(i))
         self.metrics.interests.set(len(self.view.loaded))
-
-
-def _changed_tags(kind: str, id: str, old: Record | None, new: Record | None) -> set[object]:
-    """The flow tags a change of (kind, id) from ``old`` to ``new`` invalidates.
-
-    A route delete touches only the flows that used it; a new or edited route may win longest
-    prefix match for flows that used another route of the router, so those go too. A rule
-    changes its chain; a port's MAC/addresses/existence change what its device forwards."""
-    tags: set[object] = {id}
-    if kind == "route":
-        if isinstance(new, Route):
-            tags.add(new.router_id)
-        if isinstance(old, Route) and new is not None:
-            tags.add(old.router_id)
-    elif kind == "rule":
-        for r in (old, new):
-            if isinstance(r, Rule):
-                tags.add(r.chain_id)
-    elif kind == "port":
-        o = old if isinstance(old, Port) else None
-        n = new if isinstance(new, Port) else None
-        if (
-            o is None
-            or n is None
-            or (o.device_id, o.mac, o.fixed_ips, o.peer_id)
-            != (n.device_id, n.mac, n.fixed_ips, n.peer_id)
-        ):
-            tags.update(p.device_id for p in (o, n) if p is not None)
-    elif kind == "dhcp_subnet":
-        for r in (old, new):
-            bid = getattr(r, "bridge_id", None)
-            if bid:
-                tags.add(bid)
-    return tags
 
 
 __all__ = ["Agent", "AgentConfig", "PushState", "Request", "Subscribe", "Unsubscribe"]

@@ -1,0 +1,79 @@
+"""Flow installation and removal: megaflows into the datapath and the tagged flow table."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from netloom.agent.flowtable import FlowTable
+from netloom.agent.logs import kv, log
+from netloom.agent.metrics import AgentMetrics
+from netloom.agent.translate import to_flow
+from netloom.datapath.base import Datapath, Upcall
+from netloom.flows.model import Output, Tunnel
+from netloom.sim import Result
+
+Locate = Callable[[str], Output | Tunnel | None]
+
+
+class FlowInstaller:
+    """Keeps the datapath's flows and the :class:`FlowTable` (flows with their tags) in step."""
+
+    def __init__(
+        self, dp: Datapath, flows: FlowTable, stats: dict[str, int], metrics: AgentMetrics
+    ) -> None:
+        self._dp = dp
+        self._flows = flows
+        self._stats = stats
+        self._metrics = metrics
+
+    def install(
+        self,
+        r: Result,
+        up: Upcall,
+        port_id: str,
+        now: float,
+        locate: Locate,
+        hosts_used: set[str],
+        idle_timeout_s: float,
+    ) -> None:
+        """Install the megaflow with its tags, then send the parked packet through it.
+        ``locate`` adds the remote hosts the flow tunnels to into ``hosts_used``: the flow is
+        tagged with them too (a host's address change invalidates it)."""
+        flow = to_flow(
+            r,
+            up.in_port,
+            locate,
+            idle_timeout_s=idle_timeout_s,
+            cookie=self._flows.next_cookie(),
+        )
+        tags = r.tags | {("host", h) for h in hosts_used}
+        self._dp.install([flow])
+        self._flows.add(flow, tags, port_id, now)
+        self._stats["installed"] += 1
+        self._metrics.flows_installed.inc()
+        self._metrics.flows.set(len(self._flows))
+        self._dp.reinject(up)
+
+    def invalidate(self, tags: Iterable[object], why: str) -> int:
+        """Remove the flows tagged with any of ``tags``; how many went."""
+        doomed = self._flows.invalidate(tags)
+        if not doomed:
+            return 0
+        self._dp.delete([(f.key, f.mask) for f in doomed])
+        self._stats["invalidated"] += len(doomed)
+        self._metrics.flows_invalidated.inc(len(doomed))
+        self._metrics.flows.set(len(self._flows))
+        log.info("invalidated %s", kv(flows=len(doomed), why=why))
+        return len(doomed)
+
+    def expire(self, now: float) -> None:
+        """Forget the flows the datapath expired (idle) by ``now``."""
+        gone = self._dp.expire(now)
+        if gone:
+            n = self._flows.forget(gone)
+            self._stats["expired"] += n
+            self._metrics.flows_expired.inc(n)
+            self._metrics.flows.set(len(self._flows))
+
+
+__all__ = ["FlowInstaller", "Locate"]

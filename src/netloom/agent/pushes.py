@@ -1,0 +1,60 @@
+"""Where flow state goes: the hosts that must know a connection before its packet arrives.
+
+Conntrack/NAT entries go to the hosts the packet is sent to, before the packet: the reply is
+simulated there and must see the connection (Decision 8).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from netloom.agent.view import AgentView
+from netloom.model.records import Port, PortGroup
+from netloom.sim import Result
+from netloom.sim.state import ConntrackAdded, NatAdded, StateChange
+
+
+def push_keys(r: Result) -> tuple[StateChange, ...]:
+    """The state changes of ``r`` that peers must know: new connections and NAT mappings."""
+    return tuple(c for c in r.changes if isinstance(c, (ConntrackAdded, NatAdded)))
+
+
+def push_hosts(view: AgentView, host_id: str, r: Result) -> set[str]:
+    """The other hosts ``r`` sends to, and those sharing a stateful port group with its ports."""
+    hosts = {h for h in (_remote_host(view, host_id, pid) for pid in r.outputs) if h}
+    hosts |= stateful_group_hosts(view, host_id, (r.in_port_id, *r.outputs))
+    return hosts
+
+
+def _remote_host(view: AgentView, host_id: str, port_id: str) -> str | None:
+    rec = view.peek("port", port_id)
+    if isinstance(rec, Port) and rec.host_id and rec.host_id != host_id:
+        return rec.host_id
+    return None
+
+
+def stateful_group_hosts(view: AgentView, host_id: str, port_ids: Iterable[str]) -> set[str]:
+    """The other hosts with a port in a stateful port group of one of ``port_ids``.
+
+    A stateful group says its members share connection state: the reply (or a later
+    packet of the connection) may arrive through any member's host, e.g. after a VM
+    moved or behind an anycast/ECMP address, so each of those hosts gets the keys too
+    (Decision 8). Members come from the view's ``port_group_ids`` filter, loaded by
+    the agent for the groups of this host's bound ports; a group not loaded
+    yet (only a remote port's) is skipped rather than guessed."""
+    hosts: set[str] = set()
+    for pid in dict.fromkeys(port_ids):
+        rec = view.peek("port", pid)
+        if not isinstance(rec, Port):
+            continue
+        for gid in rec.port_group_ids:
+            group = view.peek("port_group", gid)
+            if not isinstance(group, PortGroup) or not group.stateful:
+                continue
+            for member in view.group_members(gid) or ():
+                if member.host_id and member.host_id != host_id:
+                    hosts.add(member.host_id)
+    return hosts
+
+
+__all__ = ["push_hosts", "push_keys", "stateful_group_hosts"]

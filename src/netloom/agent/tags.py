@@ -1,0 +1,80 @@
+"""Which flow tags a change invalidates: topology changes, state changes, expired state.
+
+Flows are installed with the tags of what their simulation read (device ids, state keys);
+these pure functions name the tags a change touches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from netloom.model.records import Port, Record, Route, Rule
+from netloom.sim import SimState
+from netloom.sim.state import ArpLearned, ConntrackAdded, MacLearned, NatAdded, StateChange
+
+
+def topology_tags(kind: str, id: str, old: Record | None, new: Record | None) -> set[object]:
+    """The flow tags a change of (kind, id) from ``old`` to ``new`` invalidates.
+
+    A route delete touches only the flows that used it; a new or edited route may win longest
+    prefix match for flows that used another route of the router, so those go too. A rule
+    changes its chain; a port's MAC/addresses/existence change what its device forwards."""
+    tags: set[object] = {id}
+    if kind == "route":
+        if isinstance(new, Route):
+            tags.add(new.router_id)
+        if isinstance(old, Route) and new is not None:
+            tags.add(old.router_id)
+    elif kind == "rule":
+        for r in (old, new):
+            if isinstance(r, Rule):
+                tags.add(r.chain_id)
+    elif kind == "port":
+        o = old if isinstance(old, Port) else None
+        n = new if isinstance(new, Port) else None
+        if (
+            o is None
+            or n is None
+            or (o.device_id, o.mac, o.fixed_ips, o.peer_id)
+            != (n.device_id, n.mac, n.fixed_ips, n.peer_id)
+        ):
+            tags.update(p.device_id for p in (o, n) if p is not None)
+    elif kind == "dhcp_subnet":
+        for r in (old, new):
+            bid = getattr(r, "bridge_id", None)
+            if bid:
+                tags.add(bid)
+    return tags
+
+
+def state_tags(state: SimState, batch: Sequence[StateChange]) -> tuple[list[object], list[object]]:
+    """Before ``batch`` is applied to ``state``: the keys whose flows it invalidates (MAC move,
+    new or changed ARP entry, new connection or NAT mapping), and the ARP keys it answers."""
+    tags: list[object] = []
+    arps: list[object] = []
+    for ch in batch:
+        if isinstance(ch, MacLearned):
+            if state.macs.get(ch.key) != ch.port_id:
+                tags.append(ch.key)
+        elif isinstance(ch, ArpLearned):
+            got = state.arp.get(ch.key)
+            if got is None or got[0] != ch.mac:
+                tags.append(ch.key)
+            arps.append(ch.key)
+        elif isinstance(ch, ConntrackAdded):
+            if ch.key not in state.conntrack:
+                tags.append(ch.key)
+        elif isinstance(ch, NatAdded) and ch.key not in state.nat:
+            tags.append(ch.key)
+    return tags, arps
+
+
+def expired_state_keys(state: SimState, now: float) -> list[object]:
+    """The conntrack, NAT and ARP keys that expire at ``now``."""
+    dead: list[object] = [k for k, exp in state.conntrack.items() if exp <= now]
+    dead += [k for k, v in state.nat.items() if v[2] <= now]
+    dead += [k for k, v in state.arp.items() if v[1] <= now]
+    return dead
+
+
+__all__ = ["expired_state_keys", "state_tags", "topology_tags"]
