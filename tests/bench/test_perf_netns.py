@@ -44,9 +44,7 @@ def test_setup_reaches_its_server_and_leaves_nothing(
         assert netns.link_info(ep.client_netns, "eth0").mtu == vm_mtu
         # the largest unfragmented packet of the VM MTU gets through the tunnel, one more
         # byte with DF does not leave the VM (RFC 791: 20 B IP + 8 B ICMP headers)
-        assert probes.ping(
-            ep.client_netns, ep.server_ip, size=vm_mtu - 28, dont_fragment=True, timeout=2.0
-        )
+        assert probes.ping(ep.client_netns, ep.server_ip, df_size=vm_mtu - 28, timeout=2.0)
         if cls is KernelVxlanSetup:
             switch = [n for n in setup.namespaces if n.endswith("-kv-sw")]
             assert len(switch) == (1 if underlay == "switch" else 0)

@@ -82,7 +82,7 @@ def test_two_hosts_two_vms(new_lab: NewLab) -> None:
     assert probes.ping(h1.netns, h2.underlay_ip, count=2)
     assert probes.ping(h2.netns, h1.underlay_ip)
     assert probes.ping(h1.netns, SWITCH_IP)
-    assert probes.ping(h1.netns, h2.underlay_ip, size=1500 - 28, dont_fragment=True)
+    assert probes.ping(h1.netns, h2.underlay_ip, df_size=1500 - 28)
     # the cluster answers and holds the hosts, the tunnel zone and the bound ports
     api = lab.api()
     hosts = {h["name"]: h["id"] for h in api.list("hosts")}
@@ -398,6 +398,6 @@ def test_real_agents_jumbo_underlay(new_lab: NewLab) -> None:
     for h in lab.state.hosts:
         assert netns.link_info(h.netns, "nlvx0").mtu == 8950
     big = 8950 - 20 - 8  # IPv4 + ICMP headers: the largest echo the VM MTU carries
-    assert probes.ping(
-        vm1.netns, vm2.ip or "", size=big, dont_fragment=True, count=2, timeout=2.0
-    ), "a jumbo DF echo did not cross the overlay"
+    assert probes.ping(vm1.netns, vm2.ip or "", df_size=big, count=2, timeout=2.0), (
+        "a jumbo DF echo did not cross the overlay"
+    )

@@ -67,8 +67,8 @@ def test_veth_in_place_mtu_address_ping(pair: tuple[str, str]) -> None:
     assert len(probes.ping(b, "192.0.2.1", count=2)) == 2
     assert probes.ping(b, "192.0.2.3", timeout=0.2) == []
     # a DF probe one byte over the MTU is refused, one that fits goes through
-    assert probes.ping(b, "192.0.2.1", size=9000 - 28, dont_fragment=True)
-    assert probes.ping(b, "192.0.2.1", size=9000 - 27, dont_fragment=True, timeout=0.2) == []
+    assert probes.ping(b, "192.0.2.1", df_size=9000 - 28)
+    assert probes.ping(b, "192.0.2.1", df_size=9000 - 27, timeout=0.2) == []
     assert nsexec.run(b, ["cat", "/proc/net/dev"]).stdout.count("vb:") == 1
     nsexec.set_offload(b, "vb", "tx", on=False)
     assert nsexec.offload(b, "vb", "tx-checksumming") is False

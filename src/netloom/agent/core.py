@@ -37,7 +37,7 @@ from netloom.agent.parking import Parked, ParkingLot, wait_key
 from netloom.agent.pushes import push_hosts, push_keys
 from netloom.agent.ratelimit import round_robin
 from netloom.agent.tags import expired_state_keys, state_tags, topology_tags
-from netloom.agent.translate import to_datapath_actions
+from netloom.agent.translate import to_datapath_actions, to_flow
 from netloom.agent.tunnels import TunnelPeers
 from netloom.agent.view import AgentView, Interest, related
 from netloom.datapath.base import Datapath, Upcall, UpcallLimit, UpcallReason
@@ -64,7 +64,7 @@ class Unsubscribe:
 @dataclass(frozen=True, slots=True)
 class PushState:
     """Send conntrack/NAT entries to ``host_id`` (underlay ``ip``, host order) before the
-    packet they belong to arrives there (Decision 8)."""
+    packet they belong to arrives there (flow state between hosts)."""
 
     host_id: str
     ip: int
@@ -126,18 +126,12 @@ class Agent:
         self._pressed_until = float("-inf")  # upcall budgets enforced until then
         self._requests: list[Request] = []
         # Where flow-state pushes go at once (the driver's sender): they must leave before the
-        # packet they belong to (Decision 8); None queues them with the other requests.
+        # packet they belong to (flow state between hosts); None queues them with the other
+        # requests.
         self.push_now: Callable[[PushState], None] | None = None
         self._requested: set[Interest] = set()
         self._bindings = PortBindings(datapath, config.sim.overlay_mtu, self._limiter)
-        self._tunnels = TunnelPeers(
-            datapath,
-            config.host_id,
-            config.underlay_ip,
-            config.tunnel_udp_port,
-            config.sim.overlay_mtu,
-            config.vxlan_in_datapath,
-        )
+        self._tunnels = TunnelPeers(datapath, config)
         self._hosts_used: set[str] = set()
         self._missed: set[Interest] = set()  # what the last simulation asked and lacked
         self._group_interests: set[Interest] = set()  # pinned for bound ports' port groups
@@ -349,9 +343,16 @@ class Agent:
 
     def _install(self, r: Result, up: Upcall, port_id: str, now: float) -> None:
         """Install the megaflow with its tags, then send the parked packet through it."""
-        self._installer.install(
-            r, up, port_id, now, self._locate, self._hosts_used, self.cfg.idle_timeout_s
+        flow = to_flow(
+            r,
+            up.in_port,
+            self._locate,
+            idle_timeout_s=self.cfg.idle_timeout_s,
+            cookie=self._installer.next_cookie(),
         )
+        # _locate noted the remote hosts the flow tunnels to: their address is part of it
+        tags = r.tags | {("host", h) for h in self._hosts_used}
+        self._installer.install(flow, tags, up, port_id, now)
 
     # ---- generated packets --------------------------------------------------------------------
 
@@ -388,7 +389,7 @@ class Agent:
 
     def _push_state(self, r: Result) -> None:
         """Conntrack/NAT entries go to the hosts the packet is sent to, before the packet: the
-        reply is simulated there and must see the connection (Decision 8)."""
+        reply is simulated there and must see the connection (flow state between hosts)."""
         keys = push_keys(r)
         if not keys:
             return

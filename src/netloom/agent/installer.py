@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 from netloom.agent.flowtable import FlowTable
 from netloom.agent.logs import kv, log
 from netloom.agent.metrics import AgentMetrics
-from netloom.agent.translate import to_flow
 from netloom.datapath.base import Datapath, Upcall
-from netloom.flows.model import Output, Tunnel
-from netloom.sim import Result
-
-Locate = Callable[[str], Output | Tunnel | None]
+from netloom.flows.model import Flow
 
 
 class FlowInstaller:
@@ -26,27 +22,13 @@ class FlowInstaller:
         self._stats = stats
         self._metrics = metrics
 
+    def next_cookie(self) -> int:
+        return self._flows.next_cookie()
+
     def install(
-        self,
-        r: Result,
-        up: Upcall,
-        port_id: str,
-        now: float,
-        locate: Locate,
-        hosts_used: set[str],
-        idle_timeout_s: float,
+        self, flow: Flow, tags: frozenset[object], up: Upcall, port_id: str, now: float
     ) -> None:
-        """Install the megaflow with its tags, then send the parked packet through it.
-        ``locate`` adds the remote hosts the flow tunnels to into ``hosts_used``: the flow is
-        tagged with them too (a host's address change invalidates it)."""
-        flow = to_flow(
-            r,
-            up.in_port,
-            locate,
-            idle_timeout_s=idle_timeout_s,
-            cookie=self._flows.next_cookie(),
-        )
-        tags = r.tags | {("host", h) for h in hosts_used}
+        """Install the megaflow with its tags, then send the parked packet through it."""
         self._dp.install([flow])
         self._flows.add(flow, tags, port_id, now)
         self._stats["installed"] += 1
@@ -76,4 +58,4 @@ class FlowInstaller:
             self._metrics.flows.set(len(self._flows))
 
 
-__all__ = ["FlowInstaller", "Locate"]
+__all__ = ["FlowInstaller"]

@@ -1,7 +1,7 @@
 """Where flow state goes: the hosts that must know a connection before its packet arrives.
 
 Conntrack/NAT entries go to the hosts the packet is sent to, before the packet: the reply is
-simulated there and must see the connection (Decision 8).
+simulated there and must see the connection (flow state between hosts).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def stateful_group_hosts(view: AgentView, host_id: str, port_ids: Iterable[str])
     A stateful group says its members share connection state: the reply (or a later
     packet of the connection) may arrive through any member's host, e.g. after a VM
     moved or behind an anycast/ECMP address, so each of those hosts gets the keys too
-    (Decision 8). Members come from the view's ``port_group_ids`` filter, loaded by
+    (flow state between hosts). Members come from the view's ``port_group_ids`` filter, loaded by
     the agent for the groups of this host's bound ports; a group not loaded
     yet (only a remote port's) is skipped rather than guessed."""
     hosts: set[str] = set()

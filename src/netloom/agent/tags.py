@@ -6,7 +6,7 @@ these pure functions name the tags a change touches.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from netloom.model.records import Port, Record, Route, Rule
 from netloom.sim import SimState
@@ -20,31 +20,48 @@ def topology_tags(kind: str, id: str, old: Record | None, new: Record | None) ->
     prefix match for flows that used another route of the router, so those go too. A rule
     changes its chain; a port's MAC/addresses/existence change what its device forwards."""
     tags: set[object] = {id}
-    if kind == "route":
-        if isinstance(new, Route):
-            tags.add(new.router_id)
-        if isinstance(old, Route) and new is not None:
-            tags.add(old.router_id)
-    elif kind == "rule":
-        for r in (old, new):
-            if isinstance(r, Rule):
-                tags.add(r.chain_id)
-    elif kind == "port":
-        o = old if isinstance(old, Port) else None
-        n = new if isinstance(new, Port) else None
-        if (
-            o is None
-            or n is None
-            or (o.device_id, o.mac, o.fixed_ips, o.peer_id)
-            != (n.device_id, n.mac, n.fixed_ips, n.peer_id)
-        ):
-            tags.update(p.device_id for p in (o, n) if p is not None)
-    elif kind == "dhcp_subnet":
-        for r in (old, new):
-            bid = getattr(r, "bridge_id", None)
-            if bid:
-                tags.add(bid)
+    per_kind = _KIND_TAGS.get(kind)
+    if per_kind is not None:
+        tags |= per_kind(old, new)
     return tags
+
+
+def _route_tags(old: Record | None, new: Record | None) -> set[object]:
+    tags: set[object] = set()
+    if isinstance(new, Route):
+        tags.add(new.router_id)
+    if isinstance(old, Route) and new is not None:
+        tags.add(old.router_id)
+    return tags
+
+
+def _rule_tags(old: Record | None, new: Record | None) -> set[object]:
+    return {r.chain_id for r in (old, new) if isinstance(r, Rule)}
+
+
+def _port_tags(old: Record | None, new: Record | None) -> set[object]:
+    o = old if isinstance(old, Port) else None
+    n = new if isinstance(new, Port) else None
+    if (
+        o is None
+        or n is None
+        or (o.device_id, o.mac, o.fixed_ips, o.peer_id)
+        != (n.device_id, n.mac, n.fixed_ips, n.peer_id)
+    ):
+        return {p.device_id for p in (o, n) if p is not None}
+    return set()
+
+
+def _dhcp_subnet_tags(old: Record | None, new: Record | None) -> set[object]:
+    return {bid for r in (old, new) if (bid := getattr(r, "bridge_id", None))}
+
+
+_KIND_TAGS: dict[str, Callable[[Record | None, Record | None], set[object]]] = {
+    "route": _route_tags,
+    "rule": _rule_tags,
+    "port": _port_tags,
+    "dhcp_subnet": _dhcp_subnet_tags,
+}
 
 
 def state_tags(state: SimState, batch: Sequence[StateChange]) -> tuple[list[object], list[object]]:

@@ -3,32 +3,30 @@ zones and the datapath's tunnel port."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from netloom.agent.logs import kv, log
 from netloom.datapath.base import Datapath, TunnelSettings
 from netloom.errors import NetloomError
 from netloom.model.records import TunnelZone
 from netloom.packet.util import int_to_ip, ip_to_int
 
+if TYPE_CHECKING:  # the core imports this module
+    from netloom.agent.core import AgentConfig
+
 
 class TunnelPeers:
     """Tunnel zone membership -> peer addresses; sets up the tunnel once the local address is
     known (given, or this host's address in a zone)."""
 
-    def __init__(
-        self,
-        dp: Datapath,
-        host_id: str,
-        underlay_ip: str | None,
-        udp_port: int,
-        mtu: int,
-        bpf_encap: bool,
-    ) -> None:
+    def __init__(self, dp: Datapath, cfg: AgentConfig) -> None:
         self._dp = dp
-        self._host_id = host_id
-        self._fixed_ip = bool(underlay_ip)
-        self._udp_port = udp_port
-        self._mtu = mtu
-        self._bpf_encap = bpf_encap
+        self._host_id = cfg.host_id
+        self._fixed_ip = bool(cfg.underlay_ip)
+        self._udp_port = cfg.tunnel_udp_port
+        self._mtu = cfg.sim.overlay_mtu
+        self._bpf_encap = cfg.vxlan_in_datapath
+        underlay_ip = cfg.underlay_ip
         self._zones: dict[str, dict[str, str]] = {}  # zone id -> {host id: ip}
         self.host_ip: dict[str, int] = {}  # peer host -> underlay ip (host order)
         self.local_ip = ip_to_int(underlay_ip) if underlay_ip else 0

@@ -2,9 +2,9 @@
 processes living in one, and ``ethtool`` offloads (the one command-line tool the lab needs).
 
 Commands run through ``nsenter --net=/run/netns/NAME``, not ``ip netns exec``: the latter
-remounts /sys, which hides the bpffs pins the datapath relies on (see ARCHITECTURE.md,
-pitfalls). ``ethtool`` is used for offloads because its netlink family is awkward from pyroute2
-and the ioctl path is what every distribution's ethtool speaks.
+remounts /sys, which hides the bpffs pins the datapath relies on. ``ethtool`` is used for
+offloads because its netlink family is awkward from pyroute2 and the ioctl path is what every
+distribution's ethtool speaks.
 """
 
 from __future__ import annotations
@@ -74,10 +74,10 @@ def popen(ns: str | None, argv: Sequence[str], **kwargs: Any) -> subprocess.Pope
     return subprocess.Popen(nsenter_argv(ns, argv), **kwargs)
 
 
-def set_offload(ns: str | None, ifname: str, feature: str = "tx", on: bool = False) -> None:
+def set_offload(ns: str | None, ifname: str, feature: str = "tx", *, on: bool = False) -> None:
     """``ethtool -K IFNAME FEATURE on|off`` inside ``ns``. ``tx off`` makes the kernel finish
     L4 checksums before a packet leaves the VM, which exposes datapath checksum bugs that
-    partial checksums would hide (ARCHITECTURE.md pitfalls)."""
+    partial checksums would hide."""
     check_ifname(ifname)
     if not re.match(r"^[a-z0-9\-]+$", feature):
         raise InvalidInput(f"bad ethtool feature {feature!r}", field="feature")

@@ -107,16 +107,15 @@ def ping(
     *,
     count: int = 1,
     timeout: float = 1.0,
-    size: int = 56,
-    dont_fragment: bool = False,
+    df_size: int | None = None,
 ) -> list[float]:
     """ICMP echo (RFC 792) from inside ``ns`` to ``dst``: the round-trip times in seconds of
     the replies that came back within ``timeout`` each (an empty list: unreachable).
 
     Done in-process with a raw socket opened inside the namespace, because the lab machines
     have no ``ping`` binary (iputils is not installed) and a socket created after setns stays
-    in that namespace. ``size`` payload bytes with ``dont_fragment`` probe the path MTU (a
-    probe larger than the link MTU gets no reply)."""
+    in that namespace. ``df_size``: probes of that many payload bytes with DF set, to probe the
+    path MTU (a probe larger than the link MTU gets no reply); else 56 bytes, fragmentable."""
     try:
         target = str(ipaddress.IPv4Address(dst))
     except ValueError as exc:
@@ -127,9 +126,9 @@ def ping(
     ident = os.getpid() & 0xFFFF
     try:
         # IP_MTU_DISCOVER: PROBE sets DF without consulting the PMTU cache; DONT fragments
-        sock.setsockopt(socket.IPPROTO_IP, 10, 3 if dont_fragment else 0)
+        sock.setsockopt(socket.IPPROTO_IP, 10, 0 if df_size is None else 3)
         for seq in range(1, count + 1):
-            payload = os.urandom(size)
+            payload = os.urandom(56 if df_size is None else df_size)
             header = struct.pack("!BBHHH", 8, 0, 0, ident, seq)
             packet = struct.pack("!BBHHH", 8, 0, checksum(header + payload), ident, seq)
             start = time.monotonic()
@@ -139,7 +138,7 @@ def ping(
                 if exc.errno in (errno.EMSGSIZE, errno.ENETUNREACH, errno.EHOSTUNREACH):
                     continue
                 raise
-            rtt = _await_echo(sock, target, ident, seq, payload, start + timeout)
+            rtt = _await_echo(sock, target, packet[4:] + payload, start + timeout)
             if rtt is not None:
                 rtts.append(rtt - start)
     finally:
@@ -147,10 +146,9 @@ def ping(
     return rtts
 
 
-def _await_echo(
-    sock: socket.socket, src: str, ident: int, seq: int, payload: bytes, deadline: float
-) -> float | None:
-    """Wait for the echo reply matching (ident, seq) from ``src``; its arrival time."""
+def _await_echo(sock: socket.socket, src: str, echo: bytes, deadline: float) -> float | None:
+    """Wait for the echo reply from ``src`` that carries ``echo`` (identifier, sequence number
+    and payload of the request); its arrival time."""
     while (left := deadline - time.monotonic()) > 0:
         ready, _, _ = select.select([sock], [], [], left)
         if not ready:
@@ -160,8 +158,7 @@ def _await_echo(
         icmp = data[ihl:]
         if addr != src or len(icmp) < 8:
             continue
-        kind, _, _, rid, rseq = struct.unpack("!BBHHH", icmp[:8])
-        if kind == 0 and rid == ident and rseq == seq and icmp[8:] == payload:
+        if icmp[0] == 0 and icmp[4:] == echo:  # type 0: echo reply
             return time.monotonic()
     return None
 

@@ -30,7 +30,7 @@ def store_host_alive(store: Store, retries: int = 5) -> SetHostAlive:
     reports liveness, it does not create hosts.
     """
 
-    def set_alive(host_id: str, alive: bool) -> None:
+    def set_alive(host_id: str, alive: bool) -> None:  # noqa: FBT001 (SetHostAlive's shape)
         for _ in range(retries):
             item = store.get("host", host_id)
             if item is None or item.data.get("alive") is alive:
@@ -77,9 +77,9 @@ class Liveness:
     def heard_from(self, host: str) -> None:
         self._last_seen[host] = time.monotonic()
         if not self._alive.get(host, False):
-            self._mark(host, True)
+            self._mark(host, alive=True)
 
-    def _mark(self, host: str, alive: bool) -> None:
+    def _mark(self, host: str, *, alive: bool) -> None:
         self._alive[host] = alive
         fut = self._pool.submit(self._set_alive, host, alive)
         fut.add_done_callback(self._log_alive_failure)
@@ -98,7 +98,7 @@ class Liveness:
             deadline = time.monotonic() - self.timeout_s
             for host, seen in list(self._last_seen.items()):
                 if seen < deadline and self._alive.get(host, False):
-                    self._mark(host, False)
+                    self._mark(host, alive=False)
 
     def shutdown(self) -> None:
         """Wait for the pending liveness writes (blocking: run it in an executor)."""
