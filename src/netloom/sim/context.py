@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 # time exceeded, parameter problem.
 ICMP_ERROR_TYPES = frozenset({3, 4, 5, 11, 12})
 ICMP_ECHO_TYPES = frozenset({0, 8})
+ETH_MCAST = 1 << 40  # the I/G bit of the first octet of a 48-bit MAC
 _INNER = struct.Struct("!BBHHHBBHII")
 _PORTS = struct.Struct("!HH")
 
@@ -46,6 +47,8 @@ class Egress:
 
 
 class Ctx:
+    """The packet's current headers and the accumulators, for one ``simulate`` call."""
+
     __slots__ = (
         "cacheable",
         "cfg",
@@ -83,6 +86,9 @@ class Ctx:
         "vlan",
         "zone",
     )
+    in_port: CPort | None
+    out_port: CPort | None
+    inner: Inner | None
 
     def __init__(
         self,
@@ -93,12 +99,8 @@ class Ctx:
         now: float,
         cfg: SimConfig,
     ) -> None:
-        self.frame = frame
-        self.in_port_id = in_port_id
-        self.topo = topo
-        self.state = state
-        self.now = now
-        self.cfg = cfg
+        self.frame, self.in_port_id, self.topo = frame, in_port_id, topo
+        self.state, self.now, self.cfg = state, now, cfg
         self.read = 1  # in_port
         self.tags: set[object] = set()
         self.changes: list[StateChange] = []
@@ -108,16 +110,11 @@ class Ctx:
         self.cacheable = True
         self.consumed = False
         self.ct_seen: dict[tuple[str, str, int, int, int, int, int], bool] = {}
-        self.devices = 0
-        self.ttl_decs = 0
+        self.devices = self.ttl_decs = 0
         self.zone = ""
-        self.in_port: CPort | None = None
-        self.out_port: CPort | None = None
-        self.inner: Inner | None = None
+        self.in_port = self.out_port = self.inner = None
         eth = frame.eth
-        self.eth_src = eth.src
-        self.eth_dst = eth.dst
-        self.eth_type = eth.ethertype
+        self.eth_src, self.eth_dst, self.eth_type = eth.src, eth.dst, eth.ethertype
         self.vlan = eth.vlan.vid if eth.vlan is not None else 0
         self.icmp_id = 0
         ip = frame.ip
@@ -142,8 +139,7 @@ class Ctx:
                 self.tp_dst = l4.dport  # type: ignore[union-attr]
         else:
             self.is_ip = False
-            self.ttl = 0
-            self.tp_src = self.tp_dst = 0
+            self.ttl = self.tp_src = self.tp_dst = 0
             arp = frame.arp
             if arp is not None:  # OVS convention: ARP spa/tpa/op in the IP fields
                 self.ip_src, self.ip_dst, self.proto = arp.spa, arp.tpa, arp.op
