@@ -86,7 +86,7 @@ def simulate(
 # ---- ports -----------------------------------------------------------------------------------
 
 
-def _enter(c: Ctx, port_id: str, first: bool) -> None:
+def _enter(c: Ctx, port_id: str, *, first: bool) -> None:
     c.devices += 1
     if c.devices > c.cfg.max_devices:
         c.step("sim", port_id, "", "drop", f"loop guard: more than {c.cfg.max_devices} devices")

@@ -22,6 +22,15 @@ from netloom.sim.conditions import REJECT, verdict_name
 from netloom.sim.context import ETH_MCAST, ICMP_ERROR_TYPES, Ctx, Inner, Snapshot
 from netloom.sim.result import F_IP_FRAG, F_IP_PROTO, F_IP_SRC
 
+# ICMP errors as (type, code), RFC 792 / RFC 1812
+IcmpKind = tuple[int, int]
+NET_UNREACHABLE: IcmpKind = (3, 0)
+HOST_UNREACHABLE: IcmpKind = (3, 1)
+PORT_UNREACHABLE: IcmpKind = (3, 3)
+FRAG_NEEDED: IcmpKind = (3, 4)  # RFC 1191: carries the next-hop MTU
+ADMIN_PROHIBITED: IcmpKind = (3, 13)
+TTL_EXCEEDED: IcmpKind = (11, 0)
+
 
 def deny(c: Ctx, verdict: int, chain_id: str) -> None:
     """A chain did not accept: trace its verdict; a reject answers the sender with ICMP."""
@@ -59,9 +68,10 @@ def _may_send_error(c: Ctx, entry: Frame) -> bool:
     return not (entry.eth.dst & ETH_MCAST)
 
 
-def icmp_error(c: Ctx, in_port: CPort, snap: Snapshot, itype: int, code: int, mtu: int = 0) -> None:
-    """Send ICMP ``itype``/``code`` from the router port the packet came in on, quoting the
+def icmp_error(c: Ctx, in_port: CPort, snap: Snapshot, kind: IcmpKind, mtu: int = 0) -> None:
+    """Send ICMP ``kind`` (type, code) from the router port the packet came in on, quoting the
     packet as it arrived at the router (IP header + 8 bytes, RFC 792)."""
+    itype, code = kind
     c.cacheable = False
     now = c.snapshot()
     c.restore(snap)
@@ -97,7 +107,7 @@ def reject(c: Ctx) -> None:
     err = Frame(
         Ethernet(f.eth.src, f.eth.dst, ETH_TYPE_IPV4),
         ip=IPv4(f.ip.dst, f.ip.src, IPPROTO_ICMP, ttl=64),
-        l4=Icmp(3, 13, 0),
+        l4=Icmp(*ADMIN_PROHIBITED, 0),
         payload=quote,
     )
     c.generated.append((c.in_port_id, build(err)))
@@ -126,4 +136,16 @@ def patch_quote(payload: bytes, inner: Inner) -> bytes:
     return bytes(hdr) + bytes(rest)
 
 
-__all__ = ["deny", "icmp_error", "patch_quote", "reject"]
+__all__ = [
+    "ADMIN_PROHIBITED",
+    "FRAG_NEEDED",
+    "HOST_UNREACHABLE",
+    "NET_UNREACHABLE",
+    "PORT_UNREACHABLE",
+    "TTL_EXCEEDED",
+    "IcmpKind",
+    "deny",
+    "icmp_error",
+    "patch_quote",
+    "reject",
+]

@@ -25,10 +25,18 @@ from netloom.packet.headers import (
 )
 from netloom.packet.util import int_to_ip, int_to_mac
 from netloom.sim.chains import run_chain
-from netloom.sim.compiled import CDevice, CPort
+from netloom.sim.compiled import CDevice, CPort, CRoute
 from netloom.sim.conditions import ACCEPT, REJECT, verdict_name
 from netloom.sim.context import Ctx, Snapshot
-from netloom.sim.icmp import icmp_error
+from netloom.sim.icmp import (
+    ADMIN_PROHIBITED,
+    FRAG_NEEDED,
+    HOST_UNREACHABLE,
+    NET_UNREACHABLE,
+    PORT_UNREACHABLE,
+    TTL_EXCEEDED,
+    icmp_error,
+)
 from netloom.sim.result import (
     F_ETH_DST,
     F_ETH_SRC,
@@ -65,7 +73,7 @@ def router(c: Ctx, in_port: CPort) -> CPort | None:
     if dev.in_filter is not None:
         v = run_chain(c, dev.in_filter, dev.id)
         if v != ACCEPT:
-            _router_deny(c, dev, in_port, v, dev.in_filter, entry)
+            _router_deny(c, in_port, v, dev.in_filter, entry)
             return None
     ports = c.topo.ports(dev.id)
     if ports is None:
@@ -78,7 +86,9 @@ def router(c: Ctx, in_port: CPort) -> CPort | None:
     return _route(c, dev, in_port, entry)
 
 
-def _route(c: Ctx, dev: CDevice, in_port: CPort, entry: Snapshot) -> CPort | None:
+def _pick(c: Ctx, dev: CDevice, in_port: CPort, entry: Snapshot) -> tuple[CRoute, str] | None:
+    """The route to forward by (one of equal-cost routes by flow hash) and its trace detail;
+    None when the route (or the lack of one) ends the packet here."""
     table = c.topo.routes(dev.id)
     if table is None:
         raise NotYet(("routes", dev.id))
@@ -86,7 +96,7 @@ def _route(c: Ctx, dev: CDevice, in_port: CPort, entry: Snapshot) -> CPort | Non
     best = table.lookup(c.ip_dst, c.ip_src)
     if not best:
         c.step("router", dev.id, dev.name, "no-route", int_to_ip(c.ip_dst))
-        icmp_error(c, in_port, entry, 3, 0)  # network unreachable
+        icmp_error(c, in_port, entry, NET_UNREACHABLE)
         return None
     route = best[0] if len(best) == 1 else best[c.flow_hash() % len(best)]
     c.tags.add(route.id)
@@ -96,22 +106,32 @@ def _route(c: Ctx, dev: CDevice, in_port: CPort, entry: Snapshot) -> CPort | Non
         return None
     if route.type == "reject":
         c.step("router", dev.id, dev.name, "reject", detail)
-        icmp_error(c, in_port, entry, 3, 13)  # communication administratively prohibited
+        icmp_error(c, in_port, entry, ADMIN_PROHIBITED)
         return None
     if route.type == "local" or route.port_id is None:
         c.step("router", dev.id, dev.name, "drop", detail + " local, not a router address")
         return None
-    out = c.topo.port(route.port_id)
-    c.tags.add(route.port_id)
+    return route, detail
+
+
+def _route(c: Ctx, dev: CDevice, in_port: CPort, entry: Snapshot) -> CPort | None:
+    picked = _pick(c, dev, in_port, entry)
+    if picked is None:
+        return None
+    route, detail = picked
+    port_id = route.port_id
+    assert port_id is not None
+    out = c.topo.port(port_id)
+    c.tags.add(port_id)
     if out is None:
-        raise NotYet(("port", route.port_id))
+        raise NotYet(("port", port_id))
     if not out.up:
         c.step("router", dev.id, dev.name, "unreachable", detail + " egress port down")
-        icmp_error(c, in_port, entry, 3, 1)  # host unreachable
+        icmp_error(c, in_port, entry, HOST_UNREACHABLE)
         return None
     if c.ttl <= 1:
         c.step("router", dev.id, dev.name, "ttl-exceeded")
-        icmp_error(c, in_port, entry, 11, 0)
+        icmp_error(c, in_port, entry, TTL_EXCEEDED)
         return None
     c.ttl -= 1
     c.ttl_decs += 1
@@ -120,26 +140,23 @@ def _route(c: Ctx, dev: CDevice, in_port: CPort, entry: Snapshot) -> CPort | Non
         c.out_port = out
         v = run_chain(c, dev.out_filter, dev.id)
         if v != ACCEPT:
-            _router_deny(c, dev, in_port, v, dev.out_filter, entry)
+            _router_deny(c, in_port, v, dev.out_filter, entry)
             return None
     ip = c.frame.ip
     assert ip is not None
     if ip.flags & 0x2 and _ip_len(c.frame) > c.cfg.overlay_mtu:
         c.step("router", dev.id, dev.name, "frag-needed", f"mtu {c.cfg.overlay_mtu}")
-        icmp_error(c, in_port, entry, 3, 4, c.cfg.overlay_mtu)  # RFC 1191 next-hop MTU
+        icmp_error(c, in_port, entry, FRAG_NEEDED, c.cfg.overlay_mtu)
         return None
-    mac = _resolve(c, dev, out, route.gateway or c.ip_dst)
+    c.eth_dst = _resolve(c, dev, out, route.gateway or c.ip_dst)
     c.eth_src = out.mac
-    c.eth_dst = mac
     return out
 
 
-def _router_deny(
-    c: Ctx, dev: CDevice, in_port: CPort, v: int, chain_id: str, entry: Snapshot
-) -> None:
+def _router_deny(c: Ctx, in_port: CPort, v: int, chain_id: str, entry: Snapshot) -> None:
     c.step("chain", chain_id, "", verdict_name(v))
     if v == REJECT:
-        icmp_error(c, in_port, entry, 3, 13)
+        icmp_error(c, in_port, entry, ADMIN_PROHIBITED)
 
 
 def _resolve(c: Ctx, dev: CDevice, out: CPort, nh: int) -> int:
@@ -222,7 +239,7 @@ def _router_local(c: Ctx, dev: CDevice, in_port: CPort) -> None:
         return
     if c.proto == IPPROTO_UDP:
         c.step("router", dev.id, dev.name, "port-unreachable", int_to_ip(c.ip_dst))
-        icmp_error(c, in_port, c.snapshot(), 3, 3)
+        icmp_error(c, in_port, c.snapshot(), PORT_UNREACHABLE)
         return
     c.step("router", dev.id, dev.name, "drop", "for the router, not handled")
 
