@@ -1,44 +1,27 @@
 """The native REST API (``/api/v1``): a thin HTTP skin over :class:`ObjectService`.
 
 Routes are generated from :data:`netloom.model.kinds.KINDS`, one identical set per collection,
-so a new kind needs no handler code. Handlers only translate HTTP to service calls:
+so a new kind needs no handler code. Handlers only translate HTTP to service calls; what the API
+decides for its callers is written once, for them, in :data:`netloom.api.openapi.DESCRIPTION`.
 
-* bodies are read by hand, not by FastAPI's body binding, so that the size limit is enforced
-  *before* anything is parsed (413), a non-JSON media type is refused (415) and malformed JSON
-  or a wrong type is a 400 with our ``{"code", "message", "field"}`` shape, never FastAPI's 422;
+* bodies are read by hand (:mod:`netloom.api.http`), not by FastAPI's body binding, so that the
+  size limit is enforced *before* anything is parsed (413), a non-JSON media type is refused
+  (415), a body shorter than its Content-Length times out (408), and malformed JSON, a wrong
+  type or a value that fails validation is a 400 with our ``{"code", "message", "field"}``
+  shape: the API never answers 422;
 * optimistic concurrency follows RFC 9110: every object answer carries ``ETag: "<version>"``
-  (a strong validator, §8.8.3) and a ``version`` field; ``If-Match`` (§13.1.1) makes a write
-  conditional and answers 412 on mismatch; a ``version`` field in the body does the same for
-  clients without header control and answers 409;
-* PATCH is a JSON Merge Patch (RFC 7396); PUT replaces the record (system-owned fields kept).
-
-What the API decides for the caller:
-
-* a rule without ``position`` goes after its chain's last rule; a taken position inserts the
-  rule and moves the rules from there on down by one, in the same commit; ``GET
-  /api/v1/rules?chain_id=C`` lists a chain's rules in evaluation order;
-* a router port's address makes its connected and local routes (``system: true``); they move
-  and go with the address and cannot be changed by hand (409);
-* a port without ``mac`` gets a generated, locally administered one; a fixed IP must lie in
-  one of the bridge's DHCP subnets (any address on a bridge without one) and be unique on the
-  bridge; ``"auto"`` in ``fixed_ips`` is replaced by a free address of the bridge's subnets;
-* references between two tenants' objects are refused unless the target is ``shared``;
-  ``tenant_id`` is fixed at creation (a PUT without it keeps it);
-* names are unique per kind in their scope: the tenant (bridges, routers, chains, groups), the
-  parent (a device's ports, a router's routes, a chain's rules, a bridge's subnets) or the
-  whole cloud (tenants, hosts, tunnel zones); ``""`` is no name.
-
-The OpenAPI document (``/api/v1/openapi.json``) carries, for every collection, the request
-schemas (``<Kind>Create``, ``<Kind>Patch``) and the answer schema (``<Kind>``) generated from the
-pydantic records.
+  and a ``version`` field; ``If-Match`` makes a write conditional (412), ``If-None-Match``
+  makes a read conditional (304) and a write fail (412) when it matches;
+* lists are sorted and paged by :mod:`netloom.api.listing`.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -48,14 +31,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import netloom
-from netloom.api import openapi
+from netloom.api import http, listing, openapi, whatif
+from netloom.api.http import PreconditionFailed
 from netloom.api.service import ObjectService
-from netloom.errors import (
-    InvalidInput,
-    NetloomError,
-    PayloadTooLarge,
-    VersionConflict,
-)
+from netloom.errors import InvalidInput, NetloomError
 from netloom.model import integrity
 from netloom.model.kinds import KINDS, Kind
 from netloom.model.types import Id
@@ -64,16 +43,12 @@ PREFIX = "/api/v1"
 Handler = Callable[..., Awaitable[Response]]
 
 
-class UnsupportedMediaType(NetloomError):
-    code = "unsupported_media_type"
-    status = 415
+@dataclass(frozen=True)
+class Limits:
+    """What one request may cost: its body's size and the time it may take to arrive."""
 
-
-class PreconditionFailed(VersionConflict):
-    """``If-Match`` named another version (RFC 9110 §13.1.1: 412, not 409)."""
-
-    code = "precondition_failed"
-    status = 412
+    body_bytes: int = 1 << 20
+    body_timeout: float = 30.0
 
 
 class BindingRequest(BaseModel):
@@ -91,224 +66,95 @@ class LinkRequest(BaseModel):
     peer_id: Id
 
 
-def _error(exc: NetloomError) -> JSONResponse:
-    return JSONResponse(exc.to_json(), status_code=exc.status)
-
-
-# -- request decoding ---------------------------------------------------------------------------
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """RFC 8259 §4: with duplicate names "the behavior of software ... is unpredictable";
-    refuse them rather than silently keep one."""
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate member {key!r}")
-        out[key] = value
-    return out
-
-
-_JSON_TYPES = {
-    dict: "object",
-    list: "array",
-    str: "string",
-    int: "number",
-    float: "number",
-    bool: "boolean",
-    type(None): "null",
-}
-
-
-async def _read_json(request: Request, limit: int) -> Any:
-    """The decoded JSON body. The declared length and then the bytes actually received are
-    checked against ``limit`` before any parsing (a slow or lying client gets 413 too)."""
-    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media != "application/json" and not media.endswith("+json"):
-        raise UnsupportedMediaType(
-            f"send the body as application/json (got {media or 'no content type'})",
-            field="Content-Type",
-        )
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"the body is {declared} bytes; the limit is {limit}")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"the body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
-    raw = b"".join(chunks)
-    if not raw.strip():
-        raise InvalidInput("a JSON body is required")
-    try:
-        return json.loads(raw, parse_constant=_reject_constant, object_pairs_hook=_unique_members)
-    except (ValueError, RecursionError) as exc:
-        raise InvalidInput(f"malformed JSON: {exc}") from None
-
-
-async def _read_object(request: Request, limit: int) -> dict[str, Any]:
-    body = await _read_json(request, limit)
-    if not isinstance(body, dict):
-        raise InvalidInput(f"the body must be a JSON object, not {_JSON_TYPES[type(body)]}")
-    return body
-
-
-def _if_match(request: Request) -> int | None:
-    """The version ``If-Match`` asks for: None for absent or ``*``; -1 for tags that cannot
-    be one of our versions (they never match, so the write fails with 412)."""
-    header = request.headers.get("if-match")
-    if header is None or header.strip() == "*":
-        return None
-    versions = set()
-    for tag in header.split(","):
-        tag = tag.strip()
-        tag = tag.removeprefix("W/")  # weak comparison is not allowed for If-Match; see below
-        if len(tag) >= 2 and tag[0] == tag[-1] == '"' and tag[1:-1].isdigit():
-            versions.add(int(tag[1:-1]))
-    if len(versions) > 1:
-        raise InvalidInput("If-Match may name only one version", field="If-Match")
-    return versions.pop() if versions else -1
-
-
-def _expect(request: Request, body: dict[str, Any] | None) -> tuple[int | None, bool]:
-    """The caller's expected version and whether it came from ``If-Match``. A ``version``
-    member of the body is removed from it (it is not a record field)."""
-    header = _if_match(request)
-    field = body.pop("version", None) if body is not None else None
-    if field is not None and (isinstance(field, bool) or not isinstance(field, int) or field < 1):
-        raise InvalidInput("version must be a positive integer", field="version")
-    if header is not None and field is not None and header != field:
-        raise InvalidInput("If-Match and the body's version disagree", field="version")
-    return (header, True) if header is not None else (field, False)
-
-
-async def _conditional(call: Callable[[], Any], from_header: bool) -> Any:
-    try:
-        return await run_in_threadpool(call)
-    except VersionConflict as exc:
-        if from_header and exc.field == "version":
-            raise PreconditionFailed(
-                f"If-Match does not match: {exc.message}", field="If-Match"
-            ) from None
-        raise
-
-
-def _cascade(request: Request) -> bool:
-    raw = request.query_params.get("cascade", "false").lower()
-    if raw in ("true", "1", "yes"):
-        return True
-    if raw in ("false", "0", "no"):
-        return False
-    raise InvalidInput(f"cascade must be true or false, not {raw!r}", field="cascade")
-
-
-def _answer(
-    doc: dict[str, Any], version: int, status: int = 200, location: str | None = None
-) -> JSONResponse:
-    headers = {"ETag": f'"{version}"'}
-    if location:
-        headers["Location"] = location
-    return JSONResponse({**doc, "version": version}, status_code=status, headers=headers)
-
-
 # -- routes --------------------------------------------------------------------------------------
 
 
-def _collection_routes(app: FastAPI, service: ObjectService, k: Kind, limit: int) -> None:
+def _next_page(request: Request, params: dict[str, str], last_id: str) -> str:
+    return f"{request.url.path}?{urlencode({**params, 'marker': last_id})}"
+
+
+async def _refuse_none_match(request: Request, service: ObjectService, kind: str, id: str) -> None:
+    """A write with a matching ``If-None-Match`` fails (RFC 9110 §13.1.2)."""
+    if "if-none-match" not in request.headers:
+        return
+    _, version = await run_in_threadpool(service.get, kind, id)
+    if http.none_match(request, version):
+        raise PreconditionFailed(
+            f"If-None-Match matches the current version {version}", field="If-None-Match"
+        )
+
+
+def _object_handlers(service: ObjectService, k: Kind, lim: Limits) -> dict[str, Handler]:
     base = f"{PREFIX}/{k.collection}"
-    name = k.record.__name__
-    tag: list[str | Enum] = [k.collection]
 
     async def create(request: Request) -> Response:
-        body = await _read_object(request, limit)
+        body = await http.read_object(request, lim.body_bytes, lim.body_timeout)
         doc, version = await run_in_threadpool(service.create, k.name, body)
-        return _answer(doc, version, 201, f"{base}/{doc['id']}")
+        return http.answer(doc, version, 201, f"{base}/{doc['id']}")
 
     async def list_(request: Request) -> Response:
-        filters = dict(request.query_params)
-        items = await run_in_threadpool(service.list, k.name, filters)
-        return JSONResponse({"items": [{**d, "version": v} for d, v in items]})
+        params = dict(request.query_params)
+        query = listing.parse(k, params)
+        filters = {f: v for f, v in params.items() if f not in listing.PARAMS}
+        items, more = await run_in_threadpool(service.list_page, k.name, filters, query)
+        body: dict[str, Any] = {"items": [{**d, "version": v} for d, v in items]}
+        headers = {}
+        if more:
+            body["next"] = _next_page(request, params, str(items[-1][0]["id"]))
+            headers["Link"] = f'<{body["next"]}>; rel="next"'
+        return JSONResponse(body, headers=headers)
 
     async def get(request: Request, id: str) -> Response:
         doc, version = await run_in_threadpool(service.get, k.name, id)
-        return _answer(doc, version)
+        if http.none_match(request, version):
+            return Response(status_code=304, headers={"ETag": f'"{version}"'})
+        return http.answer(doc, version)
 
     async def replace(request: Request, id: str) -> Response:
-        body = await _read_object(request, limit)
-        expect, hdr = _expect(request, body)
-        doc, version = await _conditional(
+        body = await http.read_object(request, lim.body_bytes, lim.body_timeout)
+        expect, hdr = http.expect(request, body)
+        await _refuse_none_match(request, service, k.name, id)
+        doc, version = await http.conditional(
             lambda: service.replace(k.name, id, body, expect_version=expect), hdr
         )
-        return _answer(doc, version)
+        return http.answer(doc, version)
 
     async def patch(request: Request, id: str) -> Response:
-        body = await _read_object(request, limit)
-        expect, hdr = _expect(request, body)
-        doc, version = await _conditional(
+        body = await http.read_object(request, lim.body_bytes, lim.body_timeout)
+        expect, hdr = http.expect(request, body)
+        await _refuse_none_match(request, service, k.name, id)
+        doc, version = await http.conditional(
             lambda: service.update(k.name, id, body, expect_version=expect), hdr
         )
-        return _answer(doc, version)
+        return http.answer(doc, version)
 
     async def delete(request: Request, id: str) -> Response:
-        cascade = _cascade(request)
-        expect, hdr = _expect(request, None)
-        await _conditional(
+        cascade = http.cascade(request)
+        expect, hdr = http.expect(request, None)
+        await _refuse_none_match(request, service, k.name, id)
+        await http.conditional(
             lambda: service.delete(k.name, id, cascade=cascade, expect_version=expect), hdr
         )
         return Response(status_code=204)
 
-    filters = [
-        {"name": f, "in": "query", "required": False, "schema": {"type": "string"}}
-        for f in k.filters
-    ]
-    routes: list[tuple[str, str, Handler, dict[str, Any], str]] = [
-        (
-            "POST",
-            base,
-            create,
-            {**openapi.body(f"{name}Create"), **openapi.returns(name, "201")},
-            f"create a {k.name}",
-        ),
-        (
-            "GET",
-            base,
-            list_,
-            {"parameters": filters, **openapi.returns(name, many=True)},
-            f"list {k.collection} (filters: {', '.join(k.filters) or 'none'})",
-        ),
-        ("GET", f"{base}/{{id}}", get, openapi.returns(name), f"read a {k.name}"),
-        (
-            "PUT",
-            f"{base}/{{id}}",
-            replace,
-            {**openapi.body(f"{name}Create"), **openapi.returns(name)},
-            f"replace a {k.name}",
-        ),
-        (
-            "PATCH",
-            f"{base}/{{id}}",
-            patch,
-            {**openapi.body(f"{name}Patch"), **openapi.returns(name)},
-            f"update a {k.name} (JSON Merge Patch)",
-        ),
-        (
-            "DELETE",
-            f"{base}/{{id}}",
-            delete,
-            {"responses": {"204": {"description": "deleted"}}},
-            f"delete a {k.name} (?cascade=true also deletes its children)",
-        ),
-    ]
-    for method, path, handler, extra, summary in routes:
+    return {
+        "create": create,
+        "list": list_,
+        "get": get,
+        "replace": replace,
+        "patch": patch,
+        "delete": delete,
+    }
+
+
+def _collection_routes(app: FastAPI, service: ObjectService, k: Kind, lim: Limits) -> None:
+    base = f"{PREFIX}/{k.collection}"
+    h = _object_handlers(service, k, lim)
+    tag: list[str | Enum] = [k.collection]
+    for method, path, op, extra, summary in openapi.collection_operations(k, base):
         app.add_api_route(
             path,
-            handler,
+            h[op],
             methods=[method],
             openapi_extra=extra,
             tags=tag,
@@ -318,58 +164,60 @@ def _collection_routes(app: FastAPI, service: ObjectService, k: Kind, limit: int
         )
 
 
-def _port_routes(app: FastAPI, service: ObjectService, limit: int) -> None:
+def _port_routes(app: FastAPI, service: ObjectService, lim: Limits) -> None:
     base = f"{PREFIX}/ports/{{id}}"
     port_tag: list[str | Enum] = ["ports"]
 
     async def bind(request: Request, id: str) -> Response:
-        body = await _read_object(request, limit)
+        body = await http.read_object(request, lim.body_bytes, lim.body_timeout)
         req = _parse(BindingRequest, body)
         doc, version = await run_in_threadpool(
             service.bind_port, id, req.host_id, req.interface_name
         )
-        return _answer(doc, version)
+        return http.answer(doc, version)
 
     async def unbind(request: Request, id: str) -> Response:
         doc, version = await run_in_threadpool(service.unbind_port, id)
-        return _answer(doc, version)
+        return http.answer(doc, version)
 
     async def link(request: Request, id: str) -> Response:
-        req = _parse(LinkRequest, await _read_object(request, limit))
+        body = await http.read_object(request, lim.body_bytes, lim.body_timeout)
+        req = _parse(LinkRequest, body)
         doc, version = await run_in_threadpool(service.link_ports, id, req.peer_id)
-        return _answer(doc, version)
+        return http.answer(doc, version)
 
     async def unlink(request: Request, id: str) -> Response:
         doc, version = await run_in_threadpool(service.unlink_port, id)
-        return _answer(doc, version)
+        return http.answer(doc, version)
 
-    for method, path, handler, extra, summary in (
-        (
-            "POST",
-            f"{base}/binding",
-            bind,
-            {**openapi.body("BindingRequest"), **openapi.returns("Port")},
-            "bind a port to a host interface",
-        ),
-        ("DELETE", f"{base}/binding", unbind, openapi.returns("Port"), "unbind a port"),
-        (
-            "POST",
-            f"{base}/link",
-            link,
-            {**openapi.body("LinkRequest"), **openapi.returns("Port")},
-            "link two ports (both peer_id fields, one commit)",
-        ),
-        ("DELETE", f"{base}/link", unlink, openapi.returns("Port"), "unlink a port and its peer"),
-    ):
+    handlers = {"bind": bind, "unbind": unbind, "link": link, "unlink": unlink}
+    for method, path, op, extra, summary in openapi.port_operations(base):
         app.add_api_route(
             path,
-            handler,
+            handlers[op],
             methods=[method],
             openapi_extra=extra,
             tags=port_tag,
             summary=summary,
             name=f"{method.lower()}_port_{path.rsplit('/', 1)[1]}",
         )
+
+
+def _trace_route(app: FastAPI, service: ObjectService, lim: Limits) -> None:
+    async def trace(request: Request) -> Response:
+        body = await http.read_object(request, lim.body_bytes, lim.body_timeout)
+        req = _parse(whatif.TraceRequest, body)
+        return JSONResponse(await run_in_threadpool(whatif.trace, service, req))
+
+    app.add_api_route(
+        f"{PREFIX}/trace",
+        trace,
+        methods=["POST"],
+        openapi_extra=openapi.trace_operation(),
+        tags=["trace"],
+        summary="what-if: the path a probe packet from a VM port would take (nothing is sent)",
+        name="post_trace",
+    )
 
 
 def _parse(model: type[BaseModel], body: dict[str, Any]) -> Any:
@@ -382,7 +230,7 @@ def _parse(model: type[BaseModel], body: dict[str, Any]) -> Any:
 def _install_error_handlers(app: FastAPI) -> None:
     async def netloom_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, NetloomError)
-        return _error(exc)
+        return http.error_response(exc)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
@@ -403,25 +251,15 @@ def _install_error_handlers(app: FastAPI) -> None:
         first = exc.errors()[0] if exc.errors() else {}
         loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
         field = ".".join(loc) or None
-        return _error(InvalidInput(f"{field}: {first.get('msg', 'invalid input')}", field=field))
+        invalid = InvalidInput(f"{field}: {first.get('msg', 'invalid input')}", field=field)
+        return http.error_response(invalid)
 
     app.add_exception_handler(NetloomError, netloom_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
 
 
-def create_app(service: ObjectService, *, max_body_bytes: int = 1 << 20) -> FastAPI:
-    """The ASGI application of the native API over ``service``."""
-    app = FastAPI(
-        title="netloom native API",
-        version=netloom.__version__,
-        openapi_url=f"{PREFIX}/openapi.json",
-        docs_url=f"{PREFIX}/docs",
-        redoc_url=None,
-    )
-    _install_error_handlers(app)
-    kinds = list(KINDS.values())
-
+def _meta_routes(app: FastAPI, service: ObjectService, kinds: list[Kind]) -> None:
     @app.get("/healthz", tags=["meta"])
     async def healthz() -> dict[str, Any]:
         return {"status": "ok", "revision": await run_in_threadpool(service.revision)}
@@ -443,12 +281,30 @@ def create_app(service: ObjectService, *, max_body_bytes: int = 1 << 20) -> Fast
             ],
         }
 
-    for k in kinds:
-        _collection_routes(app, service, k, max_body_bytes)
-    _port_routes(app, service, max_body_bytes)
 
-    openapi.install(app, kinds, (BindingRequest, LinkRequest), description=__doc__ or "")
+def create_app(
+    service: ObjectService, *, max_body_bytes: int = 1 << 20, body_timeout: float = 30.0
+) -> FastAPI:
+    """The ASGI application of the native API over ``service``. A request body larger than
+    ``max_body_bytes`` is refused (413); one that has not arrived after ``body_timeout``
+    seconds is given up (408)."""
+    app = FastAPI(
+        title="netloom native API",
+        version=netloom.__version__,
+        openapi_url=f"{PREFIX}/openapi.json",
+        docs_url=f"{PREFIX}/docs",
+        redoc_url=None,
+    )
+    _install_error_handlers(app)
+    kinds = list(KINDS.values())
+    lim = Limits(max_body_bytes, body_timeout)
+    _meta_routes(app, service, kinds)
+    for k in kinds:
+        _collection_routes(app, service, k, lim)
+    _port_routes(app, service, lim)
+    _trace_route(app, service, lim)
+    openapi.install(app, kinds, (BindingRequest, LinkRequest, whatif.TraceRequest))
     return app
 
 
-__all__ = ["PREFIX", "PreconditionFailed", "UnsupportedMediaType", "create_app"]
+__all__ = ["PREFIX", "Limits", "create_app"]

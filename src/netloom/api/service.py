@@ -43,7 +43,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from netloom.api import policy
+from netloom.api import listing, policy
 from netloom.api.tx import REFS, UNIQUE, Doc, Tx, ref_id, split_ref
 from netloom.errors import (
     AlreadyExists,
@@ -91,8 +91,36 @@ class ObjectService:
             for it in self.store.list(k.name)
             if all(integrity.filter_matches(it.data.get(f), v) for f, v in wanted.items())
         ]
-        out.sort(key=lambda pair: _list_order(kind, pair[0]))
+        out.sort(key=lambda pair: listing.sort_key(kind, listing.ListQuery(), pair[0]))
         return out
+
+    def list_page(
+        self, kind: str, filters: Mapping[str, str], query: listing.ListQuery
+    ) -> tuple[builtins.list[tuple[Doc, int]], bool]:
+        """One page of a sorted list, and whether more follow it."""
+        items = self.list(kind, filters)
+
+        def order(pair: tuple[Doc, int]) -> listing.SortKey:
+            return listing.sort_key(kind, query, pair[0])
+
+        items.sort(key=order, reverse=query.sort_dir == "desc")
+        if query.marker is not None:
+            found = None
+            try:
+                _check_id(kind, query.marker)
+                found = self.store.get(kind, query.marker)
+            except NotFound:
+                pass
+            if found is None:
+                raise NotFound(f"marker: no {kind} {query.marker}", field="marker")
+            after = listing.sort_key(kind, query, found.data)
+            if query.sort_dir == "desc":
+                items = [it for it in items if order(it) < after]
+            else:
+                items = [it for it in items if order(it) > after]
+        if query.limit is not None and len(items) > query.limit:
+            return items[: query.limit], True
+        return items, False
 
     def revision(self) -> int:
         return self.store.revision()
@@ -458,13 +486,6 @@ def _check_id(kind: str, id: str) -> None:
         ok = False
     if not ok:
         raise NotFound(f"no {kind} {id!r} (ids are lowercase UUIDs)", field="id")
-
-
-def _list_order(kind: str, doc: Doc) -> tuple[str, int, str]:
-    """Lists come by id; rules by chain, then in evaluation order."""
-    if kind == "rule":
-        return str(doc.get("chain_id")), int(doc.get("position") or 0), str(doc.get("id"))
-    return "", 0, str(doc.get("id"))
 
 
 def _as_object(data: Any) -> Doc:

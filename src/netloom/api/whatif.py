@@ -1,25 +1,68 @@
-"""The live topology, read over the REST API, for an offline what-if trace.
+"""The what-if trace: the production simulator run against the topology as the cluster holds it.
 
-``netloom trace`` and the demo load every record through :class:`~netloom.api.client.ApiClient`
-into a :class:`~netloom.sim.MemoryTopology`, then simulate with :func:`netloom.sim.run_trace`.
+The server side (``POST /api/v1/trace``) reads the records through the
+:class:`~netloom.api.service.ObjectService`; :func:`load_topology` reads them over the REST API
+for clients that simulate locally. Both build a :class:`~netloom.sim.MemoryTopology` and run
+:func:`netloom.sim.run_trace`; the answer is the one of ``netloom trace --json``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from ipaddress import IPv4Address
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
 from netloom.api.client import ApiClient
+from netloom.api.service import ObjectService
 from netloom.model.kinds import KINDS
 from netloom.model.records import Record
+from netloom.model.types import Id
+from netloom.sim import result_to_json, run_trace
 from netloom.sim.topology import MemoryTopology
 
 
+class TraceRequest(BaseModel):
+    """A probe packet sent by the VM behind a bridge port (nothing is sent for real)."""
+
+    model_config = ConfigDict(extra="forbid")
+    from_port: Id = Field(description="the VM's bridge port (id)")
+    dst_ip: IPv4Address = Field(description="destination IPv4 address")
+    proto: Literal["icmp", "tcp", "udp"] = "icmp"
+    sport: int = Field(40000, ge=0, le=65535, description="source port (ICMP: echo id)")
+    dport: int = Field(80, ge=0, le=65535, description="destination port (TCP, UDP)")
+
+
+def _records(kind: str, docs: Iterable[dict[str, Any]]) -> list[Record]:
+    k = KINDS[kind]
+    return [k.record.model_validate({f: v for f, v in d.items() if f != "version"}) for d in docs]
+
+
 def load_topology(client: ApiClient) -> MemoryTopology:
-    """Every record of every kind, validated as the agent's cache would."""
+    """Every record of every kind, read over the REST API, validated as the agent's cache
+    would."""
     records: list[Record] = []
     for kind in KINDS.values():
-        for doc in client.list(kind.collection):
-            data = {k: v for k, v in doc.items() if k != "version"}
-            records.append(kind.record.model_validate(data))
+        records += _records(kind.name, client.list(kind.collection))
     return MemoryTopology(records)
 
 
-__all__ = ["load_topology"]
+def topology_of(service: ObjectService) -> MemoryTopology:
+    """Every record of every kind, as the service reads it."""
+    records: list[Record] = []
+    for kind in KINDS:
+        records += _records(kind, (doc for doc, _ in service.list(kind)))
+    return MemoryTopology(records)
+
+
+def trace(service: ObjectService, req: TraceRequest) -> dict[str, Any]:
+    """The answer of ``netloom trace --json`` for ``req``: the simulation's result and what the
+    trace assumed."""
+    result, assumed = run_trace(
+        topology_of(service), req.from_port, str(req.dst_ip), req.proto, req.sport, req.dport
+    )
+    return {**result_to_json(result), "assumed": assumed}
+
+
+__all__ = ["TraceRequest", "load_topology", "topology_of", "trace"]
