@@ -136,12 +136,44 @@ class ApiClient:
     def get(self, collection: str, id: str) -> Doc:
         return self._doc(self.request("GET", f"/{collection}/{id}"))
 
-    def list(self, collection: str, filters: Mapping[str, str] | None = None) -> list[Doc]:
-        return items_of(self.list_raw(collection, filters))
+    def list(
+        self,
+        collection: str,
+        filters: Mapping[str, str] | None = None,
+        *,
+        limit: int | None = None,
+        marker: str | None = None,
+        sort_key: str | None = None,
+        sort_dir: str | None = None,
+    ) -> list[Doc]:
+        """The objects of a collection (one page of at most ``limit`` after ``marker`` when
+        given), sorted by ``sort_key`` in ``sort_dir`` order (``asc``, ``desc``)."""
+        return items_of(
+            self.list_raw(
+                collection,
+                filters,
+                limit=limit,
+                marker=marker,
+                sort_key=sort_key,
+                sort_dir=sort_dir,
+            )
+        )
 
-    def list_raw(self, collection: str, filters: Mapping[str, str] | None = None) -> Any:
+    def list_raw(
+        self,
+        collection: str,
+        filters: Mapping[str, str] | None = None,
+        *,
+        limit: int | None = None,
+        marker: str | None = None,
+        sort_key: str | None = None,
+        sort_dir: str | None = None,
+    ) -> Any:
         """The list answer as the API sent it (``--json`` prints it untouched)."""
-        return self.request("GET", f"/{collection}", params=dict(filters or {}))
+        params = dict(filters or {})
+        paging = {"limit": limit, "marker": marker, "sort_key": sort_key, "sort_dir": sort_dir}
+        params.update({k: str(v) for k, v in paging.items() if v is not None})
+        return self.request("GET", f"/{collection}", params=params)
 
     def update(
         self, collection: str, id: str, changes: Doc, *, if_version: int | None = None
