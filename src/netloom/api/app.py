@@ -32,7 +32,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import netloom
 from netloom.api import http, listing, openapi, whatif
-from netloom.api.http import PreconditionFailed
 from netloom.api.service import ObjectService
 from netloom.errors import InvalidInput, NetloomError
 from netloom.model import integrity
@@ -73,15 +72,18 @@ def _next_page(request: Request, params: dict[str, str], last_id: str) -> str:
     return f"{request.url.path}?{urlencode({**params, 'marker': last_id})}"
 
 
-async def _refuse_none_match(request: Request, service: ObjectService, kind: str, id: str) -> None:
-    """A write with a matching ``If-None-Match`` fails (RFC 9110 §13.1.2)."""
-    if "if-none-match" not in request.headers:
-        return
-    _, version = await run_in_threadpool(service.get, kind, id)
-    if http.none_match(request, version):
-        raise PreconditionFailed(
-            f"If-None-Match matches the current version {version}", field="If-None-Match"
-        )
+async def _preconditions(
+    request: Request, service: ObjectService, kind: str, id: str, body: dict[str, Any] | None
+) -> tuple[int | None, str | None]:
+    """The version a write expects and the header that asked for it. A matching
+    ``If-None-Match`` (RFC 9110 §13.1.2) expects a version no object has, so the write still
+    reports a bad body (400) before it fails (412)."""
+    expect, header = http.expect(request, body)
+    if "if-none-match" in request.headers:
+        _, version = await run_in_threadpool(service.get, kind, id)
+        if http.none_match(request, version):
+            return http.NEVER, "If-None-Match"
+    return expect, header
 
 
 def _object_handlers(service: ObjectService, k: Kind, lim: Limits) -> dict[str, Handler]:
@@ -112,8 +114,7 @@ def _object_handlers(service: ObjectService, k: Kind, lim: Limits) -> dict[str, 
 
     async def replace(request: Request, id: str) -> Response:
         body = await http.read_object(request, lim.body_bytes, lim.body_timeout)
-        expect, hdr = http.expect(request, body)
-        await _refuse_none_match(request, service, k.name, id)
+        expect, hdr = await _preconditions(request, service, k.name, id, body)
         doc, version = await http.conditional(
             lambda: service.replace(k.name, id, body, expect_version=expect), hdr
         )
@@ -121,8 +122,7 @@ def _object_handlers(service: ObjectService, k: Kind, lim: Limits) -> dict[str, 
 
     async def patch(request: Request, id: str) -> Response:
         body = await http.read_object(request, lim.body_bytes, lim.body_timeout)
-        expect, hdr = http.expect(request, body)
-        await _refuse_none_match(request, service, k.name, id)
+        expect, hdr = await _preconditions(request, service, k.name, id, body)
         doc, version = await http.conditional(
             lambda: service.update(k.name, id, body, expect_version=expect), hdr
         )
@@ -130,8 +130,7 @@ def _object_handlers(service: ObjectService, k: Kind, lim: Limits) -> dict[str, 
 
     async def delete(request: Request, id: str) -> Response:
         cascade = http.cascade(request)
-        expect, hdr = http.expect(request, None)
-        await _refuse_none_match(request, service, k.name, id)
+        expect, hdr = await _preconditions(request, service, k.name, id, None)
         await http.conditional(
             lambda: service.delete(k.name, id, cascade=cascade, expect_version=expect), hdr
         )

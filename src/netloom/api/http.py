@@ -147,26 +147,31 @@ def none_match(request: Request, version: int) -> bool:
     return header.strip() == "*" or f'"{version}"' in _tags(header)
 
 
-def expect(request: Request, body: dict[str, Any] | None) -> tuple[int | None, bool]:
-    """The caller's expected version and whether it came from ``If-Match``. A ``version``
-    member of the body is removed from it (it is not a record field)."""
+def expect(request: Request, body: dict[str, Any] | None) -> tuple[int | None, str | None]:
+    """The caller's expected version and the header that asked for it (None: the body's
+    ``version`` member, or nothing). The ``version`` member is removed from the body (it is not
+    a record field)."""
     header = if_match(request)
     field = body.pop("version", None) if body is not None else None
     if field is not None and (isinstance(field, bool) or not isinstance(field, int) or field < 1):
         raise InvalidInput("version must be a positive integer", field="version")
     if header is not None and field is not None and header != field:
         raise InvalidInput("If-Match and the body's version disagree", field="version")
-    return (header, True) if header is not None else (field, False)
+    return (header, "If-Match") if header is not None else (field, None)
 
 
-async def conditional(call: Callable[[], Any], from_header: bool) -> Any:
+NEVER = -1
+"""An expected version no object has: the write fails once its body has been validated."""
+
+
+async def conditional(call: Callable[[], Any], header: str | None) -> Any:
+    """Run a write; a version mismatch the caller asked for by ``header`` is a 412."""
     try:
         return await run_in_threadpool(call)
     except VersionConflict as exc:
-        if from_header and exc.field == "version":
-            raise PreconditionFailed(
-                f"If-Match does not match: {exc.message}", field="If-Match"
-            ) from None
+        if header is not None and exc.field == "version":
+            verb = "matches" if header == "If-None-Match" else "does not match"
+            raise PreconditionFailed(f"{header} {verb}: {exc.message}", field=header) from None
         raise
 
 
@@ -189,6 +194,7 @@ def answer(
 
 
 __all__ = [
+    "NEVER",
     "PreconditionFailed",
     "RequestTimeout",
     "UnsupportedMediaType",

@@ -273,7 +273,8 @@ class ObjectService:
         k = integrity.kind(kind)
 
         def plan(tx: Tx) -> tuple[Doc, int]:
-            version = self._expect(tx, kind, id, expect_version)
+            # a bad body is reported (400) before a version mismatch (409/412)
+            version = self._expect(tx, kind, id, None)
             old = tx.get(kind, id)
             assert old is not None
             policy.check_hand_write(kind, id, old)
@@ -291,6 +292,7 @@ class ObjectService:
             for field in sorted(integrity.IMMUTABLE.get(kind, frozenset())):
                 if new.get(field) != old.get(field):
                     raise InvalidInput(f"{field} cannot be changed after creation", field=field)
+            self._expect(tx, kind, id, expect_version)
             if new == old:
                 return old, version
             self._save(tx, kind, id, old, new)

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from ipaddress import IPv4Address
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from netloom.api.client import ApiClient
 from netloom.api.service import ObjectService
@@ -30,8 +30,8 @@ class TraceRequest(BaseModel):
     from_port: Id = Field(description="the VM's bridge port (id)")
     dst_ip: IPv4Address = Field(description="destination IPv4 address")
     proto: Literal["icmp", "tcp", "udp"] = "icmp"
-    sport: int = Field(40000, ge=0, le=65535, description="source port (ICMP: echo id)")
-    dport: int = Field(80, ge=0, le=65535, description="destination port (TCP, UDP)")
+    sport: StrictInt = Field(40000, ge=0, le=65535, description="source port (ICMP: echo id)")
+    dport: StrictInt = Field(80, ge=0, le=65535, description="destination port (TCP, UDP)")
 
 
 def _records(kind: str, docs: Iterable[dict[str, Any]]) -> list[Record]:
