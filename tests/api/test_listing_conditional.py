@@ -223,3 +223,13 @@ def test_client_list_passes_paging_and_sorting(client: Any) -> None:
     rest = api.list("tenants", limit=10, marker=first[1])
     assert [t["id"] for t in rest] == first[2:]
     assert len(api.list("tenants")) == 4
+
+
+def test_a_bad_body_is_400_before_a_failed_precondition(client: Any) -> None:
+    t = _tenants(client, 1)[0]
+    url = f"{TENANTS}/{t['id']}"
+    for headers in ({"If-Match": '"7"'}, {"If-None-Match": "*"}):
+        bad = client.patch(url, json={"name": {}}, headers=headers)
+        assert bad.status_code == 400 and bad.json()["field"] == "name", headers
+    stale = client.put(url, json={"name": "n", "version": 7})
+    assert stale.status_code == 409 and stale.json()["field"] == "version"
