@@ -22,6 +22,8 @@ from netloom.errors import ApiError, ApiUnreachable
 DEFAULT_API = "http://127.0.0.1:8181"
 API_ENV = "NETLOOM_API"
 PREFIX = "/api/v1"
+LIST_PARAMS = ("limit", "marker", "sort_key", "sort_dir")
+"""The query parameters of a list beyond its filters."""
 
 Doc = dict[str, Any]
 
@@ -137,42 +139,21 @@ class ApiClient:
         return self._doc(self.request("GET", f"/{collection}/{id}"))
 
     def list(
-        self,
-        collection: str,
-        filters: Mapping[str, str] | None = None,
-        *,
-        limit: int | None = None,
-        marker: str | None = None,
-        sort_key: str | None = None,
-        sort_dir: str | None = None,
+        self, collection: str, filters: Mapping[str, str] | None = None, **paging: str | int
     ) -> list[Doc]:
-        """The objects of a collection (one page of at most ``limit`` after ``marker`` when
-        given), sorted by ``sort_key`` in ``sort_dir`` order (``asc``, ``desc``)."""
-        return items_of(
-            self.list_raw(
-                collection,
-                filters,
-                limit=limit,
-                marker=marker,
-                sort_key=sort_key,
-                sort_dir=sort_dir,
-            )
-        )
+        """The objects of a collection. ``paging`` takes the list parameters of the API:
+        ``limit`` and ``marker`` (one page of at most ``limit`` objects after the object
+        ``marker``), ``sort_key`` and ``sort_dir`` (``asc``, ``desc``)."""
+        return items_of(self.list_raw(collection, filters, **paging))
 
     def list_raw(
-        self,
-        collection: str,
-        filters: Mapping[str, str] | None = None,
-        *,
-        limit: int | None = None,
-        marker: str | None = None,
-        sort_key: str | None = None,
-        sort_dir: str | None = None,
+        self, collection: str, filters: Mapping[str, str] | None = None, **paging: str | int
     ) -> Any:
         """The list answer as the API sent it (``--json`` prints it untouched)."""
-        params = dict(filters or {})
-        paging = {"limit": limit, "marker": marker, "sort_key": sort_key, "sort_dir": sort_dir}
-        params.update({k: str(v) for k, v in paging.items() if v is not None})
+        unknown = sorted(set(paging) - set(LIST_PARAMS))
+        if unknown:
+            raise TypeError(f"unknown list parameters: {', '.join(unknown)}")
+        params = {**(filters or {}), **{k: str(v) for k, v in paging.items()}}
         return self.request("GET", f"/{collection}", params=params)
 
     def update(
@@ -226,6 +207,7 @@ def items_of(body: Any) -> list[Doc]:
 __all__ = [
     "API_ENV",
     "DEFAULT_API",
+    "LIST_PARAMS",
     "ApiClient",
     "default_api_url",
     "etag_for",

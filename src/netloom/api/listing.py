@@ -13,10 +13,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from netloom.api.client import LIST_PARAMS
 from netloom.errors import InvalidInput
 from netloom.model.kinds import Kind
 
-PARAMS = ("limit", "marker", "sort_key", "sort_dir")
+PARAMS = LIST_PARAMS
 MAX_LIMIT = 10_000
 
 SortKey = tuple[Any, ...]
