@@ -10,8 +10,11 @@ input field is to blame, that ``field``.
     ├── Conflict            409
     │   ├── VersionConflict      compare-and-set failed (someone else wrote first)
     │   ├── AlreadyExists        duplicate id or unique value (MAC, tunnel key, name...)
-    │   └── InUse                deleting an object others still reference
+    │   ├── InUse                deleting an object others still reference
+    │   └── (VersionConflict) PreconditionFailed  412  If-Match / If-None-Match failed
     ├── PayloadTooLarge     413
+    ├── UnsupportedMediaType 415  a body that is not JSON
+    ├── RequestTimeout      408  the body did not arrive in time
     ├── StoreError          503  the NSDB cannot be reached or failed
     │   └── Compacted            a watch resumed from a revision the store no longer keeps
     ├── DatapathError       500  the kernel datapath refused an operation
@@ -67,6 +70,27 @@ class AlreadyExists(Conflict):
 
 class InUse(Conflict):
     code = "in_use"
+
+
+class PreconditionFailed(VersionConflict):
+    """A conditional header failed (RFC 9110 §13.1.1: 412, not 409)."""
+
+    code = "precondition_failed"
+    status = 412
+
+
+class UnsupportedMediaType(NetloomError):
+    """A request body that is not JSON (RFC 9110 §15.5.16)."""
+
+    code = "unsupported_media_type"
+    status = 415
+
+
+class RequestTimeout(NetloomError):
+    """The body did not arrive in time (fewer bytes than Content-Length; RFC 9110 §15.5.9)."""
+
+    code = "request_timeout"
+    status = 408
 
 
 class PayloadTooLarge(NetloomError):
@@ -191,8 +215,11 @@ __all__ = [
     "NotFound",
     "NotYet",
     "PayloadTooLarge",
+    "PreconditionFailed",
+    "RequestTimeout",
     "SetupUnavailable",
     "StoreError",
+    "UnsupportedMediaType",
     "Untranslatable",
     "VersionConflict",
     "error_line",

@@ -14,26 +14,15 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
-from netloom.errors import InvalidInput, NetloomError, PayloadTooLarge, VersionConflict
-
-
-class UnsupportedMediaType(NetloomError):
-    code = "unsupported_media_type"
-    status = 415
-
-
-class PreconditionFailed(VersionConflict):
-    """A conditional header failed (RFC 9110 §13.1.1: 412, not 409)."""
-
-    code = "precondition_failed"
-    status = 412
-
-
-class RequestTimeout(NetloomError):
-    """The body did not arrive in time (fewer bytes than Content-Length)."""
-
-    code = "request_timeout"
-    status = 408
+from netloom.errors import (
+    InvalidInput,
+    NetloomError,
+    PayloadTooLarge,
+    PreconditionFailed,
+    RequestTimeout,
+    UnsupportedMediaType,
+    VersionConflict,
+)
 
 
 def error_response(exc: NetloomError) -> JSONResponse:
@@ -195,9 +184,6 @@ def answer(
 
 __all__ = [
     "NEVER",
-    "PreconditionFailed",
-    "RequestTimeout",
-    "UnsupportedMediaType",
     "answer",
     "cascade",
     "conditional",
