@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from ipaddress import IPv4Address
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from netloom.api.client import ApiClient
 from netloom.api.service import ObjectService
@@ -32,6 +32,9 @@ class TraceRequest(BaseModel):
     proto: Literal["icmp", "tcp", "udp"] = "icmp"
     sport: StrictInt = Field(40000, ge=0, le=65535, description="source port (ICMP: echo id)")
     dport: StrictInt = Field(80, ge=0, le=65535, description="destination port (TCP, UDP)")
+    explain: StrictBool = Field(
+        False, description="also say why each earlier rule of a chain did not match"
+    )
 
 
 def _records(kind: str, docs: Iterable[dict[str, Any]]) -> list[Record]:
@@ -60,7 +63,13 @@ def trace(service: ObjectService, req: TraceRequest) -> dict[str, Any]:
     """The answer of ``netloom trace --json`` for ``req``: the simulation's result and what the
     trace assumed."""
     result, assumed = run_trace(
-        topology_of(service), req.from_port, str(req.dst_ip), req.proto, req.sport, req.dport
+        topology_of(service),
+        req.from_port,
+        str(req.dst_ip),
+        req.proto,
+        req.sport,
+        req.dport,
+        explain=req.explain,
     )
     return {**result_to_json(result), "assumed": assumed}
 

@@ -1,4 +1,5 @@
-"""The ``list`` command of every kind: the API's filters as options, ``-f``/``-c``/``--long``,
+"""The ``list`` command of every kind: the API's filters as options, paging and sorting
+(``--limit``, ``--marker``, ``--sort-key``, ``--sort-dir``), ``-f``/``-c``/``--long``,
 names next to ids; ports also filter by address (``--ip``) and tenant (``--tenant``), here on
 the client since a port has no tenant of its own."""
 
@@ -81,7 +82,8 @@ def _query(kind: Kind, kw: dict[str, Any], client: ApiClient) -> tuple[Any, list
     for f, value in list(filters.items()):
         if f in refs and value and not refs[f].many:
             filters[f] = resolver.find(refs[f].target, value, f)[1]
-    body = client.list_raw(kind.collection, filters)
+    paging = {k: kw[k] for k in ("limit", "marker", "sort_key", "sort_dir") if kw.get(k)}
+    body = client.list_raw(kind.collection, filters, **paging)
     docs = items_of(body)
     if has_ip is not None:
         docs = [d for d in docs if has_ip(d)]
@@ -109,11 +111,19 @@ def list_cmd(kind: Kind, common: list[inspect.Parameter]) -> Callable[..., None]
         output.render_list(kind, docs, view, names, raw=body)
 
     long = typer.Option("--long", help="show more columns")
+    limit = typer.Option("--limit", min=1, help="at most this many objects (one page)")
+    marker = typer.Option("--marker", help="the page after the object with this id")
+    sort_key = typer.Option("--sort-key", help="order by this field (ties by id)")
+    sort_dir = typer.Option("--sort-dir", help="asc or desc")
     filter_opt = typer.Option("--filter", help="field=value (repeatable)", metavar="FIELD=VALUE")
     params = [
         *_filter_params(kind),
         kw_param("filter", Annotated[list[str] | None, filter_opt]),
         kw_param("long", Annotated[bool, long], False),
+        kw_param("limit", Annotated[int | None, limit]),
+        kw_param("marker", Annotated[str | None, marker]),
+        kw_param("sort_key", Annotated[str | None, sort_key]),
+        kw_param("sort_dir", Annotated[str | None, sort_dir]),
         *common,
     ]
     list_.__doc__ = f"List {kind.collection.replace('_', ' ')}, optionally filtered."

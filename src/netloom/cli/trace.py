@@ -1,8 +1,9 @@
-"""`netloom trace`: the offline what-if trace.
+"""`netloom trace`: the what-if trace, run by the cluster.
 
-Reads the live topology through the REST API (:func:`netloom.api.whatif.load_topology`), runs the
-production simulator on a probe packet from a VM port (:func:`netloom.sim.run_trace`), and prints
-the path, the rules that matched, the verdict and what the trace assumed. No packet is sent.
+Asks the API (``POST /api/v1/trace``) to run the production simulator on a probe packet from a
+VM port against the cluster's own view of the topology, so nothing but the answer crosses the
+network, and prints the path, the rules that matched, the rule that decided, the verdict and what
+the trace assumed. No packet is sent.
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ from typing import Annotated, Any
 import typer
 
 from netloom.api.client import ApiClient
-from netloom.api.whatif import load_topology
 from netloom.cli import output
 from netloom.cli.common import guarded, settings
 from netloom.errors import InvalidInput
 from netloom.plan import Resolver
-from netloom.sim import render_result, result_to_json, run_trace
+from netloom.sim import render_json
+from netloom.sim.trace import trace_from_json
 
 
 def _trace_cmd(
@@ -40,19 +41,19 @@ def _trace_cmd(
     opts = settings(ctx, api, json_out)
     if proto not in ("icmp", "tcp", "udp"):
         raise InvalidInput(f"protocol {proto!r}: want icmp, tcp or udp", field="proto")
+    probe = {"dst_ip": dst_ip, "proto": proto, "sport": sport, "dport": dport, "explain": verbose}
     with ApiClient(opts.api) as client:
         port_id = Resolver(client).find(("port",), from_port, "from_port")[1]
-        topology = load_topology(client)
-    result, assumed = run_trace(topology, port_id, dst_ip, proto, sport, dport, explain=verbose)
+        body: dict[str, Any] = client.request(
+            "POST", "/trace", json_body={"from_port": port_id, **probe}
+        )
     if opts.json:
-        body: dict[str, Any] = result_to_json(result)
-        body["assumed"] = assumed
         output.print_json(body)
         return
-    for line in assumed:
+    for line in body["assumed"]:
         typer.echo(f"(assumed: {line})")
-    typer.echo(render_result(result))
-    rule = result.trace.decided_by()
+    typer.echo(render_json(body))
+    rule = trace_from_json(body["trace"]).decided_by()
     if rule is not None:
         typer.echo(f"decided by: rule {rule.name} ({rule.id}): {rule.decision}")
 

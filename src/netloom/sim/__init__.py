@@ -11,6 +11,7 @@ from netloom.sim.result import (
     Result,
     SimConfig,
     Verdict,
+    render_json,
     render_result,
     result_to_json,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "apply_actions",
     "build_probe",
     "deliver",
+    "render_json",
     "render_result",
     "result_to_json",
     "run_trace",

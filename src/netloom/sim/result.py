@@ -25,7 +25,7 @@ from netloom.flows.model import (
     SetTpSrc,
 )
 from netloom.sim.state import StateChange
-from netloom.sim.trace import Trace
+from netloom.sim.trace import Trace, trace_from_json
 
 # Bits of "which FlowKey fields were read", in FlowKey field order.
 F_IN_PORT = 1 << 0
@@ -163,13 +163,20 @@ def result_to_json(result: Result) -> dict[str, Any]:
 
 def render_result(result: Result) -> str:
     """Readable form: the trace, then the verdict and where the packet goes."""
-    lines = [result.trace.render(), f"verdict: {result.verdict.value}"]
-    if result.outputs:
-        lines.append("out: " + ", ".join(result.outputs))
-    if result.awaiting:
-        lines.append("awaiting: " + ", ".join(":".join(a) for a in result.awaiting))
-    for g in result.generated:
-        lines.append(f"generated: {len(g.data)} bytes out of port {g.port_id}")
+    return render_json(result_to_json(result))
+
+
+def render_json(body: dict[str, Any]) -> str:
+    """The readable form of :func:`result_to_json`'s answer (also what ``POST /trace`` sends):
+    the trace, the verdict, where the packet goes and the rule that decided."""
+    trace = trace_from_json(body["trace"])
+    lines = [trace.render(), f"verdict: {body['verdict']}"]
+    if body["outputs"]:
+        lines.append("out: " + ", ".join(body["outputs"]))
+    if body["awaiting"]:
+        lines.append("awaiting: " + ", ".join(":".join(a) for a in body["awaiting"]))
+    for g in body["generated"]:
+        lines.append(f"generated: {g['bytes']} bytes out of port {g['port_id']}")
     return "\n".join(lines)
 
 
@@ -200,6 +207,7 @@ __all__ = [
     "SimConfig",
     "Verdict",
     "VirtualAction",
+    "render_json",
     "render_result",
     "result_to_json",
 ]

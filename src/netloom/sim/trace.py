@@ -79,4 +79,9 @@ class Trace:
         return "\n".join(lines)
 
 
-__all__ = ["RawStep", "Trace", "TraceStep"]
+def trace_from_json(steps: list[dict[str, str]]) -> Trace:
+    """A :class:`Trace` back from :meth:`Trace.to_json` (a trace that crossed the API)."""
+    return Trace([(s["kind"], s["id"], s["name"], s["decision"], s["detail"]) for s in steps])
+
+
+__all__ = ["RawStep", "Trace", "TraceStep", "trace_from_json"]
