@@ -1,9 +1,9 @@
 """The what-if trace: the production simulator run against the topology as the cluster holds it.
 
-The server side (``POST /api/v1/trace``) reads the records through the
-:class:`~netloom.api.service.ObjectService`; :func:`load_topology` reads them over the REST API
-for clients that simulate locally. Both build a :class:`~netloom.sim.MemoryTopology` and run
-:func:`netloom.sim.run_trace`; the answer is the one of ``netloom trace --json``.
+``POST /api/v1/trace`` reads the records through the :class:`~netloom.api.service.ObjectService`
+into a :class:`~netloom.sim.MemoryTopology` and runs :func:`netloom.sim.run_trace`; the answer is
+the one of ``netloom trace --json`` (the CLI and the demo ask the server, nothing downloads the
+topology).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
-from netloom.api.client import ApiClient
 from netloom.api.service import ObjectService
 from netloom.model.kinds import KINDS
 from netloom.model.records import Record
@@ -42,15 +41,6 @@ def _records(kind: str, docs: Iterable[dict[str, Any]]) -> list[Record]:
     return [k.record.model_validate({f: v for f, v in d.items() if f != "version"}) for d in docs]
 
 
-def load_topology(client: ApiClient) -> MemoryTopology:
-    """Every record of every kind, read over the REST API, validated as the agent's cache
-    would."""
-    records: list[Record] = []
-    for kind in KINDS.values():
-        records += _records(kind.name, client.list(kind.collection))
-    return MemoryTopology(records)
-
-
 def topology_of(service: ObjectService) -> MemoryTopology:
     """Every record of every kind, as the service reads it."""
     records: list[Record] = []
@@ -74,4 +64,4 @@ def trace(service: ObjectService, req: TraceRequest) -> dict[str, Any]:
     return {**result_to_json(result), "assumed": assumed}
 
 
-__all__ = ["TraceRequest", "load_topology", "topology_of", "trace"]
+__all__ = ["TraceRequest", "topology_of", "trace"]

@@ -14,6 +14,8 @@ from netloom.lab import nsexec, probes
 from netloom.lab.demo_dhcp import stop
 from netloom.lab.demo_plan import CONNECT_TIMEOUT, IPERF_PORT, IPERF_SECONDS, SSH_PORT
 from netloom.lab.demo_report import PingResult, VmResult, scrape_agent
+from netloom.sim import render_json
+from netloom.sim.trace import trace_from_json
 
 if TYPE_CHECKING:
     from netloom.lab.demo import Demo
@@ -207,33 +209,33 @@ def step_isolation(demo: Demo) -> str:
 
 
 def step_trace(demo: Demo) -> str:
-    from netloom.api.whatif import load_topology
-    from netloom.sim import render_result, run_trace
-
+    """The what-if trace of the iperf3 flow and of the same flow to ssh, run by the cluster
+    (``POST /api/v1/trace``, what ``netloom trace`` asks)."""
     a1, a4 = demo.vms["a1"], demo.vms["a4"]
-    topology = load_topology(demo.lab.api())
-    result, assumed = run_trace(topology, a1.port_id, a4.expected_ip, "tcp", 40000, IPERF_PORT)
-    ssh, _ = run_trace(topology, a1.port_id, a4.expected_ip, "tcp", 40000, SSH_PORT)
-    text = render_result(result)
+    api = demo.lab.api()
+
+    def trace(dport: int) -> dict[str, Any]:
+        probe = {"from_port": a1.port_id, "dst_ip": a4.expected_ip, "proto": "tcp"}
+        body: dict[str, Any] = api.request(
+            "POST", "/trace", json_body={**probe, "sport": 40000, "dport": dport}
+        )
+        return body
+
+    iperf, ssh = trace(IPERF_PORT), trace(SSH_PORT)
+    rule = trace_from_json(ssh["trace"]).decided_by()
+    text = render_json(iperf)
     demo.summary.trace = {
         "flow": f"{a1.name} {a1.expected_ip}:40000 -> {a4.expected_ip}:{IPERF_PORT} tcp",
-        "verdict": result.verdict.value,
+        "verdict": iperf["verdict"],
         "text": text,
-        "assumed": assumed,
-        "ssh_verdict": ssh.verdict.value,
-        "ssh_decided_by": next(
-            (
-                " ".join(line.split())
-                for line in ssh.trace.render().splitlines()
-                if " rule " in f" {line} " and "drop" in line
-            ),
-            "",
-        ),
+        "assumed": iperf["assumed"],
+        "ssh_verdict": ssh["verdict"],
+        "ssh_decided_by": f"rule {rule.name}: {rule.decision}" if rule else "",
     }
     return (
         f"netloom trace --from-port {a1.name} --dst-ip {a4.expected_ip} --proto tcp "
         f"--dport {IPERF_PORT}\n{text}\n(the same flow to tcp/{SSH_PORT}: verdict "
-        f"{ssh.verdict.value}, at: {demo.summary.trace['ssh_decided_by'] or '?'})"
+        f"{ssh['verdict']}, decided by {demo.summary.trace['ssh_decided_by'] or '?'})"
     )
 
 
