@@ -15,6 +15,7 @@ from netloom.api.client import ApiClient
 from netloom.api.service import ObjectService
 from netloom.api.whatif import topology_of
 from netloom.model.kinds import KINDS
+from netloom.packet.util import ip_to_int
 from netloom.sim import result_to_json, run_trace
 
 from .conftest import build_topology, ok
@@ -233,3 +234,15 @@ def test_a_bad_body_is_400_before_a_failed_precondition(client: Any) -> None:
         assert bad.status_code == 400 and bad.json()["field"] == "name", headers
     stale = client.put(url, json={"name": "n", "version": 7})
     assert stale.status_code == 409 and stale.json()["field"] == "version"
+
+
+def test_trace_takes_a_source_address(client: Any) -> None:
+    t = build_topology(client)
+    probe = {"from_port": t["vm1"], "dst_ip": "10.0.2.10"}
+    own = ok(client.post("/api/v1/trace", json=probe))
+    spoofed = ok(client.post("/api/v1/trace", json={**probe, "src_ip": "10.0.1.99"}))
+    assert spoofed["match"]["ip_src"] == ip_to_int("10.0.1.99") != own["match"]["ip_src"]
+    assert [s["detail"] for s in spoofed["trace"]] == ["anti-spoofing"]
+    assert "anti-spoofing" not in [s["detail"] for s in own["trace"]]
+    bad = client.post("/api/v1/trace", json={**probe, "src_ip": "10.0.1"})
+    assert bad.status_code == 400 and bad.json()["field"] == "src_ip"

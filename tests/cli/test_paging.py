@@ -77,3 +77,8 @@ def test_trace_is_answered_by_the_server(
         "/trace", json={"from_port": port["id"], "dst_ip": "10.99.0.9", "explain": True}
     )
     assert direct.status_code == 200 and direct.json()["verdict"] == body["verdict"]
+    # the source address reaches the server, which validates it
+    bad = cli.invoke(
+        app, ["trace", "--from-port", port["id"], "--dst-ip", "10.99.0.9", "--src-ip", "10.99"]
+    )
+    assert bad.exit_code != 0 and "src_ip" in (bad.stderr or bad.output)

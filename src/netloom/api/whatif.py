@@ -28,6 +28,9 @@ class TraceRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     from_port: Id = Field(description="the VM's bridge port (id)")
     dst_ip: IPv4Address = Field(description="destination IPv4 address")
+    src_ip: IPv4Address | None = Field(
+        None, description="source IPv4 address (default: the port's first fixed IP)"
+    )
     proto: Literal["icmp", "tcp", "udp"] = "icmp"
     sport: StrictInt = Field(40000, ge=0, le=65535, description="source port (ICMP: echo id)")
     dport: StrictInt = Field(80, ge=0, le=65535, description="destination port (TCP, UDP)")
@@ -60,6 +63,7 @@ def trace(service: ObjectService, req: TraceRequest) -> dict[str, Any]:
         req.sport,
         req.dport,
         explain=req.explain,
+        src_ip=None if req.src_ip is None else str(req.src_ip),
     )
     return {**result_to_json(result), "assumed": assumed}
 

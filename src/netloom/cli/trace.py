@@ -26,6 +26,10 @@ def _trace_cmd(
     from_port: Annotated[str, typer.Option("--from-port", help="VM port (id or name)")],
     dst_ip: Annotated[str, typer.Option("--dst-ip", help="destination IPv4 address")],
     proto: Annotated[str, typer.Option("--proto", help="icmp, tcp or udp")] = "icmp",
+    src_ip: Annotated[
+        str | None,
+        typer.Option("--src-ip", help="source IPv4 address (default: the port's first fixed IP)"),
+    ] = None,
     sport: Annotated[int, typer.Option("--sport", min=0, max=65535)] = 40000,
     dport: Annotated[int, typer.Option("--dport", min=0, max=65535)] = 80,
     api: Annotated[str | None, typer.Option("--api", help="API URL")] = None,
@@ -41,7 +45,15 @@ def _trace_cmd(
     opts = settings(ctx, api, json_out)
     if proto not in ("icmp", "tcp", "udp"):
         raise InvalidInput(f"protocol {proto!r}: want icmp, tcp or udp", field="proto")
-    probe = {"dst_ip": dst_ip, "proto": proto, "sport": sport, "dport": dport, "explain": verbose}
+    probe: dict[str, Any] = {
+        "dst_ip": dst_ip,
+        "proto": proto,
+        "sport": sport,
+        "dport": dport,
+        "explain": verbose,
+    }
+    if src_ip is not None:
+        probe["src_ip"] = src_ip
     with ApiClient(opts.api) as client:
         port_id = Resolver(client).find(("port",), from_port, "from_port")[1]
         body: dict[str, Any] = client.request(

@@ -64,9 +64,12 @@ def build_probe(
         raise InvalidInput("the port has no fixed IP; give src_ip", field="src_ip")
     try:
         dst = ip_to_int(dst_ip)
-        src_i = ip_to_int(src)
     except OSError:
         raise InvalidInput(f"malformed IPv4 address {dst_ip!r}", field="dst_ip") from None
+    try:
+        src_i = ip_to_int(src)
+    except OSError:
+        raise InvalidInput(f"malformed IPv4 address {src!r}", field="src_ip") from None
     if proto not in PROTOCOLS:
         raise InvalidInput(f"protocol {proto!r}: want icmp, tcp or udp", field="proto")
     dst_mac = _probe_dst_mac(topology, port.device_id, src_i, dst)
@@ -92,10 +95,12 @@ def trace_probe(
     dport: int = 80,
     now: float = 0.0,
     config: SimConfig | None = None,
+    src_ip: str | None = None,
 ) -> Result:
     """Offline what-if: simulate the probe from ``from_port_id`` to ``dst_ip`` against the
-    topology and state, sending nothing."""
-    frame = build_probe(topology, from_port_id, dst_ip, proto, sport, dport)
+    topology and state, sending nothing. ``src_ip``: the source address (default: the
+    port's first fixed IP)."""
+    frame = build_probe(topology, from_port_id, dst_ip, proto, sport, dport, src_ip=src_ip)
     return simulate(frame, from_port_id, topology, state, now, config or DEFAULT_CONFIG)
 
 
@@ -107,6 +112,7 @@ def run_trace(
     sport: int,
     dport: int,
     explain: bool = False,
+    src_ip: str | None = None,
 ) -> tuple[Result, list[str]]:
     """The what-if trace of ``netloom trace``: simulate the probe from empty host state, leasing
     what-if SNAT blocks when the simulator waits for one. Returns the result and what was
@@ -116,7 +122,9 @@ def run_trace(
     assumed: list[str] = []
     config = replace(DEFAULT_CONFIG, explain=explain)
     for _ in range(MAX_ASSUMPTIONS):
-        result = trace_probe(topology, state, from_port, dst_ip, proto, sport, dport, config=config)
+        result = trace_probe(
+            topology, state, from_port, dst_ip, proto, sport, dport, config=config, src_ip=src_ip
+        )
         awaiting = [
             a for a in result.awaiting if a and a[0] == "snat-block" and a[2] != "exhausted"
         ]
