@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
-from netloom.datapath.bpf.loader import MAPS, PROGS
-from netloom.datapath.bpf.maps import BpfMap
+from netloom.datapath.bpf.loader import MAPS, PROGS, check_sizes
+from netloom.datapath.bpf.maps import BpfMap, MapInfo
 
 
 class FakeMap:
@@ -39,13 +40,26 @@ class FakeMap:
     def lookup_batch(self, ksize: int, vsize: int) -> list[tuple[bytes, bytes]]:
         return self.items(ksize, vsize)
 
+    def count(self, ksize: int, vsize: int) -> int:
+        return len(self.items(ksize, vsize))
+
 
 class FakeLoader:
-    """Every map of the object as a :class:`FakeMap`; programs are just numbers."""
+    """Every map of the object as a :class:`FakeMap`; programs are just numbers. Sized like
+    the real loader: ``max_entries`` is checked the same way and reported by :meth:`info`
+    (maps not named there report ``default_entries``)."""
 
-    def __init__(self, pin_dir: Path = Path("/nonexistent/netloom-fake")) -> None:
+    def __init__(
+        self,
+        pin_dir: Path = Path("/nonexistent/netloom-fake"),
+        *,
+        max_entries: Mapping[str, int] | None = None,
+        default_entries: int = 65536,
+    ) -> None:
         self._pin_dir = pin_dir
         self.maps = {n: FakeMap() for n in MAPS}
+        self.sizes = check_sizes(max_entries or {})
+        self.default_entries = default_entries
         self.closed = False
 
     @property
@@ -57,6 +71,9 @@ class FakeLoader:
 
     def map(self, name: str) -> BpfMap:
         return self.maps[name]
+
+    def info(self, name: str) -> MapInfo:
+        return MapInfo(1, 0, 0, self.sizes.get(name, self.default_entries), 0)
 
     def close(self) -> None:
         self.closed = True

@@ -22,7 +22,7 @@ def test_full_table_evicts_never_fails(lab: Lab) -> None:
 
     ns = lab.ns("h")
     lab.veth(ns, "p1", ns, "p1x")
-    dp = BpfDatapath(lab.host_name("h"), netns=ns, max_flows=128)
+    dp = BpfDatapath(lab.host_name("h"), netns=ns, max_entries={"nl_flows": 128})
     try:
         p1 = dp.add_port("p1", PortKind.VM)
         flows = [

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from netloom.datapath.sizing import DEFAULT_FLOWS, check_entries
 from netloom.errors import InvalidInput
 
 DEFAULT_METRICS_PORT = 9464  # Prometheus text on 127.0.0.1:9464 in the agent's network namespace
@@ -45,6 +46,7 @@ class AgentOptions:
     underlay_ip: str | None = None
     metrics_port: int | None = None
     idle_timeout: float = 60.0
+    flow_table_size: int = DEFAULT_FLOWS
     mtu: int = 1500
     vxlan_encap: VxlanEncap = VxlanEncap.bpf
     log_format: LogFormat = LogFormat.text
@@ -56,6 +58,7 @@ class AgentOptions:
             raise InvalidInput("give exactly one of --host-id and --host-name", field="host_id")
         if not 0 < self.idle_timeout <= 86400:
             raise InvalidInput("--idle-timeout must be in (0, 86400] seconds", field="idle_timeout")
+        check_entries("flow_table_size", self.flow_table_size)
         if not MIN_UNDERLAY_MTU <= self.mtu <= 65535:
             raise InvalidInput(f"--mtu must be in [{MIN_UNDERLAY_MTU}, 65535]", field="mtu")
         if self.metrics_port is not None and not 0 < self.metrics_port < 65536:
@@ -82,6 +85,7 @@ class AgentOptions:
             ("--underlay-ip", self.underlay_ip),
             ("--metrics-port", self.metrics_port),
             ("--idle-timeout", self.idle_timeout),
+            ("--flow-table-size", self.flow_table_size),
             ("--mtu", self.mtu),
             ("--vxlan-encap", self.vxlan_encap),
             ("--log-format", self.log_format),
@@ -111,6 +115,13 @@ def parser(prog: str = PROG) -> argparse.ArgumentParser:
     p.add_argument("--metrics-port", type=int, help="Serve Prometheus metrics on 127.0.0.1:N.")
     p.add_argument(
         "--idle-timeout", type=float, default=60.0, help="Seconds an unused flow stays installed."
+    )
+    p.add_argument(
+        "--flow-table-size",
+        type=int,
+        default=DEFAULT_FLOWS,
+        help="Flows the datapath holds; when full, the least recently used flow is evicted. "
+        "A kernel table already pinned keeps its size until its pins are removed.",
     )
     p.add_argument(
         "--mtu",
@@ -143,6 +154,7 @@ def parse_argv(argv: Sequence[str], prog: str = PROG) -> AgentOptions:
         underlay_ip=ns.underlay_ip,
         metrics_port=ns.metrics_port,
         idle_timeout=ns.idle_timeout,
+        flow_table_size=ns.flow_table_size,
         mtu=ns.mtu,
         vxlan_encap=VxlanEncap(ns.vxlan_encap),
         log_format=LogFormat(ns.log_format),

@@ -33,16 +33,18 @@ async def _resolve_host(address: tuple[str, int], name: str) -> str:
     return next(iter(found))
 
 
-def _datapath(kind: DatapathKind, host_id: str) -> Datapath:
-    if kind is DatapathKind.memory:
+def _datapath(options: AgentOptions, host_id: str) -> Datapath:
+    """The datapath the options ask for, its flow table sized by ``--flow-table-size``."""
+    if options.datapath is DatapathKind.memory:
         from netloom.datapath.memory import MemoryDatapath
 
-        return MemoryDatapath()
+        return MemoryDatapath(max_flows=options.flow_table_size)
     try:
         from netloom.datapath.bpf import BpfDatapath
+        from netloom.datapath.bpf.loader import FLOWS
     except ImportError as exc:  # the kernel datapath is optional at import time
         raise NetloomError(f"the bpf datapath is not available: {exc}") from None
-    return BpfDatapath(host_id)
+    return BpfDatapath(host_id, max_entries={FLOWS: options.flow_table_size})
 
 
 async def serve(options: AgentOptions) -> None:
@@ -65,7 +67,7 @@ async def serve(options: AgentOptions) -> None:
             sim=SimConfig(underlay_mtu=options.mtu),
             vxlan_in_datapath=options.vxlan_encap is VxlanEncap.bpf,
         ),
-        _datapath(options.datapath, host_id),
+        _datapath(options, host_id),
     )
     driver = AgentDriver(agent, TopologyClient(host_id, address), metrics_port=options.metrics_port)
     await driver.run_until_signalled()

@@ -211,10 +211,13 @@ def run(samples: int = 200, installs: int = 20000, burst: int = 3000) -> dict[st
     """Build the lab, measure, tear everything down; returns the figures."""
     from netloom.datapath.base import PortKind
     from netloom.datapath.bpf import BpfDatapath
+    from netloom.datapath.bpf.loader import FLOWS
     from netloom.flows.model import EXACT, Flow, FlowKey, Output
 
     with _lab() as lab:
-        dp = BpfDatapath(lab.prefix, netns=lab.host, max_flows=max(65536, installs + burst))
+        dp = BpfDatapath(
+            lab.prefix, netns=lab.host, max_entries={FLOWS: max(65536, installs + burst)}
+        )
         echo: subprocess.Popen[bytes] | None = None
         try:
             pa, pb = dp.add_port("ha", PortKind.VM), dp.add_port("hb", PortKind.VM)

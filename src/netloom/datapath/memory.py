@@ -29,6 +29,7 @@ from netloom.datapath.base import (
     flow_id,
     port_kind,
 )
+from netloom.datapath.sizing import DEFAULT_FLOWS
 from netloom.datapath.tss import MaskTable
 from netloom.errors import InvalidInput, NotFound
 from netloom.flows.model import (
@@ -70,7 +71,7 @@ class _Entry:
 class MemoryDatapath:
     """Pure-Python datapath (see module docstring)."""
 
-    def __init__(self, max_flows: int = 65536, clock: float | None = None) -> None:
+    def __init__(self, max_flows: int = DEFAULT_FLOWS, clock: float | None = None) -> None:
         if max_flows < 1:
             raise InvalidInput("max_flows must be >= 1", field="max_flows")
         self.max_flows = max_flows

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from netloom.datapath.base import (
     DatapathCounters,
@@ -26,6 +26,7 @@ from netloom.datapath.bpf.attach import Plumbing
 from netloom.datapath.bpf.config import ConfigMap
 from netloom.datapath.bpf.flows import FlowTable
 from netloom.datapath.bpf.loader import Loader, PinnedObject
+from netloom.datapath.bpf.maps import MapInfo
 from netloom.datapath.bpf.ports import PortTable
 from netloom.datapath.bpf.testrun import TestRunner
 from netloom.datapath.bpf.tunnel import Tunnel
@@ -39,14 +40,15 @@ _HOST_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 class BpfDatapath:
     """tc-eBPF datapath of one host (see module docstring). ``loader`` defaults to the host's
-    :class:`PinnedObject` (loaded and pinned on first use)."""
+    :class:`PinnedObject` (loaded and pinned on first use), its tables sized by
+    ``max_entries`` (map name -> entries, see ``loader.SIZABLE``)."""
 
     def __init__(
         self,
         host: str,
         *,
         netns: str | None = None,
-        max_flows: int = 65536,
+        max_entries: Mapping[str, int] | None = None,
         trace: bool = False,
         loader: Loader | None = None,
     ) -> None:
@@ -55,7 +57,7 @@ class BpfDatapath:
         self.host = host
         self.netns = netns
         if loader is None:
-            loader = PinnedObject(host_pin_dir(host), max_flows=max_flows)
+            loader = PinnedObject(host_pin_dir(host), max_entries=max_entries)
         self._loader = loader
         self.pin_dir = loader.pin_dir
         self._net = Plumbing(netns, self.pin_dir)
@@ -116,6 +118,10 @@ class BpfDatapath:
 
     def flow_count(self) -> int:
         return self._flows.count()
+
+    def map_info(self, name: str) -> MapInfo:
+        """Size and locked memory of one of the object's maps (e.g. ``nl_flows``)."""
+        return self._loader.info(name)
 
     # ---- upcalls and packet-out -------------------------------------------------------------
 

@@ -148,7 +148,7 @@ class FlowTable:
         return dead
 
     def count(self) -> int:
-        return len(self._dump_raw())
+        return self._flows.count(abi.FLOW_KEY_SIZE, abi.FLOW_VALUE_SIZE)
 
     def _write_masks(self) -> None:
         """Rewrite the mask array in search order, terminated by an invalid entry."""

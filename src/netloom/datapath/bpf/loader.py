@@ -5,21 +5,29 @@ every program and map and closes its libbpf object; every one (the first include
 the pins, so a restarted agent adopts the kernel state with exactly the code path that built
 it. Pins of an older datapath (missing entry points, another ABI version) are refused, never
 overwritten. :class:`Loader` is what the datapath needs of it (tests substitute fakes).
+
+The tables in :data:`SIZABLE` take their number of entries from the caller (the agent's
+config) before the object is loaded. A pinned map keeps the size it was created with: an
+agent restarted with another size adopts it (its flows keep forwarding) and logs that the new
+size applies once the pins are removed.
 """
 
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import shutil
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
 
 from netloom.datapath.bpf import abi
 from netloom.datapath.bpf import libbpf as lb
-from netloom.datapath.bpf.maps import BpfMap, KernelMap
-from netloom.errors import DatapathError
+from netloom.datapath.bpf.maps import BpfMap, KernelMap, MapInfo, map_info
+from netloom.datapath.sizing import check_entries
+from netloom.errors import DatapathError, InvalidInput
 
 BPF_FS_MAGIC = 0xCAFE4A11
 PROG = "nl_ingress"  # finds the port's kind in nl_ports (tunnel device, injection, test runs)
@@ -38,7 +46,10 @@ MAPS = (
     "nl_upcall_tb",
     "nl_stats",
 )
+FLOWS = "nl_flows"
+SIZABLE = (FLOWS,)  # hash tables sized from the config; the others' sizes are the program's
 _SRC_DIR = Path(__file__).resolve().parent
+_log = logging.getLogger(__name__)
 
 
 class Loader(Protocol):
@@ -55,6 +66,10 @@ class Loader(Protocol):
 
     def map(self, name: str) -> BpfMap: ...
 
+    def info(self, name: str) -> MapInfo:
+        """A map's type, sizes and locked memory, as the kernel reports them."""
+        ...
+
     def close(self) -> None:
         """Release this process's descriptors (the pins stay)."""
         ...
@@ -62,14 +77,16 @@ class Loader(Protocol):
 
 class PinnedObject:
     """The object of one host, loaded and pinned under ``pin_dir`` if nothing is there yet,
-    then opened from its pins."""
+    then opened from its pins. ``max_entries`` sizes the :data:`SIZABLE` maps by name (the
+    object's own sizes otherwise)."""
 
-    def __init__(self, pin_dir: Path, *, max_flows: int = 65536) -> None:
+    def __init__(self, pin_dir: Path, *, max_entries: Mapping[str, int] | None = None) -> None:
+        sizes = check_sizes(max_entries or {})
         self._pin_dir = pin_dir
         self._fd: dict[str, int] = {}
         ensure_bpffs()
         if not (pin_dir / PROG).exists():
-            load_and_pin(pin_dir, max_flows)
+            load_and_pin(pin_dir, sizes)
         missing = [n for n in PROGS if not (pin_dir / n).exists()]
         if missing:
             raise DatapathError(
@@ -83,6 +100,20 @@ class PinnedObject:
         except BaseException:
             self.close()
             raise
+        self._warn_pinned_sizes(sizes)
+
+    def _warn_pinned_sizes(self, sizes: Mapping[str, int]) -> None:
+        for name, want in sizes.items():
+            have = self.info(name).max_entries
+            if have != want:
+                _log.warning(
+                    "%s under %s was pinned with %d entries; keeping it (%d asked) until the "
+                    "pins are removed",
+                    name,
+                    self._pin_dir,
+                    have,
+                    want,
+                )
 
     @property
     def pin_dir(self) -> Path:
@@ -95,6 +126,9 @@ class PinnedObject:
 
     def map(self, name: str) -> BpfMap:
         return KernelMap(self.fd(name), name)
+
+    def info(self, name: str) -> MapInfo:
+        return map_info(self.fd(name))
 
     def close(self) -> None:
         for fd in self._fd.values():
@@ -112,16 +146,31 @@ def check_abi(config: BpfMap, pin_dir: Path) -> None:
         )
 
 
-def load_and_pin(pin_dir: Path, max_flows: int) -> None:
-    """Load the object (``nl_flows`` sized to ``max_flows``) and pin its programs and maps."""
+def check_sizes(max_entries: Mapping[str, int]) -> dict[str, int]:
+    """``max_entries`` checked: only :data:`SIZABLE` maps, each of a usable size."""
+    for name, n in max_entries.items():
+        if name not in SIZABLE:
+            raise InvalidInput(
+                f"map {name!r} cannot be sized (only {', '.join(SIZABLE)})", field="max_entries"
+            )
+        check_entries(name, n)
+    return dict(max_entries)
+
+
+def load_and_pin(pin_dir: Path, max_entries: Mapping[str, int]) -> None:
+    """Load the object (the maps named in ``max_entries`` sized so) and pin its programs and
+    maps."""
     L = lb.lib()
     path = object_path()
     obj = L.bpf_object__open_file(str(path).encode(), None)
     if not obj or L.libbpf_get_error(obj):
         raise DatapathError(f"cannot open {path}")
     try:
-        flows = L.bpf_object__find_map_by_name(obj, b"nl_flows")
-        lb.check(L.bpf_map__set_max_entries(flows, max(16, max_flows)), "set max_entries")
+        for name, n in max_entries.items():
+            m = L.bpf_object__find_map_by_name(obj, name.encode())
+            if not m:
+                raise DatapathError(f"{path} has no map {name}")
+            lb.check(L.bpf_map__set_max_entries(m, n), f"size {name}")
         rc = L.bpf_object__load(obj)
         if rc < 0:
             raise DatapathError(
@@ -187,14 +236,17 @@ def _fs_magic(path: str) -> int:
 
 
 __all__ = [
+    "FLOWS",
     "MAPS",
     "PORT_PROG",
     "PROG",
     "PROGS",
+    "SIZABLE",
     "UNDERLAY_PROG",
     "Loader",
     "PinnedObject",
     "check_abi",
+    "check_sizes",
     "ensure_bpffs",
     "load_and_pin",
     "object_path",

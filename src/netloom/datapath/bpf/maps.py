@@ -7,12 +7,44 @@ it on a map's file descriptor with libbpf (tests implement it with a dict).
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Protocol
 
 from netloom.datapath.bpf import libbpf as lb
 
 BATCH = 4096  # keys per BPF_MAP_*_BATCH call
 _ENOENT = -2
+
+
+@dataclass(frozen=True, slots=True)
+class MapInfo:
+    """What the kernel reports of a map in ``/proc/<pid>/fdinfo/<fd>``; ``memlock`` is its
+    memory as the kernel accounts it (``map_mem_usage``: the preallocated elements of a hash
+    map included)."""
+
+    map_type: int
+    key_size: int
+    value_size: int
+    max_entries: int
+    memlock: int
+
+
+def map_info(fd: int) -> MapInfo:
+    """The :class:`MapInfo` of the map behind ``fd`` (this process's descriptor)."""
+    fields: dict[str, int] = {}
+    with open(f"/proc/self/fdinfo/{fd}") as f:
+        for line in f:
+            name, _, value = line.partition(":")
+            if value.strip().isdigit():
+                fields[name.strip()] = int(value)
+    return MapInfo(
+        fields["map_type"],
+        fields["key_size"],
+        fields["value_size"],
+        fields["max_entries"],
+        fields.get("memlock", 0),
+    )
 
 
 class BpfMap(Protocol):
@@ -40,6 +72,10 @@ class BpfMap(Protocol):
 
     def lookup_batch(self, ksize: int, vsize: int) -> list[tuple[bytes, bytes]]:
         """Every entry, in chunks (large maps)."""
+        ...
+
+    def count(self, ksize: int, vsize: int) -> int:
+        """How many entries (a batched walk that keeps nothing)."""
         ...
 
 
@@ -114,12 +150,23 @@ class KernelMap:
 
     def lookup_batch(self, ksize: int, vsize: int) -> list[tuple[bytes, bytes]]:
         """BPF_MAP_LOOKUP_BATCH over the whole map (one syscall per chunk)."""
+        out: list[tuple[bytes, bytes]] = []
+        for kr, vr, n in self._walk(ksize, vsize):
+            out.extend(
+                (kr[i * ksize : (i + 1) * ksize], vr[i * vsize : (i + 1) * vsize]) for i in range(n)
+            )
+        return out
+
+    def count(self, ksize: int, vsize: int) -> int:
+        return sum(n for _k, _v, n in self._walk(ksize, vsize))
+
+    def _walk(self, ksize: int, vsize: int) -> Iterator[tuple[bytes, bytes, int]]:
+        """The map in chunks: (keys, values, how many) per BPF_MAP_LOOKUP_BATCH."""
         chunk = 1024
         keys = ctypes.create_string_buffer(ksize * chunk)
         vals = ctypes.create_string_buffer(vsize * chunk)
         token_in = ctypes.create_string_buffer(max(ksize, 8))
         token_out = ctypes.create_string_buffer(max(ksize, 8))
-        out: list[tuple[bytes, bytes]] = []
         first = True
         while True:
             count = ctypes.c_uint32(chunk)
@@ -135,15 +182,11 @@ class KernelMap:
             )
             if rc < 0 and rc != _ENOENT:
                 lb.check(rc, f"batch lookup {self.name}")
-            kr, vr = keys.raw, vals.raw
-            out.extend(
-                (kr[i * ksize : (i + 1) * ksize], vr[i * vsize : (i + 1) * vsize])
-                for i in range(count.value)
-            )
+            yield keys.raw, vals.raw, count.value
             if rc == _ENOENT:
-                return out
+                return
             ctypes.memmove(token_in, token_out, len(token_out))
             first = False
 
 
-__all__ = ["BpfMap", "KernelMap"]
+__all__ = ["BpfMap", "KernelMap", "MapInfo", "map_info"]
