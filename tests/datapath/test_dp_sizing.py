@@ -163,3 +163,23 @@ def test_memory_datapath_gets_the_agent_size() -> None:
 
     dp = _datapath(AgentOptions(topology="h:1", host_id="x", flow_table_size=1000), "x")
     assert isinstance(dp, MemoryDatapath) and dp.max_flows == 1000
+
+
+def test_install_path_packs_keys_and_values_like_the_reference() -> None:
+    """The batched install packs a masked key in one step and encodes shared actions once:
+    the same bytes as packing each flow on its own."""
+    from netloom.datapath.bpf import abi
+    from netloom.datapath.bpf.flows import pack_value, pack_values
+    from netloom.flows.model import EXACT, Flow, FlowKey, Output, SetTpDst
+
+    key = FlowKey(in_port=3, eth_src=0xABCDEF, ip_src=0x0A000001, tp_src=7, tp_dst=0xFFFF)
+    for mask in (EXACT, FlowKey(in_port=0xFFFF, ip_src=0xFFFFFF00, tp_dst=0xF0)):
+        assert abi.pack_masked_flow_key(5, key, mask) == abi.pack_flow_key(5, key.masked(mask))
+    flows = [
+        Flow(key, EXACT, (Output(2),), idle_timeout_s=1.5, cookie=1),
+        Flow(key, EXACT, (Output(2),), idle_timeout_s=1.5, cookie=2),
+        Flow(key, EXACT, (SetTpDst(80), Output(2)), hard_timeout_s=3, cookie=3),
+    ]
+    assert pack_values(flows, 42) == [pack_value(f, 42) for f in flows]
+    with pytest.raises(InvalidInput):
+        pack_values([*flows, Flow(key, EXACT, (), idle_timeout_s=-1)], 42)

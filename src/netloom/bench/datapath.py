@@ -30,7 +30,7 @@ import typer
 
 from netloom.bench.stats import percentile, rounded
 from netloom.datapath.pins import PIN_ROOT
-from netloom.errors import DatapathError
+from netloom.errors import DatapathError, InvalidInput
 from netloom.lab import nsexec
 
 if TYPE_CHECKING:
@@ -252,6 +252,8 @@ def run(samples: int = 200, installs: int = 20000, burst: int = 3000) -> dict[st
             if echo is not None:
                 echo.kill()
                 echo.wait()
+                if echo.stdout is not None:
+                    echo.stdout.close()
             dp.destroy()
 
 
@@ -331,18 +333,48 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         samples: Annotated[int, typer.Option(min=10, help="first-packet samples")] = 200,
         installs: Annotated[int, typer.Option(min=1000, help="flows to install")] = 20000,
         burst: Annotated[int, typer.Option(min=100, help="new flows in the upcall burst")] = 3000,
+        flows: Annotated[
+            str | None,
+            typer.Option(
+                help="instead: flow tables of these sizes, e.g. 1000,10000,100000,1000000 "
+                "(install rate, lookup cost, memory per flow, eviction, invalidation)"
+            ),
+        ] = None,
     ) -> None:
         """Kernel datapath: batched installs/s, upcall->install->re-inject rate, first-packet
         added latency (goal p99 <= 0.5 ms), lookup cost by number of masks (root needed)."""
         if os.geteuid() != 0:
             typer.echo("bench datapath needs root (namespaces, BPF)", err=True)
             raise typer.Exit(2)
+        if flows is not None:
+            _flows_cmd(flows, as_json=as_json)
+            return
         res = run(samples=samples, installs=installs, burst=burst)
         if as_json:
             typer.echo(json.dumps(res))
             return
         for k, v in res.items():
             typer.echo(f"{k:32} {v}")
+
+
+def _flows_cmd(text: str, *, as_json: bool) -> None:
+    from netloom.bench import datapath_flows
+
+    try:
+        sizes = datapath_flows.parse_sizes(text)
+    except InvalidInput as exc:
+        typer.echo(exc.message, err=True)
+        raise typer.Exit(2) from None
+    res = datapath_flows.run(sizes)
+    if as_json:
+        typer.echo(json.dumps(res))
+        return
+    goals = res.pop("goals")
+    for k, v in res.items():
+        typer.echo(f"{k:32} {v}")
+    assert isinstance(goals, dict)
+    for goal, measured in goals.items():
+        typer.echo(f"goal: {goal:52} measured {measured}")
 
 
 __all__ = ["register", "run"]

@@ -23,11 +23,12 @@ class MaskTable:
     _masks: dict[int, FlowMask] = field(default_factory=dict)
     _next: int = 1
 
-    def acquire(self, mask: FlowMask) -> tuple[int, bool]:
-        """Reference ``mask``; returns (id, whether it is new, i.e. the order changed)."""
+    def acquire(self, mask: FlowMask, count: int = 1) -> tuple[int, bool]:
+        """Reference ``mask`` ``count`` times; returns (id, whether it is new, i.e. the order
+        changed)."""
         mid = self._ids.get(mask)
         if mid is not None:
-            self._refs[mid] += 1
+            self._refs[mid] += count
             return mid, False
         if len(self._ids) >= self.limit:
             raise DatapathError(
@@ -38,7 +39,7 @@ class MaskTable:
         self._next += 1
         self._ids[mask] = mid
         self._masks[mid] = mask
-        self._refs[mid] = 1
+        self._refs[mid] = count
         return mid, True
 
     def release(self, mid: int, count: int = 1) -> bool:

@@ -34,7 +34,21 @@ class FlowKey:
     tp_dst: int = 0
 
     def masked(self, mask: FlowKey) -> FlowKey:
-        return FlowKey(*(a & m for a, m in zip(_astuple(self), _astuple(mask), strict=True)))
+        # field by field: every install and every flow lookup of the agent goes through here
+        return FlowKey(
+            self.in_port & mask.in_port,
+            self.tun_key & mask.tun_key,
+            self.eth_src & mask.eth_src,
+            self.eth_dst & mask.eth_dst,
+            self.eth_type & mask.eth_type,
+            self.vlan & mask.vlan,
+            self.ip_src & mask.ip_src,
+            self.ip_dst & mask.ip_dst,
+            self.ip_proto & mask.ip_proto,
+            self.ip_frag & mask.ip_frag,
+            self.tp_src & mask.tp_src,
+            self.tp_dst & mask.tp_dst,
+        )
 
 
 # A mask is a FlowKey whose values are bit masks.
@@ -56,10 +70,6 @@ EXACT = FlowKey(
 )
 
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(FlowKey))
-
-
-def _astuple(k: FlowKey) -> tuple[int, ...]:
-    return tuple(getattr(k, n) for n in FIELD_NAMES)
 
 
 # ---- actions (applied in order) -------------------------------------------------------------

@@ -17,7 +17,7 @@ from netloom.datapath.bpf import abi
 from netloom.datapath.bpf.maps import BpfMap
 from netloom.datapath.tss import MaskTable
 from netloom.errors import InvalidInput, NotFound
-from netloom.flows.model import Flow, FlowKey, FlowMask, FlowStats
+from netloom.flows.model import Action, Flow, FlowKey, FlowMask, FlowStats
 
 _ACTIONS_SIZE = abi.ACTION.size * abi.MAX_ACTIONS
 
@@ -28,12 +28,29 @@ def _ms(seconds: float) -> int:
 
 def pack_value(f: Flow, now_ns: int) -> bytes:
     """A new flow's ``nl_flows`` value (created now, no packets yet)."""
-    if f.idle_timeout_s < 0 or f.hard_timeout_s < 0:
-        raise InvalidInput("timeouts must be >= 0", field="timeout")
-    tail = abi.FLOW_TAIL.pack(
-        f.cookie, now_ns, _ms(f.idle_timeout_s), _ms(f.hard_timeout_s), 0, 0, 0
-    )
-    return abi.pack_actions(f.actions) + tail
+    return pack_values([f], now_ns)[0]
+
+
+def pack_values(flows: Sequence[Flow], now_ns: int) -> list[bytes]:
+    """:func:`pack_value` of each flow; flows of a batch often share their actions and
+    timeouts, which are encoded once per batch."""
+    actions: dict[tuple[Action, ...], bytes] = {}
+    timeouts: dict[tuple[float, float], tuple[int, int]] = {}
+    out = []
+    for f in flows:
+        acts = actions.get(f.actions)
+        if acts is None:
+            acts = actions[f.actions] = abi.pack_actions(f.actions)
+        ms = timeouts.get((f.idle_timeout_s, f.hard_timeout_s))
+        if ms is None:
+            if f.idle_timeout_s < 0 or f.hard_timeout_s < 0:
+                raise InvalidInput("timeouts must be >= 0", field="timeout")
+            ms = timeouts[f.idle_timeout_s, f.hard_timeout_s] = (
+                _ms(f.idle_timeout_s),
+                _ms(f.hard_timeout_s),
+            )
+        out.append(acts + abi.FLOW_TAIL.pack(f.cookie, now_ns, ms[0], ms[1], 0, 0, 0))
+    return out
 
 
 class FlowTable:
@@ -61,22 +78,29 @@ class FlowTable:
         if not flows:
             return
         now_ns = time.monotonic_ns()
-        vals = [pack_value(f, now_ns) for f in flows]  # validates before any change
-        keys, changed, acquired = [], False, []
-        try:
-            for f in flows:
-                mask, key = flow_id(f)
-                mid, new = self._masks.acquire(mask)
-                acquired.append(mid)
-                changed |= new
-                keys.append(abi.pack_flow_key(mid, key))
-        except BaseException:
-            for mid in acquired:
-                self._masks.release(mid)
-            raise
+        vals = pack_values(flows, now_ns)  # validates before any change
+        mids, changed = self._acquire(flows)
+        keys = [abi.pack_masked_flow_key(mids[id(f.mask)], f.key, f.mask) for f in flows]
         self._flows.update_batch(keys, vals)
         if changed:
             self._write_masks()
+
+    def _acquire(self, flows: Sequence[Flow]) -> tuple[dict[int, int], bool]:
+        """Reference the flows' masks (once per mask object and batch): mask ids by ``id()``
+        of the mask objects, and whether the set of masks changed."""
+        uses = collections.Counter(id(f.mask) for f in flows)
+        objs = {id(f.mask): f.mask for f in flows}
+        mids: dict[int, int] = {}
+        changed = False
+        try:
+            for oid, n in uses.items():
+                mids[oid], new = self._masks.acquire(objs[oid], n)
+                changed |= new
+        except BaseException:
+            for oid, mid in mids.items():
+                self._masks.release(mid, uses[oid])
+            raise
+        return mids, changed
 
     def modify(self, flows: Sequence[Flow]) -> None:
         """New actions and timeouts; creation time and counters stay."""
@@ -180,4 +204,4 @@ class FlowTable:
         return flow, FlowStats(pk, by, max(0.0, (now - used) / 1e9)), created, used
 
 
-__all__ = ["FlowTable", "pack_value"]
+__all__ = ["FlowTable", "pack_value", "pack_values"]
