@@ -68,6 +68,38 @@ def test_full_table_evicts_least_recently_used() -> None:
     assert left == {1, 3, 4, 5} and dp.evictions == 1
 
 
+def test_eviction_order_matches_least_recently_used_under_churn() -> None:
+    """Installs, hits (now and then with an earlier ``now``), deletes and replacements in a
+    random mix: the datapath always evicts the flow of least (last use, install order), as a
+    plain scan over a model of the table would."""
+    import random
+
+    rng = random.Random(7)
+    dp = MemoryDatapath(max_flows=8)
+    a, b = dp.add_port("a", PortKind.VM), dp.add_port("b", PortKind.VM)
+    model: dict[int, tuple[float, int]] = {}  # tp_dst -> (last used, install order)
+    seq, now = 0, 0.0
+    for _ in range(3000):
+        now += rng.choice((0.0, 1.0, 1.0, -3.0))
+        port, op = rng.randint(1, 20), rng.random()
+        if op < 0.5:
+            if port not in model and len(model) >= 8:
+                del model[min(model, key=lambda p: model[p])]
+            seq += 1
+            model[port] = (now, seq)
+            flow = Flow(FlowKey(in_port=a, tp_dst=port), m(in_port=1, tp_dst=1), (Output(b),))
+            dp.install([flow], now=now)
+        elif op < 0.85:
+            dp.receive(frame(dport=port), a, now=now)
+            if port in model:
+                model[port] = (now, model[port][1])
+        else:
+            dp.delete([(FlowKey(in_port=a, tp_dst=port), m(in_port=1, tp_dst=1))])
+            model.pop(port, None)
+        assert {f.key.tp_dst for f, _ in dp.dump(now=now)} == set(model)
+    assert dp.evictions > 100
+
+
 def test_stats_modify_keeps_them_and_delete() -> None:
     dp, a, b = dp2()
     f = Flow(FlowKey(in_port=a), m(in_port=1), (Output(b),))

@@ -9,6 +9,7 @@ the outcomes, and ``sent`` collects everything the datapath emitted (also via ``
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -90,6 +91,10 @@ class MemoryDatapath:
         self._throttled = 0
         self.sent: list[Outcome] = []
         self.evictions = 0
+        # (last_used, seq, entry), a lazy heap: an entry's item may be older than its use
+        # (re-pushed when it comes to the top) or outlive it (dropped there)
+        self._lru: list[tuple[float, int, _Entry]] = []
+        self._lru_rebuild = False  # a packet came with an earlier `now`: the heap is unsound
 
     # ---- time -------------------------------------------------------------------------------
 
@@ -158,10 +163,8 @@ class MemoryDatapath:
         mask, key = flow_id(f)
         mid = self._masks.id_of(mask)
         if mid is not None and key in self._tables.get(mid, {}):
-            old = self._tables[mid][key]
             self._seq += 1
-            self._tables[mid][key] = _Entry(f, mid, t, t, seq=self._seq)
-            del old
+            self._add(_Entry(f, mid, t, t, seq=self._seq), key)
             return
         if self._count() >= self.max_flows:
             self._evict_lru()
@@ -170,18 +173,38 @@ class MemoryDatapath:
             self._tables[mid] = {}
             self._reorder()
         self._seq += 1
-        self._tables[mid][key] = _Entry(f, mid, t, t, seq=self._seq)
+        self._add(_Entry(f, mid, t, t, seq=self._seq), key)
+
+    def _add(self, e: _Entry, key: FlowKey) -> None:
+        self._tables[e.mask_id][key] = e
+        heapq.heappush(self._lru, (e.last_used, e.seq, e))
+        if len(self._lru) > 2 * self._count() + 64:  # items of deleted flows pile up
+            self._lru_rebuild = True
 
     def _count(self) -> int:
         return sum(len(t) for t in self._tables.values())
 
+    def _live(self, e: _Entry) -> bool:
+        return self._tables.get(e.mask_id, {}).get(flow_id(e.flow)[1]) is e
+
     def _evict_lru(self) -> None:
-        victim = min(
-            (e for t in self._tables.values() for e in t.values()),
-            key=lambda e: (e.last_used, e.seq),
-        )
-        self._remove(victim)
-        self.evictions += 1
+        """Remove the entry of least (last use, install order), in O(log n) amortized."""
+        if self._lru_rebuild:
+            live = (e for t in self._tables.values() for e in t.values())
+            self._lru = [(e.last_used, e.seq, e) for e in live]
+            heapq.heapify(self._lru)
+            self._lru_rebuild = False
+        while True:
+            used, _seq, e = self._lru[0]
+            if not self._live(e):
+                heapq.heappop(self._lru)
+            elif used != e.last_used:  # used since: back in at its last use
+                heapq.heapreplace(self._lru, (e.last_used, e.seq, e))
+            else:
+                heapq.heappop(self._lru)
+                self._remove(e)
+                self.evictions += 1
+                return
 
     def _remove(self, e: _Entry) -> None:
         _mask, key = flow_id(e.flow)
@@ -276,6 +299,7 @@ class MemoryDatapath:
             return [self._upcall(bytes(packet), in_port, tun_key, UpcallReason.MISS, 0, t)]
         e.packets += 1
         e.bytes += len(packet)
+        self._lru_rebuild |= t < e.last_used
         e.last_used = t
         return self._run(bytearray(packet), in_port, tun_key, e.flow.actions, e.flow.cookie, t)
 
