@@ -40,6 +40,28 @@ def test_full_table_evicts_never_fails(lab: Lab) -> None:
         dp.destroy()
 
 
+def test_table_sized_from_config_and_a_pin_keeps_its_size(
+    lab: Lab, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from netloom.datapath.bpf import BpfDatapath
+    from netloom.datapath.bpf.loader import FLOWS
+
+    ns = lab.ns("h")
+    dp = BpfDatapath(lab.host_name("h"), netns=ns, max_entries={FLOWS: 4096})
+    try:
+        info = dp.map_info(FLOWS)
+        assert info.max_entries == 4096 and info.memlock > 4096 * (info.key_size + info.value_size)
+        dp.close()
+        with caplog.at_level(logging.WARNING):
+            dp = BpfDatapath(lab.host_name("h"), netns=ns, max_entries={FLOWS: 8192})
+        assert dp.map_info(FLOWS).max_entries == 4096  # adopted, as pinned
+        assert "pinned with 4096 entries" in caplog.text
+    finally:
+        dp.destroy()
+
+
 def test_expiry_and_mask_cleanup(lab: Lab) -> None:
     from netloom.datapath.bpf import BpfDatapath
 
