@@ -307,3 +307,19 @@ def test_explain_names_the_failed_condition_of_every_rule() -> None:
     r = simulate(_tcp_from("a", 22), LAB.ports["a"].id, view, SimState(), NOW, cfg)
     misses = [s for s in r.trace.steps if s.kind == "rule" and s.decision == "no-match"]
     assert [s.detail for s in misses] == ["nw_src differs (packet: 10.0.0.1)"] * 3
+
+
+def test_nested_port_ranges_decide_as_the_linear_walk() -> None:
+    """Ranges nested 300 deep: past the memory budget the widest are tested one by one."""
+    rules = [
+        Rule(chain_id=MAIN, position=i, action="drop" if i % 3 else "accept", nw_proto=6,
+             tp_dst=PortRange(start=100 * i, end=65535 - 100 * i), inv_all=i % 7 == 6)
+        for i in range(300)
+    ]  # fmt: skip
+    b = LAB.ports["b"].model_copy(update={"outbound_filter_id": MAIN})
+    view = MemoryTopology([LAB.host, *LAB.records, b, *rules])
+    for port in (0, 99, 100, 5000, 29999, 32767, 32768, 40000, 65435, 65535):
+        frame = _tcp_from("a", port)
+        got = simulate(frame, LAB.ports["a"].id, view, SimState(), NOW)
+        want = simulate(frame, LAB.ports["a"].id, view, SimState(), NOW, LINEAR)
+        assert _decision(got) == _decision(want), port

@@ -43,7 +43,7 @@ _NONE: tuple[Item, ...] = ()
 
 class Family:
     """Rules found by one lookup; :meth:`expand` reads what it tests and answers the items
-    (rules, or sub-families opened later) the packet can match."""
+    (rules, or sub-families opened later) the packet can match, in any order."""
 
     __slots__ = ("first",)
 
@@ -103,12 +103,16 @@ class _ByProto(Family):
 
 
 class _ByDstPort(Family):
-    """By destination port: the rules covering each run of ports between range boundaries."""
+    """By destination port: the rules covering each run of ports between range boundaries.
 
-    __slots__ = ("bounds", "segments")
+    Overlapping ranges repeat a rule in every run it covers; past a budget (a few entries per
+    rule) the widest ranges are tested one by one instead, so memory stays linear."""
+
+    __slots__ = ("bounds", "scan", "segments")
 
     def __init__(self, first: int, ranges: list[tuple[int, int, int]]) -> None:
         super().__init__(first)
+        ranges, self.scan = _split_wide(ranges)
         cuts = sorted({0} | {lo for lo, _, _ in ranges} | {hi + 1 for _, hi, _ in ranges})
         self.bounds = cuts
         by_start: dict[int, list[tuple[int, int]]] = {}
@@ -131,7 +135,30 @@ class _ByDstPort(Family):
         c.read |= F_L4
         if c.frame.l4 is None:
             return _NONE
-        return self.segments[bisect_right(self.bounds, c.tp_dst) - 1]
+        port = c.tp_dst
+        found = self.segments[bisect_right(self.bounds, port) - 1]
+        if not self.scan:
+            return found
+        return [*found, *((o, None) for lo, hi, o in self.scan if lo <= port <= hi)]
+
+
+def _split_wide(
+    ranges: list[tuple[int, int, int]],
+) -> tuple[list[tuple[int, int, int]], tuple[tuple[int, int, int], ...]]:
+    """(ranges for the runs, the widest ranges to test one by one): the runs hold at most
+    ``32 * len(ranges) + 4096`` entries (a range counted once per run it covers)."""
+    cuts = sorted({lo for lo, _, _ in ranges} | {hi + 1 for _, hi, _ in ranges})
+    at = {cut: i for i, cut in enumerate(cuts)}
+    runs = sorted(((at[hi + 1] - at[lo], (lo, hi, o)) for lo, hi, o in ranges), reverse=True)
+    total, budget = sum(n for n, _ in runs), 32 * len(ranges) + 4096
+    wide: list[tuple[int, int, int]] = []
+    for n, r in runs:
+        if total <= budget:
+            break
+        total -= n
+        wide.append(r)
+    keep = set(wide)
+    return [r for r in ranges if r not in keep], tuple(sorted(wide))
 
 
 class _ByPrefix(Family):
@@ -165,8 +192,6 @@ class _ByPrefix(Family):
             hit = nets.get(ip & mask)
             if hit is not None:
                 found += hit
-        if len(found) > 1:
-            found.sort(key=lambda m: m[0])
         return found
 
 
