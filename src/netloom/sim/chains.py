@@ -9,6 +9,10 @@ accepts. Jumps are bounded by a depth and a cycle guard. The trace names each ru
 by chain, position and name; with ``SimConfig.explain`` it also says, for each rule that did
 not match, the first condition the packet failed.
 
+A chain is not walked rule by rule: its index (:mod:`netloom.sim.chainindex`) leaves only the
+rules the packet can match, which run in the same order, so the cost stays about flat as a
+chain grows. ``explain`` walks every rule (what-if traces name each rule's failed condition).
+
 Static NAT (``Rule.static``, MidoNet's StaticDnatRule/StaticSnatRule: a floating IP) maps one
 address 1:1: the rule rewrites the address and records nothing, reading only what its
 conditions read plus the field it rewrites, so one megaflow covers every connection (the
