@@ -336,7 +336,7 @@ def test_probe_builder(lab: Lab) -> None:
 
 
 def test_mask_holds_only_what_was_read() -> None:
-    from netloom.bench.sim import l2_scenario
+    from netloom.bench.sim_paths import l2_scenario
 
     sc = l2_scenario()
     r = simulate(sc.packet(1), sc.in_port, sc.view, sc.state, NOW)

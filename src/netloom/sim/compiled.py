@@ -25,6 +25,7 @@ from netloom.model.records import (
     RouteType,
 )
 from netloom.packet.util import ip_to_int, mac_to_int, prefix
+from netloom.sim.chainindex import ChainIndex
 from netloom.sim.conditions import A_DNAT, A_SNAT, CRule, compile_rule
 from netloom.sim.topology import TopologyView
 
@@ -176,7 +177,7 @@ class CRouteTable:
 
 
 class CChain:
-    __slots__ = ("id", "jumps", "name", "rules", "stateful_nat")
+    __slots__ = ("id", "index", "jumps", "name", "rules", "stateful_nat")
 
     def __init__(self, chain: Chain, rules: Sequence[Any]) -> None:
         self.id = chain.id
@@ -190,6 +191,7 @@ class CChain:
             r.action for r in self.rules if r.action in (A_SNAT, A_DNAT) and not r.static
         )
         self.jumps = tuple(r.jump for r in self.rules if r.jump is not None)
+        self.index = ChainIndex(rules)  # which rules a packet can match, by lookups
 
 
 class CAddrGroup:
