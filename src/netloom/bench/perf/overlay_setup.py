@@ -33,8 +33,8 @@ only (they prefix interface names, 15 bytes), so the bench's ``nlb-`` prefix bec
 called ``nlb<5 hex>``. Everything is in the lab's write-ahead state file, so :meth:`down`
 (and, after a crash, ``netloom lab down --name nlb...``) removes all of it.
 
-Before ``up`` returns, a warm-up ping crosses the path both ways until it answers: the harness
-measures kernel flows, not first packets and ARP resolution.
+Before ``up`` returns, a warm-up TCP handshake crosses the path both ways until it answers:
+the harness measures kernel flows, not first packets and ARP resolution.
 """
 
 from __future__ import annotations
@@ -73,6 +73,7 @@ SERVER_NET, SERVER_GW, SERVER_IP = "10.0.2.0/24", "10.0.2.1", "10.0.2.10"
 TENANT_PREFIX = "10.0.0.0/16"  # both tenant networks: what the client's default group lets in
 FLOATING_IP = "203.0.113.50"  # RFC 5737 TEST-NET-3
 WARMUP_TIMEOUT = 20.0
+ANSWERED = ("refused", "connected")  # what a TCP handshake gets from a reachable server
 LAB_MTUS = (1500, 9000)
 
 
@@ -291,16 +292,19 @@ class OverlaySetup:
 
     @staticmethod
     def _warm_up(lab: Lab, client_ns: str, target: str) -> None:
-        """Ping until the path answers (ARP, bindings, first flows), then a few more so the
-        kernel flows of both directions are installed before anything is measured."""
+        """TCP handshakes to a test port until the server's side answers (a reset: nothing
+        listens yet), so ARP, bindings and the first flows of both directions are in place
+        before anything is measured. TCP, not ping: the server's security group lets the
+        test ports in, and the answer crosses both hosts' groups as return traffic."""
         deadline = time.monotonic() + WARMUP_TIMEOUT
-        while not probes.ping(client_ns, target, count=1, timeout=0.5):
+        while probes.tcp_connect(client_ns, target, TEST_PORTS[0], 0.5) not in ANSWERED:
             if time.monotonic() > deadline:
                 raise DatapathError(
                     f"{client_ns} cannot reach {target} through the overlay "
                     f"after {WARMUP_TIMEOUT:.0f} s: {_logs(lab)}"
                 )
-        probes.ping(client_ns, target, count=3, timeout=1.0)
+        for _ in range(3):
+            probes.tcp_connect(client_ns, target, TEST_PORTS[0], 1.0)
 
 
 def _check_bpf() -> None:
