@@ -14,7 +14,7 @@ import pytest
 from netloom.bench.perf.setups import BareSetup, KernelVxlanSetup, _Built, _kill_inside
 from netloom.bench.perf.workloads import TESTS
 from netloom.errors import DatapathError, SetupUnavailable
-from netloom.lab import netns, probes
+from netloom.lab import netns, nsexec, probes
 from netloom.lab.addressing import VXLAN_OVERHEAD
 
 pytestmark = [pytest.mark.netns, pytest.mark.usefixtures("root")]
@@ -26,6 +26,7 @@ CLI = [sys.executable, "-c", "from netloom.cli.main import main; main()"]
     "cls, mtu, underlay",
     [
         (BareSetup, 1500, "direct"),
+        (BareSetup, 1500, "switch"),
         (KernelVxlanSetup, 1500, "direct"),
         (KernelVxlanSetup, 1500, "switch"),
         (KernelVxlanSetup, 9000, "direct"),
@@ -45,9 +46,12 @@ def test_setup_reaches_its_server_and_leaves_nothing(
         # the largest unfragmented packet of the VM MTU gets through the tunnel, one more
         # byte with DF does not leave the VM (RFC 791: 20 B IP + 8 B ICMP headers)
         assert probes.ping(ep.client_netns, ep.server_ip, df_size=vm_mtu - 28, timeout=2.0)
-        if cls is KernelVxlanSetup:
-            switch = [n for n in setup.namespaces if n.endswith("-kv-sw")]
-            assert len(switch) == (1 if underlay == "switch" else 0)
+        # the two-host setups and bare take the same cable: a switch namespace or none
+        switch = [n for n in setup.namespaces if n.endswith("-sw")]
+        assert len(switch) == (1 if underlay == "switch" else 0)
+        if underlay == "switch":  # host to host through the switch's bridge
+            ports = nsexec.run(switch[0], ["ip", "-o", "link", "show", "master", "br0"]).stdout
+            assert ports.count("master br0") == 2, ports
     finally:
         setup.down()
     assert [n for n in made if netns.exists(n)] == []
@@ -114,6 +118,10 @@ def test_smoke_run_prints_consistent_figures_and_cleans_up(made: list[str]) -> N
     low_high = res["ratio_range"]["kernel-vxlan"]
     assert all(low_high[t][0] <= ratios[t] <= low_high[t][1] for t in TESTS), low_high
     assert res["ratios"] == {"kernel-vxlan": ratios}  # only the setups asked for
+    assert res["ranges"]["bare"]["tcp_rr"] == [rep["bare"]["tcp_rr"]["value"]] * 2
+    # no agents: no upcall counter, no agents' counters
+    assert res["upcalls_per_setup"] == {"bare": None, "kernel-vxlan": None}
+    assert rep["kernel-vxlan"]["tcp_crr"]["agents"] is None
     assert res["upcalls_during_run"] is None and res["skipped"] == {}
     assert res["reps"][0]["bare"]["tcp_crr"]["errors"] == 0
     check = res["crr_tool_check"]

@@ -10,6 +10,7 @@ import pytest
 
 from netloom.bench import procs
 from netloom.bench.perf import compare as perf
+from netloom.bench.perf import summary
 from netloom.bench.perf.catalog import SETUPS, make_setup
 from netloom.bench.perf.overlay_setup import OverlaySetup
 from netloom.bench.perf.workloads import TESTS, Pin, parse_sockperf
@@ -68,13 +69,26 @@ def test_ratio_is_median_of_same_rep_ratios_not_ratio_of_medians() -> None:
         _rep({"bare": 200, "kernel-vxlan": 100}),
         _rep({"bare": 400, "kernel-vxlan": 60}),
     ]
-    medians, ratios = perf._summarize(reps, ["bare", "kernel-vxlan"])
+    names = ["bare", "kernel-vxlan"]
+    medians = summary.medians(reps, names, TESTS)
+    ratios = summary.ratios(reps, names, TESTS)
     assert medians["bare"]["tcp_rr"] == 200
     assert medians["kernel-vxlan"]["tcp_rr"] == 60
     assert ratios["kernel-vxlan"]["tcp_rr"] == pytest.approx(0.5)  # 60/200 would be 0.3
     assert "bare" not in ratios
-    spread = perf._ratio_range(reps, ["bare", "kernel-vxlan"])
+    spread = summary.ratio_ranges(reps, names, TESTS)
     assert spread == {"kernel-vxlan": {t: [pytest.approx(0.15), pytest.approx(0.5)] for t in TESTS}}
+    assert summary.value_ranges(reps, names, TESTS)["bare"]["tcp_crr"] == [100, 400]
+
+
+def test_upcalls_per_setup_are_those_of_the_crr_runs_per_rep() -> None:
+    reps = [_rep({"bare": 100, "overlay": 90}), _rep({"bare": 100, "overlay": 80})]
+    for i, r in enumerate(reps):
+        r["bare"]["tcp_crr"]["upcalls"] = None
+        r["overlay"]["tcp_crr"]["upcalls"] = 10 * (i + 1)
+        r["overlay"]["tcp_rr"]["upcalls"] = 1000  # not a CRR run: not counted
+    got = summary.upcalls_per_setup(reps, ["bare", "overlay"])
+    assert got == {"bare": None, "overlay": {"test": "tcp_crr", "total": 30, "per_rep": [10, 20]}}
 
 
 @pytest.mark.parametrize(
@@ -86,6 +100,10 @@ def test_ratio_is_median_of_same_rep_ratios_not_ratio_of_medians() -> None:
         ({"mtu": 600}, "mtu"),
         ({"duration": 0}, "duration"),
         ({"reps": 0}, "reps"),
+        ({"tests": ("tcp_rr", "udp_rr")}, "tests"),
+        ({"tests": ()}, "tests"),
+        ({"tests": ("tcp_rr", "tcp_rr")}, "tests"),
+        ({"setups": ("overlay",), "series": False}, "setups"),
     ],
 )
 def test_bad_options_are_refused_before_anything_is_built(
@@ -105,19 +123,24 @@ def test_every_default_setup_is_in_the_catalog_and_overlays_are_built_as_named()
     assert (vxdev.name, vxdev.underlay) == ("overlay-vxdev", "switch")
 
 
-def test_render_marks_skipped_setups_pending() -> None:
+def test_render_marks_skipped_setups_pending_and_shows_ranges_and_series() -> None:
     res: dict[str, Any] = {
         "params": {
             "reps": 1,
             "duration_s": 1,
             "mtu": 1500,
+            "underlay": "switch",
             "setups": ["bare", "kernel-vxlan", "overlay"],
+            "tests": list(TESTS),
+            "sg": True,
+            "series": False,
         },
         "machine": {"kernel": "k", "cpus": 2, "cpu_model": "m"},
         "medians": {
             "bare": dict.fromkeys(TESTS, 100.0),
             "kernel-vxlan": dict.fromkeys(TESTS, 80.0),
         },
+        "ranges": {"bare": {t: [90.0, 110.0] for t in TESTS}},
         "ratios": {"kernel-vxlan": dict.fromkeys(TESTS, 0.8), "overlay": None},
         "agent_cpu_s": {"bare": None, "kernel-vxlan": None},
         "upcalls_during_run": None,
@@ -126,12 +149,21 @@ def test_render_marks_skipped_setups_pending() -> None:
     }
     text = perf.render(res)
     assert "lowest - highest" not in text  # one rep, no scatter to show
+    assert "| TCP_STREAM Mbit/s |  100 |           80 | pending |" in text
+    assert re.search(r"\| TCP_CRR +\| +0\.80 +\| pending \|", text)
+    assert "skipped overlay: no BPF here" in text
+    assert "stateful security groups" in text and "lab switch" in text
     res["params"]["reps"] = 3
     res["ratio_range"] = {"kernel-vxlan": {t: [0.7, 0.9] for t in TESTS}}
-    assert re.search(r"\| TCP_RR +\| +0\.70 - 0\.90 \|", perf.render(res))
-    assert "| TCP_STREAM Mbit/s |  100 |           80 | pending |" in text
-    assert re.search(r"\| TCP_CRR +\| +0\.80 \| pending \|", text)
-    assert "skipped overlay: no BPF here" in text
+    text = perf.render(res)
+    assert re.search(r"\| TCP_RR +\| +0\.80 \(0\.70 - 0\.90\) \|", text)
+    assert "| TCP_STREAM Mbit/s | 100 (90 - 110) |" in text
+    res["params"]["series"] = True
+    res["series"] = {"bare": {"tcp_crr": {"values": [10, 8, 9], "last_over_first": 0.9}}}
+    res["reps"] = [{"bare": {"tcp_crr": {"value": v, "agents": None}}} for v in (10, 8, 9)]
+    text = perf.render(res)
+    assert "bare TCP_CRR, run by run: last / first 0.90" in text
+    assert re.search(r"\| 3 +\| +9 \| +n/a \|", text)
 
 
 def test_pinning_puts_clients_and_servers_on_different_cpus() -> None:

@@ -258,9 +258,9 @@ def test_apply_a_bundled_plan(cli: CliRunner, http: httpx.Client) -> None:
     )
     assert result.exit_code == 0, result.stderr
     kinds = [d.get("position") for d in json.loads(result.stdout) if "chain_id" in d]
-    assert len(kinds) == 8
+    assert len(kinds) == 9  # egress 2, the allowed port 1, ingress 6 (one jumps to the port's)
     after = count_all(http)
-    assert after["chains"] == before["chains"] + 2 and after["rules"] == before["rules"] + 8
+    assert after["chains"] == before["chains"] + 3 and after["rules"] == before["rules"] + 9
     both = cli.invoke(app, ["apply", "--plan", "stateful-sg", "-f", "x.yaml"])
     assert both.exit_code == 1 and "exactly one of" in both.stderr
 

@@ -48,7 +48,7 @@ def test_include_puts_a_bundled_plan_in_place_with_its_parameters() -> None:
     plan = _plan([{"include": "stateful-sg", "with": {"tenant": "@t", "deny_port": "${p}"}}], p=23)
     docs = plan.expand()
     chains = [d for d in docs if d["kind"] == "chain"]
-    assert [c["ref"] for c in chains] == ["sg-egress", "sg-ingress"]
+    assert [c["ref"] for c in chains] == ["sg-egress", "sg-ports", "sg-ingress"]
     assert all(c["tenant_id"] == "@t" for c in chains)
     deny = next(d for d in docs if d.get("ref") == "sg-drop-deny")
     assert deny["tp_dst"] == {"start": 23, "end": 23}
@@ -122,7 +122,7 @@ def test_an_include_can_repeat_per_item() -> None:
         [{"each": "ts", "include": "stateful-sg", "with": {"prefix": "t${item}-sg"}}], ts=[]
     )
     refs = [d["ref"] for d in plan.expand({"ts": [1, 2]}) if d["kind"] == "chain"]
-    assert refs == ["t1-sg-egress", "t1-sg-ingress", "t2-sg-egress", "t2-sg-ingress"]
+    assert refs == [f"t{t}-sg-{c}" for t in (1, 2) for c in ("egress", "ports", "ingress")]
 
 
 def test_an_optional_placeholder_is_null_when_not_given() -> None:

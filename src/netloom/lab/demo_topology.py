@@ -110,10 +110,14 @@ def plan_params(demo: Demo) -> dict[str, Any]:
             for t in TENANTS
         ],
         "networks": networks,
-        "security_group": True,
-        "sg_tenant": "@tenant-A",
-        "allow_port": IPERF_PORT,
-        "deny_port": SSH_PORT,
+        "security_groups": [
+            {
+                "prefix": "sg",
+                "tenant": "@tenant-A",
+                "allow_ports": [IPERF_PORT],
+                "deny_port": SSH_PORT,
+            }
+        ],
         "vms": vms,
     }
 

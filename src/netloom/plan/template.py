@@ -22,7 +22,8 @@ Format (a superset of the plain list that ``netloom apply -f`` has always taken)
 ``- include: NAME`` with ``with: {param: value}`` puts another bundled plan's objects in
 place (handles are shared, so the including plan refers to the included plan's objects; with
 ``each`` once per item), and
-``when: ${flag}`` on an object or an include skips it when the value is false or null.
+``when: ${flag}`` on an object or an include skips it when the value is false, null or empty
+(an empty list: ``when: ${ports}`` keeps an object only if there are ports).
 
 ``merge: ${item.fields}`` merges a mapping parameter into the object, for objects whose
 fields are themselves data (a rule's match, given by the caller).

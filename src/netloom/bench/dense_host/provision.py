@@ -55,10 +55,14 @@ def plan_params(lab: Lab, specs: list[VmSpec], bridges: int) -> dict[str, Any]:
             {"key": TENANT, "name": lab.name, "inbound_filter": None, "outbound_filter": None}
         ],
         "networks": networks,
-        "security_group": True,
-        "sg_tenant": f"@tenant-{TENANT}",
-        "allow_port": IPERF_PORT,
-        "deny_port": BLOCKED_PORT,
+        "security_groups": [
+            {
+                "prefix": "sg",
+                "tenant": f"@tenant-{TENANT}",
+                "allow_ports": [IPERF_PORT],
+                "deny_port": BLOCKED_PORT,
+            }
+        ],
         "vms": vms,
     }
 

@@ -7,17 +7,27 @@ from collections.abc import Callable
 from netloom.bench.perf.overlay_setup import OverlaySetup
 from netloom.bench.perf.setups import BareSetup, KernelVxlanSetup, Setup
 
+# (mtu, underlay, sg) -> the setup; ``sg``: security groups on the VMs' ports (overlays only)
+Maker = Callable[[int, str, bool], Setup]
 
-def _overlay(fip: bool, vxlan: str = "bpf") -> Callable[[int, str], Setup]:
-    def make(mtu: int, underlay: str) -> Setup:
-        return OverlaySetup(fip, mtu, vxlan=vxlan, underlay=underlay)
+
+def _overlay(fip: bool, vxlan: str = "bpf") -> Maker:
+    def make(mtu: int, underlay: str, sg: bool) -> Setup:
+        return OverlaySetup(fip, mtu, vxlan=vxlan, underlay=underlay, sg=sg)
 
     return make
 
 
-SETUPS: dict[str, Callable[[int, str], Setup]] = {
-    "bare": BareSetup,
-    "kernel-vxlan": KernelVxlanSetup,
+def _kernel(cls: type[BareSetup] | type[KernelVxlanSetup]) -> Maker:
+    def make(mtu: int, underlay: str, _sg: bool) -> Setup:
+        return cls(mtu, underlay)
+
+    return make
+
+
+SETUPS: dict[str, Maker] = {
+    "bare": _kernel(BareSetup),
+    "kernel-vxlan": _kernel(KernelVxlanSetup),
     "overlay": _overlay(fip=False),
     "overlay-fip": _overlay(fip=True),
     # not in the default run: the overlay with the kernel VXLAN device doing all encapsulation
@@ -25,10 +35,10 @@ SETUPS: dict[str, Callable[[int, str], Setup]] = {
 }
 
 
-def make_setup(name: str, mtu: int, underlay: str = "direct") -> Setup:
-    """The setup called ``name`` (``underlay``: ``direct`` or ``switch``); SetupUnavailable when
-    it cannot be built here."""
-    return SETUPS[name](mtu, underlay)
+def make_setup(name: str, mtu: int, underlay: str = "direct", *, sg: bool = True) -> Setup:
+    """The setup called ``name`` (``underlay``: ``direct`` or ``switch``; ``sg``: the overlay
+    VMs' ports carry stateful security groups); SetupUnavailable when it cannot be built here."""
+    return SETUPS[name](mtu, underlay, sg)
 
 
 __all__ = ["SETUPS", "make_setup"]

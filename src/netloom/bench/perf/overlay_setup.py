@@ -14,6 +14,12 @@ kernel a VXLAN tunnel between the hosts (VM MTU = underlay MTU - 50, RFC 7348 §
 (:meth:`~netloom.lab.lab.Lab.cable_tunnel_link`), the same plain veth as bare's; the API and
 the agents' control traffic stay on the lab switch.
 
+With ``sg`` (the default) both VM ports carry stateful security groups as a cloud port would
+(the bundled plan ``stateful-sg``): Neutron's default group on the client (everything out,
+tracked; in: return flows and the tenant's prefix, the rest dropped) and on the server "tcp
+from anywhere to the test ports" with return flows and ICMP. Without, the ports have no
+filter (the bare topology).
+
 ``overlay-fip`` gives the server the floating IP 203.0.113.50 (RFC 5737 documentation range)
 the MidoNet way, with NAT rules on the router's chains (inbound: ``reverse-snat``, then
 ``dnat`` FIP -> private; outbound: ``reverse-dnat``, then ``snat`` private -> FIP). The NAT
@@ -27,8 +33,8 @@ only (they prefix interface names, 15 bytes), so the bench's ``nlb-`` prefix bec
 called ``nlb<5 hex>``. Everything is in the lab's write-ahead state file, so :meth:`down`
 (and, after a crash, ``netloom lab down --name nlb...``) removes all of it.
 
-Before ``up`` returns, a warm-up ping crosses the path both ways until it answers: the harness
-measures kernel flows, not first packets and ARP resolution.
+Before ``up`` returns, a warm-up TCP handshake crosses the path both ways until it answers:
+the harness measures kernel flows, not first packets and ARP resolution.
 """
 
 from __future__ import annotations
@@ -39,9 +45,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import psutil
+
 from netloom.agent.options import DEFAULT_METRICS_PORT as METRICS_PORT
 from netloom.agent.options import VxlanEncap
-from netloom.bench.perf.setups import UNDERLAYS, Endpoints
+from netloom.bench.perf.setups import OBSERVED, UNDERLAYS, Endpoints
+from netloom.bench.perf.workloads import TEST_PORTS
 from netloom.bench.procs import AGENT_ALIVE_TIMEOUT_S
 from netloom.errors import DatapathError, NetloomError, SetupUnavailable
 from netloom.lab import probes
@@ -51,11 +60,20 @@ from netloom.plan import Applier, parse_documents
 from netloom.plan.template import load_plan
 
 UPCALL_METRIC = "netloom_agent_upcalls"
+OBSERVED_METRICS = {  # Setup.observe's keys read from the agents' metrics
+    "upcalls": UPCALL_METRIC,
+    "flows_installed": "netloom_agent_flows_installed",
+    "flows_expired": "netloom_agent_flows_expired",
+    "state_pushed": "netloom_agent_flow_state_pushed",
+    "flows": "netloom_agent_flows",
+}
 PREFIX = 24
 CLIENT_NET, CLIENT_GW, CLIENT_IP = "10.0.1.0/24", "10.0.1.1", "10.0.1.10"
 SERVER_NET, SERVER_GW, SERVER_IP = "10.0.2.0/24", "10.0.2.1", "10.0.2.10"
+TENANT_PREFIX = "10.0.0.0/16"  # both tenant networks: what the client's default group lets in
 FLOATING_IP = "203.0.113.50"  # RFC 5737 TEST-NET-3
 WARMUP_TIMEOUT = 20.0
+ANSWERED = ("refused", "connected")  # what a TCP handshake gets from a reachable server
 LAB_MTUS = (1500, 9000)
 
 
@@ -72,7 +90,15 @@ class _Ids:
 class OverlaySetup:
     """A two-host netloom lab measured as one bench setup (see the module docstring)."""
 
-    def __init__(self, fip: bool, mtu: int, vxlan: str = "bpf", underlay: str = "direct") -> None:
+    def __init__(
+        self,
+        fip: bool,
+        mtu: int,
+        vxlan: str = "bpf",
+        underlay: str = "direct",
+        *,
+        sg: bool = True,
+    ) -> None:
         if mtu not in LAB_MTUS:
             raise SetupUnavailable(f"the lab runs at underlay MTU 1500 or 9000, not {mtu}")
         if vxlan not in ("bpf", "device"):
@@ -80,6 +106,7 @@ class OverlaySetup:
         if underlay not in UNDERLAYS:
             raise SetupUnavailable(f"unknown underlay {underlay!r}; known: {', '.join(UNDERLAYS)}")
         self.underlay = underlay
+        self.sg = sg
         self.fip = fip
         self.mtu = mtu
         self.vxlan = vxlan
@@ -120,6 +147,24 @@ class OverlaySetup:
             except (OSError, NetloomError):
                 return None
         return int(total)
+
+    def observe(self) -> dict[str, float] | None:
+        """Both agents' counters (their metrics) and resident memory; None when an agent does
+        not answer."""
+        if self._lab is None:
+            return None
+        got = dict.fromkeys(OBSERVED, 0.0)
+        for h in self._lab.state.hosts:
+            try:
+                text = probes.fetch_metrics(h.netns, METRICS_PORT)
+            except (OSError, NetloomError):
+                return None
+            for key, value in probes.metric_totals(text, OBSERVED_METRICS).items():
+                got[key] += value
+        for pid in self.agent_pids():
+            with contextlib.suppress(psutil.Error):
+                got["agent_rss_mb"] += psutil.Process(pid).memory_info().rss / 2**20
+        return got
 
     @property
     def namespaces(self) -> list[str]:
@@ -174,8 +219,9 @@ class OverlaySetup:
                     "fixed_ips": [ip],
                     "host_id": hosts[vm.host],
                     "host_if": vm.host_if,
-                    "inbound_filter": None,
-                    "outbound_filter": None,
+                    # inbound = what enters the virtual port from the VM (MidoNet's naming)
+                    "inbound_filter": f"@sg-{name}-egress" if self.sg else None,
+                    "outbound_filter": f"@sg-{name}-ingress" if self.sg else None,
                 }
             )
         return {
@@ -207,8 +253,26 @@ class OverlaySetup:
                 }
                 for i, (key, cidr, gw) in enumerate(nets, start=1)
             ],
+            "security_groups": self._groups(client_vm, server_vm) if self.sg else [],
             "vms": vms,
         }
+
+    @staticmethod
+    def _groups(client_vm: str, server_vm: str) -> list[dict[str, Any]]:
+        """stateful-sg's parameters: Neutron's default group on the client (return flows and
+        the tenant's prefix in, everything out, tracked); on the server, tcp from anywhere to
+        the test ports, return flows and ICMP."""
+        common = {"tenant": "@tenant-perf", "deny_port": None}
+        return [
+            {
+                **common,
+                "prefix": f"sg-{client_vm}",
+                "allow_ports": [],
+                "allow_from": [TENANT_PREFIX],
+                "icmp": False,
+            },
+            {**common, "prefix": f"sg-{server_vm}", "allow_ports": list(TEST_PORTS)},
+        ]
 
     @staticmethod
     def _wait_alive(lab: Lab) -> None:
@@ -228,16 +292,19 @@ class OverlaySetup:
 
     @staticmethod
     def _warm_up(lab: Lab, client_ns: str, target: str) -> None:
-        """Ping until the path answers (ARP, bindings, first flows), then a few more so the
-        kernel flows of both directions are installed before anything is measured."""
+        """TCP handshakes to a test port until the server's side answers (a reset: nothing
+        listens yet), so ARP, bindings and the first flows of both directions are in place
+        before anything is measured. TCP, not ping: the server's security group lets the
+        test ports in, and the answer crosses both hosts' groups as return traffic."""
         deadline = time.monotonic() + WARMUP_TIMEOUT
-        while not probes.ping(client_ns, target, count=1, timeout=0.5):
+        while probes.tcp_connect(client_ns, target, TEST_PORTS[0], 0.5) not in ANSWERED:
             if time.monotonic() > deadline:
                 raise DatapathError(
                     f"{client_ns} cannot reach {target} through the overlay "
                     f"after {WARMUP_TIMEOUT:.0f} s: {_logs(lab)}"
                 )
-        probes.ping(client_ns, target, count=3, timeout=1.0)
+        for _ in range(3):
+            probes.tcp_connect(client_ns, target, TEST_PORTS[0], 1.0)
 
 
 def _check_bpf() -> None:

@@ -32,7 +32,8 @@ from typing import Annotated, Any
 import typer
 
 from netloom.bench.perf import stages
-from netloom.bench.perf.compare import BASELINE, UNDERLAY_TEXT, Options, setups_up, split_setups
+from netloom.bench.perf.compare import BASELINE, Options, setups_up, split_setups
+from netloom.bench.perf.render import UNDERLAY_TEXT
 from netloom.bench.perf.workloads import (
     LABELS,
     TESTS,

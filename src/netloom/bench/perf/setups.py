@@ -8,8 +8,8 @@ and also undoes a half-finished :meth:`Setup.up`.
 
 Baselines defined here:
 
-* ``bare``: two namespaces on one plain veth, MTU as given: what "bare metal" means on one
-  machine (the whitepaper's first column).
+* ``bare``: two host namespaces on the underlay (below), host to host, MTU as given: what
+  "bare metal" means on one machine (the whitepaper's first column).
 * ``kernel-vxlan``: what a user would otherwise pick: two "host" namespaces on an underlay
   (see below), each host with a Linux bridge, a unicast VXLAN device (RFC 7348, UDP 4789)
   towards the other host and a VM namespace attached by veth to that bridge. The VMs share
@@ -19,11 +19,13 @@ Baselines defined here:
 
 The underlay of the two-host setups (``--underlay``):
 
-* ``direct`` (the default): the hosts' tunnel NICs are one plain veth, the same cable as
-  bare's, so a ratio to bare measures the overlay and nothing else. The netloom lab keeps its
+* ``direct`` (the default): the hosts' tunnel NICs are one plain veth, and so are bare's two
+  hosts, so a ratio to bare measures the overlay and nothing else. The netloom lab keeps its
   management switch for the API and agents; only the tunnels take the direct cable.
 * ``switch``: the tunnels cross the lab's underlay switch namespace (a Linux bridge,
-  192.0.2.0/24, RFC 5737), one more veth and a bridge hop each way.
+  192.0.2.0/24, RFC 5737), one more veth and a bridge hop each way; bare's two hosts cross a
+  switch built the same way (host to host vs VM to VM over the same kind of switch, the
+  MidoNet report's comparison).
 
 ``overlay`` / ``overlay-fip`` are :mod:`netloom.bench.perf.overlay_setup`; every setup by name
 is in :mod:`netloom.bench.perf.catalog`.
@@ -58,7 +60,6 @@ HOST_IPS = (
     str(UNDERLAY.network_address + HOST_IP_BASE + 1),
     str(UNDERLAY.network_address + HOST_IP_BASE + 2),
 )
-BARE_IPS = ("10.77.0.1", "10.77.0.2")  # inside the two bare namespaces only
 VM_IPS = ("10.78.0.1", "10.78.0.2")  # the tenant subnet, inside the VM namespaces only
 TENANT_PREFIX = 24
 TUNNEL_IPS = (
@@ -66,6 +67,10 @@ TUNNEL_IPS = (
     str(TUNNEL_NET.network_address + HOST_IP_BASE + 2),
 )
 UNDERLAYS = ("direct", "switch")
+# what Setup.observe reports, summed over a setup's agents: counters (grow) and levels (now)
+OBSERVED_COUNTERS = ("upcalls", "flows_installed", "flows_expired", "state_pushed")
+OBSERVED_LEVELS = ("flows", "agent_rss_mb")
+OBSERVED = OBSERVED_COUNTERS + OBSERVED_LEVELS
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,11 @@ class Setup(Protocol):
     def upcalls(self) -> int | None:
         """A monotonic counter of datapath upcalls (flow misses sent to an agent), read before
         and after each test; None where there is no such thing."""
+        ...
+
+    def observe(self) -> dict[str, float] | None:
+        """The agents' counters and sizes now (upcalls, flows installed and expired, flow-state
+        pushes, flows held, resident memory: :data:`OBSERVED`); None without agents."""
         ...
 
 
@@ -149,6 +159,30 @@ def _kill_inside(ns: str, grace: float = 2.0) -> None:
             return
 
 
+def cable(
+    ns: NamespaceSet, hosts: tuple[str, str], mtu: int, underlay: str, switch_role: str
+) -> tuple[str, str]:
+    """Each host's ``eth0`` on the underlay; the two hosts' addresses on it. ``direct``: one
+    veth between the hosts; ``switch``: a switch namespace ``<prefix>-<switch_role>`` built as
+    the lab's (:meth:`netloom.lab.plumbing.Plumbing.underlay`: a bridge that skips the
+    netfilter hooks, one veth per host)."""
+    if underlay == "direct":
+        netns.create_veth(hosts[0], "eth0", hosts[1], "eth0", mtu=mtu, may_exist=False)
+        for host, ip in zip(hosts, TUNNEL_IPS, strict=True):
+            netns.add_address(host, "eth0", f"{ip}/{UNDERLAY_PREFIX}")
+        return TUNNEL_IPS
+    switch = ns.add(switch_role)
+    netns.disable_bridge_netfilter(switch)
+    netns.create_bridge(switch, "br0", mtu=mtu, may_exist=False)
+    netns.add_address(switch, "br0", f"{SWITCH_IP}/{UNDERLAY_PREFIX}")
+    for i, host in enumerate(hosts):
+        port = f"p{i + 1}"
+        netns.create_veth(switch, port, host, "eth0", mtu=mtu, may_exist=False)
+        netns.set_master(switch, port, "br0")
+        netns.add_address(host, "eth0", f"{HOST_IPS[i]}/{UNDERLAY_PREFIX}")
+    return HOST_IPS
+
+
 class _Built(abc.ABC):
     """Common ``up``/``down`` plumbing: build in ``_build``; undo everything on failure."""
 
@@ -181,22 +215,25 @@ class _Built(abc.ABC):
     def upcalls(self) -> int | None:
         return None
 
+    def observe(self) -> dict[str, float] | None:
+        return None
+
     @property
     def namespaces(self) -> list[str]:
         return list(self.ns.names)
 
 
 class BareSetup(_Built):
-    """Two namespaces on a plain veth: the baseline every ratio is taken against."""
+    """Two host namespaces on the underlay, host to host: the baseline every ratio is taken
+    against. ``direct``: one plain veth; ``switch``: each host's ``eth0`` on the lab switch
+    (:func:`cable`), the same cable the two-host setups' tunnels take."""
 
     name = "bare"
 
     def _build(self) -> Endpoints:
         client, server = self.ns.add("bare-c"), self.ns.add("bare-s")
-        netns.create_veth(client, "eth0", server, "eth0", mtu=self.mtu, may_exist=False)
-        netns.add_address(client, "eth0", f"{BARE_IPS[0]}/{TENANT_PREFIX}")
-        netns.add_address(server, "eth0", f"{BARE_IPS[1]}/{TENANT_PREFIX}")
-        return Endpoints(client, server, BARE_IPS[1])
+        ips = cable(self.ns, (client, server), self.mtu, self.underlay, "bare-sw")
+        return Endpoints(client, server, ips[1])
 
 
 class KernelVxlanSetup(_Built):
@@ -210,7 +247,7 @@ class KernelVxlanSetup(_Built):
 
     def _build(self) -> Endpoints:
         hosts = [self.ns.add(f"kv-h{i + 1}") for i in range(2)]
-        ips = self._cable(hosts)
+        ips = cable(self.ns, (hosts[0], hosts[1]), self.mtu, self.underlay, "kv-sw")
         vms = [self.ns.add(f"kv-h{i + 1}-vm") for i in range(2)]
         for i, host in enumerate(hosts):
             self._host_bridge(host, local=ips[i], remote=ips[1 - i])
@@ -218,24 +255,6 @@ class KernelVxlanSetup(_Built):
             netns.set_master(host, "vm", "br0")
             netns.add_address(vms[i], "eth0", f"{VM_IPS[i]}/{TENANT_PREFIX}")
         return Endpoints(vms[0], vms[1], VM_IPS[1])
-
-    def _cable(self, hosts: list[str]) -> tuple[str, str]:
-        """Each host's ``eth0`` on the underlay; the two tunnel endpoint addresses."""
-        if self.underlay == "direct":
-            netns.create_veth(hosts[0], "eth0", hosts[1], "eth0", mtu=self.mtu, may_exist=False)
-            for host, ip in zip(hosts, TUNNEL_IPS, strict=True):
-                netns.add_address(host, "eth0", f"{ip}/{UNDERLAY_PREFIX}")
-            return TUNNEL_IPS
-        switch = self.ns.add("kv-sw")
-        netns.disable_bridge_netfilter(switch)  # the same underlay switch as the netloom lab's
-        netns.create_bridge(switch, "br0", mtu=self.mtu, may_exist=False)
-        netns.add_address(switch, "br0", f"{SWITCH_IP}/{UNDERLAY_PREFIX}")
-        for i, host in enumerate(hosts):
-            port = f"p{i + 1}"
-            netns.create_veth(switch, port, host, "eth0", mtu=self.mtu, may_exist=False)
-            netns.set_master(switch, port, "br0")
-            netns.add_address(host, "eth0", f"{HOST_IPS[i]}/{UNDERLAY_PREFIX}")
-        return HOST_IPS
 
     def _host_bridge(self, host: str, *, local: str, remote: str) -> None:
         """``br0`` with ``vx0``: a unicast VXLAN whose flood/unknown destination is the other
@@ -270,11 +289,15 @@ class KernelVxlanSetup(_Built):
 
 
 __all__ = [
+    "OBSERVED",
+    "OBSERVED_COUNTERS",
+    "OBSERVED_LEVELS",
     "UNDERLAYS",
     "BareSetup",
     "Endpoints",
     "KernelVxlanSetup",
     "NamespaceSet",
     "Setup",
+    "cable",
     "new_prefix",
 ]

@@ -45,6 +45,7 @@ LABELS = {
 }
 SOCKPERF_PORT = 11111
 CRR_PORT = 5301
+TEST_PORTS = (IPERF_PORT, SOCKPERF_PORT, CRR_PORT)  # what the servers listen on
 SOCKPERF_MSG = 14  # sockperf's minimum message size (its header)
 READY_TIMEOUT_S = 10.0
 CLIENT_SYSCTLS = {
@@ -341,6 +342,7 @@ def run_test(
 __all__ = [
     "LABELS",
     "TESTS",
+    "TEST_PORTS",
     "CrrParams",
     "Measurement",
     "Pin",
