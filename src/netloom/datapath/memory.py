@@ -3,8 +3,10 @@
 Same semantics as the kernel program (see ``netloom.datapath.base``): tuple-space search over
 the masks in use (most bits first, then first seen), per-flow counters, idle/hard expiry against
 an explicit ``now``, a bounded table that evicts the least recently used flow, upcalls on miss /
-TTL / MTU / userspace. ``receive`` is what the kernel does for one arriving frame; it returns
-the outcomes, and ``sent`` collects everything the datapath emitted (also via ``execute``).
+TTL / MTU / userspace, and the reference conntrack table (``netloom.datapath.conntrack``)
+looked up for every IPv4 packet entering from a local port. ``receive`` is what the kernel
+does for one arriving frame; it returns the outcomes, and ``sent`` collects everything the
+datapath emitted (also via ``execute``).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from netloom.datapath import frames
 from netloom.datapath.base import (
@@ -29,10 +31,15 @@ from netloom.datapath.base import (
     flow_id,
     port_kind,
 )
+from netloom.datapath.conntrack import Conntrack, ConntrackSettings, closes, ct_tuple
 from netloom.datapath.tss import MaskTable
 from netloom.errors import InvalidInput, NotFound
 from netloom.flows.model import (
+    VNI_CT,
+    VNI_CT_CLOSE,
+    VNI_FLAGS,
     Action,
+    CtCommit,
     DecTtl,
     Drop,
     Flow,
@@ -70,7 +77,12 @@ class _Entry:
 class MemoryDatapath:
     """Pure-Python datapath (see module docstring)."""
 
-    def __init__(self, max_flows: int = 65536, clock: float | None = None) -> None:
+    def __init__(
+        self,
+        max_flows: int = 65536,
+        clock: float | None = None,
+        conntrack: ConntrackSettings | None = None,
+    ) -> None:
         if max_flows < 1:
             raise InvalidInput("max_flows must be >= 1", field="max_flows")
         self.max_flows = max_flows
@@ -89,6 +101,7 @@ class MemoryDatapath:
         self._throttled = 0
         self.sent: list[Outcome] = []
         self.evictions = 0
+        self.ct = Conntrack(conntrack)
 
     # ---- time -------------------------------------------------------------------------------
 
@@ -256,35 +269,66 @@ class MemoryDatapath:
         port = self._ports.get(in_port)
         if port is None:
             raise NotFound(f"no port {in_port}", field="in_port")
-        if port.kind == PortKind.TUNNEL and tun_key in self._vni:
-            return self._run(
-                bytearray(packet), in_port, tun_key, (Output(self._vni[tun_key]),), t=self._now(now)
-            )
+        if port.kind == PortKind.TUNNEL:
+            vni = tun_key & ~VNI_FLAGS  # the receiver's conntrack duties ride on spare bits
+            if vni in self._vni:
+                out = Output(self._vni[vni], ct=bool(tun_key & VNI_CT))
+                close = bool(tun_key & VNI_CT_CLOSE)
+                return self._run(
+                    bytearray(packet), in_port, vni, (out,), 0, self._now(now), ct_close=close
+                )
+            tun_key = vni
         return self._lookup_and_act(packet, in_port, tun_key, self._now(now))
 
     def set_upcall_limit(self, limit: UpcallLimit | None) -> None:
         self._limiter = PortLimiter(limit.rate, limit.burst) if limit else None
 
+    def set_conntrack(self, settings: ConntrackSettings) -> None:
+        """Conntrack lifetimes and bound (entries kept; a smaller bound applies on insert)."""
+        self.ct.settings = settings
+
     def counters(self) -> DatapathCounters:
-        return DatapathCounters(upcalls_throttled=self._throttled)
+        return DatapathCounters(
+            upcalls_throttled=self._throttled, ct_commits=self.ct.commits, ct_lost=self.ct.lost
+        )
 
     def _lookup_and_act(self, packet: bytes, in_port: int, tun_key: int, t: float) -> list[Outcome]:
-        key = frames.extract_key(packet, in_port, tun_key)
+        pr = frames.parse(packet, in_port, tun_key)
+        key, close = pr.key, False
+        if pr.l4_off and key.eth_type == frames.ETH_P_IP and self._is_local(in_port):
+            flags = frames.tcp_flags(packet, pr)
+            key = replace(key, ct_state=self.ct.lookup(key, in_port, flags, t))
+            close = closes(key, flags)
         e = self._lookup(key)
         if e is None:
-            return [self._upcall(bytes(packet), in_port, tun_key, UpcallReason.MISS, 0, t)]
+            miss = UpcallReason.MISS
+            return [self._upcall(bytes(packet), in_port, tun_key, miss, 0, t, key.ct_state)]
         e.packets += 1
         e.bytes += len(packet)
         e.last_used = t
-        return self._run(bytearray(packet), in_port, tun_key, e.flow.actions, e.flow.cookie, t)
+        return self._run(
+            bytearray(packet), in_port, tun_key, e.flow.actions, e.flow.cookie, t, ct_close=close
+        )
+
+    def _is_local(self, port: int) -> bool:
+        """A port whose packets are conntracked (a VM, an uplink, an internal port)."""
+        info = self._ports.get(port)
+        return info is not None and info.kind != PortKind.TUNNEL
 
     def _upcall(
-        self, pkt: bytes, in_port: int, tun_key: int, reason: UpcallReason, cookie: int, t: float
+        self,
+        pkt: bytes,
+        in_port: int,
+        tun_key: int,
+        reason: UpcallReason,
+        cookie: int,
+        t: float,
+        ct_state: int = 0,
     ) -> Outcome:
         if self._limiter is not None and not self._limiter.allow(in_port, t):
             self._throttled += 1
             return Outcome(Fate.DROP)
-        self._upcalls.append(Upcall(pkt, in_port, reason, tun_key, cookie, len(pkt)))
+        self._upcalls.append(Upcall(pkt, in_port, reason, tun_key, cookie, len(pkt), ct_state))
         return Outcome(Fate.UPCALL, pkt, reason=reason)
 
     def _run(
@@ -294,10 +338,13 @@ class MemoryDatapath:
         tun_key: int,
         actions: Sequence[Action],
         cookie: int = 0,
-        t: float = 0.0,  # the packet's time: the upcall limiter's clock
+        t: float = 0.0,  # the packet's time: the upcall limiter's and conntrack's clock
+        *,
+        ct_close: bool = False,  # a tracked TCP FIN/RST: deliveries shorten the reply entry
     ) -> list[Outcome]:
         out: list[Outcome] = []
         pr = frames.parse(bytes(b), in_port, tun_key)
+        flags = frames.tcp_flags(b, pr)
         for a in actions:
             if isinstance(a, (SetEthSrc, SetEthDst)):
                 off = 6 if isinstance(a, SetEthSrc) else 0
@@ -321,8 +368,10 @@ class MemoryDatapath:
                 else:
                     frames.pop_vlan(b)
                 pr = frames.parse(bytes(b), in_port, tun_key)
+            elif isinstance(a, CtCommit):
+                self._commit(b, in_port, flags, t)
             elif isinstance(a, (Output, Tunnel)):
-                o = self._send(b, pr, a, in_port, tun_key, cookie, t)
+                o = self._send(b, pr, a, (in_port, tun_key, cookie), t, ct_close=ct_close)
                 out.append(o)
                 if o.fate in (Fate.UPCALL, Fate.DROP):
                     return out
@@ -342,23 +391,47 @@ class MemoryDatapath:
         b: bytearray,
         pr: frames.Parsed,
         a: Output | Tunnel,
-        in_port: int,
-        tun_key: int,
-        cookie: int,
+        origin: tuple[int, int, int],  # in_port, tun_key, cookie
         t: float,
+        *,
+        ct_close: bool,
     ) -> Outcome:
         pnum = a.port if isinstance(a, Output) else self._tunnel_port
         port = self._ports.get(pnum)
         if port is None:
             return Outcome(Fate.DROP)
         if port.mtu and len(b) - pr.l3_off > port.mtu:
+            in_port, tun_key, cookie = origin
             return self._upcall(bytes(b), in_port, tun_key, UpcallReason.MTU, cookie, t)
         if isinstance(a, Output):
+            self._deliver_ct(b, a, t, ct_close=ct_close)
             o = Outcome(Fate.OUTPUT, bytes(b), port=pnum)
         else:
-            o = Outcome(Fate.TUNNEL, bytes(b), vni=a.vni, remote=a.remote)
+            vni = a.vni | (VNI_CT if a.ct else 0) | (VNI_CT_CLOSE if ct_close else 0)
+            o = Outcome(Fate.TUNNEL, bytes(b), vni=vni, remote=a.remote)
         self.sent.append(o)
         return o
+
+    def _commit(self, b: bytearray, in_port: int, flags: int, t: float) -> None:
+        now_pr = frames.parse(bytes(b))
+        if now_pr.l4_off and now_pr.key.eth_type == frames.ETH_P_IP:
+            key = now_pr.key
+            tup = ct_tuple(key, in_port)
+            self.ct.commit(tup, reply=False, closing=closes(key, flags), now=t)
+
+    def _deliver_ct(self, b: bytearray, a: Output, t: float, *, ct_close: bool) -> None:
+        """The receiver's side of conntrack: commit the reversed delivered tuple at the
+        destination port (``ct``), or shorten it for a FIN/RST."""
+        if not (a.ct or ct_close):
+            return
+        pr = frames.parse(bytes(b))
+        if not pr.l4_off or pr.key.eth_type != frames.ETH_P_IP:
+            return
+        rev = ct_tuple(pr.key, a.port, reverse=True)
+        if a.ct:
+            self.ct.commit(rev, reply=True, closing=ct_close, now=t)
+        else:
+            self.ct.shorten(rev, t)
 
     # ---- agent side -------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from netloom.datapath.base import (
     Upcall,
     UpcallLimit,
 )
+from netloom.datapath.bpf import abi
 from netloom.datapath.bpf.attach import Plumbing
 from netloom.datapath.bpf.config import ConfigMap
 from netloom.datapath.bpf.flows import FlowTable
@@ -30,6 +31,7 @@ from netloom.datapath.bpf.ports import PortTable
 from netloom.datapath.bpf.testrun import TestRunner
 from netloom.datapath.bpf.tunnel import Tunnel
 from netloom.datapath.bpf.upcalls import Upcalls
+from netloom.datapath.conntrack import ConntrackSettings, CtEntry, CtTuple
 from netloom.datapath.pins import host_pin_dir
 from netloom.errors import InvalidInput
 from netloom.flows.model import Action, Flow, FlowKey, FlowMask, FlowStats
@@ -140,6 +142,21 @@ class BpfDatapath:
 
     def execute(self, packet: bytes, actions: Sequence[Action], in_port: int = 0) -> None:
         self._upcalls.execute(packet, actions, in_port)
+
+    def set_conntrack(self, settings: ConntrackSettings) -> None:
+        """Conntrack lifetimes. The table's size is the loaded map's (``PinnedObject``'s
+        ``max_conntrack``), fixed for the life of the pins."""
+        self._config.set_conntrack(settings)
+
+    def conntrack(self) -> dict[CtTuple, CtEntry]:
+        """The kernel's conntrack table (``nl_ct``), times in monotonic seconds."""
+        out: dict[CtTuple, CtEntry] = {}
+        for k, v in self._loader.map("nl_ct").items(abi.CT_KEY.size, abi.CT_ENTRY.size):
+            zone, src, dst, sp, dp, proto = abi.CT_KEY.unpack(k)
+            exp, ref, flags, _ = abi.CT_ENTRY.unpack(v)
+            reply, closing = bool(flags & abi.CTF_REPLY), bool(flags & abi.CTF_CLOSING)
+            out[(zone, proto, src, dst, sp, dp)] = CtEntry(reply, closing, exp / 1e9, ref / 1e9)
+        return out
 
     # ---- BPF_PROG_TEST_RUN (test vectors, micro-benchmarks) --------------------------------
 

@@ -37,6 +37,7 @@ MAPS = (
     "nl_upcalls",
     "nl_upcall_tb",
     "nl_stats",
+    "nl_ct",
 )
 _SRC_DIR = Path(__file__).resolve().parent
 
@@ -64,12 +65,14 @@ class PinnedObject:
     """The object of one host, loaded and pinned under ``pin_dir`` if nothing is there yet,
     then opened from its pins."""
 
-    def __init__(self, pin_dir: Path, *, max_flows: int = 65536) -> None:
+    def __init__(
+        self, pin_dir: Path, *, max_flows: int = 65536, max_conntrack: int = 262144
+    ) -> None:
         self._pin_dir = pin_dir
         self._fd: dict[str, int] = {}
         ensure_bpffs()
         if not (pin_dir / PROG).exists():
-            load_and_pin(pin_dir, max_flows)
+            load_and_pin(pin_dir, max_flows, max_conntrack)
         missing = [n for n in PROGS if not (pin_dir / n).exists()]
         if missing:
             raise DatapathError(
@@ -112,8 +115,9 @@ def check_abi(config: BpfMap, pin_dir: Path) -> None:
         )
 
 
-def load_and_pin(pin_dir: Path, max_flows: int) -> None:
-    """Load the object (``nl_flows`` sized to ``max_flows``) and pin its programs and maps."""
+def load_and_pin(pin_dir: Path, max_flows: int, max_conntrack: int = 262144) -> None:
+    """Load the object (``nl_flows`` sized to ``max_flows``, ``nl_ct`` to ``max_conntrack``)
+    and pin its programs and maps."""
     L = lb.lib()
     path = object_path()
     obj = L.bpf_object__open_file(str(path).encode(), None)
@@ -122,6 +126,8 @@ def load_and_pin(pin_dir: Path, max_flows: int) -> None:
     try:
         flows = L.bpf_object__find_map_by_name(obj, b"nl_flows")
         lb.check(L.bpf_map__set_max_entries(flows, max(16, max_flows)), "set max_entries")
+        ct = L.bpf_object__find_map_by_name(obj, b"nl_ct")
+        lb.check(L.bpf_map__set_max_entries(ct, max(1, max_conntrack)), "set max_entries")
         rc = L.bpf_object__load(obj)
         if rc < 0:
             raise DatapathError(
