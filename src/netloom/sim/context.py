@@ -54,7 +54,9 @@ class Ctx:
         "cfg",
         "changes",
         "consumed",
+        "ct_commit",
         "ct_seen",
+        "ct_state",
         "devices",
         "egress",
         "eth_dst",
@@ -70,6 +72,7 @@ class Ctx:
         "ip_dst",
         "ip_src",
         "is_ip",
+        "nat_state",
         "now",
         "orig_icmp_id",
         "out_port",
@@ -98,9 +101,13 @@ class Ctx:
         state: SimState,
         now: float,
         cfg: SimConfig,
+        ct_state: int = 0,
     ) -> None:
         self.frame, self.in_port_id, self.topo = frame, in_port_id, topo
         self.state, self.now, self.cfg = state, now, cfg
+        self.ct_state = ct_state  # the datapath's conntrack answer (CT_* bits; 0: untracked)
+        self.ct_commit = False  # a new forward connection the flow commits in the kernel
+        self.nat_state = False  # a stateful NAT rule read bindings: the agent's conntrack
         self.read = 1  # in_port
         self.tags: set[object] = set()
         self.changes: list[StateChange] = []

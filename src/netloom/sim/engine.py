@@ -65,8 +65,14 @@ def simulate(
     state: SimState,
     now: float,
     config: SimConfig = DEFAULT_CONFIG,
+    ct_state: int = 0,
 ) -> Result:
-    """Simulate ``packet`` arriving on virtual port ``in_port_id``. Never mutates ``state``."""
+    """Simulate ``packet`` arriving on virtual port ``in_port_id``. Never mutates ``state``.
+
+    ``ct_state``: what the datapath's conntrack said of the packet (``flows.model.CT_*``),
+    read by stateful rules when ``config.kernel_conntrack``. A packet that meets a stateful
+    NAT rule needs the agent's own connection tracking (its bindings live there): it is
+    simulated again with kernel conntrack off."""
     if not isinstance(packet, Frame):
         parsed = parse(packet)
         if isinstance(parsed, ParseError):
@@ -74,13 +80,18 @@ def simulate(
         packet = parsed
     topo = compiled(topology)
     topo.begin()
-    c = Ctx(packet, in_port_id, topo, state, now, config)
+    c = Ctx(packet, in_port_id, topo, state, now, config, ct_state)
     try:
         _enter(c, in_port_id, first=True)
     except NotYet as missing:
         c.step("sim", ":".join(missing.what), "", "not-yet", "waiting for it")
-        return _result(c, Verdict.NOT_YET, (missing.what,))
-    return _result(c, None, ())
+        r = _result(c, Verdict.NOT_YET, (missing.what,))
+    else:
+        r = _result(c, None, ())
+    if c.nat_state and config.kernel_conntrack:
+        agent_ct = replace(config, kernel_conntrack=False)
+        return simulate(packet, in_port_id, topo, state, now, agent_ct, ct_state)
+    return r
 
 
 # ---- ports -----------------------------------------------------------------------------------
@@ -256,7 +267,7 @@ def _materialize(c: Ctx, e: Egress) -> bytes:
 
 
 def _result(c: Ctx, verdict: Verdict | None, awaiting: tuple[tuple[str, ...], ...]) -> Result:
-    key = _flow_key(c.frame)
+    key = (*_flow_key(c.frame), c.ct_state)
     generated = [GeneratedPacket(p, d) for p, d in c.generated]
     actions: tuple[VirtualAction, ...] = ()
     if verdict is None:
@@ -281,13 +292,14 @@ def _result(c: Ctx, verdict: Verdict | None, awaiting: tuple[tuple[str, ...], ..
         Trace(c.trace),
         cacheable,
         awaiting,
+        c.ct_commit and verdict is Verdict.FORWARD and bool(actions),
     )
 
 
 def _malformed(in_port_id: str, err: ParseError) -> Result:
     trace = Trace([("packet", in_port_id, "", "drop", f"malformed: {err.reason} @{err.offset}")])
     return Result(
-        Verdict.DROP, in_port_id, (0,) * 12, 1, (), frozenset({in_port_id}), (), (), trace, False
+        Verdict.DROP, in_port_id, (0,) * 13, 1, (), frozenset({in_port_id}), (), (), trace, False
     )
 
 
