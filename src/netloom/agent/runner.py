@@ -33,16 +33,20 @@ async def _resolve_host(address: tuple[str, int], name: str) -> str:
     return next(iter(found))
 
 
-def _datapath(kind: DatapathKind, host_id: str) -> Datapath:
+def _datapath(kind: DatapathKind, host_id: str, conntrack_size: int) -> Datapath:
     if kind is DatapathKind.memory:
         from netloom.datapath.memory import MemoryDatapath
 
         return MemoryDatapath()
     try:
         from netloom.datapath.bpf import BpfDatapath
+        from netloom.datapath.bpf.loader import PinnedObject
+        from netloom.datapath.pins import host_pin_dir
     except ImportError as exc:  # the kernel datapath is optional at import time
         raise NetloomError(f"the bpf datapath is not available: {exc}") from None
-    return BpfDatapath(host_id)
+    # the table's size is fixed when the object is first loaded (pins keep it)
+    loader = PinnedObject(host_pin_dir(host_id), max_conntrack=conntrack_size)
+    return BpfDatapath(host_id, loader=loader)
 
 
 async def serve(options: AgentOptions) -> None:
@@ -62,10 +66,11 @@ async def serve(options: AgentOptions) -> None:
             host_id,
             underlay_ip=options.underlay_ip,
             idle_timeout_s=options.idle_timeout,
-            sim=SimConfig(underlay_mtu=options.mtu),
+            sim=SimConfig(underlay_mtu=options.mtu, kernel_conntrack=options.kernel_conntrack),
             vxlan_in_datapath=options.vxlan_encap is VxlanEncap.bpf,
+            conntrack=options.conntrack(),
         ),
-        _datapath(options.datapath, host_id),
+        _datapath(options.datapath, host_id, options.conntrack_size),
     )
     driver = AgentDriver(agent, TopologyClient(host_id, address), metrics_port=options.metrics_port)
     await driver.run_until_signalled()
