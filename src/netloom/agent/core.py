@@ -36,7 +36,7 @@ from netloom.agent.metrics import AgentMetrics
 from netloom.agent.parking import Parked, ParkingLot, wait_key
 from netloom.agent.pushes import push_hosts, push_keys
 from netloom.agent.ratelimit import round_robin
-from netloom.agent.tags import expired_state_keys, state_tags, topology_tags
+from netloom.agent.tags import state_tags, topology_tags
 from netloom.agent.translate import to_datapath_actions, to_flow
 from netloom.agent.tunnels import TunnelPeers
 from netloom.agent.view import AgentView, Interest, related
@@ -458,15 +458,16 @@ class Agent:
         """Periodic work: flow expiry, state expiry, parked timeouts, interest expiry, retrying
         bindings whose interface was missing."""
         self.view.now = now
-        self._installer.expire(now)
+        # a flow idles for idle_timeout_s before it goes: checking 10 times in that span is
+        # plenty, and spares a dump of the whole table every tick
+        self._installer.expire(now, self.cfg.idle_timeout_s / 10)
         self._expire_state(now)
         self._parking.expire(now)
         self._expire_interests(now)
         self._bindings.replug()
 
     def _expire_state(self, now: float) -> None:
-        dead = expired_state_keys(self.state, now)
-        self.state.expire(now)
+        dead = self.state.expire(now)
         if dead:
             self._invalidate(dead, why="state expiry")
 
