@@ -40,6 +40,7 @@ from netloom.sim.conditions import ACCEPT
 from netloom.sim.context import Ctx, Egress
 from netloom.sim.icmp import deny, patch_quote
 from netloom.sim.result import (
+    F_CT_STATE,
     F_ETH_SRC,
     F_ETH_TYPE,
     F_IP_SRC,
@@ -70,9 +71,11 @@ def simulate(
     """Simulate ``packet`` arriving on virtual port ``in_port_id``. Never mutates ``state``.
 
     ``ct_state``: what the datapath's conntrack said of the packet (``flows.model.CT_*``),
-    read by stateful rules when ``config.kernel_conntrack``. A packet that meets a stateful
-    NAT rule needs the agent's own connection tracking (its bindings live there): it is
-    simulated again with kernel conntrack off."""
+    read by stateful rules when ``config.kernel_conntrack``. What the datapath cannot track
+    alone is simulated again with kernel conntrack off (the agent's table): a packet that
+    meets a stateful NAT rule (its bindings live in the agent), and a decision that is no
+    flow (generated replies, non-cacheable results: what answers them is simulated by the
+    agent, which must know the connection)."""
     if not isinstance(packet, Frame):
         parsed = parse(packet)
         if isinstance(parsed, ParseError):
@@ -88,7 +91,8 @@ def simulate(
         r = _result(c, Verdict.NOT_YET, (missing.what,))
     else:
         r = _result(c, None, ())
-    if c.nat_state and config.kernel_conntrack:
+    agent_only = c.nat_state or not r.cacheable or r.generated
+    if config.kernel_conntrack and c.read & F_CT_STATE and agent_only:
         agent_ct = replace(config, kernel_conntrack=False)
         return simulate(packet, in_port_id, topo, state, now, agent_ct, ct_state)
     return r
