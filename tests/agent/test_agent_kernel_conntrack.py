@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import pytest
 
-from netloom.flows.model import CtCommit
-from netloom.packet import ip_to_int
+from netloom.agent.related import upcall_ct_state
+from netloom.datapath.base import PortKind, Upcall, UpcallReason
+from netloom.datapath.memory import MemoryDatapath
+from netloom.flows.model import CT_NEW, CT_REL, CtCommit
+from netloom.packet import Frame, Icmp, IPv4, build, ip_to_int, mac_to_int
+from netloom.packet.headers import ETH_TYPE_IPV4, IPPROTO_ICMP, Ethernet
 from netloom.sim import SimConfig
 
-from .agentlab import IP, MAC_R1, MAC_R2, Cluster, cluster, run, tcp
+from .agentlab import IP, MAC, MAC_R1, MAC_R2, Cluster, cluster, run, tcp
 
 pytestmark = pytest.mark.unit
 SYN, SYN_ACK, ACK = 0x02, 0x12, 0x10
@@ -73,3 +77,21 @@ def test_flag_off_keeps_the_agent_path() -> None:
             assert c.nodes["h1"].agent.state.conntrack
 
     run(scenario())
+
+
+def test_icmp_error_quoting_a_tracked_connection_is_related() -> None:
+    dp = MemoryDatapath(clock=1.0)
+    port = dp.add_port("vm", PortKind.VM)
+    sent = build(tcp("A", IP["C"], MAC_R1, 40000, 22))
+    error = Frame(
+        Ethernet(mac_to_int(MAC_R1), mac_to_int(MAC["C"]), ETH_TYPE_IPV4),
+        ip=IPv4(ip_to_int(IP["C"]), ip_to_int(IP["A"]), IPPROTO_ICMP),
+        l4=Icmp(3, 3),
+        payload=sent[14:42],
+    )
+    up = Upcall(build(error), port, UpcallReason.MISS, ct_state=CT_NEW)
+    assert upcall_ct_state(up, dp) == CT_NEW
+    # the quoted packet (A -> C) was delivered to this port: its reply direction is here
+    a, c = ip_to_int(IP["A"]), ip_to_int(IP["C"])
+    dp.ct.commit((port, 6, c, a, 22, 40000), reply=True, closing=False, now=1.0)
+    assert upcall_ct_state(up, dp) == CT_NEW | CT_REL

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from netloom.flows.model import CT_ALL, CT_EST, CT_NEW, CT_RPL
-from netloom.packet import Frame, IPv4, Tcp, ip_to_int, mac_to_int
-from netloom.packet.headers import ETH_TYPE_IPV4, Ethernet
+from netloom.flows.model import CT_ALL, CT_EST, CT_NEW, CT_REL, CT_RPL
+from netloom.packet import Frame, Icmp, IPv4, Tcp, build, ip_to_int, mac_to_int
+from netloom.packet.headers import ETH_TYPE_IPV4, IPPROTO_ICMP, Ethernet
 from netloom.sim import Result, SimConfig, Verdict
 from netloom.sim.state import ConntrackAdded
 
@@ -29,6 +29,7 @@ from .conftest import (
     standard_lab,
     static_fip_lab,
     tcp,
+    udp,
 )
 
 pytestmark = pytest.mark.unit
@@ -113,3 +114,21 @@ def test_static_floating_ip_stays_on_the_kernel_path() -> None:
     back = tcp(MAC_C, MAC_R2, IP_C, REMOTE, sport=22, dport=5555, flags=0x12)
     r = _sim(lab, "C", back, CT_EST | CT_RPL)
     assert r.verdict is Verdict.FORWARD and not r.ct_commit and r.changes == ()
+
+
+def test_icmp_error_is_related_when_the_datapath_says_so() -> None:
+    lab = _kernel(standard_lab())
+    strict = lab.chain(
+        "return-only", {"action": "accept", "match_return_flow": True}, {"action": "drop"}
+    )
+    lab.update(lab.ports["A"].model_copy(update={"outbound_filter_id": strict.id}))
+    sent = build(udp(MAC_A, MAC_R1, IP_A, IP_C, sport=40000, dport=9))
+    error = Frame(
+        Ethernet(mac_to_int(MAC_R2), mac_to_int(MAC_C), ETH_TYPE_IPV4),
+        ip=IPv4(ip_to_int(IP_C), ip_to_int(IP_A), IPPROTO_ICMP),
+        l4=Icmp(3, 3),
+        payload=sent[14:42],
+    )
+    r = _sim(lab, "C", error, CT_NEW | CT_REL)
+    assert r.verdict is Verdict.FORWARD and not r.cacheable
+    assert _sim(lab, "C", error, CT_NEW).verdict is Verdict.DROP  # nothing says it is related

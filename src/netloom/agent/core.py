@@ -36,6 +36,7 @@ from netloom.agent.metrics import AgentMetrics
 from netloom.agent.parking import Parked, ParkingLot, wait_key
 from netloom.agent.pushes import push_hosts, push_keys
 from netloom.agent.ratelimit import round_robin
+from netloom.agent.related import upcall_ct_state
 from netloom.agent.tags import state_tags, topology_tags
 from netloom.agent.translate import to_datapath_actions, to_flow
 from netloom.agent.tunnels import TunnelPeers
@@ -322,7 +323,8 @@ class Agent:
 
     def _process(self, p: Parked, now: float) -> None:
         up = p.upcall
-        r = self._simulate(p.packet, p.port_id, now, up.ct_state if up is not None else 0)
+        ct_state = upcall_ct_state(up, self.dp) if up is not None else 0
+        r = self._simulate(p.packet, p.port_id, now, ct_state)
         # A decision taken while some record was still loading is sent once, never cached.
         cacheable = r.cacheable and not self._missed
         if r.verdict is Verdict.NOT_YET:

@@ -37,7 +37,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from netloom.datapath.conntrack import ConntrackSettings
+from netloom.datapath.conntrack import ConntrackSettings, CtEntry, CtTuple
 from netloom.errors import InvalidInput
 from netloom.flows.model import Action, Flow, FlowKey, FlowMask, FlowStats
 
@@ -214,6 +214,10 @@ class Datapath(Protocol):
 
     def set_conntrack(self, settings: ConntrackSettings) -> None:
         """Conntrack lifetimes (and, where the table can be resized live, its bound)."""
+        ...
+
+    def conntrack_entry(self, t: CtTuple) -> CtEntry | None:
+        """The live conntrack entry of ``t`` (read only), None if absent or expired."""
         ...
 
     def reinject(self, upcall: Upcall) -> object:

@@ -31,7 +31,14 @@ from netloom.datapath.base import (
     flow_id,
     port_kind,
 )
-from netloom.datapath.conntrack import Conntrack, ConntrackSettings, closes, ct_tuple
+from netloom.datapath.conntrack import (
+    Conntrack,
+    ConntrackSettings,
+    CtEntry,
+    CtTuple,
+    closes,
+    ct_tuple,
+)
 from netloom.datapath.tss import MaskTable
 from netloom.errors import InvalidInput, NotFound
 from netloom.flows.model import (
@@ -282,6 +289,11 @@ class MemoryDatapath:
 
     def set_upcall_limit(self, limit: UpcallLimit | None) -> None:
         self._limiter = PortLimiter(limit.rate, limit.burst) if limit else None
+
+    def conntrack_entry(self, t: CtTuple) -> CtEntry | None:
+        """The live entry of ``t`` (read only: no refresh)."""
+        e = self.ct.entries().get(t)
+        return e if e is not None and e.expires > self._now(None) else None
 
     def set_conntrack(self, settings: ConntrackSettings) -> None:
         """Conntrack lifetimes and bound (entries kept; a smaller bound applies on insert)."""

@@ -27,6 +27,9 @@ CT_NEW = 1  # no conntrack entry for the packet's tuple at its in_port
 CT_EST = 2  # an entry exists
 CT_RPL = 4  # ... and it is the reply direction of its connection
 CT_ALL = CT_NEW | CT_EST | CT_RPL
+# Given to the simulation only, never in a flow key: an ICMP error quoting a connection the
+# datapath tracks at the error's in_port (related traffic, as Linux conntrack calls it).
+CT_REL = 8
 
 # Spare VNI bits (tunnel keys use 20 bits; RFC 7348 carries 24) telling the receiving host what
 # to do with its conntrack table on delivery (values shared with NL_VNI_* in netloom.h).
@@ -208,6 +211,7 @@ __all__ = [
     "CT_ALL",
     "CT_EST",
     "CT_NEW",
+    "CT_REL",
     "CT_RPL",
     "EXACT",
     "FIELD_NAMES",

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from netloom.errors import NotYet
-from netloom.flows.model import CT_NEW, CT_RPL
+from netloom.flows.model import CT_NEW, CT_REL, CT_RPL
 from netloom.model import addressing
 from netloom.model.records import Rule, RuleAction
 from netloom.packet.util import int_to_ip, int_to_mac, ip_to_int, mac_to_int, prefix
@@ -325,6 +325,9 @@ def is_forward(c: Ctx) -> bool:
     zone = c.zone
     if c.inner is not None:  # ICMP error: related to the connection of the quoted packet
         c.cacheable = False
+        if c.ct_state & CT_REL:  # the datapath tracks the quoted connection (see CT_REL)
+            c.step("conntrack", zone, "", "return", "related: datapath")
+            return False
         p, s, sp, d, dp = c.inner
         if p == 1:
             sp = dp = 0

@@ -140,7 +140,7 @@ class Ctx:
                 if l4.type in ICMP_ECHO_TYPES:
                     self.icmp_id = l4.rest >> 16
                 elif l4.type in ICMP_ERROR_TYPES:
-                    self.inner = _quoted(frame.payload)
+                    self.inner = quoted(frame.payload)
             else:
                 self.tp_src = l4.sport  # type: ignore[union-attr]
                 self.tp_dst = l4.dport  # type: ignore[union-attr]
@@ -238,7 +238,7 @@ class Ctx:
         return self.eth_type == ETH_TYPE_IPV4 and self.is_ip
 
 
-def _quoted(payload: bytes) -> Inner | None:
+def quoted(payload: bytes) -> Inner | None:
     """(proto, src, sport, dst, dport) of the datagram an ICMP error quotes, or None."""
     if len(payload) < 20:
         return None
@@ -253,4 +253,12 @@ def _quoted(payload: bytes) -> Inner | None:
     return proto, src, sport, dst, dport
 
 
-__all__ = ["ICMP_ECHO_TYPES", "ICMP_ERROR_TYPES", "Ctx", "Egress", "Inner", "Snapshot"]
+__all__ = [
+    "ICMP_ECHO_TYPES",
+    "ICMP_ERROR_TYPES",
+    "Ctx",
+    "Egress",
+    "Inner",
+    "Snapshot",
+    "quoted",
+]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import time
 from collections.abc import Sequence
 
 from netloom.datapath.base import (
@@ -148,14 +149,20 @@ class BpfDatapath:
         ``max_conntrack``), fixed for the life of the pins."""
         self._config.set_conntrack(settings)
 
+    def conntrack_entry(self, t: CtTuple) -> CtEntry | None:
+        """The live entry of ``t`` in ``nl_ct`` (a lookup: no refresh, no LRU bump)."""
+        zone, proto, src, dst, sp, dp = t
+        key = abi.CT_KEY.pack(zone, src, dst, sp, dp, proto)
+        raw = self._loader.map("nl_ct").lookup(key, abi.CT_ENTRY.size)
+        e = _ct_entry(raw) if raw is not None else None
+        return e if e is not None and e.expires > time.monotonic() else None
+
     def conntrack(self) -> dict[CtTuple, CtEntry]:
         """The kernel's conntrack table (``nl_ct``), times in monotonic seconds."""
         out: dict[CtTuple, CtEntry] = {}
         for k, v in self._loader.map("nl_ct").items(abi.CT_KEY.size, abi.CT_ENTRY.size):
             zone, src, dst, sp, dp, proto = abi.CT_KEY.unpack(k)
-            exp, ref, flags, _ = abi.CT_ENTRY.unpack(v)
-            reply, closing = bool(flags & abi.CTF_REPLY), bool(flags & abi.CTF_CLOSING)
-            out[(zone, proto, src, dst, sp, dp)] = CtEntry(reply, closing, exp / 1e9, ref / 1e9)
+            out[(zone, proto, src, dst, sp, dp)] = _ct_entry(v)
         return out
 
     # ---- BPF_PROG_TEST_RUN (test vectors, micro-benchmarks) --------------------------------
@@ -191,6 +198,12 @@ class BpfDatapath:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _ct_entry(raw: bytes) -> CtEntry:
+    exp, ref, flags, _ = abi.CT_ENTRY.unpack(raw)
+    reply, closing = bool(flags & abi.CTF_REPLY), bool(flags & abi.CTF_CLOSING)
+    return CtEntry(reply, closing, exp / 1e9, ref / 1e9)
 
 
 __all__ = ["BpfDatapath"]
