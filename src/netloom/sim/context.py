@@ -120,6 +120,12 @@ class Ctx:
         self.devices = self.ttl_decs = 0
         self.zone = ""
         self.in_port = self.out_port = self.inner = None
+        self._load(frame)
+        self.frame_inner = self.inner
+        self.orig_icmp_id = self.icmp_id
+
+    def _load(self, frame: Frame) -> None:
+        """The packet's headers as the simulation reads and rewrites them."""
         eth = frame.eth
         self.eth_src, self.eth_dst, self.eth_type = eth.src, eth.dst, eth.ethertype
         self.vlan = eth.vlan.vid if eth.vlan is not None else 0
@@ -152,8 +158,6 @@ class Ctx:
                 self.ip_src, self.ip_dst, self.proto = arp.spa, arp.tpa, arp.op
             else:
                 self.ip_src = self.ip_dst = self.proto = 0
-        self.frame_inner = self.inner
-        self.orig_icmp_id = self.icmp_id
 
     # -- branch save/restore -------------------------------------------------------------------
 
