@@ -161,7 +161,8 @@ def parser(prog: str = PROG) -> argparse.ArgumentParser:
         "--conntrack-size",
         type=int,
         default=262144,
-        help="Entries of the datapath's conntrack table (least recently used evicted when full).",
+        help="Entries of the datapath's conntrack table (least recently used evicted when "
+        "full); the kernel's table takes it when the datapath is first loaded.",
     )
     p.add_argument(
         "--conntrack-lifetimes",
