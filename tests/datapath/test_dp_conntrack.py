@@ -71,6 +71,9 @@ def test_ct_vector_memory(v: CtVector) -> None:
         got.append(summary(outs, ports))
     c = dp.counters()
     check_result(v, got, named(dp.ct.entries(), ports, t), (c.ct_commits, c.ct_lost))
+    dp.set_clock(t)
+    for tup, e in dp.ct.entries().items():  # the read-only lookup agrees with the table
+        assert (dp.conntrack_entry(tup) is not None) == (e.expires > t)
 
 
 # ---- the kernel, through BPF_PROG_TEST_RUN ---------------------------------------------------
@@ -155,6 +158,10 @@ def test_ct_vector_bpf(v: CtVector, ct_env: tuple[BpfDatapath, Ports, int]) -> N
                 outs = dp.run_outcome(s.packet, ports[s.in_port])
             got.append(summary(outs, ports))
         table = named(dp.conntrack(), ports, time.monotonic())
+        now = time.monotonic()
+        for t, e in dp.conntrack().items():  # the read-only lookup agrees with the dump
+            if e.expires > now + 1 or e.expires < now:
+                assert (dp.conntrack_entry(t) is not None) == (e.expires > now)
     finally:
         dp.delete([(f.key, f.mask) for f in flows])
     c = dp.counters()
