@@ -103,6 +103,14 @@ def test_agent_cli_rejects_bad_arguments() -> None:
         timeout=30,
     )
     assert r.returncode == 1 and "HOST:PORT" in r.stderr
+    for bad in (["--conntrack-size", "0"], ["--conntrack-lifetimes", "1:2"]):
+        r = subprocess.run(
+            [NETLOOM, "agent", "--host-id", "x", "--topology", "h:1", *bad],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert r.returncode == 2 and "conntrack" in r.stderr, r.stderr
 
 
 def test_both_entry_points_take_the_same_options() -> None:
@@ -144,8 +152,12 @@ def test_agent_options_round_trip_through_argv() -> None:
         vxlan_encap=VxlanEncap.device,
         log_format=LogFormat.json,
         verbose=True,
+        kernel_conntrack=False,
+        conntrack_size=1024,
+        conntrack_lifetimes="30:1:5",
     )
     assert parse_argv(full.to_argv()) == full
+    assert full.conntrack().tcp_closing_s == 1.0 and full.conntrack().max_entries == 1024
     minimal = AgentOptions(topology="127.0.0.1:1", host_id="x")
     assert minimal.to_argv() == ["--topology", "127.0.0.1:1", "--host-id", "x"]
     assert parse_argv(minimal.to_argv()) == minimal

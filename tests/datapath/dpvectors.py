@@ -67,11 +67,13 @@ def frame(
     vlan: int | None = None,
     udp_zero_csum: bool = False,
     icmp_type: int = 8,
+    tcp_flags: int = 0x02,
 ) -> bytes:
     """Ethernet + IPv4 + TCP/UDP/ICMP with correct checksums."""
     s, d = ip(src).to_bytes(4, "big"), ip(dst).to_bytes(4, "big")
     if proto == 6:
-        l4 = struct.pack("!HHIIBBHHH", sport, dport, 1, 0, 5 << 4, 0x02, 65535, 0, 0) + payload
+        l4 = struct.pack("!HHIIBBHHH", sport, dport, 1, 0, 5 << 4, tcp_flags, 65535, 0, 0)
+        l4 += payload
         c = _csum(s + d + struct.pack("!BBH", 0, 6, len(l4)) + l4)
         l4 = l4[:16] + struct.pack("!H", c) + l4[18:]
     elif proto == 17:

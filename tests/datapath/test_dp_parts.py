@@ -31,7 +31,8 @@ def config_of(cm: FakeMap) -> tuple[int, ...]:
 def test_config_is_written_with_this_abi_and_trace() -> None:
     fm = FakeMap()
     ConfigMap(fm).start(trace=True)
-    assert config_of(fm) == (abi.ABI_VERSION, 0, 0, 1, 0, 0, 0, 0, 0, 0)
+    ct = (21_600_000, 10_000, 60_000, 0)
+    assert config_of(fm) == (abi.ABI_VERSION, 0, 0, 1, 0, 0, 0, 0, 0, 0, *ct)
 
 
 def test_config_tunnel_and_upcall_limit_fields() -> None:
@@ -69,7 +70,7 @@ def test_abi_check_refuses_other_versions_only() -> None:
     check_abi(fm, Path("/x"))  # never configured
     ConfigMap(fm).start(trace=False)
     check_abi(fm, Path("/x"))
-    fm.data[bytes(4)] = abi.CONFIG.pack(abi.ABI_VERSION - 1, *[0] * 9)
+    fm.data[bytes(4)] = abi.CONFIG.pack(abi.ABI_VERSION - 1, *[0] * 13)
     with pytest.raises(DatapathError, match="use ABI"):
         check_abi(fm, Path("/x"))
 

@@ -32,7 +32,7 @@ import threading
 import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -44,7 +44,7 @@ from netloom.lab import lab as labmod
 from netloom.lab import netns, nsexec, probes
 from netloom.lab.cluster import NetnsApiClient
 from netloom.lab.lab import AGENT_PROGRAM, Lab
-from netloom.lab.plan import host_name, vm_mac
+from netloom.lab.plan import AgentTuning, host_name, vm_mac
 from netloom.lab.supervisor import alive
 from netloom.packet.util import ip_to_int, mac_to_int
 from netloom.plan import Applier, parse_documents
@@ -271,12 +271,13 @@ class NetLab:
         hosts: int,
         vms: dict[str, VmSpec],
         *,
-        idle_timeout: float = 60.0,
         chains: dict[str, list[dict[str, Any]]] | None = None,
+        agents: AgentTuning | None = None,
     ) -> None:
         self.name = name
         self.specs = vms
-        self.idle_timeout = idle_timeout
+        # the agents' options: idle timeout (default 60 s), conntrack; metrics on METRICS_PORT
+        self.agents = replace(agents or AgentTuning(), metrics_port=METRICS_PORT)
         self.lab = Lab.create(self.name, tx_off=True)
         self.lab.state.datapath = "bpf"
         self.ids: dict[str, str] = {}
@@ -401,7 +402,7 @@ class NetLab:
     # -- agents -------------------------------------------------------------------------------
 
     def start_agents(self) -> None:
-        self.lab.start_agents(metrics_port=METRICS_PORT, idle_timeout=self.idle_timeout)
+        self.lab.start_agents(tuning=self.agents)
 
     def agent_pid(self, host: int) -> int | None:
         ns = host_name(self.name, host)

@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from netloom.lab.plan import AgentTuning
 from waiting import wait_until
 
 from .conftest import EchoServer, VmSpec, can_connect, echoes, netlab, tcp_connect
@@ -36,7 +37,9 @@ def test_return_traffic_accepted_on_other_host_by_pushed_state() -> None:
         "a": VmSpec(1, 1, 10, {"inbound_filter_id": "a_out", "outbound_filter_id": "a_in"}),
         "c": VmSpec(2, 2, 10),
     }
-    with netlab(2, vms, chains=CHAINS, idle_timeout=IDLE_S) as lab:
+    # the agent's conntrack and its pushes
+    agents = AgentTuning(idle_timeout=IDLE_S, kernel_conntrack=False)
+    with netlab(2, vms, chains=CHAINS, agents=agents) as lab:
         a_ns, c_ns, a_ip, c_ip = lab.ns("a"), lab.ns("c"), lab.ip("a"), lab.ip("c")
         to_c = EchoServer(c_ns, c_ip, 5201)
         to_a = EchoServer(a_ns, a_ip, 7000)

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 import pytest
 
 from netloom.lab import nsexec
+from netloom.lab.plan import AgentTuning
 from waiting import wait_until
 
 from .conftest import EchoServer, NetLab, VmSpec, netlab, ping_ok, tcp_connect
@@ -54,7 +55,9 @@ def lab() -> Iterator[NetLab]:
         "b": VmSpec(1, 1, 11, {"inbound_filter_id": "b_out", "outbound_filter_id": "b_in"}),
         "c": VmSpec(2, 2, 10, {"outbound_filter_id": "c_in"}),
     }
-    with netlab(2, vms, chains=CHAINS) as built:
+    # b's connections go through the agent (one upcall each), as the flood test wants
+    agent_path = AgentTuning(kernel_conntrack=False)
+    with netlab(2, vms, chains=CHAINS, agents=agent_path) as built:
         yield built
 
 

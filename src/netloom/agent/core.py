@@ -36,11 +36,13 @@ from netloom.agent.metrics import AgentMetrics
 from netloom.agent.parking import Parked, ParkingLot, wait_key
 from netloom.agent.pushes import push_hosts, push_keys
 from netloom.agent.ratelimit import round_robin
-from netloom.agent.tags import expired_state_keys, state_tags, topology_tags
+from netloom.agent.related import upcall_ct_state
+from netloom.agent.tags import state_tags, topology_tags
 from netloom.agent.translate import to_datapath_actions, to_flow
 from netloom.agent.tunnels import TunnelPeers
 from netloom.agent.view import AgentView, Interest, related
 from netloom.datapath.base import Datapath, Upcall, UpcallLimit, UpcallReason
+from netloom.datapath.conntrack import ConntrackSettings
 from netloom.errors import Untranslatable
 from netloom.flows.model import Output, Tunnel
 from netloom.model.records import Port, PortGroup, TunnelZone
@@ -101,6 +103,9 @@ class AgentConfig:
     kernel_upcall_burst: int = 2000
     interest_idle_s: float = 120.0
     max_generated_hops: int = 4
+    # the datapath's connection tracking (lifetimes, size); used by stateful rules when
+    # sim.kernel_conntrack is on
+    conntrack: ConntrackSettings = field(default_factory=ConntrackSettings)
 
 
 class Agent:
@@ -159,6 +164,8 @@ class Agent:
         self.dp.set_upcall_limit(
             UpcallLimit(self.cfg.kernel_upcall_rate, self.cfg.kernel_upcall_burst)
         )
+        self.dp.set_conntrack(self.cfg.conntrack)
+        self.metrics.ct_capacity.set(self.cfg.conntrack.max_entries)
         self.metrics.watch_datapath(self.dp.counters)
         for i in (
             Interest.where("port", "host_id", self.host_id),
@@ -304,9 +311,9 @@ class Agent:
             self._process(Parked(up, up.packet, port_id, now + self.cfg.park_timeout_s), now)
             self.metrics.latency.observe(self._perf() - t0)
 
-    def _simulate(self, packet: bytes, port_id: str, now: float) -> Result:
+    def _simulate(self, packet: bytes, port_id: str, now: float, ct_state: int = 0) -> Result:
         self.view.now = now
-        r = simulate(packet, port_id, self.view, self.state, now, self.cfg.sim)
+        r = simulate(packet, port_id, self.view, self.state, now, self.cfg.sim, ct_state)
         self.stats["simulations"] += 1
         self.metrics.simulations.labels(r.verdict.value).inc()
         self._missed = self.view.take_missed()
@@ -316,7 +323,8 @@ class Agent:
 
     def _process(self, p: Parked, now: float) -> None:
         up = p.upcall
-        r = self._simulate(p.packet, p.port_id, now)
+        ct_state = upcall_ct_state(up, self.dp) if up is not None else 0
+        r = self._simulate(p.packet, p.port_id, now, ct_state)
         # A decision taken while some record was still loading is sent once, never cached.
         cacheable = r.cacheable and not self._missed
         if r.verdict is Verdict.NOT_YET:
@@ -333,7 +341,7 @@ class Agent:
             elif up is not None and up.reason is UpcallReason.MTU and cacheable:
                 self.stats["dropped"] += 1  # over the port MTU, no ICMP to send: drop
             else:
-                acts = to_datapath_actions(r.actions, self._locate)
+                acts = to_datapath_actions(r.actions, self._locate, ct_commit=r.ct_commit)
                 if acts and not (up is not None and up.reason is UpcallReason.TTL):
                     self.dp.execute(p.packet, acts, up.in_port if up is not None else 0)
         except Untranslatable as exc:
@@ -452,15 +460,16 @@ class Agent:
         """Periodic work: flow expiry, state expiry, parked timeouts, interest expiry, retrying
         bindings whose interface was missing."""
         self.view.now = now
-        self._installer.expire(now)
+        # a flow idles for idle_timeout_s before it goes: checking 10 times in that span is
+        # plenty, and spares a dump of the whole table every tick
+        self._installer.expire(now, self.cfg.idle_timeout_s / 10)
         self._expire_state(now)
         self._parking.expire(now)
         self._expire_interests(now)
         self._bindings.replug()
 
     def _expire_state(self, now: float) -> None:
-        dead = expired_state_keys(self.state, now)
-        self.state.expire(now)
+        dead = self.state.expire(now)
         if dead:
             self._invalidate(dead, why="state expiry")
 

@@ -21,6 +21,7 @@ class FlowInstaller:
         self._flows = flows
         self._stats = stats
         self._metrics = metrics
+        self._next_expiry = float("-inf")
 
     def next_cookie(self) -> int:
         return self._flows.next_cookie()
@@ -48,8 +49,12 @@ class FlowInstaller:
         log.info("invalidated %s", kv(flows=len(doomed), why=why))
         return len(doomed)
 
-    def expire(self, now: float) -> None:
-        """Forget the flows the datapath expired (idle) by ``now``."""
+    def expire(self, now: float, every_s: float = 0.0) -> None:
+        """Forget the flows the datapath expired (idle) by ``now``. The datapath's expiry
+        reads every flow (the kernel's: one batched dump): at most once per ``every_s``."""
+        if now < self._next_expiry:
+            return
+        self._next_expiry = now + every_s
         gone = self._dp.expire(now)
         if gone:
             n = self._flows.forget(gone)

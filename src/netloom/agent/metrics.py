@@ -64,6 +64,11 @@ class AgentMetrics:
             "Store revision up to which every topology change has been applied",
             registry=r,
         )
+        self.ct_capacity = Gauge(
+            "netloom_datapath_conntrack_capacity",
+            "Entries the datapath's conntrack table holds before it evicts",
+            registry=r,
+        )
         self.latency = Histogram(
             "netloom_agent_upcall_seconds",
             "Upcall handling time (simulate, install, execute)",
@@ -111,6 +116,16 @@ class _DatapathCollector(Collector):
             "netloom_datapath_upcalls_lost",
             "Upcalls the datapath dropped for want of queue room",
             value=c.upcalls_lost,
+        )
+        yield CounterMetricFamily(
+            "netloom_datapath_conntrack_commits",
+            "Connections the datapath committed to its conntrack table",
+            value=c.ct_commits,
+        )
+        yield CounterMetricFamily(
+            "netloom_datapath_conntrack_lost",
+            "TCP packets without SYN that found no conntrack entry (evicted or expired)",
+            value=c.ct_lost,
         )
 
 

@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from netloom.datapath.sizing import DEFAULT_FLOWS, check_entries
+from netloom.datapath.conntrack import ConntrackSettings
+from netloom.datapath.sizing import DEFAULT_CONNTRACK, DEFAULT_FLOWS, check_entries
 from netloom.errors import InvalidInput
 
 DEFAULT_METRICS_PORT = 9464  # Prometheus text on 127.0.0.1:9464 in the agent's network namespace
@@ -51,6 +52,22 @@ class AgentOptions:
     vxlan_encap: VxlanEncap = VxlanEncap.bpf
     log_format: LogFormat = LogFormat.text
     verbose: bool = False
+    # stateful rules decided by the datapath's conntrack (no upcall per connection)
+    kernel_conntrack: bool = True
+    conntrack_size: int = DEFAULT_CONNTRACK
+    conntrack_lifetimes: str = "21600:10:60"  # TCP established : TCP closing : other (s)
+
+    def conntrack(self) -> ConntrackSettings:
+        """The datapath's conntrack settings; InvalidInput for bad values."""
+        parts = self.conntrack_lifetimes.split(":")
+        try:
+            est, closing, other = (float(x) for x in parts)
+        except ValueError:
+            raise InvalidInput(
+                "--conntrack-lifetimes must be ESTABLISHED:CLOSING:OTHER seconds",
+                field="conntrack_lifetimes",
+            ) from None
+        return ConntrackSettings(est, closing, other, self.conntrack_size)
 
     def check(self) -> None:
         """Raise :class:`InvalidInput` for a combination the agent cannot run with."""
@@ -63,6 +80,7 @@ class AgentOptions:
             raise InvalidInput(f"--mtu must be in [{MIN_UNDERLAY_MTU}, 65535]", field="mtu")
         if self.metrics_port is not None and not 0 < self.metrics_port < 65536:
             raise InvalidInput("--metrics-port must be in [1, 65535]", field="metrics_port")
+        self.conntrack()
 
     def address(self) -> tuple[str, int]:
         """``topology`` as (host, port)."""
@@ -89,11 +107,15 @@ class AgentOptions:
             ("--mtu", self.mtu),
             ("--vxlan-encap", self.vxlan_encap),
             ("--log-format", self.log_format),
+            ("--conntrack-size", self.conntrack_size),
+            ("--conntrack-lifetimes", self.conntrack_lifetimes),
         ):
             if value is not None and value != getattr(default, _dest(flag)):
                 argv += [flag, str(value)]
         if self.verbose:
             argv.append("--verbose")
+        if not self.kernel_conntrack:
+            argv.append("--no-kernel-conntrack")
         return argv
 
 
@@ -139,6 +161,26 @@ def parser(prog: str = PROG) -> argparse.ArgumentParser:
     )
     p.add_argument("--log-format", type=LogFormat, choices=list(LogFormat), default="text")
     p.add_argument("--verbose", "-v", action="store_true")
+    p.add_argument(
+        "--no-kernel-conntrack",
+        dest="kernel_conntrack",
+        action="store_false",
+        help="Stateful security groups tracked by the agent (an upcall and a flow-state push "
+        "per connection) instead of the datapath's conntrack table.",
+    )
+    p.add_argument(
+        "--conntrack-size",
+        type=int,
+        default=DEFAULT_CONNTRACK,
+        help="Entries of the datapath's conntrack table (least recently used evicted when "
+        "full); the kernel's table takes it when the datapath is first loaded.",
+    )
+    p.add_argument(
+        "--conntrack-lifetimes",
+        default="21600:10:60",
+        help="Conntrack entry lifetimes in seconds, ESTABLISHED:CLOSING:OTHER (TCP established, "
+        "TCP after FIN/RST, anything else).",
+    )
     return p
 
 
@@ -159,6 +201,9 @@ def parse_argv(argv: Sequence[str], prog: str = PROG) -> AgentOptions:
         vxlan_encap=VxlanEncap(ns.vxlan_encap),
         log_format=LogFormat(ns.log_format),
         verbose=ns.verbose,
+        kernel_conntrack=ns.kernel_conntrack,
+        conntrack_size=ns.conntrack_size,
+        conntrack_lifetimes=ns.conntrack_lifetimes,
     )
     try:
         options.check()

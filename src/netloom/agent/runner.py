@@ -34,17 +34,20 @@ async def _resolve_host(address: tuple[str, int], name: str) -> str:
 
 
 def _datapath(options: AgentOptions, host_id: str) -> Datapath:
-    """The datapath the options ask for, its flow table sized by ``--flow-table-size``."""
+    """The datapath the options ask for, its tables sized by ``--flow-table-size`` and
+    ``--conntrack-size``."""
     if options.datapath is DatapathKind.memory:
         from netloom.datapath.memory import MemoryDatapath
 
         return MemoryDatapath(max_flows=options.flow_table_size)
     try:
         from netloom.datapath.bpf import BpfDatapath
-        from netloom.datapath.bpf.loader import FLOWS
+        from netloom.datapath.bpf.loader import CONNTRACK, FLOWS
     except ImportError as exc:  # the kernel datapath is optional at import time
         raise NetloomError(f"the bpf datapath is not available: {exc}") from None
-    return BpfDatapath(host_id, max_entries={FLOWS: options.flow_table_size})
+    # the sizes hold from the object's first load (its pins keep them)
+    sizes = {FLOWS: options.flow_table_size, CONNTRACK: options.conntrack_size}
+    return BpfDatapath(host_id, max_entries=sizes)
 
 
 async def serve(options: AgentOptions) -> None:
@@ -64,8 +67,9 @@ async def serve(options: AgentOptions) -> None:
             host_id,
             underlay_ip=options.underlay_ip,
             idle_timeout_s=options.idle_timeout,
-            sim=SimConfig(underlay_mtu=options.mtu),
+            sim=SimConfig(underlay_mtu=options.mtu, kernel_conntrack=options.kernel_conntrack),
             vxlan_in_datapath=options.vxlan_encap is VxlanEncap.bpf,
+            conntrack=options.conntrack(),
         ),
         _datapath(options, host_id),
     )

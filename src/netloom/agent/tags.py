@@ -86,12 +86,4 @@ def state_tags(state: SimState, batch: Sequence[StateChange]) -> tuple[list[obje
     return tags, arps
 
 
-def expired_state_keys(state: SimState, now: float) -> list[object]:
-    """The conntrack, NAT and ARP keys that expire at ``now``."""
-    dead: list[object] = [k for k, exp in state.conntrack.items() if exp <= now]
-    dead += [k for k, v in state.nat.items() if v[2] <= now]
-    dead += [k for k, v in state.arp.items() if v[1] <= now]
-    return dead
-
-
-__all__ = ["expired_state_keys", "state_tags", "topology_tags"]
+__all__ = ["state_tags", "topology_tags"]

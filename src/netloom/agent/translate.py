@@ -9,6 +9,10 @@ output to virtual port P becomes:
   receiving host maps the VNI straight to P's interface without simulating again, MidoNet's
   rule; RFC 7348 carries the VNI).
 
+A result that commits its connection (``Result.ct_commit``: kernel conntrack) starts with
+``CtCommit`` and its outputs and tunnels carry ``ct``, so the receiving port commits the reply
+direction: no flow-state push is needed for the connection's replies.
+
 Header rewrites map 1:1 (the simulation already uses the datapath's action types). The match
 is the packet's key with ``in_port`` set to the datapath port it arrived on; the mask is the
 set of fields the simulation read, so one flow serves every packet the simulation would have
@@ -21,22 +25,25 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from netloom.errors import Untranslatable
-from netloom.flows.model import Action, Flow, FlowKey, Output, Tunnel
+from netloom.flows.model import Action, CtCommit, Flow, FlowKey, Output, Tunnel
 from netloom.sim.result import OutputPort, Result, VirtualAction
 
 # virtual port id -> where its packets go from this host (None: unknown, cannot send)
 Locate = Callable[[str], Output | Tunnel | None]
 
 
-def to_datapath_actions(actions: tuple[VirtualAction, ...], locate: Locate) -> tuple[Action, ...]:
-    """Translate virtual actions; raises :class:`Untranslatable` for an unknown output."""
-    out: list[Action] = []
+def to_datapath_actions(
+    actions: tuple[VirtualAction, ...], locate: Locate, *, ct_commit: bool = False
+) -> tuple[Action, ...]:
+    """Translate virtual actions; raises :class:`Untranslatable` for an unknown output.
+    ``ct_commit``: commit the connection (first, before any rewrite) and flag the outputs."""
+    out: list[Action] = [CtCommit()] if ct_commit else []
     for a in actions:
         if isinstance(a, OutputPort):
             where = locate(a.port_id)
             if where is None:
                 raise Untranslatable(a.port_id)
-            out.append(where)
+            out.append(replace(where, ct=True) if ct_commit else where)
         else:
             out.append(a)
     return tuple(out)
@@ -56,7 +63,7 @@ def to_flow(
     never installed."""
     key = replace(result.match, in_port=in_port)
     mask = result.mask
-    actions = to_datapath_actions(result.actions, locate)
+    actions = to_datapath_actions(result.actions, locate, ct_commit=result.ct_commit)
     return Flow(key, mask, actions, idle_timeout_s=idle_timeout_s, cookie=cookie)
 
 

@@ -22,6 +22,9 @@ Semantics every implementation keeps:
   flow and calls ``reinject`` (look it up again, as if it had just arrived) or ``execute``.
 * **Table size**: bounded; when full, installing evicts the least recently used flow. Never an
   error, never a crash.
+* **Conntrack** (``netloom.datapath.conntrack``): IPv4 packets entering from a local port get
+  ``ct_state`` from a bounded LRU table before the flow lookup; ``CtCommit`` and outputs with
+  ``ct`` fill it (the receiver of a ``Tunnel(ct=True)`` commits on the ``VNI_CT`` bit).
 * **Timeouts**: ``idle_timeout_s`` (since last hit, or since install if never hit) and
   ``hard_timeout_s`` (since install); 0 = none. ``expire(now)`` removes what has timed out, in
   one batched dump.
@@ -34,6 +37,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from netloom.datapath.conntrack import ConntrackSettings, CtEntry, CtTuple
 from netloom.errors import InvalidInput
 from netloom.flows.model import Action, Flow, FlowKey, FlowMask, FlowStats
 
@@ -86,6 +90,7 @@ class Upcall:
     tun_key: int = 0
     cookie: int = 0  # the flow's cookie for ttl/mtu/userspace upcalls, 0 for a miss
     pkt_len: int = 0
+    ct_state: int = 0  # what the datapath's conntrack said (CT_* of flows.model; 0: untracked)
 
     @property
     def truncated(self) -> bool:
@@ -151,10 +156,12 @@ class UpcallLimit:
 
 @dataclass(frozen=True, slots=True)
 class DatapathCounters:
-    """Upcalls the datapath dropped without the agent seeing them (totals since load)."""
+    """What the datapath did without the agent seeing it (totals since load)."""
 
     upcalls_throttled: int = 0  # over their port's UpcallLimit
     upcalls_lost: int = 0  # no room in the upcall queue
+    ct_commits: int = 0  # conntrack entries created (CtCommit, receiver commits)
+    ct_lost: int = 0  # TCP packets without SYN that found no entry (evicted or expired)
 
 
 @runtime_checkable
@@ -204,6 +211,14 @@ class Datapath(Protocol):
         ...
 
     def counters(self) -> DatapathCounters: ...
+
+    def set_conntrack(self, settings: ConntrackSettings) -> None:
+        """Conntrack lifetimes (and, where the table can be resized live, its bound)."""
+        ...
+
+    def conntrack_entry(self, t: CtTuple) -> CtEntry | None:
+        """The live conntrack entry of ``t`` (read only), None if absent or expired."""
+        ...
 
     def reinject(self, upcall: Upcall) -> object:
         """Send a parked packet through the flow table again (after installing its flow).

@@ -220,6 +220,14 @@ def dec_ttl(b: bytearray, pr: Parsed) -> None:
     _put16(b, hc, csum_replace(int.from_bytes(b[hc : hc + 2], "big"), old, bytes(b[o : o + 2])))
 
 
+def tcp_flags(b: bytes | bytearray, pr: Parsed) -> int:
+    """The TCP flags octet (RFC 793 3.1: FIN 0x01, SYN 0x02, RST 0x04), 0 if not TCP."""
+    k = pr.key
+    if k.eth_type != ETH_P_IP or k.ip_proto != IPPROTO_TCP or k.ip_frag == 2 or not pr.l4_off:
+        return 0
+    return b[pr.l4_off + 13] if len(b) > pr.l4_off + 13 else 0
+
+
 def push_vlan(b: bytearray, vid: int) -> None:
     b[12:12] = struct.pack("!HH", ETH_P_8021Q, vid & 0xFFF)
 
@@ -236,4 +244,5 @@ __all__ = [
     "extract_key",
     "ones_sum",
     "parse",
+    "tcp_flags",
 ]

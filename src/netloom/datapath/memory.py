@@ -3,8 +3,10 @@
 Same semantics as the kernel program (see ``netloom.datapath.base``): tuple-space search over
 the masks in use (most bits first, then first seen), per-flow counters, idle/hard expiry against
 an explicit ``now``, a bounded table that evicts the least recently used flow, upcalls on miss /
-TTL / MTU / userspace. ``receive`` is what the kernel does for one arriving frame; it returns
-the outcomes, and ``sent`` collects everything the datapath emitted (also via ``execute``).
+TTL / MTU / userspace, and the reference conntrack table (``netloom.datapath.conntrack``)
+looked up for every IPv4 packet entering from a local port. ``receive`` is what the kernel
+does for one arriving frame; it returns the outcomes, and ``sent`` collects everything the
+datapath emitted (also via ``execute``).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import heapq
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from netloom.datapath import frames
 from netloom.datapath.base import (
@@ -30,11 +32,24 @@ from netloom.datapath.base import (
     flow_id,
     port_kind,
 )
+from netloom.datapath.conntrack import (
+    Conntrack,
+    ConntrackSettings,
+    CtEntry,
+    CtTuple,
+    closes,
+    commit_delivered,
+    commit_sent,
+)
 from netloom.datapath.sizing import DEFAULT_FLOWS
 from netloom.datapath.tss import MaskTable
 from netloom.errors import InvalidInput, NotFound
 from netloom.flows.model import (
+    VNI_CT,
+    VNI_CT_CLOSE,
+    VNI_FLAGS,
     Action,
+    CtCommit,
     DecTtl,
     Drop,
     Flow,
@@ -52,6 +67,8 @@ from netloom.flows.model import (
     SetTpSrc,
     Tunnel,
     Userspace,
+    check_action,
+    check_flow,
 )
 from netloom.ratelimit import PortLimiter
 
@@ -72,7 +89,12 @@ class _Entry:
 class MemoryDatapath:
     """Pure-Python datapath (see module docstring)."""
 
-    def __init__(self, max_flows: int = DEFAULT_FLOWS, clock: float | None = None) -> None:
+    def __init__(
+        self,
+        max_flows: int = DEFAULT_FLOWS,
+        clock: float | None = None,
+        conntrack: ConntrackSettings | None = None,
+    ) -> None:
         if max_flows < 1:
             raise InvalidInput("max_flows must be >= 1", field="max_flows")
         self.max_flows = max_flows
@@ -95,6 +117,7 @@ class MemoryDatapath:
         # (re-pushed when it comes to the top) or outlive it (dropped there)
         self._lru: list[tuple[float, int, _Entry]] = []
         self._lru_rebuild = False  # a packet came with an earlier `now`: the heap is unsound
+        self.ct = Conntrack(conntrack)
 
     # ---- time -------------------------------------------------------------------------------
 
@@ -155,7 +178,7 @@ class MemoryDatapath:
     def install(self, flows: Sequence[Flow], now: float | None = None) -> None:
         t = self._now(now)
         for f in flows:
-            _validate(f)
+            check_flow(f, MAX_ACTIONS)
         for f in flows:
             self._install_one(f, t)
 
@@ -222,7 +245,7 @@ class MemoryDatapath:
     def modify(self, flows: Sequence[Flow]) -> None:
         entries = []
         for f in flows:
-            _validate(f)
+            check_flow(f, MAX_ACTIONS)
             e = self._find(f.key, f.mask)
             if e is None:
                 raise NotFound("no such flow to modify", field="flows")
@@ -280,36 +303,72 @@ class MemoryDatapath:
         port = self._ports.get(in_port)
         if port is None:
             raise NotFound(f"no port {in_port}", field="in_port")
-        if port.kind == PortKind.TUNNEL and tun_key in self._vni:
-            return self._run(
-                bytearray(packet), in_port, tun_key, (Output(self._vni[tun_key]),), t=self._now(now)
-            )
+        if port.kind == PortKind.TUNNEL:
+            vni = tun_key & ~VNI_FLAGS  # the receiver's conntrack duties ride on spare bits
+            if vni in self._vni:
+                out = Output(self._vni[vni], ct=bool(tun_key & VNI_CT))
+                close = bool(tun_key & VNI_CT_CLOSE)
+                return self._run(
+                    bytearray(packet), in_port, vni, (out,), 0, self._now(now), ct_close=close
+                )
+            tun_key = vni
         return self._lookup_and_act(packet, in_port, tun_key, self._now(now))
 
     def set_upcall_limit(self, limit: UpcallLimit | None) -> None:
         self._limiter = PortLimiter(limit.rate, limit.burst) if limit else None
 
+    def conntrack_entry(self, t: CtTuple) -> CtEntry | None:
+        """The live entry of ``t`` (read only: no refresh)."""
+        e = self.ct.entries().get(t)
+        return e if e is not None and e.expires > self._now(None) else None
+
+    def set_conntrack(self, settings: ConntrackSettings) -> None:
+        """Conntrack lifetimes and bound (entries kept; a smaller bound applies on insert)."""
+        self.ct.settings = settings
+
     def counters(self) -> DatapathCounters:
-        return DatapathCounters(upcalls_throttled=self._throttled)
+        return DatapathCounters(
+            upcalls_throttled=self._throttled, ct_commits=self.ct.commits, ct_lost=self.ct.lost
+        )
 
     def _lookup_and_act(self, packet: bytes, in_port: int, tun_key: int, t: float) -> list[Outcome]:
-        key = frames.extract_key(packet, in_port, tun_key)
+        pr = frames.parse(packet, in_port, tun_key)
+        key, close = pr.key, False
+        if pr.l4_off and key.eth_type == frames.ETH_P_IP and self._is_local(in_port):
+            flags = frames.tcp_flags(packet, pr)
+            key = replace(key, ct_state=self.ct.lookup(key, in_port, flags, t))
+            close = closes(key, flags)
         e = self._lookup(key)
         if e is None:
-            return [self._upcall(bytes(packet), in_port, tun_key, UpcallReason.MISS, 0, t)]
+            miss = UpcallReason.MISS
+            return [self._upcall(bytes(packet), in_port, tun_key, miss, 0, t, key.ct_state)]
         e.packets += 1
         e.bytes += len(packet)
         self._lru_rebuild |= t < e.last_used
         e.last_used = t
-        return self._run(bytearray(packet), in_port, tun_key, e.flow.actions, e.flow.cookie, t)
+        return self._run(
+            bytearray(packet), in_port, tun_key, e.flow.actions, e.flow.cookie, t, ct_close=close
+        )
+
+    def _is_local(self, port: int) -> bool:
+        """A port whose packets are conntracked (a VM, an uplink, an internal port)."""
+        info = self._ports.get(port)
+        return info is not None and info.kind != PortKind.TUNNEL
 
     def _upcall(
-        self, pkt: bytes, in_port: int, tun_key: int, reason: UpcallReason, cookie: int, t: float
+        self,
+        pkt: bytes,
+        in_port: int,
+        tun_key: int,
+        reason: UpcallReason,
+        cookie: int,
+        t: float,
+        ct_state: int = 0,
     ) -> Outcome:
         if self._limiter is not None and not self._limiter.allow(in_port, t):
             self._throttled += 1
             return Outcome(Fate.DROP)
-        self._upcalls.append(Upcall(pkt, in_port, reason, tun_key, cookie, len(pkt)))
+        self._upcalls.append(Upcall(pkt, in_port, reason, tun_key, cookie, len(pkt), ct_state))
         return Outcome(Fate.UPCALL, pkt, reason=reason)
 
     def _run(
@@ -319,10 +378,13 @@ class MemoryDatapath:
         tun_key: int,
         actions: Sequence[Action],
         cookie: int = 0,
-        t: float = 0.0,  # the packet's time: the upcall limiter's clock
+        t: float = 0.0,  # the packet's time: the upcall limiter's and conntrack's clock
+        *,
+        ct_close: bool = False,  # a tracked TCP FIN/RST: deliveries shorten the reply entry
     ) -> list[Outcome]:
         out: list[Outcome] = []
         pr = frames.parse(bytes(b), in_port, tun_key)
+        flags = frames.tcp_flags(b, pr)
         for a in actions:
             if isinstance(a, (SetEthSrc, SetEthDst)):
                 off = 6 if isinstance(a, SetEthSrc) else 0
@@ -346,8 +408,10 @@ class MemoryDatapath:
                 else:
                     frames.pop_vlan(b)
                 pr = frames.parse(bytes(b), in_port, tun_key)
+            elif isinstance(a, CtCommit):
+                commit_sent(self.ct, bytes(b), in_port, flags, t)
             elif isinstance(a, (Output, Tunnel)):
-                o = self._send(b, pr, a, in_port, tun_key, cookie, t)
+                o = self._send(b, pr, a, (in_port, tun_key, cookie), t, ct_close=ct_close)
                 out.append(o)
                 if o.fate in (Fate.UPCALL, Fate.DROP):
                     return out
@@ -367,21 +431,24 @@ class MemoryDatapath:
         b: bytearray,
         pr: frames.Parsed,
         a: Output | Tunnel,
-        in_port: int,
-        tun_key: int,
-        cookie: int,
+        origin: tuple[int, int, int],  # in_port, tun_key, cookie
         t: float,
+        *,
+        ct_close: bool,
     ) -> Outcome:
         pnum = a.port if isinstance(a, Output) else self._tunnel_port
         port = self._ports.get(pnum)
         if port is None:
             return Outcome(Fate.DROP)
         if port.mtu and len(b) - pr.l3_off > port.mtu:
+            in_port, tun_key, cookie = origin
             return self._upcall(bytes(b), in_port, tun_key, UpcallReason.MTU, cookie, t)
         if isinstance(a, Output):
+            commit_delivered(self.ct, bytes(b), a, t, close=ct_close)
             o = Outcome(Fate.OUTPUT, bytes(b), port=pnum)
         else:
-            o = Outcome(Fate.TUNNEL, bytes(b), vni=a.vni, remote=a.remote)
+            vni = a.vni | (VNI_CT if a.ct else 0) | (VNI_CT_CLOSE if ct_close else 0)
+            o = Outcome(Fate.TUNNEL, bytes(b), vni=vni, remote=a.remote)
         self.sent.append(o)
         return o
 
@@ -400,7 +467,7 @@ class MemoryDatapath:
 
     def execute(self, packet: bytes, actions: Sequence[Action], in_port: int = 0) -> list[Outcome]:
         for a in actions:
-            _validate_action(a)
+            check_action(a)
         return self._run(bytearray(packet), in_port, 0, actions, t=self._now(None))
 
     def close(self) -> None:
@@ -413,27 +480,6 @@ def _expired(f: Flow, created: float, last_used: float, now: float) -> bool:
     return bool(f.idle_timeout_s) and now - last_used >= f.idle_timeout_s
 
 
-def _validate(f: Flow) -> None:
-    if f.idle_timeout_s < 0 or f.hard_timeout_s < 0:
-        raise InvalidInput("timeouts must be >= 0", field="timeout")
-    if len(f.actions) > MAX_ACTIONS:
-        raise InvalidInput(f"at most {MAX_ACTIONS} actions per flow", field="actions")
-    for a in f.actions:
-        _validate_action(a)
-
-
-MAX_ACTIONS = 8
-
-
-def _validate_action(a: Action) -> None:
-    if isinstance(a, Tunnel) and not 0 < a.vni < 1 << 24:
-        raise InvalidInput(f"VNI {a.vni} out of range (24 bits, RFC 7348)", field="actions")
-    if isinstance(a, (SetTpSrc, SetTpDst)) and not 0 <= a.port < 65536:
-        raise InvalidInput(f"L4 port {a.port} out of range", field="actions")
-    if isinstance(a, (SetIpSrc, SetIpDst)) and not 0 <= a.ip < 1 << 32:
-        raise InvalidInput(f"IPv4 {a.ip} out of range", field="actions")
-    if isinstance(a, (SetEthSrc, SetEthDst)) and not 0 <= a.mac < 1 << 48:
-        raise InvalidInput(f"MAC {a.mac} out of range", field="actions")
-
+MAX_ACTIONS = 8  # as the kernel datapath (NL_MAX_ACTIONS)
 
 __all__ = ["MAX_ACTIONS", "MAX_MASKS", "MemoryDatapath"]

@@ -1,4 +1,5 @@
-"""Table sizes shared by both datapaths and the agent's config (``--flow-table-size``).
+"""Table sizes shared by both datapaths and the agent's config (``--flow-table-size``,
+``--conntrack-size``).
 
 A module of its own, importing only the error tree, so the agent's command line can check a
 size without importing a datapath. A full table evicts its least recently used entry, in the
@@ -11,6 +12,7 @@ from __future__ import annotations
 from netloom.errors import InvalidInput
 
 DEFAULT_FLOWS = 65536  # flows per host unless the config says otherwise
+DEFAULT_CONNTRACK = 262144  # conntrack entries per host (--conntrack-size)
 MIN_ENTRIES = 16
 MAX_ENTRIES = 1 << 24  # 16 M entries: several GB of locked kernel memory per table
 
@@ -22,4 +24,4 @@ def check_entries(what: str, n: int) -> int:
     return n
 
 
-__all__ = ["DEFAULT_FLOWS", "MAX_ENTRIES", "MIN_ENTRIES", "check_entries"]
+__all__ = ["DEFAULT_CONNTRACK", "DEFAULT_FLOWS", "MAX_ENTRIES", "MIN_ENTRIES", "check_entries"]

@@ -268,12 +268,14 @@ class Lab:
         metrics_port: int | None = DEFAULT_METRICS_PORT,
         idle_timeout: float | None = None,
         vxlan_encap: VxlanEncap | None = None,
+        tuning: AgentTuning | None = None,
     ) -> None:
         """An agent in every host namespace that has no live one: ``program`` followed by the
         host's :class:`~netloom.agent.options.AgentOptions` (``--host-id``, ``--topology``,
         ``--underlay-ip``, ``--mtu``, ``--datapath``, ``--metrics-port`` ...). The agents are
-        recorded for restart (:meth:`supervise`)."""
-        tuning = AgentTuning(metrics_port, idle_timeout, vxlan_encap)
+        recorded for restart (:meth:`supervise`). ``tuning``, when given, replaces the three
+        tuning arguments (and says more: conntrack)."""
+        tuning = tuning or AgentTuning(metrics_port, idle_timeout, vxlan_encap)
         for h in self.state.hosts:
             if not any(self._agent_alive(p, h) for p in self.state.processes):
                 self._start_agent(h, [*program, *agent_options(self.state, h, tuning).to_argv()])

@@ -135,6 +135,9 @@ class AgentTuning:
     metrics_port: int | None = DEFAULT_METRICS_PORT
     idle_timeout: float | None = None
     vxlan_encap: VxlanEncap | None = None
+    kernel_conntrack: bool = True
+    conntrack_size: int | None = None
+    conntrack_lifetimes: str | None = None  # ESTABLISHED:CLOSING:OTHER seconds
 
 
 def agent_options(state: LabState, host: HostRecord, tuning: AgentTuning) -> AgentOptions:
@@ -152,6 +155,9 @@ def agent_options(state: LabState, host: HostRecord, tuning: AgentTuning) -> Age
         idle_timeout=base.idle_timeout if tuning.idle_timeout is None else tuning.idle_timeout,
         mtu=state.mtu,
         vxlan_encap=tuning.vxlan_encap or base.vxlan_encap,
+        kernel_conntrack=tuning.kernel_conntrack,
+        conntrack_size=tuning.conntrack_size or base.conntrack_size,
+        conntrack_lifetimes=tuning.conntrack_lifetimes or base.conntrack_lifetimes,
     )
 
 

@@ -162,6 +162,7 @@ def _nat(c: Ctx, rule: CRule, a: int) -> str:
     elif not c.topo.zone_nat(c.zone, A_SNAT if a == A_REV_SNAT else A_DNAT, c.tags):
         return ""  # no stateful rule of the kind can bind at this zone: no binding to look up
     c.read |= F_5TUPLE | F_ETH_TYPE
+    c.nat_state = True
     if a == A_DNAT:
         return _dnat(c, rule)
     if a == A_SNAT:

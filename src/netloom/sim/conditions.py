@@ -11,6 +11,11 @@ Connection tracking: the first conntrack condition a packet meets at a device (i
 decides whether it is a forward flow (no tracked connection in the reverse direction) or a
 return flow. Forward flows record their key as a state change, so their replies are return
 flows; an ICMP error quoting a tracked packet counts as return (related) traffic.
+
+With ``SimConfig.kernel_conntrack`` the datapath's conntrack decides instead, from the
+packet's ``ct_state`` (a field of the megaflow, not the 5-tuple): CT_RPL is return traffic,
+and a new forward connection makes the flow commit it (``Result.ct_commit``). ICMP errors and
+untracked packets (ct_state 0) keep the agent's table.
 """
 
 from __future__ import annotations
@@ -19,18 +24,22 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from netloom.errors import NotYet
+from netloom.flows.model import CT_NEW, CT_REL, CT_RPL
 from netloom.model import addressing
 from netloom.model.records import Rule, RuleAction
 from netloom.packet.util import int_to_ip, int_to_mac, ip_to_int, mac_to_int, prefix
 from netloom.sim.result import (
     F_5TUPLE,
+    F_CT_STATE,
     F_ETH_DST,
     F_ETH_SRC,
     F_ETH_TYPE,
     F_IP_DST,
+    F_IP_FRAG,
     F_IP_PROTO,
     F_IP_SRC,
-    F_L4,
+    F_TP_DST,
+    F_TP_SRC,
 )
 from netloom.sim.state import ConntrackAdded
 
@@ -281,8 +290,12 @@ def _addr_group(gid: str, inv: bool, src: bool) -> Cond:
 
 
 def _tp(lo: int, hi: int, inv: bool, src: bool) -> Cond:
+    # only the port tested (and what says there is one): a rule on the destination port
+    # leaves the client's port out of the megaflow, so every connection shares the flow
+    read = F_ETH_TYPE | F_IP_PROTO | F_IP_FRAG | (F_TP_SRC if src else F_TP_DST)
+
     def cond(c: Ctx) -> bool:
-        c.read |= F_ETH_TYPE | F_L4
+        c.read |= read
         if not c.is_ip or c.frame.l4 is None:
             return inv
         v = c.tp_src if src else c.tp_dst
@@ -306,10 +319,15 @@ def is_forward(c: Ctx) -> bool:
     c.read |= F_ETH_TYPE
     if not c.is_ip:
         return True
+    if c.cfg.kernel_conntrack and c.ct_state and c.inner is None:
+        return _kernel_forward(c)
     c.read |= F_5TUPLE
     zone = c.zone
     if c.inner is not None:  # ICMP error: related to the connection of the quoted packet
         c.cacheable = False
+        if c.ct_state & CT_REL:  # the datapath tracks the quoted connection (see CT_REL)
+            c.step("conntrack", zone, "", "return", "related: datapath")
+            return False
         p, s, sp, d, dp = c.inner
         if p == 1:
             sp = dp = 0
@@ -335,6 +353,21 @@ def is_forward(c: Ctx) -> bool:
         c.step("conntrack", zone, "", "forward", "new key")
     else:
         c.step("conntrack", zone, "", "return", "")
+    return forward
+
+
+def _kernel_forward(c: Ctx) -> bool:
+    """The datapath's conntrack decides (its zone is the port the packet entered at): a
+    reply entry means return traffic; anything else is forward, and a new connection is
+    committed by the flow (the receiver commits the reply direction), not by the agent."""
+    c.read |= F_CT_STATE
+    forward = not c.ct_state & CT_RPL
+    if forward and c.ct_state & CT_NEW:
+        if not c.ct_commit:
+            c.step("conntrack", c.zone, "", "forward", "new: committed in the datapath")
+        c.ct_commit = True
+    else:
+        c.step("conntrack", c.zone, "", "forward" if forward else "return", "datapath")
     return forward
 
 

@@ -54,7 +54,9 @@ class Ctx:
         "cfg",
         "changes",
         "consumed",
+        "ct_commit",
         "ct_seen",
+        "ct_state",
         "devices",
         "egress",
         "eth_dst",
@@ -70,6 +72,7 @@ class Ctx:
         "ip_dst",
         "ip_src",
         "is_ip",
+        "nat_state",
         "now",
         "orig_icmp_id",
         "out_port",
@@ -98,9 +101,13 @@ class Ctx:
         state: SimState,
         now: float,
         cfg: SimConfig,
+        ct_state: int = 0,
     ) -> None:
         self.frame, self.in_port_id, self.topo = frame, in_port_id, topo
         self.state, self.now, self.cfg = state, now, cfg
+        self.ct_state = ct_state  # the datapath's conntrack answer (CT_* bits; 0: untracked)
+        self.ct_commit = False  # a new forward connection the flow commits in the kernel
+        self.nat_state = False  # a stateful NAT rule read bindings: the agent's conntrack
         self.read = 1  # in_port
         self.tags: set[object] = set()
         self.changes: list[StateChange] = []
@@ -113,6 +120,12 @@ class Ctx:
         self.devices = self.ttl_decs = 0
         self.zone = ""
         self.in_port = self.out_port = self.inner = None
+        self._load(frame)
+        self.frame_inner = self.inner
+        self.orig_icmp_id = self.icmp_id
+
+    def _load(self, frame: Frame) -> None:
+        """The packet's headers as the simulation reads and rewrites them."""
         eth = frame.eth
         self.eth_src, self.eth_dst, self.eth_type = eth.src, eth.dst, eth.ethertype
         self.vlan = eth.vlan.vid if eth.vlan is not None else 0
@@ -133,7 +146,7 @@ class Ctx:
                 if l4.type in ICMP_ECHO_TYPES:
                     self.icmp_id = l4.rest >> 16
                 elif l4.type in ICMP_ERROR_TYPES:
-                    self.inner = _quoted(frame.payload)
+                    self.inner = quoted(frame.payload)
             else:
                 self.tp_src = l4.sport  # type: ignore[union-attr]
                 self.tp_dst = l4.dport  # type: ignore[union-attr]
@@ -145,8 +158,6 @@ class Ctx:
                 self.ip_src, self.ip_dst, self.proto = arp.spa, arp.tpa, arp.op
             else:
                 self.ip_src = self.ip_dst = self.proto = 0
-        self.frame_inner = self.inner
-        self.orig_icmp_id = self.icmp_id
 
     # -- branch save/restore -------------------------------------------------------------------
 
@@ -231,7 +242,7 @@ class Ctx:
         return self.eth_type == ETH_TYPE_IPV4 and self.is_ip
 
 
-def _quoted(payload: bytes) -> Inner | None:
+def quoted(payload: bytes) -> Inner | None:
     """(proto, src, sport, dst, dport) of the datagram an ICMP error quotes, or None."""
     if len(payload) < 20:
         return None
@@ -246,4 +257,12 @@ def _quoted(payload: bytes) -> Inner | None:
     return proto, src, sport, dst, dport
 
 
-__all__ = ["ICMP_ECHO_TYPES", "ICMP_ERROR_TYPES", "Ctx", "Egress", "Inner", "Snapshot"]
+__all__ = [
+    "ICMP_ECHO_TYPES",
+    "ICMP_ERROR_TYPES",
+    "Ctx",
+    "Egress",
+    "Inner",
+    "Snapshot",
+    "quoted",
+]

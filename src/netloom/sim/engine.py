@@ -40,6 +40,7 @@ from netloom.sim.conditions import ACCEPT
 from netloom.sim.context import Ctx, Egress
 from netloom.sim.icmp import deny, patch_quote
 from netloom.sim.result import (
+    F_CT_STATE,
     F_ETH_SRC,
     F_ETH_TYPE,
     F_IP_SRC,
@@ -65,8 +66,16 @@ def simulate(
     state: SimState,
     now: float,
     config: SimConfig = DEFAULT_CONFIG,
+    ct_state: int = 0,
 ) -> Result:
-    """Simulate ``packet`` arriving on virtual port ``in_port_id``. Never mutates ``state``."""
+    """Simulate ``packet`` arriving on virtual port ``in_port_id``. Never mutates ``state``.
+
+    ``ct_state``: what the datapath's conntrack said of the packet (``flows.model.CT_*``),
+    read by stateful rules when ``config.kernel_conntrack``. What the datapath cannot track
+    alone is simulated again with kernel conntrack off (the agent's table): a packet that
+    meets a stateful NAT rule (its bindings live in the agent), and a decision that is no
+    flow (generated replies, non-cacheable results: what answers them is simulated by the
+    agent, which must know the connection)."""
     if not isinstance(packet, Frame):
         parsed = parse(packet)
         if isinstance(parsed, ParseError):
@@ -74,13 +83,19 @@ def simulate(
         packet = parsed
     topo = compiled(topology)
     topo.begin()
-    c = Ctx(packet, in_port_id, topo, state, now, config)
+    c = Ctx(packet, in_port_id, topo, state, now, config, ct_state)
     try:
         _enter(c, in_port_id, first=True)
     except NotYet as missing:
         c.step("sim", ":".join(missing.what), "", "not-yet", "waiting for it")
-        return _result(c, Verdict.NOT_YET, (missing.what,))
-    return _result(c, None, ())
+        r = _result(c, Verdict.NOT_YET, (missing.what,))
+    else:
+        r = _result(c, None, ())
+    agent_only = c.nat_state or not r.cacheable or r.generated
+    if config.kernel_conntrack and c.read & F_CT_STATE and agent_only:
+        agent_ct = replace(config, kernel_conntrack=False)
+        return simulate(packet, in_port_id, topo, state, now, agent_ct, ct_state)
+    return r
 
 
 # ---- ports -----------------------------------------------------------------------------------
@@ -256,7 +271,7 @@ def _materialize(c: Ctx, e: Egress) -> bytes:
 
 
 def _result(c: Ctx, verdict: Verdict | None, awaiting: tuple[tuple[str, ...], ...]) -> Result:
-    key = _flow_key(c.frame)
+    key = (*_flow_key(c.frame), c.ct_state)
     generated = [GeneratedPacket(p, d) for p, d in c.generated]
     actions: tuple[VirtualAction, ...] = ()
     if verdict is None:
@@ -281,13 +296,14 @@ def _result(c: Ctx, verdict: Verdict | None, awaiting: tuple[tuple[str, ...], ..
         Trace(c.trace),
         cacheable,
         awaiting,
+        c.ct_commit and verdict is Verdict.FORWARD and bool(actions),
     )
 
 
 def _malformed(in_port_id: str, err: ParseError) -> Result:
     trace = Trace([("packet", in_port_id, "", "drop", f"malformed: {err.reason} @{err.offset}")])
     return Result(
-        Verdict.DROP, in_port_id, (0,) * 12, 1, (), frozenset({in_port_id}), (), (), trace, False
+        Verdict.DROP, in_port_id, (0,) * 13, 1, (), frozenset({in_port_id}), (), (), trace, False
     )
 
 

@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from netloom.flows.model import (
+    CT_ALL,
     FIELD_NAMES,
     DecTtl,
     FlowKey,
@@ -40,6 +41,7 @@ F_IP_PROTO = 1 << 8
 F_IP_FRAG = 1 << 9
 F_TP_SRC = 1 << 10
 F_TP_DST = 1 << 11
+F_CT_STATE = 1 << 12
 F_L4 = F_IP_PROTO | F_IP_FRAG | F_TP_SRC | F_TP_DST
 F_5TUPLE = F_IP_SRC | F_IP_DST | F_L4
 
@@ -56,6 +58,7 @@ _FULL = (
     0x3,
     0xFFFF,
     0xFFFF,
+    CT_ALL,
 )
 
 
@@ -103,6 +106,10 @@ class SimConfig:
     dhcp_domain: str | None = None
     # trace why each rule before the deciding one did not match (what-if traces only)
     explain: bool = False
+    # Stateful rules decide on the packet's ct_state (the datapath's conntrack) instead of
+    # the agent's table, and a new forward connection is committed by the flow itself (see
+    # sim.conditions.is_forward). The agent turns it on; what-if traces keep it off.
+    kernel_conntrack: bool = False
 
     @property
     def overlay_mtu(self) -> int:
@@ -125,6 +132,8 @@ class Result:
     # for it and sends such packets to userspace each time.
     cacheable: bool = True
     awaiting: tuple[tuple[str, ...], ...] = field(default=())
+    # kernel_conntrack: the flow commits the connection (CtCommit first, outputs with ct)
+    ct_commit: bool = False
 
     @property
     def match(self) -> FlowKey:
@@ -153,6 +162,7 @@ def result_to_json(result: Result) -> dict[str, Any]:
             n: getattr(result.match, n) for n in FIELD_NAMES if getattr(mask, n) and n != "in_port"
         },
         "cacheable": result.cacheable,
+        "ct_commit": result.ct_commit,
         "awaiting": [list(a) for a in result.awaiting],
         "generated": [{"port_id": g.port_id, "bytes": len(g.data)} for g in result.generated],
         "changes": [repr(c) for c in result.changes],
@@ -188,6 +198,7 @@ def _action_json(action: object) -> dict[str, object]:
 
 __all__ = [
     "F_5TUPLE",
+    "F_CT_STATE",
     "F_ETH_DST",
     "F_ETH_SRC",
     "F_ETH_TYPE",

@@ -18,7 +18,9 @@ when the key changes):
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
+from typing import Any
 
 # NAT binding kinds: forward (original tuple -> new address) and reverse (translated reply
 # tuple -> original address) for source and destination NAT.
@@ -26,6 +28,8 @@ SNAT_FWD = "snat"
 SNAT_REV = "snat-rev"
 DNAT_FWD = "dnat"
 DNAT_REV = "dnat-rev"
+
+_CT, _NAT, _ARP = 0, 1, 2
 
 CtKey = tuple[str, str, int, int, int, int, int]
 NatKey = tuple[str, str, int, int, int, int, int]
@@ -77,34 +81,52 @@ class SimState:
     conntrack: dict[CtKey, float] = field(default_factory=dict)
     nat: dict[NatKey, tuple[int, int, float]] = field(default_factory=dict)
     snat_blocks: dict[tuple[str, int], tuple[tuple[int, int], ...]] = field(default_factory=dict)
+    # (expires, tie-breaker, table, key) of every entry apply() wrote: expire() pops what is
+    # due instead of scanning the tables, so its cost follows the entries that expire, not
+    # the entries held. A refreshed entry leaves its old deadline behind, skipped when due.
+    _due: list[tuple[float, int, int, object]] = field(
+        default_factory=list, repr=False, compare=False
+    )
+    _seq: int = field(default=0, repr=False, compare=False)
 
     def apply(self, changes: tuple[StateChange, ...] | list[StateChange]) -> None:
         """Apply the state changes of a simulation result."""
         for ch in changes:
             if isinstance(ch, ConntrackAdded):
                 self.conntrack[ch.key] = ch.expires
+                self._schedule(ch.expires, _CT, ch.key)
             elif isinstance(ch, NatAdded):
                 self.nat[ch.key] = (ch.ip, ch.port, ch.expires)
+                self._schedule(ch.expires, _NAT, ch.key)
             elif isinstance(ch, MacLearned):
                 self.macs[ch.key] = ch.port_id
             else:
                 self.arp[ch.key] = (ch.mac, ch.expires)
+                self._schedule(ch.expires, _ARP, ch.key)
 
-    def expire(self, now: float) -> int:
-        """Forget conntrack, NAT and ARP entries whose expiry is past; returns how many."""
-        n = 0
-        for table in (self.conntrack,):
-            dead = [k for k, exp in table.items() if exp <= now]
-            for k in dead:
-                del table[k]
-            n += len(dead)
-        for k2 in [k for k, v in self.nat.items() if v[2] <= now]:
-            del self.nat[k2]
-            n += 1
-        for k3 in [k for k, v in self.arp.items() if v[1] <= now]:
-            del self.arp[k3]
-            n += 1
-        return n
+    def _schedule(self, expires: float, table: int, key: object) -> None:
+        self._seq += 1
+        heapq.heappush(self._due, (expires, self._seq, table, key))
+
+    def expire(self, now: float) -> list[object]:
+        """Forget the conntrack, NAT and ARP entries (written by :meth:`apply`) whose expiry
+        is past; returns their keys. O(entries due x log n), never a scan of the tables."""
+        dead: list[object] = []
+        due = self._due
+        while due and due[0][0] <= now:
+            _exp, _, table, key = heapq.heappop(due)
+            if table == _CT:
+                exp = self.conntrack.get(key)  # type: ignore[call-overload]
+                if exp is not None and exp <= now:
+                    del self.conntrack[key]  # type: ignore[arg-type]
+                    dead.append(key)
+            else:
+                d: dict[Any, Any] = self.nat if table == _NAT else self.arp
+                v = d.get(key)
+                if v is not None and v[-1] <= now:
+                    del d[key]
+                    dead.append(key)
+        return dead
 
     def lease_snat_block(self, device_id: str, ip: int, start: int, end: int) -> None:
         """Record that this host owns ports ``start..end`` of ``ip`` on ``device_id``."""

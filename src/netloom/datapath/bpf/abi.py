@@ -7,6 +7,7 @@ import struct
 from netloom.errors import InvalidInput
 from netloom.flows.model import (
     Action,
+    CtCommit,
     DecTtl,
     Drop,
     FlowKey,
@@ -23,12 +24,12 @@ from netloom.flows.model import (
     Userspace,
 )
 
-ABI_VERSION = 3
+ABI_VERSION = 4
 MAX_MASKS = 32
 MAX_ACTIONS = 8
 EXEC_SLOTS = 64
 
-KEY = struct.Struct("<QQIIIIHHHHBB6x")  # struct nl_key (48)
+KEY = struct.Struct("<QQIIIIHHHHBBB5x")  # struct nl_key (48)
 FLOW_KEY = struct.Struct("<II")  # + nl_key = struct nl_flow_key (56)
 _FLOW_KEY_FULL = struct.Struct("<II" + KEY.format[1:])  # the two at once
 MASK = struct.Struct("<II")  # + nl_key = struct nl_mask (56)
@@ -36,13 +37,16 @@ ACTION = struct.Struct("<HHIQ")  # struct nl_action (16)
 FLOW_TAIL = struct.Struct("<QQIIQQQ")  # cookie created idle hard packets bytes last_used (48)
 PORT = struct.Struct("<II")  # kind, mtu
 # abi tun_if local_ip trace underlay_if udp_port underlay_mask upcall_cost_ns upcall_burst
-# tunnel_mtu
-CONFIG = struct.Struct("<IIIIIIIIII")
+# tunnel_mtu ct_tcp_ms ct_closing_ms ct_other_ms pad
+CONFIG = struct.Struct("<IIIIIIIIIIIIII")
 VNI_DST = struct.Struct("<II")  # struct nl_vni_dst: ifindex, port kind
-STATS = struct.Struct("<QQ")  # struct nl_stats, one per possible CPU
+STATS = struct.Struct("<QQQQ")  # struct nl_stats, one per possible CPU
 EXEC_HEAD = struct.Struct("<IIIIQ")  # in_port, tun_key, lookup, pad, cookie (+ actions)
 VERDICT = struct.Struct("<IIIIQ")
-UPCALL = struct.Struct("<IIIIIIQ")  # in_port reason tun_key pkt_len cap_len pad cookie
+UPCALL = struct.Struct("<IIIIIIQ")  # in_port reason tun_key pkt_len cap_len ct_state cookie
+CT_KEY = struct.Struct("<IIIHHB3x")  # struct nl_ct_key: zone src dst sport dport proto
+CT_ENTRY = struct.Struct("<QQII")  # struct nl_ct_entry: expires refreshed flags pad
+CTF_REPLY, CTF_CLOSING = 1, 2
 
 FLOW_KEY_SIZE = FLOW_KEY.size + KEY.size
 FLOW_VALUE_SIZE = ACTION.size * MAX_ACTIONS + FLOW_TAIL.size
@@ -50,8 +54,8 @@ EXEC_SIZE = EXEC_HEAD.size + ACTION.size * MAX_ACTIONS
 
 A_NONE, A_SET_ETH_SRC, A_SET_ETH_DST, A_SET_IP_SRC, A_SET_IP_DST = 0, 1, 2, 3, 4
 A_SET_TP_SRC, A_SET_TP_DST, A_DEC_TTL, A_PUSH_VLAN, A_POP_VLAN = 5, 6, 7, 8, 9
-A_OUTPUT, A_TUNNEL, A_DROP, A_USERSPACE = 10, 11, 12, 13
-AF_CLONE = 1
+A_OUTPUT, A_TUNNEL, A_DROP, A_USERSPACE, A_CT_COMMIT = 10, 11, 12, 13, 14
+AF_CLONE, AF_CT = 1, 2
 
 MARK_EXEC = 0x80000000
 
@@ -70,11 +74,12 @@ def pack_key(k: FlowKey) -> bytes:
         k.tp_dst,
         k.ip_proto,
         k.ip_frag,
+        k.ct_state,
     )
 
 
 def unpack_key(b: bytes) -> FlowKey:
-    es, ed, ip_, tk, isrc, idst, et, vl, ts, td, pr, fr = KEY.unpack(b)
+    es, ed, ip_, tk, isrc, idst, et, vl, ts, td, pr, fr, ct = KEY.unpack(b)
     return FlowKey(
         in_port=ip_,
         tun_key=tk,
@@ -88,6 +93,7 @@ def unpack_key(b: bytes) -> FlowKey:
         ip_frag=fr,
         tp_src=ts,
         tp_dst=td,
+        ct_state=ct,
     )
 
 
@@ -124,7 +130,10 @@ def pack_actions(actions: tuple[Action, ...] | list[Action]) -> bytes:
     out = b""
     for i, a in enumerate(actions):
         t, arg, arg64 = _encode(a)
-        out += ACTION.pack(t, AF_CLONE if i in outs and i != last_out else 0, arg, arg64)
+        flags = AF_CLONE if i in outs and i != last_out else 0
+        if isinstance(a, (Output, Tunnel)) and a.ct:
+            flags |= AF_CT
+        out += ACTION.pack(t, flags, arg, arg64)
     return out.ljust(ACTION.size * MAX_ACTIONS, b"\0")
 
 
@@ -154,6 +163,8 @@ def _encode(a: Action) -> tuple[int, int, int]:
             return A_TUNNEL, v, r
         case Userspace():
             return A_USERSPACE, 0, 0
+        case CtCommit():
+            return A_CT_COMMIT, 0, 0
         case Drop():
             return A_DROP, 0, 0
     raise InvalidInput(f"unsupported action {a!r}", field="actions")
@@ -162,14 +173,14 @@ def _encode(a: Action) -> tuple[int, int, int]:
 def unpack_actions(b: bytes) -> tuple[Action, ...]:
     out: list[Action] = []
     for i in range(MAX_ACTIONS):
-        t, _flags, arg, arg64 = ACTION.unpack_from(b, i * ACTION.size)
+        t, flags, arg, arg64 = ACTION.unpack_from(b, i * ACTION.size)
         if t == A_NONE:
             break
-        out.append(_decode(t, arg, arg64))
+        out.append(_decode(t, arg, arg64, ct=bool(flags & AF_CT)))
     return tuple(out)
 
 
-def _decode(t: int, arg: int, arg64: int) -> Action:
+def _decode(t: int, arg: int, arg64: int, *, ct: bool) -> Action:
     table: dict[int, Action] = {
         A_SET_ETH_SRC: SetEthSrc(arg64),
         A_SET_ETH_DST: SetEthDst(arg64),
@@ -180,8 +191,9 @@ def _decode(t: int, arg: int, arg64: int) -> Action:
         A_DEC_TTL: DecTtl(),
         A_PUSH_VLAN: PushVlan(arg),
         A_POP_VLAN: PopVlan(),
-        A_OUTPUT: Output(arg),
-        A_TUNNEL: Tunnel(arg, arg64),
+        A_OUTPUT: Output(arg, ct),
+        A_TUNNEL: Tunnel(arg, arg64, ct),
+        A_CT_COMMIT: CtCommit(),
         A_USERSPACE: Userspace(),
         A_DROP: Drop(),
     }

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from netloom.datapath.base import UpcallLimit
 from netloom.datapath.bpf import abi
 from netloom.datapath.bpf.maps import BpfMap
+from netloom.datapath.conntrack import ConntrackSettings
 
 _KEY = bytes(4)
 
@@ -25,6 +26,9 @@ class Config:
     upcall_cost_ns: int = 0  # ns of credit one upcall costs (1e9/rate); 0 = unlimited
     upcall_burst: int = 0
     tunnel_mtu: int = 0  # 0 = unchecked
+    ct_tcp_ms: int = 21_600_000  # conntrack lifetimes (ConntrackSettings, in ms)
+    ct_closing_ms: int = 10_000
+    ct_other_ms: int = 60_000
 
     def pack(self) -> bytes:
         return abi.CONFIG.pack(
@@ -38,12 +42,19 @@ class Config:
             self.upcall_cost_ns,
             self.upcall_burst,
             self.tunnel_mtu,
+            self.ct_tcp_ms,
+            self.ct_closing_ms,
+            self.ct_other_ms,
+            0,
         )
 
     @classmethod
     def unpack(cls, raw: bytes) -> Config:
-        _abi, tun, ip, trace, ul, port, mask, cost, burst, mtu = abi.CONFIG.unpack(raw)
-        return cls(tun, ip, bool(trace), ul, port, mask, cost, burst, mtu)
+        _abi, tun, ip, trace, ul, port, mask, cost, burst, mtu, *ct, _ = abi.CONFIG.unpack(raw)
+        c = cls(tun, ip, bool(trace), ul, port, mask, cost, burst, mtu)
+        if all(ct):
+            c.ct_tcp_ms, c.ct_closing_ms, c.ct_other_ms = ct
+        return c
 
 
 def prefix_mask(prefixlen: int) -> int:
@@ -92,6 +103,17 @@ class ConfigMap:
         cost = max(1, round(1e9 / limit.rate)) if limit else 0
         burst = limit.burst if limit else 0
         self._write(dataclasses.replace(self.config, upcall_cost_ns=cost, upcall_burst=burst))
+
+    def set_conntrack(self, settings: ConntrackSettings) -> None:
+        """The conntrack lifetimes (the table's size is fixed when the object is loaded)."""
+        ms = (
+            round(settings.tcp_established_s * 1000),
+            round(settings.tcp_closing_s * 1000),
+            round(settings.other_s * 1000),
+        )
+        c = dataclasses.replace(self.config)
+        c.ct_tcp_ms, c.ct_closing_ms, c.ct_other_ms = ms
+        self._write(c)
 
     def _write(self, config: Config) -> None:
         self._map.update(_KEY, config.pack())

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import time
 from collections.abc import Mapping, Sequence
 
 from netloom.datapath.base import (
@@ -22,6 +23,7 @@ from netloom.datapath.base import (
     Upcall,
     UpcallLimit,
 )
+from netloom.datapath.bpf import abi
 from netloom.datapath.bpf.attach import Plumbing
 from netloom.datapath.bpf.config import ConfigMap
 from netloom.datapath.bpf.flows import FlowTable
@@ -31,6 +33,7 @@ from netloom.datapath.bpf.ports import PortTable
 from netloom.datapath.bpf.testrun import TestRunner
 from netloom.datapath.bpf.tunnel import Tunnel
 from netloom.datapath.bpf.upcalls import Upcalls
+from netloom.datapath.conntrack import ConntrackSettings, CtEntry, CtTuple
 from netloom.datapath.pins import host_pin_dir
 from netloom.errors import InvalidInput
 from netloom.flows.model import Action, Flow, FlowKey, FlowMask, FlowStats
@@ -147,6 +150,27 @@ class BpfDatapath:
     def execute(self, packet: bytes, actions: Sequence[Action], in_port: int = 0) -> None:
         self._upcalls.execute(packet, actions, in_port)
 
+    def set_conntrack(self, settings: ConntrackSettings) -> None:
+        """Conntrack lifetimes. The table's size is the loaded map's (``PinnedObject``'s
+        ``max_entries`` of ``nl_ct``), fixed for the life of the pins."""
+        self._config.set_conntrack(settings)
+
+    def conntrack_entry(self, t: CtTuple) -> CtEntry | None:
+        """The live entry of ``t`` in ``nl_ct`` (a lookup: no refresh, no LRU bump)."""
+        zone, proto, src, dst, sp, dp = t
+        key = abi.CT_KEY.pack(zone, src, dst, sp, dp, proto)
+        raw = self._loader.map("nl_ct").lookup(key, abi.CT_ENTRY.size)
+        e = _ct_entry(raw) if raw is not None else None
+        return e if e is not None and e.expires > time.monotonic() else None
+
+    def conntrack(self) -> dict[CtTuple, CtEntry]:
+        """The kernel's conntrack table (``nl_ct``), times in monotonic seconds."""
+        out: dict[CtTuple, CtEntry] = {}
+        for k, v in self._loader.map("nl_ct").items(abi.CT_KEY.size, abi.CT_ENTRY.size):
+            zone, src, dst, sp, dp, proto = abi.CT_KEY.unpack(k)
+            out[(zone, proto, src, dst, sp, dp)] = _ct_entry(v)
+        return out
+
     # ---- BPF_PROG_TEST_RUN (test vectors, micro-benchmarks) --------------------------------
 
     def test_run(self, packet: bytes, in_port: int, repeat: int = 1) -> tuple[int, bytes, int]:
@@ -180,6 +204,12 @@ class BpfDatapath:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _ct_entry(raw: bytes) -> CtEntry:
+    exp, ref, flags, _ = abi.CT_ENTRY.unpack(raw)
+    reply, closing = bool(flags & abi.CTF_REPLY), bool(flags & abi.CTF_CLOSING)
+    return CtEntry(reply, closing, exp / 1e9, ref / 1e9)
 
 
 __all__ = ["BpfDatapath"]

@@ -153,18 +153,22 @@ class FlowTable:
         dead: list[Flow] = []
         dead_keys: list[bytes] = []
         refs: collections.Counter[int] = collections.Counter()
-        for mid, key, v in self._dump_raw():
-            r = self._decode(mid, key, v, now_ns)
-            if r is None:
-                continue
-            flow, _st, created, used = r
-            hard = flow.hard_timeout_s and now_ns - created >= flow.hard_timeout_s * 1e9
-            idle = flow.idle_timeout_s and now_ns - used >= flow.idle_timeout_s * 1e9
-            if hard or idle:
-                dead.append(flow)
-                dead_keys.append(abi.pack_flow_key(mid, key))
-            else:
+        for k, v in self._flows.lookup_batch(abi.FLOW_KEY_SIZE, abi.FLOW_VALUE_SIZE):
+            mid, _ = abi.FLOW_KEY.unpack_from(k)
+            # the timestamps first: only a flow that goes is decoded whole
+            _c, created, idle_ms, hard_ms, _p, _b, last = abi.FLOW_TAIL.unpack_from(
+                v, _ACTIONS_SIZE
+            )
+            used = last or created
+            hard = hard_ms and now_ns - created >= hard_ms * 1_000_000
+            idle = idle_ms and now_ns - used >= idle_ms * 1_000_000
+            if not (hard or idle):
                 refs[mid] += 1
+                continue
+            r = self._decode(mid, abi.unpack_key(k[abi.FLOW_KEY.size :]), v, now_ns)
+            if r is not None:
+                dead.append(r[0])
+                dead_keys.append(k)
         gone = self._flows.delete_batch(dead_keys)
         dead = [f for f, g in zip(dead, gone, strict=True) if g]  # else LRU-evicted meanwhile
         if self._masks.set_refs(dict(refs)):

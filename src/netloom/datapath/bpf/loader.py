@@ -45,9 +45,14 @@ MAPS = (
     "nl_upcalls",
     "nl_upcall_tb",
     "nl_stats",
+    "nl_ct",
 )
 FLOWS = "nl_flows"
-SIZABLE = (FLOWS,)  # hash tables sized from the config; the others' sizes are the program's
+CONNTRACK = "nl_ct"
+SIZABLE = (
+    FLOWS,
+    CONNTRACK,
+)  # hash tables sized from the config; the others' sizes are the program's
 _SRC_DIR = Path(__file__).resolve().parent
 _log = logging.getLogger(__name__)
 
@@ -236,6 +241,7 @@ def _fs_magic(path: str) -> int:
 
 
 __all__ = [
+    "CONNTRACK",
     "FLOWS",
     "MAPS",
     "PORT_PROG",

@@ -6,6 +6,12 @@
  *   injection veth (agent packet-out)        -> skb->mark selects an exec slot: re-lookup as
  *                                               if received on slot.in_port, or run slot.acts
  *
+ * Connection tracking (nl_ct, the rules of datapath/conntrack.py): an IPv4 packet entering from
+ * a local port looks its tuple up at that port (the zone) before the flow lookup and carries
+ * the answer in key.ct_state; NL_A_CT_COMMIT inserts the tuple as it arrived; an output with
+ * NL_AF_CT makes the receiver insert the reversed delivered tuple as the reply direction (a
+ * tunnel carries that duty in the NL_VNI_CT bit of the VNI).
+ *
  * Matching is tuple-space search: nl_masks lists the masks in use in priority order (most
  * specific first); for each, the packet key is masked and looked up in one LRU hash keyed by
  * (mask id, masked key). First hit wins. The LRU hash bounds the table: when full, the kernel
@@ -106,6 +112,14 @@ struct {
 	__type(value, struct nl_stats);
 } nl_stats SEC(".maps");
 
+/* Sized by the loader (bpf_map__set_max_entries, the agent's --conntrack-size). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 262144);
+	__type(key, struct nl_ct_key);
+	__type(value, struct nl_ct_entry);
+} nl_ct SEC(".maps");
+
 #define CONTINUE (-1)
 
 struct parsed {
@@ -125,6 +139,10 @@ struct parsed {
 	__u32 upcall_cost_ns;
 	__u32 upcall_burst;
 	__u32 tunnel_mtu;
+	__u32 ct_tcp_ms;
+	__u32 ct_closing_ms;
+	__u32 ct_other_ms;
+	__u32 ct_close; /* a tracked TCP FIN/RST: deliveries shorten the reply entry */
 };
 
 struct nl_actions {
@@ -315,6 +333,182 @@ static __always_inline struct nl_stats *stats(void)
 	return bpf_map_lookup_elem(&nl_stats, &zero);
 }
 
+/* ---- connection tracking (the rules of datapath/conntrack.py) ------------------------------ */
+#define NL_TCP_FIN 0x01
+#define NL_TCP_SYN 0x02
+#define NL_TCP_RST 0x04
+#define NL_NS_PER_MS 1000000ull
+#define NL_CT_REFRESH_NS 1000000000ull /* an entry's expiry is written at most once a second */
+
+/* The TCP flags octet (RFC 793 3.1), 0 if not TCP. */
+static __always_inline __u8 tcp_flags(struct __sk_buff *skb, struct parsed *p)
+{
+	__u8 *data = PKT_DATA(skb), fl = 0;
+
+	if (p->key.eth_type != ETH_P_IP || p->key.ip_proto != IPPROTO_TCP || p->key.ip_frag == 2 ||
+	    !p->l4_off)
+		return 0;
+	if (p->l4_off == ETH_HLEN + 20 && data + ETH_HLEN + 20 + 14 <= (__u8 *)PKT_END(skb))
+		return data[ETH_HLEN + 20 + 13];
+	if (bpf_skb_load_bytes(skb, p->l4_off + 13, &fl, 1) < 0)
+		return 0;
+	return fl;
+}
+
+static __always_inline __u64 ct_life(struct parsed *p, __u8 proto, __u32 closing)
+{
+	__u32 ms;
+
+	if (proto != IPPROTO_TCP)
+		ms = p->ct_other_ms ? p->ct_other_ms : 60000;
+	else if (closing)
+		ms = p->ct_closing_ms ? p->ct_closing_ms : 10000;
+	else
+		ms = p->ct_tcp_ms ? p->ct_tcp_ms : 21600000;
+	return (__u64)ms * NL_NS_PER_MS;
+}
+
+static __always_inline void ct_key_of(struct parsed *p, __u32 zone, __u32 reverse,
+				      struct nl_ct_key *k)
+{
+	__u16 sp = 0, dp = 0;
+
+	if (p->key.ip_proto == IPPROTO_TCP || p->key.ip_proto == IPPROTO_UDP) {
+		sp = p->key.tp_src;
+		dp = p->key.tp_dst;
+	}
+	k->zone = zone;
+	k->proto = p->key.ip_proto;
+	if (reverse) {
+		k->src = p->key.ip_dst;
+		k->dst = p->key.ip_src;
+		k->sport = dp;
+		k->dport = sp;
+	} else {
+		k->src = p->key.ip_src;
+		k->dst = p->key.ip_dst;
+		k->sport = sp;
+		k->dport = dp;
+	}
+}
+
+/* The live entry of k; an expired one counts as absent and goes. */
+static __always_inline struct nl_ct_entry *ct_get(struct nl_ct_key *k, __u64 now)
+{
+	struct nl_ct_entry *e = bpf_map_lookup_elem(&nl_ct, k);
+
+	if (e && e->expires_ns <= now) {
+		bpf_map_delete_elem(&nl_ct, k);
+		return NULL;
+	}
+	return e;
+}
+
+/* A hit: a FIN/RST shortens the entry for good; else refresh, at most once a second. */
+static __always_inline void ct_touch(struct parsed *p, struct nl_ct_entry *e, __u8 proto,
+				     __u32 closing, __u64 now)
+{
+	if (closing) {
+		__u64 exp = now + ct_life(p, proto, 1);
+
+		e->flags |= NL_CTF_CLOSING;
+		if (e->expires_ns > exp)
+			e->expires_ns = exp;
+		e->refreshed_ns = now;
+	} else if (!(e->flags & NL_CTF_CLOSING) && now - e->refreshed_ns >= NL_CT_REFRESH_NS) {
+		e->expires_ns = now + ct_life(p, proto, 0);
+		e->refreshed_ns = now;
+	}
+}
+
+static __always_inline int is_ipv4(struct parsed *p)
+{
+	return p->key.eth_type == ETH_P_IP && p->l4_off;
+}
+
+/* Fill key.ct_state of a packet entering from a local port (its zone). The coarse clock is
+ * enough for lifetimes of seconds and far cheaper in a VM than a clocksource read. */
+NL_FUNC int ct_lookup(struct __sk_buff *skb, struct parsed *p)
+{
+	struct nl_ct_key k = {};
+	struct nl_ct_entry *e;
+	struct nl_stats *st;
+	__u64 now;
+	__u8 fl;
+
+	if (!p || !is_ipv4(p))
+		return 0;
+	fl = tcp_flags(skb, p);
+	p->ct_close = !!(fl & (NL_TCP_FIN | NL_TCP_RST));
+	ct_key_of(p, p->in_port, 0, &k);
+	now = bpf_ktime_get_coarse_ns();
+	e = ct_get(&k, now);
+	if (!e) {
+		p->key.ct_state = NL_CT_NEW;
+		if (p->key.ip_proto == IPPROTO_TCP && !(fl & NL_TCP_SYN)) {
+			st = stats();
+			if (st)
+				st->ct_lost++;
+		}
+		return 0;
+	}
+	ct_touch(p, e, k.proto, p->ct_close, now);
+	p->key.ct_state = NL_CT_EST | ((e->flags & NL_CTF_REPLY) ? NL_CT_RPL : 0);
+	return 0;
+}
+
+/* Insert the packet's tuple at zone (reversed: as the reply direction) unless a live entry
+ * exists, which a FIN/RST then shortens. The LRU map evicts when full, never refuses. */
+NL_FUNC int ct_commit(struct parsed *p, __u32 zone, __u32 reverse, __u32 closing)
+{
+	struct nl_ct_entry *e, fresh = {};
+	struct nl_ct_key k = {};
+	struct nl_stats *st;
+	__u64 now;
+
+	if (!p || !is_ipv4(p))
+		return 0;
+	ct_key_of(p, zone, reverse, &k);
+	now = bpf_ktime_get_coarse_ns();
+	e = ct_get(&k, now);
+	if (e) {
+		if (closing)
+			ct_touch(p, e, k.proto, 1, now);
+		return 0;
+	}
+	fresh.expires_ns = now + ct_life(p, k.proto, closing);
+	fresh.refreshed_ns = now;
+	fresh.flags = (reverse ? NL_CTF_REPLY : 0) | (closing ? NL_CTF_CLOSING : 0);
+	if (bpf_map_update_elem(&nl_ct, &k, &fresh, BPF_ANY) == 0) {
+		st = stats();
+		if (st)
+			st->ct_commits++;
+	}
+	return 0;
+}
+
+/* The receiver's side, on delivery to local port ifindex: commit the reversed tuple (ct), or
+ * let a FIN/RST shorten it. */
+NL_FUNC int deliver_ct(struct parsed *p, __u32 ifindex, __u32 ct)
+{
+	struct nl_ct_key k = {};
+	struct nl_ct_entry *e;
+	__u64 now;
+
+	if (!p)
+		return 0;
+	if (ct)
+		return ct_commit(p, ifindex, 1, p->ct_close);
+	if (!p->ct_close || !is_ipv4(p))
+		return 0;
+	ct_key_of(p, ifindex, 1, &k);
+	now = bpf_ktime_get_coarse_ns();
+	e = ct_get(&k, now);
+	if (e)
+		ct_touch(p, e, k.proto, 1, now);
+	return 0;
+}
+
 /* A token bucket per port, kept in the kernel so that a VM sending a new flow per packet (a
  * port scan) costs the agent at most `burst` + rate x t upcalls, and the ring buffer keeps
  * room for the other ports' first packets. Credit is time: it grows 1 ns per ns up to
@@ -367,6 +561,7 @@ NL_FUNC int upcall(struct __sk_buff *skb, struct parsed *p, __u32 reason)
 	h.pkt_len = skb->len;
 	h.cap_len = skb->len;
 	h.cookie = p->cookie;
+	h.ct_state = p->key.ct_state;
 	note(p, NL_A_USERSPACE, p->in_port, reason, 0);
 	if (h.pkt_len <= 128)
 		r = upcall_128(skb, &h);
@@ -405,6 +600,8 @@ NL_FUNC int output(struct __sk_buff *skb, struct parsed *p, __u32 ifindex, __u32
 	}
 	if (too_big(skb, p, port->mtu))
 		return upcall(skb, p, NL_UP_MTU);
+	if ((flags & NL_AF_CT) || p->ct_close)
+		deliver_ct(p, ifindex, flags & NL_AF_CT);
 	note(p, NL_A_OUTPUT, ifindex, 0, 0);
 	if (flags & NL_AF_CLONE) {
 		bpf_clone_redirect(skb, ifindex, 0);
@@ -529,7 +726,7 @@ NL_FUNC int underlay_ingress(struct __sk_buff *skb, struct parsed *p)
 	struct nl_vxlan_frame copy, *f;
 	__u8 inner[ETH_HLEN], *data;
 	struct nl_vni_dst *dst;
-	__u32 vni, ifindex;
+	__u32 vni, ifindex, ct;
 
 	if (!p || !p->underlay_ifindex)
 		return TC_ACT_OK;
@@ -550,6 +747,8 @@ NL_FUNC int underlay_ingress(struct __sk_buff *skb, struct parsed *p)
 	if (!(f->e.vxlan[0] & NL_VXLAN_FLAG_I) || f->e.eth[12] != 0x08 || f->e.eth[13] != 0x00)
 		return TC_ACT_OK;
 	vni = ((__u32)f->e.vxlan[4] << 16) | ((__u32)f->e.vxlan[5] << 8) | f->e.vxlan[6];
+	ct = vni & NL_VNI_FLAGS;
+	vni &= ~NL_VNI_FLAGS;
 	__builtin_memcpy(inner, f->e.eth, ETH_HLEN);
 	dst = bpf_map_lookup_elem(&nl_vni, &vni);
 	if (!dst || dst->kind != NL_PORT_VM)
@@ -564,6 +763,10 @@ NL_FUNC int underlay_ingress(struct __sk_buff *skb, struct parsed *p)
 		__builtin_memcpy(data, inner, ETH_HLEN);
 	else if (bpf_skb_store_bytes(skb, 0, inner, ETH_HLEN, 0) < 0)
 		return TC_ACT_SHOT;
+	if (ct && parse(skb, p) == 0) { /* the sender asked for the receiver's conntrack side */
+		p->ct_close = !!(ct & NL_VNI_CT_CLOSE);
+		deliver_ct(p, ifindex, ct & NL_VNI_CT);
+	}
 	note(p, NL_A_OUTPUT, ifindex, vni, 0);
 	return bpf_redirect_peer(ifindex, 0);
 }
@@ -576,6 +779,10 @@ NL_FUNC int tunnel(struct __sk_buff *skb, struct parsed *p, __u32 vni, __u32 rem
 
 	if (!p)
 		return TC_ACT_SHOT;
+	if (flags & NL_AF_CT)
+		vni |= NL_VNI_CT;
+	if (p->ct_close)
+		vni |= NL_VNI_CT_CLOSE;
 	if (!p->tunnel_ifindex) {
 		note(p, NL_A_DROP, 0, vni, remote);
 		return TC_ACT_SHOT;
@@ -671,6 +878,10 @@ NL_FUNC int set_tp(struct __sk_buff *skb, struct parsed *p, __u32 field, __u32 p
 		return 0;
 	bpf_skb_store_bytes(skb, p->l4_off + field, &new, 2, 0);
 	l4_fix(skb, p, old, new, 2);
+	if (field == 0)
+		p->key.tp_src = port;
+	else
+		p->key.tp_dst = port;
 	return 0;
 }
 
@@ -789,6 +1000,9 @@ NL_FUNC int run_actions(struct __sk_buff *skb, struct parsed *p, struct nl_actio
 			break;
 		case NL_A_USERSPACE:
 			return upcall(skb, p, NL_UP_USERSPACE);
+		case NL_A_CT_COMMIT:
+			ct_commit(p, p->in_port, 0, !!(tcp_flags(skb, p) & (NL_TCP_FIN | NL_TCP_RST)));
+			break;
 		case NL_A_DROP:
 		default:
 			goto end;
@@ -863,6 +1077,9 @@ static __always_inline void load_config(struct parsed *p)
 	p->upcall_cost_ns = cfg->upcall_cost_ns;
 	p->upcall_burst = cfg->upcall_burst;
 	p->tunnel_mtu = cfg->tunnel_mtu;
+	p->ct_tcp_ms = cfg->ct_tcp_ms;
+	p->ct_closing_ms = cfg->ct_closing_ms;
+	p->ct_other_ms = cfg->ct_other_ms;
 }
 
 /* A packet from a VM (or an uplink, an internal port): parse, look up, act. */
@@ -872,6 +1089,7 @@ static __always_inline int port_ingress(struct __sk_buff *skb, struct parsed *p)
 	p->vlan_hw = skb->vlan_present;
 	if (parse(skb, p) < 0)
 		return TC_ACT_SHOT;
+	ct_lookup(skb, p);
 	return lookup_and_act(skb, p);
 }
 
@@ -929,8 +1147,14 @@ int nl_ingress(struct __sk_buff *skb)
 			return TC_ACT_SHOT;
 		p.in_port = x->in_port;
 		p.tun_key = x->tun_key;
-		if (x->lookup)
+		if (x->lookup) {
+			struct nl_port *from = bpf_map_lookup_elem(&nl_ports, &p.in_port);
+
+			if (from && (from->kind == NL_PORT_VM || from->kind == NL_PORT_UPLINK ||
+				     from->kind == NL_PORT_INTERNAL))
+				ct_lookup(skb, &p);
 			return lookup_and_act(skb, &p);
+		}
 		p.cookie = x->cookie;
 		return run_actions(skb, &p, (struct nl_actions *)x->acts);
 	}
@@ -943,10 +1167,13 @@ int nl_ingress(struct __sk_buff *skb)
 
 		if (bpf_skb_get_tunnel_key(skb, &tk, sizeof(tk), 0) < 0)
 			return TC_ACT_SHOT;
-		p.tun_key = tk.tunnel_id;
+		p.tun_key = tk.tunnel_id & ~NL_VNI_FLAGS; /* the flags are the receiver's duties */
 		dst = bpf_map_lookup_elem(&nl_vni, &p.tun_key);
-		if (dst)
-			return output(skb, &p, dst->ifindex, 0);
+		if (dst) {
+			p.ct_close = !!(tk.tunnel_id & NL_VNI_CT_CLOSE);
+			return output(skb, &p, dst->ifindex,
+				      (tk.tunnel_id & NL_VNI_CT) ? NL_AF_CT : 0);
+		}
 	}
 	return lookup_and_act(skb, &p);
 }

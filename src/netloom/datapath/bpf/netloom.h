@@ -9,7 +9,7 @@
 
 #include <linux/types.h>
 
-#define NL_ABI_VERSION 3
+#define NL_ABI_VERSION 4
 #define NL_MAX_MASKS 32
 #define NL_MAX_ACTIONS 8
 #define NL_EXEC_SLOTS 64
@@ -29,7 +29,8 @@ struct nl_key {
 	__u16 tp_dst;
 	__u8 ip_proto;
 	__u8 ip_frag;
-	__u8 pad[6];
+	__u8 ct_state; /* NL_CT_* from the conntrack lookup; 0 = not tracked */
+	__u8 pad[5];
 };
 #define NL_KEY_WORDS 6
 
@@ -62,10 +63,44 @@ enum nl_action_type {
 	NL_A_TUNNEL = 11,  /* arg = vni, arg64 = remote IPv4 (host order) */
 	NL_A_DROP = 12,
 	NL_A_USERSPACE = 13,
+	NL_A_CT_COMMIT = 14, /* commit the packet's tuple as it arrived, at its in_port */
 };
 
 /* flags of an action */
 #define NL_AF_CLONE 1 /* an output that is not the last one: clone the packet */
+#define NL_AF_CT 2    /* output/tunnel: the receiver commits the reversed delivered tuple */
+
+/* ct_state bits of the flow key (flows/model.py CT_*) */
+#define NL_CT_NEW 1
+#define NL_CT_EST 2
+#define NL_CT_RPL 4
+
+/* Spare VNI bits (tunnel keys use 20 bits): the receiver's conntrack duties. */
+#define NL_VNI_CT (1u << 23)       /* commit the reversed tuple at the destination port */
+#define NL_VNI_CT_CLOSE (1u << 22) /* a TCP FIN/RST: shorten that entry */
+#define NL_VNI_FLAGS (NL_VNI_CT | NL_VNI_CT_CLOSE)
+
+/* Conntrack: zone = the local port the connection is seen at; ICMP and non-TCP/UDP use
+ * ports 0/0. */
+struct nl_ct_key {
+	__u32 zone;
+	__u32 src;
+	__u32 dst;
+	__u16 sport;
+	__u16 dport;
+	__u8 proto;
+	__u8 pad[3];
+};
+
+#define NL_CTF_REPLY 1   /* the entry is the reply direction */
+#define NL_CTF_CLOSING 2 /* a TCP FIN/RST was seen: closing lifetime, never extended */
+
+struct nl_ct_entry {
+	__u64 expires_ns; /* bpf_ktime_get_ns (CLOCK_MONOTONIC) */
+	__u64 refreshed_ns;
+	__u32 flags;
+	__u32 pad;
+};
 
 struct nl_action {
 	__u16 type;
@@ -110,6 +145,10 @@ struct nl_config {
 	__u32 upcall_cost_ns;   /* per-port upcall budget: ns of credit one upcall costs (1e9/rate); 0 = unlimited */
 	__u32 upcall_burst;     /* upcalls a port may send back to back */
 	__u32 tunnel_mtu;       /* L3 MTU of tunnelled packets (the VXLAN port's); 0 = unchecked */
+	__u32 ct_tcp_ms;        /* conntrack lifetimes: TCP established */
+	__u32 ct_closing_ms;    /* TCP after FIN/RST */
+	__u32 ct_other_ms;      /* anything else */
+	__u32 pad;
 };
 /* Value of nl_vni: where a VNI's packets go, and what kind of port that is (decap delivers
  * straight into a VM with bpf_redirect_peer, which only a VM's veth allows). */
@@ -128,6 +167,8 @@ struct nl_bucket {
 struct nl_stats {
 	__u64 upcalls_throttled; /* over the port's budget: dropped in the kernel */
 	__u64 upcalls_lost;      /* the ring buffer was full */
+	__u64 ct_commits;        /* conntrack entries created */
+	__u64 ct_lost;           /* TCP without SYN found no entry (evicted or expired) */
 };
 
 struct nl_verdict {
@@ -151,7 +192,7 @@ struct nl_upcall {
 	__u32 tun_key;
 	__u32 pkt_len;
 	__u32 cap_len;
-	__u32 pad;
+	__u32 ct_state; /* the key's ct_state (NL_CT_*) */
 	__u64 cookie;
 };
 

@@ -88,9 +88,10 @@ class Upcalls:
             raise DatapathError("ring_buffer__new failed")
 
     def _on_upcall(self, rec: bytes) -> None:
-        in_port, reason, tun_key, pkt_len, cap, _pad, cookie = abi.UPCALL.unpack_from(rec)
+        in_port, reason, tun_key, pkt_len, cap, ct, cookie = abi.UPCALL.unpack_from(rec)
         data = rec[abi.UPCALL.size : abi.UPCALL.size + cap]
-        self._pending.append(Upcall(data, in_port, UpcallReason(reason), tun_key, cookie, pkt_len))
+        up = Upcall(data, in_port, UpcallReason(reason), tun_key, cookie, pkt_len, ct)
+        self._pending.append(up)
 
     def poll(self, timeout: float = 0.0, max_count: int = 256) -> list[Upcall]:
         if self._rb is None:
@@ -132,11 +133,11 @@ class Upcalls:
         """Sum of the per-CPU ``nl_stats``."""
         ncpu = possible_cpus()
         raw = self._loader.map("nl_stats").lookup(bytes(4), abi.STATS.size * ncpu)
-        throttled = lost = 0
+        sums = [0, 0, 0, 0]
         for i in range(ncpu if raw else 0):
-            t, lo = abi.STATS.unpack_from(raw or b"", i * abi.STATS.size)
-            throttled, lost = throttled + t, lost + lo
-        return DatapathCounters(upcalls_throttled=throttled, upcalls_lost=lost)
+            for j, v in enumerate(abi.STATS.unpack_from(raw or b"", i * abi.STATS.size)):
+                sums[j] += v
+        return DatapathCounters(*sums)
 
     def remove_injection(self) -> None:
         self._net.run("ip", "link", "del", INJECT_TX, check=False)
