@@ -172,8 +172,10 @@ def test_install_path_packs_keys_and_values_like_the_reference() -> None:
     from netloom.datapath.bpf.flows import pack_value, pack_values
     from netloom.flows.model import EXACT, Flow, FlowKey, Output, SetTpDst
 
-    key = FlowKey(in_port=3, eth_src=0xABCDEF, ip_src=0x0A000001, tp_src=7, tp_dst=0xFFFF)
-    for mask in (EXACT, FlowKey(in_port=0xFFFF, ip_src=0xFFFFFF00, tp_dst=0xF0)):
+    key = FlowKey(
+        in_port=3, eth_src=0xABCDEF, ip_src=0x0A000001, tp_src=7, tp_dst=0xFFFF, ct_state=6
+    )
+    for mask in (EXACT, FlowKey(in_port=0xFFFF, ip_src=0xFFFFFF00, tp_dst=0xF0, ct_state=4)):
         assert abi.pack_masked_flow_key(5, key, mask) == abi.pack_flow_key(5, key.masked(mask))
     flows = [
         Flow(key, EXACT, (Output(2),), idle_timeout_s=1.5, cookie=1),
@@ -183,3 +185,18 @@ def test_install_path_packs_keys_and_values_like_the_reference() -> None:
     assert pack_values(flows, 42) == [pack_value(f, 42) for f in flows]
     with pytest.raises(InvalidInput):
         pack_values([*flows, Flow(key, EXACT, (), idle_timeout_s=-1)], 42)
+
+
+def test_masking_covers_every_key_field() -> None:
+    """Each field of the key is kept by its own mask bits and cleared by the others' (a field
+    forgotten by ``masked`` or by the packed install key would match what the flow excludes)."""
+    from dataclasses import replace
+
+    from netloom.datapath.bpf import abi
+    from netloom.flows.model import EXACT, FIELD_NAMES, FlowKey
+
+    for name in FIELD_NAMES:
+        only = replace(FlowKey(), **{name: getattr(EXACT, name)})
+        got = EXACT.masked(only)
+        assert got == only, name
+        assert abi.pack_masked_flow_key(1, EXACT, only) == abi.pack_flow_key(1, only), name

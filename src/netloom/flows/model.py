@@ -71,6 +71,7 @@ class FlowKey:
             self.ip_frag & mask.ip_frag,
             self.tp_src & mask.tp_src,
             self.tp_dst & mask.tp_dst,
+            self.ct_state & mask.ct_state,
         )
 
 

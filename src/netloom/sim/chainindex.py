@@ -29,7 +29,14 @@ from typing import TYPE_CHECKING, TypeVar
 
 from netloom.model.records import Rule
 from netloom.packet.util import prefix
-from netloom.sim.result import F_ETH_TYPE, F_IP_DST, F_IP_PROTO, F_IP_SRC, F_L4
+from netloom.sim.result import (
+    F_ETH_TYPE,
+    F_IP_DST,
+    F_IP_FRAG,
+    F_IP_PROTO,
+    F_IP_SRC,
+    F_TP_DST,
+)
 
 if TYPE_CHECKING:
     from netloom.sim.context import Ctx
@@ -128,11 +135,11 @@ class _ByDstPort(Family):
         self.segments = segments
 
     def expand(self, c: Ctx) -> Sequence[Item]:
-        # as the port condition reads: both ports, the protocol and the fragment field
+        # as the destination-port condition reads: that port, the protocol and the fragment
         c.read |= F_ETH_TYPE
         if not c.is_ip:
             return _NONE
-        c.read |= F_L4
+        c.read |= F_IP_PROTO | F_IP_FRAG | F_TP_DST
         if c.frame.l4 is None:
             return _NONE
         port = c.tp_dst

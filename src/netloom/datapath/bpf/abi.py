@@ -118,6 +118,7 @@ def pack_masked_flow_key(mask_id: int, k: FlowKey, m: FlowKey) -> bytes:
         k.tp_dst & m.tp_dst,
         k.ip_proto & m.ip_proto,
         k.ip_frag & m.ip_frag,
+        k.ct_state & m.ct_state,
     )
 
 
