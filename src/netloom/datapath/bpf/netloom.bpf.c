@@ -112,9 +112,12 @@ struct {
 	__type(value, struct nl_stats);
 } nl_stats SEC(".maps");
 
-/* Sized by the loader (bpf_map__set_max_entries, the agent's --conntrack-size). */
+/* Sized by the loader (bpf_map__set_max_entries, the agent's --conntrack-size). Every
+ * connection commits an entry that nothing deletes before the LRU evicts it, so the table runs
+ * full: per-CPU LRU lists (BPF_F_NO_COMMON_LRU) evict without the common list's lock. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
 	__uint(max_entries, 262144);
 	__type(key, struct nl_ct_key);
 	__type(value, struct nl_ct_entry);
