@@ -10,7 +10,7 @@ from netloom.agent.related import upcall_ct_state
 from netloom.datapath.base import PortKind, Upcall, UpcallReason
 from netloom.datapath.memory import MemoryDatapath
 from netloom.flows.model import CT_NEW, CT_REL, CtCommit
-from netloom.packet import Frame, Icmp, IPv4, build, ip_to_int, mac_to_int
+from netloom.packet import Frame, Icmp, IPv4, build, ip_to_int, mac_to_int, parse
 from netloom.packet.headers import ETH_TYPE_IPV4, IPPROTO_ICMP, Ethernet
 from netloom.sim import SimConfig
 
@@ -90,8 +90,8 @@ def test_icmp_error_quoting_a_tracked_connection_is_related() -> None:
         payload=sent[14:42],
     )
     up = Upcall(build(error), port, UpcallReason.MISS, ct_state=CT_NEW)
-    assert upcall_ct_state(up, dp) == CT_NEW
+    assert upcall_ct_state(up, parse(up.packet), dp) == CT_NEW
     # the quoted packet (A -> C) was delivered to this port: its reply direction is here
     a, c = ip_to_int(IP["A"]), ip_to_int(IP["C"])
     dp.ct.commit((port, 6, c, a, 22, 40000), reply=True, closing=False, now=1.0)
-    assert upcall_ct_state(up, dp) == CT_NEW | CT_REL
+    assert upcall_ct_state(up, parse(up.packet), dp) == CT_NEW | CT_REL

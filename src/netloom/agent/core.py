@@ -46,6 +46,7 @@ from netloom.datapath.conntrack import ConntrackSettings
 from netloom.errors import Untranslatable
 from netloom.flows.model import Output, Tunnel
 from netloom.model.records import Port, PortGroup, TunnelZone
+from netloom.packet import Frame, parse
 from netloom.ratelimit import PortLimiter
 from netloom.sim import GeneratedPacket, Result, SimConfig, SimState, Verdict, simulate
 from netloom.sim.state import StateChange
@@ -311,7 +312,9 @@ class Agent:
             self._process(Parked(up, up.packet, port_id, now + self.cfg.park_timeout_s), now)
             self.metrics.latency.observe(self._perf() - t0)
 
-    def _simulate(self, packet: bytes, port_id: str, now: float, ct_state: int = 0) -> Result:
+    def _simulate(
+        self, packet: Frame | bytes, port_id: str, now: float, ct_state: int = 0
+    ) -> Result:
         self.view.now = now
         r = simulate(packet, port_id, self.view, self.state, now, self.cfg.sim, ct_state)
         self.stats["simulations"] += 1
@@ -323,8 +326,11 @@ class Agent:
 
     def _process(self, p: Parked, now: float) -> None:
         up = p.upcall
-        ct_state = upcall_ct_state(up, self.dp) if up is not None else 0
-        r = self._simulate(p.packet, p.port_id, now, ct_state)
+        frame = parse(p.packet)  # once, for the simulation and the related-error check
+        ct_state = upcall_ct_state(up, frame, self.dp) if up is not None else 0
+        r = self._simulate(
+            frame if isinstance(frame, Frame) else p.packet, p.port_id, now, ct_state
+        )
         # A decision taken while some record was still loading is sent once, never cached.
         cacheable = r.cacheable and not self._missed
         if r.verdict is Verdict.NOT_YET:

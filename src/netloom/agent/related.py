@@ -7,15 +7,15 @@ from __future__ import annotations
 
 from netloom.datapath.base import Datapath, Upcall, UpcallReason
 from netloom.flows.model import CT_REL
-from netloom.packet import Frame, Icmp, parse
+from netloom.packet import Frame, Icmp, ParseError
 from netloom.sim.context import ICMP_ERROR_TYPES, quoted
 
 
-def upcall_ct_state(up: Upcall, dp: Datapath) -> int:
-    """``up.ct_state``, with ``CT_REL`` when the packet is a related ICMP error."""
+def upcall_ct_state(up: Upcall, f: Frame | ParseError, dp: Datapath) -> int:
+    """``up.ct_state``, with ``CT_REL`` when the packet (``f``: the upcall's packet, parsed
+    once by the caller for the simulation too) is a related ICMP error."""
     if up.reason is not UpcallReason.MISS or not up.ct_state:
         return up.ct_state
-    f = parse(up.packet)
     if not isinstance(f, Frame) or not isinstance(f.l4, Icmp) or f.l4.type not in ICMP_ERROR_TYPES:
         return up.ct_state
     inner = quoted(f.payload)
