@@ -199,6 +199,13 @@ class Route(Record):
             " and deleted with the port's address, never by hand"
         ),
     )
+    learned_from: Id | None = Field(
+        default=None,
+        description=(
+            "the bgp_peer this route was learned from: written by the gateway agent, gone when"
+            " the session or the agent goes"
+        ),
+    )
 
     @model_validator(mode="after")
     def _shape(self) -> Route:
