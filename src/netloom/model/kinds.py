@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from netloom.model.bgp import BgpNetwork, BgpPeer
 from netloom.model.records import (
     Bridge,
     Chain,
@@ -94,7 +95,12 @@ KINDS: dict[str, Kind] = {
             "routers",
             Router,
             refs=(Ref("tenant_id", ("tenant",)), *(Ref(f, ("chain",)) for f in _DEV)),
-            children=(("route", "router_id"), ("port", "device_id")),
+            children=(
+                ("route", "router_id"),
+                ("port", "device_id"),
+                ("bgp_peer", "router_id"),
+                ("bgp_network", "router_id"),
+            ),
             filters=("tenant_id", "name"),
             scope="tenant_id",
         ),
@@ -119,9 +125,13 @@ KINDS: dict[str, Kind] = {
             "route",
             "routes",
             Route,
-            refs=(Ref("router_id", ("router",)), Ref("next_hop_port_id", ("port",))),
-            read_only=frozenset({"system"}),
-            filters=("router_id", "type", "next_hop_port_id", "name", "system"),
+            refs=(
+                Ref("router_id", ("router",)),
+                Ref("next_hop_port_id", ("port",)),
+                Ref("learned_from", ("bgp_peer",)),
+            ),
+            read_only=frozenset({"system", "learned_from"}),
+            filters=("router_id", "type", "next_hop_port_id", "name", "system", "learned_from"),
             scope="router_id",
         ),
         Kind(
@@ -177,6 +187,23 @@ KINDS: dict[str, Kind] = {
             refs=(Ref("bridge_id", ("bridge",)),),
             filters=("bridge_id", "cidr", "name"),
             scope="bridge_id",
+        ),
+        Kind(
+            "bgp_peer",
+            "bgp_peers",
+            BgpPeer,
+            refs=(Ref("router_id", ("router",)),),
+            children=(("route", "learned_from"),),
+            filters=("router_id", "address", "name"),
+            scope="router_id",
+        ),
+        Kind(
+            "bgp_network",
+            "bgp_networks",
+            BgpNetwork,
+            refs=(Ref("router_id", ("router",)),),
+            filters=("router_id", "prefix", "name"),
+            scope="router_id",
         ),
     )
 }
