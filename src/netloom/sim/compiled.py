@@ -177,7 +177,7 @@ class CRouteTable:
 
 
 class CChain:
-    __slots__ = ("id", "index", "jumps", "name", "rules", "stateful_nat")
+    __slots__ = ("dnat_hosts", "id", "index", "jumps", "name", "rules", "stateful_nat")
 
     def __init__(self, chain: Chain, rules: Sequence[Any]) -> None:
         self.id = chain.id
@@ -191,6 +191,12 @@ class CChain:
             r.action for r in self.rules if r.action in (A_SNAT, A_DNAT) and not r.static
         )
         self.jumps = tuple(r.jump for r in self.rules if r.jump is not None)
+        # the single addresses this chain's DNAT rules translate (a router's floating IPs)
+        self.dnat_hosts = frozenset(
+            ip_to_int(r.nw_dst.split("/")[0])
+            for r in rules
+            if r.action == "dnat" and r.nw_dst and r.nw_dst.endswith("/32") and not r.inv_nw_dst
+        )
         self.index = ChainIndex(rules)  # which rules a packet can match, by lookups
 
 
