@@ -140,19 +140,11 @@ class Agent:
         self._hosts_used: set[str] = set()
         self._missed: set[Interest] = set()  # what the last simulation asked and lacked
         self._group_interests: set[Interest] = set()  # pinned for bound ports' port groups
-        self.stats: dict[str, int] = {
-            "upcalls": 0,
-            "simulations": 0,
-            "installed": 0,
-            "invalidated": 0,
-            "expired": 0,
-            "rate_limited": 0,
-            "parked": 0,
-            "park_dropped": 0,
-            "resimulated": 0,
-            "pushed": 0,
-            "dropped": 0,
-        }
+        self.stats: dict[str, int] = dict.fromkeys(
+            ("upcalls", "simulations", "installed", "invalidated", "expired", "rate_limited",
+             "parked", "park_dropped", "resimulated", "pushed", "dropped"),
+            0,
+        )  # fmt: skip
         self._parking = ParkingLot(config.park_per_key, config.park_total, self.stats, self.metrics)
         self._installer = FlowInstaller(datapath, self.flows, self.stats, self.metrics)
 
@@ -176,6 +168,11 @@ class Agent:
             self._subscribe(i)
         if self._tunnels.local_ip:
             self._tunnels.ensure()
+
+    def want(self, interest: Interest) -> None:
+        """Keep ``interest`` loaded for as long as this agent runs (pinned, never idle)."""
+        self.view.pin(interest)
+        self._subscribe(interest)
 
     def take_requests(self) -> list[Request]:
         out, self._requests = self._requests, []
