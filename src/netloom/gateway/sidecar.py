@@ -3,7 +3,9 @@ supervised, configured from the port's BGP records, its learned routes and sessi
 reported.
 
 bird runs in the foreground (``bird -f``) as this process's child, so a death is seen at once
-(``wait``) and bird is restarted after a back-off that doubles from ``backoff_min_s`` up to
+(``wait``), and with a parent-death signal, so it dies with the agent (its sessions go down and
+the upstream withdraws the routes through this gateway: nothing is announced by a gateway
+whose agent is gone). bird is restarted after a back-off that doubles from ``backoff_min_s`` up to
 ``backoff_max_s`` and resets once a run has lasted ``stable_s``. When bird dies, the kernel
 routes it installed are flushed (learned routes are ephemeral: gone with the session).
 Session states come from bird's control socket (``show protocols``) on a low-rate timer; the
@@ -15,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -120,7 +123,8 @@ class Sidecar:
         log.info("sidecar up port=%s ns=%s", self.spec.port_id, cable.ns)
 
     async def stop(self) -> None:
-        """Unplug, stop bird and the watchers, report nothing learned, remove everything."""
+        """Unplug, stop bird and the watchers, report nothing learned, remove everything
+        (namespace, veth, run directory)."""
         self._stopping = True
         self.on_plug(self.spec.port_id, None)
         for t in self._tasks:
@@ -135,6 +139,7 @@ class Sidecar:
             self._set_peer(pid, SessionState.DOWN, 0, bfd=None)
             self.metrics.forget(pid)
         await plumbing.remove(self.cable)
+        shutil.rmtree(self.dir, ignore_errors=True)
         log.info("sidecar down port=%s", self.spec.port_id)
 
     async def update(self, spec: SidecarSpec) -> None:
@@ -174,6 +179,7 @@ class Sidecar:
             rc = await self._proc.wait()
             if self._stopping:
                 return
+            self._all_down()  # at once, not at the next status poll
             self.restarts += 1
             self.metrics.restarts.inc()
             log.warning("bird exited port=%s rc=%s restart_in=%.1fs", self.spec.port_id, rc, delay)
@@ -188,7 +194,8 @@ class Sidecar:
         errlog = (self.dir / "bird.log").open("ab")
         try:
             self._proc = await asyncio.create_subprocess_exec(
-                "ip", "netns", "exec", self.ns, self.settings.bird, "-f",
+                "ip", "netns", "exec", self.ns, "setpriv", "--pdeathsig", "KILL",
+                self.settings.bird, "-f",
                 "-c", str(conf), "-s", self.sock, "-P", str(pidfile),
                 stdin=asyncio.subprocess.DEVNULL, stdout=errlog, stderr=errlog,
             )  # fmt: skip
@@ -244,11 +251,12 @@ class Sidecar:
             try:
                 await self._read_status()
             except GatewayError:  # bird down or starting: every session is down
-                for peer in self.spec.peers:
-                    st = self._peers.get(peer.id)
-                    if st is None or st.state is not SessionState.DOWN:
-                        self._set_peer(peer.id, SessionState.DOWN, time.time(), bfd=None)
+                self._all_down()
             await asyncio.sleep(self.settings.status_interval_s)
+
+    def _all_down(self) -> None:
+        for peer in self.spec.peers:
+            self._set_peer(peer.id, SessionState.DOWN, time.time(), bfd=None)
 
     async def _read_status(self) -> None:
         rows = birdctl.parse_protocols(await birdctl.command(self.sock, "show protocols"))
