@@ -77,9 +77,9 @@ async def serve(options: AgentOptions) -> None:
         _datapath(options, host_id),
     )
     client = TopologyClient(host_id, address)
-    driver = AgentDriver(
-        agent, client, metrics_port=options.metrics_port, gateway=_gateway(agent, client)
-    )
+    # the sidecars plug a veth into the kernel datapath; the memory one runs without them
+    gateway = _gateway(agent, client) if options.datapath is DatapathKind.bpf else None
+    driver = AgentDriver(agent, client, metrics_port=options.metrics_port, gateway=gateway)
     await driver.run_until_signalled()
 
 
