@@ -3,6 +3,8 @@ uplink and its routing sidecar (BGP, BFD, ARP, ICMP), as flows of the simulation
 
 from __future__ import annotations
 
+from netloom.model.records import Route
+from netloom.model.types import new_id
 from netloom.packet import ARP_REPLY, Arp, Ethernet, Frame, Icmp, build, ip_to_int, mac_to_int
 from netloom.sim import OutputPort, Verdict
 from netloom.sim.result import F_IN_PORT
@@ -12,7 +14,10 @@ from netloom.sim.uplink import sidecar_id, uplink_of
 from .conftest import (
     EXT_GW,
     FIP_C,
+    IP_A,
+    MAC_A,
     MAC_EXT,
+    MAC_R1,
     MAC_UP,
     UPLINK_IP,
     Lab,
@@ -118,3 +123,21 @@ def test_what_the_sidecar_sends_leaves_by_the_uplink_unchanged(lab: Lab) -> None
     lab.state.sidecars.clear()
     r = lab.sim(sid, frame)
     assert r.verdict is Verdict.DROP and sid in r.tags
+
+
+def test_trace_names_the_peer_a_learned_route_came_from(lab: Lab) -> None:
+    peer = new_id()
+    up = lab.ports["uplink"]
+    lab.update(
+        Route(
+            router_id=lab.named["r1"].id,
+            dst="198.18.0.0/24",
+            next_hop_port_id=up.id,
+            next_hop_gateway=EXT_GW,
+            learned_from=peer,
+        )
+    )
+    r = lab.sim("A", udp(MAC_A, MAC_R1, IP_A, "198.18.0.10"))
+    assert r.actions[-1] == OutputPort(up.id)
+    [step] = [s for s in r.trace.steps if s.decision == "route"]
+    assert f"learned from bgp peer {peer[:8]}" in step.detail and "uplink" in step.detail

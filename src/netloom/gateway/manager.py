@@ -77,19 +77,20 @@ class Gateway:
             await self.sidecars.pop(port_id).stop()
         for port_id, spec in specs.items():
             cur = self.sidecars.get(port_id)
+            if cur is not None and (cur.spec.address, cur.spec.mac) != (spec.address, spec.mac):
+                await self.sidecars.pop(port_id).stop()  # a new address: a new sidecar
+                cur = None
+            if cur is not None:
+                await cur.update(spec)
+                continue
+            sc = Sidecar(spec, self.settings, self.reporter, self.metrics, self.on_plug)
             try:
-                if cur is None:
-                    sc = Sidecar(spec, self.settings, self.reporter, self.metrics, self.on_plug)
-                    self.sidecars[port_id] = sc
-                    await sc.start()
-                elif (cur.spec.address, cur.spec.mac) != (spec.address, spec.mac):
-                    await self.sidecars.pop(port_id).stop()
-                    await self.apply(specs)
-                    return
-                else:
-                    await cur.update(spec)
-            except NetloomError as exc:
+                await sc.start()
+            except NetloomError as exc:  # nothing half-made stays; the next change retries
                 log.warning("sidecar failed port=%s error=%s", port_id, exc)
+                await sc.stop()
+            else:
+                self.sidecars[port_id] = sc
 
     async def close(self) -> None:
         """Stop every sidecar (namespaces, bird processes and veths removed)."""

@@ -53,6 +53,9 @@ async def create(cable: Cable, address: str, mac: str, mtu: int) -> None:
     await ip("netns", "add", c.ns)
     await ip(*c.here, "link", "add", c.host_if, "mtu", str(mtu), "type", "veth",
              "peer", "name", c.side_if, "netns", c.ns)  # fmt: skip
+    # IPv4 only: no IPv6 link-local chatter out of the uplink
+    await ip("netns", "exec", c.ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1",
+             f"net.ipv6.conf.{c.side_if}.disable_ipv6=1")  # fmt: skip
     await ip("-n", c.ns, "link", "set", c.side_if, "address", mac, "mtu", str(mtu))
     await ip("-n", c.ns, "addr", "add", address, "dev", c.side_if)
     await ip("-n", c.ns, "link", "set", "lo", "up")

@@ -118,10 +118,21 @@ class CPortSet:
 
 
 class CRoute:
-    __slots__ = ("gateway", "id", "port_id", "src_len", "src_mask", "src_net", "type", "weight")
+    __slots__ = (
+        "gateway",
+        "id",
+        "learned_from",
+        "port_id",
+        "src_len",
+        "src_mask",
+        "src_net",
+        "type",
+        "weight",
+    )
 
     def __init__(self, r: Route) -> None:
         self.id = r.id
+        self.learned_from = r.learned_from  # the bgp_peer a learned route came from
         self.src_net, self.src_mask, self.src_len = prefix(r.src)
         self.weight = r.weight
         self.type = r.type.value

@@ -113,6 +113,8 @@ def _pick(c: Ctx, dev: CDevice, in_port: CPort, entry: Snapshot) -> tuple[CRoute
     route = best[0] if len(best) == 1 else best[c.flow_hash() % len(best)]
     c.tags.add(route.id)
     detail = f"route {route.id[:8]}" + (f" (ecmp 1 of {len(best)})" if len(best) > 1 else "")
+    if route.learned_from is not None:
+        detail += f" learned from bgp peer {route.learned_from[:8]}"
     if route.type == "blackhole":
         c.step("router", dev.id, dev.name, "drop", detail + " blackhole")
         return None
