@@ -8,10 +8,12 @@ the datapath, cabling the sidecar's host-side veth to an "upstream" namespace th
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
 import secrets
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,8 +52,11 @@ class Recorder:
     routes: dict[str, tuple[LearnedRoute, ...]] = field(default_factory=dict)
     status: dict[str, PeerStatus] = field(default_factory=dict)
 
+    reports: int = 0
+
     def learned_routes(self, port_id: str, routes: Sequence[LearnedRoute]) -> None:
         self.routes[port_id] = tuple(routes)
+        self.reports += 1
 
     def peer_status(self, status: PeerStatus) -> None:
         self.status[status.peer_id] = status
@@ -210,6 +215,43 @@ def test_bfd_session_comes_up(world: tuple[str, Upstream], short_tmp: Path) -> N
             await eventually(
                 lambda: _up(rec, peer) and rec.status[peer.id].bfd_up is True, 20, "BFD up"
             )
+        finally:
+            await gw.close()
+
+    asyncio.run(scenario())
+
+
+def _prefixes(n: int) -> list[str]:
+    """``n`` /25s of 198.18.0.0/15 (RFC 2544)."""
+    base = int(ipaddress.IPv4Address("198.18.0.0"))
+    return [f"{ipaddress.IPv4Address(base + 128 * i)}/25" for i in range(n)]
+
+
+def test_a_thousand_prefixes_arrive_and_go_in_few_reports(
+    world: tuple[str, Upstream], short_tmp: Path
+) -> None:
+    host_ns, upstream = world
+    port, peer, net = _records()
+    rec = Recorder()
+    many = _prefixes(1000)
+
+    async def scenario() -> None:
+        gw = _gateway(host_ns, short_tmp, rec, GatewayMetrics())
+        try:
+            upstream.configure([])
+            await gw.apply(desired([port], [peer], [net], port.host_id or ""))
+            await eventually(lambda: _up(rec, peer), 20, "the session established")
+            before = rec.reports
+            t0 = time.monotonic()
+            upstream.configure(many)
+            await eventually(lambda: len(rec.routes.get(port.id, ())) == 1000, 30, "1000 routes")
+            announce = time.monotonic() - t0
+            assert rec.reports - before < 1000  # bursts are reported together
+            t0 = time.monotonic()
+            upstream.configure([])
+            await eventually(lambda: rec.routes.get(port.id) == (), 30, "1000 withdrawn")
+            withdraw = time.monotonic() - t0
+            print(f"1000 prefixes: learned in {announce:.2f} s, withdrawn in {withdraw:.2f} s")
         finally:
             await gw.close()
 

@@ -34,6 +34,7 @@ from netloom.model.bgp import PeerStatus, SessionState
 
 log = logging.getLogger("netloom.gateway")
 
+REPORT_DELAY_S = 0.02  # route events this close together make one report
 _SUN_PATH_MAX = 108  # sizeof(sockaddr_un.sun_path), unix(7)
 
 # (uplink port id, host-side interface or None): the sidecar is plugged / unplugged
@@ -75,6 +76,7 @@ class Sidecar:
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _watch: RouteWatch | None = None
     _stopping: bool = False
+    _report_at: asyncio.TimerHandle | None = None
 
     @property
     def cable(self) -> plumbing.Cable:
@@ -133,6 +135,9 @@ class Sidecar:
         await self._terminate()
         if self._watch is not None:
             self._watch.stop()
+        if self._report_at is not None:
+            self._report_at.cancel()
+            self._report_at = None
         self._learned.set_tables({})
         self.reporter.learned_routes(self.spec.port_id, ())
         for pid in list(self._peers):
@@ -220,8 +225,11 @@ class Sidecar:
     # ---- routes ---------------------------------------------------------------------------
 
     def _on_route(self, event: str, route: KernelRoute) -> None:
-        if self._learned.apply(event, route):
-            self._report_routes()
+        """A route event: reported with the others of the same burst (a full table announced
+        at once is one report, not one per prefix)."""
+        if self._learned.apply(event, route) and self._report_at is None:
+            loop = asyncio.get_running_loop()
+            self._report_at = loop.call_later(REPORT_DELAY_S, self._report_routes)
 
     def _on_overrun(self) -> None:
         asyncio.get_running_loop().create_task(self._resync())
@@ -236,6 +244,9 @@ class Sidecar:
         self._report_routes()
 
     def _report_routes(self) -> None:
+        if self._report_at is not None:
+            self._report_at.cancel()
+            self._report_at = None
         self.reporter.learned_routes(self.spec.port_id, self._learned.routes())
         for peer in self.spec.peers:
             n = self._learned.count(peer.id)
