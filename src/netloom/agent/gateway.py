@@ -56,6 +56,12 @@ class TopologyReporter:
             self._pending.add(task)
             task.add_done_callback(self._done)
 
+    async def drain(self, timeout: float = 2.0) -> None:
+        """Wait (bounded) for the reports still on their way: the last ones of a stopping
+        agent are its withdrawals."""
+        if self._pending:
+            await asyncio.wait(set(self._pending), timeout=timeout)
+
     def _done(self, task: asyncio.Task[Any]) -> None:
         self._pending.discard(task)
         if not task.cancelled() and task.exception() is not None:
@@ -124,6 +130,8 @@ class GatewayLink:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
         await self.gateway.close()
+        if isinstance(self.gateway.reporter, TopologyReporter):
+            await self.gateway.reporter.drain()
 
 
 __all__ = ["GatewayLink", "LogReporter", "ReportingClient", "TopologyReporter"]
