@@ -35,6 +35,7 @@ UP_IP, GW_IP = "198.19.1.1", "198.19.1.2"  # RFC 2544 benchmark range, as the la
 UP_AS, GW_AS = 65000, 65001
 EXTERNAL = "198.18.0.0/24"
 ADVERTISED = "203.0.113.0/24"
+MORE = "203.0.113.128/25"
 BFD_UPSTREAM = 'protocol bfd { interface "*" { interval 100 ms; }; }\n'
 
 
@@ -92,6 +93,12 @@ class Upstream:
             )  # fmt: skip
         else:
             sh("birdc", "-s", self.sock, "configure")
+
+    def has_route(self, prefix: str) -> bool:
+        """Whether the upstream's bird holds a route to ``prefix`` (learned from the sidecar)."""
+        argv = ["birdc", "-s", self.sock, "show", "route", prefix]
+        got = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+        return prefix in got.stdout
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -176,6 +183,11 @@ def test_session_routes_restart_and_cleanup(world: tuple[str, Upstream], short_t
             assert metrics.session_up.labels(peer.id)._value.get() == 1
             await eventually(lambda: rec.routes.get(port.id) == (learned,), 10, "route learned")
             assert rec.status[peer.id].routes == 1
+            assert upstream.has_route(ADVERTISED) and not upstream.has_route(MORE)
+            more = BgpNetwork(router_id=peer.router_id, prefix=MORE)  # bird reconfigured
+            await gw.apply(desired([port], [peer], [net, more], port.host_id or ""))
+            await eventually(lambda: upstream.has_route(MORE), 10, "a new network announced")
+            assert _up(rec, peer)
             upstream.configure([])
             await eventually(lambda: rec.routes.get(port.id) == (), 10, "route withdrawn")
             upstream.configure([EXTERNAL])
