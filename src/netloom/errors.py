@@ -18,6 +18,7 @@ input field is to blame, that ``field``.
     ├── StoreError          503  the NSDB cannot be reached or failed
     │   └── Compacted            a watch resumed from a revision the store no longer keeps
     ├── DatapathError       500  the kernel datapath refused an operation
+    ├── GatewayError        500  an uplink's routing sidecar failed (namespace, bird)
     ├── Untranslatable      500  a flow's output port has no known location (agent)
     ├── NotYet              503  the simulation needs an object or state not loaded yet
     ├── LabError            500  a lab namespace, process or probe did not do what it should
@@ -110,6 +111,13 @@ class Compacted(StoreError):
 
 class DatapathError(NetloomError):
     code = "datapath_error"
+    status = 500
+
+
+class GatewayError(NetloomError):
+    """A gateway's routing sidecar failed (namespace, interfaces, bird's control socket)."""
+
+    code = "gateway_error"
     status = 500
 
 
@@ -208,6 +216,7 @@ __all__ = [
     "Conflict",
     "DatapathError",
     "DemoStepFailed",
+    "GatewayError",
     "InUse",
     "InvalidInput",
     "LabError",

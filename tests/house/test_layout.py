@@ -17,7 +17,7 @@ MAX_FUNCTION_LINES = 60
 LAYERS = [
     {"errors", "netns", "ratelimit", "model", "packet", "flows"},
     {"store", "sim"},
-    {"datapath", "topology"},
+    {"datapath", "topology", "gateway"},
     {"api", "plan"},
     {"cluster", "agent"},
     {"lab"},

@@ -9,6 +9,7 @@ from netloom.agent.logs import kv, log
 from netloom.datapath.base import Datapath, PortKind
 from netloom.errors import NetloomError
 from netloom.ratelimit import PortLimiter
+from netloom.sim.uplink import sidecar_id
 
 
 @dataclass(slots=True)
@@ -16,6 +17,7 @@ class Binding:
     port_id: str
     ifname: str
     tunnel_key: int | None
+    kind: PortKind = PortKind.VM  # UPLINK: a router port on a NIC (delivered by plain redirect)
     dp_port: int = 0  # 0: not plugged yet (interface missing: retried on tick)
 
 
@@ -45,14 +47,18 @@ class PortBindings:
     def dp_ports(self) -> dict[str, int]:
         return {p: b.dp_port for p, b in self._by_port.items()}
 
-    def bind(self, port_id: str, ifname: str, tunnel_key: int | None) -> None:
-        b = Binding(port_id, ifname, tunnel_key)
+    def bind(
+        self, port_id: str, ifname: str, tunnel_key: int | None, kind: PortKind = PortKind.VM
+    ) -> None:
+        """Plug ``ifname`` as ``port_id``: a VM's veth (delivery into the peer namespace) or an
+        uplink NIC (delivery out of the NIC)."""
+        b = Binding(port_id, ifname, tunnel_key, kind)
         self._by_port[port_id] = b
         self.plug(b)
 
     def plug(self, b: Binding) -> None:
         try:
-            b.dp_port = self._dp.add_port(b.ifname, PortKind.VM, mtu=self._mtu)
+            b.dp_port = self._dp.add_port(b.ifname, b.kind, mtu=self._mtu)
             if b.tunnel_key:
                 self._dp.bind_tunnel_key(b.tunnel_key, b.dp_port)
         except NetloomError as exc:
@@ -61,7 +67,14 @@ class PortBindings:
             return
         self._by_dp[b.dp_port] = b.port_id
         log.info(
-            "bound %s", kv(port=b.port_id, ifname=b.ifname, dp_port=b.dp_port, vni=b.tunnel_key)
+            "bound %s",
+            kv(
+                port=b.port_id,
+                ifname=b.ifname,
+                kind=b.kind.name.lower(),
+                dp_port=b.dp_port,
+                vni=b.tunnel_key,
+            ),
         )
 
     def unbind(self, b: Binding) -> None:
@@ -77,6 +90,19 @@ class PortBindings:
         except NetloomError as exc:
             log.warning("unbind failed %s", kv(port=b.port_id, error=exc))
         log.info("unbound %s", kv(port=b.port_id, ifname=b.ifname))
+
+    def set_sidecar(self, uplink_id: str, ifname: str | None) -> bool:
+        """Plug an uplink's routing sidecar veth (``ifname``) as its pseudo port, or unplug it
+        (None); True when something changed."""
+        sid = sidecar_id(uplink_id)
+        cur = self._by_port.get(sid)
+        if cur is not None and cur.ifname == ifname:
+            return False
+        if cur is not None:
+            self.unbind(cur)
+        if ifname is not None:
+            self.bind(sid, ifname, None, PortKind.VM)
+        return cur is not None or ifname is not None
 
     def replug(self) -> None:
         """Retry plugging the bindings whose interface was missing."""

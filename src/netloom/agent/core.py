@@ -12,14 +12,12 @@ that read the changed keys) -> install the megaflow with its tags -> send the pa
 through it (``reinject``) -> emit generated packets (ARP/ICMP/DHCP replies: straight to a
 local VM, tunnelled to a remote one, or simulated onwards from the peer of an interior port).
 
-A "not yet" result parks the packet under what it waits for (a topology interest being
-loaded, or an ARP entry); when that arrives the packet is simulated again. Parking is bounded
-per key and in total, and parked packets time out.
+A "not yet" result parks the packet (bounded, timed out) under what it waits for (an
+interest being loaded, an ARP entry); when that arrives the packet is simulated again.
 
-Helpers the core delegates to: ``bindings`` (ports plugged into the datapath), ``tunnels``
+Helpers: ``bindings`` (ports and uplink sidecars plugged into the datapath), ``tunnels``
 (tunnel peers), ``installer`` (flows in and out of the datapath), ``parking`` (NOT_YET
-packets), ``pushes`` (where flow state goes), ``tags`` (what a change invalidates).
-"""
+packets), ``pushes`` (where flow state goes), ``tags`` (what a change invalidates)."""
 
 from __future__ import annotations
 
@@ -41,7 +39,7 @@ from netloom.agent.tags import state_tags, topology_tags
 from netloom.agent.translate import to_datapath_actions, to_flow
 from netloom.agent.tunnels import TunnelPeers
 from netloom.agent.view import AgentView, Interest, related
-from netloom.datapath.base import Datapath, Upcall, UpcallLimit, UpcallReason
+from netloom.datapath.base import Datapath, PortKind, Upcall, UpcallLimit, UpcallReason
 from netloom.datapath.conntrack import ConntrackSettings
 from netloom.errors import Untranslatable
 from netloom.flows.model import Output, Tunnel
@@ -50,6 +48,7 @@ from netloom.packet import Frame, parse
 from netloom.ratelimit import PortLimiter
 from netloom.sim import GeneratedPacket, Result, SimConfig, SimState, Verdict, simulate
 from netloom.sim.state import StateChange
+from netloom.sim.uplink import sidecar_id
 
 # ---- requests for the driver ------------------------------------------------------------------
 
@@ -141,19 +140,11 @@ class Agent:
         self._hosts_used: set[str] = set()
         self._missed: set[Interest] = set()  # what the last simulation asked and lacked
         self._group_interests: set[Interest] = set()  # pinned for bound ports' port groups
-        self.stats: dict[str, int] = {
-            "upcalls": 0,
-            "simulations": 0,
-            "installed": 0,
-            "invalidated": 0,
-            "expired": 0,
-            "rate_limited": 0,
-            "parked": 0,
-            "park_dropped": 0,
-            "resimulated": 0,
-            "pushed": 0,
-            "dropped": 0,
-        }
+        self.stats: dict[str, int] = dict.fromkeys(
+            ("upcalls", "simulations", "installed", "invalidated", "expired", "rate_limited",
+             "parked", "park_dropped", "resimulated", "pushed", "dropped"),
+            0,
+        )  # fmt: skip
         self._parking = ParkingLot(config.park_per_key, config.park_total, self.stats, self.metrics)
         self._installer = FlowInstaller(datapath, self.flows, self.stats, self.metrics)
 
@@ -177,6 +168,11 @@ class Agent:
             self._subscribe(i)
         if self._tunnels.local_ip:
             self._tunnels.ensure()
+
+    def want(self, interest: Interest) -> None:
+        """Keep ``interest`` loaded for as long as this agent runs (pinned, never idle)."""
+        self.view.pin(interest)
+        self._subscribe(interest)
 
     def take_requests(self) -> list[Request]:
         out, self._requests = self._requests, []
@@ -234,7 +230,8 @@ class Agent:
             self._bindings.unbind(cur)
         if mine and port is not None and port_id not in self._bindings:
             assert port.interface_name is not None
-            self._bindings.bind(port_id, port.interface_name, port.tunnel_key)
+            kind = PortKind.UPLINK if port.type == "router" else PortKind.VM
+            self._bindings.bind(port_id, port.interface_name, port.tunnel_key, kind)
             for i in related(port, bound=True):  # its first packet needs them: load now
                 self._subscribe(i)
 
@@ -242,6 +239,12 @@ class Agent:
         """The datapath port of a port bound here (0 if not bound or not plugged)."""
         b = self._bindings.get(port_id)
         return b.dp_port if b is not None else 0
+
+    def set_sidecar(self, uplink_id: str, ifname: str | None) -> None:
+        """Plug (``ifname``) or unplug (None) the routing sidecar of uplink ``uplink_id``."""
+        if self._bindings.set_sidecar(uplink_id, ifname):
+            (self.state.sidecars.add if ifname else self.state.sidecars.discard)(uplink_id)
+            self._invalidate({sidecar_id(uplink_id)}, why=f"sidecar {uplink_id[:8]}")
 
     @property
     def bound(self) -> dict[str, int]:
@@ -267,8 +270,9 @@ class Agent:
 
     def _locate(self, port_id: str) -> Output | Tunnel | None:
         rec = self.view.peek("port", port_id)
-        if not isinstance(rec, Port) or rec.host_id is None:
-            return None
+        if not isinstance(rec, Port) or rec.host_id is None:  # or a sidecar (sim/uplink.py)
+            n = self.dp_port_of(port_id)
+            return Output(n) if n else None
         if rec.host_id == self.host_id:
             n = self.dp_port_of(port_id)
             return Output(n) if n else None

@@ -11,6 +11,8 @@ It wires the sans-IO :class:`~netloom.agent.core.Agent` to the world:
 * timers (:meth:`Agent.tick`);
 * flow-state pushes to peer agents over UDP (:mod:`netloom.agent.flowstate`), or through a
   ``push_state`` hook (the unit tests' fake underlay);
+* the routing sidecars of this host's uplinks (:mod:`netloom.agent.gateway`), stopped first
+  on exit so their learned routes are withdrawn;
 * the Prometheus endpoint and SIGTERM/SIGINT (clean exit: the topology client says goodbye,
   the datapath handles are released; kernel flows stay so traffic keeps flowing).
 """
@@ -29,6 +31,7 @@ from typing import Any
 
 from netloom.agent import flowstate
 from netloom.agent.core import Agent, PushState, Subscribe, Unsubscribe
+from netloom.agent.gateway import GatewayLink
 from netloom.agent.view import Interest
 from netloom.datapath.base import Datapath
 from netloom.errors import InvalidInput, NetloomError
@@ -54,6 +57,7 @@ class AgentDriver:
         state_port: int | None = flowstate.STATE_PORT,
         push_state: PushHook | None = None,
         clock: Callable[[], float] = time.monotonic,
+        gateway: GatewayLink | None = None,
     ) -> None:
         self.agent = agent
         self.dp: Datapath = agent.dp
@@ -64,6 +68,7 @@ class AgentDriver:
         self.state_port = state_port
         self._push_hook = push_state
         self.clock = clock
+        self.gateway = gateway
         self._subs: set[asyncio.Task[None]] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._state_sock: socket.socket | None = None
@@ -90,6 +95,8 @@ class AgentDriver:
             )
             log.info("metrics on 127.0.0.1:%d", self.metrics_port)
         self._tasks.append(asyncio.create_task(self._timer_loop(), name="agent-timers"))
+        if self.gateway is not None:
+            self.gateway.start()
         fd = self._upcall_fd()
         if fd is not None:
             asyncio.get_running_loop().add_reader(fd, self._wake.set)
@@ -116,6 +123,8 @@ class AgentDriver:
         if self._http is not None:
             self._http.shutdown()
             self._http = None
+        if self.gateway is not None:  # before the client: the withdrawals go out through it
+            await self.gateway.stop()
         await self.client.stop()
 
     async def run_until_signalled(self) -> None:
@@ -161,6 +170,8 @@ class AgentDriver:
 
     def _on_change(self, kind: str, id: str, data: dict[str, Any] | None, rev: int) -> None:
         self.agent.on_topology(kind, id, data, self.clock())
+        if self.gateway is not None:
+            self.gateway.changed(kind)
         self._flush()
 
     def _flush(self) -> None:

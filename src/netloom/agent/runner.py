@@ -14,7 +14,10 @@ from netloom.agent.options import AgentOptions, DatapathKind, LogFormat, VxlanEn
 from netloom.errors import InvalidInput, NetloomError
 
 if TYPE_CHECKING:
+    from netloom.agent.core import Agent
+    from netloom.agent.gateway import GatewayLink
     from netloom.datapath.base import Datapath
+    from netloom.topology.client import TopologyClient
 
 
 async def _resolve_host(address: tuple[str, int], name: str) -> str:
@@ -73,8 +76,27 @@ async def serve(options: AgentOptions) -> None:
         ),
         _datapath(options, host_id),
     )
-    driver = AgentDriver(agent, TopologyClient(host_id, address), metrics_port=options.metrics_port)
+    client = TopologyClient(host_id, address)
+    # the sidecars plug a veth into the kernel datapath; the memory one runs without them
+    gateway = _gateway(agent, client) if options.datapath is DatapathKind.bpf else None
+    driver = AgentDriver(agent, client, metrics_port=options.metrics_port, gateway=gateway)
     await driver.run_until_signalled()
+
+
+def _gateway(agent: Agent, client: TopologyClient) -> GatewayLink:
+    """The routing sidecars of this host's uplinks, reporting through ``client``."""
+    from netloom.agent.gateway import GatewayLink, LogReporter, ReportingClient, TopologyReporter
+    from netloom.gateway.manager import Gateway
+    from netloom.gateway.metrics import GatewayMetrics
+    from netloom.gateway.report import BgpReporter
+    from netloom.gateway.sidecar import SidecarSettings
+
+    reporter: BgpReporter = (
+        TopologyReporter(client) if isinstance(client, ReportingClient) else LogReporter()
+    )
+    settings = SidecarSettings(mtu=agent.cfg.sim.overlay_mtu)
+    metrics = GatewayMetrics(agent.metrics.registry)
+    return GatewayLink(agent, Gateway(reporter, agent.set_sidecar, metrics, settings))
 
 
 def _setup_logging(options: AgentOptions) -> None:

@@ -246,6 +246,10 @@ class AgentView:
         self._ask(want)
         return None
 
+    def of_kind(self, kind: str) -> list[Record]:
+        """Every record of ``kind`` held, without recording any interest."""
+        return [rec for _id, rec in self._records(kind)]
+
     def peek(self, kind: str, id: str) -> Record | None:
         """The record if present, without recording any interest (for the agent's own use)."""
         return self._mem.get(kind, id)

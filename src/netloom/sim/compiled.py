@@ -118,10 +118,21 @@ class CPortSet:
 
 
 class CRoute:
-    __slots__ = ("gateway", "id", "port_id", "src_len", "src_mask", "src_net", "type", "weight")
+    __slots__ = (
+        "gateway",
+        "id",
+        "learned_from",
+        "port_id",
+        "src_len",
+        "src_mask",
+        "src_net",
+        "type",
+        "weight",
+    )
 
     def __init__(self, r: Route) -> None:
         self.id = r.id
+        self.learned_from = r.learned_from  # the bgp_peer a learned route came from
         self.src_net, self.src_mask, self.src_len = prefix(r.src)
         self.weight = r.weight
         self.type = r.type.value
@@ -177,7 +188,7 @@ class CRouteTable:
 
 
 class CChain:
-    __slots__ = ("id", "index", "jumps", "name", "rules", "stateful_nat")
+    __slots__ = ("dnat_hosts", "id", "index", "jumps", "name", "rules", "stateful_nat")
 
     def __init__(self, chain: Chain, rules: Sequence[Any]) -> None:
         self.id = chain.id
@@ -191,6 +202,12 @@ class CChain:
             r.action for r in self.rules if r.action in (A_SNAT, A_DNAT) and not r.static
         )
         self.jumps = tuple(r.jump for r in self.rules if r.jump is not None)
+        # the single addresses this chain's DNAT rules translate (a router's floating IPs)
+        self.dnat_hosts = frozenset(
+            ip_to_int(r.nw_dst.split("/")[0])
+            for r in rules
+            if r.action == "dnat" and r.nw_dst and r.nw_dst.endswith("/32") and not r.inv_nw_dst
+        )
         self.index = ChainIndex(rules)  # which rules a packet can match, by lookups
 
 

@@ -55,6 +55,7 @@ from netloom.sim.router import router
 from netloom.sim.state import SimState
 from netloom.sim.topology import TopologyView
 from netloom.sim.trace import Trace
+from netloom.sim.uplink import from_sidecar, uplink_of
 
 DEFAULT_CONFIG = SimConfig()
 
@@ -85,7 +86,7 @@ def simulate(
     topo.begin()
     c = Ctx(packet, in_port_id, topo, state, now, config, ct_state)
     try:
-        _enter(c, in_port_id, first=True)
+        _start(c, in_port_id)
     except NotYet as missing:
         c.step("sim", ":".join(missing.what), "", "not-yet", "waiting for it")
         r = _result(c, Verdict.NOT_YET, (missing.what,))
@@ -99,6 +100,15 @@ def simulate(
 
 
 # ---- ports -----------------------------------------------------------------------------------
+
+
+def _start(c: Ctx, port_id: str) -> None:
+    """The first port: a sidecar's packets leave by its uplink, the rest enters the topology."""
+    uplink = uplink_of(port_id)
+    if uplink is not None:
+        from_sidecar(c, port_id, uplink)
+    else:
+        _enter(c, port_id, first=True)
 
 
 def _enter(c: Ctx, port_id: str, *, first: bool) -> None:

@@ -47,6 +47,7 @@ from netloom.sim.result import (
     F_L4,
 )
 from netloom.sim.state import ArpLearned
+from netloom.sim.uplink import has_sidecar, is_control, to_sidecar
 
 
 def router(c: Ctx, in_port: CPort) -> CPort | None:
@@ -59,15 +60,7 @@ def router(c: Ctx, in_port: CPort) -> CPort | None:
     if not dev.up:
         c.step("router", dev.id, dev.name, "drop", "admin down")
         return None
-    c.read |= F_ETH_DST | F_ETH_TYPE
-    if c.is_arp:
-        _router_arp(c, dev, in_port)
-        return None
-    if c.eth_dst != in_port.mac:
-        c.step("router", dev.id, dev.name, "drop", "not addressed to the router port's MAC")
-        return None
-    if not c.is_ipv4:
-        c.step("router", dev.id, dev.name, "drop", "not IPv4")
+    if not _routable(c, dev, in_port):
         return None
     entry = c.snapshot()
     if dev.in_filter is not None:
@@ -86,6 +79,25 @@ def router(c: Ctx, in_port: CPort) -> CPort | None:
     return _route(c, dev, in_port, entry)
 
 
+def _routable(c: Ctx, dev: CDevice, in_port: CPort) -> bool:
+    """Whether the packet is IPv4 for the router to route; ARP, other MACs and protocols, and
+    an uplink's control traffic for its sidecar end here."""
+    c.read |= F_ETH_DST | F_ETH_TYPE
+    if c.is_arp:
+        _router_arp(c, dev, in_port)
+        return False
+    if c.eth_dst != in_port.mac:
+        c.step("router", dev.id, dev.name, "drop", "not addressed to the router port's MAC")
+        return False
+    if not c.is_ipv4:
+        c.step("router", dev.id, dev.name, "drop", "not IPv4")
+        return False
+    if has_sidecar(c, in_port) and is_control(c, in_port):
+        to_sidecar(c, in_port, "control traffic")
+        return False
+    return True
+
+
 def _pick(c: Ctx, dev: CDevice, in_port: CPort, entry: Snapshot) -> tuple[CRoute, str] | None:
     """The route to forward by (one of equal-cost routes by flow hash) and its trace detail;
     None when the route (or the lack of one) ends the packet here."""
@@ -101,6 +113,8 @@ def _pick(c: Ctx, dev: CDevice, in_port: CPort, entry: Snapshot) -> tuple[CRoute
     route = best[0] if len(best) == 1 else best[c.flow_hash() % len(best)]
     c.tags.add(route.id)
     detail = f"route {route.id[:8]}" + (f" (ecmp 1 of {len(best)})" if len(best) > 1 else "")
+    if route.learned_from is not None:
+        detail += f" learned from bgp peer {route.learned_from[:8]}"
     if route.type == "blackhole":
         c.step("router", dev.id, dev.name, "drop", detail + " blackhole")
         return None
@@ -196,7 +210,7 @@ def _router_arp(c: Ctx, dev: CDevice, in_port: CPort) -> None:
     assert arp is not None
     c.read |= F_IP_SRC | F_IP_DST | F_IP_PROTO | F_ETH_SRC
     c.cacheable = False
-    if arp.tpa != in_port.ip:
+    if arp.tpa != in_port.ip and not _owns_floating_ip(c, dev, in_port, arp.tpa):
         c.step("router", dev.id, dev.name, "drop", f"ARP for {int_to_ip(arp.tpa)}, not mine")
         return
     if arp.spa and arp.spa & in_port.mask == in_port.net:
@@ -206,17 +220,31 @@ def _router_arp(c: Ctx, dev: CDevice, in_port: CPort) -> None:
         if got is None or got[0] != arp.sha or got[1] < c.now + c.cfg.arp_timeout_s / 2:
             c.changes.append(ArpLearned(key, arp.sha, expires))
     c.consumed = True
+    if arp.tpa == in_port.ip and has_sidecar(c, in_port):
+        to_sidecar(c, in_port, "ARP")
     if arp.op == ARP_REQUEST:
         reply = Frame(
             Ethernet(arp.sha, in_port.mac, ETH_TYPE_ARP),
-            arp=Arp(ARP_REPLY, in_port.mac, in_port.ip, arp.sha, arp.spa),
+            arp=Arp(ARP_REPLY, in_port.mac, arp.tpa, arp.sha, arp.spa),
         )
         c.generated.append((in_port.id, build(reply)))
-        c.step("router", dev.id, dev.name, "arp-reply", f"{int_to_ip(in_port.ip)}")
+        c.step("router", dev.id, dev.name, "arp-reply", f"{int_to_ip(arp.tpa)}")
     else:
         c.step(
             "router", dev.id, dev.name, "arp-learn", f"{int_to_ip(arp.spa)} {int_to_mac(arp.sha)}"
         )
+
+
+def _owns_floating_ip(c: Ctx, dev: CDevice, in_port: CPort, ip: int) -> bool:
+    """Whether ``ip`` is a floating IP of this router on an exterior port's subnet: an address
+    the router's inbound chain translates (DNAT /32), as MidoNet answered on the uplink."""
+    if not in_port.exterior or dev.in_filter is None or ip & in_port.mask != in_port.net:
+        return False
+    chain = c.topo.chain(dev.in_filter)
+    c.tags.add(dev.in_filter)
+    if chain is None:
+        raise NotYet(("chain", dev.in_filter))
+    return ip in chain.dnat_hosts
 
 
 def _router_local(c: Ctx, dev: CDevice, in_port: CPort) -> None:

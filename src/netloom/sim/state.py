@@ -81,6 +81,8 @@ class SimState:
     conntrack: dict[CtKey, float] = field(default_factory=dict)
     nat: dict[NatKey, tuple[int, int, float]] = field(default_factory=dict)
     snat_blocks: dict[tuple[str, int], tuple[tuple[int, int], ...]] = field(default_factory=dict)
+    # uplink port ids whose routing sidecar is plugged on this host (sim/uplink.py)
+    sidecars: set[str] = field(default_factory=set)
     # (expires, tie-breaker, table, key) of every entry apply() wrote: expire() pops what is
     # due instead of scanning the tables, so its cost follows the entries that expire, not
     # the entries held. A refreshed entry leaves its old deadline behind, skipped when due.

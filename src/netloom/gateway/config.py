@@ -1,0 +1,153 @@
+"""What a sidecar runs, as data, and bird2's configuration rendered from it (a pure function).
+
+One sidecar per uplink port: its BGP peers (the router's ``bgp_peer`` records on the port's
+subnet) and the prefixes it advertises (the router's ``bgp_network`` records). In bird, each
+peer imports into a table of its own, and a ``kernel`` protocol exports that table into a
+kernel routing table of its own inside the sidecar's namespace, so the table a route appears
+in names the peer it came from (:mod:`netloom.gateway.routes` reads them over netlink). The
+advertised prefixes are static ``blackhole`` routes in every peer table, exported to BGP only
+(never to the kernel): the overlay, not the sidecar, forwards traffic for them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from netloom.errors import InvalidInput
+from netloom.model.bgp import BgpNetwork, BgpPeer
+
+FIRST_TABLE = 100  # kernel table ids of the peers: FIRST_TABLE + n (namespace-local)
+CONNECT_RETRY_S = 5  # bird's default is 120 s: a restarted upstream would wait that long
+ERROR_WAIT_S = (1, 16)  # RFC 4271 §8.1.1 DampPeerOscillations, bounded
+BFD_INTERVAL_MS = 100  # RFC 5880 §6.8.1: Desired Min TX / Required Min RX
+BFD_MULTIPLIER = 3  # RFC 5880 §6.8.1 Detect Mult: down after 300 ms of silence
+
+
+@dataclass(frozen=True, slots=True)
+class SidecarSpec:
+    """One uplink's sidecar: the port, its address and MAC, peers and advertised networks."""
+
+    port_id: str
+    address: str  # the port's "ip/prefixlen"
+    mac: str
+    peers: tuple[BgpPeer, ...]
+    networks: tuple[BgpNetwork, ...]
+
+    @property
+    def ip(self) -> str:
+        return self.address.split("/")[0]
+
+
+def names(port_id: str) -> tuple[str, str, str]:
+    """(namespace, host-side veth, sidecar-side veth) of ``port_id``'s sidecar: unique per
+    port, interface names within IFNAMSIZ."""
+    h = hashlib.blake2s(port_id.encode(), digest_size=5).hexdigest()
+    return f"nlgw-{port_id}", f"nlgw{h}", f"nlgs{h}"
+
+
+def protocol_name(peer_id: str) -> str:
+    """bird's protocol name of a peer (a bird symbol: letters, digits, underscores)."""
+    return "peer_" + peer_id.replace("-", "")
+
+
+def allocate_tables(peers: tuple[BgpPeer, ...], held: Mapping[str, int]) -> dict[str, int]:
+    """Kernel table ids per peer id: kept for peers still present, the lowest free one for new
+    peers (a table id is never shared by two running peers)."""
+    out = {p.id: held[p.id] for p in peers if p.id in held}
+    used = set(out.values())
+    for p in sorted(peers, key=lambda p: p.id):
+        if p.id not in out:
+            t = FIRST_TABLE
+            while t in used:
+                t += 1
+            out[p.id] = t
+            used.add(t)
+    return out
+
+
+def _quote(s: str, field: str) -> str:
+    """A bird string literal: bird's lexer has no escapes, so ``"`` and control characters
+    cannot be written (refused)."""
+    if any(ord(ch) < 0x20 or ch in '"\x7f' for ch in s):
+        raise InvalidInput(f"{field} may not hold '\"' or control characters", field=field)
+    return f'"{s}"'
+
+
+def _peer(spec: SidecarSpec, peer: BgpPeer, table: int) -> str:
+    name = protocol_name(peer.id)
+    lines = [
+        f"ipv4 table t_{name};",
+        f"protocol kernel k_{name} {{",
+        f"  kernel table {table};",
+        "  merge paths on;",
+        "  ipv4 {",
+        f"    table t_{name};",
+        "    import none;",
+        "    export where source = RTS_BGP;",
+        "  };",
+        "}",
+        f"protocol static s_{name} {{",
+        f"  ipv4 {{ table t_{name}; }};",
+        *(f"  route {n.prefix} blackhole;" for n in spec.networks),
+        "}",
+        f"protocol bgp {name} {{",
+        f"  description {_quote(peer.name or peer.id, 'name')};",
+        f"  local {spec.ip} as {peer.local_as};",
+        f"  neighbor {peer.address} as {peer.asn};",
+        "  direct;",
+        f"  hold time {peer.hold_time};",
+        f"  keepalive time {peer.keepalive};",
+        f"  connect retry time {CONNECT_RETRY_S};",
+        f"  error wait time {ERROR_WAIT_S[0]}, {ERROR_WAIT_S[1]};",
+    ]
+    if peer.password is not None:
+        lines.append(f"  password {_quote(peer.password, 'password')};")
+    if peer.bfd:
+        lines.append("  bfd on;")
+    lines += [
+        "  ipv4 {",
+        f"    table t_{name};",
+        "    import all;",
+        "    export where source = RTS_STATIC;",
+        "  };",
+        "}",
+    ]
+    return "\n".join(lines)
+
+
+def render(spec: SidecarSpec, tables: Mapping[str, int], ifname: str) -> str:
+    """bird2's configuration for ``spec``: ``tables`` from :func:`allocate_tables`, ``ifname``
+    the sidecar's interface (inside its namespace)."""
+    ipaddress.IPv4Interface(spec.address)  # validated by the model; a bad one is a bug here
+    head = [
+        "# generated by the netloom agent; rewritten on every change",
+        f"router id {spec.ip};",
+        'timeformat protocol "%s";',
+        "log stderr { warning, error, fatal, bug };",
+        "protocol device { scan time 10; }",
+    ]
+    if any(p.bfd for p in spec.peers):
+        head += [
+            "protocol bfd {",
+            f"  interface {_quote(ifname, 'interface')} {{",
+            f"    min rx interval {BFD_INTERVAL_MS} ms;",
+            f"    min tx interval {BFD_INTERVAL_MS} ms;",
+            f"    multiplier {BFD_MULTIPLIER};",
+            "  };",
+            "}",
+        ]
+    body = [_peer(spec, p, tables[p.id]) for p in sorted(spec.peers, key=lambda p: p.id)]
+    return "\n".join([*head, *body]) + "\n"
+
+
+__all__ = [
+    "FIRST_TABLE",
+    "SidecarSpec",
+    "allocate_tables",
+    "names",
+    "protocol_name",
+    "render",
+]
