@@ -68,12 +68,31 @@ def up(
             "--datapath", help="the agents' datapath: memory | bpf (default: the agent's)"
         ),
     ] = None,
+    gateways: Annotated[
+        int,
+        typer.Option(
+            "--gateways",
+            help="gateway hosts gw1..gwN with uplinks to an upstream router (bird2) and an "
+            "external host behind it; a provider router with BGP, floating IPs and SNAT",
+        ),
+    ] = 0,
+    floating_ips: Annotated[
+        int | None,
+        typer.Option(
+            "--floating-ips",
+            help="with --gateways: how many VMs get a floating IP (default: vm1 of each host)",
+        ),
+    ] = None,
+    bfd: Annotated[
+        bool, typer.Option("--bfd/--no-bfd", help="BFD on the uplinks' BGP sessions")
+    ] = True,
     keep_on_error: Annotated[
         bool, typer.Option("--keep-on-error", help="leave a failed lab for inspection")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the status as JSON")] = False,
 ) -> None:
-    """Create a lab: underlay, hosts, VMs, cluster, default topology, agents."""
+    """Create a lab: underlay, hosts, VMs, cluster, default topology, agents (and with
+    --gateways: gateway hosts, the upstream router, the external host)."""
     try:
         if store not in ("sqlite", "zookeeper"):
             raise InvalidInput(f"--store must be sqlite or zookeeper, not {store}", field="store")
@@ -83,7 +102,16 @@ def up(
     except NetloomError as exc:
         raise _fail(exc) from None
     try:
-        lab.up(hosts, vms_per_host, static_ip=static_ip, agents=agents, datapath=datapath)
+        lab.up(
+            hosts,
+            vms_per_host,
+            static_ip=static_ip,
+            agents=agents,
+            datapath=datapath,
+            gateways=gateways,
+            floating_ips=floating_ips,
+            bfd=bfd,
+        )
     except BaseException as exc:
         print_error(exc)
         if keep_on_error:
@@ -219,10 +247,30 @@ def _show(st: dict[str, Any], as_json: bool) -> None:
             (v["port_id"] or "")[:8],
         )
     out.print(vms)
+    _show_outside(st)
     out.print(
         f"agents: {st['agents']}; processes alive: "
         f"{sum(1 for p in st['processes'] if p['alive'])}/{len(st['processes'])}"
     )
+
+
+def _show_outside(st: dict[str, Any]) -> None:
+    o = st.get("outside")
+    if not o:
+        return
+    out = console()
+    out.print(
+        f"outside: upstream router netns {o['upstream_netns']} (bird2, AS {o['upstream_as']}, "
+        f"birdc -s {o['bird_socket']}), external host netns {o['external_netns']}"
+    )
+    for u in st["uplinks"]:
+        out.print(
+            f"  uplink gw{u['index']}: {u['host']} {u['host_if']} (port {u['port_address']}) "
+            f"<-> upstream {u['upstream_if']} {u['upstream_address']}"
+        )
+    fips = [f"{v['name']} {v['floating_ip']}" for v in st["vms"] if v.get("floating_ip")]
+    if fips:
+        out.print(f"  floating IPs: {', '.join(fips)}; the other VMs leave through SNAT")
 
 
 def _yn(value: bool | None) -> str:
