@@ -1,0 +1,94 @@
+"""The lab's outside world in namespaces: the upstream router with bird2, the external host,
+an uplink cable per gateway host; bird restarted when it died; everything gone after down."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+import pytest
+
+from netloom.errors import LabError
+from netloom.lab import netns, nsexec, outside, probes, supervisor
+from netloom.lab.lab import Lab
+from netloom.lab.plan import upstream_config
+from netloom.lab.state import OutsideRecord
+from netloom.lab.supervisor import RestartPolicy
+from netloom.lab.upstream import render_bird_conf
+from waiting import wait_until
+
+pytestmark = pytest.mark.netns
+
+NewLab = Callable[..., Lab]
+
+
+def _bird(lab: Lab) -> psutil.Process | None:
+    recs = [p for p in lab.state.processes if p.role == "bird"]
+    return supervisor.still_ours(recs[0]) if recs and supervisor.alive(recs[0]) else None
+
+
+def test_gateways_upstream_external_host_and_bird_then_gone(new_lab: NewLab) -> None:
+    lab = new_lab()
+    lab.up(1, 1, agents=False, gateways=2)
+    name, s = lab.name, lab.state
+    assert s.outside is not None
+    up, ext = s.outside.upstream_netns, s.outside.external_netns
+    assert set(netns.list_netns(f"{name}-")) >= {f"{name}-up", f"{name}-ext", f"{name}-gw1"}
+    # the cables: uplink0 in each gateway host without an address, gwN in the upstream
+    for g in (1, 2):
+        gw = netns.link_info(f"{name}-gw{g}", "uplink0")
+        assert gw.addresses == [] and gw.mtu == 1500
+        assert netns.link_info(up, f"gw{g}").addresses == [f"198.19.{g}.1/24"]
+        assert netns.link_info(f"{name}-gw{g}", "eth0").addresses == [f"192.0.2.20{g}/24"]
+    assert netns.link_info(ext, "eth0").addresses == ["198.18.0.10/24"]
+    for key, want in outside.UPSTREAM_SYSCTLS.items():
+        got = nsexec.run(up, ["cat", f"/proc/sys/{key}"]).stdout.strip()
+        assert got == want, key
+    # the external host reaches the upstream, which reaches nothing further without BGP
+    assert probes.ping(ext, "198.18.0.1", count=2, timeout=2.0)
+    # bird: the rendered config, a session per uplink, listening for BGP (TCP 179)
+    conf = Path(s.outside.bird_conf).read_text()
+    assert conf == render_bird_conf(upstream_config(s.outside, s.uplinks))
+    shown = outside.birdc(s.outside, "show", "protocols")
+    assert "gw1        BGP" in shown and "gw2        BGP" in shown
+    assert nsexec.run(up, ["ss", "-Hltn", "sport = :179"]).stdout.strip()
+    bird = _bird(lab)
+    assert bird is not None
+    status = lab.status()
+    assert status["outside"]["upstream_netns"] == up and len(status["uplinks"]) == 2
+    pins, pids = list(s.bpf_pins), [p.pid for p in s.processes if supervisor.alive(p)]
+    lab.down()
+    assert netns.list_netns(f"{name}-") == []
+    assert not Path(s.dir).exists()
+    for pid in pids:
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie", pid
+    assert [p for p in pins if Path(p).exists()] == []
+
+
+def test_bird_killed_is_restarted_by_lab_status(new_lab: NewLab) -> None:
+    lab = new_lab()
+    lab.up(1, 0, agents=False, gateways=1)
+    assert lab.state.outside is not None
+    bird = _bird(lab)
+    assert bird is not None
+    os.kill(bird.pid, signal.SIGKILL)
+    policy = RestartPolicy(backoff_s=0.0)
+
+    def restarted() -> bool:
+        lab.supervise(policy)
+        now = _bird(lab)
+        return now is not None and now.pid != bird.pid
+
+    wait_until(restarted, 10.0, "bird restarted")
+    rec = lab.state.outside
+    wait_until(lambda: "gw1" in _protocols(rec), 10.0, "the new bird answering with its sessions")
+
+
+def _protocols(rec: OutsideRecord) -> str:
+    try:
+        return outside.birdc(rec, "show", "protocols")
+    except LabError:
+        return ""  # not listening yet
