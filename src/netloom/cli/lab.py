@@ -25,6 +25,33 @@ from netloom.lab.lab import down as lab_down
 lab_app = typer.Typer(help="A netloom lab in network namespaces.", no_args_is_help=True)
 
 NameOpt = Annotated[str | None, typer.Option("--name", help="lab name (default: the only lab)")]
+StaticIpOpt = Annotated[
+    bool,
+    typer.Option(
+        "--static-ip/--no-static-ip",
+        help="write each VM's fixed IP into the VM (else: leave it to DHCP)",
+    ),
+]
+DatapathOpt = Annotated[
+    str | None,
+    typer.Option("--datapath", help="the agents' datapath: memory | bpf (default: the agent's)"),
+]
+GatewaysOpt = Annotated[
+    int,
+    typer.Option(
+        "--gateways",
+        help="gateway hosts gw1..gwN with uplinks to an upstream router (bird2) and an "
+        "external host behind it; a provider router with BGP, floating IPs and SNAT",
+    ),
+]
+FloatingIpsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--floating-ips",
+        help="with --gateways: how many VMs get a floating IP (default: vm1 of each host)",
+    ),
+]
+BfdOpt = Annotated[bool, typer.Option("--bfd/--no-bfd", help="BFD on the uplinks' BGP sessions")]
 
 
 def _fail(exc: BaseException) -> typer.Exit:
@@ -52,40 +79,14 @@ def up(
     store: Annotated[str, typer.Option("--store", help="sqlite | zookeeper")] = "sqlite",
     name: Annotated[str | None, typer.Option("--name", help="lab name (default: random)")] = None,
     tx_off: Annotated[bool, typer.Option("--tx-off", help="ethtool -K eth0 tx off in VMs")] = False,
-    static_ip: Annotated[
-        bool,
-        typer.Option(
-            "--static-ip/--no-static-ip",
-            help="write each VM's fixed IP into the VM (else: leave it to DHCP)",
-        ),
-    ] = True,
+    static_ip: StaticIpOpt = True,
     agents: Annotated[
         bool, typer.Option("--agents/--no-agents", help="start a netloom agent per host")
     ] = True,
-    datapath: Annotated[
-        str | None,
-        typer.Option(
-            "--datapath", help="the agents' datapath: memory | bpf (default: the agent's)"
-        ),
-    ] = None,
-    gateways: Annotated[
-        int,
-        typer.Option(
-            "--gateways",
-            help="gateway hosts gw1..gwN with uplinks to an upstream router (bird2) and an "
-            "external host behind it; a provider router with BGP, floating IPs and SNAT",
-        ),
-    ] = 0,
-    floating_ips: Annotated[
-        int | None,
-        typer.Option(
-            "--floating-ips",
-            help="with --gateways: how many VMs get a floating IP (default: vm1 of each host)",
-        ),
-    ] = None,
-    bfd: Annotated[
-        bool, typer.Option("--bfd/--no-bfd", help="BFD on the uplinks' BGP sessions")
-    ] = True,
+    datapath: DatapathOpt = None,
+    gateways: GatewaysOpt = 0,
+    floating_ips: FloatingIpsOpt = None,
+    bfd: BfdOpt = True,
     keep_on_error: Annotated[
         bool, typer.Option("--keep-on-error", help="leave a failed lab for inspection")
     ] = False,
@@ -113,16 +114,20 @@ def up(
             bfd=bfd,
         )
     except BaseException as exc:
-        print_error(exc)
-        if keep_on_error:
-            sys.stderr.write(
-                f"lab {lab.name} left as it is; `netloom lab down --name {lab.name}` removes it\n"
-            )
-        else:
-            lab.down()
-            sys.stderr.write(f"lab {lab.name} removed again\n")
+        _failed(lab, exc, keep_on_error=keep_on_error)
         raise typer.Exit(1) from None
     _show(lab.status(), as_json)
+
+
+def _failed(lab: Lab, exc: BaseException, *, keep_on_error: bool) -> None:
+    print_error(exc)
+    if keep_on_error:
+        sys.stderr.write(
+            f"lab {lab.name} left as it is; `netloom lab down --name {lab.name}` removes it\n"
+        )
+    else:
+        lab.down()
+        sys.stderr.write(f"lab {lab.name} removed again\n")
 
 
 @lab_app.command("status")
