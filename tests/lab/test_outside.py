@@ -55,8 +55,17 @@ def test_gateways_upstream_external_host_and_bird_then_gone(new_lab: NewLab) -> 
     shown = outside.birdc(s.outside, "show", "protocols")
     assert "gw1        BGP" in shown and "gw2        BGP" in shown
     assert nsexec.run(up, ["ss", "-Hltn", "sport = :179"]).stdout.strip()
+    protocols = probes.bird_protocols(s.outside.bird_socket)
+    assert {n: p[0] for n, p in protocols.items() if p[0] == "BGP"} == {"gw1": "BGP", "gw2": "BGP"}
     bird = _bird(lab)
     assert bird is not None
+    # the upstream's multipath hash reads the 5-tuple: with a two-path route (written by the
+    # test where BGP would install it), flows between the same two hosts take both paths
+    multipath = ["nexthop", "via", "198.19.1.2", "nexthop", "via", "198.19.2.2"]
+    nsexec.run(up, ["ip", "route", "add", "203.0.113.0/24", *multipath])
+    assert sorted(probes.route_nexthops(up, "203.0.113.0/24")) == ["198.19.1.2", "198.19.2.2"]
+    spread = probes.route_choices(up, "203.0.113.64", "198.18.0.10", "ext0", 64)
+    assert set(spread) == {"198.19.1.2", "198.19.2.2"}, spread
     status = lab.status()
     assert status["outside"]["upstream_netns"] == up and len(status["uplinks"]) == 2
     pins, pids = list(s.bpf_pins), [p.pid for p in s.processes if supervisor.alive(p)]

@@ -36,12 +36,14 @@ from pathlib import Path
 
 from netloom.agent.options import DEFAULT_METRICS_PORT as METRICS_PORT
 from netloom.errors import DemoStepFailed, NetloomError
-from netloom.lab import demo_dhcp, demo_topology, demo_traffic
+from netloom.lab import demo_dhcp, demo_northsouth, demo_topology, demo_traffic
+from netloom.lab.addressing import EXTERNAL_HOST_IP
 from netloom.lab.demo_plan import (
     ALIVE_TIMEOUT,
     IPERF_PORT,
     IPERF_SECONDS,
     SSH_PORT,
+    check_gateways,
     check_hosts,
     plan_networks,
     plan_vms,
@@ -58,9 +60,16 @@ class Demo:
     unless ``keep``)."""
 
     def __init__(
-        self, hosts: int = 3, *, name: str | None = None, say: Say = print, mtu: int = 1500
+        self,
+        hosts: int = 3,
+        *,
+        gateways: int = 2,
+        name: str | None = None,
+        say: Say = print,
+        mtu: int = 1500,
     ) -> None:
         check_hosts(hosts)
+        self.gateways = check_gateways(gateways)
         self.hosts = hosts
         self.say = say
         self.lab = Lab.create(name or "dm" + secrets.token_hex(3), mtu=mtu)
@@ -79,7 +88,8 @@ class Demo:
 
         return [
             (
-                f"lab {self.lab.name}: underlay switch and {self.hosts} host namespaces",
+                f"lab {self.lab.name}: underlay switch, {self.hosts} hosts, {self.gateways} "
+                "gateway hosts cabled to an upstream router (bird2), an external host",
                 self.step_underlay,
             ),
             ("cluster: API + topology service in the switch namespace", self.step_cluster),
@@ -108,6 +118,22 @@ class Demo:
                 bound(demo_traffic.step_isolation),
             ),
             ("what-if trace of the iperf3 flow (netloom trace)", bound(demo_traffic.step_trace)),
+            (
+                "BGP: the upstream's session to every gateway established",
+                bound(demo_northsouth.step_bgp),
+            ),
+            (
+                "the upstream's route to the floating range: one path per gateway (ECMP)",
+                bound(demo_northsouth.step_routes),
+            ),
+            (
+                "north-south: the external host reaches a1 by its floating IP",
+                bound(demo_northsouth.step_floating_ip),
+            ),
+            (
+                "north-south: a2 (no floating IP) reaches the external host through SNAT",
+                bound(demo_northsouth.step_snat),
+            ),
             ("agent metrics", bound(demo_traffic.step_metrics)),
         ]
 
@@ -181,8 +207,19 @@ class Demo:
         self.lab.build_underlay()
         for n in range(1, self.hosts + 1):
             self.lab.add_host(n)
-        hosts = ", ".join(f"{h.name} {h.underlay_ip}" for h in self.lab.state.hosts)
-        return f"switch {self.lab.state.switch_netns} {self.lab.state.switch_ip}; {hosts}"
+        self.lab.build_outside()
+        for g in range(1, self.gateways + 1):
+            self.lab.add_gateway(g)
+        self.lab.start_upstream()
+        s = self.lab.state
+        assert s.outside is not None
+        hosts = ", ".join(f"{h.name} {h.underlay_ip}" for h in s.hosts)
+        uplinks = ", ".join(f"{u.host} {u.host_if} <-> {u.upstream_address}" for u in s.uplinks)
+        return (
+            f"switch {s.switch_netns} {s.switch_ip}; {hosts}\n"
+            f"upstream {s.outside.upstream_netns} (bird2, AS {s.outside.upstream_as}); "
+            f"{uplinks}\nexternal host {s.outside.external_netns} {EXTERNAL_HOST_IP}"
+        )
 
     def step_cluster(self) -> str:
         rec = self.lab.start_cluster()
@@ -198,7 +235,7 @@ class Demo:
         self.summary.hosts = [
             {
                 "name": h.name,
-                "short": f"h{h.index}",
+                "short": h.short,
                 "underlay_ip": h.underlay_ip,
                 "netns": h.netns,
                 "host_id": h.host_id,
