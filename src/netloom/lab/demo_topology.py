@@ -77,22 +77,7 @@ def step_topology(demo: Demo) -> str:
 def plan_params(demo: Demo) -> dict[str, Any]:
     """The ``routed-tenants`` parameters of the demo's networks and VMs."""
     lab = demo.lab
-    networks = []
-    for tenant in TENANTS:
-        for i, net in enumerate(n for n in demo.nets.values() if n.tenant == tenant):
-            networks.append(
-                {
-                    "key": net.key,
-                    "name": f"{lab.name}-{net.key}",
-                    "tenant": f"@tenant-{tenant}",
-                    "router": f"@router-{tenant}",
-                    "cidr": net.cidr,
-                    "gateway": net.gateway,
-                    "prefixlen": int(net.cidr.split("/")[1]),
-                    "router_mac": router_mac(lab.name, tenant, i),
-                    "dns_servers": [],
-                }
-            )
+    networks = _networks(demo)
     hosts = {h.name: h.host_id for h in lab.state.hosts}
     vms = []
     for p in demo.plan:
@@ -135,6 +120,28 @@ def plan_params(demo: Demo) -> dict[str, Any]:
         ],
         "vms": vms,
     }
+
+
+def _networks(demo: Demo) -> list[dict[str, Any]]:
+    """Each tenant's routed networks (routed-networks' items)."""
+    lab = demo.lab
+    networks = []
+    for tenant in TENANTS:
+        for i, net in enumerate(n for n in demo.nets.values() if n.tenant == tenant):
+            networks.append(
+                {
+                    "key": net.key,
+                    "name": f"{lab.name}-{net.key}",
+                    "tenant": f"@tenant-{tenant}",
+                    "router": f"@router-{tenant}",
+                    "cidr": net.cidr,
+                    "gateway": net.gateway,
+                    "prefixlen": int(net.cidr.split("/")[1]),
+                    "router_mac": router_mac(lab.name, tenant, i),
+                    "dns_servers": [],
+                }
+            )
+    return networks
 
 
 def _gateways(demo: Demo) -> dict[str, Any]:
