@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from netloom.lab.plan import upstream_config
 from netloom.lab.state import OutsideRecord
 from netloom.lab.supervisor import RestartPolicy
 from netloom.lab.upstream import render_bird_conf
+from netloom.netns import entered
 from waiting import wait_until
 
 pytestmark = pytest.mark.netns
@@ -101,3 +103,48 @@ def _protocols(rec: OutsideRecord) -> str:
         return outside.birdc(rec, "show", "protocols")
     except LabError:
         return ""  # not listening yet
+
+
+@pytest.mark.bpf
+@pytest.mark.slow
+def test_a_floating_ip_is_reached_through_a_gateway_uplink(new_lab: NewLab) -> None:
+    """External host -> floating IP with the upstream's route written by the test (a scaffold
+    standing in for the route BGP installs): the upstream resolves the uplink port's address
+    (the provider router answers ARP on the gateway's datapath), the gateway's agent routes
+    the datagram through the provider and the lab's router (DNAT) to the VM on a compute host,
+    which sees the external host's own address. One way only: the reply's path needs the
+    provider's route out, which only BGP gives it."""
+    lab = new_lab()
+    lab.up(1, 1, gateways=1, datapath="bpf")
+    api = lab.api()
+    wait_until(lambda: all(h["alive"] for h in api.list("hosts")), 30.0, "every agent alive")
+    s = lab.state
+    assert s.outside is not None
+    vm = lab.vms()[0]
+    fip = s.vms[0].floating_ip
+    assert fip == "203.0.113.64"
+    nsexec.run(
+        s.outside.upstream_netns, ["ip", "route", "add", "203.0.113.0/24", "via", "198.19.1.2"]
+    )
+    with entered(vm.netns):
+        rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with entered(s.outside.external_netns):
+        tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with rx, tx:
+        rx.bind(("0.0.0.0", 9999))
+        rx.setblocking(False)
+        got: list[tuple[bytes, str]] = []
+
+        def arrived() -> bool:
+            tx.sendto(b"north", (fip, 9999))  # again: the first ones wait for upcalls
+            try:
+                data, (src, _) = rx.recvfrom(100)
+            except BlockingIOError:
+                return False
+            got.append((data, src))
+            return True
+
+        wait_until(arrived, 15.0, "a datagram to the floating IP in the VM", step=0.2)
+    assert got[0] == (b"north", "198.18.0.10")
+    neigh = nsexec.run(s.outside.upstream_netns, ["ip", "neigh", "show", "198.19.1.2"]).stdout
+    assert "lladdr" in neigh  # the provider router's uplink port answered ARP
