@@ -28,6 +28,7 @@ from netloom.lab.plan import (
     transit_addresses,
     upstream_config,
 )
+from netloom.lab.probes import parse_bird_protocols
 from netloom.lab.state import LabState, StateFile
 from netloom.lab.topology_build import plan_params
 from netloom.lab.upstream import UpstreamConfig, UpstreamPeer, render_bird_conf
@@ -238,3 +239,21 @@ def test_a_vm_without_floating_ip_leaves_by_snat_through_the_provider(api: ApiCl
     assert re.search(r"router +t1-provider +route .* via t1-provider-gw1", text)
     assert re.search(r"router +t1-provider +arp-request +\(who has 198\.19\.1\.1\)", text)
     assert body["verdict"] == "not-yet"
+
+
+def test_bird_protocol_table_is_parsed() -> None:
+    text = (
+        "BIRD 2.0.12 ready.\n"
+        "Name       Proto      Table      State  Since         Info\n"
+        "device1    Device     ---        up     15:30:12.351  \n"
+        "announce   Static     master4    up     15:30:12.351  \n"
+        "gw1        BGP        ---        up     15:31:02.114  Established   \n"
+        "gw2        BGP        ---        start  15:30:12.351  Connect       "
+        "Socket: No route to host\n"
+    )
+    assert parse_bird_protocols(text) == {
+        "device1": ("Device", "up", ""),
+        "announce": ("Static", "up", ""),
+        "gw1": ("BGP", "up", "Established"),
+        "gw2": ("BGP", "start", "Connect Socket: No route to host"),
+    }

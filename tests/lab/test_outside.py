@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -148,3 +149,90 @@ def test_a_floating_ip_is_reached_through_a_gateway_uplink(new_lab: NewLab) -> N
     assert got[0] == (b"north", "198.18.0.10")
     neigh = nsexec.run(s.outside.upstream_netns, ["ip", "neigh", "show", "198.19.1.2"]).stdout
     assert "lladdr" in neigh  # the provider router's uplink port answered ARP
+
+
+# A gateway's BGP speaker as the test's own bird (a scaffold for the upstream's side: the lab's
+# agents are off, so the uplink NIC is the gateway namespace's own interface). It announces the
+# public range and a prefix the upstream must refuse.
+STAND_IN = """router id {ip};
+protocol device {{
+}}
+protocol static offered {{
+  ipv4;
+  route 203.0.113.0/24 blackhole;
+  route 10.0.0.0/8 blackhole;
+}}
+protocol bfd {{
+  interface "*" {{ min rx interval 100 ms; min tx interval 100 ms; multiplier 5; }};
+}}
+protocol bgp upstream {{
+  local {ip} as 64513;
+  neighbor {peer} as 64512;
+  hold time 3;
+  keepalive time 1;
+  connect delay time 1;
+  connect retry time 1;
+  bfd on;
+  ipv4 {{ import none; export where proto = "offered"; }};
+}}
+"""
+
+
+def _stand_in(lab: Lab, g: int, tmp: Path) -> subprocess.Popen[bytes]:
+    u = lab.state.uplinks[g - 1]
+    ns = u.host
+    netns.add_address(ns, u.host_if, u.port_address)
+    ip, peer = u.port_address.split("/")[0], u.upstream_address.split("/")[0]
+    conf = tmp / f"gw{g}.conf"
+    conf.write_text(STAND_IN.format(ip=ip, peer=peer))
+    argv = [
+        "bird",
+        "-f",
+        "-c",
+        str(conf),
+        "-s",
+        str(tmp / f"gw{g}.ctl"),
+        "-P",
+        str(tmp / f"{g}.pid"),
+    ]
+    return nsexec.popen(ns, argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def test_upstream_peers_merges_equal_routes_and_drops_a_dead_gateway(
+    new_lab: NewLab, tmp_path: Path
+) -> None:
+    lab = new_lab()
+    lab.up(1, 0, agents=False, gateways=2)
+    rec = lab.state.outside
+    assert rec is not None
+    up = rec.upstream_netns
+    speakers = [_stand_in(lab, g, tmp_path) for g in (1, 2)]
+    try:
+
+        def sessions() -> dict[str, str]:
+            seen = probes.bird_protocols(rec.bird_socket)
+            return {n: seen[n][2] for n in ("gw1", "gw2")}
+
+        wait_until(lambda: set(sessions().values()) == {"Established"}, 20.0, "both sessions up")
+        both = ["198.19.1.2", "198.19.2.2"]
+        wait_until(
+            lambda: sorted(probes.route_nexthops(up, "203.0.113.0/24")) == both,
+            10.0,
+            "one multipath route over both gateways",
+        )
+        assert probes.route_nexthops(up, "10.0.0.0/8") == []  # refused by the import filter
+        wait_until(
+            lambda: outside.birdc(rec, "show", "bfd", "sessions").count(" Up ") == 2,
+            10.0,
+            "both BFD sessions up",
+        )
+        speakers[0].kill()  # gateway 1 dies: BFD notices, bird withdraws its path
+        wait_until(
+            lambda: probes.route_nexthops(up, "203.0.113.0/24") == ["198.19.2.2"],
+            10.0,
+            "the dead gateway's path withdrawn",
+        )
+    finally:
+        for p in speakers:
+            p.kill()
+            p.wait(timeout=10)

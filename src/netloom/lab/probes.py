@@ -211,13 +211,19 @@ def route_choices(ns: str, dst: str, src: str, iif: str, flows: int) -> Counter[
 
 
 def bird_protocols(socket_path: str) -> dict[str, tuple[str, str, str]]:
-    """``birdc show protocols`` of the bird behind ``socket_path``: name -> (protocol, state,
-    info), e.g. ``gw1 -> ("BGP", "up", "Established")``."""
+    """``birdc show protocols`` of the bird behind ``socket_path``, parsed
+    (:func:`parse_bird_protocols`)."""
     done = nsexec.run(None, ["birdc", "-s", socket_path, "show", "protocols"], check=False)
     if done.returncode != 0:
         raise LabError(f"birdc -s {socket_path}: {(done.stderr or done.stdout).strip()}")
+    return parse_bird_protocols(done.stdout)
+
+
+def parse_bird_protocols(text: str) -> dict[str, tuple[str, str, str]]:
+    """name -> (protocol, state, info) of bird's protocol table, e.g. ``gw1 -> ("BGP", "up",
+    "Established")`` (the columns: Name Proto Table State Since Info)."""
     found: dict[str, tuple[str, str, str]] = {}
-    for line in done.stdout.splitlines():
+    for line in text.splitlines():
         cols = line.split(None, 5)
         if len(cols) >= 5 and cols[0] not in ("BIRD", "Name"):
             info = " ".join(cols[5].split()) if len(cols) > 5 else ""
@@ -230,6 +236,7 @@ __all__ = [
     "fetch_metrics",
     "listening",
     "metric_totals",
+    "parse_bird_protocols",
     "ping",
     "route_choices",
     "route_nexthops",
