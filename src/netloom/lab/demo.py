@@ -1,25 +1,32 @@
 """``netloom demo``: the whole system, for real, in a few dozen seconds.
 
-A lab of N hosts (network namespaces with an underlay to a lab switch, the cluster in the switch
-namespace, one ``netloom agent --datapath bpf`` per host), then two tenants::
+A lab of N hosts and 2 gateway hosts (network namespaces with an underlay to a lab switch, the
+cluster in the switch namespace, one ``netloom agent --datapath bpf`` per host), then two
+tenants::
 
     tenant A   a1 h1 10.0.1.10 ─┐                      ┌─ a3 h2 10.0.2.10
                a2 h2 10.0.1.11 ─┴─ net1 ── rA ── net2 ─┴─ a4 hN 10.0.2.11  (security group)
     tenant B   b1 h1 10.0.1.10 ─── net ── rB        (the same prefix, even the same address)
 
+and, north-south, 2 gateway hosts whose uplinks are cabled to an upstream router (bird2) with
+an external host behind it: tenant A's router is linked to a provider router with an uplink port
+and a BGP peer per gateway; a1 has a floating IP, A's other VMs leave through SNAT.
+
 Every figure printed is measured on that lab: VMs take their addresses from a real DHCP client
 (busybox ``udhcpc``) answered by the agents' simulation, ICMP echo and an iperf3 stream cross
 hosts through the virtual router, a stateful security group on a4 lets tcp/5201 in and drops
 tcp/22, tenant B cannot reach tenant A although it uses the same addresses, and a what-if trace
-of the iperf3 flow is computed from the live topology. Then the lab is torn down (``keep``
+of the iperf3 flow is computed from the live topology; the upstream's BGP sessions come up, its
+route to the floating range has one path per gateway, the external host reaches a1 by its
+floating IP and a2 reaches the external host through SNAT. Then the lab is torn down (``keep``
 leaves it running).
 
 The demo is a list of small steps; each one either returns a line describing what it measured or
 raises :class:`~netloom.errors.DemoStepFailed` saying what did not happen. Nothing here fakes a
 result: a step that cannot be done fails, and the caller tears the lab down. The steps live in
-:mod:`~netloom.lab.demo_topology` (the plan routed-tenants), :mod:`~netloom.lab.demo_dhcp` and
-:mod:`~netloom.lab.demo_traffic`; the plan and the report in :mod:`~netloom.lab.demo_plan` and
-:mod:`~netloom.lab.demo_report`.
+:mod:`~netloom.lab.demo_topology` (the plan routed-tenants), :mod:`~netloom.lab.demo_dhcp`,
+:mod:`~netloom.lab.demo_traffic` and :mod:`~netloom.lab.demo_northsouth`; the plan and the
+report in :mod:`~netloom.lab.demo_plan` and :mod:`~netloom.lab.demo_report`.
 """
 
 from __future__ import annotations
