@@ -69,6 +69,11 @@ def test_gateways_upstream_external_host_and_bird_then_gone(new_lab: NewLab) -> 
     assert sorted(probes.route_nexthops(up, "203.0.113.0/24")) == ["198.19.1.2", "198.19.2.2"]
     spread = probes.route_choices(up, "203.0.113.64", "198.18.0.10", "ext0", 64)
     assert set(spread) == {"198.19.1.2", "198.19.2.2"}, spread
+    assert (lab.netns_of("ext"), lab.netns_of("up"), lab.netns_of("gw2")) == (
+        ext,
+        up,
+        f"{name}-gw2",
+    )
     status = lab.status()
     assert status["outside"]["upstream_netns"] == up and len(status["uplinks"]) == 2
     pins, pids = list(s.bpf_pins), [p.pid for p in s.processes if supervisor.alive(p)]

@@ -163,14 +163,17 @@ def list_() -> None:
     "exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
 )
 def exec_(
-    vm: Annotated[str, typer.Argument(help="VM: h1-vm1, its netns name or its IP")],
+    vm: Annotated[
+        str, typer.Argument(help="VM (h1-vm1, its netns name or its IP), host (h1, gw1), ext or up")
+    ],
     command: Annotated[list[str], typer.Argument(help="the command, after --")],
     name: NameOpt = None,
 ) -> None:
-    """Run a command inside a VM's namespace (``netloom lab exec h1-vm1 -- ip addr``)."""
+    """Run a command inside a VM's namespace (``netloom lab exec h1-vm1 -- ip addr``), a
+    host's (``h1``, ``gw1``), the external host's (``ext``) or the upstream router's (``up``)."""
     try:
-        target = Lab.load(_resolve(name)).vm(vm)
-        argv = nsexec.nsenter_argv(target.netns, command)
+        target = Lab.load(_resolve(name)).netns_of(vm)
+        argv = nsexec.nsenter_argv(target, command)
     except NetloomError as exc:
         raise _fail(exc) from None
     sys.stdout.flush()

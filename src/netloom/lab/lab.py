@@ -258,6 +258,15 @@ class Lab:
     def vms(self) -> list[VM]:
         return [self.vm(v.name) for v in self.state.vms]
 
+    def netns_of(self, name: str) -> str:
+        """The namespace of a VM (as :meth:`vm` finds it), a host (``h1``, ``gw1``), or the
+        outside world's ``ext`` (the external host) and ``up`` (the upstream router)."""
+        o = self.state.outside
+        if o is not None and name in ("ext", "up"):
+            return o.external_netns if name == "ext" else o.upstream_netns
+        host = self._find_host(name)
+        return host.netns if host is not None else self._vm(name).netns
+
     def _find_host(self, name: str) -> HostRecord | None:
         return next((h for h in self.state.hosts if name in (h.name, h.short)), None)
 
