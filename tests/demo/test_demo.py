@@ -48,6 +48,14 @@ def test_bad_host_count_is_refused_before_anything_exists(hosts: int) -> None:
 
 
 @pytest.mark.unit
+@pytest.mark.parametrize("gateways", [0, 7])
+def test_bad_gateway_count_is_refused_before_anything_exists(gateways: int) -> None:
+    with pytest.raises(InvalidInput, match="--gateways"):
+        Demo(3, gateways=gateways, name="tdbad")
+    assert not state_path("tdbad").exists()
+
+
+@pytest.mark.unit
 def test_cli_bad_hosts_exits_1_and_creates_nothing() -> None:
     if os.geteuid() != 0:
         pytest.skip("the command checks for root first")
@@ -84,7 +92,7 @@ def test_parse_metrics_reads_what_the_agent_exposes() -> None:
 def _check_summary(s: Summary, hosts: int) -> None:
     """Everything the demo claims, checked against what it measured."""
     assert s.ok, f"{s.failed_step}: {s.error}"
-    assert len(s.hosts) == hosts and all(h["agent_pid"] for h in s.hosts)
+    assert len(s.hosts) == hosts + 2 and all(h["agent_pid"] for h in s.hosts)
     vms = {v.key: v for v in s.vms}
     assert set(vms) == {"a1", "a2", "a3", "a4", "b1"}
     for v in vms.values():  # udhcpc got the port's address, the subnet's MTU and gateway
@@ -101,6 +109,20 @@ def _check_summary(s: Summary, hosts: int) -> None:
     assert s.isolation and all(c["ok"] for c in s.isolation)
     assert s.trace["verdict"] == "forward" and s.trace["ssh_verdict"] == "drop"
     assert "sg-ingress" in s.trace["text"]
+    # north-south: every gateway's session up, one upstream path per gateway, a1 reached by its
+    # floating IP from the external host, a2 seen by it as tenant A's SNAT address
+    gateways = [h for h in s.hosts if "-gw" in h["name"]]
+    assert len(gateways) == 2
+    assert s.northsouth["bgp"] == {"gw1": "Established", "gw2": "Established"}
+    assert s.northsouth["upstream_nexthops"] == ["198.19.1.2", "198.19.2.2"]
+    assert set(s.northsouth["spread"]) == {"198.19.1.2", "198.19.2.2"}
+    assert s.northsouth["floating_ip"]["vm_saw"] == "198.18.0.10"
+    assert s.northsouth["floating_ip"]["ping_replies"] == 3
+    assert s.northsouth["snat"] == {
+        "vm": vms["a2"].name,
+        "tcp": "connected",
+        "external_saw": "203.0.113.1",
+    }
     assert set(s.agents) == {h["name"] for h in s.hosts}
     assert sum(m["flows_installed"] for m in s.agents.values()) > 0
     assert sum(m["upcalls"] for m in s.agents.values()) > 0

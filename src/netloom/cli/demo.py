@@ -54,6 +54,9 @@ def _interrupt_in(owner: int) -> Callable[[int, FrameType | None], None]:
 
 def demo(
     hosts: Annotated[int, typer.Option("--hosts", help="number of hosts (2-9)")] = 3,
+    gateways: Annotated[
+        int, typer.Option("--gateways", help="gateway hosts with uplinks to the upstream (1-6)")
+    ] = 2,
     keep: Annotated[bool, typer.Option("--keep", help="leave the lab running afterwards")] = False,
     name: Annotated[str | None, typer.Option("--name", help="lab name (default: random)")] = None,
     mtu: Annotated[
@@ -66,7 +69,8 @@ def demo(
         bool, typer.Option("--json", help="progress on stderr, the summary as JSON on stdout")
     ] = False,
 ) -> None:
-    """Bring up 3 hosts with BPF agents, two tenants and VMs; measure; clean up."""
+    """Bring up 3 hosts and 2 gateways with BPF agents, two tenants and VMs, an upstream router
+    and an external host; measure east-west and north-south; clean up."""
     from netloom.lab.demo import Demo
     from netloom.lab.demo_report import keep_instructions
 
@@ -75,7 +79,7 @@ def demo(
         raise typer.Exit(1)
     say = _say_to(sys.stderr if as_json else sys.stdout)
     try:
-        runner = Demo(hosts, name=name, say=say, mtu=mtu)
+        runner = Demo(hosts, gateways=gateways, name=name, say=say, mtu=mtu)
     except NetloomError as exc:
         print_error(exc)
         raise typer.Exit(1) from None
@@ -201,12 +205,38 @@ def _result_lines(summary: Summary) -> list[str]:
             f"what-if trace a1 -> a4 tcp/5201: {summary.trace['verdict']}; "
             f"tcp/22: {summary.trace['ssh_verdict']}"
         )
+    lines += _northsouth_lines(summary)
     for host, m in summary.agents.items():
         short = host.removeprefix(summary.lab + "-")
         lines.append(
             f"agent {short}: {m['upcalls']:.0f} upcalls, {m['flows_installed']:.0f} "
             f"flows installed ({m['flows']:.0f} now)"
         )
+    return lines
+
+
+def _northsouth_lines(summary: Summary) -> list[str]:
+    ns = summary.northsouth
+    lines = []
+    if ns.get("bgp"):
+        lines.append(
+            "BGP upstream <-> " + ", ".join(f"{n}: {info}" for n, info in ns["bgp"].items())
+        )
+    if ns.get("upstream_nexthops"):
+        spread = ", ".join(f"{n} via {h}" for h, n in sorted(ns["spread"].items()))
+        lines.append(
+            f"upstream ECMP: {len(ns['upstream_nexthops'])} paths to the floating range; "
+            f"flows by hash: {spread}"
+        )
+    if ns.get("floating_ip"):
+        f = ns["floating_ip"]
+        lines.append(
+            f"external host -> {f['floating_ip']} ({f['vm']}): tcp {f['tcp']}, "
+            f"{f['ping_replies']}/3 pings"
+        )
+    if ns.get("snat"):
+        n = ns["snat"]
+        lines.append(f"{n['vm']} -> external host: tcp {n['tcp']}, seen as {n['external_saw']}")
     return lines
 
 

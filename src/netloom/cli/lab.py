@@ -25,6 +25,33 @@ from netloom.lab.lab import down as lab_down
 lab_app = typer.Typer(help="A netloom lab in network namespaces.", no_args_is_help=True)
 
 NameOpt = Annotated[str | None, typer.Option("--name", help="lab name (default: the only lab)")]
+StaticIpOpt = Annotated[
+    bool,
+    typer.Option(
+        "--static-ip/--no-static-ip",
+        help="write each VM's fixed IP into the VM (else: leave it to DHCP)",
+    ),
+]
+DatapathOpt = Annotated[
+    str | None,
+    typer.Option("--datapath", help="the agents' datapath: memory | bpf (default: the agent's)"),
+]
+GatewaysOpt = Annotated[
+    int,
+    typer.Option(
+        "--gateways",
+        help="gateway hosts gw1..gwN with uplinks to an upstream router (bird2) and an "
+        "external host behind it; a provider router with BGP, floating IPs and SNAT",
+    ),
+]
+FloatingIpsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--floating-ips",
+        help="with --gateways: how many VMs get a floating IP (default: vm1 of each host)",
+    ),
+]
+BfdOpt = Annotated[bool, typer.Option("--bfd/--no-bfd", help="BFD on the uplinks' BGP sessions")]
 
 
 def _fail(exc: BaseException) -> typer.Exit:
@@ -52,28 +79,21 @@ def up(
     store: Annotated[str, typer.Option("--store", help="sqlite | zookeeper")] = "sqlite",
     name: Annotated[str | None, typer.Option("--name", help="lab name (default: random)")] = None,
     tx_off: Annotated[bool, typer.Option("--tx-off", help="ethtool -K eth0 tx off in VMs")] = False,
-    static_ip: Annotated[
-        bool,
-        typer.Option(
-            "--static-ip/--no-static-ip",
-            help="write each VM's fixed IP into the VM (else: leave it to DHCP)",
-        ),
-    ] = True,
+    static_ip: StaticIpOpt = True,
     agents: Annotated[
         bool, typer.Option("--agents/--no-agents", help="start a netloom agent per host")
     ] = True,
-    datapath: Annotated[
-        str | None,
-        typer.Option(
-            "--datapath", help="the agents' datapath: memory | bpf (default: the agent's)"
-        ),
-    ] = None,
+    datapath: DatapathOpt = None,
+    gateways: GatewaysOpt = 0,
+    floating_ips: FloatingIpsOpt = None,
+    bfd: BfdOpt = True,
     keep_on_error: Annotated[
         bool, typer.Option("--keep-on-error", help="leave a failed lab for inspection")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the status as JSON")] = False,
 ) -> None:
-    """Create a lab: underlay, hosts, VMs, cluster, default topology, agents."""
+    """Create a lab: underlay, hosts, VMs, cluster, default topology, agents (and with
+    --gateways: gateway hosts, the upstream router, the external host)."""
     try:
         if store not in ("sqlite", "zookeeper"):
             raise InvalidInput(f"--store must be sqlite or zookeeper, not {store}", field="store")
@@ -83,18 +103,31 @@ def up(
     except NetloomError as exc:
         raise _fail(exc) from None
     try:
-        lab.up(hosts, vms_per_host, static_ip=static_ip, agents=agents, datapath=datapath)
+        lab.up(
+            hosts,
+            vms_per_host,
+            static_ip=static_ip,
+            agents=agents,
+            datapath=datapath,
+            gateways=gateways,
+            floating_ips=floating_ips,
+            bfd=bfd,
+        )
     except BaseException as exc:
-        print_error(exc)
-        if keep_on_error:
-            sys.stderr.write(
-                f"lab {lab.name} left as it is; `netloom lab down --name {lab.name}` removes it\n"
-            )
-        else:
-            lab.down()
-            sys.stderr.write(f"lab {lab.name} removed again\n")
+        _failed(lab, exc, keep_on_error=keep_on_error)
         raise typer.Exit(1) from None
     _show(lab.status(), as_json)
+
+
+def _failed(lab: Lab, exc: BaseException, *, keep_on_error: bool) -> None:
+    print_error(exc)
+    if keep_on_error:
+        sys.stderr.write(
+            f"lab {lab.name} left as it is; `netloom lab down --name {lab.name}` removes it\n"
+        )
+    else:
+        lab.down()
+        sys.stderr.write(f"lab {lab.name} removed again\n")
 
 
 @lab_app.command("status")
@@ -130,14 +163,17 @@ def list_() -> None:
     "exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
 )
 def exec_(
-    vm: Annotated[str, typer.Argument(help="VM: h1-vm1, its netns name or its IP")],
+    vm: Annotated[
+        str, typer.Argument(help="VM (h1-vm1, its netns name or its IP), host (h1, gw1), ext or up")
+    ],
     command: Annotated[list[str], typer.Argument(help="the command, after --")],
     name: NameOpt = None,
 ) -> None:
-    """Run a command inside a VM's namespace (``netloom lab exec h1-vm1 -- ip addr``)."""
+    """Run a command inside a VM's namespace (``netloom lab exec h1-vm1 -- ip addr``), a
+    host's (``h1``, ``gw1``), the external host's (``ext``) or the upstream router's (``up``)."""
     try:
-        target = Lab.load(_resolve(name)).vm(vm)
-        argv = nsexec.nsenter_argv(target.netns, command)
+        target = Lab.load(_resolve(name)).netns_of(vm)
+        argv = nsexec.nsenter_argv(target, command)
     except NetloomError as exc:
         raise _fail(exc) from None
     sys.stdout.flush()
@@ -219,10 +255,30 @@ def _show(st: dict[str, Any], as_json: bool) -> None:
             (v["port_id"] or "")[:8],
         )
     out.print(vms)
+    _show_outside(st)
     out.print(
         f"agents: {st['agents']}; processes alive: "
         f"{sum(1 for p in st['processes'] if p['alive'])}/{len(st['processes'])}"
     )
+
+
+def _show_outside(st: dict[str, Any]) -> None:
+    o = st.get("outside")
+    if not o:
+        return
+    out = console()
+    out.print(
+        f"outside: upstream router netns {o['upstream_netns']} (bird2, AS {o['upstream_as']}, "
+        f"birdc -s {o['bird_socket']}), external host netns {o['external_netns']}"
+    )
+    for u in st["uplinks"]:
+        out.print(
+            f"  uplink gw{u['index']}: {u['host']} {u['host_if']} (port {u['port_address']}) "
+            f"<-> upstream {u['upstream_if']} {u['upstream_address']}"
+        )
+    fips = [f"{v['name']} {v['floating_ip']}" for v in st["vms"] if v.get("floating_ip")]
+    if fips:
+        out.print(f"  floating IPs: {', '.join(fips)}; the other VMs leave through SNAT")
 
 
 def _yn(value: bool | None) -> str:

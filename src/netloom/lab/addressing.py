@@ -21,3 +21,31 @@ MAX_HOSTS = 99
 # a VM's slot is one MAC byte (vm_mac) and "<lab>h99v250" still fits IFNAMSIZ: 100 VMs on
 # one agent fit with room to spare
 MAX_VMS_PER_HOST = 250
+
+# -- the outside world (``lab up --gateways N``): RFC 2544 benchmark and RFC 5737 ranges --------
+MAX_GATEWAYS = 32
+GATEWAY_IP_BASE = 200  # gateway host G has 192.0.2.(200 + G) on the underlay
+UPLINK_IF = "uplink0"  # the gateway host's NIC cabled to the upstream router (the uplink port's)
+UPLINKS = ipaddress.IPv4Network("198.19.0.0/16")  # uplink G is 198.19.G.0/24 (RFC 2544)
+UPLINK_PREFIXLEN = 24
+UPSTREAM_HOST = 1  # the upstream router's address on every uplink: 198.19.G.1
+GATEWAY_PORT_HOST = 2  # the uplink router port's address: 198.19.G.2
+EXTERNAL_NET = ipaddress.IPv4Network("198.18.0.0/24")  # behind the upstream: "the internet"
+EXTERNAL_GW = "198.18.0.1"  # the upstream router on the external net
+EXTERNAL_HOST_IP = "198.18.0.10"  # the external host
+EXTERNAL_IF = "ext0"  # the upstream's NIC on the external net (eth0 in the external host)
+# the cloud's public addresses, advertised by the gateways (RFC 5737 TEST-NET-3): the SNAT
+# address of tenant router K is 203.0.113.K, floating IPs start at 203.0.113.64
+PUBLIC_NET = ipaddress.IPv4Network("203.0.113.0/24")
+SNAT_IP_BASE = 0
+FLOATING_IP_BASE = 64
+MAX_EDGE_ROUTERS = 63
+# interior links provider router <-> tenant router K: 198.18.128.(4K-4)/30, provider .1, tenant .2
+TRANSIT_NET = ipaddress.IPv4Network("198.18.128.0/24")
+TRANSIT_PREFIXLEN = 30
+UPSTREAM_AS = 64512  # private AS numbers (RFC 6996)
+GATEWAY_AS = 64513
+BGP_HOLD_TIME = 3  # seconds (RFC 4271 §4.2: 0 or >= 3); keepalive a third of it
+BGP_KEEPALIVE = 1
+BFD_INTERVAL_MS = 100  # BFD (RFC 5880) min tx/rx interval on the upstream
+BFD_MULTIPLIER = 5

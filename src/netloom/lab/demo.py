@@ -1,25 +1,32 @@
 """``netloom demo``: the whole system, for real, in a few dozen seconds.
 
-A lab of N hosts (network namespaces with an underlay to a lab switch, the cluster in the switch
-namespace, one ``netloom agent --datapath bpf`` per host), then two tenants::
+A lab of N hosts and 2 gateway hosts (network namespaces with an underlay to a lab switch, the
+cluster in the switch namespace, one ``netloom agent --datapath bpf`` per host), then two
+tenants::
 
     tenant A   a1 h1 10.0.1.10 ─┐                      ┌─ a3 h2 10.0.2.10
                a2 h2 10.0.1.11 ─┴─ net1 ── rA ── net2 ─┴─ a4 hN 10.0.2.11  (security group)
     tenant B   b1 h1 10.0.1.10 ─── net ── rB        (the same prefix, even the same address)
 
+and, north-south, 2 gateway hosts whose uplinks are cabled to an upstream router (bird2) with
+an external host behind it: tenant A's router is linked to a provider router with an uplink port
+and a BGP peer per gateway; a1 has a floating IP, A's other VMs leave through SNAT.
+
 Every figure printed is measured on that lab: VMs take their addresses from a real DHCP client
 (busybox ``udhcpc``) answered by the agents' simulation, ICMP echo and an iperf3 stream cross
 hosts through the virtual router, a stateful security group on a4 lets tcp/5201 in and drops
 tcp/22, tenant B cannot reach tenant A although it uses the same addresses, and a what-if trace
-of the iperf3 flow is computed from the live topology. Then the lab is torn down (``keep``
+of the iperf3 flow is computed from the live topology; the upstream's BGP sessions come up, its
+route to the floating range has one path per gateway, the external host reaches a1 by its
+floating IP and a2 reaches the external host through SNAT. Then the lab is torn down (``keep``
 leaves it running).
 
 The demo is a list of small steps; each one either returns a line describing what it measured or
 raises :class:`~netloom.errors.DemoStepFailed` saying what did not happen. Nothing here fakes a
 result: a step that cannot be done fails, and the caller tears the lab down. The steps live in
-:mod:`~netloom.lab.demo_topology` (the plan routed-tenants), :mod:`~netloom.lab.demo_dhcp` and
-:mod:`~netloom.lab.demo_traffic`; the plan and the report in :mod:`~netloom.lab.demo_plan` and
-:mod:`~netloom.lab.demo_report`.
+:mod:`~netloom.lab.demo_topology` (the plan routed-tenants), :mod:`~netloom.lab.demo_dhcp`,
+:mod:`~netloom.lab.demo_traffic` and :mod:`~netloom.lab.demo_northsouth`; the plan and the
+report in :mod:`~netloom.lab.demo_plan` and :mod:`~netloom.lab.demo_report`.
 """
 
 from __future__ import annotations
@@ -36,12 +43,14 @@ from pathlib import Path
 
 from netloom.agent.options import DEFAULT_METRICS_PORT as METRICS_PORT
 from netloom.errors import DemoStepFailed, NetloomError
-from netloom.lab import demo_dhcp, demo_topology, demo_traffic
+from netloom.lab import demo_dhcp, demo_northsouth, demo_topology, demo_traffic
+from netloom.lab.addressing import EXTERNAL_HOST_IP
 from netloom.lab.demo_plan import (
     ALIVE_TIMEOUT,
     IPERF_PORT,
     IPERF_SECONDS,
     SSH_PORT,
+    check_gateways,
     check_hosts,
     plan_networks,
     plan_vms,
@@ -58,9 +67,16 @@ class Demo:
     unless ``keep``)."""
 
     def __init__(
-        self, hosts: int = 3, *, name: str | None = None, say: Say = print, mtu: int = 1500
+        self,
+        hosts: int = 3,
+        *,
+        gateways: int = 2,
+        name: str | None = None,
+        say: Say = print,
+        mtu: int = 1500,
     ) -> None:
         check_hosts(hosts)
+        self.gateways = check_gateways(gateways)
         self.hosts = hosts
         self.say = say
         self.lab = Lab.create(name or "dm" + secrets.token_hex(3), mtu=mtu)
@@ -79,7 +95,8 @@ class Demo:
 
         return [
             (
-                f"lab {self.lab.name}: underlay switch and {self.hosts} host namespaces",
+                f"lab {self.lab.name}: underlay switch, {self.hosts} hosts, {self.gateways} "
+                "gateway hosts cabled to an upstream router (bird2), an external host",
                 self.step_underlay,
             ),
             ("cluster: API + topology service in the switch namespace", self.step_cluster),
@@ -108,6 +125,22 @@ class Demo:
                 bound(demo_traffic.step_isolation),
             ),
             ("what-if trace of the iperf3 flow (netloom trace)", bound(demo_traffic.step_trace)),
+            (
+                "BGP: the upstream's session to every gateway established",
+                bound(demo_northsouth.step_bgp),
+            ),
+            (
+                "the upstream's route to the floating range: one path per gateway (ECMP)",
+                bound(demo_northsouth.step_routes),
+            ),
+            (
+                "north-south: the external host reaches a1 by its floating IP",
+                bound(demo_northsouth.step_floating_ip),
+            ),
+            (
+                "north-south: a2 (no floating IP) reaches the external host through SNAT",
+                bound(demo_northsouth.step_snat),
+            ),
             ("agent metrics", bound(demo_traffic.step_metrics)),
         ]
 
@@ -181,8 +214,19 @@ class Demo:
         self.lab.build_underlay()
         for n in range(1, self.hosts + 1):
             self.lab.add_host(n)
-        hosts = ", ".join(f"{h.name} {h.underlay_ip}" for h in self.lab.state.hosts)
-        return f"switch {self.lab.state.switch_netns} {self.lab.state.switch_ip}; {hosts}"
+        self.lab.build_outside()
+        for g in range(1, self.gateways + 1):
+            self.lab.add_gateway(g)
+        self.lab.start_upstream()
+        s = self.lab.state
+        assert s.outside is not None
+        hosts = ", ".join(f"{h.name} {h.underlay_ip}" for h in s.hosts)
+        uplinks = ", ".join(f"{u.host} {u.host_if} <-> {u.upstream_address}" for u in s.uplinks)
+        return (
+            f"switch {s.switch_netns} {s.switch_ip}; {hosts}\n"
+            f"upstream {s.outside.upstream_netns} (bird2, AS {s.outside.upstream_as}); "
+            f"{uplinks}\nexternal host {s.outside.external_netns} {EXTERNAL_HOST_IP}"
+        )
 
     def step_cluster(self) -> str:
         rec = self.lab.start_cluster()
@@ -198,7 +242,7 @@ class Demo:
         self.summary.hosts = [
             {
                 "name": h.name,
-                "short": f"h{h.index}",
+                "short": h.short,
                 "underlay_ip": h.underlay_ip,
                 "netns": h.netns,
                 "host_id": h.host_id,

@@ -8,6 +8,12 @@ from dataclasses import dataclass
 from netloom.errors import InvalidInput
 
 MIN_HOSTS, MAX_HOSTS = 2, 9
+MIN_GATEWAYS, MAX_GATEWAYS = 1, 6
+FLOATING_VM = "a1"  # the VM the external host reaches by its floating IP
+SNAT_VM = "a2"  # a VM without one: it reaches the external host through SNAT
+NORTH_PORT = 8080  # the TCP port of the north-south probes
+BGP_TIMEOUT = 30.0  # from the plan applied to every session established
+SPREAD_FLOWS = 60  # flows whose path the upstream's multipath hash is asked for
 IPERF_PORT = 5201  # iperf3's default port, the one the security group opens
 SSH_PORT = 22  # the port the security group drops
 IPERF_SECONDS = 3
@@ -55,6 +61,15 @@ def plan_vms(hosts: int) -> list[VmPlan]:
     ]
 
 
+def check_gateways(gateways: int) -> int:
+    if not MIN_GATEWAYS <= gateways <= MAX_GATEWAYS:
+        raise InvalidInput(
+            f"--gateways must be {MIN_GATEWAYS}..{MAX_GATEWAYS}, not {gateways}",
+            field="gateways",
+        )
+    return gateways
+
+
 def check_hosts(hosts: int) -> int:
     if not MIN_HOSTS <= hosts <= MAX_HOSTS:
         raise InvalidInput(
@@ -67,15 +82,23 @@ def check_hosts(hosts: int) -> int:
 
 __all__ = [
     "ALIVE_TIMEOUT",
+    "BGP_TIMEOUT",
     "CONNECT_TIMEOUT",
     "DHCP_TIMEOUT",
+    "FLOATING_VM",
     "IPERF_PORT",
     "IPERF_SECONDS",
+    "MAX_GATEWAYS",
     "MAX_HOSTS",
+    "MIN_GATEWAYS",
     "MIN_HOSTS",
+    "NORTH_PORT",
+    "SNAT_VM",
+    "SPREAD_FLOWS",
     "SSH_PORT",
     "NetPlan",
     "VmPlan",
+    "check_gateways",
     "check_hosts",
     "plan_networks",
     "plan_vms",

@@ -55,6 +55,7 @@ class Summary:
     security_group: dict[str, str] = field(default_factory=dict)
     isolation: list[dict[str, Any]] = field(default_factory=list)
     trace: dict[str, Any] = field(default_factory=dict)
+    northsouth: dict[str, Any] = field(default_factory=dict)
     agents: dict[str, dict[str, float]] = field(default_factory=dict)
     steps: list[dict[str, Any]] = field(default_factory=list)
     ok: bool = False
@@ -110,6 +111,10 @@ def keep_instructions(lab: Lab, summary: Summary) -> list[str]:
                 f"--from-port {a1.name} --dst-ip {a4.expected_ip} --proto tcp "
                 f"--dport {SSH_PORT}"
             )
+    if lab.state.outside is not None:
+        o = lab.state.outside
+        lines.append(f"  birdc -s {o.bird_socket} show protocols   # the upstream's sessions")
+        lines.append(f"  nsenter --net=/run/netns/{o.upstream_netns} ip route")
     lines.append(f"take it down: netloom lab down --name {name}")
     return lines
 

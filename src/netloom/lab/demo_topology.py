@@ -9,9 +9,10 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING, Any
 
-from netloom.lab.demo_plan import IPERF_PORT, SSH_PORT
+from netloom.lab.demo_plan import FLOATING_VM, IPERF_PORT, SSH_PORT
 from netloom.lab.demo_report import VmResult
-from netloom.lab.plan import host_name
+from netloom.lab.gateway_topology import EdgeRouter, gateway_params, nat_filters
+from netloom.lab.plan import floating_ip, host_name
 from netloom.plan import Applier, parse_documents
 from netloom.plan.template import load_plan
 
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from netloom.lab.demo import Demo
 
 TENANTS = ("A", "B")
+EDGE_TENANT = "A"  # linked to the provider router: floating IP and SNAT
 
 
 def step_vms(demo: Demo) -> str:
@@ -62,29 +64,20 @@ def step_topology(demo: Demo) -> str:
     for v in demo.vms.values():
         v.port_id = applier.ids[f"port-{v.key}"]
         lines.append(f"{v.name:7s} port {v.port_id[:8]} bound on {v.host}")
-    lines.append(f"{len(applier.created)} objects from plan routed-tenants")
+    gw = params["gateways"]
+    uplinks = ", ".join(f"{u['key']} {u['address']}" for u in gw["uplinks"])
+    lines.append(f"provider router: uplinks {uplinks}; BGP peers {gw['uplinks'][0]['peer_as']}")
+    for n in gw["nat"]:
+        fips = ", ".join(f"{f['floating_ip']} -> {f['fixed_ip']}" for f in n["floating_ips"])
+        lines.append(f"tenant A linked to it: floating IP {fips}; SNAT to {n['snat_ip']}")
+    lines.append(f"{len(applier.created)} objects from plan routed-tenants (with gateways)")
     return "\n".join(lines)
 
 
 def plan_params(demo: Demo) -> dict[str, Any]:
     """The ``routed-tenants`` parameters of the demo's networks and VMs."""
     lab = demo.lab
-    networks = []
-    for tenant in TENANTS:
-        for i, net in enumerate(n for n in demo.nets.values() if n.tenant == tenant):
-            networks.append(
-                {
-                    "key": net.key,
-                    "name": f"{lab.name}-{net.key}",
-                    "tenant": f"@tenant-{tenant}",
-                    "router": f"@router-{tenant}",
-                    "cidr": net.cidr,
-                    "gateway": net.gateway,
-                    "prefixlen": int(net.cidr.split("/")[1]),
-                    "router_mac": router_mac(lab.name, tenant, i),
-                    "dns_servers": [],
-                }
-            )
+    networks = _networks(demo)
     hosts = {h.name: h.host_id for h in lab.state.hosts}
     vms = []
     for p in demo.plan:
@@ -103,12 +96,19 @@ def plan_params(demo: Demo) -> dict[str, Any]:
                 "outbound_filter": "@sg-ingress" if p.sg else None,
             }
         )
+    inbound, outbound = nat_filters(EDGE_TENANT)
     return {
         "mtu": lab.vm_mtu,
         "tenants": [
-            {"key": t, "name": f"{lab.name}-{t}", "inbound_filter": None, "outbound_filter": None}
+            {
+                "key": t,
+                "name": f"{lab.name}-{t}",
+                "inbound_filter": inbound if t == EDGE_TENANT else None,
+                "outbound_filter": outbound if t == EDGE_TENANT else None,
+            }
             for t in TENANTS
         ],
+        "gateways": _gateways(demo),
         "networks": networks,
         "security_groups": [
             {
@@ -120,6 +120,44 @@ def plan_params(demo: Demo) -> dict[str, Any]:
         ],
         "vms": vms,
     }
+
+
+def _networks(demo: Demo) -> list[dict[str, Any]]:
+    """Each tenant's routed networks (routed-networks' items)."""
+    lab = demo.lab
+    networks = []
+    for tenant in TENANTS:
+        for i, net in enumerate(n for n in demo.nets.values() if n.tenant == tenant):
+            networks.append(
+                {
+                    "key": net.key,
+                    "name": f"{lab.name}-{net.key}",
+                    "tenant": f"@tenant-{tenant}",
+                    "router": f"@router-{tenant}",
+                    "cidr": net.cidr,
+                    "gateway": net.gateway,
+                    "prefixlen": int(net.cidr.split("/")[1]),
+                    "router_mac": router_mac(lab.name, tenant, i),
+                    "dns_servers": [],
+                }
+            )
+    return networks
+
+
+def _gateways(demo: Demo) -> dict[str, Any]:
+    """The provider router with an uplink per gateway host, tenant A's router linked to it,
+    a floating IP for a1 and SNAT for A's other VMs."""
+    s = demo.lab.state
+    assert s.outside is not None
+    fixed = next(p.ip for p in demo.plan if p.key == FLOATING_VM)
+    edge = EdgeRouter(
+        EDGE_TENANT,
+        f"@router-{EDGE_TENANT}",
+        f"@tenant-{EDGE_TENANT}",
+        ((floating_ip(0), fixed),),
+    )
+    hosts = {h.name: h.host_id or "" for h in s.hosts}
+    return gateway_params(demo.lab.name, s.outside, s.uplinks, hosts, [edge])
 
 
 def router_mac(lab: str, tenant: str, i: int) -> str:

@@ -39,14 +39,26 @@ from typing import Any, Literal
 
 from netloom.agent.options import DEFAULT_METRICS_PORT, VxlanEncap
 from netloom.errors import InvalidInput, LabError, NotFound
-from netloom.lab import cluster, netns, nsexec, plumbing, supervisor, topology_build
+from netloom.lab import (
+    cluster,
+    netns,
+    nsexec,
+    outside,
+    plumbing,
+    status,
+    supervisor,
+    topology_build,
+)
 from netloom.lab.addressing import SWITCH_IP, TENANT_GW
 from netloom.lab.cluster import NetnsApiClient
 from netloom.lab.plan import (
     AgentTuning,
     LabPlan,
     agent_options,
+    assign_floating_ips,
+    plan_gateway,
     plan_host,
+    plan_uplink,
     plan_vm,
     vm_mtu,
     vm_names,
@@ -182,6 +194,34 @@ class Lab:
             raise InvalidInput("a tunnel link needs two different hosts", field="hosts")
         self._plumbing.tunnel_cable(ha, hb)
 
+    def build_outside(self, *, bfd: bool = True) -> None:
+        """The upstream router and external host namespaces (:mod:`netloom.lab.outside`);
+        ``bfd``: the uplinks' BGP sessions run BFD."""
+        outside.build(self._sf, self._plumbing, bfd=bfd)
+
+    def add_gateway(self, index: int) -> HostRecord:
+        """Gateway host ``<lab>-gwN`` (eth0 192.0.2.(200+N)/24 on the switch, like a host)
+        and its uplink cable ``uplink0`` to the upstream's ``gwN`` (198.19.N.1/24). Call
+        after :meth:`build_outside`; :meth:`start_upstream` then peers with it."""
+        planned = plan_gateway(self.name, index)
+        rec = self._find_host(planned.name)
+        if rec is None:
+            rec = planned
+            self.state.hosts.append(rec)
+            self.save()
+        self._plumbing.host(rec)
+        outside.cable_uplink(self._sf, plan_uplink(self.name, index))
+        return rec
+
+    def start_upstream(self) -> int:
+        """bird2 in the upstream router with a session per uplink (its PID); a running bird
+        is told the new config instead."""
+        for p in self.state.processes:
+            if p.role == "bird" and supervisor.alive(p):
+                outside.reconfigure_bird(self._sf, self._plumbing)
+                return p.pid
+        return outside.start_bird(self._sf, self._plumbing)
+
     def add_vm(self, host: str, name: str, *, ip: str | None = None) -> VM:
         """VM namespace ``<lab>-<host>-<name>`` with ``eth0`` (MTU = underlay - 50, the lab's
         MAC) and its peer ``<lab>hNvK`` in the host's namespace. ``ip`` (address/prefix) is
@@ -218,8 +258,17 @@ class Lab:
     def vms(self) -> list[VM]:
         return [self.vm(v.name) for v in self.state.vms]
 
+    def netns_of(self, name: str) -> str:
+        """The namespace of a VM (as :meth:`vm` finds it), a host (``h1``, ``gw1``), or the
+        outside world's ``ext`` (the external host) and ``up`` (the upstream router)."""
+        o = self.state.outside
+        if o is not None and name in ("ext", "up"):
+            return o.external_netns if name == "ext" else o.upstream_netns
+        host = self._find_host(name)
+        return host.netns if host is not None else self._vm(name).netns
+
     def _find_host(self, name: str) -> HostRecord | None:
-        return next((h for h in self.state.hosts if name in (h.name, f"h{h.index}")), None)
+        return next((h for h in self.state.hosts if name in (h.name, h.short)), None)
 
     def _host(self, name: str) -> HostRecord:
         found = self._find_host(name)
@@ -319,10 +368,15 @@ class Lab:
         agents: bool = True,
         agent_program: Sequence[str] = AGENT_PROGRAM,
         datapath: str | None = None,
+        gateways: int = 0,
+        floating_ips: int | None = None,
+        bfd: bool = True,
     ) -> None:
         """Build the whole lab; on any failure the state says ``failed`` and the error (the
-        caller decides whether to tear down, see the CLI's ``--keep-on-error``)."""
-        plan = LabPlan.build(self.name, hosts, vms_per_host)
+        caller decides whether to tear down, see the CLI's ``--keep-on-error``). With
+        ``gateways``, also the outside world and a provider router with an uplink per gateway
+        host; ``floating_ips`` VMs get one (None: the first VM of each host)."""
+        plan = LabPlan.build(self.name, hosts, vms_per_host, gateways)
         if datapath is not None:
             if datapath not in ("memory", "bpf"):
                 raise InvalidInput(
@@ -334,11 +388,15 @@ class Lab:
             self.build_underlay()
             for h in plan.hosts:
                 self.add_host(h.index)
+            if plan.gateways:
+                self._outside_world(plan, bfd=bfd)
             self.start_cluster()
             self.register_hosts()
             for h in plan.hosts:
                 for vm in vm_names(vms_per_host):
                     self.add_vm(h.name, vm)
+            if plan.gateways:
+                assign_floating_ips(self.state.vms, floating_ips)
             self.default_topology(static_ip=static_ip)
             if agents:
                 self.start_agents(agent_program)
@@ -350,6 +408,12 @@ class Lab:
         self.state.phase = "up"
         self.save()
 
+    def _outside_world(self, plan: LabPlan, *, bfd: bool) -> None:
+        self.build_outside(bfd=bfd)
+        for g in plan.gateways:
+            self.add_gateway(g.index)
+        self.start_upstream()
+
     # -- use ---------------------------------------------------------------------------------
 
     def exec(
@@ -359,51 +423,7 @@ class Lab:
 
     def status(self) -> dict[str, Any]:
         """A JSON-able view: what exists, what runs, and what the cluster says about hosts."""
-        s = self.state
-        alive_hosts = cluster.hosts_alive(s.cluster)
-        procs = [{**p.model_dump(), "alive": supervisor.alive(p)} for p in s.processes]
-        return {
-            "name": s.name,
-            "phase": s.phase,
-            "error": s.error,
-            "mtu": s.mtu,
-            "vm_mtu": self.vm_mtu,
-            "store": s.store,
-            "tx_off": s.tx_off,
-            "state_file": str(self._sf.path),
-            "dir": s.dir,
-            "switch": {
-                "netns": s.switch_netns,
-                "bridge": s.switch_bridge,
-                "ip": s.switch_ip,
-                "exists": netns.exists(s.switch_netns),
-            },
-            "cluster": None
-            if s.cluster is None
-            else {
-                **s.cluster.model_dump(),
-                "alive": any(p["alive"] for p in procs if p["role"] == "cluster"),
-                "reach": f"nsenter --net=/run/netns/{s.cluster.netns} netloom host list "
-                f"--api {s.cluster.api_url}",
-            },
-            "agents": s.agents,
-            "hosts": [
-                {
-                    **h.model_dump(),
-                    "exists": netns.exists(h.netns),
-                    "alive": alive_hosts.get(h.host_id or ""),
-                    "agent_pids": [
-                        p["pid"]
-                        for p in procs
-                        if p["role"] == "agent" and p["netns"] == h.netns and p["alive"]
-                    ],
-                }
-                for h in s.hosts
-            ],
-            "vms": [{**v.model_dump(), "exists": netns.exists(v.netns)} for v in s.vms],
-            "processes": procs,
-            "topology": dict(s.topology),
-        }
+        return status.status(self._sf, self.vm_mtu)
 
     # -- teardown ----------------------------------------------------------------------------
 

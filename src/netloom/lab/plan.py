@@ -10,17 +10,39 @@ from dataclasses import dataclass
 from netloom.agent.options import DEFAULT_METRICS_PORT, AgentOptions, DatapathKind, VxlanEncap
 from netloom.errors import InvalidInput
 from netloom.lab.addressing import (
+    BFD_INTERVAL_MS,
+    BFD_MULTIPLIER,
+    BGP_HOLD_TIME,
+    BGP_KEEPALIVE,
+    EXTERNAL_GW,
+    EXTERNAL_NET,
+    FLOATING_IP_BASE,
+    GATEWAY_AS,
+    GATEWAY_IP_BASE,
+    GATEWAY_PORT_HOST,
     HOST_IP_BASE,
+    MAX_EDGE_ROUTERS,
+    MAX_GATEWAYS,
     MAX_HOSTS,
     MAX_VMS_PER_HOST,
+    PUBLIC_NET,
+    SNAT_IP_BASE,
     TENANT_NET,
+    TRANSIT_NET,
+    TRANSIT_PREFIXLEN,
     TUNNEL_NET,
     UNDERLAY,
+    UPLINK_IF,
+    UPLINK_PREFIXLEN,
+    UPLINKS,
+    UPSTREAM_AS,
+    UPSTREAM_HOST,
     VM_IP_BASE,
     VXLAN_OVERHEAD,
 )
 from netloom.lab.netns import check_ifname
-from netloom.lab.state import HostRecord, LabState, VmRecord
+from netloom.lab.state import HostRecord, LabState, OutsideRecord, UplinkRecord, VmRecord
+from netloom.lab.upstream import UpstreamConfig, UpstreamPeer
 
 
 def host_name(lab: str, index: int) -> str:
@@ -109,23 +131,163 @@ def vm_names(vms_per_host: int) -> list[str]:
 
 @dataclass(frozen=True)
 class LabPlan:
-    """A whole lab of ``hosts`` hosts with ``vms_per_host`` VMs each (``vm1``, ``vm2`` ...),
-    as :meth:`netloom.lab.lab.Lab.up` builds it."""
+    """A whole lab of ``hosts`` hosts with ``vms_per_host`` VMs each (``vm1``, ``vm2`` ...)
+    and ``gateways`` gateway hosts, as :meth:`netloom.lab.lab.Lab.up` builds it."""
 
     name: str
     hosts: tuple[HostRecord, ...]
     vms: tuple[VmRecord, ...]
+    gateways: tuple[HostRecord, ...] = ()
+    uplinks: tuple[UplinkRecord, ...] = ()
 
     @classmethod
-    def build(cls, name: str, hosts: int, vms_per_host: int) -> LabPlan:
+    def build(cls, name: str, hosts: int, vms_per_host: int, gateways: int = 0) -> LabPlan:
         check_size(hosts, vms_per_host)
+        check_gateways(gateways)
         hs = tuple(plan_host(name, n) for n in range(1, hosts + 1))
         vms = tuple(
             plan_vm(name, h, vm, seq)
             for h in hs
             for seq, vm in enumerate(vm_names(vms_per_host), 1)
         )
-        return cls(name, hs, vms)
+        gws = tuple(plan_gateway(name, g) for g in range(1, gateways + 1))
+        return cls(name, hs, vms, gws, tuple(plan_uplink(name, g) for g in range(1, gateways + 1)))
+
+
+# -- gateways and the outside world ------------------------------------------------------------
+
+
+def check_gateways(gateways: int) -> None:
+    if not 0 <= gateways <= MAX_GATEWAYS:
+        raise InvalidInput(
+            f"--gateways must be 0..{MAX_GATEWAYS}, not {gateways}", field="gateways"
+        )
+
+
+def gateway_name(lab: str, index: int) -> str:
+    return f"{lab}-gw{index}"
+
+
+def plan_gateway(lab: str, index: int) -> HostRecord:
+    """Gateway host ``<lab>-gwG`` with ``eth0`` (192.0.2.(200+G)) on switch port ``gwG``: a
+    host like the others (an agent, a tunnel endpoint), plus an uplink."""
+    if not 1 <= index <= MAX_GATEWAYS:
+        raise InvalidInput(f"gateway index {index} is outside 1..{MAX_GATEWAYS}", field="gateways")
+    name = gateway_name(lab, index)
+    return HostRecord(
+        index=index,
+        role="gateway",
+        name=name,
+        netns=name,
+        underlay_if="eth0",
+        underlay_ip=str(UNDERLAY.network_address + GATEWAY_IP_BASE + index),
+        switch_port=f"gw{index}",
+    )
+
+
+def uplink_net(index: int) -> str:
+    """Uplink G's subnet, 198.19.G.0/24."""
+    return f"{UPLINKS.network_address + (index << 8)}/{UPLINK_PREFIXLEN}"
+
+
+def plan_uplink(lab: str, index: int) -> UplinkRecord:
+    """Gateway G's cable: ``uplink0`` in the gateway host (no address: the router port that
+    is bound to it owns 198.19.G.2), ``gwG`` (198.19.G.1) in the upstream router."""
+    net = UPLINKS.network_address + (index << 8)
+    return UplinkRecord(
+        index=index,
+        host=gateway_name(lab, index),
+        host_if=UPLINK_IF,
+        upstream_if=f"gw{index}",
+        port_address=f"{net + GATEWAY_PORT_HOST}/{UPLINK_PREFIXLEN}",
+        upstream_address=f"{net + UPSTREAM_HOST}/{UPLINK_PREFIXLEN}",
+    )
+
+
+def plan_outside(lab: str, lab_dir: str, *, bfd: bool = True) -> OutsideRecord:
+    """The upstream router ``<lab>-up`` and the external host ``<lab>-ext``; bird's files
+    under the lab's directory."""
+    base = f"{lab_dir}/upstream"
+    return OutsideRecord(
+        upstream_netns=f"{lab}-up",
+        external_netns=f"{lab}-ext",
+        upstream_as=UPSTREAM_AS,
+        gateway_as=GATEWAY_AS,
+        bfd=bfd,
+        bird_conf=f"{base}/bird.conf",
+        bird_socket=f"{base}/bird.ctl",
+        bird_pid_file=f"{base}/bird.pid",
+    )
+
+
+def upstream_config(outside: OutsideRecord, uplinks: list[UplinkRecord]) -> UpstreamConfig:
+    """The upstream's bird2 config: a session per uplink; announces a default route and the
+    external net, accepts the public range."""
+    return UpstreamConfig(
+        router_id=EXTERNAL_GW,
+        local_as=outside.upstream_as,
+        peers=tuple(
+            UpstreamPeer(
+                name=u.upstream_if,
+                address=u.port_address.split("/")[0],
+                local_address=u.upstream_address.split("/")[0],
+                asn=outside.gateway_as,
+                bfd=outside.bfd,
+            )
+            for u in uplinks
+        ),
+        announce=("0.0.0.0/0", str(EXTERNAL_NET)),
+        accept=(str(PUBLIC_NET),),
+        hold_time=BGP_HOLD_TIME,
+        keepalive=BGP_KEEPALIVE,
+        bfd_interval_ms=BFD_INTERVAL_MS,
+        bfd_multiplier=BFD_MULTIPLIER,
+    )
+
+
+def snat_ip(router: int) -> str:
+    """The public (SNAT) address of the ``router``-th (1-based) tenant router linked to the
+    provider router: 203.0.113.K."""
+    _check_edge(router)
+    return str(PUBLIC_NET.network_address + SNAT_IP_BASE + router)
+
+
+def floating_ip(slot: int) -> str:
+    """The ``slot``-th (0-based) floating IP: 203.0.113.64, .65 ..."""
+    if not 0 <= slot < PUBLIC_NET.num_addresses - FLOATING_IP_BASE - 1:
+        raise InvalidInput(f"no floating IP number {slot} in {PUBLIC_NET}", field="floating_ips")
+    return str(PUBLIC_NET.network_address + FLOATING_IP_BASE + slot)
+
+
+def transit_addresses(router: int) -> tuple[str, str]:
+    """The link provider router <-> ``router``-th tenant router: (the provider's port address,
+    the tenant router's), a /30 of 198.18.128.0/24 each."""
+    _check_edge(router)
+    base = TRANSIT_NET.network_address + 4 * (router - 1)
+    return f"{base + 1}/{TRANSIT_PREFIXLEN}", f"{base + 2}/{TRANSIT_PREFIXLEN}"
+
+
+def assign_floating_ips(vms: list[VmRecord], count: int | None) -> None:
+    """Give the first ``count`` VMs a floating IP each (None: the first VM of every host);
+    the others leave through SNAT."""
+    if count is None:
+        chosen = [v for v in vms if v.name.endswith("-vm1")] or vms[:1]
+    elif not 0 <= count <= len(vms):
+        raise InvalidInput(
+            f"--floating-ips must be 0..{len(vms)} (the lab's VMs), not {count}",
+            field="floating_ips",
+        )
+    else:
+        chosen = vms[:count]
+    for slot, v in enumerate(chosen):
+        v.floating_ip = floating_ip(slot)
+
+
+def _check_edge(router: int) -> None:
+    if not 1 <= router <= MAX_EDGE_ROUTERS:
+        raise InvalidInput(
+            f"tenant router {router} is outside 1..{MAX_EDGE_ROUTERS}", field="routers"
+        )
 
 
 @dataclass(frozen=True)
@@ -165,13 +327,24 @@ __all__ = [
     "AgentTuning",
     "LabPlan",
     "agent_options",
+    "assign_floating_ips",
+    "check_gateways",
     "check_size",
+    "floating_ip",
+    "gateway_name",
     "host_ip",
     "host_name",
+    "plan_gateway",
     "plan_host",
+    "plan_outside",
+    "plan_uplink",
     "plan_vm",
+    "snat_ip",
     "tenant_ip",
+    "transit_addresses",
     "tunnel_ip",
+    "uplink_net",
+    "upstream_config",
     "vm_mac",
     "vm_mtu",
     "vm_names",

@@ -7,12 +7,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import ipaddress
+import json
 import os
 import select
 import socket
 import struct
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Iterator, Mapping
 
 from netloom.errors import InvalidInput, LabError
@@ -163,11 +165,82 @@ def _await_echo(sock: socket.socket, src: str, echo: bytes, deadline: float) -> 
     return None
 
 
+# -- the outside world (a lab with gateways) ------------------------------------------------------
+
+
+def seen_source(
+    client_ns: str, server_ns: str, dst: str, port: int, timeout: float = 2.0
+) -> tuple[str, str | None]:
+    """A TCP handshake from ``client_ns`` to ``dst``:``port`` answered by a listener in
+    ``server_ns``: the handshake's outcome (as :func:`tcp_connect`) and the source address the
+    server saw (after any NAT on the way), or None when nothing arrived."""
+    with listening(server_ns, port) as server:
+        outcome = tcp_connect(client_ns, dst, port, timeout)
+        server.settimeout(0.5 if outcome == "connected" else 0.0)
+        try:
+            conn, (peer, _) = server.accept()
+        except (TimeoutError, BlockingIOError):
+            return outcome, None
+        conn.close()
+        return outcome, str(peer)
+
+
+def route_nexthops(ns: str, prefix: str) -> list[str]:
+    """The gateways of the route to ``prefix`` in ``ns``'s main table (one per path of a
+    multipath route; [] when there is no such route)."""
+    out = nsexec.run(ns, ["ip", "-j", "route", "show", "exact", prefix]).stdout
+    hops: list[str] = []
+    for r in json.loads(out or "[]"):
+        hops += [h["gateway"] for h in r.get("nexthops", []) if "gateway" in h]
+        if "gateway" in r:
+            hops.append(r["gateway"])
+    return hops
+
+
+def route_choices(ns: str, dst: str, src: str, iif: str, flows: int) -> Counter[str]:
+    """How ``ns``'s kernel spreads ``flows`` TCP flows from ``src`` (arriving on ``iif``) to
+    ``dst``, source ports 40000 on: its route lookup (``ip route get``, the same multipath
+    hash as forwarding) per flow to port 80, counted by gateway."""
+    chosen: Counter[str] = Counter()
+    for sport in range(40000, 40000 + flows):
+        argv = ["ip", "-j", "route", "get", dst, "from", src, "iif", iif]
+        argv += ["ipproto", "tcp", "sport", str(sport), "dport", "80"]
+        got = json.loads(nsexec.run(ns, argv).stdout or "[{}]")
+        chosen[str(got[0].get("gateway", "-"))] += 1
+    return chosen
+
+
+def bird_protocols(socket_path: str) -> dict[str, tuple[str, str, str]]:
+    """``birdc show protocols`` of the bird behind ``socket_path``, parsed
+    (:func:`parse_bird_protocols`)."""
+    done = nsexec.run(None, ["birdc", "-s", socket_path, "show", "protocols"], check=False)
+    if done.returncode != 0:
+        raise LabError(f"birdc -s {socket_path}: {(done.stderr or done.stdout).strip()}")
+    return parse_bird_protocols(done.stdout)
+
+
+def parse_bird_protocols(text: str) -> dict[str, tuple[str, str, str]]:
+    """name -> (protocol, state, info) of bird's protocol table, e.g. ``gw1 -> ("BGP", "up",
+    "Established")`` (the columns: Name Proto Table State Since Info)."""
+    found: dict[str, tuple[str, str, str]] = {}
+    for line in text.splitlines():
+        cols = line.split(None, 5)
+        if len(cols) >= 5 and cols[0] not in ("BIRD", "Name"):
+            info = " ".join(cols[5].split()) if len(cols) > 5 else ""
+            found[cols[0]] = (cols[1], cols[3], info)
+    return found
+
+
 __all__ = [
+    "bird_protocols",
     "fetch_metrics",
     "listening",
     "metric_totals",
+    "parse_bird_protocols",
     "ping",
+    "route_choices",
+    "route_nexthops",
+    "seen_source",
     "tcp_connect",
     "wait_listening",
 ]

@@ -47,7 +47,7 @@ class ProcessRecord(_Model):
     ``restarts`` holds the CLOCK_BOOTTIME seconds of each restart (the restart policy's window)
     and ``started`` the last start, ``gave_up`` says the policy stopped restarting it."""
 
-    role: str  # cluster | agent | zookeeper
+    role: str  # cluster | agent | zookeeper | bird
     pid: int
     match: str
     start_ticks: int | None = None
@@ -63,6 +63,9 @@ class ProcessRecord(_Model):
 
 class HostRecord(_Model):
     index: int
+    # a gateway host ("gwN") carries an uplink to the upstream router; a compute host ("hN")
+    # carries VMs
+    role: Literal["compute", "gateway"] = "compute"
     name: str  # also the host's netns name and its name in the NSDB
     netns: str
     underlay_if: str
@@ -74,6 +77,35 @@ class HostRecord(_Model):
     host_id: str | None = None
     bpf_pin_dir: str | None = None
 
+    @property
+    def short(self) -> str:
+        """``h1``, ``gw1``: the host's name inside its lab."""
+        return f"{'gw' if self.role == 'gateway' else 'h'}{self.index}"
+
+
+class UplinkRecord(_Model):
+    """Gateway ``index``'s cable to the upstream router and the router port bound to it."""
+
+    index: int
+    host: str  # HostRecord.name of the gateway host
+    host_if: str  # the NIC in the gateway host (the uplink port's interface_name)
+    upstream_if: str  # its peer in the upstream router's namespace
+    port_address: str  # the uplink router port's address/prefix (198.19.G.2/24)
+    upstream_address: str  # the upstream's address/prefix on the cable (198.19.G.1/24)
+
+
+class OutsideRecord(_Model):
+    """The world outside the cloud: the upstream router (bird2) and the external host."""
+
+    upstream_netns: str
+    external_netns: str
+    upstream_as: int
+    gateway_as: int
+    bfd: bool
+    bird_conf: str
+    bird_socket: str
+    bird_pid_file: str
+
 
 class VmRecord(_Model):
     name: str  # short name inside the lab ("h1-vm1")
@@ -84,6 +116,7 @@ class VmRecord(_Model):
     mac: str
     ip: str | None = None  # address/prefix inside the VM
     port_id: str | None = None
+    floating_ip: str | None = None  # its public address (a lab with gateways), else SNAT
 
 
 class ClusterRecord(_Model):
@@ -111,6 +144,8 @@ class LabState(_Model):
     hosts: list[HostRecord] = Field(default_factory=list)
     vms: list[VmRecord] = Field(default_factory=list)
     cluster: ClusterRecord | None = None
+    uplinks: list[UplinkRecord] = Field(default_factory=list)
+    outside: OutsideRecord | None = None
     zookeeper_dir: str | None = None
     # "unavailable" is only read (state files of labs whose agent could not be found)
     agents: Literal["unknown", "running", "unavailable"] = "unknown"
@@ -203,8 +238,10 @@ __all__ = [
     "ClusterRecord",
     "HostRecord",
     "LabState",
+    "OutsideRecord",
     "ProcessRecord",
     "StateFile",
+    "UplinkRecord",
     "VmRecord",
     "check_name",
     "list_labs",

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from netloom.lab.addressing import TENANT_GW, TENANT_NET, VM_IP_BASE
+from netloom.lab.gateway_topology import EdgeRouter, gateway_params, nat_filters
 from netloom.lab.plan import vm_mac
 from netloom.plan import Applier, parse_documents
 from netloom.plan.template import load_plan
@@ -16,6 +17,8 @@ if TYPE_CHECKING:
 
 # the plan's handles, kept in the lab's state under these roles
 ROLES = ("tenant", "router", "bridge", "router_port", "uplink", "subnet")
+# and those of the gateways plan (a lab with gateways)
+GATEWAY_ROLES = ("provider", "uplinks", "plink-lab", "tlink-lab")
 
 
 def default_topology(lab: Lab, *, static_ip: bool = True) -> None:
@@ -30,6 +33,7 @@ def default_topology(lab: Lab, *, static_ip: bool = True) -> None:
         applier = Applier(lab.api(), parse_documents(load_plan("lab").expand(plan_params(lab))))
         applier.run()
         ids.update({role: applier.ids[role] for role in ROLES})
+        ids.update(_gateway_ids(lab, applier.ids))
         for v in lab.state.vms:
             v.port_id = applier.ids[f"port-{v.name}"]
         lab.save()
@@ -53,6 +57,7 @@ def plan_params(lab: Lab) -> dict[str, Any]:
         for v in lab.state.vms
     ]
     return {
+        **_gateways(lab),
         "lab": lab.name,
         "cidr": str(TENANT_NET),
         "gateway": TENANT_GW,
@@ -64,4 +69,30 @@ def plan_params(lab: Lab) -> dict[str, Any]:
     }
 
 
-__all__ = ["default_topology", "plan_params"]
+def _gateway_ids(lab: Lab, ids: dict[str, str]) -> dict[str, str]:
+    """The gateway objects' ids by plan handle: provider, its port group and link, each
+    uplink port and BGP peer."""
+    roles = [r for r in GATEWAY_ROLES if r in ids]
+    for u in lab.state.uplinks:
+        roles += [f"uplink-gw{u.index}", f"peer-gw{u.index}"]
+    return {r: ids[r] for r in roles}
+
+
+def _gateways(lab: Lab) -> dict[str, Any]:
+    """The lab plan's gateway parameters: none without gateways; else the provider router, the
+    uplinks and the lab's router linked to it, with its floating IPs and SNAT."""
+    s = lab.state
+    if s.outside is None or not s.uplinks:
+        return {}
+    fips = tuple((v.floating_ip, (v.ip or "").split("/")[0]) for v in s.vms if v.floating_ip)
+    edge = EdgeRouter("lab", "@router", "@tenant", fips)
+    hosts = {h.name: h.host_id or "" for h in s.hosts}
+    inbound, outbound = nat_filters("lab")
+    return {
+        "gateways": gateway_params(lab.name, s.outside, s.uplinks, hosts, [edge]),
+        "inbound_filter": inbound,
+        "outbound_filter": outbound,
+    }
+
+
+__all__ = ["GATEWAY_ROLES", "default_topology", "plan_params"]
