@@ -1033,14 +1033,14 @@ end:
  * (hosts and routers drop most of them), and the port's upcall budget bounds a flood. */
 
 /* The folded one's complement sum of a 20-byte header read in place is 0xffff when the
- * checksum is right (RFC 1071). */
-static __always_inline int csum20_ok(const __u16 *w)
+ * checksum is right (RFC 1071: summed as five 32-bit words, then folded, which gives the
+ * same sum in any byte order). */
+static __always_inline int csum20_ok(const __u32 *w)
 {
-	__u32 sum = 0;
+	__u64 sum = (__u64)w[0] + w[1] + w[2] + w[3] + w[4];
 
-#pragma unroll
-	for (int i = 0; i < 10; i++)
-		sum += w[i];
+	sum = (sum & 0xffffffff) + (sum >> 32);
+	sum = (sum & 0xffff) + (sum >> 16);
 	sum = (sum & 0xffff) + (sum >> 16);
 	sum = (sum & 0xffff) + (sum >> 16);
 	return sum == 0xffff;
@@ -1077,7 +1077,7 @@ static __always_inline int ipv4_check(struct __sk_buff *skb, struct parsed *p)
 	__u32 hlen, tot;
 
 	if ((void *)(ip + 1) <= PKT_END(skb) && ip->version == 4 && ip->ihl == 5) {
-		if (!csum20_ok((const __u16 *)ip)) /* the common case: in place, no helper */
+		if (!csum20_ok((const __u32 *)ip)) /* the common case: in place, no helper */
 			return 0;
 		hlen = 20;
 		tot = bpf_ntohs(ip->tot_len);
