@@ -137,4 +137,6 @@ def test_dhcp_server_reads_the_protocol_only_on_bridges_it_serves() -> None:
     r = lab.sim("C", out_tcp)
     assert r.read & F_IP_PROTO and not r.read & (F_TP_SRC | F_TP_DST)
     r = lab.sim("C", udp(MAC_C, MAC_R2, IP_C, REMOTE, sport=68, dport=53))
-    assert r.read & F_TP_SRC and r.read & F_TP_DST  # 68 -> 53 is no request; 68 -> 67 is
+    assert r.read & F_TP_DST and not r.read & F_TP_SRC  # not to the server's port: no request
+    r = lab.sim("C", udp(MAC_C, MAC_R2, IP_C, REMOTE, sport=5353, dport=67))
+    assert r.read & F_TP_DST and r.read & F_TP_SRC  # to it, but not from the client's port

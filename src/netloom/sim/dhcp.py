@@ -60,7 +60,7 @@ from netloom.packet.headers import (
     Udp,
 )
 from netloom.packet.util import int_to_ip, int_to_mac
-from netloom.sim.result import F_ETH_TYPE, F_IP_PROTO, F_L4
+from netloom.sim.result import F_ETH_TYPE, F_IP_PROTO, F_TP_DST, F_TP_SRC
 
 if TYPE_CHECKING:
     from netloom.sim.compiled import CPort, CSubnet
@@ -76,16 +76,20 @@ _NAMES = {
 
 
 def is_request(c: Ctx) -> bool:
-    """A client-to-server DHCP datagram (UDP 68 -> 67). Marks read exactly what it tests:
-    the protocol of an IPv4 packet, the ports (and fragment bits) of a UDP one."""
+    """A client-to-server DHCP datagram (UDP 68 -> 67). Marks read exactly what it tests,
+    in order: the protocol of an IPv4 packet, the destination port of a UDP one, the source
+    port only when the destination is the server's (a later fragment has ports 0)."""
     c.read |= F_ETH_TYPE
     if not c.is_ipv4:
         return False
     c.read |= F_IP_PROTO
     if c.proto != IPPROTO_UDP:
         return False
-    c.read |= F_L4
-    return c.frame.l4 is not None and c.tp_dst == SERVER_PORT and c.tp_src == CLIENT_PORT
+    c.read |= F_TP_DST
+    if c.tp_dst != SERVER_PORT:
+        return False
+    c.read |= F_TP_SRC
+    return c.frame.l4 is not None and c.tp_src == CLIENT_PORT
 
 
 def handle(c: Ctx, port: CPort) -> bool:
