@@ -82,19 +82,22 @@ def _b(frame: Frame) -> bytes:
     return build(frame)
 
 
+def _discover(src: str, chaddr: str) -> Frame:
+    msg = DhcpMessage(op=1, xid=0x1234, chaddr=mac_to_int(MAC[chaddr]), options=[(53, b"\x01")])
+    return Frame(
+        Ethernet(ETH_BROADCAST, mac_to_int(MAC[src]), ETH_TYPE_IPV4),
+        ip=IPv4(0, 0xFFFFFFFF, IPPROTO_UDP, ttl=64),
+        l4=Udp(68, 67),
+        payload=build_dhcp(msg),
+    )
+
+
 def test_dhcp_discover_answered_by_local_agent() -> None:
     async def scenario() -> None:
         async with cluster() as c:
-            msg = DhcpMessage(
-                op=1, xid=0x1234, chaddr=mac_to_int(MAC["E"]), options=[(53, b"\x01")]
-            )
-            frame = Frame(
-                Ethernet(ETH_BROADCAST, mac_to_int(MAC["E"]), ETH_TYPE_IPV4),
-                ip=IPv4(0, 0xFFFFFFFF, IPPROTO_UDP, ttl=64),
-                l4=Udp(68, 67),
-                payload=build_dhcp(msg),
-            )
-            await c.send("E", frame)
+            await c.send("E", _discover("E", chaddr="B"))  # B's MAC: E gets nothing
+            assert c.got("E") == [] and c.got("B") == []
+            await c.send("E", _discover("E", chaddr="E"))
             got = c.got("E")
             assert len(got) == 1
             offer = parse_dhcp(got[0].payload)

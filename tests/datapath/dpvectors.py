@@ -19,7 +19,6 @@ from netloom.flows.model import (
     Flow,
     FlowKey,
     Output,
-    PopVlan,
     SetEthDst,
     SetEthSrc,
     SetIpDst,
@@ -346,18 +345,5 @@ VECTORS: list[Vector] = [
             )
         ],
         [Expect(Fate.UPCALL, reason=UpcallReason.USERSPACE)],
-    ),
-    Vector(
-        "vlan-match-and-pop",
-        frame(vlan=100),
-        "vm1",
-        lambda p: [
-            Flow(
-                FlowKey(in_port=p["vm1"], vlan=100, eth_type=0x800),
-                m(in_port=1, vlan=1, eth_type=1),
-                (PopVlan(), Output(p["vm2"])),
-            )
-        ],
-        [Expect(Fate.OUTPUT, frame(), port="vm2")],
     ),
 ]

@@ -13,6 +13,9 @@ from netloom.datapath.memory import MemoryDatapath
 
 from .conftest import Lab, have_bpf, in_ns
 from .dpvectors import PORTS, VECTORS, Vector, resolve
+from .edgevectors import EDGE_VECTORS
+
+ALL = [*VECTORS, *EDGE_VECTORS]
 
 KINDS = {"vm": PortKind.VM}
 
@@ -26,7 +29,7 @@ def _memory_run(v: Vector) -> tuple[list[Outcome], list[Outcome]]:
 
 
 @pytest.mark.unit
-@pytest.mark.parametrize("v", VECTORS, ids=[v.name for v in VECTORS])
+@pytest.mark.parametrize("v", ALL, ids=[v.name for v in ALL])
 def test_vector_memory(v: Vector) -> None:
     got, want = _memory_run(v)
     assert got == want
@@ -54,7 +57,7 @@ def bpf_env() -> Iterator[tuple[BpfDatapath, dict[str, int]]]:
 
 
 @pytest.mark.bpf
-@pytest.mark.parametrize("v", [v for v in VECTORS if v.bpf], ids=[v.name for v in VECTORS if v.bpf])
+@pytest.mark.parametrize("v", [v for v in ALL if v.bpf], ids=[v.name for v in ALL if v.bpf])
 def test_vector_bpf(v: Vector, bpf_env: tuple[BpfDatapath, dict[str, int]]) -> None:
     dp, ports = bpf_env
     flows = v.flows(ports)
@@ -82,3 +85,36 @@ def test_bpf_counts_hits(bpf_env: tuple[BpfDatapath, dict[str, int]]) -> None:
         assert (stats.packets, stats.bytes) == (3, 3 * len(v.packet))
     finally:
         dp.delete([(f.key, f.mask) for f in flows])
+
+
+def _edge_counts(dp: MemoryDatapath | BpfDatapath) -> tuple[int, int]:
+    c = dp.counters()
+    return c.ip_header_errors, c.tagged_dropped
+
+
+def _count_edge_drops(dp: MemoryDatapath | BpfDatapath, ports: dict[str, int]) -> None:
+    """Each edge drop is counted by its reason; a packet with options is no drop."""
+    by_name = {v.name: v for v in EDGE_VECTORS}
+    before = _edge_counts(dp)
+    flows = by_name["bad-ip-checksum-dropped"].flows(ports)
+    dp.install(flows)
+    try:
+        for name in ("bad-ip-checksum-dropped", "ip-ihl-4-dropped", "tagged-8021ad-dropped"):
+            run = dp.receive if isinstance(dp, MemoryDatapath) else dp.run_outcome
+            assert run(by_name[name].packet, ports["vm1"])[0].fate == Fate.DROP
+    finally:
+        dp.delete([(f.key, f.mask) for f in flows])
+    ip_errors, tagged = _edge_counts(dp)
+    assert (ip_errors - before[0], tagged - before[1]) == (2, 1)
+
+
+@pytest.mark.unit
+def test_edge_drops_are_counted_memory() -> None:
+    dp = MemoryDatapath()
+    ports = {n: dp.add_port(n, KINDS[k], mtu=mtu) for n, k, mtu in PORTS}
+    _count_edge_drops(dp, ports)
+
+
+@pytest.mark.bpf
+def test_edge_drops_are_counted_bpf(bpf_env: tuple[BpfDatapath, dict[str, int]]) -> None:
+    _count_edge_drops(*bpf_env)

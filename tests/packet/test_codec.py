@@ -24,6 +24,7 @@ from netloom.packet import (
     parse,
     parse_dhcp,
 )
+from netloom.packet.codec import ip_option_types
 from netloom.packet.dhcp import (
     DhcpMessage,
     build_dhcp,
@@ -99,11 +100,21 @@ def test_vlan_arp_fragment_and_options() -> None:
         (bytes(12) + b"\x08\x00" + b"\x65" + bytes(19), "version"),
         (bytes(12) + b"\x08\x00" + b"\x44" + bytes(19), "below 20"),
         (bytes(12) + b"\x08\x06" + bytes(28), "ARP other"),
+        (bytes(12) + b"\x08\x00\x45\x00\x00\x14" + bytes(16), "checksum is wrong"),
     ],
 )
 def test_malformed_inputs_give_parse_errors(data: bytes, reason: str) -> None:
     got = parse(data)
     assert isinstance(got, ParseError) and reason in got.reason
+
+
+def test_ip_option_types() -> None:
+    lsrr = b"\x83\x07\x04" + bytes(4)
+    assert ip_option_types(b"\x01" + lsrr + b"\x00" * 4) == (131,)
+    assert ip_option_types(b"\x00" + lsrr) == ()  # after the end of the list: padding
+    assert ip_option_types(b"\x07\x03\x04\x89\x03\x04\x00\x00") == (7, 137)
+    for bad in (b"\x83", b"\x83\x01\x00\x00", b"\x83\x09\x04\x00"):
+        assert ip_option_types(bad) is None, bad
 
 
 def test_dhcp_options_and_classless_routes() -> None:

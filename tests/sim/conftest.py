@@ -380,5 +380,5 @@ def static_fip_lab(tenant_snat: bool = False) -> Lab:
         )
         lab.state.lease_snat_block(r1.id, ip_to_int(UPLINK_IP), 1024, 1087)
     lab.state.arp[("arp", r1.id, ip_to_int(EXT_GW))] = (mac_to_int(MAC_EXT), 1e12)
-    lab.named.update(r1=r1, rin=rin, rout=rout)
+    lab.named.update(r1=r1, rin=rin, rout=rout, net1=net1, net2=net2)
     return lab

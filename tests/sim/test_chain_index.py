@@ -37,12 +37,11 @@ from netloom.sim.result import (
     F_IP_DST,
     F_IP_PROTO,
     F_IP_SRC,
-    F_L4,
     F_TP_DST,
     F_TP_SRC,
 )
 
-from .conftest import NOW, Lab, eth
+from .conftest import NOW, Lab, dhcp_subnet, eth
 
 pytestmark = pytest.mark.unit
 
@@ -50,7 +49,7 @@ VMS = {"a": "10.0.0.1", "a2": "10.0.0.2", "b": "10.0.0.3"}
 MACS = {"a": "02:00:00:00:00:01", "a2": "02:00:00:00:00:02", "b": "02:00:00:00:00:03"}
 ADDRS = ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.1.2.3", "192.0.2.7", "192.0.2.99", "0.0.0.0"]
 NETS = ["0.0.0.0/0", "10.0.0.0/8", "10.1.0.0/16", "10.0.0.0/24", "10.0.0.1/32", "192.0.2.0/24"]
-PORTS = [20, 21, 22, 25, 80, 443, 1000, 5201, 65535]
+PORTS = [20, 21, 22, 25, 67, 68, 80, 443, 1000, 5201, 65535]
 GROUP = "7c1e2a8e-0000-4000-8000-000000000001"  # a port group: a is its member
 ADDR_GROUP = "7c1e2a8e-0000-4000-8000-000000000002"
 MAIN = "7c1e2a8e-0000-4000-8000-000000000003"
@@ -127,6 +126,7 @@ def _lab() -> Lab:
     lab.add(IPAddrGroup(id=ADDR_GROUP, addresses=["10.0.0.2", "10.1.0.0/16", "192.0.2.0/28"]))
     lab.add(Chain(id=MAIN, name="main"))
     lab.add(Chain(id=SUB, name="sub"))
+    lab.add(dhcp_subnet(br, cidr="10.0.0.0/24"))  # its server tests DHCP's protocol and ports
     return lab
 
 
@@ -181,7 +181,7 @@ def _random_field(rng: random.Random, i: int, f: list[int]) -> int:
         return ip_to_int(rng.choice(ADDRS))
     if i == 3:
         return rng.choice([1, 2]) if f[0] == ETH_TYPE_ARP else rng.choice([6, 17, 1, 47])
-    return rng.choice([*PORTS, 0, 8, rng.randrange(69, 65536)])  # not DHCP's 67/68
+    return rng.choice([*PORTS, 0, 8, 67, 68, rng.randrange(1, 65536)])
 
 
 def _neighbours(rng: random.Random, f: Fields, read: int, n: int) -> list[Fields]:
@@ -245,8 +245,8 @@ def test_index_decides_as_the_linear_walk_and_its_flows_are_sound(data: st.DataO
         assert _decision(got) == _decision(want), (f, got.trace.decisions())
         assert got.changes == want.changes
         assert got.actions == want.actions
-        if not got.cacheable or f[0] == ETH_TYPE_ARP:
-            continue  # ARP: the bridge's own reading, outside the chains
+        if not got.cacheable:
+            continue
         for g in _neighbours(rng, f, got.read, 4):
             other = _frame(vm, g)
             if other is None:
@@ -294,7 +294,7 @@ def test_rules_after_the_decision_are_not_looked_up() -> None:
     view = MemoryTopology([LAB.host, *LAB.records, b, *rules])
     r = simulate(_tcp_from("a", 1005), LAB.ports["a"].id, view, SimState(), NOW)
     assert _rule_id(r) == rules[0].id
-    assert r.read & F_L4 == 0
+    assert r.read & (F_TP_SRC | F_TP_DST) == 0  # the protocol: the bridge's DHCP server
     view.put(Rule(chain_id=MAIN, position=0, action="accept", nw_src="10.9.0.0/24", id=rules[0].id))
     r = simulate(_tcp_from("a", 1005), LAB.ports["a"].id, view, SimState(), NOW)
     assert _rule_id(r) == rules[6].id

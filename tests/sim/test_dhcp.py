@@ -142,6 +142,33 @@ def test_dhcp_request_for_another_server_is_ignored(dlab: Lab) -> None:
     assert r.verdict is Verdict.CONSUMED and out == []
 
 
+@pytest.mark.parametrize("other", ["W", "B"], ids=["static-host", "fixed-ip"])
+def test_dhcp_client_naming_another_ports_mac_gets_silence(dlab: Lab, other: str) -> None:
+    """A VM that puts another VM's MAC in chaddr is offered nothing (as Neutron's dnsmasq and
+    OVN do: silence, no NAK), not that VM's address."""
+    dlab.vm(dlab.named["net1"], "W", "02:00:00:00:01:77", "10.0.1.77")
+    foreign = dlab.macs[other]
+    for mtype in (DISCOVER, REQUEST):
+        f = _client(foreign, mtype)
+        f.eth.src = mac_to_int(MAC_A)  # from A's own MAC: anti-spoofing lets it in
+        r, out = dlab.run("A", f)
+        assert r.verdict is Verdict.CONSUMED and out == [] and not r.cacheable
+        assert "chaddr" in r.trace.steps[-1].detail and r.trace.steps[-1].decision == "drop"
+    # with port security off the frame may come from the foreign MAC too: still nothing
+    a = dlab.ports["A"].model_copy(update={"port_security_enabled": False})
+    dlab.update(a)
+    r, out = dlab.run("A", _client(foreign, DISCOVER))
+    assert r.verdict is Verdict.CONSUMED and out == []
+    _, _, offer = _reply(dlab.run("A", _client(MAC_A, DISCOVER))[1])
+    assert offer.yiaddr == ip_to_int(IP_A)
+
+
+def test_dhcp_static_host_of_the_port_mac_must_be_one_of_its_addresses(dlab: Lab) -> None:
+    dlab.vm(dlab.named["net1"], "W", "02:00:00:00:01:77", "10.0.1.78")
+    _, _, offer = _reply(dlab.run("W", _client("02:00:00:00:01:77", DISCOVER))[1])
+    assert offer.yiaddr == ip_to_int("10.0.1.78") and OPT_HOSTNAME not in dict(offer.options)
+
+
 def test_dhcp_subnet_mtu_overrides_underlay(dlab: Lab) -> None:
     from netloom.model.records import DhcpSubnet
 

@@ -127,6 +127,16 @@ class _DatapathCollector(Collector):
             "TCP packets without SYN that found no conntrack entry (evicted or expired)",
             value=c.ct_lost,
         )
+        yield CounterMetricFamily(
+            "netloom_datapath_ip_header_errors",
+            "IPv4 packets dropped for a header a router must not forward (RFC 1812 5.2.2)",
+            value=c.ip_header_errors,
+        )
+        yield CounterMetricFamily(
+            "netloom_datapath_tagged_dropped",
+            "Frames with an 802.1Q or 802.1ad tag dropped on entry from a local port",
+            value=c.tagged_dropped,
+        )
 
 
 __all__ = ["AgentMetrics"]

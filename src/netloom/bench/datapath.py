@@ -266,7 +266,7 @@ def _lookup_cost(dp: object, pa: int, pb: int) -> dict[str, int]:
     assert isinstance(dp, BpfDatapath)
     pkt = (
         bytes.fromhex(
-            "02000000000202000000000108004500002100014000401100000a0100010a0100029c400009000d0000"
+            "02000000000202000000000108004500002100014000401126c70a0100010a0100029c400009000d0000"
         )
         + b"hello"
     )

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 
 from netloom.datapath.bpf.testrun import TC_ACT_REDIRECT
 from netloom.errors import DatapathError, InvalidInput, NetloomError
+from netloom.packet.checksum import checksum
 
 if TYPE_CHECKING:
     from netloom.datapath.bpf import BpfDatapath
@@ -89,6 +90,7 @@ def _packet(i: int) -> bytes:
     """The UDP packet of flow ``i`` (VM a -> VM b, as ``_flow`` matches it)."""
     eth = bytes.fromhex("020000000002020000000001") + b"\x08\x00"
     ip = struct.pack("!BBHHHBBHII", 0x45, 0, 33, 1, 0x4000, 64, 17, 0, _IP_SRC0 + i, _IP_DST)
+    ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]  # else dropped (RFC 1812 5.2.2)
     return eth + ip + struct.pack("!HHHH", 1024 + (i & 0x7FFF), 9, 13, 0) + b"hello"
 
 

@@ -25,6 +25,11 @@ Semantics every implementation keeps:
 * **Conntrack** (``netloom.datapath.conntrack``): IPv4 packets entering from a local port get
   ``ct_state`` from a bounded LRU table before the flow lookup; ``CtCommit`` and outputs with
   ``ct`` fill it (the receiver of a ``Tunnel(ct=True)`` commits on the ``VNI_CT`` bit).
+* **Edge checks** (before conntrack and the flow lookup, for packets entering from a local
+  port): a frame carrying an 802.1Q or 802.1ad tag is dropped (no port is tagged); an IPv4
+  packet a router must not forward (RFC 1812 5.2.2: version, IHL, total length, header
+  checksum) is dropped; one with IPv4 options is an upcall (reason ``options``): no flow
+  decides for it, the agent executes the simulation's decision per packet.
 * **Timeouts**: ``idle_timeout_s`` (since last hit, or since install if never hit) and
   ``hard_timeout_s`` (since install); 0 = none. ``expire(now)`` removes what has timed out, in
   one batched dump.
@@ -58,6 +63,7 @@ class UpcallReason(enum.IntEnum):
     TTL = 2
     MTU = 3
     USERSPACE = 4
+    OPTIONS = 5  # IPv4 options: simulated and executed per packet, never a flow
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +168,8 @@ class DatapathCounters:
     upcalls_lost: int = 0  # no room in the upcall queue
     ct_commits: int = 0  # conntrack entries created (CtCommit, receiver commits)
     ct_lost: int = 0  # TCP packets without SYN that found no entry (evicted or expired)
+    ip_header_errors: int = 0  # IPv4 headers a router must not forward (RFC 1812 5.2.2)
+    tagged_dropped: int = 0  # 802.1Q / 802.1ad tagged frames from a local port
 
 
 @runtime_checkable

@@ -88,6 +88,42 @@ def _parse_ipv4(p: bytes, off: int) -> tuple[dict[str, int], int]:
     return f, l4
 
 
+# ---- edge checks (the kernel's edge_check, before conntrack and the flow lookup) ---------------
+
+
+def tagged(pr: Parsed) -> bool:
+    """The frame carries an 802.1Q or 802.1ad tag (no port is tagged: dropped on entry)."""
+    return pr.l3_off != 14 or pr.key.eth_type in (ETH_P_8021Q, ETH_P_8021AD)  # or truncated
+
+
+def ipv4_header_ok(packet: bytes, pr: Parsed) -> bool:
+    """RFC 1812 5.2.2 on an untagged IPv4 frame: version 4, IHL >= 5, a total length between
+    the header's and the frame's, and a valid header checksum (RFC 1071)."""
+    off = pr.l3_off
+    if len(packet) < off + 20 or packet[off] >> 4 != 4:
+        return False
+    hlen = (packet[off] & 0x0F) * 4
+    total = int.from_bytes(packet[off + 2 : off + 4], "big")
+    if hlen < 20 or not hlen <= total <= len(packet) - off:
+        return False
+    return ones_sum(packet[off : off + hlen]) == 0xFFFF
+
+
+def edge_drop(packet: bytes, pr: Parsed) -> str:
+    """Why a frame entering from a local port is dropped before the flow lookup (the kernel's
+    ``edge_check``): ``"tagged"``, ``"ip_header"`` (RFC 1812 5.2.2), or "" to go on."""
+    if tagged(pr):
+        return "tagged"
+    if pr.key.eth_type == ETH_P_IP and not ipv4_header_ok(packet, pr):
+        return "ip_header"
+    return ""
+
+
+def has_options(pr: Parsed) -> bool:
+    """An IPv4 header longer than 20 bytes (checked by :func:`ipv4_header_ok` first)."""
+    return pr.key.eth_type == ETH_P_IP and pr.l4_off - pr.l3_off > 20
+
+
 def extract_key(packet: bytes, in_port: int = 0, tun_key: int = 0) -> FlowKey:
     """The flow key of a frame (see :func:`parse`)."""
     return parse(packet, in_port, tun_key).key
@@ -241,8 +277,12 @@ __all__ = [
     "Parsed",
     "complete_l4_checksum",
     "csum_replace",
+    "edge_drop",
     "extract_key",
+    "has_options",
+    "ipv4_header_ok",
     "ones_sum",
     "parse",
+    "tagged",
     "tcp_flags",
 ]

@@ -3,10 +3,10 @@
 Same semantics as the kernel program (see ``netloom.datapath.base``): tuple-space search over
 the masks in use (most bits first, then first seen), per-flow counters, idle/hard expiry against
 an explicit ``now``, a bounded table that evicts the least recently used flow, upcalls on miss /
-TTL / MTU / userspace, and the reference conntrack table (``netloom.datapath.conntrack``)
-looked up for every IPv4 packet entering from a local port. ``receive`` is what the kernel
-does for one arriving frame; it returns the outcomes, and ``sent`` collects everything the
-datapath emitted (also via ``execute``).
+TTL / MTU / userspace / IP options, the edge checks (tagged frames, RFC 1812 5.2.2) and the
+reference conntrack table (``netloom.datapath.conntrack``) for every packet entering from a
+local port. ``receive`` is what the kernel does for one arriving frame; it returns the
+outcomes, and ``sent`` collects everything the datapath emitted (also via ``execute``).
 """
 
 from __future__ import annotations
@@ -111,6 +111,7 @@ class MemoryDatapath:
         self._upcalls: deque[Upcall] = deque()
         self._limiter: PortLimiter | None = None
         self._throttled = 0
+        self._edge_drops = {"tagged": 0, "ip_header": 0}  # frames.edge_drop's reasons
         self.sent: list[Outcome] = []
         self.evictions = 0
         # (last_used, seq, entry), a lazy heap: an entry's item may be older than its use
@@ -328,16 +329,28 @@ class MemoryDatapath:
 
     def counters(self) -> DatapathCounters:
         return DatapathCounters(
-            upcalls_throttled=self._throttled, ct_commits=self.ct.commits, ct_lost=self.ct.lost
+            upcalls_throttled=self._throttled,
+            ct_commits=self.ct.commits,
+            ct_lost=self.ct.lost,
+            ip_header_errors=self._edge_drops["ip_header"],
+            tagged_dropped=self._edge_drops["tagged"],
         )
 
     def _lookup_and_act(self, packet: bytes, in_port: int, tun_key: int, t: float) -> list[Outcome]:
         pr = frames.parse(packet, in_port, tun_key)
         key, close = pr.key, False
-        if pr.l4_off and key.eth_type == frames.ETH_P_IP and self._is_local(in_port):
+        local = self._is_local(in_port)
+        drop = frames.edge_drop(packet, pr) if local else ""
+        if drop:
+            self._edge_drops[drop] += 1
+            return [Outcome(Fate.DROP)]
+        if pr.l4_off and key.eth_type == frames.ETH_P_IP and local:
             flags = frames.tcp_flags(packet, pr)
             key = replace(key, ct_state=self.ct.lookup(key, in_port, flags, t))
             close = closes(key, flags)
+        if local and frames.has_options(pr):  # no flow decides for a packet with IP options
+            reason = UpcallReason.OPTIONS
+            return [self._upcall(bytes(packet), in_port, tun_key, reason, 0, t, key.ct_state)]
         e = self._lookup(key)
         if e is None:
             miss = UpcallReason.MISS

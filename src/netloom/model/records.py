@@ -94,7 +94,14 @@ class Bridge(_Device):
 
 
 class Router(_Device):
-    pass
+    allow_source_route: bool = Field(
+        default=False,
+        description=(
+            "forward packets that carry a loose or strict source route option (LSRR/SSRR,"
+            " RFC 791 3.1); off, they are dropped, as RFC 7126 4.3.3 advises (RFC 1812"
+            " 4.2.2.1 asks for this switch)"
+        ),
+    )
 
 
 class AllowedAddressPair(BaseModel):

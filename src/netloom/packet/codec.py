@@ -2,7 +2,8 @@
 
 Parsing is on the agent's upcall path, so it uses precompiled :class:`struct.Struct` objects
 and ``unpack_from`` (no slicing copies for headers) and returns a :class:`ParseError` value on
-malformed input instead of raising: a hostile VM must not be able to crash the agent.
+malformed input instead of raising: a hostile VM must not be able to crash the agent. An IPv4
+header that a router must not forward (RFC 1812 5.2.2: version, lengths, checksum) is one.
 
 Building always recomputes lengths and checksums (RFC 1071), except the L4 checksum of an IP
 fragment, which covers bytes the frame does not hold and is kept as parsed.
@@ -18,6 +19,8 @@ from netloom.packet.headers import (
     ETH_TYPE_IPV4,
     ETH_TYPE_QINQ,
     ETH_TYPE_VLAN,
+    IPOPT_EOL,
+    IPOPT_NOP,
     IPPROTO_ICMP,
     IPPROTO_TCP,
     IPPROTO_UDP,
@@ -80,12 +83,9 @@ def _parse_ipv4(data: bytes, off: int, eth: Ethernet) -> Frame | ParseError:
         return ParseError("truncated IPv4 header", off, data)
     vihl, tos, total, ident, frag, ttl, proto, _csum, src, dst = _IP.unpack_from(data, off)
     ihl = (vihl & 0xF) * 4
-    if vihl >> 4 != 4:
-        return ParseError("IP version is not 4", off, data)
-    if ihl < 20:
-        return ParseError("IPv4 header length below 20", off, data)
-    if total < ihl or off + total > n:
-        return ParseError("IPv4 total length inconsistent with frame", off, data)
+    bad = _ipv4_header_error(data, off, vihl, total)
+    if bad:
+        return ParseError(f"{bad} (RFC 1812 5.2.2)", off, data)
     opts = data[off + 20 : off + ihl]
     ip = IPv4(src, dst, proto, ttl, tos, ident, frag >> 13, frag & 0x1FFF, opts)
     end = off + total
@@ -108,6 +108,22 @@ def _parse_ipv4(data: bytes, off: int, eth: Ethernet) -> Frame | ParseError:
         return frame
     frame.payload = data[l4off:end]
     return frame
+
+
+def _ipv4_header_error(data: bytes, off: int, vihl: int, total: int) -> str:
+    """What makes the IPv4 header at ``off`` one a router must not forward (RFC 1812 5.2.2),
+    "" if nothing. The datapaths check the same before their flow lookup (``frames.py``
+    ``ipv4_header_error``, ``ipv4_check`` in ``netloom.bpf.c``)."""
+    ihl = (vihl & 0xF) * 4
+    if vihl >> 4 != 4:
+        return "IP version is not 4"
+    if ihl < 20:
+        return "IPv4 header length below 20"
+    if total < ihl or off + total > len(data):
+        return "IPv4 total length inconsistent with frame"
+    if checksum(data[off : off + ihl]):
+        return "IPv4 header checksum is wrong"
+    return ""
 
 
 def _parse_tcp(data: bytes, off: int, end: int, frame: Frame) -> Frame | ParseError:
@@ -217,6 +233,25 @@ def build_ipv4(ip: IPv4, l4: Tcp | Udp | Icmp | None, payload: bytes) -> bytes:
     return hdr[:10] + _SHORT.pack(csum) + hdr[12:] + body
 
 
+def ip_option_types(options: bytes) -> tuple[int, ...] | None:
+    """The types of the IPv4 options in ``options`` (RFC 791 §3.1: EOL ends the list, NOP is
+    one octet, every other option is type, length >= 2, data); None when malformed."""
+    out: list[int] = []
+    i, n = 0, len(options)
+    while i < n:
+        t = options[i]
+        if t == IPOPT_EOL:
+            break
+        if t == IPOPT_NOP:
+            i += 1
+            continue
+        if i + 1 >= n or options[i + 1] < 2 or i + options[i + 1] > n:
+            return None
+        out.append(t)
+        i += options[i + 1]
+    return tuple(out)
+
+
 def ipv4_header_ok(data: bytes, off: int = 14) -> bool:
     """True when the IPv4 header at ``off`` has a valid RFC 1071 checksum."""
     if len(data) < off + 20:
@@ -225,4 +260,12 @@ def ipv4_header_ok(data: bytes, off: int = 14) -> bool:
     return len(data) >= off + ihl and checksum(data[off : off + ihl]) == 0
 
 
-__all__ = ["build", "build_arp", "build_ipv4", "build_l4", "ipv4_header_ok", "parse"]
+__all__ = [
+    "build",
+    "build_arp",
+    "build_ipv4",
+    "build_l4",
+    "ip_option_types",
+    "ipv4_header_ok",
+    "parse",
+]

@@ -30,6 +30,12 @@ IP_FLAG_RESERVED = 0x4
 IP_FLAG_DF = 0x2
 IP_FLAG_MF = 0x1
 
+# IPv4 options (RFC 791 §3.1): end of list, no operation, loose and strict source routes.
+IPOPT_EOL = 0
+IPOPT_NOP = 1
+IPOPT_LSRR = 131
+IPOPT_SSRR = 137
+
 # TCP flags (RFC 9293 §3.1).
 TCP_FIN = 0x01
 TCP_SYN = 0x02
@@ -183,6 +189,10 @@ __all__ = [
     "ETH_TYPE_IPV6",
     "ETH_TYPE_QINQ",
     "ETH_TYPE_VLAN",
+    "IPOPT_EOL",
+    "IPOPT_LSRR",
+    "IPOPT_NOP",
+    "IPOPT_SSRR",
     "IPPROTO_ICMP",
     "IPPROTO_TCP",
     "IPPROTO_UDP",

@@ -46,7 +46,7 @@ def bridge(c: Ctx, in_port: CPort) -> tuple[CDevice, CPort | list[CPort]] | None
         raise NotYet(("ports", dev.id))
     c.read |= F_ETH_SRC | F_ETH_DST | F_VLAN | F_ETH_TYPE
     _learn(c, dev, in_port, ports)
-    if c.is_arp and c.proto == ARP_REQUEST and _arp_suppress(c, dev, in_port, ports):
+    if c.is_arp and _arp_answered(c, dev, in_port, ports):
         return None
     dst = c.eth_dst
     if dst & ETH_MCAST:
@@ -117,12 +117,18 @@ def _flood(c: Ctx, dev: CDevice, in_port: CPort, ports: CPortSet, why: str) -> l
     return outs
 
 
+def _arp_answered(c: Ctx, dev: CDevice, in_port: CPort, ports: CPortSet) -> bool:
+    """An ARP request the bridge answers itself; the opcode (OVS: in ip_proto) is read."""
+    c.read |= F_IP_PROTO
+    return c.proto == ARP_REQUEST and _arp_suppress(c, dev, in_port, ports)
+
+
 def _arp_suppress(c: Ctx, dev: CDevice, in_port: CPort, ports: CPortSet) -> bool:
     """Answer an ARP request from what the bridge knows (port fixed IPs, peer router ports)
     instead of flooding it (MidoNet's ARP suppression)."""
     arp = c.frame.arp
     assert arp is not None
-    c.read |= F_IP_DST | F_IP_PROTO
+    c.read |= F_IP_DST
     mac = ports.ip_to_mac.get(arp.tpa)
     if mac is None:
         for p in ports.ports:
@@ -131,7 +137,10 @@ def _arp_suppress(c: Ctx, dev: CDevice, in_port: CPort, ports: CPortSet) -> bool
                 if peer is not None and peer.is_router and peer.ip == arp.tpa:
                     mac = peer.mac
                     break
-    if mac is None or mac == arp.sha:
+    if mac is None:
+        return False
+    if mac == arp.sha:  # the sender asks for itself: flooded, decided on a field no flow has
+        c.cacheable = False
         return False
     reply = Frame(
         Ethernet(arp.sha, mac, ETH_TYPE_ARP), arp=Arp(ARP_REPLY, mac, arp.tpa, arp.sha, arp.spa)

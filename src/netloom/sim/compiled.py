@@ -89,12 +89,13 @@ class CPort:
 
 
 class CDevice:
-    __slots__ = ("id", "in_filter", "is_router", "name", "out_filter", "up")
+    __slots__ = ("allow_source_route", "id", "in_filter", "is_router", "name", "out_filter", "up")
 
     def __init__(self, d: Bridge | Router) -> None:
         self.id = d.id
         self.name = d.name
         self.is_router = isinstance(d, Router)
+        self.allow_source_route = isinstance(d, Router) and d.allow_source_route
         self.up = d.admin_state_up
         self.in_filter = d.inbound_filter_id
         self.out_filter = d.outbound_filter_id

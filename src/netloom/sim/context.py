@@ -114,7 +114,9 @@ class Ctx:
         self.generated: list[tuple[str, bytes]] = []
         self.trace: list[RawStep] = []
         self.egress: list[Egress] = []
-        self.cacheable = True
+        # The datapaths send every packet with IPv4 options to the agent (no flow key field
+        # holds them, so no flow may decide for one): such a decision is never a flow.
+        self.cacheable = not (frame.ip is not None and frame.ip.options)
         self.consumed = False
         self.ct_seen: dict[tuple[str, str, int, int, int, int, int], bool] = {}
         self.devices = self.ttl_decs = 0

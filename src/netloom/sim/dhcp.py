@@ -59,8 +59,8 @@ from netloom.packet.headers import (
     ParseError,
     Udp,
 )
-from netloom.packet.util import int_to_ip
-from netloom.sim.result import F_ETH_TYPE, F_IP_PROTO, F_L4
+from netloom.packet.util import int_to_ip, int_to_mac
+from netloom.sim.result import F_ETH_TYPE, F_IP_PROTO, F_TP_DST, F_TP_SRC
 
 if TYPE_CHECKING:
     from netloom.sim.compiled import CPort, CSubnet
@@ -76,52 +76,75 @@ _NAMES = {
 
 
 def is_request(c: Ctx) -> bool:
-    """A client-to-server DHCP datagram (UDP 68 -> 67)."""
-    if not c.is_ipv4 or c.proto != IPPROTO_UDP or c.frame.l4 is None:
+    """A client-to-server DHCP datagram (UDP 68 -> 67). Marks read exactly what it tests,
+    in order: the protocol of an IPv4 packet, the destination port of a UDP one, the source
+    port only when the destination is the server's (a later fragment has ports 0)."""
+    c.read |= F_ETH_TYPE
+    if not c.is_ipv4:
         return False
-    c.read |= F_ETH_TYPE | F_IP_PROTO | F_L4
-    return c.tp_dst == SERVER_PORT and c.tp_src == CLIENT_PORT
+    c.read |= F_IP_PROTO
+    if c.proto != IPPROTO_UDP:
+        return False
+    c.read |= F_TP_DST
+    if c.tp_dst != SERVER_PORT:
+        return False
+    c.read |= F_TP_SRC
+    return c.frame.l4 is not None and c.tp_src == CLIENT_PORT
 
 
-def serve(c: Ctx, port: CPort) -> bool:
-    """Answer a DHCP request arriving on bridge port ``port``; False when the bridge has no
-    DHCP subnet (the request is then bridged like any packet)."""
+def handle(c: Ctx, port: CPort) -> bool:
+    """Serve a DHCP request arriving on bridge port ``port``: True when the bridge's server
+    took it. A bridge without a DHCP subnet bridges requests like any packet, so its flows
+    never read the protocol for DHCP's sake (the bridge is tagged: a new subnet re-decides)."""
     subnets = c.topo.subnets(port.device_id)
+    c.tags.add(port.device_id)
     if subnets is None:
         raise NotYet(("dhcp_subnets", port.device_id))
-    if not subnets:
+    if not subnets or not is_request(c):
         return False
+    _serve(c, port, subnets)
+    return True
+
+
+def _serve(c: Ctx, port: CPort, subnets: list[CSubnet]) -> None:
+    """Answer the request, only for the port's own MAC and address: a client that names
+    another MAC in chaddr gets nothing (RFC 2131 4.3.1 lets a server stay silent; Neutron's
+    dnsmasq and OVN answer a port for its own MAC only)."""
     c.cacheable = False
     c.consumed = True
     msg = parse_dhcp(c.frame.payload)
     if isinstance(msg, ParseError) or msg.op != BOOTREQUEST:
         c.step("dhcp", port.device_id, "", "drop", "malformed DHCP request")
-        return True
+        return
+    if msg.chaddr != port.mac:
+        why = f"chaddr {int_to_mac(msg.chaddr)} is not the port's MAC"
+        c.step("dhcp", port.device_id, "", "drop", why)
+        return
     mtype = msg.msg_type
-    lease = _lease(subnets, msg.chaddr, port)
+    lease = _lease(subnets, port)
     if lease is None:
-        c.step("dhcp", port.device_id, "", "drop", "no address for this client MAC")
-        return True
+        c.step("dhcp", port.device_id, "", "drop", "no address for this port")
+        return
     subnet, ip, hostname = lease
     server = subnet.gateway or (subnet.net + 1)
     reply = _answer(c, msg, mtype, subnet, ip, hostname, server)
     if reply is None:
         c.step("dhcp", port.device_id, "", "ignore", _NAMES.get(mtype or 0, str(mtype)))
-        return True
+        return
     _emit(c, port, msg, reply, server, subnet)
-    return True
 
 
-def _lease(subnets: list[CSubnet], mac: int, port: CPort) -> tuple[CSubnet, int, str] | None:
+def _lease(subnets: list[CSubnet], port: CPort) -> tuple[CSubnet, int, str] | None:
+    """The port's address: a static host of its MAC (one of its fixed IPs, when it has
+    any), else its first fixed IP inside a subnet."""
     for s in subnets:
-        host = s.hosts.get(mac)
-        if host is not None:
+        host = s.hosts.get(port.mac)
+        if host is not None and (not port.fixed_ips or host[0] in port.fixed_ips):
             return s, host[0], host[1]
-    if mac == port.mac:
-        for s in subnets:
-            for ip in sorted(port.fixed_ips):
-                if ip & s.mask == s.net:
-                    return s, ip, ""
+    for s in subnets:
+        for ip in sorted(port.fixed_ips):
+            if ip & s.mask == s.net:
+                return s, ip, ""
     return None
 
 
@@ -243,4 +266,4 @@ def _server_mac(c: Ctx, port: CPort, server: int) -> int:
     return (0x02_00_00 << 24) | (server & 0xFFFFFF)
 
 
-__all__ = ["is_request", "serve"]
+__all__ = ["handle", "is_request"]

@@ -44,6 +44,7 @@ from netloom.sim.result import (
     F_ETH_SRC,
     F_ETH_TYPE,
     F_IP_SRC,
+    F_VLAN,
     GeneratedPacket,
     OutputPort,
     Result,
@@ -125,11 +126,10 @@ def _enter(c: Ctx, port_id: str, *, first: bool) -> None:
         return
     c.in_port = port
     c.out_port = None
-    if first and port.exterior and port.security and not _spoof_ok(c, port):
-        c.step("port", port.id, port.name, "drop", "anti-spoofing")
+    if first and port.exterior and not _admitted(c, port):
         return
     c.step("port", port.id, port.name, "ingress")
-    if first and not port.is_router and dhcp_server.is_request(c) and dhcp_server.serve(c, port):
+    if first and not port.is_router and dhcp_server.handle(c, port):
         return
     if port.in_filter is not None:
         v = run_chain(c, port.in_filter, port.device_id)
@@ -163,6 +163,23 @@ def _leave(c: Ctx, port: CPort) -> None:
         _enter(c, port.peer_id, first=False)
     else:
         c.step("port", port.id, port.name, "drop", "neither bound nor linked")
+
+
+def _admitted(c: Ctx, port: CPort) -> bool:
+    """What may enter from an exterior port. A frame with an 802.1Q or 802.1ad tag is dropped,
+    never stripped and forwarded: no exterior port is tagged (``Port.vlan_id`` is no
+    forwarding rule), and the datapaths drop tagged frames before their flow lookup too.
+    Then port security (anti-spoofing)."""
+    c.read |= F_VLAN
+    vlan = c.frame.eth.vlan
+    if vlan is not None:
+        why = f"tagged frame (TPID {vlan.tpid:#06x}) on an untagged port"
+        c.step("port", port.id, port.name, "drop", why)
+        return False
+    if port.security and not _spoof_ok(c, port):
+        c.step("port", port.id, port.name, "drop", "anti-spoofing")
+        return False
+    return True
 
 
 def _spoof_ok(c: Ctx, port: CPort) -> bool:

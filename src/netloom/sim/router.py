@@ -7,13 +7,15 @@ The router decides the egress port; the engine walks it.
 from __future__ import annotations
 
 from netloom.errors import NotYet
-from netloom.packet.codec import build
+from netloom.packet.codec import build, ip_option_types
 from netloom.packet.headers import (
     ARP_REPLY,
     ARP_REQUEST,
     ETH_BROADCAST,
     ETH_TYPE_ARP,
     ETH_TYPE_IPV4,
+    IPOPT_LSRR,
+    IPOPT_SSRR,
     IPPROTO_ICMP,
     IPPROTO_UDP,
     Arp,
@@ -60,7 +62,7 @@ def router(c: Ctx, in_port: CPort) -> CPort | None:
     if not dev.up:
         c.step("router", dev.id, dev.name, "drop", "admin down")
         return None
-    if not _routable(c, dev, in_port):
+    if not _routable(c, dev, in_port) or not _options_ok(c, dev):
         return None
     entry = c.snapshot()
     if dev.in_filter is not None:
@@ -94,6 +96,25 @@ def _routable(c: Ctx, dev: CDevice, in_port: CPort) -> bool:
         return False
     if has_sidecar(c, in_port) and is_control(c, in_port):
         to_sidecar(c, in_port, "control traffic")
+        return False
+    return True
+
+
+def _options_ok(c: Ctx, dev: CDevice) -> bool:
+    """IPv4 options (RFC 791 3.1): a malformed list, and a source route unless the router
+    allows them, end the packet here. Packets with options are never cached (see Ctx)."""
+    ip = c.frame.ip
+    if ip is None or not ip.options:
+        return True
+    types = ip_option_types(ip.options)
+    if types is None:
+        c.step("router", dev.id, dev.name, "drop", "malformed IPv4 options (RFC 791 3.1)")
+        return False
+    routes = [t for t in types if t in (IPOPT_LSRR, IPOPT_SSRR)]
+    if routes and not dev.allow_source_route:
+        name = "LSRR" if routes[0] == IPOPT_LSRR else "SSRR"
+        why = f"source-routed ({name}, RFC 791 3.1) and allow_source_route is off (RFC 7126 4.3.3)"
+        c.step("router", dev.id, dev.name, "drop", why)
         return False
     return True
 

@@ -24,7 +24,7 @@ from netloom.flows.model import (
     Userspace,
 )
 
-ABI_VERSION = 4
+ABI_VERSION = 5
 MAX_MASKS = 32
 MAX_ACTIONS = 8
 EXEC_SLOTS = 64
@@ -40,7 +40,7 @@ PORT = struct.Struct("<II")  # kind, mtu
 # tunnel_mtu ct_tcp_ms ct_closing_ms ct_other_ms pad
 CONFIG = struct.Struct("<IIIIIIIIIIIIII")
 VNI_DST = struct.Struct("<II")  # struct nl_vni_dst: ifindex, port kind
-STATS = struct.Struct("<QQQQ")  # struct nl_stats, one per possible CPU
+STATS = struct.Struct("<QQQQQQ")  # struct nl_stats, one per possible CPU
 EXEC_HEAD = struct.Struct("<IIIIQ")  # in_port, tun_key, lookup, pad, cookie (+ actions)
 VERDICT = struct.Struct("<IIIIQ")
 UPCALL = struct.Struct("<IIIIIIQ")  # in_port reason tun_key pkt_len cap_len ct_state cookie

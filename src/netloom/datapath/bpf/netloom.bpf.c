@@ -133,6 +133,8 @@ struct parsed {
 	__u32 in_port;
 	__u64 cookie;
 	__u32 vlan_hw; /* a VLAN tag sits in skb metadata (hw-accel), not in the data */
+	__u32 tagged;  /* an 802.1Q / 802.1ad tag in the data */
+	__u32 ip_options; /* an IPv4 header longer than 20 bytes (ipv4_check) */
 	__u32 trace;
 	__u32 tunnel_ifindex;
 	__u32 local_ip;
@@ -248,6 +250,7 @@ static __always_inline int parse(struct __sk_buff *skb, struct parsed *p)
 		p->key.vlan = (((__u16)tag[0] << 8) | tag[1]) & 0xfff;
 		type = ((__u16)tag[2] << 8) | tag[3];
 		off += 4;
+		p->tagged = 1;
 	}
 	p->key.eth_type = type;
 	p->l3_off = off;
@@ -1016,6 +1019,103 @@ end:
 	return TC_ACT_SHOT;
 }
 
+/* ---- edge hygiene: what a local port's packet must pass before the flow lookup --------------
+ *
+ * RFC 1812 5.2.2: a router must not forward an IPv4 packet whose version is not 4, whose IHL
+ * is below 5, whose total length is shorter than its header or longer than the frame, or whose
+ * header checksum is wrong. The flow key holds none of these, so a flow installed for a good
+ * packet would forward a bad one of the same 5-tuple: every IPv4 packet from a local port is
+ * checked here, first. A frame carrying an 802.1Q or 802.1ad tag is dropped, never stripped
+ * and forwarded: no netloom port is tagged. Packets with IPv4 options go to the agent
+ * (NL_UP_OPTIONS): no key field holds the options, so a flow set up for an option-less packet
+ * must not decide for one (a source route the router refuses, RFC 7126 4.3.3); the agent
+ * simulates each one and executes its decision, never installing a flow. They are rare
+ * (hosts and routers drop most of them), and the port's upcall budget bounds a flood. */
+
+/* The folded one's complement sum of a 20-byte header read in place is 0xffff when the
+ * checksum is right (RFC 1071: summed as five 32-bit words, then folded, which gives the
+ * same sum in any byte order). */
+static __always_inline int csum20_ok(const __u32 *w)
+{
+	__u64 sum = (__u64)w[0] + w[1] + w[2] + w[3] + w[4];
+
+	sum = (sum & 0xffffffff) + (sum >> 32);
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return sum == 0xffff;
+}
+
+/* The header copied out (not linear, or with options: up to 60 bytes), summed with
+ * bpf_csum_diff. 1: valid (hlen = its length), 0: not. */
+NL_FUNC int ipv4_check_copy(struct __sk_buff *skb, __u32 *hlen_out)
+{
+	__u8 buf[60] = {};
+	__u32 hlen;
+	__s64 sum;
+
+	if (!hlen_out || bpf_skb_load_bytes(skb, ETH_HLEN, buf, 20) < 0)
+		return 0;
+	hlen = (buf[0] & 0xf) << 2;
+	if ((buf[0] >> 4) != 4 || hlen < 20)
+		return 0;
+	if (hlen > 20 && bpf_skb_load_bytes(skb, ETH_HLEN, buf, hlen) < 0)
+		return 0;
+	sum = bpf_csum_diff(0, 0, (__be32 *)buf, hlen, 0);
+	if (sum < 0)
+		return 0;
+	*hlen_out = hlen;
+	return csum_fold32((__u64)sum) == 0;
+}
+
+/* RFC 1812 5.2.2 on the IPv4 header at ETH_HLEN (tagged frames were dropped before); sets
+ * ip_options. 1: fine to forward. */
+static __always_inline int ipv4_check(struct __sk_buff *skb, struct parsed *p)
+{
+	__u8 *data = PKT_DATA(skb);
+	struct iphdr *ip = (void *)(data + ETH_HLEN);
+	__u32 hlen, tot;
+
+	if ((void *)(ip + 1) <= PKT_END(skb) && ip->version == 4 && ip->ihl == 5) {
+		if (!csum20_ok((const __u32 *)ip)) /* the common case: in place, no helper */
+			return 0;
+		hlen = 20;
+		tot = bpf_ntohs(ip->tot_len);
+	} else {
+		__be16 len;
+
+		if (!ipv4_check_copy(skb, &hlen) ||
+		    bpf_skb_load_bytes(skb, ETH_HLEN + 2, &len, sizeof(len)) < 0)
+			return 0;
+		tot = bpf_ntohs(len);
+	}
+	p->ip_options = hlen > 20;
+	/* A GSO super-packet over 64 KiB (BIG TCP) carries total length 0: the stack's own. */
+	if (tot == 0 && skb->gso_size)
+		return 1;
+	return tot >= hlen && tot <= skb->len - ETH_HLEN;
+}
+
+/* Tagged frames and bad IPv4 headers: dropped (and counted). CONTINUE: go on. */
+static __always_inline int edge_check(struct __sk_buff *skb, struct parsed *p)
+{
+	struct nl_stats *st;
+
+	if (p->vlan_hw || p->tagged) {
+		st = stats();
+		if (st)
+			st->tagged_dropped++;
+	} else if (p->key.eth_type == ETH_P_IP && !ipv4_check(skb, p)) {
+		st = stats();
+		if (st)
+			st->ip_header_errors++;
+	} else {
+		return CONTINUE;
+	}
+	note(p, NL_A_DROP, p->in_port, 0, 0);
+	return TC_ACT_SHOT;
+}
+
 /* Tuple-space search; returns the flow or NULL. */
 static __always_inline struct nl_flow *lookup(struct parsed *p)
 {
@@ -1064,6 +1164,20 @@ static __always_inline int lookup_and_act(struct __sk_buff *skb, struct parsed *
 	return run_actions(skb, p, (struct nl_actions *)f->acts);
 }
 
+/* A packet entering from a local port (VM, uplink, internal): the edge checks, conntrack,
+ * packets with IPv4 options to the agent, then the flow lookup. */
+static __always_inline int local_lookup(struct __sk_buff *skb, struct parsed *p)
+{
+	int r = edge_check(skb, p);
+
+	if (r != CONTINUE)
+		return r;
+	ct_lookup(skb, p);
+	if (p->ip_options)
+		return upcall(skb, p, NL_UP_OPTIONS);
+	return lookup_and_act(skb, p);
+}
+
 static __always_inline void load_config(struct parsed *p)
 {
 	__u32 zero = 0;
@@ -1092,8 +1206,7 @@ static __always_inline int port_ingress(struct __sk_buff *skb, struct parsed *p)
 	p->vlan_hw = skb->vlan_present;
 	if (parse(skb, p) < 0)
 		return TC_ACT_SHOT;
-	ct_lookup(skb, p);
-	return lookup_and_act(skb, p);
+	return local_lookup(skb, p);
 }
 
 /* The entry points. The agent attaches the kind-specific ones to its VM ports and to the
@@ -1155,7 +1268,7 @@ int nl_ingress(struct __sk_buff *skb)
 
 			if (from && (from->kind == NL_PORT_VM || from->kind == NL_PORT_UPLINK ||
 				     from->kind == NL_PORT_INTERNAL))
-				ct_lookup(skb, &p);
+				return local_lookup(skb, &p);
 			return lookup_and_act(skb, &p);
 		}
 		p.cookie = x->cookie;

@@ -9,7 +9,7 @@
 
 #include <linux/types.h>
 
-#define NL_ABI_VERSION 4
+#define NL_ABI_VERSION 5
 #define NL_MAX_MASKS 32
 #define NL_MAX_ACTIONS 8
 #define NL_EXEC_SLOTS 64
@@ -169,6 +169,8 @@ struct nl_stats {
 	__u64 upcalls_lost;      /* the ring buffer was full */
 	__u64 ct_commits;        /* conntrack entries created */
 	__u64 ct_lost;           /* TCP without SYN found no entry (evicted or expired) */
+	__u64 ip_header_errors;  /* IPv4 headers a router must not forward (RFC 1812 5.2.2) */
+	__u64 tagged_dropped;    /* 802.1Q / 802.1ad tagged frames from a local port */
 };
 
 struct nl_verdict {
@@ -184,6 +186,7 @@ enum nl_upcall_reason {
 	NL_UP_TTL = 2,
 	NL_UP_MTU = 3,
 	NL_UP_USERSPACE = 4,
+	NL_UP_OPTIONS = 5, /* IPv4 options: never decided by a flow (see edge_check) */
 };
 
 struct nl_upcall {

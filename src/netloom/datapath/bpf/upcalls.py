@@ -133,7 +133,7 @@ class Upcalls:
         """Sum of the per-CPU ``nl_stats``."""
         ncpu = possible_cpus()
         raw = self._loader.map("nl_stats").lookup(bytes(4), abi.STATS.size * ncpu)
-        sums = [0, 0, 0, 0]
+        sums = [0] * (abi.STATS.size // 8)  # u64 counters
         for i in range(ncpu if raw else 0):
             for j, v in enumerate(abi.STATS.unpack_from(raw or b"", i * abi.STATS.size)):
                 sums[j] += v
