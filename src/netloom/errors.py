@@ -22,6 +22,7 @@ input field is to blame, that ``field``.
     ├── Untranslatable      500  a flow's output port has no known location (agent)
     ├── NotYet              503  the simulation needs an object or state not loaded yet
     ├── LabError            500  a lab namespace, process or probe did not do what it should
+    ├── NeutronFault        (Neutron's status)  an error of the Neutron API, by Neutron's type name
     ├── ApiError            (the API's status)  an error answer of the REST API, client side
     └── ApiUnreachable      503  no HTTP exchange with the API happened at all
 """
@@ -167,6 +168,18 @@ class SetupUnavailable(NetloomError):
     status = 501
 
 
+class NeutronFault(NetloomError):
+    """An error of the Neutron API as Neutron reports it: its status code and its exception's
+    type name (``fault``: ``NetworkNotFound``, ``IpAddressAlreadyAllocated``...)."""
+
+    code = "neutron_fault"
+
+    def __init__(self, status: int, fault: str, message: str, *, field: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.status = status
+        self.fault = fault
+
+
 class ApiError(NetloomError):
     """An error the API returned; ``code`` is the API's stable code (``invalid_input``...)."""
 
@@ -221,6 +234,7 @@ __all__ = [
     "InvalidInput",
     "LabError",
     "NetloomError",
+    "NeutronFault",
     "NotFound",
     "NotYet",
     "PayloadTooLarge",

@@ -18,6 +18,7 @@ from netloom.api.tx import (
     COUNTER,
     GROUP_MEMBERS,
     META,
+    OWNER,
     REFS,
     UNIQUE,
     Doc,
@@ -315,6 +316,18 @@ def check_hand_write(kind: str, id: str, old: Doc) -> None:
         )
 
 
+def check_owner(tx: Tx, kind: str, id: str) -> None:
+    """Refuse a hand-made change to a record a translation owns (made for a Neutron object)."""
+    owner = tx.get(OWNER, ref_id(kind, id))
+    if owner is not None:
+        api, _, what = str(owner.get("owner")).partition(":")
+        raise Conflict(
+            f"{kind} {id} is owned by {api} {what.replace(':', ' ')}; change it through the"
+            f" {api.capitalize()} API",
+            field="id",
+        )
+
+
 def sync_group_addresses(
     tx: Tx, port_id: str, old: Doc | None, new: Doc | None, dying: Iterable[str] = ()
 ) -> None:
@@ -423,6 +436,7 @@ __all__ = [
     "check_fixed_ips",
     "check_hand_write",
     "check_jump",
+    "check_owner",
     "check_port_device",
     "check_route",
     "check_subnet_change",

@@ -14,21 +14,8 @@ at changed in the meantime the commit fails as a whole and the plan is run again
 (a few times, with jittered backoff); a version the *caller* pinned (``expect_version``) is
 compared by the plan itself, so a mismatch there is reported, never retried.
 
-Integrity lives in internal documents, written in the same commits as the records:
-
-``_refs/<kind>:<id>``
-    ``{"referrers": {"<kind>:<id>": [fields]}}``: who references the object. Creating a
-    referrer rewrites the target's document (CAS) and pins the target (Check); deleting the
-    target requires the document to be absent or empty and pins it too. Whichever of a racing
-    create-referrer / delete-target commits second fails its condition -- no dangling reference.
-``_unique/<index>:<value>``
-    ``{"owner": "<kind>:<id>"}``: MACs (``mac:``), tunnel keys (``tunnel_key:``) and bindings
-    (``binding:<host>:<interface>``). Created with "must not exist", released on delete/update.
-``_counter/tunnel_key``
-    ``{"next": n}``: where the next tunnel-key search starts (CAS, so allocations spread out).
-``_meta/jump_graph``
-    ``{"gen": n}``: bumped by every write that adds a jump edge, so two concurrent jump rules
-    cannot each pass the cycle check against a graph that lacks the other.
+Integrity lives in internal documents written in the same commits as the records: see
+:mod:`netloom.api.tx`.
 
 Consumers of the change stream (topology service) should ignore kinds starting with ``_``.
 """
@@ -39,7 +26,6 @@ import builtins
 import copy
 import random
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -61,10 +47,8 @@ T = TypeVar("T")
 
 
 class ObjectService:
-    """Create/read/update/delete topology objects with referential integrity.
-
-    Records cross this boundary as JSON dicts (``model_dump(mode="json")`` of the record
-    classes in :mod:`netloom.model.records`) together with their store version."""
+    """Create/read/update/delete topology objects with referential integrity; records cross
+    this boundary as JSON dicts with their store version."""
 
     max_attempts = 24
 
@@ -75,7 +59,7 @@ class ObjectService:
 
     def get(self, kind: str, id: str) -> tuple[Doc, int]:
         k = integrity.kind(kind)
-        _check_id(kind, id)
+        integrity.check_id(kind, id)
         item = self.store.get(k.name, id)
         if item is None:
             raise NotFound(f"no {kind} {id}", field="id")
@@ -99,28 +83,18 @@ class ObjectService:
     ) -> tuple[builtins.list[tuple[Doc, int]], bool]:
         """One page of a sorted list, and whether more follow it."""
         items = self.list(kind, filters)
-
-        def order(pair: tuple[Doc, int]) -> listing.SortKey:
-            return listing.sort_key(kind, query, pair[0])
-
-        items.sort(key=order, reverse=query.sort_dir == "desc")
+        marker = None
         if query.marker is not None:
             found = None
             try:
-                _check_id(kind, query.marker)
+                integrity.check_id(kind, query.marker)
                 found = self.store.get(kind, query.marker)
             except NotFound:
                 pass
             if found is None:
                 raise NotFound(f"marker: no {kind} {query.marker}", field="marker")
-            after = listing.sort_key(kind, query, found.data)
-            if query.sort_dir == "desc":
-                items = [it for it in items if order(it) < after]
-            else:
-                items = [it for it in items if order(it) > after]
-        if query.limit is not None and len(items) > query.limit:
-            return items[: query.limit], True
-        return items, False
+            marker = found.data
+        return listing.page(kind, items, query, marker)
 
     def revision(self) -> int:
         return self.store.revision()
@@ -128,30 +102,41 @@ class ObjectService:
     # -- writes ------------------------------------------------------------------------------
 
     def create(self, kind: str, data: Mapping[str, Any]) -> tuple[Doc, int]:
+        integrity.kind(kind)
+        body = integrity.as_object(data)
+        body.setdefault("id", new_id())
+        return self._run(lambda tx: (self.stage_create(tx, kind, body), 1))
+
+    def stage_create(self, tx: Tx, kind: str, data: Mapping[str, Any]) -> Doc:
+        """Stage the creation of one record in ``tx`` (a plan of :meth:`transact`); the new
+        record as stored."""
         k = integrity.kind(kind)
-        body = _as_object(data)
+        body = integrity.as_object(data)
         for field in sorted(k.read_only & body.keys()):
             raise InvalidInput(f"{field} is set by the system and cannot be given", field=field)
         append = kind == "rule" and body.get("position") is None
         if append:
             body.pop("position", None)
-        body.setdefault("id", new_id())
+        draft = dict(body)
+        draft.setdefault("id", new_id())
+        if kind == "port":
+            policy.fill_mac(tx, self.store, draft)
+            policy.fill_ips(tx, self.store, draft)
+        elif kind == "port_group":
+            draft["ip_addr_group_id"] = addressing.group_addresses_id(draft["id"])
+        new = integrity.validate(kind, draft)
+        if tx.version(kind, new["id"]):
+            raise AlreadyExists(f"{kind} {new['id']} already exists", field="id")
+        if kind == "port":
+            new["tunnel_key"] = policy.allocate_tunnel_key(tx)
+        self._save(tx, kind, new["id"], None, new, append=append)
+        return new
 
-        def plan(tx: Tx) -> tuple[Doc, int]:
-            draft = dict(body)
-            if kind == "port":
-                policy.fill_mac(tx, self.store, draft)
-                policy.fill_ips(tx, self.store, draft)
-            elif kind == "port_group":
-                draft["ip_addr_group_id"] = addressing.group_addresses_id(draft["id"])
-            new = integrity.validate(kind, draft)
-            if tx.version(kind, new["id"]):
-                raise AlreadyExists(f"{kind} {new['id']} already exists", field="id")
-            if kind == "port":
-                new["tunnel_key"] = policy.allocate_tunnel_key(tx)
-            self._save(tx, kind, new["id"], None, new, append=append)
-            return new, 1
-
+    def transact(self, plan: Callable[[Tx], T]) -> T:
+        """Run ``plan`` (which stages writes of several records with :meth:`stage_create`,
+        :meth:`stage_update` and :meth:`stage_delete`, and documents of its own) as ONE store
+        commit, re-run on a lost race. Owned records are not guarded here: the caller owns
+        them."""
         return self._run(plan)
 
     def update(
@@ -159,7 +144,7 @@ class ObjectService:
     ) -> tuple[Doc, int]:
         """Partial update (RFC 7396 merge patch), re-validated as a whole record."""
         integrity.kind(kind)
-        body = _as_object(patch)
+        body = integrity.as_object(patch)
         return self._modify(
             kind, id, lambda old: integrity.merge_patch(old, body), body, expect_version
         )
@@ -169,7 +154,7 @@ class ObjectService:
     ) -> tuple[Doc, int]:
         """Full replacement (PUT); system-owned fields keep their values."""
         k = integrity.kind(kind)
-        body = _as_object(data)
+        body = integrity.as_object(data)
 
         def build(old: Doc) -> Doc:
             new = dict(body)
@@ -188,24 +173,34 @@ class ObjectService:
 
         def plan(tx: Tx) -> None:
             self._expect(tx, kind, id, expect_version)
-            doomed: dict[str, Doc] = {}
-            self._collect(tx, kind, id, cascade, doomed)
-            policy.add_system_routes(tx, doomed)
-            policy.add_group_addresses(tx, doomed)
-            unlink = policy.blockers(tx, doomed, cascade)
-            for ref, data in doomed.items():
-                self._save(tx, *split_ref(ref), data, None, dying=doomed.keys())
-            for peer_id in unlink:
-                peer = tx.get("port", peer_id)
-                assert peer is not None
-                self._save(
-                    tx, "port", peer_id, peer, {**peer, "peer_id": None}, dying=doomed.keys()
-                )
-            for ref in doomed:
-                if tx.get(REFS, ref) is not None:
-                    tx.delete(REFS, ref)
+            self._stage_delete(tx, kind, id, cascade, hand=True)
 
         self._run(plan)
+
+    def stage_delete(self, tx: Tx, kind: str, id: str, cascade: bool = False) -> None:
+        """Stage the deletion of one record (and, with ``cascade``, its children) in ``tx``."""
+        integrity.kind(kind)
+        self._expect(tx, kind, id, None)
+        self._stage_delete(tx, kind, id, cascade, hand=False)
+
+    def _stage_delete(self, tx: Tx, kind: str, id: str, cascade: bool, *, hand: bool) -> None:
+        doomed: dict[str, Doc] = {}
+        self._collect(tx, kind, id, cascade, doomed)
+        if hand:
+            for ref in doomed:
+                policy.check_owner(tx, *split_ref(ref))
+        policy.add_system_routes(tx, doomed)
+        policy.add_group_addresses(tx, doomed)
+        unlink = policy.blockers(tx, doomed, cascade)
+        for ref, data in doomed.items():
+            self._save(tx, *split_ref(ref), data, None, dying=doomed.keys())
+        for peer_id in unlink:
+            peer = tx.get("port", peer_id)
+            assert peer is not None
+            self._save(tx, "port", peer_id, peer, {**peer, "peer_id": None}, dying=doomed.keys())
+        for ref in doomed:
+            if tx.get(REFS, ref) is not None:
+                tx.delete(REFS, ref)
 
     def bind_port(self, port_id: str, host_id: str, interface_name: str) -> tuple[Doc, int]:
         return self.update("port", port_id, {"host_id": host_id, "interface_name": interface_name})
@@ -225,7 +220,7 @@ class ObjectService:
     def set_host_alive(self, host_id: str, alive: bool) -> tuple[Doc, int]:
         """The only writer of ``host.alive`` (the topology service, from agent liveness)."""
 
-        _check_id("host", host_id)
+        integrity.check_id("host", host_id)
 
         def plan(tx: Tx) -> tuple[Doc, int]:
             host = tx.get("host", host_id)
@@ -270,41 +265,63 @@ class ObjectService:
         body: Mapping[str, Any],
         expect_version: int | None,
     ) -> tuple[Doc, int]:
-        k = integrity.kind(kind)
-
         def plan(tx: Tx) -> tuple[Doc, int]:
-            # a bad body is reported (400) before a version mismatch (409/412)
-            version = self._expect(tx, kind, id, None)
-            old = tx.get(kind, id)
-            assert old is not None
-            policy.check_hand_write(kind, id, old)
-            draft = build(old)
-            if kind == "port":
-                policy.fill_ips(tx, self.store, draft)
-            if str(draft.get("id", id)) != id:
-                raise InvalidInput("id cannot be changed", field="id")
-            for field in sorted(k.read_only & body.keys()):
-                if body[field] != old.get(field):
-                    raise InvalidInput(
-                        f"{field} is set by the system and cannot be changed", field=field
-                    )
-            new = integrity.validate(kind, draft)
-            for field in sorted(integrity.IMMUTABLE.get(kind, frozenset())):
-                if new.get(field) != old.get(field):
-                    raise InvalidInput(f"{field} cannot be changed after creation", field=field)
-            self._expect(tx, kind, id, expect_version)
-            if new == old:
-                return old, version
-            self._save(tx, kind, id, old, new)
-            return new, version + 1
+            return self._stage_modify(tx, kind, id, build, body, expect_version, hand=True)
 
         return self._run(plan)
+
+    def stage_update(self, tx: Tx, kind: str, id: str, patch: Mapping[str, Any]) -> Doc:
+        """Stage a merge patch of one record in ``tx`` (a plan of :meth:`transact`)."""
+        body = integrity.as_object(patch)
+        doc, _ = self._stage_modify(
+            tx, kind, id, lambda old: integrity.merge_patch(old, body), body, None, hand=False
+        )
+        return doc
+
+    def _stage_modify(
+        self,
+        tx: Tx,
+        kind: str,
+        id: str,
+        build: Callable[[Doc], Doc],
+        body: Mapping[str, Any],
+        expect_version: int | None,
+        *,
+        hand: bool,
+    ) -> tuple[Doc, int]:
+        k = integrity.kind(kind)
+        # a bad body is reported (400) before a version mismatch (409/412)
+        version = self._expect(tx, kind, id, None)
+        old = tx.get(kind, id)
+        assert old is not None
+        policy.check_hand_write(kind, id, old)
+        if hand:
+            policy.check_owner(tx, kind, id)
+        draft = build(old)
+        if kind == "port":
+            policy.fill_ips(tx, self.store, draft)
+        if str(draft.get("id", id)) != id:
+            raise InvalidInput("id cannot be changed", field="id")
+        for field in sorted(k.read_only & body.keys()):
+            if body[field] != old.get(field):
+                raise InvalidInput(
+                    f"{field} is set by the system and cannot be changed", field=field
+                )
+        new = integrity.validate(kind, draft)
+        for field in sorted(integrity.IMMUTABLE.get(kind, frozenset())):
+            if new.get(field) != old.get(field):
+                raise InvalidInput(f"{field} cannot be changed after creation", field=field)
+        self._expect(tx, kind, id, expect_version)
+        if new == old:
+            return old, version
+        self._save(tx, kind, id, old, new)
+        return new, version + 1
 
     @staticmethod
     def _expect(tx: Tx, kind: str, id: str, expect_version: int | None) -> int:
         """The object's version; NotFound if absent, VersionConflict if the caller pinned
         another one."""
-        _check_id(kind, id)
+        integrity.check_id(kind, id)
         version = tx.version(kind, id)
         if not version:
             raise NotFound(f"no {kind} {id}", field="id")
@@ -477,23 +494,6 @@ class ObjectService:
                 rk, rid = split_ref(referrer)
                 if rk == child_kind and field in fields:
                     self._collect(tx, rk, rid, cascade, doomed)
-
-
-def _check_id(kind: str, id: str) -> None:
-    """Every record id is a canonical UUID; anything else cannot exist, and must not reach a
-    backend whose keys are paths (ZooKeeper: ``..`` or ``/`` in an id would escape)."""
-    try:
-        ok = str(uuid.UUID(id)) == id
-    except (ValueError, TypeError, AttributeError):
-        ok = False
-    if not ok:
-        raise NotFound(f"no {kind} {id!r} (ids are lowercase UUIDs)", field="id")
-
-
-def _as_object(data: Any) -> Doc:
-    if not isinstance(data, Mapping):
-        raise InvalidInput("the body must be a JSON object")
-    return dict(data)
 
 
 __all__ = ["ObjectService"]

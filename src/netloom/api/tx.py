@@ -1,5 +1,24 @@
 """The optimistic transaction of :class:`~netloom.api.service.ObjectService` and the internal
-documents its plans keep next to the records (see the service's module docstring)."""
+documents its plans keep next to the records.
+
+``_refs/<kind>:<id>``
+    ``{"referrers": {"<kind>:<id>": [fields]}}``: who references the object. Creating a
+    referrer rewrites the target's document (CAS) and pins the target (Check); deleting the
+    target requires the document to be absent or empty and pins it too. Whichever of a racing
+    create-referrer / delete-target commits second fails its condition -- no dangling reference.
+``_unique/<index>:<value>``
+    ``{"owner": "<kind>:<id>"}``: MACs (``mac:``), tunnel keys (``tunnel_key:``) and bindings
+    (``binding:<host>:<interface>``). Created with "must not exist", released on delete/update.
+``_counter/tunnel_key``
+    ``{"next": n}``: where the next tunnel-key search starts (CAS, so allocations spread out).
+``_meta/jump_graph``
+    ``{"gen": n}``: bumped by every write that adds a jump edge, so two concurrent jump rules
+    cannot each pass the cycle check against a graph that lacks the other.
+
+``_owner/<kind>:<id>``
+    ``{"owner": "<api>:<kind>:<id>"}``: a record made by a translation (the Neutron API) for one
+    of its objects; the native API refuses to change or delete it.
+"""
 
 from __future__ import annotations
 
@@ -14,10 +33,11 @@ REFS = "_refs"
 UNIQUE = "_unique"
 COUNTER = "_counter"
 META = "_meta"
+OWNER = "_owner"
 # {"ports": {port id: [fixed IPs]}}: the members of a port group whose addresses its address
 # group holds, so a membership change rewrites the group without reading every member
 GROUP_MEMBERS = "_group_members"
-INTERNAL_KINDS = (REFS, UNIQUE, COUNTER, META, GROUP_MEMBERS)
+INTERNAL_KINDS = (REFS, UNIQUE, COUNTER, META, GROUP_MEMBERS, OWNER)
 
 Key = tuple[str, str]
 
@@ -108,6 +128,7 @@ __all__ = [
     "GROUP_MEMBERS",
     "INTERNAL_KINDS",
     "META",
+    "OWNER",
     "REFS",
     "UNIQUE",
     "Doc",

@@ -23,6 +23,8 @@ DEFAULT_STATE_DIR = Path(os.environ.get("NETLOOM_STATE_DIR", "/var/lib/netloom")
 STORE_FILE = "nsdb.sqlite"
 DEFAULT_API_ADDR = "127.0.0.1:8181"
 DEFAULT_TOPOLOGY_ADDR = "127.0.0.1:8182"
+NEUTRON_PORT = 9696  # Neutron's own port
+AUTH_MODES = ("noauth", "keystone")
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,8 @@ class ClusterOptions:
     topology: tuple[str, int]  # where the topology service listens; port 0: any free port
     host_timeout: float = 5.0  # seconds without heartbeat before a host is down
     access_log: bool = False  # log every HTTP request
+    auth: str = "noauth"  # noauth | keystone (tokens validated by keystonemiddleware)
+    keystone_url: str | None = None  # Keystone's identity endpoint (--auth keystone)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -100,9 +104,11 @@ def listen(host: str, port: int, what: str) -> socket.socket:
 
 
 __all__ = [
+    "AUTH_MODES",
     "DEFAULT_API_ADDR",
     "DEFAULT_STATE_DIR",
     "DEFAULT_TOPOLOGY_ADDR",
+    "NEUTRON_PORT",
     "STORE_FILE",
     "ClusterOptions",
     "default_store",

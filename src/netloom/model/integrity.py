@@ -15,13 +15,14 @@ keeping them here, free of I/O, lets them be read (and tested) as the rules them
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, get_args, get_origin
 from urllib.parse import quote, unquote
 
 from pydantic import TypeAdapter, ValidationError
 
-from netloom.errors import Conflict, InvalidInput
+from netloom.errors import Conflict, InvalidInput, NotFound
 from netloom.model.kinds import KINDS, Kind
 
 Doc = dict[str, Any]
@@ -269,11 +270,30 @@ def merge_patch(target: Mapping[str, Any], patch: Mapping[str, Any]) -> Doc:
     return out
 
 
+def check_id(kind: str, id: str) -> None:
+    """Every record id is a canonical UUID; anything else cannot exist, and must not reach a
+    backend whose keys are paths (ZooKeeper: ``..`` or ``/`` in an id would escape)."""
+    try:
+        ok = str(uuid.UUID(id)) == id
+    except (ValueError, TypeError, AttributeError):
+        ok = False
+    if not ok:
+        raise NotFound(f"no {kind} {id!r} (ids are lowercase UUIDs)", field="id")
+
+
+def as_object(data: Any) -> Doc:
+    if not isinstance(data, Mapping):
+        raise InvalidInput("the body must be a JSON object")
+    return dict(data)
+
+
 __all__ = [
     "IMMUTABLE",
     "KEPT",
     "TUNNEL_KEY_MAX",
     "RefKey",
+    "as_object",
+    "check_id",
     "check_link",
     "filter_matches",
     "filter_value",
