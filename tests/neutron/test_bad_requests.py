@@ -22,6 +22,7 @@ OTHER_SUBNET = "{other_subnet}"
 PORT = "{port}"
 PORT_MAC = "{port_mac}"
 PORT_IP = "{port_ip}"
+SG = "{sg}"
 MISSING = str(uuid.UUID(int=7))
 
 
@@ -49,7 +50,13 @@ def _port(**kw: Any) -> dict[str, Any]:
     return {"port": {"project_id": PROJECT_A, "network_id": NET, **kw}}
 
 
+def _rule(**kw: Any) -> dict[str, Any]:
+    base = {"project_id": PROJECT_A, "security_group_id": SG, "direction": "ingress"}
+    return {"security_group_rule": {**base, **kw}}
+
+
 BAD = "HTTPBadRequest"
+RULES = "/security-group-rules"
 CASES = [
     Case("malformed json", "POST", "/networks", "{not json", 400, BAD),
     Case("no resource key", "POST", "/networks", {"net": {}}, 400, BAD),
@@ -228,6 +235,73 @@ CASES = [
         (("If-Match", "revision_number=99"),),
     ),
     Case("no such collection", "GET", "/widgets", None, 404, "HTTPNotFound"),
+    Case(
+        "port_range_min above max",
+        "POST",
+        RULES,
+        _rule(protocol="tcp", port_range_min=90, port_range_max=80),
+        400,
+        "SecurityGroupInvalidPortRange",
+    ),
+    Case("unknown protocol", "POST", RULES, _rule(protocol="carrier-pigeon"), 400, BAD),
+    Case(
+        "ports without protocol",
+        "POST",
+        RULES,
+        _rule(port_range_min=22, port_range_max=22),
+        400,
+        "SecurityGroupProtocolRequiredWithPorts",
+    ),
+    Case(
+        "ports for gre",
+        "POST",
+        RULES,
+        _rule(protocol="gre", port_range_min=1, port_range_max=2),
+        400,
+        "SecurityGroupInvalidProtocolForPortRange",
+    ),
+    Case(
+        "remote prefix and group",
+        "POST",
+        RULES,
+        _rule(remote_ip_prefix="10.0.0.0/8", remote_group_id=SG),
+        400,
+        "SecurityGroupRemoteGroupAndRemoteIpPrefix",
+    ),
+    Case(
+        "prefix of the other ethertype",
+        "POST",
+        RULES,
+        _rule(ethertype="IPv6", remote_ip_prefix="10.0.0.0/8"),
+        400,
+        "SecurityGroupRuleParameterConflict",
+    ),
+    Case(
+        "icmp type above 255",
+        "POST",
+        RULES,
+        _rule(protocol="icmp", port_range_min=300),
+        400,
+        "SecurityGroupInvalidIcmpValue",
+    ),
+    Case(
+        "duplicate rule",
+        "POST",
+        RULES,
+        _rule(direction="egress", ethertype="IPv4"),
+        409,
+        "SecurityGroupRuleExists",
+    ),
+    Case(
+        "rule of no group",
+        "POST",
+        RULES,
+        _rule(security_group_id=MISSING),
+        404,
+        "SecurityGroupNotFound",
+    ),
+    Case("group in use", "DELETE", f"/security-groups/{SG}", None, 409, "SecurityGroupInUse"),
+    Case("bad direction", "POST", RULES, _rule(direction="sideways"), 400, BAD),
 ]
 
 
@@ -242,6 +316,7 @@ def world(neutron_cluster: NeutronCluster) -> Iterator[dict[str, str]]:
         other_sub = c.post("/subnets", json=body).json()["subnet"]
         port = c.post("/ports", json=_port(network_id=net["id"])).json()["port"]
         yield {
+            "sg": port["security_groups"][0],
             "net": net["id"],
             "other_net": other["id"],
             "subnet": sub["id"],

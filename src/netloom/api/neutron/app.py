@@ -20,6 +20,8 @@ from netloom.api.neutron import (
     networks,
     ports,
     query,
+    security_groups,
+    sg_rules,
     subnets,
     tags,
 )
@@ -34,7 +36,13 @@ PREFIX = f"/{VERSION}"
 Authenticate = Callable[[Request], Awaitable[docs.Caller]]
 
 
-RESOURCES: dict[str, Any] = {"networks": networks, "subnets": subnets, "ports": ports}
+RESOURCES: dict[str, Any] = {
+    "networks": networks,
+    "subnets": subnets,
+    "ports": ports,
+    "security-groups": security_groups,
+    "security-group-rules": sg_rules,
+}
 FILTER_ALIASES = {"ports": ("ip_address", "subnet_id")}
 
 
@@ -57,10 +65,11 @@ def _list(service: ObjectService, collection: str, request: Request, caller: doc
             raise faults.not_found(mod.RESOURCE, q.marker)
         marker = item.data
     page = query.page(items, q, marker)
-    body: dict[str, Any] = {collection: [query.project(d, q.fields) for d in page]}
+    key = collection.replace("-", "_")  # the body's key: security_groups at /security-groups
+    body: dict[str, Any] = {key: [query.project(d, q.fields) for d in page]}
     links = query.links(f"{request_.base_url(request)}{request.url.path}", params, q, page)
     if links:
-        body[f"{collection}_links"] = links
+        body[f"{key}_links"] = links
     return body
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from netloom.api.neutron import attrs, docs, faults
+from netloom.api.neutron import attrs, docs, faults, security_groups
 from netloom.api.neutron.attrs import Attr
 from netloom.api.service import ObjectService
 from netloom.api.tx import Doc, Tx, referrers
@@ -63,6 +63,7 @@ def create(service: ObjectService, caller: docs.Caller, body: Any) -> Doc:
         if tx.get(docs.kind(RESOURCE), nid) is not None:
             raise faults.conflict("NetworkExists", f"Network {nid} already exists.")
         tid = docs.ensure_tenant(service, tx, project)
+        security_groups.ensure_default(service, tx, project)
         doc = docs.stamp(dict(base), None)
         service.stage_create(tx, "bridge", _bridge(doc, tid))
         docs.own(tx, "bridge", nid, RESOURCE, nid)

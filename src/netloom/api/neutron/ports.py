@@ -8,7 +8,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from netloom.api.neutron import attrs, docs, faults, fixed_ips, groups
+from netloom.api.neutron import attrs, docs, faults, fixed_ips, groups, sg_native
 from netloom.api.neutron.attrs import MISSING, Attr
 from netloom.api.service import ObjectService
 from netloom.api.tx import Doc, Tx
@@ -98,16 +98,26 @@ def _native(doc: Doc, binding: dict[str, Any], groups_of: list[str]) -> Doc:
     }
 
 
-def _finish(service: ObjectService, tx: Tx, doc: Doc, network: Doc) -> Doc:
-    """Fill what the system decides, check, and return the native port."""
+def _finish(service: ObjectService, tx: Tx, doc: Doc, network: Doc, caller: docs.Caller) -> Doc:
+    """Fill what the system decides, check, make the port's filters; the native port."""
     if doc["port_security_enabled"] is None:
         doc["port_security_enabled"] = network["port_security_enabled"]
     for pair in doc["allowed_address_pairs"]:
         pair.setdefault("mac_address", doc["mac_address"])
-    doc["security_groups"] = groups.for_port(service, tx, doc)
+    doc["security_groups"] = groups.for_port(service, tx, doc, caller)
     _check_security(doc)
-    native_groups = groups.port_groups(tx, doc["security_groups"])
-    return _native(doc, _binding(service, tx, doc), native_groups)
+    bridge = tx.get("bridge", doc["network_id"]) or {}
+    chains = sg_native.port_filters(
+        service,
+        tx,
+        doc["id"],
+        bridge.get("tenant_id") or docs.tenant_of(doc["tenant_id"]),
+        doc["security_groups"] if groups.filtered(doc) else None,
+    )
+    native = _native(
+        doc, _binding(service, tx, doc), groups.port_groups(tx, doc["security_groups"])
+    )
+    return {**native, **chains}
 
 
 def create(service: ObjectService, caller: docs.Caller, body: Any) -> Doc:
@@ -130,7 +140,7 @@ def create(service: ObjectService, caller: docs.Caller, body: Any) -> Doc:
         if doc["mac_address"] is None:
             doc["mac_address"] = fixed_ips.new_mac(tx)
         doc["fixed_ips"] = fixed_ips.assign(tx, network, pid, doc["fixed_ips"], [])
-        native = _finish(service, tx, doc, network)
+        native = _finish(service, tx, doc, network, caller)
         service.stage_create(tx, "port", {"id": pid, **native})
         docs.own(tx, "port", pid, RESOURCE, pid)
         docs.put(tx, RESOURCE, doc)
@@ -153,11 +163,13 @@ def update(
             doc["fixed_ips"] = fixed_ips.assign(
                 tx, network, id, given["fixed_ips"], old["fixed_ips"]
             )
-        native = _finish(service, tx, doc, network)
+        native = _finish(service, tx, doc, network, caller)
         if doc == old:
             return old
         docs.stamp(doc, old)
         service.stage_update(tx, "port", id, native)
+        if native["inbound_filter_id"] is None:
+            sg_native.drop_port_filters(service, tx, id)
         docs.put(tx, RESOURCE, doc)
         return doc
 
@@ -171,6 +183,7 @@ def delete(service: ObjectService, caller: docs.Caller, id: str, if_match: str |
         fixed_ips.release_all(tx, old["fixed_ips"])
         service.stage_delete(tx, "port", id)
         docs.disown(tx, "port", id)
+        sg_native.drop_port_filters(service, tx, id)
         docs.delete(tx, RESOURCE, id)
 
     service.transact(plan)
