@@ -23,6 +23,7 @@ PORT = "{port}"
 PORT_MAC = "{port_mac}"
 PORT_IP = "{port_ip}"
 SG = "{sg}"
+ROUTER = "{router}"
 MISSING = str(uuid.UUID(int=7))
 
 
@@ -302,6 +303,63 @@ CASES = [
     ),
     Case("group in use", "DELETE", f"/security-groups/{SG}", None, 409, "SecurityGroupInUse"),
     Case("bad direction", "POST", RULES, _rule(direction="sideways"), 400, BAD),
+    Case(
+        "floating ip on a network that is not external",
+        "POST",
+        "/floatingips",
+        {"floatingip": {"project_id": PROJECT_A, "floating_network_id": NET}},
+        400,
+        "BadRequest",
+    ),
+    Case(
+        "interface on a subnet already attached",
+        "PUT",
+        f"/routers/{ROUTER}/add_router_interface",
+        {"subnet_id": SUBNET},
+        400,
+        "BadRequest",
+    ),
+    Case(
+        "interface with subnet and port",
+        "PUT",
+        f"/routers/{ROUTER}/add_router_interface",
+        {"subnet_id": SUBNET, "port_id": PORT},
+        400,
+        "BadRequest",
+    ),
+    Case(
+        "removing an interface the router does not have",
+        "PUT",
+        f"/routers/{ROUTER}/remove_router_interface",
+        {"subnet_id": OTHER_SUBNET},
+        404,
+        "RouterInterfaceNotFoundForSubnet",
+    ),
+    Case("router with interfaces", "DELETE", f"/routers/{ROUTER}", None, 409, "RouterInUse"),
+    Case(
+        "gateway on a network that is not external",
+        "PUT",
+        f"/routers/{ROUTER}",
+        {"router": {"external_gateway_info": {"network_id": OTHER_NET}}},
+        400,
+        "BadRequest",
+    ),
+    Case(
+        "extra route through no interface",
+        "PUT",
+        f"/routers/{ROUTER}",
+        {"router": {"routes": [{"destination": "10.77.0.0/16", "nexthop": "10.99.0.1"}]}},
+        400,
+        "InvalidRoutes",
+    ),
+    Case(
+        "deleting a router interface port directly",
+        "DELETE",
+        "/ports/{router_port}",
+        None,
+        409,
+        "ServicePortInUse",
+    ),
 ]
 
 
@@ -315,7 +373,12 @@ def world(neutron_cluster: NeutronCluster) -> Iterator[dict[str, str]]:
         body = _subnet(network_id=other["id"], cidr="10.42.0.0/24")
         other_sub = c.post("/subnets", json=body).json()["subnet"]
         port = c.post("/ports", json=_port(network_id=net["id"])).json()["port"]
+        router = c.post("/routers", json={"router": {"project_id": PROJECT_A}}).json()["router"]
+        path = f"/routers/{router['id']}/add_router_interface"
+        iface = c.put(path, json={"subnet_id": sub["id"]}).json()
         yield {
+            "router": router["id"],
+            "router_port": iface["port_id"],
             "sg": port["security_groups"][0],
             "net": net["id"],
             "other_net": other["id"],

@@ -319,11 +319,11 @@ class ObjectService:
 
     @staticmethod
     def _expect(tx: Tx, kind: str, id: str, expect_version: int | None) -> int:
-        """The object's version; NotFound if absent, VersionConflict if the caller pinned
-        another one."""
+        """The object's stored version (0: staged in this transaction); NotFound if absent,
+        VersionConflict if the caller pinned another one."""
         integrity.check_id(kind, id)
         version = tx.version(kind, id)
-        if not version:
+        if not tx.exists(kind, id):
             raise NotFound(f"no {kind} {id}", field="id")
         if expect_version is not None and expect_version != version:
             asked = f", not {expect_version}" if expect_version >= 1 else ""

@@ -66,6 +66,13 @@ class Tx:
         item = self._load(key)
         return copy.deepcopy(item.data) if item is not None else None
 
+    def exists(self, kind: str, id: str) -> bool:
+        """Whether the document exists as this transaction sees it (no copy made)."""
+        key = (kind, id)
+        if key in self._staged:
+            return self._staged[key] is not None
+        return self._load(key) is not None
+
     def version(self, kind: str, id: str) -> int:
         """The stored version (0: absent) as first read by this transaction."""
         item = self._load((kind, id))

@@ -17,9 +17,12 @@ from netloom.api.neutron import (
     docs,
     extensions,
     faults,
+    floatingips,
     networks,
     ports,
     query,
+    router_ifaces,
+    routers,
     security_groups,
     sg_rules,
     subnets,
@@ -42,6 +45,8 @@ RESOURCES: dict[str, Any] = {
     "ports": ports,
     "security-groups": security_groups,
     "security-group-rules": sg_rules,
+    "routers": routers,
+    "floatingips": floatingips,
 }
 FILTER_ALIASES = {"ports": ("ip_address", "subnet_id")}
 
@@ -129,6 +134,22 @@ def _routes(app: FastAPI, service: ObjectService, collection: str, auth: Authent
     tags.routes(app, service, base, name, auth)
 
 
+def _interface_routes(app: FastAPI, service: ObjectService, auth: Authenticate) -> None:
+    async def add(request: Request, id: str) -> Response:
+        caller = await auth(request)
+        body = await read_body(request)
+        return JSONResponse(await run_in_threadpool(router_ifaces.add, service, caller, id, body))
+
+    async def remove(request: Request, id: str) -> Response:
+        caller = await auth(request)
+        body = await read_body(request)
+        answer = await run_in_threadpool(router_ifaces.remove, service, caller, id, body)
+        return JSONResponse(answer)
+
+    app.add_api_route(PREFIX + "/routers/{id}/add_router_interface", add, methods=["PUT"])
+    app.add_api_route(PREFIX + "/routers/{id}/remove_router_interface", remove, methods=["PUT"])
+
+
 def _meta_routes(app: FastAPI) -> None:
     async def versions(request: Request) -> Response:
         link = {"href": f"{request_.base_url(request)}{PREFIX}/", "rel": "self"}
@@ -190,6 +211,7 @@ def create_app(service: ObjectService, auth: Authenticate = noauth) -> FastAPI:
     _meta_routes(app)
     for collection in RESOURCES:
         _routes(app, service, collection, auth)
+    _interface_routes(app, service, auth)
     return app
 
 

@@ -16,6 +16,7 @@ from netloom.model.types import new_id
 
 RESOURCE = "port"
 VIF_TYPE = "tap"
+ROUTER_OWNERS = ("network:router_interface", "network:router_gateway")
 
 _PAIR = attrs.dict_of(
     {"ip_address": attrs.to_ip_or_cidr, "mac_address": attrs.to_mac}, required=("ip_address",)
@@ -79,7 +80,12 @@ def tap_name(port_id: str) -> str:
 
 
 def _native(doc: Doc, binding: dict[str, Any], groups_of: list[str]) -> Doc:
+    """The native bridge port. A router's port: its MAC and address are the linked native
+    router port's; the bridge side gets a MAC of its own and no address."""
+    router_side = doc["device_owner"] in ROUTER_OWNERS
     v4 = [ip["ip_address"] for ip in doc["fixed_ips"] if ":" not in ip["ip_address"]]
+    if router_side:
+        v4 = []
     pairs = []
     for pair in doc["allowed_address_pairs"]:
         net = ipaddress.ip_network(pair["ip_address"])
@@ -88,7 +94,7 @@ def _native(doc: Doc, binding: dict[str, Any], groups_of: list[str]) -> Doc:
     return {
         "device_id": doc["network_id"],
         "type": "bridge",
-        "mac": doc["mac_address"],
+        "mac": None if router_side else doc["mac_address"],
         "fixed_ips": v4,
         "admin_state_up": doc["admin_state_up"],
         "port_security_enabled": doc["port_security_enabled"],
@@ -120,6 +126,34 @@ def _finish(service: ObjectService, tx: Tx, doc: Doc, network: Doc, caller: docs
     return {**native, **chains}
 
 
+def defaults() -> Doc:
+    """A port's attributes as a create without them gives them."""
+    return {n: a.default for n, a in ATTRS.items() if a.post and n not in ("id", "name")} | {
+        "name": ""
+    }
+
+
+def stage(
+    service: ObjectService, tx: Tx, base: Doc, caller: docs.Caller, *, native: bool = True
+) -> Doc:
+    """Stage a new port (``base``: its attributes) and, unless ``native`` is false (a
+    floating IP's port only holds its address), its native records in ``tx``."""
+    pid = base["id"]
+    if tx.get(docs.kind(RESOURCE), pid) is not None:
+        raise faults.conflict("PortExists", f"Port {pid} already exists.")
+    network = docs.get(tx, "network", base["network_id"], caller)
+    doc = docs.stamp(dict(base), None)
+    if doc["mac_address"] is None:
+        doc["mac_address"] = fixed_ips.new_mac(tx)
+    doc["fixed_ips"] = fixed_ips.assign(tx, network, pid, doc["fixed_ips"], [])
+    if native:
+        record = _finish(service, tx, doc, network, caller)
+        service.stage_create(tx, "port", {"id": pid, **record})
+        docs.own(tx, "port", pid, RESOURCE, pid)
+    docs.put(tx, RESOURCE, doc)
+    return doc
+
+
 def create(service: ObjectService, caller: docs.Caller, body: Any) -> Doc:
     given = attrs.parse(RESOURCE, body, ATTRS, create=True)
     project = attrs.check_project(given, caller.project_id)
@@ -130,23 +164,7 @@ def create(service: ObjectService, caller: docs.Caller, body: Any) -> Doc:
         "project_id": project,
         "status": "DOWN",
     }
-
-    def plan(tx: Tx) -> Doc:
-        pid = base["id"]
-        if tx.get(docs.kind(RESOURCE), pid) is not None:
-            raise faults.conflict("PortExists", f"Port {pid} already exists.")
-        network = docs.get(tx, "network", base["network_id"], caller)
-        doc = docs.stamp(dict(base), None)
-        if doc["mac_address"] is None:
-            doc["mac_address"] = fixed_ips.new_mac(tx)
-        doc["fixed_ips"] = fixed_ips.assign(tx, network, pid, doc["fixed_ips"], [])
-        native = _finish(service, tx, doc, network, caller)
-        service.stage_create(tx, "port", {"id": pid, **native})
-        docs.own(tx, "port", pid, RESOURCE, pid)
-        docs.put(tx, RESOURCE, doc)
-        return doc
-
-    return service.transact(plan)
+    return service.transact(lambda tx: stage(service, tx, base, caller))
 
 
 def update(
@@ -176,17 +194,44 @@ def update(
     return service.transact(plan)
 
 
+SERVICE_OWNERS = ("network:router_interface", "network:router_gateway", "network:floatingip")
+
+
 def delete(service: ObjectService, caller: docs.Caller, id: str, if_match: str | None) -> None:
     def plan(tx: Tx) -> None:
         old = docs.get(tx, RESOURCE, id, caller)
         docs.check_revision(old, if_match)
-        fixed_ips.release_all(tx, old["fixed_ips"])
-        service.stage_delete(tx, "port", id)
-        docs.disown(tx, "port", id)
-        sg_native.drop_port_filters(service, tx, id)
-        docs.delete(tx, RESOURCE, id)
+        if old["device_owner"] in SERVICE_OWNERS:
+            raise faults.conflict(
+                "ServicePortInUse",
+                f"Port {id} cannot be deleted directly via the port API: has device owner"
+                f" {old['device_owner']}.",
+            )
+        unstage(service, tx, old)
 
     service.transact(plan)
 
 
-__all__ = ["ATTRS", "RESOURCE", "VIF_TYPE", "create", "delete", "tap_name", "update"]
+def unstage(service: ObjectService, tx: Tx, old: Doc) -> None:
+    """Stage the deletion of a port and its native records."""
+    fixed_ips.release_all(tx, old["fixed_ips"])
+    if tx.get("port", old["id"]) is not None:
+        service.stage_delete(tx, "port", old["id"])
+        docs.disown(tx, "port", old["id"])
+    sg_native.drop_port_filters(service, tx, old["id"])
+    docs.delete(tx, RESOURCE, old["id"])
+
+
+__all__ = [
+    "ATTRS",
+    "RESOURCE",
+    "SERVICE_OWNERS",
+    "VIF_TYPE",
+    "create",
+    "defaults",
+    "delete",
+    "stage",
+    "tap_name",
+    "unstage",
+    "update",
+]

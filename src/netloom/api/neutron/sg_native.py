@@ -12,13 +12,12 @@ them by hand (MidoNet's translation):
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any
 
-from netloom.api.neutron import docs
+from netloom.api.neutron import chains, docs
 from netloom.api.service import ObjectService
-from netloom.api.tx import Doc, Tx, referrers
+from netloom.api.tx import Doc, Tx
 from netloom.model.values import IP_PROTOCOLS
 
 _NS = uuid.UUID("3c0d6a4e-52b1-4f7e-8a9d-0e1f2a3b4c5d")
@@ -112,13 +111,7 @@ def _port_rules(port_id: str, which: str, groups: list[str]) -> list[Doc]:
     group_chain = "ingress" if which == "out" else "egress"
     rules += [{"action": "jump", "jump_chain_id": chain_id(g, group_chain)} for g in groups]
     rules.append({"action": "drop"})
-    cid = chain_id(port_id, which)
-    out = []
-    for position, r in enumerate(rules):
-        body = {**r, "chain_id": cid, "position": position}
-        rid = str(uuid.uuid5(_NS, json.dumps(body, sort_keys=True)))
-        out.append({"id": rid, **body})
-    return out
+    return chains.numbered(chain_id(port_id, which), rules)
 
 
 def port_filters(
@@ -136,7 +129,7 @@ def port_filters(
         if not exists:
             service.stage_create(tx, "chain", {"id": cid, "tenant_id": tenant_id})
             docs.own(tx, "chain", cid, "port", port_id)
-        _sync_rules(service, tx, cid, _port_rules(port_id, which, groups), port_id)
+        chains.sync_rules(service, tx, cid, _port_rules(port_id, which, groups), ("port", port_id))
         fields[field] = cid
     return fields
 
@@ -148,18 +141,6 @@ def drop_port_filters(service: ObjectService, tx: Tx, port_id: str) -> None:
         if tx.get("chain", cid) is not None:
             service.stage_delete(tx, "chain", cid, cascade=True)
             docs.disown(tx, "chain", cid)
-
-
-def _sync_rules(service: ObjectService, tx: Tx, cid: str, wanted: list[Doc], port_id: str) -> None:
-    have = set(referrers(tx, "chain", cid, "rule", "chain_id"))
-    want_ids = {r["id"] for r in wanted}
-    for rid in sorted(have - want_ids):
-        service.stage_delete(tx, "rule", rid)
-        docs.disown(tx, "rule", rid)
-    for r in wanted:
-        if r["id"] not in have:
-            service.stage_create(tx, "rule", r)
-            docs.own(tx, "rule", r["id"], "port", port_id)
 
 
 __all__ = [
