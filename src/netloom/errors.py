@@ -6,6 +6,8 @@ input field is to blame, that ``field``.
 
     NetloomError
     ├── InvalidInput        400  malformed or unknown field, bad CIDR/MAC, wrong type
+    ├── NotAuthenticated    401  no valid token (Keystone)
+    ├── Forbidden           403  the token's roles do not allow it
     ├── NotFound            404  no such object
     ├── Conflict            409
     │   ├── VersionConflict      compare-and-set failed (someone else wrote first)
@@ -50,6 +52,20 @@ class NetloomError(Exception):
 class InvalidInput(NetloomError):
     code = "invalid_input"
     status = 400
+
+
+class NotAuthenticated(NetloomError):
+    """No valid token (RFC 9110 §15.5.2)."""
+
+    code = "unauthorized"
+    status = 401
+
+
+class Forbidden(NetloomError):
+    """A valid token whose roles do not allow the request (RFC 9110 §15.5.4)."""
+
+    code = "forbidden"
+    status = 403
 
 
 class NotFound(NetloomError):
@@ -229,12 +245,14 @@ __all__ = [
     "Conflict",
     "DatapathError",
     "DemoStepFailed",
+    "Forbidden",
     "GatewayError",
     "InUse",
     "InvalidInput",
     "LabError",
     "NetloomError",
     "NeutronFault",
+    "NotAuthenticated",
     "NotFound",
     "NotYet",
     "PayloadTooLarge",

@@ -21,6 +21,7 @@ from netloom.cluster.config import (
     DEFAULT_TOPOLOGY_ADDR,
     ClusterOptions,
     default_store,
+    keystone_authtoken,
     listen,
     open_store_checked,
     parse_addr,
@@ -68,8 +69,12 @@ AuthOpt = Annotated[
     ),
 ]
 KeystoneOpt = Annotated[
-    str | None,
-    typer.Option("--keystone-url", help="Keystone's identity endpoint (with --auth keystone)"),
+    Path | None,
+    typer.Option(
+        "--keystone-config",
+        help="an INI file whose [keystone_authtoken] section configures keystonemiddleware"
+        " (as in neutron.conf), with --auth keystone",
+    ),
 ]
 LogLevelOpt = Annotated[str, typer.Option("--log-level", help="debug|info|warning|error")]
 AccessLogOpt = Annotated[bool, typer.Option("--access-log", help="log every HTTP request")]
@@ -107,7 +112,7 @@ def cluster(
     access_log: AccessLogOpt = False,
     neutron: NeutronOpt = None,
     auth: AuthOpt = "noauth",
-    keystone_url: KeystoneOpt = None,
+    keystone_config: KeystoneOpt = None,
 ) -> None:
     """Run the control plane: REST API + topology service on one NSDB, in one process."""
     try:
@@ -120,14 +125,16 @@ def cluster(
         neutron_addr = parse_addr(neutron, "neutron") if neutron is not None else None
         if auth not in AUTH_MODES:
             raise InvalidInput(f"--auth must be noauth or keystone, not {auth!r}", field="auth")
-        if auth == "keystone" and not keystone_url:
-            raise InvalidInput("--auth keystone needs --keystone-url", field="keystone_url")
+        if (auth == "keystone") != (keystone_config is not None):
+            raise InvalidInput(
+                "--auth keystone and --keystone-config go together", field="keystone_config"
+            )
         options = ClusterOptions(
             parse_addr(topology, "topology"),
             host_timeout,
             access_log,
             auth=auth,
-            keystone_url=keystone_url,
+            keystone=keystone_authtoken(keystone_config) if keystone_config else None,
         )
         _run(store or default_store(state_dir), api_addr, options, neutron_addr)
     except NetloomError as exc:

@@ -26,7 +26,8 @@ from collections.abc import Callable, Iterator
 import uvicorn
 
 from netloom.api.app import create_app
-from netloom.api.neutron.app import create_app as create_neutron_app
+from netloom.api.keystone import KeystoneAuth
+from netloom.api.neutron import app as neutron_app
 from netloom.api.service import ObjectService
 from netloom.cluster.config import ClusterOptions
 from netloom.errors import InvalidInput, NotFound
@@ -113,13 +114,23 @@ async def _serve_api(
     await serving
 
 
+def _keystone(options: ClusterOptions) -> KeystoneAuth | None:
+    if options.auth != "keystone" or options.keystone is None:
+        return None
+    return KeystoneAuth(options.keystone)
+
+
 def _neutron_server(
-    service: ObjectService, sock: socket.socket | None, options: ClusterOptions
+    service: ObjectService,
+    sock: socket.socket | None,
+    options: ClusterOptions,
+    auth: KeystoneAuth | None,
 ) -> uvicorn.Server | None:
     if sock is None:
         return None
+    who = neutron_app.keystone(auth) if auth is not None else neutron_app.noauth
     config = uvicorn.Config(
-        create_neutron_app(service),
+        neutron_app.create_app(service, who),
         log_config=None,
         access_log=options.access_log,
         lifespan="off",
@@ -143,15 +154,16 @@ async def serve(
         store, host_timeout_s=options.host_timeout, set_host_alive=_liveness(service)
     )
     topo_port = await _start_topology(topo, options.topology)
+    auth = _keystone(options)
     config = uvicorn.Config(
-        create_app(service),
+        create_app(service, guard=auth.require_admin if auth is not None else None),
         log_config=None,
         access_log=options.access_log,
         lifespan="on",
         proxy_headers=False,
     )
     server = _Server(config)
-    neutron = _neutron_server(service, neutron_sock, options)
+    neutron = _neutron_server(service, neutron_sock, options, auth)
     _handle_signals(server, neutron)
     api_host, api_port = api_sock.getsockname()[:2]
     log.info("api listening", extra={"event": "api.listening", "addr": f"{api_host}:{api_port}"})

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from netloom.api.keystone import KeystoneAuth
 from netloom.api.neutron import (
     docs,
     extensions,
@@ -49,6 +50,23 @@ RESOURCES: dict[str, Any] = {
     "floatingips": floatingips,
 }
 FILTER_ALIASES = {"ports": ("ip_address", "subnet_id")}
+
+
+def keystone(auth: KeystoneAuth) -> Authenticate:
+    """Callers identified by their Keystone token (401 without a valid one)."""
+
+    async def caller(request: Request) -> docs.Caller:
+        who = await run_in_threadpool(auth.identify, list(request.headers.items()))
+        return docs.Caller(who.project_id, who.is_admin, who.roles, who.can_write)
+
+    return caller
+
+
+def writer(caller: docs.Caller, rule: str) -> docs.Caller:
+    """A reader's writes are refused (Neutron's default policy: 403)."""
+    if not caller.can_write:
+        raise docs.policy_denied(rule)
+    return caller
 
 
 async def noauth(request: Request) -> docs.Caller:
@@ -103,7 +121,7 @@ def _routes(app: FastAPI, service: ObjectService, collection: str, auth: Authent
         return JSONResponse(body)
 
     async def create(request: Request) -> Response:
-        caller = await auth(request)
+        caller = writer(await auth(request), f"create_{name}")
         body = await read_body(request)
         doc = await run_in_threadpool(mod.create, service, caller, body)
         return JSONResponse({name: doc}, status_code=201)
@@ -114,14 +132,14 @@ def _routes(app: FastAPI, service: ObjectService, collection: str, auth: Authent
         return JSONResponse({name: query.project(doc, request.query_params.getlist("fields"))})
 
     async def update(request: Request, id: str) -> Response:
-        caller = await auth(request)
+        caller = writer(await auth(request), f"update_{name}")
         body = await read_body(request)
         if_match = request.headers.get("if-match")
         doc = await run_in_threadpool(mod.update, service, caller, id, body, if_match)
         return JSONResponse({name: doc})
 
     async def delete(request: Request, id: str) -> Response:
-        caller = await auth(request)
+        caller = writer(await auth(request), f"delete_{name}")
         if_match = request.headers.get("if-match")
         await run_in_threadpool(mod.delete, service, caller, id, if_match)
         return Response(status_code=204)
@@ -136,12 +154,12 @@ def _routes(app: FastAPI, service: ObjectService, collection: str, auth: Authent
 
 def _interface_routes(app: FastAPI, service: ObjectService, auth: Authenticate) -> None:
     async def add(request: Request, id: str) -> Response:
-        caller = await auth(request)
+        caller = writer(await auth(request), "add_router_interface")
         body = await read_body(request)
         return JSONResponse(await run_in_threadpool(router_ifaces.add, service, caller, id, body))
 
     async def remove(request: Request, id: str) -> Response:
-        caller = await auth(request)
+        caller = writer(await auth(request), "remove_router_interface")
         body = await read_body(request)
         answer = await run_in_threadpool(router_ifaces.remove, service, caller, id, body)
         return JSONResponse(answer)
@@ -215,4 +233,4 @@ def create_app(service: ObjectService, auth: Authenticate = noauth) -> FastAPI:
     return app
 
 
-__all__ = ["PREFIX", "RESOURCES", "Authenticate", "create_app", "noauth"]
+__all__ = ["PREFIX", "RESOURCES", "Authenticate", "create_app", "keystone", "noauth", "writer"]

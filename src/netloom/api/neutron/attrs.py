@@ -235,13 +235,20 @@ def _copy(value: Any) -> Any:
     return value
 
 
-def check_project(given: dict[str, Any], project: str | None) -> str:
-    """The project of a new object: ``project_id``/``tenant_id`` of the body (equal if both),
-    else the caller's (neutron ``_populate_tenant_id``)."""
+def check_project(given: dict[str, Any], caller: Any) -> str:
+    """The project of a new object: ``project_id``/``tenant_id`` of the body (equal if both;
+    another project than the caller's only for an admin), else the caller's (neutron
+    ``_populate_tenant_id``)."""
     values = {given.pop(k) for k in ("project_id", "tenant_id") if given.get(k) is not None}
     if len(values) > 1:
         raise faults.bad_request("'project_id' and 'tenant_id' do not match")
+    project = caller.project_id
     chosen = values.pop() if values else project
+    if not caller.is_admin and chosen != project:
+        raise faults.bad_request(
+            "Specifying 'project_id' or 'tenant_id' other than the authenticated project in"
+            " request requires admin privileges"
+        )
     if not chosen:
         raise faults.bad_request(
             "Running without keystone AuthN requires that tenant_id is specified"

@@ -29,6 +29,7 @@ class Caller:
     project_id: str | None = None
     is_admin: bool = True
     roles: frozenset[str] = field(default_factory=frozenset)
+    can_write: bool = True
 
 
 def kind(resource: str) -> str:
@@ -58,6 +59,19 @@ def get(tx: Tx, resource: str, id: str, caller: Caller) -> Doc:
     if doc is None or not visible(doc, caller):
         raise faults.not_found(resource, id)
     return doc
+
+
+def get_own(tx: Tx, resource: str, id: str, caller: Caller) -> Doc:
+    """The document a write changes: another project's is not found (403 when it is shared
+    or external, as it is visible)."""
+    doc = get(tx, resource, id, caller)
+    if not caller.is_admin and doc.get("tenant_id") != caller.project_id:
+        raise policy_denied(f"update_{resource}")
+    return doc
+
+
+def policy_denied(rule: str) -> NeutronFault:
+    return NeutronFault(403, "PolicyNotAuthorized", f"rule:{rule} is disallowed by policy")
 
 
 def visible(doc: Doc, caller: Caller) -> bool:
@@ -129,9 +143,11 @@ __all__ = [
     "disown",
     "ensure_tenant",
     "get",
+    "get_own",
     "kind",
     "now",
     "own",
+    "policy_denied",
     "put",
     "stamp",
     "tenant_of",

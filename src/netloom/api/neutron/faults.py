@@ -8,9 +8,11 @@ from fastapi.responses import JSONResponse
 from netloom.errors import (
     AlreadyExists,
     Conflict,
+    Forbidden,
     InvalidInput,
     NetloomError,
     NeutronFault,
+    NotAuthenticated,
     NotFound,
     PayloadTooLarge,
     PreconditionFailed,
@@ -47,6 +49,10 @@ def from_native(exc: NetloomError) -> NeutronFault:
         return exc
     if isinstance(exc, AlreadyExists) and exc.field == "mac":
         return conflict("MacAddressInUse", f"Unable to complete operation: {exc.message}")
+    if isinstance(exc, NotAuthenticated):
+        return NeutronFault(401, "HTTPUnauthorized", exc.message)
+    if isinstance(exc, Forbidden):
+        return NeutronFault(403, "PolicyNotAuthorized", exc.message)
     if isinstance(exc, PreconditionFailed):
         return NeutronFault(412, "PreconditionFailed", exc.message)
     if isinstance(exc, Conflict):

@@ -103,7 +103,7 @@ def _apply(service: ObjectService, tx: Tx, fip: Doc, old: Doc | None) -> None:
 
 def create(service: ObjectService, caller: docs.Caller, body: Any) -> Doc:
     given = attrs.parse(RESOURCE, body, ATTRS, create=True)
-    project = attrs.check_project(given, caller.project_id)
+    project = attrs.check_project(given, caller)
     base = {"id": given.pop("id", None) or new_id(), **given, "tenant_id": project}
 
     def plan(tx: Tx) -> Doc:
@@ -151,7 +151,7 @@ def update(
     given = attrs.parse(RESOURCE, body, ATTRS, create=False)
 
     def plan(tx: Tx) -> Doc:
-        old = docs.get(tx, RESOURCE, id, caller)
+        old = docs.get_own(tx, RESOURCE, id, caller)
         docs.check_revision(old, if_match)
         doc = {**old, **given}
         if "port_id" in given and "fixed_ip_address" not in given:
@@ -171,7 +171,7 @@ def update(
 
 def delete(service: ObjectService, caller: docs.Caller, id: str, if_match: str | None) -> None:
     def plan(tx: Tx) -> None:
-        old = docs.get(tx, RESOURCE, id, caller)
+        old = docs.get_own(tx, RESOURCE, id, caller)
         docs.check_revision(old, if_match)
         _apply(service, tx, {**old, "router_id": None}, old)
         port = tx.get(docs.kind("port"), _port_id(id))

@@ -41,9 +41,19 @@ def _bridge(doc: Doc, tenant_id: str) -> Doc:
     }
 
 
+ADMIN_ONLY = ("shared", "router:external")
+
+
+def _admin_only(given: Doc, caller: docs.Caller, action: str) -> None:
+    for attr in ADMIN_ONLY:
+        if given.get(attr) and not caller.is_admin:
+            raise docs.policy_denied(f"{action}:{attr}")
+
+
 def create(service: ObjectService, caller: docs.Caller, body: Any) -> Doc:
     given = attrs.parse(RESOURCE, body, ATTRS, create=True)
-    project = attrs.check_project(given, caller.project_id)
+    _admin_only(given, caller, "create_network")
+    project = attrs.check_project(given, caller)
     nid = given.pop("id", None) or new_id()
     base = {
         "id": nid,
@@ -77,9 +87,10 @@ def update(
     service: ObjectService, caller: docs.Caller, id: str, body: Any, if_match: str | None
 ) -> Doc:
     given = attrs.parse(RESOURCE, body, ATTRS, create=False)
+    _admin_only({k: True for k in ADMIN_ONLY if k in given}, caller, "update_network")
 
     def plan(tx: Tx) -> Doc:
-        old = docs.get(tx, RESOURCE, id, caller)
+        old = docs.get_own(tx, RESOURCE, id, caller)
         docs.check_revision(old, if_match)
         doc = {**old, **given}
         if doc == old:
@@ -97,7 +108,7 @@ def update(
 
 def delete(service: ObjectService, caller: docs.Caller, id: str, if_match: str | None) -> None:
     def plan(tx: Tx) -> None:
-        old = docs.get(tx, RESOURCE, id, caller)
+        old = docs.get_own(tx, RESOURCE, id, caller)
         docs.check_revision(old, if_match)
         if referrers(tx, "bridge", id, "port", "device_id"):
             raise faults.conflict(

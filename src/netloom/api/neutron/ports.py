@@ -156,7 +156,7 @@ def stage(
 
 def create(service: ObjectService, caller: docs.Caller, body: Any) -> Doc:
     given = attrs.parse(RESOURCE, body, ATTRS, create=True)
-    project = attrs.check_project(given, caller.project_id)
+    project = attrs.check_project(given, caller)
     base = {
         "id": given.pop("id", None) or new_id(),
         **given,
@@ -173,7 +173,7 @@ def update(
     given = attrs.parse(RESOURCE, body, ATTRS, create=False)
 
     def plan(tx: Tx) -> Doc:
-        old = docs.get(tx, RESOURCE, id, caller)
+        old = docs.get_own(tx, RESOURCE, id, caller)
         docs.check_revision(old, if_match)
         network = docs.get(tx, "network", old["network_id"], docs.Caller())
         doc = {**old, **given}
@@ -199,7 +199,7 @@ SERVICE_OWNERS = ("network:router_interface", "network:router_gateway", "network
 
 def delete(service: ObjectService, caller: docs.Caller, id: str, if_match: str | None) -> None:
     def plan(tx: Tx) -> None:
-        old = docs.get(tx, RESOURCE, id, caller)
+        old = docs.get_own(tx, RESOURCE, id, caller)
         docs.check_revision(old, if_match)
         if old["device_owner"] in SERVICE_OWNERS:
             raise faults.conflict(

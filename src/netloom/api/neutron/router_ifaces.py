@@ -103,7 +103,7 @@ def add(service: ObjectService, caller: docs.Caller, id: str, body: Any) -> Doc:
     given = _parse(body)
 
     def plan(tx: Tx) -> Doc:
-        router = docs.get(tx, "router", id, caller)
+        router = docs.get_own(tx, "router", id, caller)
         port, subnet = _interface_port(service, tx, router, given, caller)
         router_ports.link(service, tx, id, port, subnet)
         st = router_ports.state(tx, id)
@@ -121,7 +121,7 @@ def remove(service: ObjectService, caller: docs.Caller, id: str, body: Any) -> D
     given = _parse(body)
 
     def plan(tx: Tx) -> Doc:
-        router = docs.get(tx, "router", id, caller)
+        router = docs.get_own(tx, "router", id, caller)
         st = router_ports.state(tx, id)
         found = None
         for port_id, subnet_id in st["interfaces"].items():

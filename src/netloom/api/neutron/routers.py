@@ -109,7 +109,7 @@ def sync(service: ObjectService, tx: Tx, router: Doc) -> None:
 
 def create(service: ObjectService, caller: docs.Caller, body: Any) -> Doc:
     given = attrs.parse(RESOURCE, body, ATTRS, create=True)
-    project = attrs.check_project(given, caller.project_id)
+    project = attrs.check_project(given, caller)
     base = {
         "id": given.pop("id", None) or new_id(),
         **given,
@@ -142,7 +142,7 @@ def update(
     given = attrs.parse(RESOURCE, body, ATTRS, create=False)
 
     def plan(tx: Tx) -> Doc:
-        old = docs.get(tx, RESOURCE, id, caller)
+        old = docs.get_own(tx, RESOURCE, id, caller)
         docs.check_revision(old, if_match)
         doc = {**old, **given}
         if "external_gateway_info" in given:
@@ -158,7 +158,7 @@ def update(
 
 def delete(service: ObjectService, caller: docs.Caller, id: str, if_match: str | None) -> None:
     def plan(tx: Tx) -> None:
-        old = docs.get(tx, RESOURCE, id, caller)
+        old = docs.get_own(tx, RESOURCE, id, caller)
         docs.check_revision(old, if_match)
         st = router_ports.state(tx, id)
         if st["interfaces"]:

@@ -88,7 +88,7 @@ def ensure_default(service: ObjectService, tx: Tx, project: str) -> str:
 
 def create(service: ObjectService, caller: docs.Caller, body: Any) -> Doc:
     given = attrs.parse(RESOURCE, body, ATTRS, create=True)
-    project = attrs.check_project(given, caller.project_id)
+    project = attrs.check_project(given, caller)
     if given.get("name") == "default":
         raise faults.conflict(
             "SecurityGroupDefaultAlreadyExists", "Default security group already exists."
@@ -114,7 +114,7 @@ def update(
     given = attrs.parse(RESOURCE, body, ATTRS, create=False)
 
     def plan(tx: Tx) -> Doc:
-        old = docs.get(tx, RESOURCE, id, caller)
+        old = docs.get_own(tx, RESOURCE, id, caller)
         docs.check_revision(old, if_match)
         if old["name"] == "default" and given.get("name", "default") != "default":
             raise faults.conflict(
@@ -131,7 +131,7 @@ def update(
 
 def delete(service: ObjectService, caller: docs.Caller, id: str, if_match: str | None) -> None:
     def plan(tx: Tx) -> None:
-        old = docs.get(tx, RESOURCE, id, caller)
+        old = docs.get_own(tx, RESOURCE, id, caller)
         docs.check_revision(old, if_match)
         if referrers(tx, "port_group", id, "port", "port_group_ids"):
             raise faults.conflict("SecurityGroupInUse", f"Security Group {id} in use.")

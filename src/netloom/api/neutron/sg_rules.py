@@ -119,7 +119,7 @@ def _same(a: Doc, b: Doc) -> bool:
 
 def create(service: ObjectService, caller: docs.Caller, body: Any) -> Doc:
     given = attrs.parse(RESOURCE, body, ATTRS, create=True)
-    project = attrs.check_project(given, caller.project_id)
+    project = attrs.check_project(given, caller)
     base = {
         "id": given.pop("id", None) or new_id(),
         **given,
@@ -156,7 +156,7 @@ def update(
     given = attrs.parse(RESOURCE, body, ATTRS, create=False)
 
     def plan(tx: Tx) -> Doc:
-        old = docs.get(tx, RESOURCE, id, caller)
+        old = docs.get_own(tx, RESOURCE, id, caller)
         docs.check_revision(old, if_match)
         doc = {**old, **given}
         if doc == old:
@@ -173,7 +173,7 @@ def update(
 
 def delete(service: ObjectService, caller: docs.Caller, id: str, if_match: str | None) -> None:
     def plan(tx: Tx) -> None:
-        old = docs.get(tx, RESOURCE, id, caller)
+        old = docs.get_own(tx, RESOURCE, id, caller)
         docs.check_revision(old, if_match)
         sg_native.remove_rule(service, tx, old)
         docs.delete(tx, RESOURCE, id)

@@ -116,7 +116,7 @@ def _fill(doc: Doc) -> None:
 
 def create(service: ObjectService, caller: docs.Caller, body: Any) -> Doc:
     given = attrs.parse(RESOURCE, body, ATTRS, create=True)
-    project = attrs.check_project(given, caller.project_id)
+    project = attrs.check_project(given, caller)
     base = {
         "id": given.pop("id", None) or new_id(),
         **given,
@@ -152,7 +152,7 @@ def update(
     given = attrs.parse(RESOURCE, body, ATTRS, create=False)
 
     def plan(tx: Tx) -> Doc:
-        old = docs.get(tx, RESOURCE, id, caller)
+        old = docs.get_own(tx, RESOURCE, id, caller)
         docs.check_revision(old, if_match)
         doc = {**old, **given}
         if "gateway_ip" in given and "allocation_pools" not in given:
@@ -176,7 +176,7 @@ def update(
 
 def delete(service: ObjectService, caller: docs.Caller, id: str, if_match: str | None) -> None:
     def plan(tx: Tx) -> None:
-        old = docs.get(tx, RESOURCE, id, caller)
+        old = docs.get_own(tx, RESOURCE, id, caller)
         docs.check_revision(old, if_match)
         for port_id in referrers(tx, "bridge", old["network_id"], "port", "device_id"):
             port = tx.get(docs.kind("port"), port_id) or {"fixed_ips": []}

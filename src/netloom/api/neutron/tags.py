@@ -32,8 +32,11 @@ def _write(
     caller: docs.Caller,
     change: Callable[[list[str]], list[str]],
 ) -> list[str]:
+    if not caller.can_write:
+        raise docs.policy_denied(f"update_{resource}:tags")
+
     def plan(tx: Tx) -> list[str]:
-        old = docs.get(tx, resource, id, caller)
+        old = docs.get_own(tx, resource, id, caller)
         new_tags = change(list(old["tags"]))
         if new_tags != old["tags"]:
             docs.put(tx, resource, docs.stamp({**old, "tags": new_tags}, old))
