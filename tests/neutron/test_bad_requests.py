@@ -63,7 +63,6 @@ CASES = [
     Case("no resource key", "POST", "/networks", {"net": {}}, 400, BAD),
     Case("unknown attribute", "POST", "/networks", _net(colour="red"), 400, BAD),
     Case("bad boolean", "POST", "/networks", _net(admin_state_up="maybe"), 400, BAD),
-    Case("no project without keystone", "POST", "/networks", {"network": {}}, 400, BAD),
     Case("name too long", "POST", "/networks", _net(name="x" * 256), 400, BAD),
     Case("status is read-only", "POST", "/networks", _net(status="DOWN"), 400, BAD),
     Case("invalid uuid", "GET", "/networks/not-a-uuid", None, 404, "NetworkNotFound"),

@@ -69,9 +69,15 @@ def writer(caller: docs.Caller, rule: str) -> docs.Caller:
     return caller
 
 
+NOAUTH_PROJECT = "admin"
+
+
 async def noauth(request: Request) -> docs.Caller:
-    """Without Keystone every caller is an admin; ``X-Project-Id`` names its project."""
-    return docs.Caller(project_id=request.headers.get("x-project-id") or None, is_admin=True)
+    """Without Keystone every caller is an admin of project ``X-Project-Id`` (``admin``
+    without the header, so that a client that cannot name one, as the ``openstack`` CLI
+    without Keystone, still can create); a body may name any project."""
+    project = request.headers.get("x-project-id") or NOAUTH_PROJECT
+    return docs.Caller(project_id=project, is_admin=True)
 
 
 def _list(service: ObjectService, collection: str, request: Request, caller: docs.Caller) -> Any:
@@ -233,4 +239,13 @@ def create_app(service: ObjectService, auth: Authenticate = noauth) -> FastAPI:
     return app
 
 
-__all__ = ["PREFIX", "RESOURCES", "Authenticate", "create_app", "keystone", "noauth", "writer"]
+__all__ = [
+    "NOAUTH_PROJECT",
+    "PREFIX",
+    "RESOURCES",
+    "Authenticate",
+    "create_app",
+    "keystone",
+    "noauth",
+    "writer",
+]
