@@ -45,8 +45,9 @@ def test_router_gateway_interfaces_routes_and_floating_ip(
     assert {(r["dst"], r["next_hop_gateway"]) for r in routes} >= {("0.0.0.0/0", "203.0.113.1")}
     native_router = native_http.get(f"/routers/{router.id}").json()
     out_rules = _chain_rules(native_http, native_router["outbound_filter_id"])
-    assert [r["action"] for r in out_rules] == ["reverse-dnat", "snat"]
-    assert out_rules[1]["nat_targets"][0]["address_from"] == gw_ip
+    assert [r["action"] for r in out_rules] == ["snat"]
+    assert out_rules[0]["nat_targets"][0]["address_from"] == gw_ip
+    assert out_rules[0]["out_port_ids"] == [native_ports[0]["id"]]
 
     iface = sdk.network.add_interface_to_router(router, subnet_id=sub.id)
     assert iface["subnet_id"] == sub.id

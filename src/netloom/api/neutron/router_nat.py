@@ -1,9 +1,10 @@
-"""A router's NAT and routes, rewritten from its Neutron state in the commit that changes it
-(the shapes of the bundled plan ``floating-ip.yaml``):
+"""A router's NAT and routes, rewritten from its Neutron state in the commit that changes it:
 
-* its inbound filter: reverse SNAT, then one static DNAT per floating IP (the floating IP to
-  the fixed IP); its outbound filter: reverse DNAT, one static SNAT per floating IP, then
-  (``enable_snat``) SNAT of everything leaving by the gateway port to the gateway's address;
+* its inbound filter: one static DNAT per floating IP (the floating IP to the fixed IP), then
+  reverse SNAT; its outbound filter: one static SNAT per floating IP, then (``enable_snat``)
+  SNAT of everything else to the gateway's address, both only toward the gateway port (the
+  shape of ``router-nat.yaml``: traffic between the tenant's own networks keeps its
+  addresses);
 * its routes: the default route by the gateway port to the external subnet's gateway, and the
   extra ``routes`` by the interface whose subnet holds their next hop."""
 
@@ -49,23 +50,20 @@ def sync(service: ObjectService, tx: Tx, router: Doc, tenant_id: str) -> dict[st
     """Rewrite the router's NAT chains; the native router's filter fields."""
     rid = router["id"]
     st = router_ports.state(tx, rid)
-    inbound: list[Doc] = [{"action": "reverse-snat"}]
-    outbound: list[Doc] = [{"action": "reverse-dnat"}]
+    gateway = _gateway(tx, st)
+    toward = {"out_port_ids": [router_ports.native_id(st["gw_port"])]} if gateway else {}
+    inbound: list[Doc] = []
+    outbound: list[Doc] = []
     for fip, fixed in sorted(st["fips"].values()):
         inbound.append(_static("dnat", "nw_dst", fip, fixed))
-        outbound.append(_static("snat", "nw_src", fixed, fip))
-    gateway = _gateway(tx, st)
+        outbound.append({**_static("snat", "nw_src", fixed, fip), **toward})
+    inbound.append({"action": "reverse-snat"})
     info = router["external_gateway_info"]
     if gateway is not None and info and info.get("enable_snat", True):
         lo, hi = SNAT_PORTS
         target = {"address_from": gateway[0], "address_to": gateway[0]}
-        outbound.append(
-            {
-                "action": "snat",
-                "out_port_ids": [router_ports.native_id(st["gw_port"])],
-                "nat_targets": [{**target, "port_from": lo, "port_to": hi}],
-            }
-        )
+        nat = [{**target, "port_from": lo, "port_to": hi}]
+        outbound.append({"action": "snat", **toward, "nat_targets": nat})
     fields = {}
     for which, rules, field in (
         ("in", inbound, "inbound_filter_id"),
