@@ -112,13 +112,8 @@ def _finish(service: ObjectService, tx: Tx, doc: Doc, network: Doc, caller: docs
         pair.setdefault("mac_address", doc["mac_address"])
     doc["security_groups"] = groups.for_port(service, tx, doc, caller)
     _check_security(doc)
-    bridge = tx.get("bridge", doc["network_id"]) or {}
     chains = sg_native.port_filters(
-        service,
-        tx,
-        doc["id"],
-        bridge.get("tenant_id") or docs.tenant_of(doc["tenant_id"]),
-        doc["security_groups"] if groups.filtered(doc) else None,
+        service, tx, doc["id"], doc["security_groups"] if groups.filtered(doc) else None
     )
     native = _native(
         doc, _binding(service, tx, doc), groups.port_groups(tx, doc["security_groups"])

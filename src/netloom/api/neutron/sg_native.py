@@ -115,10 +115,12 @@ def _port_rules(port_id: str, which: str, groups: list[str]) -> list[Doc]:
 
 
 def port_filters(
-    service: ObjectService, tx: Tx, port_id: str, tenant_id: str, groups: list[str] | None
+    service: ObjectService, tx: Tx, port_id: str, groups: list[str] | None
 ) -> dict[str, str | None]:
     """Make, rewrite or remove a port's two filter chains (``groups`` None: no port
-    security, no filters); the native port's filter fields."""
+    security, no filters); the native port's filter fields. The chains belong to no tenant
+    (they are the port's, which has its network's): a tenant's reverse references would
+    otherwise make every port creation of a project write one document, and serialise."""
     fields: dict[str, str | None] = {}
     for which, field in (("in", "inbound_filter_id"), ("out", "outbound_filter_id")):
         cid = chain_id(port_id, which)
@@ -127,7 +129,7 @@ def port_filters(
             fields[field] = None
             continue
         if not exists:
-            service.stage_create(tx, "chain", {"id": cid, "tenant_id": tenant_id})
+            service.stage_create(tx, "chain", {"id": cid})
             docs.own(tx, "chain", cid, "port", port_id)
         chains.sync_rules(service, tx, cid, _port_rules(port_id, which, groups), ("port", port_id))
         fields[field] = cid
