@@ -71,6 +71,11 @@ def check_jump(tx: Tx, store: Store, id: str, old: Doc | None, new: Doc) -> None
     edge = (new["chain_id"], new.get("jump_chain_id"))
     if edge[1] is None or (old is not None and (old["chain_id"], old.get("jump_chain_id")) == edge):
         return
+    if not referrers(tx, "chain", edge[0], "rule", "jump_chain_id"):
+        # nothing jumps to the source chain, so no path leads back to it: the edge closes no
+        # loop. A concurrent jump into it rewrites that chain's reverse references, which
+        # this plan has read, so one of the two commits fails and re-runs.
+        return
     gen = tx.get(META, "jump_graph") or {"gen": 0}
     tx.put(META, "jump_graph", {"gen": int(gen["gen"]) + 1})
     edges: dict[str, set[str]] = {}

@@ -12,8 +12,9 @@ documents its plans keep next to the records.
 ``_counter/tunnel_key``
     ``{"next": n}``: where the next tunnel-key search starts (CAS, so allocations spread out).
 ``_meta/jump_graph``
-    ``{"gen": n}``: bumped by every write that adds a jump edge, so two concurrent jump rules
-    cannot each pass the cycle check against a graph that lacks the other.
+    ``{"gen": n}``: bumped by every write that adds a jump edge out of a chain something
+    jumps to, so two concurrent jump rules cannot each pass the cycle check against a graph
+    that lacks the other (a chain nothing jumps to is guarded by its ``_refs`` document).
 
 ``_owner/<kind>:<id>``
     ``{"owner": "<api>:<kind>:<id>"}``: a record made by a translation (the Neutron API) for one
