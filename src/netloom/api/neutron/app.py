@@ -129,7 +129,7 @@ def _routes(app: FastAPI, service: ObjectService, collection: str, auth: Authent
     async def create(request: Request) -> Response:
         caller = writer(await auth(request), f"create_{name}")
         body = await read_body(request)
-        doc = await run_in_threadpool(mod.create, service, caller, body)
+        doc = await run_in_threadpool(docs.serial, mod.create, service, caller, body)
         return JSONResponse({name: doc}, status_code=201)
 
     async def show(request: Request, id: str) -> Response:
@@ -141,13 +141,13 @@ def _routes(app: FastAPI, service: ObjectService, collection: str, auth: Authent
         caller = writer(await auth(request), f"update_{name}")
         body = await read_body(request)
         if_match = request.headers.get("if-match")
-        doc = await run_in_threadpool(mod.update, service, caller, id, body, if_match)
+        doc = await run_in_threadpool(docs.serial, mod.update, service, caller, id, body, if_match)
         return JSONResponse({name: doc})
 
     async def delete(request: Request, id: str) -> Response:
         caller = writer(await auth(request), f"delete_{name}")
         if_match = request.headers.get("if-match")
-        await run_in_threadpool(mod.delete, service, caller, id, if_match)
+        await run_in_threadpool(docs.serial, mod.delete, service, caller, id, if_match)
         return Response(status_code=204)
 
     app.add_api_route(base, list_, methods=["GET"])
@@ -162,12 +162,16 @@ def _interface_routes(app: FastAPI, service: ObjectService, auth: Authenticate) 
     async def add(request: Request, id: str) -> Response:
         caller = writer(await auth(request), "add_router_interface")
         body = await read_body(request)
-        return JSONResponse(await run_in_threadpool(router_ifaces.add, service, caller, id, body))
+        return JSONResponse(
+            await run_in_threadpool(docs.serial, router_ifaces.add, service, caller, id, body)
+        )
 
     async def remove(request: Request, id: str) -> Response:
         caller = writer(await auth(request), "remove_router_interface")
         body = await read_body(request)
-        answer = await run_in_threadpool(router_ifaces.remove, service, caller, id, body)
+        answer = await run_in_threadpool(
+            docs.serial, router_ifaces.remove, service, caller, id, body
+        )
         return JSONResponse(answer)
 
     app.add_api_route(PREFIX + "/routers/{id}/add_router_interface", add, methods=["PUT"])

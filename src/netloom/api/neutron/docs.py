@@ -10,14 +10,24 @@ refuses to change it (409). The caller's identity travels as a :class:`Caller`.
 
 from __future__ import annotations
 
+import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from netloom.api.neutron import faults
 from netloom.api.service import ObjectService
 from netloom.api.tx import OWNER, Doc, Tx, ref_id
 from netloom.errors import NeutronFault
+
+T = TypeVar("T")
+# Neutron writes run one at a time in this process: they share hot reverse-reference documents
+# (a network's bridge, a security group's chains), and optimistic retries of several at once
+# only waste work (8 concurrent port creations on one network kept losing the race). Another
+# cluster process on the same store still races through compare-and-set, as ever.
+_WRITES = threading.Lock()
 
 _TENANT_NS = uuid.UUID("0b6f1f0e-4a7c-4c44-9d55-5f3b7f3a1e21")
 
@@ -30,6 +40,12 @@ class Caller:
     is_admin: bool = True
     roles: frozenset[str] = field(default_factory=frozenset)
     can_write: bool = True
+
+
+def serial(fn: Callable[..., T], *args: Any) -> T:
+    """Run one Neutron write (``fn(*args)``) while no other runs in this process."""
+    with _WRITES:
+        return fn(*args)
 
 
 def kind(resource: str) -> str:
@@ -149,6 +165,7 @@ __all__ = [
     "own",
     "policy_denied",
     "put",
+    "serial",
     "stamp",
     "tenant_of",
     "visible",
