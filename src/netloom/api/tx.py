@@ -4,8 +4,11 @@ documents its plans keep next to the records (see the service's module docstring
 from __future__ import annotations
 
 import copy
+import uuid
+from collections.abc import Mapping
 from typing import Any
 
+from netloom.errors import InvalidInput, NotFound
 from netloom.store.base import Check, Delete, Item, Op, Put, Store
 
 Doc = dict[str, Any]
@@ -17,7 +20,10 @@ META = "_meta"
 # {"ports": {port id: [fixed IPs]}}: the members of a port group whose addresses its address
 # group holds, so a membership change rewrites the group without reading every member
 GROUP_MEMBERS = "_group_members"
-INTERNAL_KINDS = (REFS, UNIQUE, COUNTER, META, GROUP_MEMBERS)
+# {state, since, routes, port_id, host_id, bfd_up}: a bgp_peer's session as its gateway agent
+# last reported it (the API answers it as the peer's read-only ``status``)
+BGP_STATUS = "_bgp_status"
+INTERNAL_KINDS = (REFS, UNIQUE, COUNTER, META, GROUP_MEMBERS, BGP_STATUS)
 
 Key = tuple[str, str]
 
@@ -103,7 +109,25 @@ def referrers(tx: Tx, kind: str, id: str, of_kind: str, field: str) -> list[str]
     return out
 
 
+def check_id(kind: str, id: str) -> None:
+    """Every record id is a canonical UUID; anything else cannot exist, and must not reach a
+    backend whose keys are paths (ZooKeeper: ``..`` or ``/`` in an id would escape)."""
+    try:
+        ok = str(uuid.UUID(id)) == id
+    except (ValueError, TypeError, AttributeError):
+        ok = False
+    if not ok:
+        raise NotFound(f"no {kind} {id!r} (ids are lowercase UUIDs)", field="id")
+
+
+def as_object(data: Any) -> Doc:
+    if not isinstance(data, Mapping):
+        raise InvalidInput("the body must be a JSON object")
+    return dict(data)
+
+
 __all__ = [
+    "BGP_STATUS",
     "COUNTER",
     "GROUP_MEMBERS",
     "INTERNAL_KINDS",
@@ -113,6 +137,8 @@ __all__ = [
     "Doc",
     "Key",
     "Tx",
+    "as_object",
+    "check_id",
     "ref_id",
     "referrers",
     "split_ref",
