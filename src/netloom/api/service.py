@@ -358,7 +358,7 @@ class ObjectService:
                 raise InvalidInput(f"{field}: a {kind} cannot reference itself", field=field)
             if tx.get(tk, tid) is None:
                 raise InvalidInput(f"{field}: no {tk} {tid}", field=field)
-            doc = tx.get(REFS, ref_id(tk, tid)) or {"referrers": {}}
+            doc = tx.edit(REFS, ref_id(tk, tid)) or {"referrers": {}}
             fields = set(doc["referrers"].get(me, ())) | {field}
             doc["referrers"][me] = sorted(fields)
             tx.put(REFS, ref_id(tk, tid), doc)
@@ -366,7 +366,7 @@ class ObjectService:
             target = ref_id(tk, tid)
             if target in dying:
                 continue
-            current = tx.get(REFS, target)
+            current = tx.edit(REFS, target)
             if current is None or me not in current["referrers"]:
                 continue
             left = set(current["referrers"][me]) - {field}

@@ -23,7 +23,10 @@ GROUP_MEMBERS = "_group_members"
 # {state, since, routes, port_id, host_id, bfd_up}: a bgp_peer's session as its gateway agent
 # last reported it (the API answers it as the peer's read-only ``status``)
 BGP_STATUS = "_bgp_status"
-INTERNAL_KINDS = (REFS, UNIQUE, COUNTER, META, GROUP_MEMBERS, BGP_STATUS)
+# {"blocks": {"<k>": host id}}: the SNAT port blocks of one (router, NAT address) and the
+# host leasing each (see netloom.api.snat)
+SNAT_BLOCKS = "_snat_blocks"
+INTERNAL_KINDS = (REFS, UNIQUE, COUNTER, META, GROUP_MEMBERS, BGP_STATUS, SNAT_BLOCKS)
 
 Key = tuple[str, str]
 
@@ -57,9 +60,20 @@ class Tx:
         item = self._load((kind, id))
         return item.version if item is not None else 0
 
+    def edit(self, kind: str, id: str) -> Doc | None:
+        """The document to change in place and :meth:`put` back: once staged, the staged
+        document itself, so growing one document (a reverse-reference list) over many writes
+        of a commit copies it once, not once per write."""
+        key = (kind, id)
+        if key in self._staged:
+            return self._staged[key]
+        return self.get(kind, id)
+
     def put(self, kind: str, id: str, data: Doc) -> None:
-        self._load((kind, id))
-        self._staged[(kind, id)] = copy.deepcopy(data)
+        key = (kind, id)
+        self._load(key)
+        if self._staged.get(key) is not data:  # the staged document, edited in place
+            self._staged[key] = copy.deepcopy(data)
 
     def delete(self, kind: str, id: str) -> None:
         self._load((kind, id))
@@ -133,6 +147,7 @@ __all__ = [
     "INTERNAL_KINDS",
     "META",
     "REFS",
+    "SNAT_BLOCKS",
     "UNIQUE",
     "Doc",
     "Key",
