@@ -4,6 +4,8 @@ input as one line with nothing stored."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from typing import Any
 
@@ -12,6 +14,9 @@ import pytest
 from typer.testing import CliRunner
 
 from netloom.cli.main import app
+from netloom.model.bgp import LearnedRoute, PeerStatus, SessionState
+from netloom.topology.client import TopologyClient
+from waiting import eventually
 
 from .test_topology import nl
 
@@ -101,3 +106,47 @@ def test_bad_bgp_input_is_one_line_and_stores_nothing(
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert http.get("/bgp_peers", params={"router_id": rid}).json()["items"] == []
     assert http.get("/bgp_networks", params={"router_id": rid}).json()["items"] == []
+
+
+def test_show_prints_the_state_and_the_routes_an_agent_reported(
+    cli: CliRunner, cluster: Any
+) -> None:
+    s = uuid.uuid4().hex[:6]
+    gw = _gateway(cli, s)
+    peer = nl(
+        cli, "bgp-peer", "create", "--router-id", gw["router"]["id"], "--name", f"up{s}",
+        "--address", "198.19.1.1", "--asn", "64512", "--local-as", "64513",
+    )  # fmt: skip
+    uplink = gw["uplink"]["id"]
+
+    async def report() -> None:
+        client = TopologyClient(gw["host"]["id"], ("127.0.0.1", cluster.topology_port))
+        await client.start()
+        try:
+            await client.wait_connected(10)
+            client.report_learned_routes(
+                uplink,
+                [
+                    LearnedRoute("0.0.0.0/0", "198.19.1.1", peer["id"]),
+                    LearnedRoute("198.18.0.0/15", "198.19.1.1", peer["id"]),
+                ],
+            )
+            client.report_peer_status(
+                PeerStatus(peer["id"], uplink, SessionState.ESTABLISHED, time.time(), 2)
+            )
+
+            def shown() -> str:
+                out = cli.invoke(app, ["bgp-peer", "show", f"up{s}"], env={"COLUMNS": "200"})
+                return str(out.stdout)
+
+            await eventually(
+                lambda: "established" in (text := shown()) and "198.18.0.0/15" in text,
+                10,
+                "the reported state and routes",
+            )
+        finally:
+            await client.stop()
+
+    asyncio.run(report())
+    text = cli.invoke(app, ["bgp-peer", "show", f"up{s}"], env={"COLUMNS": "200"}).stdout
+    assert "learned routes (2)" in text and "0.0.0.0/0" in text
