@@ -19,6 +19,9 @@ def failed_checks(r: dict[str, Any]) -> list[str]:
             bad.append(f"{k} change missing on {p['missing']} agents")
         if p.get("unwanted"):
             bad.append(f"{k} change sent to {p['unwanted']} agents that do not need it")
+    lr = r.get("learned_routes")
+    if lr and lr["routes"] != lr["want"]:
+        bad.append(f"{lr['routes']} of {lr['want']} learned routes reached the NSDB")
     if r.get("store_watches") != 1:
         bad.append(f"store watches = {r.get('store_watches')} (want 1)")
     if r.get("agents_connected") != r.get("hosts"):
@@ -45,6 +48,11 @@ def print_table(r: dict[str, Any]) -> None:
             f"{r['warmup_checks']} in {r['warmup_s']} s, {r['warmup_failures']} failed",
         ),
     ]
+    if "learned_routes" in r:
+        lr = r["learned_routes"]
+        rows.append(
+            ("learned routes", f"{lr['routes']} of {lr['want']} in the NSDB after {lr['ms']} ms")
+        )
     for k, name in (("sg", "SG rule propagation"), ("route", "route propagation")):
         if k in p:
             q = p[k]
