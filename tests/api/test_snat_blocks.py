@@ -35,7 +35,7 @@ def test_concurrent_leases_are_disjoint_and_a_dead_hosts_blocks_are_released(
     blocks = [b for bs in got.values() for b in bs]
     assert len(set(blocks)) == 40
     assert all(hi - lo + 1 == snat.SNAT_BLOCK_SIZE for lo, hi in blocks)
-    ClusterReports(ObjectService(store)).hosts_down({"h0", "h1"})
+    ClusterReports(ObjectService(store)).hosts_down({"h0", "h1"}, set())
     again = snat.lease(ObjectService(store), "h9", router, "203.0.113.7")
     assert again in got["h0"] + got["h1"]  # freed: the lowest free block is one of theirs
     assert snat.release(ObjectService(store), {"h2", "h3", "h9"}) == 21

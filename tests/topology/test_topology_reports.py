@@ -137,6 +137,9 @@ def test_a_host_cannot_report_for_a_port_it_does_not_own() -> None:
             agent.send(Routes(gw["uplink2"], [("0.0.0.0/0", "198.19.2.1", "nonsense")]))
             err = await agent.recv()
             assert isinstance(err, Error) and err.field == "peer_id", err
+            agent.send(Routes(gw["uplink2"], [("10.0.0.1/24", "198.19.2.1", gw["peer2"])]))
+            err = await agent.recv()
+            assert isinstance(err, Error) and err.field == "dst", err
             assert store.revision() == before
             assert _learned(store, gw["peer1"]) == {} and _learned(store, gw["peer2"]) == {}
         finally:
@@ -199,7 +202,7 @@ def test_cluster_start_removes_what_dead_hosts_learned() -> None:
     service.set_host_alive(gw["host1"], True)
     reports.learned_routes(gw["host1"], gw["uplink1"], _prefixes(5, gw["peer1"]))
     reports.learned_routes(gw["host2"], gw["uplink2"], _prefixes(5, gw["peer2"], 2))
-    stale = addressing.learned_route_id(gw["uplink2"], gw["peer2"], "10.0.0.0/24")
+    stale = addressing.learned_route_id(gw["uplink2"], gw["peer2"], "10.0.0.0/24", "198.19.2.1")
     assert store.get("route", stale) is not None
 
     async def scenario() -> None:

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from ipaddress import IPv4Address, IPv4Interface
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Any
 
 from netloom.api import snat
 from netloom.api.service import ObjectService
 from netloom.api.tx import BGP_STATUS, REFS, Doc, Tx, check_id, ref_id, split_ref
 from netloom.errors import InvalidInput, NotFound
-from netloom.model import addressing, integrity
+from netloom.model import addressing
 from netloom.model.bgp import LearnedRoute, PeerStatus, SessionState
 
 # routes per store commit: with their index documents a commit stays far below ZooKeeper's
@@ -44,23 +44,22 @@ class ClusterReports:
         item = self.store.get("port", _id(port_id, "port_id"))
         port = _uplink(item.data if item is not None else None, host_id, port_id)
         want = self._docs(port, routes)
-        return self._write(host_id, port_id, want, self._learned_on(port_id))
+        return self._write(host_id, port_id, want, self._learned_on(port))
 
     def _docs(self, port: Doc, routes: Sequence[LearnedRoute]) -> dict[str, Doc]:
-        """The route documents of a report, validated (nothing is written if one is bad)."""
+        """The route documents of a report, normalised and checked (nothing is written if one
+        is bad): a prefix (host bits zero), a next hop on the uplink's subnet, a peer of the
+        uplink's router."""
+        net = IPv4Interface(port["address"]).network
         addresses: dict[str, str] = {}
         out: dict[str, Doc] = {}
         for r in routes:
             if r.peer_id not in addresses:
                 addresses[r.peer_id] = self._peer_address(port, r.peer_id)
-            doc = addressing.learned_route(port["device_id"], port["id"], addresses[r.peer_id], r)
-            doc = integrity.validate("route", doc)
-            if not _on_subnet(port, doc["next_hop_gateway"]):
-                raise InvalidInput(
-                    f"next_hop: {r.next_hop} is not on uplink {port['id']}'s subnet"
-                    f" ({port['address']})",
-                    field="next_hop",
-                )
+            route = LearnedRoute(_prefix(r.dst), _next_hop(r.next_hop, net, port), r.peer_id)
+            doc = addressing.learned_route(
+                port["device_id"], port["id"], addresses[r.peer_id], route
+            )
             out[doc["id"]] = doc
         return out
 
@@ -72,36 +71,34 @@ class ClusterReports:
             )
         return str(item.data["address"])
 
-    def _learned_on(self, port_id: str, peer_id: str | None = None) -> dict[str, Doc]:
-        """The learned routes out of uplink ``port_id`` (of one peer, if given)."""
-        refs = self.store.get(REFS, ref_id("port", port_id))
-        out: dict[str, Doc] = {}
-        for ref, fields in (refs.data["referrers"] if refs is not None else {}).items():
-            kind, rid = split_ref(ref)
-            if kind != "route" or "next_hop_port_id" not in fields:
-                continue
-            item = self.store.get("route", rid)
-            learned = item.data.get("learned_from") if item is not None else None
-            if item is not None and learned and peer_id in (None, learned):
-                out[rid] = item.data
-        return out
+    def _learned_on(self, port: Doc, peer_id: str | None = None) -> set[str]:
+        """The ids of the routes learned on uplink ``port`` (from one peer, if given): the
+        routes out of the port that a peer of its router owns, from their reverse-reference
+        documents (no route is read)."""
+        peers = [peer_id] if peer_id else self._referrers("router", port["device_id"], "router_id")
+        owned: set[str] = set()
+        for p in peers:
+            owned |= set(self._referrers("bgp_peer", p, "learned_from"))
+        return owned & set(self._referrers("port", port["id"], "next_hop_port_id"))
 
-    def _write(self, host_id: str, port_id: str, want: dict[str, Doc], have: dict[str, Doc]) -> int:
-        """Make the learned routes of the uplink ``want`` (from ``have``): the difference, in
-        commits of :data:`CHUNK` routes, each checking that the uplink is still the host's."""
-        diff = [
-            (i, want.get(i))
-            for i in sorted(want.keys() | have.keys())
-            if want.get(i) != have.get(i)
-        ]
+    def _referrers(self, kind: str, id: str, field: str) -> list[str]:
+        item = self.store.get(REFS, ref_id(kind, id))
+        refs = item.data["referrers"] if item is not None else {}
+        return [split_ref(r)[1] for r, fields in refs.items() if field in fields]
+
+    def _write(self, host_id: str, port_id: str, want: dict[str, Doc], have: set[str]) -> int:
+        """Make the learned routes of the uplink ``want`` (ids ``have`` now): the difference,
+        in commits of :data:`CHUNK` routes, each checking that the uplink is still the host's."""
+        diff = sorted(want.keys() - have) + sorted(have - want.keys())
         for n in range(0, len(diff), CHUNK):
             chunk = diff[n : n + CHUNK]
 
-            def plan(tx: Tx, chunk: list[tuple[str, Doc | None]] = chunk) -> None:
+            def plan(tx: Tx, chunk: list[str] = chunk) -> None:
                 _uplink(tx.get("port", port_id), host_id, port_id)
-                for rid, new in chunk:
-                    old = tx.get("route", rid)
-                    if old != new and not (old is None and new is None):
+                tx.prefetch(("route", rid) for rid in chunk)
+                for rid in chunk:
+                    old, new = tx.get("route", rid), want.get(rid)
+                    if old != new:
                         self.service.save(tx, "route", rid, old, new)
 
             self.service.run(plan)
@@ -136,18 +133,24 @@ class ClusterReports:
 
         self.service.run(plan)
         if doc["state"] != SessionState.ESTABLISHED.value:
-            have = self._learned_on(status.port_id, status.peer_id)
-            self._write(host_id, status.port_id, {}, have)
+            port = self.store.get("port", status.port_id)
+            if port is not None:
+                have = self._learned_on(port.data, status.peer_id)
+                self._write(host_id, status.port_id, {}, have)
 
-    def hosts_down(self, host_ids: set[str]) -> None:
-        """The routes learned on the dead hosts' uplinks go, their sessions are down, their SNAT
-        port blocks are free again."""
-        for item in self.store.list("port"):
-            host = item.data.get("host_id")
-            if host in host_ids and item.data.get("type") == "router":
-                have = self._learned_on(item.id)
+    def hosts_down(self, host_ids: set[str], uplinks: set[str]) -> None:
+        """The routes learned on the dead hosts' ``uplinks`` go, their sessions are down, their
+        SNAT port blocks are free again."""
+        for port_id, item in zip(
+            sorted(uplinks),
+            self.store.get_many([("port", u) for u in sorted(uplinks)]),
+            strict=True,
+        ):
+            host = item.data.get("host_id") if item is not None else None
+            if item is not None and host in host_ids:
+                have = self._learned_on(item.data)
                 if have:
-                    self._write(str(host), item.id, {}, have)
+                    self._write(str(host), port_id, {}, have)
         now = self._clock()
         for item in self.store.list(BGP_STATUS):
             data = item.data
@@ -195,5 +198,21 @@ def _id(value: str, field: str) -> str:
     return value
 
 
-def _on_subnet(port: Doc, ip: str) -> bool:
-    return IPv4Address(ip) in IPv4Interface(port["address"]).network
+def _prefix(dst: str) -> str:
+    try:
+        return str(IPv4Network(dst, strict=True))
+    except ValueError as exc:
+        raise InvalidInput(f"dst: {dst!r} is not an IPv4 prefix ({exc})", field="dst") from None
+
+
+def _next_hop(ip: str, net: IPv4Network, port: Doc) -> str:
+    try:
+        addr = IPv4Address(ip)
+    except ValueError:
+        raise InvalidInput(f"next_hop: {ip!r} is not an IPv4 address", field="next_hop") from None
+    if addr not in net:
+        raise InvalidInput(
+            f"next_hop: {ip} is not on uplink {port['id']}'s subnet ({port['address']})",
+            field="next_hop",
+        )
+    return str(addr)

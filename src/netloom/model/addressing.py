@@ -56,17 +56,18 @@ def system_routes(port: Mapping[str, Any]) -> dict[str, Doc]:
     }
 
 
-def learned_route_id(port_id: str, peer_id: str, dst: str) -> str:
-    """The id of the route to ``dst`` learned from ``peer_id`` on uplink ``port_id``: derived,
-    so a report is compared with the store by id and a repeated report writes nothing."""
-    return str(uuid.uuid5(_ROUTES_NS, f"{port_id}/bgp/{peer_id}/{dst}"))
+def learned_route_id(port_id: str, peer_id: str, dst: str, next_hop: str) -> str:
+    """The id of the route to ``dst`` via ``next_hop`` learned from ``peer_id`` on uplink
+    ``port_id``: derived from all a report says of it, so a report is compared with the store
+    by ids alone and a repeated report writes nothing."""
+    return str(uuid.uuid5(_ROUTES_NS, f"{port_id}/bgp/{peer_id}/{dst}/{next_hop}"))
 
 
 def learned_route(router_id: str, port_id: str, peer_address: str, route: LearnedRoute) -> Doc:
     """A route a gateway learned, as the NSDB keeps it: an ordinary route of the router out of
     the uplink to the BGP next hop, owned by the peer (``learned_from``)."""
     return {
-        "id": learned_route_id(port_id, route.peer_id, route.dst),
+        "id": learned_route_id(port_id, route.peer_id, route.dst, route.next_hop),
         "router_id": router_id,
         "name": f"bgp {peer_address}",
         "dst": route.dst,

@@ -41,8 +41,9 @@ class ReportSink(Protocol):
 
     def peer_status(self, host_id: str, status: PeerStatus) -> None: ...
 
-    def hosts_down(self, host_ids: set[str]) -> None:
-        """Remove what the dead hosts learned; their sessions are down."""
+    def hosts_down(self, host_ids: set[str], uplinks: set[str]) -> None:
+        """Remove what the dead hosts learned on their ``uplinks`` (router ports bound to
+        them); their sessions are down, their SNAT blocks free."""
         ...
 
     def lease_snat_block(self, host_id: str, device_id: str, ip: str) -> tuple[int, int]:

@@ -121,7 +121,8 @@ class TopologyServer:
         self._liveness.seed(id for id, e in hosts if e.data.get("alive") is True)
         dead = {id for id, e in hosts if e.data.get("alive") is not True}
         if self._sink is not None and dead:  # what dead hosts learned before a restart
-            self._reports.submit(("sweep",), partial(self._sink.hosts_down, dead))
+            job = partial(self._sink.hosts_down, dead, self._uplinks_of(dead))
+            self._reports.submit(("sweep",), job)
         self._watch = await loop.run_in_executor(
             None, self._store.watch, rev, self._on_store_changes
         )
@@ -337,8 +338,18 @@ class TopologyServer:
         sink = self._sink
         if sink is None:
             return
-        self._reports.drop(lambda key: not (isinstance(key, tuple) and key[1:2] == (host,)))
-        self._reports.submit(("down", host), partial(sink.hosts_down, {host}))
+        self._reports.drop(lambda key: not (isinstance(key, tuple) and key[:2] in _moot(host)))
+        job = partial(sink.hosts_down, {host}, self._uplinks_of({host}))
+        self._reports.submit(("down", host), job)
+
+    def _uplinks_of(self, hosts: set[str]) -> set[str]:
+        """The router ports bound to ``hosts``, from the view."""
+        ports = self._subs.objects.get("port", {})
+        return {
+            id
+            for id, e in ports.items()
+            if e.data.get("type") == "router" and e.data.get("host_id") in hosts
+        }
 
     def _validate(self, kind: str, id: str | None, fld: str | None, value: Any) -> None:
         if kind not in self._kinds:
@@ -448,6 +459,11 @@ class TopologyServer:
         else:
             assert msg.field is not None
             self._subs.remove_filter(conn, msg.kind, msg.field, msg.value)
+
+
+def _moot(host: str) -> tuple[tuple[str, str], ...]:
+    """The keys of a dead host's queued reports (its leases are still answered)."""
+    return (("routes", host), ("status", host))
 
 
 __all__ = ["ServerStats", "TopologyServer"]
