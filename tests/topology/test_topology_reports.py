@@ -5,6 +5,7 @@ its session ends, when it dies, and when the cluster starts without it."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -212,6 +213,34 @@ def test_cluster_start_removes_what_dead_hosts_learned() -> None:
             assert len(_learned(store, gw["peer1"])) == 5  # host 1 is alive: kept
             assert_integrity(store)
         finally:
+            await server.stop()
+
+    run(scenario())
+
+
+def test_reports_coalesce_wait_for_the_connection_and_may_come_from_a_thread() -> None:
+    store = MemoryStore()
+    gw = _gateway(ObjectService(store))
+
+    async def scenario() -> None:
+        server, port = await _serve(store)
+        client = TopologyClient(gw["host1"], ("127.0.0.1", port))
+        try:
+            # before the client runs: kept, and only the latest set per port is sent
+            for n in (5, 7, 3):
+                client.report_learned_routes(gw["uplink1"], _prefixes(n, gw["peer1"]))
+            await client.start()
+            await eventually(lambda: len(_learned(store, gw["peer1"])) == 3, 10, "latest set")
+            assert client.reports_sent == 1
+            # from another thread (a netlink watcher's, say)
+            thread = threading.Thread(
+                target=client.report_learned_routes, args=(gw["uplink1"], _prefixes(9, gw["peer1"]))
+            )
+            thread.start()
+            thread.join()
+            await eventually(lambda: len(_learned(store, gw["peer1"])) == 9, 10, "from a thread")
+        finally:
+            await client.stop()
             await server.stop()
 
     run(scenario())

@@ -233,11 +233,11 @@ class TopologyClient:
         return self._reporter.sent
 
     def _post(self, key: tuple[str, str], msg: Routes | Status) -> None:
-        loop = self._loop
+        loop = self._loop if self._loop is not None and not self._loop.is_closed() else None
         if loop is not None and not _on_loop(loop):
             loop.call_soon_threadsafe(self._post, key, msg)
             return
-        self._reporter.put(key, msg)
+        self._reporter.put(key, msg)  # sent on the next (re)connect at the latest
         if loop is not None and not self._flush_due:
             self._flush_due = True
             loop.call_soon(self._flush_reports)
