@@ -75,16 +75,22 @@ class ClusterReports:
         """The ids of the routes learned on uplink ``port`` (from one peer, if given): the
         routes out of the port that a peer of its router owns, from their reverse-reference
         documents (no route is read)."""
-        peers = [peer_id] if peer_id else self._referrers("router", port["device_id"], "router_id")
+        router = port["device_id"]
+        peers = [peer_id] if peer_id else self._referrers("router", router, "bgp_peer", "router_id")
         owned: set[str] = set()
         for p in peers:
-            owned |= set(self._referrers("bgp_peer", p, "learned_from"))
-        return owned & set(self._referrers("port", port["id"], "next_hop_port_id"))
+            owned |= set(self._referrers("bgp_peer", p, "route", "learned_from"))
+        return owned & set(self._referrers("port", port["id"], "route", "next_hop_port_id"))
 
-    def _referrers(self, kind: str, id: str, field: str) -> list[str]:
+    def _referrers(self, kind: str, id: str, of_kind: str, field: str) -> list[str]:
+        """The ids of the ``of_kind`` records whose ``field`` names ``kind`` ``id``."""
         item = self.store.get(REFS, ref_id(kind, id))
-        refs = item.data["referrers"] if item is not None else {}
-        return [split_ref(r)[1] for r, fields in refs.items() if field in fields]
+        out = []
+        for ref, fields in (item.data["referrers"] if item is not None else {}).items():
+            k, rid = split_ref(ref)
+            if k == of_kind and field in fields:
+                out.append(rid)
+        return out
 
     def _write(self, host_id: str, port_id: str, want: dict[str, Doc], have: set[str]) -> int:
         """Make the learned routes of the uplink ``want`` (ids ``have`` now): the difference,
