@@ -464,11 +464,9 @@ class Agent:
             self._process(p, now)
 
     def on_leased(self, device_id: str, ip: str, block: tuple[int, int] | None, now: float) -> None:
-        """The cluster answered a SNAT lease (None: refused, the packets waiting drop)."""
-        key = self._snat.answered(device_id, ip, block, self.state)
-        for _ in self._parking.take(key) if block is None else ():
-            self._parking.drop("snat")
-        self._release(key, now)
+        """The cluster answered a SNAT lease (None: refused, the packets waiting time out)."""
+        if (key := self._snat.answered(device_id, ip, block, self.state)) is not None:
+            self._release(key, now)
 
     @property
     def parked(self) -> int:

@@ -46,10 +46,12 @@ class SnatLeases:
 
     def answered(
         self, device_id: str, ip: str, block: tuple[int, int] | None, state: SimState
-    ) -> SnatKey:
-        """Record the block the cluster leased (None: refused); the key its packets wait on."""
+    ) -> SnatKey | None:
+        """Record the block the cluster leased; the key of the packets to simulate again (None:
+        refused, they stay parked until they time out, and the next packet asks again)."""
         key = snat_key(device_id, ip)
         self._asked.discard(key)
-        if block is not None:
-            state.lease_snat_block(device_id, ip_to_int(ip), *block)
+        if block is None:
+            return None
+        state.lease_snat_block(device_id, ip_to_int(ip), *block)
         return key
