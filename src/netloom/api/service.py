@@ -39,12 +39,11 @@ import builtins
 import copy
 import random
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from netloom.api import listing, policy
-from netloom.api.tx import REFS, UNIQUE, Doc, Tx, ref_id, split_ref
+from netloom.api import bgp, listing, policy, views
+from netloom.api.tx import REFS, UNIQUE, Doc, Tx, as_object, check_id, ref_id, split_ref
 from netloom.errors import (
     AlreadyExists,
     Conflict,
@@ -75,7 +74,7 @@ class ObjectService:
 
     def get(self, kind: str, id: str) -> tuple[Doc, int]:
         k = integrity.kind(kind)
-        _check_id(kind, id)
+        check_id(kind, id)
         item = self.store.get(k.name, id)
         if item is None:
             raise NotFound(f"no {kind} {id}", field="id")
@@ -107,7 +106,7 @@ class ObjectService:
         if query.marker is not None:
             found = None
             try:
-                _check_id(kind, query.marker)
+                check_id(kind, query.marker)
                 found = self.store.get(kind, query.marker)
             except NotFound:
                 pass
@@ -129,9 +128,10 @@ class ObjectService:
 
     def create(self, kind: str, data: Mapping[str, Any]) -> tuple[Doc, int]:
         k = integrity.kind(kind)
-        body = _as_object(data)
+        body = as_object(data)
         for field in sorted(k.read_only & body.keys()):
             raise InvalidInput(f"{field} is set by the system and cannot be given", field=field)
+        views.check_secrets(k, body)
         append = kind == "rule" and body.get("position") is None
         if append:
             body.pop("position", None)
@@ -149,17 +149,17 @@ class ObjectService:
                 raise AlreadyExists(f"{kind} {new['id']} already exists", field="id")
             if kind == "port":
                 new["tunnel_key"] = policy.allocate_tunnel_key(tx)
-            self._save(tx, kind, new["id"], None, new, append=append)
+            self.save(tx, kind, new["id"], None, new, append=append)
             return new, 1
 
-        return self._run(plan)
+        return self.run(plan)
 
     def update(
         self, kind: str, id: str, patch: Mapping[str, Any], expect_version: int | None = None
     ) -> tuple[Doc, int]:
         """Partial update (RFC 7396 merge patch), re-validated as a whole record."""
         integrity.kind(kind)
-        body = _as_object(patch)
+        body = as_object(patch)
         return self._modify(
             kind, id, lambda old: integrity.merge_patch(old, body), body, expect_version
         )
@@ -169,7 +169,7 @@ class ObjectService:
     ) -> tuple[Doc, int]:
         """Full replacement (PUT); system-owned fields keep their values."""
         k = integrity.kind(kind)
-        body = _as_object(data)
+        body = as_object(data)
 
         def build(old: Doc) -> Doc:
             new = dict(body)
@@ -191,21 +191,20 @@ class ObjectService:
             doomed: dict[str, Doc] = {}
             self._collect(tx, kind, id, cascade, doomed)
             policy.add_system_routes(tx, doomed)
+            bgp.add_learned(tx, doomed)
             policy.add_group_addresses(tx, doomed)
             unlink = policy.blockers(tx, doomed, cascade)
             for ref, data in doomed.items():
-                self._save(tx, *split_ref(ref), data, None, dying=doomed.keys())
+                self.save(tx, *split_ref(ref), data, None, dying=doomed.keys())
             for peer_id in unlink:
                 peer = tx.get("port", peer_id)
                 assert peer is not None
-                self._save(
-                    tx, "port", peer_id, peer, {**peer, "peer_id": None}, dying=doomed.keys()
-                )
+                self.save(tx, "port", peer_id, peer, {**peer, "peer_id": None}, dying=doomed.keys())
             for ref in doomed:
                 if tx.get(REFS, ref) is not None:
                     tx.delete(REFS, ref)
 
-        self._run(plan)
+        self.run(plan)
 
     def bind_port(self, port_id: str, host_id: str, interface_name: str) -> tuple[Doc, int]:
         return self.update("port", port_id, {"host_id": host_id, "interface_name": interface_name})
@@ -225,7 +224,7 @@ class ObjectService:
     def set_host_alive(self, host_id: str, alive: bool) -> tuple[Doc, int]:
         """The only writer of ``host.alive`` (the topology service, from agent liveness)."""
 
-        _check_id("host", host_id)
+        check_id("host", host_id)
 
         def plan(tx: Tx) -> tuple[Doc, int]:
             host = tx.get("host", host_id)
@@ -238,11 +237,11 @@ class ObjectService:
             tx.put("host", host_id, host)
             return host, version + 1
 
-        return self._run(plan)
+        return self.run(plan)
 
     # -- machinery ---------------------------------------------------------------------------
 
-    def _run(self, plan: Callable[[Tx], T]) -> T:
+    def run(self, plan: Callable[[Tx], T]) -> T:
         """Run ``plan`` and commit its transaction; re-run it when a concurrent writer changed
         what it read. Errors the plan raises (bad input, caller's version) pass through."""
         last: Exception | None = None
@@ -278,7 +277,7 @@ class ObjectService:
             old = tx.get(kind, id)
             assert old is not None
             policy.check_hand_write(kind, id, old)
-            draft = build(old)
+            draft = views.keep_secrets(k, old, build(old))
             if kind == "port":
                 policy.fill_ips(tx, self.store, draft)
             if str(draft.get("id", id)) != id:
@@ -295,16 +294,16 @@ class ObjectService:
             self._expect(tx, kind, id, expect_version)
             if new == old:
                 return old, version
-            self._save(tx, kind, id, old, new)
+            self.save(tx, kind, id, old, new)
             return new, version + 1
 
-        return self._run(plan)
+        return self.run(plan)
 
     @staticmethod
     def _expect(tx: Tx, kind: str, id: str, expect_version: int | None) -> int:
         """The object's version; NotFound if absent, VersionConflict if the caller pinned
         another one."""
-        _check_id(kind, id)
+        check_id(kind, id)
         version = tx.version(kind, id)
         if not version:
             raise NotFound(f"no {kind} {id}", field="id")
@@ -313,7 +312,7 @@ class ObjectService:
             raise VersionConflict(f"{kind} {id} is at version {version}{asked}", field="version")
         return version
 
-    def _save(
+    def save(
         self,
         tx: Tx,
         kind: str,
@@ -359,7 +358,7 @@ class ObjectService:
                 raise InvalidInput(f"{field}: a {kind} cannot reference itself", field=field)
             if tx.get(tk, tid) is None:
                 raise InvalidInput(f"{field}: no {tk} {tid}", field=field)
-            doc = tx.get(REFS, ref_id(tk, tid)) or {"referrers": {}}
+            doc = tx.edit(REFS, ref_id(tk, tid)) or {"referrers": {}}
             fields = set(doc["referrers"].get(me, ())) | {field}
             doc["referrers"][me] = sorted(fields)
             tx.put(REFS, ref_id(tk, tid), doc)
@@ -367,7 +366,7 @@ class ObjectService:
             target = ref_id(tk, tid)
             if target in dying:
                 continue
-            current = tx.get(REFS, target)
+            current = tx.edit(REFS, target)
             if current is None or me not in current["referrers"]:
                 continue
             left = set(current["referrers"][me]) - {field}
@@ -407,14 +406,14 @@ class ObjectService:
             policy.check_fixed_ips(tx, new, old)
         elif kind == "route":
             policy.check_route(tx, new)
+        elif kind == "bgp_peer":
+            bgp.check_peer(tx, new)
         elif kind == "rule":
             policy.check_jump(tx, self.store, id, old, new)
             if append or old is None or old["position"] != new["position"]:
                 moves = policy.place_rule(tx, id, new, None if append else new["position"])
                 for rid, position in moves.items():
-                    moved = tx.get("rule", rid)
-                    assert moved is not None
-                    tx.put("rule", rid, {**moved, "position": position})
+                    tx.put("rule", rid, {**(tx.get("rule", rid) or {}), "position": position})
 
     def _save_system_routes(self, tx: Tx, id: str, old: Doc | None, new: Doc) -> None:
         """A router port's connected and local routes follow its address (same commit)."""
@@ -425,7 +424,7 @@ class ObjectService:
             have = tx.get("route", rid)
             doc = integrity.validate("route", want[rid]) if rid in want else None
             if have != doc:
-                self._save(tx, "route", rid, have, doc)
+                self.save(tx, "route", rid, have, doc)
 
     def _save_group_addresses(self, tx: Tx, old: Doc | None, new: Doc) -> None:
         """A port group's address group is made with it and shared when it is."""
@@ -433,9 +432,9 @@ class ObjectService:
         have = tx.get("ip_addr_group", gid) if gid else None
         if gid and have is None and old is None:
             doc = integrity.validate("ip_addr_group", addressing.group_addresses(new))
-            self._save(tx, "ip_addr_group", gid, None, doc)
+            self.save(tx, "ip_addr_group", gid, None, doc)
         elif gid and have is not None and have["shared"] != bool(new.get("shared")):
-            self._save(tx, "ip_addr_group", gid, have, {**have, "shared": new["shared"]})
+            self.save(tx, "ip_addr_group", gid, have, {**have, "shared": new["shared"]})
 
     def _save_peer(self, tx: Tx, id: str, old: Doc | None, new: Doc | None) -> None:
         """Keep interior links symmetric: linking/unlinking a port writes its peer too."""
@@ -450,14 +449,14 @@ class ObjectService:
         if before is not None and new is not None:
             peer = tx.get("port", before)
             if peer is not None and peer.get("peer_id") == id:
-                self._save(tx, "port", before, peer, {**peer, "peer_id": None})
+                self.save(tx, "port", before, peer, {**peer, "peer_id": None})
         if after is not None and new is not None:
             peer = tx.get("port", after)
             if peer is None:
                 raise InvalidInput(f"peer_id: no port {after}", field="peer_id")
             integrity.check_link(new, peer)
             if peer.get("peer_id") != id:
-                self._save(tx, "port", after, peer, {**peer, "peer_id": id})
+                self.save(tx, "port", after, peer, {**peer, "peer_id": id})
 
     def _collect(self, tx: Tx, kind: str, id: str, cascade: bool, doomed: dict[str, Doc]) -> None:
         """The object and, with ``cascade``, its children (KINDS[kind].children) recursively,
@@ -477,23 +476,6 @@ class ObjectService:
                 rk, rid = split_ref(referrer)
                 if rk == child_kind and field in fields:
                     self._collect(tx, rk, rid, cascade, doomed)
-
-
-def _check_id(kind: str, id: str) -> None:
-    """Every record id is a canonical UUID; anything else cannot exist, and must not reach a
-    backend whose keys are paths (ZooKeeper: ``..`` or ``/`` in an id would escape)."""
-    try:
-        ok = str(uuid.UUID(id)) == id
-    except (ValueError, TypeError, AttributeError):
-        ok = False
-    if not ok:
-        raise NotFound(f"no {kind} {id!r} (ids are lowercase UUIDs)", field="id")
-
-
-def _as_object(data: Any) -> Doc:
-    if not isinstance(data, Mapping):
-        raise InvalidInput("the body must be a JSON object")
-    return dict(data)
 
 
 __all__ = ["ObjectService"]

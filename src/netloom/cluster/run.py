@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 import uvicorn
 
 from netloom.api.app import create_app
+from netloom.api.reports import ClusterReports
 from netloom.api.service import ObjectService
 from netloom.cluster.config import ClusterOptions
 from netloom.errors import InvalidInput, NotFound
@@ -115,7 +116,10 @@ async def serve(
     """Serve until SIGTERM/SIGINT, then stop the API and the topology server."""
     service = ObjectService(store)
     topo = TopologyServer(
-        store, host_timeout_s=options.host_timeout, set_host_alive=_liveness(service)
+        store,
+        host_timeout_s=options.host_timeout,
+        set_host_alive=_liveness(service),
+        reports=ClusterReports(service),
     )
     topo_port = await _start_topology(topo, options.topology)
     config = uvicorn.Config(

@@ -39,6 +39,8 @@ IMMUTABLE: dict[str, frozenset[str]] = {
     "route": frozenset({"router_id"}),
     "dhcp_subnet": frozenset({"bridge_id"}),
     "rule": frozenset({"chain_id"}),
+    "bgp_peer": frozenset({"router_id"}),
+    "bgp_network": frozenset({"router_id"}),
 }
 
 # Fields a PUT that omits them keeps: fixed at creation, or chosen by the system at creation.
@@ -104,8 +106,13 @@ def unique_keys(kind_name: str, data: Mapping[str, Any] | None) -> dict[str, str
         return {}
     out: dict[str, str] = {}
     name = name_key(kind_name, data)
-    if name is not None:
+    # a learned route is named after its peer ("bgp 198.19.1.1"), like all the peer's routes
+    if name is not None and not (kind_name == "route" and data.get("learned_from")):
         out[name] = "name"
+    if kind_name == "bgp_peer":  # one session per peer address and router
+        out[f"bgp_peer:{data['router_id']}:{data['address']}"] = "address"
+    elif kind_name == "bgp_network":
+        out[f"bgp_network:{data['router_id']}:{data['prefix']}"] = "prefix"
     if kind_name != "port":
         return out
     for ip in data.get("fixed_ips") or ():
@@ -134,6 +141,10 @@ def taken(key: str, owner: str) -> str:
     if index == "ip":
         bridge, _, ip = value.partition(":")
         return f"fixed IP {ip} is already used on bridge {bridge} by {owner}"
+    if index in ("bgp_peer", "bgp_network"):
+        router, _, what = value.partition(":")
+        noun = "a peer at" if index == "bgp_peer" else "the network"
+        return f"router {router} already has {noun} {what}: {owner}"
     return f"{index} {value} is already used by {owner}"
 
 
