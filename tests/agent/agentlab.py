@@ -28,6 +28,7 @@ from typing import Any
 
 from netloom.agent.core import Agent, AgentConfig, PushState
 from netloom.agent.driver import AgentDriver
+from netloom.api.reports import ClusterReports
 from netloom.api.service import ObjectService
 from netloom.datapath.base import Fate
 from netloom.datapath.memory import MemoryDatapath
@@ -308,7 +309,7 @@ async def bind_all(c: Cluster) -> None:
 async def cluster(*, dhcp: bool = True, **agent_cfg: Any) -> AsyncIterator[Cluster]:
     store = MemoryStore()
     svc = ObjectService(store)
-    server = TopologyServer(store)
+    server = TopologyServer(store, reports=ClusterReports(svc))
     port = await server.start("127.0.0.1", 0)
     c = Cluster(store, svc, server, port)
     try:

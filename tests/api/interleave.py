@@ -136,6 +136,9 @@ class ScheduledStore:
     def get(self, kind: str, id: str) -> Item | None:
         return self.inner.get(kind, id)
 
+    def get_many(self, keys: Sequence[tuple[str, str]]) -> list[Item | None]:
+        return self.inner.get_many(keys)
+
     def list(self, kind: str) -> list[Item]:
         return self.inner.list(kind)
 

@@ -193,7 +193,8 @@ def test_trace_endpoint_answers_what_netloom_trace_json_answers(
     body = {"from_port": t["vm1"], "dst_ip": "10.0.2.10", "proto": "tcp", "dport": 22}
     answer = ok(client.post("/api/v1/trace", json=body))
     result, assumed = run_trace(topology_of(service), t["vm1"], "10.0.2.10", "tcp", 40000, 22)
-    assert answer == json.loads(json.dumps({**result_to_json(result), "assumed": assumed}))
+    want = {**result_to_json(result), "assumed": assumed, "egress": []}  # no uplink taken
+    assert answer == json.loads(json.dumps(want))
     assert answer["verdict"] and answer["trace"]
     icmp = ok(client.post("/api/v1/trace", json={"from_port": t["vm1"], "dst_ip": "10.0.2.10"}))
     assert icmp["match"]

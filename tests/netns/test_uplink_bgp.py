@@ -6,7 +6,9 @@ datapath on it), an upstream namespace on the other end of the cable.
   *through the datapath* (BGP steered by flows between the uplink and the sidecar): the
   session comes up, the router's network is announced, the upstream's route is learned;
 * bird killed: the agent restarts it and the session comes back;
-* the agent stopped (SIGTERM): the sidecar's namespace, bird and veth are gone.
+* the agent stopped (SIGTERM): the sidecar's namespace, bird and veth are gone;
+* what the gateway learns reaches the NSDB (a route of the router learned on the uplink, the
+  peer's status established) and goes when the gateway's agent is killed.
 
 The upstream namespace, its static route and its bird are this test's scaffolding.
 """
@@ -21,12 +23,13 @@ import subprocess
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from netloom.gateway.config import names
-from netloom.gateway.plumbing import pids_in
-from netloom.lab import nsexec
+from netloom.gateway.plumbing import kill, pids_in
+from netloom.lab import netns, nsexec
 from waiting import wait_until
 
 from .conftest import NET1, NetLab, VmSpec, netlab, ping_ok
@@ -144,3 +147,51 @@ def test_uplink_pings_bgp_through_the_datapath_restart_and_cleanup(
     assert not Path(f"/run/netns/{ns}").exists()
     assert not Path(f"/proc/{bird}").exists()
     assert host_if not in sh("ip", "-n", lab.host_ns(1), "-o", "link")
+
+
+def _learned(lab: NetLab, peer: str) -> list[dict[str, Any]]:
+    return lab.api.list("routes", {"learned_from": peer})
+
+
+def test_learned_route_and_session_state_reach_the_api_and_go_with_the_host(
+    lab: NetLab, upstream: tuple[str, Path]
+) -> None:
+    up_ns, _ = upstream
+    api = lab.api
+    router = lab.ids["router"]
+    host_id = lab.lab.state.hosts[0].host_id
+    assert host_id is not None
+    port = api.create(
+        "ports",
+        {"device_id": router, "type": "router", "address": f"{PORT_IP}/24", "mac": PORT_MAC},
+    )["id"]
+    api.bind_port(port, host_id, "upl0")
+    wait_until(partial(ping_ok, up_ns, PORT_IP), 20, "the upstream to ping the port", 0.1)
+    peer = api.create(
+        "bgp_peers",
+        {"router_id": router, "address": UP_IP, "asn": UP_AS, "local_as": GW_AS,
+         "hold_time": 3, "keepalive": 1},
+    )["id"]  # fmt: skip
+    wait_until(lambda: len(_learned(lab, peer)) == 1, 40, "the learned route in the NSDB", 0.2)
+    (route,) = _learned(lab, peer)
+    assert (route["dst"], route["next_hop_port_id"], route["next_hop_gateway"]) == (
+        EXTERNAL,
+        port,
+        UP_IP,
+    )
+    status = api.get("bgp_peers", peer)["status"]
+    assert (status["state"], status["port_id"], status["host_id"]) == (
+        "established",
+        port,
+        host_id,
+    )
+    sidecar_ns = names(port)[0]
+    try:
+        lab.kill_agent(1)  # SIGKILL: nothing of its own runs, the cluster notices the silence
+        wait_until(lambda: _learned(lab, peer) == [], 20, "the dead gateway's routes gone", 0.2)
+        assert api.get("bgp_peers", peer)["status"]["state"] == "down"
+    finally:  # the killed agent could not remove its sidecar's namespace
+        for pid in pids_in(sidecar_ns):
+            kill(pid)
+        if sidecar_ns in netns.list_netns("nlgw-"):
+            netns.delete(sidecar_ns)

@@ -106,3 +106,5 @@ def test_scale_command_small_cloud() -> None:
         p = r["propagation"][k]
         assert p["agents_needing"] > 0 and p["missing"] == 0 and p["unwanted"] == 0
     assert r["checks_failed"] == []
+    learned = r["learned_routes"]  # 2 gateways' reports, written by the cluster
+    assert learned["routes"] == learned["want"] == 2 * 100

@@ -52,6 +52,18 @@ def test_create_get_list_update_delete(store: Store) -> None:
     assert store.list("nothing-here") == []
 
 
+def test_get_many_answers_each_key_in_order(store: Store) -> None:
+    store.commit([Put("bridge", "b1", {"n": 1}), Put("router", "r1", {"n": 2})])
+    store.commit([Put("bridge", "b1", {"n": 3})])
+    got = store.get_many([("router", "r1"), ("bridge", "nope"), ("bridge", "b1")])
+    assert [None if it is None else (it.kind, it.id, it.version, it.data) for it in got] == [
+        ("router", "r1", 1, {"n": 2}),
+        None,
+        ("bridge", "b1", 2, {"n": 3}),
+    ]
+    assert store.get_many([]) == []
+
+
 def test_versions_count_writes_and_restart_after_delete(store: Store) -> None:
     for n in range(1, 5):
         store.commit([Put("port", "p", {"n": n})])  # unconditional put: create, then update

@@ -57,3 +57,51 @@ def test_fixed_ips_and_names_are_unique(store: Store) -> None:
             svc.create("bridge", {"name": name})
         with pytest.raises(AlreadyExists):
             svc.create("bridge", {"name": name})
+
+
+def test_learned_routes_and_snat_blocks(store: Store) -> None:
+    """An agent's report becomes routes of the uplink's router and its difference is written;
+    concurrent SNAT leases never share a block; a dead host's routes and blocks go."""
+    import threading
+
+    from netloom.api import snat
+    from netloom.api.reports import ClusterReports
+    from netloom.model.bgp import LearnedRoute
+
+    svc = ObjectService(store)
+    router, _ = svc.create("router", {})
+    host, _ = svc.create("host", {"name": "gw"})
+    uplink, _ = svc.create(
+        "port",
+        {"device_id": router["id"], "type": "router", "address": "198.19.1.2/24",
+         "host_id": host["id"], "interface_name": "up1"},
+    )  # fmt: skip
+    peer, _ = svc.create(
+        "bgp_peer", {"router_id": router["id"], "address": "198.19.1.1", "asn": 1, "local_as": 2}
+    )
+    reports = ClusterReports(svc)
+
+    def learned() -> set[str]:
+        return {r["dst"] for r, _ in svc.list("route", {"learned_from": peer["id"]})}
+
+    routes = [
+        LearnedRoute(f"10.{i // 256}.{i % 256}.0/24", "198.19.1.1", peer["id"]) for i in range(300)
+    ]
+    assert reports.learned_routes(host["id"], uplink["id"], routes) == 300
+    assert reports.learned_routes(host["id"], uplink["id"], routes[:100]) == 200
+    assert learned() == {f"10.0.{i}.0/24" for i in range(100)}
+    got: list[tuple[int, int]] = []
+
+    def lease(h: str) -> None:
+        for _ in range(5):
+            got.append(snat.lease(ObjectService(store), h, router["id"], "203.0.113.7"))
+
+    threads = [threading.Thread(target=lease, args=(h,)) for h in (host["id"], "other")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(got)) == 10
+    reports.hosts_down({host["id"]}, {uplink["id"]})
+    assert learned() == set()
+    assert snat.release(svc, {"other"}) == 5

@@ -35,6 +35,7 @@ from netloom.agent.parking import Parked, ParkingLot, wait_key
 from netloom.agent.pushes import push_hosts, push_keys
 from netloom.agent.ratelimit import round_robin
 from netloom.agent.related import upcall_ct_state
+from netloom.agent.snat import LeaseSnat, SnatLeases
 from netloom.agent.tags import state_tags, topology_tags
 from netloom.agent.translate import to_datapath_actions, to_flow
 from netloom.agent.tunnels import TunnelPeers
@@ -73,7 +74,7 @@ class PushState:
     changes: tuple[StateChange, ...]
 
 
-Request = Subscribe | Unsubscribe | PushState
+Request = Subscribe | Unsubscribe | PushState | LeaseSnat
 
 
 @dataclass(slots=True)
@@ -145,6 +146,7 @@ class Agent:
              "parked", "park_dropped", "resimulated", "pushed", "dropped"),
             0,
         )  # fmt: skip
+        self._snat = SnatLeases()
         self._parking = ParkingLot(config.park_per_key, config.park_total, self.stats, self.metrics)
         self._installer = FlowInstaller(datapath, self.flows, self.stats, self.metrics)
 
@@ -341,6 +343,7 @@ class Agent:
             key = wait_key(self._missed, r)
             self._emit(r.generated, now, p.hops + 1)  # e.g. the router's ARP request
             self._parking.park(p, key, now)
+            self._requests.extend(self._snat.ask(key))  # a SNAT block: lease one
             return
         self._apply_changes(r, now)
         self._push_state(r)  # before the packet is sent: the peer must know the connection
@@ -460,6 +463,11 @@ class Agent:
             self.stats["resimulated"] += 1
             self._process(p, now)
 
+    def on_leased(self, device_id: str, ip: str, block: tuple[int, int] | None, now: float) -> None:
+        """The cluster answered a SNAT lease (None: refused, the packets waiting time out)."""
+        if (key := self._snat.answered(device_id, ip, block, self.state)) is not None:
+            self._release(key, now)
+
     @property
     def parked(self) -> int:
         return self._parking.count
@@ -473,15 +481,11 @@ class Agent:
         # a flow idles for idle_timeout_s before it goes: checking 10 times in that span is
         # plenty, and spares a dump of the whole table every tick
         self._installer.expire(now, self.cfg.idle_timeout_s / 10)
-        self._expire_state(now)
+        if dead := self.state.expire(now):
+            self._invalidate(dead, why="state expiry")
         self._parking.expire(now)
         self._expire_interests(now)
         self._bindings.replug()
-
-    def _expire_state(self, now: float) -> None:
-        dead = self.state.expire(now)
-        if dead:
-            self._invalidate(dead, why="state expiry")
 
     def _expire_interests(self, now: float) -> None:
         waited = self._parking.waited()

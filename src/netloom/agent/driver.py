@@ -32,6 +32,7 @@ from typing import Any
 from netloom.agent import flowstate
 from netloom.agent.core import Agent, PushState, Subscribe, Unsubscribe
 from netloom.agent.gateway import GatewayLink
+from netloom.agent.snat import LeaseSnat
 from netloom.agent.view import Interest
 from netloom.datapath.base import Datapath
 from netloom.errors import InvalidInput, NetloomError
@@ -183,6 +184,10 @@ class AgentDriver:
                 t.add_done_callback(self._subs.discard)
             elif isinstance(req, Unsubscribe):
                 self._unsubscribe(req.interest)
+            elif isinstance(req, LeaseSnat):
+                t = asyncio.get_running_loop().create_task(self._lease(req))
+                self._subs.add(t)
+                t.add_done_callback(self._subs.discard)
             else:
                 self._push(req)
 
@@ -196,6 +201,15 @@ class AgentDriver:
         except NetloomError as exc:
             log.warning("subscribe failed interest=%s error=%s", i, exc)
         self.agent.on_loaded(i, self.clock())
+        self._flush()
+
+    async def _lease(self, req: LeaseSnat) -> None:
+        block: tuple[int, int] | None = None
+        try:
+            block = await self.client.lease_snat_block(req.device_id, req.ip)
+        except NetloomError as exc:
+            log.warning("snat lease failed device=%s ip=%s error=%s", req.device_id, req.ip, exc)
+        self.agent.on_leased(req.device_id, req.ip, block, self.clock())
         self._flush()
 
     def _unsubscribe(self, i: Interest) -> None:

@@ -11,6 +11,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from netloom.agent.metrics import AgentMetrics
+from netloom.agent.snat import snat_key
 from netloom.agent.view import Interest
 from netloom.datapath.base import Upcall
 from netloom.packet.util import ip_to_int
@@ -32,12 +33,16 @@ class Parked:
 
 def wait_key(missed: set[Interest], r: Result) -> object | None:
     """What the packet waits for: the first topology interest its simulation missed (it
-    is being loaded), else the ARP entry it needs. None: nothing will ever complete it."""
+    is being loaded), else the ARP entry it needs, else a SNAT port block (the agent leases
+    one). None: nothing will ever complete it."""
     if missed:
         return min(missed, key=str)
     for aw in r.awaiting:
         if len(aw) == 3 and aw[0] == "arp":
             return ("arp", aw[1], ip_to_int(aw[2]))
+    for aw in r.awaiting:
+        if len(aw) == 3 and aw[0] == "snat-block" and aw[2] != "exhausted":
+            return snat_key(str(aw[1]), str(aw[2]))
     return None
 
 

@@ -31,8 +31,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import netloom
-from netloom.api import http, listing, openapi, whatif
+from netloom.api import http, listing, openapi, views, whatif
 from netloom.api.service import ObjectService
+from netloom.api.tx import Doc
 from netloom.errors import InvalidInput, NetloomError
 from netloom.model import integrity
 from netloom.model.kinds import KINDS, Kind
@@ -86,20 +87,28 @@ async def _preconditions(
     return expect, header
 
 
-def _object_handlers(service: ObjectService, k: Kind, lim: Limits) -> dict[str, Handler]:
-    base = f"{PREFIX}/{k.collection}"
+Answer = Callable[..., Response]
 
-    async def create(request: Request) -> Response:
-        body = await http.read_object(request, lim.body_bytes, lim.body_timeout)
-        doc, version = await run_in_threadpool(service.create, k.name, body)
-        return http.answer(doc, version, 201, f"{base}/{doc['id']}")
+
+def _answerer(service: ObjectService, k: Kind) -> Answer:
+    """The object answer of kind ``k``: the record as the API shows it (see views)."""
+
+    def answer(doc: Doc, version: int, status: int = 200, location: str | None = None) -> Response:
+        return http.answer(views.public(service.store, k.name, doc), version, status, location)
+
+    return answer
+
+
+def _read_handlers(service: ObjectService, k: Kind) -> dict[str, Handler]:
+    answer = _answerer(service, k)
 
     async def list_(request: Request) -> Response:
         params = dict(request.query_params)
         query = listing.parse(k, params)
         filters = {f: v for f, v in params.items() if f not in listing.PARAMS}
         items, more = await run_in_threadpool(service.list_page, k.name, filters, query)
-        body: dict[str, Any] = {"items": [{**d, "version": v} for d, v in items]}
+        shown = [(views.public(service.store, k.name, d), v) for d, v in items]
+        body: dict[str, Any] = {"items": [{**d, "version": v} for d, v in shown]}
         headers = {}
         if more:
             body["next"] = _next_page(request, params, str(items[-1][0]["id"]))
@@ -110,23 +119,39 @@ def _object_handlers(service: ObjectService, k: Kind, lim: Limits) -> dict[str, 
         doc, version = await run_in_threadpool(service.get, k.name, id)
         if http.none_match(request, version):
             return Response(status_code=304, headers={"ETag": f'"{version}"'})
-        return http.answer(doc, version)
+        return answer(doc, version)
+
+    return {"list": list_, "get": get}
+
+
+def _write_handlers(service: ObjectService, k: Kind, lim: Limits) -> dict[str, Handler]:
+    base = f"{PREFIX}/{k.collection}"
+    answer = _answerer(service, k)
+
+    async def body_of(request: Request) -> dict[str, Any]:
+        body = await http.read_object(request, lim.body_bytes, lim.body_timeout)
+        return views.from_input(k.name, body)
+
+    async def create(request: Request) -> Response:
+        body = await body_of(request)
+        doc, version = await run_in_threadpool(service.create, k.name, body)
+        return answer(doc, version, 201, f"{base}/{doc['id']}")
 
     async def replace(request: Request, id: str) -> Response:
-        body = await http.read_object(request, lim.body_bytes, lim.body_timeout)
+        body = await body_of(request)
         expect, hdr = await _preconditions(request, service, k.name, id, body)
         doc, version = await http.conditional(
             lambda: service.replace(k.name, id, body, expect_version=expect), hdr
         )
-        return http.answer(doc, version)
+        return answer(doc, version)
 
     async def patch(request: Request, id: str) -> Response:
-        body = await http.read_object(request, lim.body_bytes, lim.body_timeout)
+        body = await body_of(request)
         expect, hdr = await _preconditions(request, service, k.name, id, body)
         doc, version = await http.conditional(
             lambda: service.update(k.name, id, body, expect_version=expect), hdr
         )
-        return http.answer(doc, version)
+        return answer(doc, version)
 
     async def delete(request: Request, id: str) -> Response:
         cascade = http.cascade(request)
@@ -136,14 +161,11 @@ def _object_handlers(service: ObjectService, k: Kind, lim: Limits) -> dict[str, 
         )
         return Response(status_code=204)
 
-    return {
-        "create": create,
-        "list": list_,
-        "get": get,
-        "replace": replace,
-        "patch": patch,
-        "delete": delete,
-    }
+    return {"create": create, "replace": replace, "patch": patch, "delete": delete}
+
+
+def _object_handlers(service: ObjectService, k: Kind, lim: Limits) -> dict[str, Handler]:
+    return {**_read_handlers(service, k), **_write_handlers(service, k, lim)}
 
 
 def _collection_routes(app: FastAPI, service: ObjectService, k: Kind, lim: Limits) -> None:

@@ -13,8 +13,8 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
-from netloom.api import listing
-from netloom.model.kinds import Kind
+from netloom.api import listing, views
+from netloom.model.kinds import SECRET_MASK, Kind
 
 DESCRIPTION = """The native API of netloom: one collection per kind of topology object, all alike.
 
@@ -49,6 +49,12 @@ What the API decides for the caller:
   bridge; `"auto"` in `fixed_ips` is replaced by a free address of the bridge's subnets;
 * references between two tenants' objects are refused unless the target is `shared`;
   `tenant_id` is fixed at creation (a PUT without it keeps it);
+* a bgp_peer's address must lie on the subnet of an uplink of its router (a router port bound
+  to a host, with an address); one peer per address and router, one bgp_network per prefix
+  and router; the peer's `password` is write-only and its `status` is the session as the
+  gateway agent reports it; routes learned from a peer (`learned_from`) are written by the
+  cluster from the agent's reports, go with the peer, the uplink or the session, and cannot
+  be changed by hand (409);
 * names are unique per kind in their scope: the tenant (bridges, routers, chains, groups), the
   parent (a device's ports, a router's routes, a chain's rules, a bridge's subnets) or the
   whole cloud (tenants, hosts, tunnel zones); `""` is no name.
@@ -81,6 +87,29 @@ def _scrub(node: Any) -> None:
             _scrub(value)
 
 
+def _answer_props(k: Kind, full: dict[str, Any]) -> dict[str, Any]:
+    """The properties of a kind's answer schema: its fields (system-owned ones read-only,
+    secret ones described), the answer-only views and the version."""
+    props = dict(full.get("properties", {}))
+    for field in k.read_only:
+        if field in props:
+            props[field] = {**props[field], "readOnly": True}
+    for field in k.secret:
+        props[field] = {
+            **props[field],
+            "description": f"write-only: answered as {SECRET_MASK!r} when set, null when"
+            " not; given back as the mask on a write, the stored value is kept",
+        }
+    props.update(views.VIEWS.get(k.name, {}))
+    props["version"] = {
+        "type": "integer",
+        "minimum": 1,
+        "readOnly": True,
+        "description": "store version; also the ETag",
+    }
+    return props
+
+
 def schemas(kinds: list[Kind], models: Sequence[type[BaseModel]]) -> dict[str, Any]:
     """Component schemas for every kind: ``<Name>`` (answer), ``<Name>Create``, ``<Name>Patch``,
     plus the nested models they share."""
@@ -90,16 +119,7 @@ def schemas(kinds: list[Kind], models: Sequence[type[BaseModel]]) -> dict[str, A
         name = k.record.__name__
         full = k.record.model_json_schema(ref_template=ref, mode="serialization")
         out.update(full.pop("$defs", {}))
-        props = dict(full.get("properties", {}))
-        for field in k.read_only:
-            if field in props:
-                props[field] = {**props[field], "readOnly": True}
-        props["version"] = {
-            "type": "integer",
-            "minimum": 1,
-            "readOnly": True,
-            "description": "store version; also the ETag",
-        }
+        props = _answer_props(k, full)
         out[name] = {**full, "properties": props}
         create = k.record.model_json_schema(ref_template=ref, mode="validation")
         out.update(create.pop("$defs", {}))

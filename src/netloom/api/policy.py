@@ -257,7 +257,13 @@ def tenant_of(tx: Tx, kind: str, doc: Doc | None) -> tuple[str | None, bool]:
     return _NO_TENANT
 
 
-_PARENT = {"route": "router", "rule": "chain", "dhcp_subnet": "bridge"}
+_PARENT = {
+    "route": "router",
+    "rule": "chain",
+    "dhcp_subnet": "bridge",
+    "bgp_peer": "router",
+    "bgp_network": "router",
+}
 
 
 def check_tenancy(tx: Tx, kind: str, doc: Doc, added: Iterable[integrity.RefKey]) -> None:
@@ -311,6 +317,12 @@ def check_hand_write(kind: str, id: str, old: Doc) -> None:
         raise Conflict(
             f"{kind} {id} is made by the system from router port"
             f" {old.get('next_hop_port_id')}'s address; change the port instead",
+            field="id",
+        )
+    if kind == "route" and old.get("learned_from"):
+        raise Conflict(
+            f"route {id} was learned from bgp_peer {old['learned_from']} by the gateway agent;"
+            " it goes with the session",
             field="id",
         )
     if kind == "ip_addr_group" and old.get("port_group_id"):

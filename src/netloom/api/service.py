@@ -29,8 +29,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from netloom.api import listing, policy
-from netloom.api.tx import REFS, UNIQUE, Doc, Tx, ref_id, split_ref
+from netloom.api import bgp, listing, policy, views
+from netloom.api.tx import REFS, UNIQUE, Doc, Tx, as_object, check_id, ref_id, split_ref
 from netloom.errors import (
     AlreadyExists,
     Conflict,
@@ -59,7 +59,7 @@ class ObjectService:
 
     def get(self, kind: str, id: str) -> tuple[Doc, int]:
         k = integrity.kind(kind)
-        integrity.check_id(kind, id)
+        check_id(kind, id)
         item = self.store.get(k.name, id)
         if item is None:
             raise NotFound(f"no {kind} {id}", field="id")
@@ -87,7 +87,7 @@ class ObjectService:
         if query.marker is not None:
             found = None
             try:
-                integrity.check_id(kind, query.marker)
+                check_id(kind, query.marker)
                 found = self.store.get(kind, query.marker)
             except NotFound:
                 pass
@@ -103,17 +103,18 @@ class ObjectService:
 
     def create(self, kind: str, data: Mapping[str, Any]) -> tuple[Doc, int]:
         integrity.kind(kind)
-        body = integrity.as_object(data)
+        body = as_object(data)
         body.setdefault("id", new_id())
-        return self._run(lambda tx: (self.stage_create(tx, kind, body), 1))
+        return self.run(lambda tx: (self.stage_create(tx, kind, body), 1))
 
     def stage_create(self, tx: Tx, kind: str, data: Mapping[str, Any]) -> Doc:
         """Stage the creation of one record in ``tx`` (a plan of :meth:`transact`); the new
         record as stored."""
         k = integrity.kind(kind)
-        body = integrity.as_object(data)
+        body = as_object(data)
         for field in sorted(k.read_only & body.keys()):
             raise InvalidInput(f"{field} is set by the system and cannot be given", field=field)
+        views.check_secrets(k, body)
         append = kind == "rule" and body.get("position") is None
         if append:
             body.pop("position", None)
@@ -129,22 +130,21 @@ class ObjectService:
             raise AlreadyExists(f"{kind} {new['id']} already exists", field="id")
         if kind == "port":
             new["tunnel_key"] = policy.allocate_tunnel_key(tx)
-        self._save(tx, kind, new["id"], None, new, append=append)
+        self.save(tx, kind, new["id"], None, new, append=append)
         return new
 
     def transact(self, plan: Callable[[Tx], T]) -> T:
-        """Run ``plan`` (which stages writes of several records with :meth:`stage_create`,
-        :meth:`stage_update` and :meth:`stage_delete`, and documents of its own) as ONE store
-        commit, re-run on a lost race. Owned records are not guarded here: the caller owns
-        them."""
-        return self._run(plan)
+        """Run ``plan`` (staging several records with :meth:`stage_create`, :meth:`stage_update`,
+        :meth:`stage_delete`, and documents of its own) as ONE store commit; owned records are
+        not guarded here: the caller owns them."""
+        return self.run(plan)
 
     def update(
         self, kind: str, id: str, patch: Mapping[str, Any], expect_version: int | None = None
     ) -> tuple[Doc, int]:
         """Partial update (RFC 7396 merge patch), re-validated as a whole record."""
         integrity.kind(kind)
-        body = integrity.as_object(patch)
+        body = as_object(patch)
         return self._modify(
             kind, id, lambda old: integrity.merge_patch(old, body), body, expect_version
         )
@@ -154,7 +154,7 @@ class ObjectService:
     ) -> tuple[Doc, int]:
         """Full replacement (PUT); system-owned fields keep their values."""
         k = integrity.kind(kind)
-        body = integrity.as_object(data)
+        body = as_object(data)
 
         def build(old: Doc) -> Doc:
             new = dict(body)
@@ -175,7 +175,7 @@ class ObjectService:
             self._expect(tx, kind, id, expect_version)
             self._stage_delete(tx, kind, id, cascade, hand=True)
 
-        self._run(plan)
+        self.run(plan)
 
     def stage_delete(self, tx: Tx, kind: str, id: str, cascade: bool = False) -> None:
         """Stage the deletion of one record (and, with ``cascade``, its children) in ``tx``."""
@@ -190,14 +190,15 @@ class ObjectService:
             for ref in doomed:
                 policy.check_owner(tx, *split_ref(ref))
         policy.add_system_routes(tx, doomed)
+        bgp.add_learned(tx, doomed)
         policy.add_group_addresses(tx, doomed)
         unlink = policy.blockers(tx, doomed, cascade)
         for ref, data in doomed.items():
-            self._save(tx, *split_ref(ref), data, None, dying=doomed.keys())
+            self.save(tx, *split_ref(ref), data, None, dying=doomed.keys())
         for peer_id in unlink:
             peer = tx.get("port", peer_id)
             assert peer is not None
-            self._save(tx, "port", peer_id, peer, {**peer, "peer_id": None}, dying=doomed.keys())
+            self.save(tx, "port", peer_id, peer, {**peer, "peer_id": None}, dying=doomed.keys())
         for ref in doomed:
             if tx.get(REFS, ref) is not None:
                 tx.delete(REFS, ref)
@@ -220,7 +221,7 @@ class ObjectService:
     def set_host_alive(self, host_id: str, alive: bool) -> tuple[Doc, int]:
         """The only writer of ``host.alive`` (the topology service, from agent liveness)."""
 
-        integrity.check_id("host", host_id)
+        check_id("host", host_id)
 
         def plan(tx: Tx) -> tuple[Doc, int]:
             host = tx.get("host", host_id)
@@ -233,11 +234,11 @@ class ObjectService:
             tx.put("host", host_id, host)
             return host, version + 1
 
-        return self._run(plan)
+        return self.run(plan)
 
     # -- machinery ---------------------------------------------------------------------------
 
-    def _run(self, plan: Callable[[Tx], T]) -> T:
+    def run(self, plan: Callable[[Tx], T]) -> T:
         """Run ``plan`` and commit its transaction; re-run it when a concurrent writer changed
         what it read. Errors the plan raises (bad input, caller's version) pass through."""
         last: Exception | None = None
@@ -268,11 +269,11 @@ class ObjectService:
         def plan(tx: Tx) -> tuple[Doc, int]:
             return self._stage_modify(tx, kind, id, build, body, expect_version, hand=True)
 
-        return self._run(plan)
+        return self.run(plan)
 
     def stage_update(self, tx: Tx, kind: str, id: str, patch: Mapping[str, Any]) -> Doc:
         """Stage a merge patch of one record in ``tx`` (a plan of :meth:`transact`)."""
-        body = integrity.as_object(patch)
+        body = as_object(patch)
         doc, _ = self._stage_modify(
             tx, kind, id, lambda old: integrity.merge_patch(old, body), body, None, hand=False
         )
@@ -297,7 +298,7 @@ class ObjectService:
         policy.check_hand_write(kind, id, old)
         if hand:
             policy.check_owner(tx, kind, id)
-        draft = build(old)
+        draft = views.keep_secrets(k, old, build(old))
         if kind == "port":
             policy.fill_ips(tx, self.store, draft)
         if str(draft.get("id", id)) != id:
@@ -314,14 +315,14 @@ class ObjectService:
         self._expect(tx, kind, id, expect_version)
         if new == old:
             return old, version
-        self._save(tx, kind, id, old, new)
+        self.save(tx, kind, id, old, new)
         return new, version + 1
 
     @staticmethod
     def _expect(tx: Tx, kind: str, id: str, expect_version: int | None) -> int:
         """The object's stored version (0: staged in this transaction); NotFound if absent,
         VersionConflict if the caller pinned another one."""
-        integrity.check_id(kind, id)
+        check_id(kind, id)
         version = tx.version(kind, id)
         if not tx.exists(kind, id):
             raise NotFound(f"no {kind} {id}", field="id")
@@ -330,7 +331,7 @@ class ObjectService:
             raise VersionConflict(f"{kind} {id} is at version {version}{asked}", field="version")
         return version
 
-    def _save(
+    def save(
         self,
         tx: Tx,
         kind: str,
@@ -376,7 +377,7 @@ class ObjectService:
                 raise InvalidInput(f"{field}: a {kind} cannot reference itself", field=field)
             if tx.get(tk, tid) is None:
                 raise InvalidInput(f"{field}: no {tk} {tid}", field=field)
-            doc = tx.get(REFS, ref_id(tk, tid)) or {"referrers": {}}
+            doc = tx.edit(REFS, ref_id(tk, tid)) or {"referrers": {}}
             fields = set(doc["referrers"].get(me, ())) | {field}
             doc["referrers"][me] = sorted(fields)
             tx.put(REFS, ref_id(tk, tid), doc)
@@ -384,7 +385,7 @@ class ObjectService:
             target = ref_id(tk, tid)
             if target in dying:
                 continue
-            current = tx.get(REFS, target)
+            current = tx.edit(REFS, target)
             if current is None or me not in current["referrers"]:
                 continue
             left = set(current["referrers"][me]) - {field}
@@ -424,14 +425,14 @@ class ObjectService:
             policy.check_fixed_ips(tx, new, old)
         elif kind == "route":
             policy.check_route(tx, new)
+        elif kind == "bgp_peer":
+            bgp.check_peer(tx, new)
         elif kind == "rule":
             policy.check_jump(tx, self.store, id, old, new)
             if append or old is None or old["position"] != new["position"]:
                 moves = policy.place_rule(tx, id, new, None if append else new["position"])
                 for rid, position in moves.items():
-                    moved = tx.get("rule", rid)
-                    assert moved is not None
-                    tx.put("rule", rid, {**moved, "position": position})
+                    tx.put("rule", rid, {**(tx.get("rule", rid) or {}), "position": position})
 
     def _save_system_routes(self, tx: Tx, id: str, old: Doc | None, new: Doc) -> None:
         """A router port's connected and local routes follow its address (same commit)."""
@@ -442,7 +443,7 @@ class ObjectService:
             have = tx.get("route", rid)
             doc = integrity.validate("route", want[rid]) if rid in want else None
             if have != doc:
-                self._save(tx, "route", rid, have, doc)
+                self.save(tx, "route", rid, have, doc)
 
     def _save_group_addresses(self, tx: Tx, old: Doc | None, new: Doc) -> None:
         """A port group's address group is made with it and shared when it is."""
@@ -450,9 +451,9 @@ class ObjectService:
         have = tx.get("ip_addr_group", gid) if gid else None
         if gid and have is None and old is None:
             doc = integrity.validate("ip_addr_group", addressing.group_addresses(new))
-            self._save(tx, "ip_addr_group", gid, None, doc)
+            self.save(tx, "ip_addr_group", gid, None, doc)
         elif gid and have is not None and have["shared"] != bool(new.get("shared")):
-            self._save(tx, "ip_addr_group", gid, have, {**have, "shared": new["shared"]})
+            self.save(tx, "ip_addr_group", gid, have, {**have, "shared": new["shared"]})
 
     def _save_peer(self, tx: Tx, id: str, old: Doc | None, new: Doc | None) -> None:
         """Keep interior links symmetric: linking/unlinking a port writes its peer too."""
@@ -467,14 +468,14 @@ class ObjectService:
         if before is not None and new is not None:
             peer = tx.get("port", before)
             if peer is not None and peer.get("peer_id") == id:
-                self._save(tx, "port", before, peer, {**peer, "peer_id": None})
+                self.save(tx, "port", before, peer, {**peer, "peer_id": None})
         if after is not None and new is not None:
             peer = tx.get("port", after)
             if peer is None:
                 raise InvalidInput(f"peer_id: no port {after}", field="peer_id")
             integrity.check_link(new, peer)
             if peer.get("peer_id") != id:
-                self._save(tx, "port", after, peer, {**peer, "peer_id": id})
+                self.save(tx, "port", after, peer, {**peer, "peer_id": id})
 
     def _collect(self, tx: Tx, kind: str, id: str, cascade: bool, doomed: dict[str, Doc]) -> None:
         """The object and, with ``cascade``, its children (KINDS[kind].children) recursively,

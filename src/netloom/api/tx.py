@@ -24,8 +24,11 @@ documents its plans keep next to the records.
 from __future__ import annotations
 
 import copy
+import uuid
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+from netloom.errors import InvalidInput, NotFound
 from netloom.store.base import Check, Delete, Item, Op, Put, Store
 
 Doc = dict[str, Any]
@@ -38,7 +41,13 @@ OWNER = "_owner"
 # {"ports": {port id: [fixed IPs]}}: the members of a port group whose addresses its address
 # group holds, so a membership change rewrites the group without reading every member
 GROUP_MEMBERS = "_group_members"
-INTERNAL_KINDS = (REFS, UNIQUE, COUNTER, META, GROUP_MEMBERS, OWNER)
+# {state, since, routes, port_id, host_id, bfd_up}: a bgp_peer's session as its gateway agent
+# last reported it (the API answers it as the peer's read-only ``status``)
+BGP_STATUS = "_bgp_status"
+# {"blocks": {"<k>": host id}}: the SNAT port blocks of one (router, NAT address) and the
+# host leasing each (see netloom.api.snat)
+SNAT_BLOCKS = "_snat_blocks"
+INTERNAL_KINDS = (REFS, UNIQUE, COUNTER, META, GROUP_MEMBERS, BGP_STATUS, SNAT_BLOCKS, OWNER)
 
 Key = tuple[str, str]
 
@@ -56,6 +65,13 @@ class Tx:
         if key not in self._read:
             self._read[key] = self._store.get(*key)
         return self._read[key]
+
+    def prefetch(self, keys: Iterable[Key]) -> None:
+        """Read the documents a plan is about to touch in one round (a pipelined read on
+        ZooKeeper), so each later :meth:`get` is served from the transaction."""
+        todo = [k for k in dict.fromkeys(keys) if k not in self._read]
+        for key, item in zip(todo, self._store.get_many(todo), strict=True):
+            self._read[key] = item
 
     def get(self, kind: str, id: str) -> Doc | None:
         """The document as this transaction sees it (its own staged writes included). A copy:
@@ -79,9 +95,20 @@ class Tx:
         item = self._load((kind, id))
         return item.version if item is not None else 0
 
+    def edit(self, kind: str, id: str) -> Doc | None:
+        """The document to change in place and :meth:`put` back: once staged, the staged
+        document itself, so growing one document (a reverse-reference list) over many writes
+        of a commit copies it once, not once per write."""
+        key = (kind, id)
+        if key in self._staged:
+            return self._staged[key]
+        return self.get(kind, id)
+
     def put(self, kind: str, id: str, data: Doc) -> None:
-        self._load((kind, id))
-        self._staged[(kind, id)] = copy.deepcopy(data)
+        key = (kind, id)
+        self._load(key)
+        if self._staged.get(key) is not data:  # the staged document, edited in place
+            self._staged[key] = copy.deepcopy(data)
 
     def delete(self, kind: str, id: str) -> None:
         self._load((kind, id))
@@ -131,17 +158,38 @@ def referrers(tx: Tx, kind: str, id: str, of_kind: str, field: str) -> list[str]
     return out
 
 
+def check_id(kind: str, id: str) -> None:
+    """Every record id is a canonical UUID; anything else cannot exist, and must not reach a
+    backend whose keys are paths (ZooKeeper: ``..`` or ``/`` in an id would escape)."""
+    try:
+        ok = str(uuid.UUID(id)) == id
+    except (ValueError, TypeError, AttributeError):
+        ok = False
+    if not ok:
+        raise NotFound(f"no {kind} {id!r} (ids are lowercase UUIDs)", field="id")
+
+
+def as_object(data: Any) -> Doc:
+    if not isinstance(data, Mapping):
+        raise InvalidInput("the body must be a JSON object")
+    return dict(data)
+
+
 __all__ = [
+    "BGP_STATUS",
     "COUNTER",
     "GROUP_MEMBERS",
     "INTERNAL_KINDS",
     "META",
     "OWNER",
     "REFS",
+    "SNAT_BLOCKS",
     "UNIQUE",
     "Doc",
     "Key",
     "Tx",
+    "as_object",
+    "check_id",
     "ref_id",
     "referrers",
     "split_ref",

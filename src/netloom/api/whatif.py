@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from netloom.api.service import ObjectService
+from netloom.errors import NotFound
 from netloom.model.kinds import KINDS
 from netloom.model.records import Record
 from netloom.model.types import Id
@@ -65,7 +66,49 @@ def trace(service: ObjectService, req: TraceRequest) -> dict[str, Any]:
         explain=req.explain,
         src_ip=None if req.src_ip is None else str(req.src_ip),
     )
-    return {**result_to_json(result), "assumed": assumed}
+    body = result_to_json(result)
+    return {**body, "assumed": assumed, "egress": egress(service, body)}
 
 
-__all__ = ["TraceRequest", "topology_of", "trace"]
+def egress(service: ObjectService, body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The routes the trace took out of an uplink (a bound router port), in trace order, and
+    why: the route, its next hop, the uplink and its gateway host, and for a learned route
+    the BGP peer it came from (address, AS)."""
+    routers = [s["id"] for s in body["trace"] if s["kind"] == "router"]
+    out: list[dict[str, Any]] = []
+    for tag in body["tags"]:
+        route = _get(service, "route", tag)
+        if route is None or route["router_id"] not in routers or not route["next_hop_port_id"]:
+            continue
+        port = _get(service, "port", route["next_hop_port_id"])
+        if port is None or not port.get("host_id"):
+            continue
+        host = _get(service, "host", port["host_id"]) or {}
+        peer = _get(service, "bgp_peer", route["learned_from"]) if route["learned_from"] else None
+        out.append(
+            {
+                "router_id": route["router_id"],
+                "route_id": route["id"],
+                "dst": route["dst"],
+                "next_hop_gateway": route["next_hop_gateway"],
+                "uplink_port_id": port["id"],
+                "uplink_name": port["name"],
+                "host_id": port["host_id"],
+                "host_name": host.get("name", ""),
+                "learned_from": route["learned_from"],
+                "peer_address": peer["address"] if peer else None,
+                "peer_asn": peer["asn"] if peer else None,
+            }
+        )
+    out.sort(key=lambda e: routers.index(e["router_id"]))
+    return out
+
+
+def _get(service: ObjectService, kind: str, id: str) -> dict[str, Any] | None:
+    try:
+        return service.get(kind, id)[0]
+    except NotFound:
+        return None
+
+
+__all__ = ["TraceRequest", "egress", "topology_of", "trace"]

@@ -55,6 +55,9 @@ class CountingStore:
     def list(self, kind: str) -> builtins.list[Item]:
         return self.inner.list(kind)
 
+    def get_many(self, keys: Sequence[tuple[str, str]]) -> builtins.list[Item | None]:
+        return self.inner.get_many(keys)
+
     def commit(self, ops: Sequence[Op]) -> int:
         return self.inner.commit(ops)
 

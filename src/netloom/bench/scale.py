@@ -44,6 +44,7 @@ import typer
 from netloom.bench.scale_agents import (
     READY_TIMEOUT_S,
     Workers,
+    learn_routes,
     propagation,
     random_checks,
     run_checks,
@@ -274,6 +275,7 @@ def run_cloud(
                 up = _bring_up(ws, cloud)
                 sample = up.pop("warmup_failure_sample")
                 out.update(up)
+                out.update(learn_routes(ws, cloud, cl.api_url))
                 if full:
                     out.update(_full_steps(ws, cloud, cl, sims, changes, rng))
                     out["warmup_failure_sample"] = sample

@@ -15,7 +15,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from netloom.api.client import ApiClient
-from netloom.bench.scale_cloud import Cloud, TenantPlan, VmPlan
+from netloom.bench.scale_cloud import Cloud, TenantPlan, VmPlan, peer_address
 from netloom.bench.scale_worker import Check, worker_main
 from netloom.bench.stats import percentile, rounded
 from netloom.errors import NetloomError
@@ -104,6 +104,42 @@ def start_workers(cloud: Cloud, topology: tuple[str, int], per_process: int) -> 
         yield ws
     finally:
         ws.stop()
+
+
+# ---- learned routes ---------------------------------------------------------------------------
+
+# what every gateway's peer announces: a default route and more prefixes (RFC 6598 shared
+# address space: the scale cloud's underlay takes RFC 2544's 198.18.0.0/15)
+LEARNED_PREFIXES = ["0.0.0.0/0", *(f"100.64.{i}.0/24" for i in range(99))]
+
+
+def learn_routes(ws: Workers, cloud: Cloud, api_url: str, timeout: float = 60.0) -> dict[str, Any]:
+    """Every gateway agent reports the routes its uplink's peer announces (and the session
+    established) through its topology connection; the time until the cluster has written them
+    all, read back through the API."""
+    where = {h: w for w, hs in enumerate(ws.hosts) for h in hs}
+    msgs: dict[int, list[tuple[str, str, str, str, list[str]]]] = {}
+    for g, hi in enumerate(cloud.gateways):
+        item = (cloud.hosts[hi].id, cloud.uplinks[g], cloud.peers[g], peer_address(g))
+        msgs.setdefault(where[hi], []).append((*item, LEARNED_PREFIXES))
+    if not msgs:
+        return {}
+    t0 = time.monotonic()
+    ws.call({w: ("learn", items) for w, items in msgs.items()}, timeout)
+    want = len(cloud.gateways) * len(LEARNED_PREFIXES)
+    have = 0
+    with ApiClient(api_url) as api:
+        while time.monotonic() - t0 < timeout:
+            routes = api.list("routes", {"router_id": cloud.provider_router})
+            have = sum(1 for r in routes if r.get("learned_from"))
+            if have >= want:
+                break
+            time.sleep(0.05)
+    return {"learned_routes": {"routes": have, "want": want, "ms": _ms(time.monotonic() - t0)}}
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 1)
 
 
 # ---- the checks -------------------------------------------------------------------------------

@@ -4,7 +4,8 @@ Shape: ``ceil(vms / 20)`` tenants, each with a router, two bridges (one /24 each
 DHCP on both), a stateful security group (an egress chain that accepts and tracks, an ingress
 chain that accepts return traffic, ICMP and TCP/22 from the tenant's own /23, and drops the
 rest) on every VM port; VM ports bound 10 per host except one host that carries 100; and
-``gateways`` hosts each carrying one uplink port of a provider router.
+``gateways`` hosts each carrying one uplink port of a provider router, with a BGP peer on each
+whose learned routes the gateway agents report (:func:`netloom.bench.scale_agents.learn_routes`).
 
 Addresses: tenant ``t`` owns 10.x.y.0/23 (its two /24s are subnets ``2t`` and ``2t + 1``);
 underlay addresses come from 198.18.0.0/15, the range RFC 2544 (Appendix C.2.2) reserves for
@@ -102,6 +103,7 @@ class Cloud:
     gateways: list[int]
     provider_router: str = ""
     uplinks: list[str] = field(default_factory=list)
+    peers: list[str] = field(default_factory=list)  # the BGP peer of each uplink
 
     def expected_ports(self, host: int) -> int:
         return len(self.hosts[host].ports)
@@ -183,6 +185,11 @@ def _big_host_vms(vms: int, tenants: int, big: int) -> set[int]:
     return set([i for i in order if i < vms][:big])
 
 
+def peer_address(g: int) -> str:
+    """The address of gateway ``g``'s BGP peer, on the uplinks' subnet."""
+    return f"203.0.113.{100 + g}"
+
+
 # ---- provisioning ----------------------------------------------------------------------------
 
 
@@ -191,7 +198,12 @@ def cloud_params(cloud: Cloud) -> dict[str, Any]:
     hosts = [{"name": h.name} for h in cloud.hosts]
     members = [{"host_id": f"@host-{h.name}", "ip": h.ip} for h in cloud.hosts]
     uplinks = [
-        {"mac": _mac(0x02BB, g), "address": f"203.0.113.{g + 2}/24", "host": cloud.hosts[hi].name}
+        {
+            "mac": _mac(0x02BB, g),
+            "address": f"203.0.113.{g + 2}/24",
+            "host": cloud.hosts[hi].name,
+            "peer": peer_address(g),
+        }
         for g, hi in enumerate(cloud.gateways)
     ]
     tenants = [
@@ -350,6 +362,7 @@ def _fill_ids(cloud: Cloud, ids: Mapping[str, str], docs: Mapping[str, dict[str,
     cloud.provider_router = ids["provider"]
     for g, hi in enumerate(cloud.gateways):
         cloud.uplinks.append(ids[f"uplink{g}"])
+        cloud.peers.append(ids[f"peer{g}"])
         cloud.hosts[hi].ports.append(ids[f"uplink{g}"])
     for t in cloud.tenants:
         k = f"t{t.index}"
@@ -371,5 +384,6 @@ __all__ = [
     "TenantPlan",
     "VmPlan",
     "cloud_params",
+    "peer_address",
     "plan_cloud",
 ]

@@ -19,6 +19,9 @@ def failed_checks(r: dict[str, Any]) -> list[str]:
             bad.append(f"{k} change missing on {p['missing']} agents")
         if p.get("unwanted"):
             bad.append(f"{k} change sent to {p['unwanted']} agents that do not need it")
+    lr = r.get("learned_routes")
+    if lr and lr["routes"] != lr["want"]:
+        bad.append(f"{lr['routes']} of {lr['want']} learned routes reached the NSDB")
     if r.get("store_watches") != 1:
         bad.append(f"store watches = {r.get('store_watches')} (want 1)")
     if r.get("agents_connected") != r.get("hosts"):
@@ -26,8 +29,29 @@ def failed_checks(r: dict[str, Any]) -> list[str]:
     return bad
 
 
-def print_table(r: dict[str, Any]) -> None:
+def _learned_and_propagated(r: dict[str, Any]) -> list[tuple[str, str]]:
+    rows: list[tuple[str, str]] = []
+    if "learned_routes" in r:
+        lr = r["learned_routes"]
+        rows.append(
+            ("learned routes", f"{lr['routes']} of {lr['want']} in the NSDB after {lr['ms']} ms")
+        )
     p = r.get("propagation", {})
+    for k, name in (("sg", "SG rule propagation"), ("route", "route propagation")):
+        if k in p:
+            q = p[k]
+            rows.append(
+                (
+                    name,
+                    f"p50 {q['p50_ms']} ms, p99 {q['p99_ms']} ms, max {q['max_ms']} ms"
+                    f" over {q['agents_needing']} agents; missing {q['missing']}, "
+                    f"unwanted {q['unwanted']}",
+                )
+            )
+    return rows
+
+
+def print_table(r: dict[str, Any]) -> None:
     rows = [
         (
             "cloud",
@@ -45,17 +69,7 @@ def print_table(r: dict[str, Any]) -> None:
             f"{r['warmup_checks']} in {r['warmup_s']} s, {r['warmup_failures']} failed",
         ),
     ]
-    for k, name in (("sg", "SG rule propagation"), ("route", "route propagation")):
-        if k in p:
-            q = p[k]
-            rows.append(
-                (
-                    name,
-                    f"p50 {q['p50_ms']} ms, p99 {q['p99_ms']} ms, max {q['max_ms']} ms"
-                    f" over {q['agents_needing']} agents; missing {q['missing']}, "
-                    f"unwanted {q['unwanted']}",
-                )
-            )
+    rows += _learned_and_propagated(r)
     rows += [
         (
             "first-packet checks",

@@ -32,6 +32,7 @@ from netloom.agent.core import Agent, AgentConfig, PushState
 from netloom.agent.driver import AgentDriver
 from netloom.datapath.base import Fate, Outcome
 from netloom.datapath.memory import MemoryDatapath
+from netloom.model.bgp import LearnedRoute, PeerStatus, SessionState
 from netloom.packet import ETH_TYPE_IPV4, IPPROTO_TCP, Ethernet, Frame, IPv4, Tcp, build
 from netloom.packet.util import ip_to_int, mac_to_int
 from netloom.topology.client import TopologyClient
@@ -215,6 +216,18 @@ class Worker:
             "snap_wait_max_s": wait_max,
         }
 
+    def learn(self, items: list[tuple[str, str, str, str, list[str]]]) -> bool:
+        """Each gateway agent reports the routes its uplink's peer announces (all from the
+        peer's address) and its session established, as a BGP sidecar would."""
+        for host_id, uplink, peer, next_hop, prefixes in items:
+            client = self.slots[host_id].driver.client
+            routes = [LearnedRoute(p, next_hop, peer) for p in prefixes]
+            client.report_learned_routes(uplink, routes)
+            client.report_peer_status(
+                PeerStatus(peer, uplink, SessionState.ESTABLISHED, time.time(), len(routes))
+            )
+        return True
+
     async def handle(self, msg: tuple[Any, ...]) -> Any:
         cmd = msg[0]
         if cmd == "start":
@@ -230,6 +243,8 @@ class Worker:
             return await self.checks(msg[1])
         if cmd == "stats":
             return self.stats()
+        if cmd == "learn":
+            return self.learn(msg[1])
         if cmd == "stop":
             for s in self.slots.values():
                 await s.driver.stop()

@@ -22,6 +22,8 @@ PREFERRED: dict[str, tuple[str, ...]] = {
     "rule": ("chain_id", "position", "action"),
     "route": ("router_id", "dst", "type", "next_hop_port_id", "next_hop_gateway", "system"),
     "dhcp_subnet": ("bridge_id", "cidr", "gateway"),
+    "bgp_peer": ("router_id", "address", "asn", "local_as"),
+    "bgp_network": ("router_id", "prefix"),
 }
 
 

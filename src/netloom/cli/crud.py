@@ -12,6 +12,7 @@ import typer
 
 from netloom.api.client import ApiClient
 from netloom.cli import output
+from netloom.cli.bgp import show_peer
 from netloom.cli.common import (
     IDENT,
     common_params,
@@ -100,7 +101,11 @@ def _show_cmd(kind: Kind) -> Callable[..., None]:
         opts = opts_of(kw)
         with ApiClient(opts.api) as client:
             ident = Resolver(client).ident(kind, kw["ident"])
-            show(kind, client.get(kind.collection, ident), opts, client)
+            doc = client.get(kind.collection, ident)
+            if kind.name == "bgp_peer":
+                show_peer(doc, opts, client)
+            else:
+                show(kind, doc, opts, client)
 
     show_.__doc__ = f"Show one {kind.name.replace('_', ' ')}."
     return with_signature(

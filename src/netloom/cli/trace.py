@@ -21,6 +21,22 @@ from netloom.sim import render_json
 from netloom.sim.trace import trace_from_json
 
 
+def egress_text(entry: dict[str, Any]) -> str:
+    """One egress of a trace in words (``netloom trace`` prints it)."""
+    uplink = entry["uplink_name"] or entry["uplink_port_id"]
+    host = entry["host_name"] or entry["host_id"]
+    via = f" via {entry['next_hop_gateway']}" if entry["next_hop_gateway"] else ""
+    why = f"route {entry['dst']} ({entry['route_id'][:8]})"
+    if entry["learned_from"]:
+        why += (
+            f" learned from bgp peer {entry['peer_address']} AS {entry['peer_asn']}"
+            f" ({entry['learned_from'][:8]})"
+        )
+    else:
+        why = "static " + why
+    return f"leaves by uplink {uplink} of host {host}{via}: {why}"
+
+
 def _trace_cmd(
     ctx: typer.Context,
     from_port: Annotated[str, typer.Option("--from-port", help="VM port (id or name)")],
@@ -65,6 +81,8 @@ def _trace_cmd(
     for line in body["assumed"]:
         typer.echo(f"(assumed: {line})")
     typer.echo(render_json(body))
+    for entry in body.get("egress", ()):
+        typer.echo(egress_text(entry))
     rule = trace_from_json(body["trace"]).decided_by()
     if rule is not None:
         typer.echo(f"decided by: rule {rule.name} ({rule.id}): {rule.decision}")

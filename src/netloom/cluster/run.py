@@ -28,6 +28,7 @@ import uvicorn
 from netloom.api.app import create_app
 from netloom.api.keystone import KeystoneAuth
 from netloom.api.neutron import app as neutron_app
+from netloom.api.reports import ClusterReports
 from netloom.api.service import ObjectService
 from netloom.cluster.config import ClusterOptions
 from netloom.errors import InvalidInput, NotFound
@@ -151,7 +152,10 @@ async def serve(
     """Serve until SIGTERM/SIGINT, then stop the APIs and the topology server."""
     service = ObjectService(store)
     topo = TopologyServer(
-        store, host_timeout_s=options.host_timeout, set_host_alive=_liveness(service)
+        store,
+        host_timeout_s=options.host_timeout,
+        set_host_alive=_liveness(service),
+        reports=ClusterReports(service),
     )
     topo_port = await _start_topology(topo, options.topology)
     auth = _keystone(options)

@@ -14,6 +14,7 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Any
 
 from netloom.errors import InvalidInput
+from netloom.model.bgp import LearnedRoute
 
 Doc = dict[str, Any]
 
@@ -52,6 +53,31 @@ def system_routes(port: Mapping[str, Any]) -> dict[str, Doc]:
     return {
         connected: {**base, "id": connected, "dst": str(iface.network), "type": "normal"},
         local: {**base, "id": local, "dst": f"{iface.ip}/32", "type": "local"},
+    }
+
+
+def learned_route_id(port_id: str, peer_id: str, dst: str, next_hop: str) -> str:
+    """The id of the route to ``dst`` via ``next_hop`` learned from ``peer_id`` on uplink
+    ``port_id``: derived from all a report says of it, so a report is compared with the store
+    by ids alone and a repeated report writes nothing."""
+    return str(uuid.uuid5(_ROUTES_NS, f"{port_id}/bgp/{peer_id}/{dst}/{next_hop}"))
+
+
+def learned_route(router_id: str, port_id: str, peer_address: str, route: LearnedRoute) -> Doc:
+    """A route a gateway learned, as the NSDB keeps it: an ordinary route of the router out of
+    the uplink to the BGP next hop, owned by the peer (``learned_from``)."""
+    return {
+        "id": learned_route_id(port_id, route.peer_id, route.dst, route.next_hop),
+        "router_id": router_id,
+        "name": f"bgp {peer_address}",
+        "dst": route.dst,
+        "src": "0.0.0.0/0",
+        "next_hop_port_id": port_id,
+        "next_hop_gateway": route.next_hop,
+        "weight": 100,
+        "type": "normal",
+        "system": False,
+        "learned_from": route.peer_id,
     }
 
 
@@ -138,6 +164,8 @@ __all__ = [
     "group_addresses",
     "group_addresses_id",
     "inside",
+    "learned_route",
+    "learned_route_id",
     "member_addresses",
     "new_mac",
     "place",

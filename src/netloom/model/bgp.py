@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from netloom.model.records import Record
 from netloom.model.types import Cidr, Id, IPv4, Name
@@ -37,10 +37,15 @@ class BgpPeer(Record):
     password: str | None = Field(default=None, min_length=1, max_length=80)
     bfd: bool = Field(default=False, description="a BFD session (RFC 5880) for fast failover")
 
+    @field_validator("hold_time")
+    @classmethod
+    def _hold(cls, value: int) -> int:
+        if 0 < value < 3:  # RFC 4271 §4.2
+            raise ValueError("must be 0 or at least 3 seconds (RFC 4271 §4.2)")
+        return value
+
     @model_validator(mode="after")
     def _timers(self) -> BgpPeer:
-        if 0 < self.hold_time < 3:  # RFC 4271 §4.2
-            raise ValueError("hold_time must be 0 or at least 3 seconds (RFC 4271 §4.2)")
         if self.hold_time and self.keepalive * 3 > self.hold_time:
             raise ValueError("keepalive must be at most a third of hold_time (RFC 4271 §10)")
         return self

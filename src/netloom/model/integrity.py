@@ -15,14 +15,13 @@ keeping them here, free of I/O, lets them be read (and tested) as the rules them
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, get_args, get_origin
 from urllib.parse import quote, unquote
 
 from pydantic import TypeAdapter, ValidationError
 
-from netloom.errors import Conflict, InvalidInput, NotFound
+from netloom.errors import Conflict, InvalidInput
 from netloom.model.kinds import KINDS, Kind
 
 Doc = dict[str, Any]
@@ -40,6 +39,8 @@ IMMUTABLE: dict[str, frozenset[str]] = {
     "route": frozenset({"router_id"}),
     "dhcp_subnet": frozenset({"bridge_id"}),
     "rule": frozenset({"chain_id"}),
+    "bgp_peer": frozenset({"router_id"}),
+    "bgp_network": frozenset({"router_id"}),
 }
 
 # Fields a PUT that omits them keeps: fixed at creation, or chosen by the system at creation.
@@ -105,8 +106,13 @@ def unique_keys(kind_name: str, data: Mapping[str, Any] | None) -> dict[str, str
         return {}
     out: dict[str, str] = {}
     name = name_key(kind_name, data)
-    if name is not None:
+    # a learned route is named after its peer ("bgp 198.19.1.1"), like all the peer's routes
+    if name is not None and not (kind_name == "route" and data.get("learned_from")):
         out[name] = "name"
+    if kind_name == "bgp_peer":  # one session per peer address and router
+        out[f"bgp_peer:{data['router_id']}:{data['address']}"] = "address"
+    elif kind_name == "bgp_network":
+        out[f"bgp_network:{data['router_id']}:{data['prefix']}"] = "prefix"
     if kind_name != "port":
         return out
     for ip in data.get("fixed_ips") or ():
@@ -135,6 +141,10 @@ def taken(key: str, owner: str) -> str:
     if index == "ip":
         bridge, _, ip = value.partition(":")
         return f"fixed IP {ip} is already used on bridge {bridge} by {owner}"
+    if index in ("bgp_peer", "bgp_network"):
+        router, _, what = value.partition(":")
+        noun = "a peer at" if index == "bgp_peer" else "the network"
+        return f"router {router} already has {noun} {what}: {owner}"
     return f"{index} {value} is already used by {owner}"
 
 
@@ -270,30 +280,11 @@ def merge_patch(target: Mapping[str, Any], patch: Mapping[str, Any]) -> Doc:
     return out
 
 
-def check_id(kind: str, id: str) -> None:
-    """Every record id is a canonical UUID; anything else cannot exist, and must not reach a
-    backend whose keys are paths (ZooKeeper: ``..`` or ``/`` in an id would escape)."""
-    try:
-        ok = str(uuid.UUID(id)) == id
-    except (ValueError, TypeError, AttributeError):
-        ok = False
-    if not ok:
-        raise NotFound(f"no {kind} {id!r} (ids are lowercase UUIDs)", field="id")
-
-
-def as_object(data: Any) -> Doc:
-    if not isinstance(data, Mapping):
-        raise InvalidInput("the body must be a JSON object")
-    return dict(data)
-
-
 __all__ = [
     "IMMUTABLE",
     "KEPT",
     "TUNNEL_KEY_MAX",
     "RefKey",
-    "as_object",
-    "check_id",
     "check_link",
     "filter_matches",
     "filter_value",

@@ -65,9 +65,16 @@ class Kind:
     # tenant it shares (a port's device); None: the kind belongs to no tenant. Names are unique
     # per kind within this field's value.
     scope: str | None = None
+    # write-only fields: stored (agents get them), never answered by the API (see
+    # :data:`SECRET_MASK`)
+    secret: frozenset[str] = frozenset()
 
 
 _DEV = ("inbound_filter_id", "outbound_filter_id")
+
+# What the API answers for a secret field that is set; given back on a write it keeps the
+# stored value (so GET-modify-PUT round-trips), and it is never accepted as the value itself.
+SECRET_MASK = "********"
 
 KINDS: dict[str, Kind] = {
     k.name: k
@@ -196,6 +203,7 @@ KINDS: dict[str, Kind] = {
             children=(("route", "learned_from"),),
             filters=("router_id", "address", "name"),
             scope="router_id",
+            secret=frozenset({"password"}),
         ),
         Kind(
             "bgp_network",
@@ -218,4 +226,4 @@ def kind_of(record: Record) -> Kind:
     raise KeyError(type(record).__name__)
 
 
-__all__ = ["BY_COLLECTION", "KINDS", "Kind", "Ref", "kind_of"]
+__all__ = ["BY_COLLECTION", "KINDS", "SECRET_MASK", "Kind", "Ref", "kind_of"]

@@ -122,6 +122,12 @@ def _dependencies(docs: list[Document]) -> dict[int, set[int]]:
                 raise InvalidInput(f"document #{d.index}: unknown reference @{h}", field="ref")
         # links and bindings are applied after every object exists: not an order constraint
         deps[d.index] = {by_handle[h].index for h in handles_in(d.data)} - {d.index}
+        if d.kind.name == "bgp_peer":  # its address is checked against the router's uplinks
+            deps[d.index] |= {
+                p.index
+                for p in docs
+                if p.kind.name == "port" and p.data.get("device_id") == d.data.get("router_id")
+            }
     return deps
 
 

@@ -79,6 +79,10 @@ class Store(Protocol):
 
     def list(self, kind: str) -> builtins.list[Item]: ...
 
+    def get_many(self, keys: Sequence[tuple[str, str]]) -> builtins.list[Item | None]:
+        """:meth:`get` of each ``(kind, id)``, in order (a backend may pipeline them)."""
+        ...
+
     def commit(self, ops: Sequence[Op]) -> int:
         """Apply ``ops`` atomically; return the new revision.
 

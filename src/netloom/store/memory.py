@@ -79,6 +79,10 @@ class MemoryStore:
         with self._cond:
             return self._objects.get((kind, id))
 
+    def get_many(self, keys: Sequence[tuple[str, str]]) -> builtins.list[Item | None]:
+        with self._cond:
+            return [self._objects.get(k) for k in keys]
+
     def list(self, kind: str) -> builtins.list[Item]:
         with self._cond:
             return [it for (k, _), it in self._objects.items() if k == kind]

@@ -195,6 +195,9 @@ class SqliteStore:
         version, data = rows[0]
         return Item(kind, id, version, json.loads(data))
 
+    def get_many(self, keys: Sequence[tuple[str, str]]) -> builtins.list[Item | None]:
+        return [self.get(kind, id) for kind, id in keys]
+
     def list(self, kind: str) -> builtins.list[Item]:
         rows = self._query(
             "SELECT id, version, data FROM objects WHERE kind = ? ORDER BY id", (kind,)

@@ -95,6 +95,27 @@ class ZooKeeperStore:
             return None
         return Item(kind, id, stat.version + 1, json.loads(data))
 
+    def get_many(self, keys: Sequence[tuple[str, str]]) -> builtins.list[Item | None]:
+        """One pipelined round of reads (a plan about to touch many objects)."""
+        for kind, id in keys:
+            check_name("kind", kind)
+            check_name("id", id)
+        zk = self._zk
+
+        def fetch() -> builtins.list[Item | None]:
+            asyncs = [(k, zk.client.get_async(zk.path(*k))) for k in keys]
+            out: builtins.list[Item | None] = []
+            for (kind, id), a in asyncs:
+                try:
+                    data, stat = a.get()
+                except NoNodeError:
+                    out.append(None)
+                    continue
+                out.append(Item(kind, id, stat.version + 1, json.loads(data)))
+            return out
+
+        return zk.call(fetch)
+
     def list(self, kind: str) -> builtins.list[Item]:
         check_name("kind", kind)
         zk = self._zk

@@ -19,10 +19,13 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import msgspec
+
 from netloom import errors
+from netloom.model.bgp import LearnedRoute, PeerStatus, SessionState
 from netloom.topology.protocol import (
     Batch,
     Error,
@@ -30,12 +33,16 @@ from netloom.topology.protocol import (
     FrameProtocol,
     Hello,
     Key,
+    Lease,
+    Leased,
     Obj,
     Ping,
     Pong,
+    Routes,
     Scalar,
     ServerMsg,
     Snap,
+    Status,
     Sub,
     Unsub,
     Welcome,
@@ -43,6 +50,7 @@ from netloom.topology.protocol import (
     frame,
     matches,
 )
+from netloom.topology.reports import Reporter
 
 log = logging.getLogger(__name__)
 
@@ -98,12 +106,17 @@ class TopologyClient:
         self.snap_wait_sum_s = 0.0
         self.snap_wait_max_s = 0.0
         self._sent_at: dict[int, float] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._reporter = Reporter(self._send_report)
+        self._flush_due = False
+        self._leases: dict[int, tuple[Lease, asyncio.Future[tuple[int, int]]]] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Start connecting in the background (returns at once; see :meth:`wait_connected`)."""
         if self._task is None:
+            self._loop = asyncio.get_running_loop()
             self._stopping = False
             self._task = asyncio.create_task(self._run(), name=f"topology-{self.host_id}")
 
@@ -119,6 +132,9 @@ class TopologyClient:
         self._stop_heartbeat()
         for _, fut in self._pending.values():
             fut.cancel()
+        for _, lease in self._leases.values():
+            lease.cancel()
+        self._leases.clear()
         self._pending.clear()
         self._pending_by_sub.clear()
         self._sent_at.clear()
@@ -177,6 +193,70 @@ class TopologyClient:
         """``cb(kind, id, data_or_None, revision)`` after each applied change."""
         self._listeners.append(cb)
 
+    # -- reports -----------------------------------------------------------------------------
+
+    def report_learned_routes(self, port_id: str, routes: Sequence[LearnedRoute]) -> None:
+        """Report the full set of routes learned on uplink ``port_id`` of this host (replacing
+        the last set). Never blocks: the latest set per port is sent when connected, and again
+        after a reconnect. Safe to call from another thread."""
+        msg = Routes(port_id, [(r.dst, r.next_hop, r.peer_id) for r in routes])
+        self._post(("routes", port_id), msg)
+
+    def report_peer_status(self, status: PeerStatus) -> None:
+        """Report a BGP session's state (the latest per peer is sent, as for routes)."""
+        msg = Status(
+            status.peer_id,
+            status.port_id,
+            SessionState(status.state).value,
+            status.since,
+            status.routes,
+            status.bfd_up,
+        )
+        self._post(("status", status.peer_id), msg)
+
+    async def lease_snat_block(self, device_id: str, ip: str) -> tuple[int, int]:
+        """Lease a SNAT port block of (router ``device_id``, NAT address ``ip``) for this host
+        from the cluster: ``(first port, last port)``, held by no other host."""
+        req = self._next_req
+        self._next_req += 1
+        lease = Lease(req, device_id, ip)
+        fut: asyncio.Future[tuple[int, int]] = asyncio.get_running_loop().create_future()
+        self._leases[req] = (lease, fut)
+        self._send(lease)
+        try:
+            return await fut
+        finally:
+            self._leases.pop(req, None)
+
+    @property
+    def reports_sent(self) -> int:
+        return self._reporter.sent
+
+    def _post(self, key: tuple[str, str], msg: Routes | Status) -> None:
+        loop = self._loop if self._loop is not None and not self._loop.is_closed() else None
+        if loop is not None and not _on_loop(loop):
+            loop.call_soon_threadsafe(self._post, key, msg)
+            return
+        self._reporter.put(key, msg)  # sent on the next (re)connect at the latest
+        if loop is not None and not self._flush_due:
+            self._flush_due = True
+            loop.call_soon(self._flush_reports)
+
+    def _flush_reports(self) -> None:
+        self._flush_due = False
+        self._reporter.flush()
+
+    def _send_report(self, msg: msgspec.Struct) -> bool:
+        if self._proto is None or self._proto.transport is None:
+            return False
+        self._proto.send(frame(msg))
+        return True
+
+    def _on_leased(self, msg: Leased) -> None:
+        entry = self._leases.get(msg.req)
+        if entry is not None and not entry[1].done():
+            entry[1].set_result((msg.start, msg.end))
+
     # -- subscriptions -----------------------------------------------------------------------
 
     async def _subscribe(self, kind: str, id: str | None, field: str | None, value: Scalar) -> None:
@@ -211,7 +291,7 @@ class TopologyClient:
 
     # -- connection --------------------------------------------------------------------------
 
-    def _send(self, msg: Hello | Sub | Unsub | Ping) -> None:
+    def _send(self, msg: Hello | Sub | Unsub | Ping | Lease) -> None:
         if self._proto is not None:
             self._proto.send(frame(msg))
 
@@ -235,6 +315,9 @@ class TopologyClient:
             self._send(self._hello())
             for sub, _ in list(self._pending.values()):
                 self._send(sub)
+            for lease, _ in list(self._leases.values()):
+                self._send(lease)
+            self._reporter.resend()
             await self._lost
             if self._connected.is_set():
                 delay = self._backoff  # it worked for a while: start over
@@ -294,6 +377,8 @@ class TopologyClient:
             self.resume_modes.append(msg.mode)
             self._start_heartbeat(msg.heartbeat_s)
             self._connected.set()
+        elif isinstance(msg, Leased):
+            self._on_leased(msg)
         elif isinstance(msg, Error):
             self._on_error(msg)
 
@@ -329,6 +414,11 @@ class TopologyClient:
     def _on_error(self, msg: Error) -> None:
         cls = _ERRORS.get(msg.code, errors.NetloomError)
         exc = cls(msg.message, field=msg.field)
+        lease = self._leases.get(msg.req)
+        if lease is not None:
+            if not lease[1].done():
+                lease[1].set_exception(exc)
+            return
         entry = self._pending.pop(msg.req, None)
         if entry is None:
             log.error("topology %s: server error: %s", self.host_id, msg.message)
@@ -365,6 +455,13 @@ class TopologyClient:
     async def __aexit__(self, *exc: object) -> None:
         with contextlib.suppress(Exception):
             await self.stop()
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
 
 
 __all__ = ["Listener", "TopologyClient"]

@@ -57,9 +57,15 @@ def store_host_alive(store: Store, retries: int = 5) -> SetHostAlive:
 class Liveness:
     """Which hosts are up, as the topology server decides it (touched from the loop only)."""
 
-    def __init__(self, timeout_s: float, set_alive: SetHostAlive) -> None:
+    def __init__(
+        self,
+        timeout_s: float,
+        set_alive: SetHostAlive,
+        on_down: Callable[[str], None] | None = None,
+    ) -> None:
         self.timeout_s = timeout_s
         self._set_alive = set_alive
+        self._on_down = on_down  # on the loop, when a host is marked down
         self._last_seen: dict[str, float] = {}
         self._alive: dict[str, bool] = {}
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="topology-alive")
@@ -83,6 +89,8 @@ class Liveness:
         self._alive[host] = alive
         fut = self._pool.submit(self._set_alive, host, alive)
         fut.add_done_callback(self._log_alive_failure)
+        if not alive and self._on_down is not None:
+            self._on_down(host)
 
     @staticmethod
     def _log_alive_failure(fut: Future[object]) -> None:

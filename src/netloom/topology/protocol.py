@@ -22,6 +22,16 @@ Conversation (client = agent, server = topology service)::
     C: Ping()  every heartbeat_s       S: Pong(rev)   also says "you have all changes <= rev"
     S: Error(req, code, message)                       bad request (code from netloom.errors)
 
+Reports (agent -> cluster; the only writes an agent makes, each about its own host)::
+
+    C: Routes(port, routes)        the full set learned on one of this host's uplinks, replacing
+                                   the last one ([(dst, next_hop, peer_id)]); sent again on
+                                   every reconnect (idempotent)
+    C: Status(peer, port, state, since, routes, bfd_up)   a BGP session's state
+    C: Lease(req, device, ip)      a SNAT port block of (router, NAT address) for this host
+    S: Leased(req, device, ip, start, end)                 the block, ports start..end
+    S: Error(req, ...)             a refused report (req 0) or lease
+
 An object is *in the agent's view* while it matches one of the agent's subscriptions (an
 object subscription by id, or a filter ``data[field] == value``; for a list-valued field the
 filter means membership, ``value in data[field]``). A change is sent to an agent
@@ -90,6 +100,26 @@ class Ping(msgspec.Struct, tag="ping", array_like=True):
     pass
 
 
+class Routes(msgspec.Struct, tag="routes", array_like=True):
+    port: str
+    routes: list[tuple[str, str, str]]  # (dst, next_hop, peer_id)
+
+
+class Status(msgspec.Struct, tag="status", array_like=True):
+    peer: str
+    port: str
+    state: str
+    since: float
+    routes: int
+    bfd_up: bool | None = None
+
+
+class Lease(msgspec.Struct, tag="lease", array_like=True):
+    req: int
+    device: str
+    ip: str
+
+
 class Welcome(msgspec.Struct, tag="welcome", array_like=True):
     rev: int
     heartbeat_s: float
@@ -111,6 +141,14 @@ class Pong(msgspec.Struct, tag="pong", array_like=True):
     rev: int
 
 
+class Leased(msgspec.Struct, tag="leased", array_like=True):
+    req: int
+    device: str
+    ip: str
+    start: int
+    end: int
+
+
 class Error(msgspec.Struct, tag="error", array_like=True):
     req: int
     code: str
@@ -118,8 +156,8 @@ class Error(msgspec.Struct, tag="error", array_like=True):
     field: str | None = None
 
 
-ClientMsg = Hello | Sub | Unsub | Ping
-ServerMsg = Welcome | Snap | Batch | Pong | Error
+ClientMsg = Hello | Sub | Unsub | Ping | Routes | Status | Lease
+ServerMsg = Welcome | Snap | Batch | Pong | Leased | Error
 
 _encoder = msgspec.msgpack.Encoder()
 
@@ -250,12 +288,16 @@ __all__ = [
     "FrameProtocol",
     "Hello",
     "Key",
+    "Lease",
+    "Leased",
     "Obj",
     "Ping",
     "Pong",
+    "Routes",
     "Scalar",
     "ServerMsg",
     "Snap",
+    "Status",
     "Sub",
     "Unsub",
     "Welcome",

@@ -22,11 +22,13 @@ import asyncio
 import collections
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Literal
 
 from netloom.errors import InvalidInput, NetloomError
+from netloom.model.bgp import LearnedRoute, PeerStatus, SessionState
 from netloom.model.kinds import KINDS
 from netloom.store.base import Change, Item, Store, Watch
 from netloom.topology.liveness import Liveness, SetHostAlive, store_host_alive
@@ -37,16 +39,21 @@ from netloom.topology.protocol import (
     FrameProtocol,
     Hello,
     Key,
+    Lease,
+    Leased,
     Obj,
     Ping,
     Pong,
+    Routes,
     Snap,
+    Status,
     Sub,
     Unsub,
     Welcome,
     frame,
     server_decoder,
 )
+from netloom.topology.reports import ReportQueue, ReportSink
 from netloom.topology.subscriptions import Conn, Entry, Subscriptions
 
 log = logging.getLogger(__name__)
@@ -74,12 +81,17 @@ class TopologyServer:
         history: int = 10_000,
         max_buffer: int = 8 * 1024 * 1024,
         backlog: int = 1024,
+        reports: ReportSink | None = None,
     ) -> None:
         if host_timeout_s <= 0:
             raise InvalidInput("host_timeout_s must be > 0", field="host_timeout_s")
         self._store = store
         self._timeout = host_timeout_s
-        self._liveness = Liveness(host_timeout_s, set_host_alive or store_host_alive(store))
+        self._liveness = Liveness(
+            host_timeout_s, set_host_alive or store_host_alive(store), on_down=self._on_host_down
+        )
+        self._sink = reports
+        self._reports = ReportQueue()
         self._kinds = frozenset(kinds if kinds is not None else KINDS)
         self._history: collections.deque[tuple[int, list[Obj]]] = collections.deque(maxlen=history)
         self._max_buffer = max_buffer
@@ -107,6 +119,10 @@ class TopologyServer:
             objects.setdefault(item.kind, {})[item.id] = Entry(item.version, item.data, 0)
         hosts = objects.get("host", {}).items()
         self._liveness.seed(id for id, e in hosts if e.data.get("alive") is True)
+        dead = {id for id, e in hosts if e.data.get("alive") is not True}
+        if self._sink is not None and dead:  # what dead hosts learned before a restart
+            job = partial(self._sink.hosts_down, dead, self._uplinks_of(dead))
+            self._reports.submit(("sweep",), job)
         self._watch = await loop.run_in_executor(
             None, self._store.watch, rev, self._on_store_changes
         )
@@ -136,6 +152,7 @@ class TopologyServer:
             await self._server.wait_closed()
             self._server = None
         await loop.run_in_executor(None, self._liveness.shutdown)
+        await loop.run_in_executor(None, self._reports.shutdown)
 
     @property
     def revision(self) -> int:
@@ -144,6 +161,11 @@ class TopologyServer:
     def host_alive(self, host_id: str) -> bool:
         """Liveness as this server last decided it (the store copy follows asynchronously)."""
         return self._liveness.is_alive(host_id)
+
+    @property
+    def reports_done(self) -> int:
+        """Report jobs run (written, refused or failed)."""
+        return self._reports.done
 
     def _load(self) -> tuple[int, list[Item]]:
         rev = self._store.revision()
@@ -249,11 +271,85 @@ class TopologyServer:
                 self._on_sub(conn, msg)
             elif isinstance(msg, Unsub):
                 self._on_unsub(conn, msg)
+            else:
+                self._on_report(conn, conn.host, msg)
         except NetloomError as exc:
-            req = msg.req if isinstance(msg, Sub) else 0
+            req = msg.req if isinstance(msg, Sub | Lease) else 0
             self._send(conn, frame(Error(req, exc.code, exc.message, exc.field)))
-            if not isinstance(msg, Sub | Unsub) and conn.proto.transport is not None:
+            if isinstance(msg, Hello) and conn.proto.transport is not None:
                 conn.proto.transport.close()  # a bad hello leaves nothing to talk about
+
+    # -- reports -----------------------------------------------------------------------------
+
+    def _on_report(self, conn: Conn, host: str, msg: Routes | Status | Lease) -> None:
+        """Check what the view can tell at once (the port is this host's), then queue the
+        store write; the sink checks again in its transaction."""
+        sink = self._sink
+        if sink is None:
+            raise InvalidInput("this topology server takes no reports from agents")
+        if isinstance(msg, Lease):
+            job = partial(self._lease, conn, host, msg, sink)
+            self._reports.submit(("lease", host, msg.req), job, self._replier(conn, msg.req))
+            return
+        self._check_uplink(host, msg.port)
+        if isinstance(msg, Routes):
+            routes = [LearnedRoute(d, nh, p) for d, nh, p in msg.routes]
+            learn = partial(sink.learned_routes, host, msg.port, routes)
+            self._reports.submit(("routes", host, msg.port), learn, self._replier(conn, 0))
+            return
+        try:
+            state = SessionState(msg.state)
+        except ValueError:
+            raise InvalidInput(f"unknown session state {msg.state!r}", field="state") from None
+        status = PeerStatus(msg.peer, msg.port, state, msg.since, msg.routes, msg.bfd_up)
+        job = partial(sink.peer_status, host, status)
+        self._reports.submit(("status", host, msg.peer), job, self._replier(conn, 0))
+
+    def _check_uplink(self, host: str, port_id: str) -> None:
+        entry = self._subs.entry("port", port_id)
+        bound = entry.data.get("host_id") if entry is not None else None
+        if bound != host:
+            raise InvalidInput(
+                f"port {port_id} is not bound to host {host}: a host reports on its own"
+                " uplinks only",
+                field="port_id",
+            )
+
+    def _lease(self, conn: Conn, host: str, msg: Lease, sink: ReportSink) -> None:
+        """(report thread) Lease a block and answer it."""
+        start, end = sink.lease_snat_block(host, msg.device, msg.ip)
+        self._from_thread(conn, Leased(msg.req, msg.device, msg.ip, start, end))
+
+    def _replier(self, conn: Conn, req: int) -> Callable[[NetloomError], None]:
+        def reply(exc: NetloomError) -> None:
+            self._from_thread(conn, Error(req, exc.code, exc.message, exc.field))
+
+        return reply
+
+    def _from_thread(self, conn: Conn, msg: Leased | Error) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._send, conn, frame(msg))
+
+    def _on_host_down(self, host: str) -> None:
+        """A dead host's learned routes go, its sessions are down; its queued reports are
+        moot (it sends them again when it comes back)."""
+        sink = self._sink
+        if sink is None:
+            return
+        self._reports.drop(lambda key: not (isinstance(key, tuple) and key[:2] in _moot(host)))
+        job = partial(sink.hosts_down, {host}, self._uplinks_of({host}))
+        self._reports.submit(("down", host), job)
+
+    def _uplinks_of(self, hosts: set[str]) -> set[str]:
+        """The router ports bound to ``hosts``, from the view."""
+        ports = self._subs.objects.get("port", {})
+        return {
+            id
+            for id, e in ports.items()
+            if e.data.get("type") == "router" and e.data.get("host_id") in hosts
+        }
 
     def _validate(self, kind: str, id: str | None, fld: str | None, value: Any) -> None:
         if kind not in self._kinds:
@@ -363,6 +459,11 @@ class TopologyServer:
         else:
             assert msg.field is not None
             self._subs.remove_filter(conn, msg.kind, msg.field, msg.value)
+
+
+def _moot(host: str) -> tuple[tuple[str, str], ...]:
+    """The keys of a dead host's queued reports (its leases are still answered)."""
+    return (("routes", host), ("status", host))
 
 
 __all__ = ["ServerStats", "TopologyServer"]

@@ -1,0 +1,246 @@
+"""Agent -> cluster reports through a real TopologyServer and TopologyClient: learned routes
+become routes of the uplink's router (a diff, batched), a session's state is kept for the API,
+a host reporting for a port that is not its own is refused, and what a host learned goes when
+its session ends, when it dies, and when the cluster starts without it."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+from api.conftest import assert_integrity
+from netloom.api import views
+from netloom.api.reports import ClusterReports
+from netloom.api.service import ObjectService
+from netloom.api.tx import BGP_STATUS
+from netloom.model import addressing
+from netloom.model.bgp import LearnedRoute, PeerStatus, SessionState
+from netloom.store.memory import MemoryStore
+from netloom.topology.client import TopologyClient
+from netloom.topology.protocol import Error, Hello, Pong, Routes, Welcome
+from netloom.topology.server import TopologyServer
+from waiting import eventually
+
+from .conftest import RawAgent, run
+
+pytestmark = pytest.mark.unit
+
+Gw = dict[str, str]
+
+
+def _gateway(service: ObjectService) -> Gw:
+    """Two gateway hosts, a provider router with an uplink on each, a peer per uplink."""
+    t: Gw = {}
+    t["router"] = service.create("router", {"name": "provider"})[0]["id"]
+    for g in (1, 2):
+        t[f"host{g}"] = service.create("host", {"name": f"gw-{g}"})[0]["id"]
+        t[f"uplink{g}"] = service.create(
+            "port",
+            {
+                "device_id": t["router"],
+                "type": "router",
+                "address": f"198.19.{g}.2/24",
+                "host_id": t[f"host{g}"],
+                "interface_name": f"uplink{g}",
+            },
+        )[0]["id"]
+        t[f"peer{g}"] = service.create(
+            "bgp_peer",
+            {"router_id": t["router"], "address": f"198.19.{g}.1", "asn": 64512, "local_as": 1},
+        )[0]["id"]
+    return t
+
+
+def _prefixes(n: int, peer: str, g: int = 1) -> list[LearnedRoute]:
+    return [LearnedRoute(f"10.{i >> 8}.{i & 255}.0/24", f"198.19.{g}.1", peer) for i in range(n)]
+
+
+def _learned(store: MemoryStore, peer: str) -> dict[str, Any]:
+    return {
+        it.data["dst"]: it.data for it in store.list("route") if it.data["learned_from"] == peer
+    }
+
+
+async def _serve(store: MemoryStore, **kw: Any) -> tuple[TopologyServer, int]:
+    server = TopologyServer(store, reports=ClusterReports(ObjectService(store)), **kw)
+    return server, await server.start("127.0.0.1", 0)
+
+
+def test_a_report_replaces_the_uplinks_learned_routes() -> None:
+    store = MemoryStore()
+    service = ObjectService(store)
+    gw = _gateway(service)
+
+    async def scenario() -> None:
+        server, port = await _serve(store)
+        client = TopologyClient(gw["host1"], ("127.0.0.1", port))
+        try:
+            await client.start()
+            await client.wait_connected(5)
+            client.report_learned_routes(gw["uplink1"], _prefixes(1000, gw["peer1"]))
+            await eventually(lambda: len(_learned(store, gw["peer1"])) == 1000, 10, "1000")
+            route = _learned(store, gw["peer1"])["10.3.231.0/24"]
+            assert route["router_id"] == gw["router"]
+            assert route["next_hop_port_id"] == gw["uplink1"]
+            assert route["next_hop_gateway"] == "198.19.1.1"
+            assert route["name"] == "bgp 198.19.1.1"
+            client.report_peer_status(
+                PeerStatus(gw["peer1"], gw["uplink1"], SessionState.ESTABLISHED, 5.0, 1000, True)
+            )
+            # withdraw half, move one to another next hop: only the difference is written
+            smaller = _prefixes(500, gw["peer1"])
+            smaller[0] = LearnedRoute(smaller[0].dst, "198.19.1.77", gw["peer1"])
+            rev = store.revision()
+            client.report_learned_routes(gw["uplink1"], smaller)
+            await eventually(lambda: len(_learned(store, gw["peer1"])) == 500, 10, "500")
+            await eventually(lambda: store.get(BGP_STATUS, gw["peer1"]) is not None, 5, "status")
+            assert _learned(store, gw["peer1"])["10.0.0.0/24"]["next_hop_gateway"] == "198.19.1.77"
+            assert store.revision() - rev <= 4  # 501 changes, 3 commits + the status
+            shown = views.public(store, "bgp_peer", service.get("bgp_peer", gw["peer1"])[0])
+            assert shown["status"] == {
+                "state": "established",
+                "since": 5.0,
+                "routes": 1000,
+                "port_id": gw["uplink1"],
+                "host_id": gw["host1"],
+                "bfd_up": True,
+            }
+            assert_integrity(store)
+        finally:
+            await client.stop()
+            await server.stop()
+
+    run(scenario())
+
+
+def test_a_host_cannot_report_for_a_port_it_does_not_own() -> None:
+    store = MemoryStore()
+    gw = _gateway(ObjectService(store))
+
+    async def scenario() -> None:
+        server, port = await _serve(store)
+        agent = await RawAgent.connect(port)
+        try:
+            agent.send(Hello(gw["host2"]))
+            assert isinstance(await agent.recv(), Welcome)
+            assert isinstance(await agent.recv(), Pong)
+            before = store.revision()
+            agent.send(Routes(gw["uplink1"], [("0.0.0.0/0", "198.19.1.1", gw["peer1"])]))
+            err = await agent.recv()
+            assert isinstance(err, Error) and err.field == "port_id", err
+            assert "not bound to host" in err.message
+            # a peer of another uplink's subnet, a next hop off the subnet: refused too
+            agent.send(Routes(gw["uplink2"], [("0.0.0.0/0", "198.19.9.1", gw["peer2"])]))
+            err = await agent.recv()
+            assert isinstance(err, Error) and err.field == "next_hop", err
+            agent.send(Routes(gw["uplink2"], [("0.0.0.0/0", "198.19.2.1", "nonsense")]))
+            err = await agent.recv()
+            assert isinstance(err, Error) and err.field == "peer_id", err
+            agent.send(Routes(gw["uplink2"], [("10.0.0.1/24", "198.19.2.1", gw["peer2"])]))
+            err = await agent.recv()
+            assert isinstance(err, Error) and err.field == "dst", err
+            assert store.revision() == before
+            assert _learned(store, gw["peer1"]) == {} and _learned(store, gw["peer2"]) == {}
+        finally:
+            agent.writer.close()
+            await server.stop()
+
+    run(scenario())
+
+
+def test_session_end_and_host_death_remove_learned_routes() -> None:
+    store = MemoryStore()
+    gw = _gateway(ObjectService(store))
+
+    async def scenario() -> None:
+        server, port = await _serve(store, host_timeout_s=0.6)
+        one = TopologyClient(gw["host1"], ("127.0.0.1", port))
+        two = TopologyClient(gw["host2"], ("127.0.0.1", port))
+        try:
+            for c in (one, two):
+                await c.start()
+                await c.wait_connected(5)
+            one.report_learned_routes(gw["uplink1"], _prefixes(20, gw["peer1"]))
+            two.report_learned_routes(gw["uplink2"], _prefixes(20, gw["peer2"], 2))
+            await eventually(lambda: len(_learned(store, gw["peer2"])) == 20, 10, "routes 2")
+            await eventually(lambda: len(_learned(store, gw["peer1"])) == 20, 10, "routes 1")
+            # host 2's session goes idle: its routes go, host 1's stay
+            two.report_peer_status(
+                PeerStatus(gw["peer2"], gw["uplink2"], SessionState.IDLE, 9.0, 0)
+            )
+            await eventually(lambda: _learned(store, gw["peer2"]) == {}, 10, "session end")
+            # host 1 dies (no more heartbeats): its routes go and its session is down
+            one.report_peer_status(
+                PeerStatus(gw["peer1"], gw["uplink1"], SessionState.ESTABLISHED, 9.0, 20)
+            )
+            await eventually(lambda: store.get(BGP_STATUS, gw["peer1"]) is not None, 5, "up")
+            await one.stop()
+            await eventually(lambda: _learned(store, gw["peer1"]) == {}, 10, "host death")
+            await eventually(
+                lambda: (
+                    (s := store.get(BGP_STATUS, gw["peer1"])) is not None
+                    and s.data["state"] == "down"
+                ),
+                5,
+                "status down",
+            )
+            assert_integrity(store)
+        finally:
+            await one.stop()
+            await two.stop()
+            await server.stop()
+
+    run(scenario())
+
+
+def test_cluster_start_removes_what_dead_hosts_learned() -> None:
+    store = MemoryStore()
+    service = ObjectService(store)
+    gw = _gateway(service)
+    reports = ClusterReports(service)
+    service.set_host_alive(gw["host1"], True)
+    reports.learned_routes(gw["host1"], gw["uplink1"], _prefixes(5, gw["peer1"]))
+    reports.learned_routes(gw["host2"], gw["uplink2"], _prefixes(5, gw["peer2"], 2))
+    stale = addressing.learned_route_id(gw["uplink2"], gw["peer2"], "10.0.0.0/24", "198.19.2.1")
+    assert store.get("route", stale) is not None
+
+    async def scenario() -> None:
+        server, _ = await _serve(store, host_timeout_s=30)
+        try:
+            await eventually(lambda: _learned(store, gw["peer2"]) == {}, 10, "sweep")
+            assert len(_learned(store, gw["peer1"])) == 5  # host 1 is alive: kept
+            assert_integrity(store)
+        finally:
+            await server.stop()
+
+    run(scenario())
+
+
+def test_reports_coalesce_wait_for_the_connection_and_may_come_from_a_thread() -> None:
+    store = MemoryStore()
+    gw = _gateway(ObjectService(store))
+
+    async def scenario() -> None:
+        server, port = await _serve(store)
+        client = TopologyClient(gw["host1"], ("127.0.0.1", port))
+        try:
+            # before the client runs: kept, and only the latest set per port is sent
+            for n in (5, 7, 3):
+                client.report_learned_routes(gw["uplink1"], _prefixes(n, gw["peer1"]))
+            await client.start()
+            await eventually(lambda: len(_learned(store, gw["peer1"])) == 3, 10, "latest set")
+            assert client.reports_sent == 1
+            # from another thread (a netlink watcher's, say)
+            thread = threading.Thread(
+                target=client.report_learned_routes, args=(gw["uplink1"], _prefixes(9, gw["peer1"]))
+            )
+            thread.start()
+            thread.join()
+            await eventually(lambda: len(_learned(store, gw["peer1"])) == 9, 10, "from a thread")
+        finally:
+            await client.stop()
+            await server.stop()
+
+    run(scenario())
