@@ -10,12 +10,12 @@ BPF_SRC := src/netloom/datapath/bpf/netloom.bpf.c
 BPF_OBJ := build/netloom.bpf.o
 STAMP := build/.stamp
 
-.PHONY: demo test deps sysdeps venv bpf lint clean
+.PHONY: demo test deps sysdeps venv bpf keystone lint clean
 
 demo: deps bpf
 	$(VENV)/bin/netloom demo
 
-test: deps bpf
+test: deps bpf keystone
 	$(VPY) -m pytest $(PYTEST_ARGS)
 
 lint: deps
@@ -43,6 +43,18 @@ $(STAMP)-venv: pyproject.toml
 	@[ -x $(VPY) ] || $(PY) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
 	$(VPY) -m pip install -q -e '.[test]'
+	@touch $@
+
+# Keystone (the Neutron API's --auth keystone tests run a real one, SQLite backend) lives in a
+# virtualenv of its own: its dependencies are many and pinned, and must not move netloom's.
+KEYSTONE_VENV := build/keystone
+KEYSTONE_VERSION := 30.0.0
+keystone: $(STAMP)-keystone
+$(STAMP)-keystone:
+	@mkdir -p build
+	@[ -x $(KEYSTONE_VENV)/bin/python ] || $(PY) -m venv $(KEYSTONE_VENV)
+	$(KEYSTONE_VENV)/bin/python -m pip install -q --upgrade pip
+	$(KEYSTONE_VENV)/bin/python -m pip install -q 'keystone==$(KEYSTONE_VERSION)'
 	@touch $@
 
 bpf: $(BPF_OBJ)

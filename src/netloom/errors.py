@@ -6,6 +6,8 @@ input field is to blame, that ``field``.
 
     NetloomError
     ├── InvalidInput        400  malformed or unknown field, bad CIDR/MAC, wrong type
+    ├── NotAuthenticated    401  no valid token (Keystone)
+    ├── Forbidden           403  the token's roles do not allow it
     ├── NotFound            404  no such object
     ├── Conflict            409
     │   ├── VersionConflict      compare-and-set failed (someone else wrote first)
@@ -22,6 +24,7 @@ input field is to blame, that ``field``.
     ├── Untranslatable      500  a flow's output port has no known location (agent)
     ├── NotYet              503  the simulation needs an object or state not loaded yet
     ├── LabError            500  a lab namespace, process or probe did not do what it should
+    ├── NeutronFault        (Neutron's status)  an error of the Neutron API, by Neutron's type name
     ├── ApiError            (the API's status)  an error answer of the REST API, client side
     └── ApiUnreachable      503  no HTTP exchange with the API happened at all
 """
@@ -49,6 +52,20 @@ class NetloomError(Exception):
 class InvalidInput(NetloomError):
     code = "invalid_input"
     status = 400
+
+
+class NotAuthenticated(NetloomError):
+    """No valid token (RFC 9110 §15.5.2)."""
+
+    code = "unauthorized"
+    status = 401
+
+
+class Forbidden(NetloomError):
+    """A valid token whose roles do not allow the request (RFC 9110 §15.5.4)."""
+
+    code = "forbidden"
+    status = 403
 
 
 class NotFound(NetloomError):
@@ -167,6 +184,18 @@ class SetupUnavailable(NetloomError):
     status = 501
 
 
+class NeutronFault(NetloomError):
+    """An error of the Neutron API as Neutron reports it: its status code and its exception's
+    type name (``fault``: ``NetworkNotFound``, ``IpAddressAlreadyAllocated``...)."""
+
+    code = "neutron_fault"
+
+    def __init__(self, status: int, fault: str, message: str, *, field: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.status = status
+        self.fault = fault
+
+
 class ApiError(NetloomError):
     """An error the API returned; ``code`` is the API's stable code (``invalid_input``...)."""
 
@@ -216,11 +245,14 @@ __all__ = [
     "Conflict",
     "DatapathError",
     "DemoStepFailed",
+    "Forbidden",
     "GatewayError",
     "InUse",
     "InvalidInput",
     "LabError",
     "NetloomError",
+    "NeutronFault",
+    "NotAuthenticated",
     "NotFound",
     "NotYet",
     "PayloadTooLarge",

@@ -404,7 +404,10 @@ def test_reordering_rules_rereads_the_rules_it_moved(
     [
         ({"kind": "bridge", "name": "dr-b", "tenant_id": "no-such-tenant"}, "no tenant named"),
         ({"kind": "chain", "name": "dr-c", "shared": "maybe"}, "shared"),
-        ({"kind": "rule", "chain_id": "@dr-c2", "action": "accept", "nw_proto": "gre"}, "gre"),
+        (
+            {"kind": "rule", "chain_id": "@dr-c2", "action": "accept", "nw_proto": "pigeon"},
+            "pigeon",
+        ),
     ],
 )
 def test_dry_run_checks_references_and_bodies(

@@ -114,6 +114,7 @@ def test_rule_options_take_protocol_names_and_port_forms() -> None:
     assert parse_value(spec("rule", "nw_proto"), "17") == 17
     assert parse_value(spec("rule", "tp_dst"), "22") == {"start": 22, "end": 22}
     assert parse_value(spec("rule", "tp_src"), "1000-2000") == {"start": 1000, "end": 2000}
+    assert parse_value(spec("rule", "nw_proto"), "sctp") == 132
     with pytest.raises(InvalidInput) as err:
-        parse_value(spec("rule", "nw_proto"), "sctp")
+        parse_value(spec("rule", "nw_proto"), "pigeon")
     assert err.value.field == "nw_proto"

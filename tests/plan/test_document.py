@@ -111,5 +111,5 @@ def test_rules_take_the_cli_value_forms() -> None:
     assert doc.data["tp_dst"] == {"start": 22, "end": 22}
     assert doc.data["tp_src"] == {"start": 10, "end": 20}
     with pytest.raises(InvalidInput) as err:
-        parse_documents([{"kind": "rule", "chain_id": "c", "nw_proto": "sctp"}])
-    assert err.value.message.startswith("document #1 (rule): 'sctp' is not a protocol")
+        parse_documents([{"kind": "rule", "chain_id": "c", "nw_proto": "pigeon"}])
+    assert err.value.message.startswith("document #1 (rule): 'pigeon' is not a protocol")

@@ -303,12 +303,36 @@ def _meta_routes(app: FastAPI, service: ObjectService, kinds: list[Kind]) -> Non
         }
 
 
+Guard = Callable[[list[tuple[str, str]]], object]
+Next = Callable[[Request], Awaitable[Response]]
+
+
+def _install_guard(app: FastAPI, guard: Guard) -> None:
+    """Every request under the API prefix must pass ``guard`` (given its headers; it raises
+    a NetloomError: 401, 403) before anything else."""
+
+    @app.middleware("http")
+    async def check(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        if request.url.path.startswith(PREFIX):
+            try:
+                await run_in_threadpool(guard, list(request.headers.items()))
+            except NetloomError as exc:
+                return http.error_response(exc)
+        return await call_next(request)
+
+
 def create_app(
-    service: ObjectService, *, max_body_bytes: int = 1 << 20, body_timeout: float = 30.0
+    service: ObjectService,
+    *,
+    max_body_bytes: int = 1 << 20,
+    body_timeout: float = 30.0,
+    guard: Guard | None = None,
 ) -> FastAPI:
     """The ASGI application of the native API over ``service``. A request body larger than
     ``max_body_bytes`` is refused (413); one that has not arrived after ``body_timeout``
-    seconds is given up (408)."""
+    seconds is given up (408). ``guard``: who may call it (Keystone: admins only)."""
     app = FastAPI(
         title="netloom native API",
         version=netloom.__version__,
@@ -317,6 +341,8 @@ def create_app(
         redoc_url=None,
     )
     _install_error_handlers(app)
+    if guard is not None:
+        _install_guard(app, guard)
     kinds = list(KINDS.values())
     lim = Limits(max_body_bytes, body_timeout)
     _meta_routes(app, service, kinds)
@@ -328,4 +354,4 @@ def create_app(
     return app
 
 
-__all__ = ["PREFIX", "Limits", "create_app"]
+__all__ = ["PREFIX", "Guard", "Limits", "create_app"]

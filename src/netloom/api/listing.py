@@ -80,4 +80,25 @@ def sort_key(kind: str, query: ListQuery, doc: Mapping[str, Any]) -> SortKey:
     return (ident,)
 
 
-__all__ = ["MAX_LIMIT", "PARAMS", "ListQuery", "SortKey", "parse", "sort_key"]
+def page(
+    kind: str, items: list[tuple[Any, int]], query: ListQuery, marker: Mapping[str, Any] | None
+) -> tuple[list[tuple[Any, int]], bool]:
+    """One page of ``items`` (record, version) in the query's order, after the ``marker``
+    record, and whether more follow it."""
+
+    def order(pair: tuple[Any, int]) -> SortKey:
+        return sort_key(kind, query, pair[0])
+
+    items = sorted(items, key=order, reverse=query.sort_dir == "desc")
+    if marker is not None:
+        after = sort_key(kind, query, marker)
+        if query.sort_dir == "desc":
+            items = [it for it in items if order(it) < after]
+        else:
+            items = [it for it in items if order(it) > after]
+    if query.limit is not None and len(items) > query.limit:
+        return items[: query.limit], True
+    return items, False
+
+
+__all__ = ["MAX_LIMIT", "PARAMS", "ListQuery", "SortKey", "page", "parse", "sort_key"]

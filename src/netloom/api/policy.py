@@ -18,6 +18,7 @@ from netloom.api.tx import (
     COUNTER,
     GROUP_MEMBERS,
     META,
+    OWNER,
     REFS,
     UNIQUE,
     Doc,
@@ -69,6 +70,11 @@ def check_jump(tx: Tx, store: Store, id: str, old: Doc | None, new: Doc) -> None
     """Refuse a jump that closes a loop in the chain graph (see integrity.jump_cycle)."""
     edge = (new["chain_id"], new.get("jump_chain_id"))
     if edge[1] is None or (old is not None and (old["chain_id"], old.get("jump_chain_id")) == edge):
+        return
+    if not referrers(tx, "chain", edge[0], "rule", "jump_chain_id"):
+        # nothing jumps to the source chain, so no path leads back to it: the edge closes no
+        # loop. A concurrent jump into it rewrites that chain's reverse references, which
+        # this plan has read, so one of the two commits fails and re-runs.
         return
     gen = tx.get(META, "jump_graph") or {"gen": 0}
     tx.put(META, "jump_graph", {"gen": int(gen["gen"]) + 1})
@@ -327,6 +333,18 @@ def check_hand_write(kind: str, id: str, old: Doc) -> None:
         )
 
 
+def check_owner(tx: Tx, kind: str, id: str) -> None:
+    """Refuse a hand-made change to a record a translation owns (made for a Neutron object)."""
+    owner = tx.get(OWNER, ref_id(kind, id))
+    if owner is not None:
+        api, _, what = str(owner.get("owner")).partition(":")
+        raise Conflict(
+            f"{kind} {id} is owned by {api} {what.replace(':', ' ')}; change it through the"
+            f" {api.capitalize()} API",
+            field="id",
+        )
+
+
 def sync_group_addresses(
     tx: Tx, port_id: str, old: Doc | None, new: Doc | None, dying: Iterable[str] = ()
 ) -> None:
@@ -435,6 +453,7 @@ __all__ = [
     "check_fixed_ips",
     "check_hand_write",
     "check_jump",
+    "check_owner",
     "check_port_device",
     "check_route",
     "check_subnet_change",

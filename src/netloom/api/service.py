@@ -14,21 +14,8 @@ at changed in the meantime the commit fails as a whole and the plan is run again
 (a few times, with jittered backoff); a version the *caller* pinned (``expect_version``) is
 compared by the plan itself, so a mismatch there is reported, never retried.
 
-Integrity lives in internal documents, written in the same commits as the records:
-
-``_refs/<kind>:<id>``
-    ``{"referrers": {"<kind>:<id>": [fields]}}``: who references the object. Creating a
-    referrer rewrites the target's document (CAS) and pins the target (Check); deleting the
-    target requires the document to be absent or empty and pins it too. Whichever of a racing
-    create-referrer / delete-target commits second fails its condition -- no dangling reference.
-``_unique/<index>:<value>``
-    ``{"owner": "<kind>:<id>"}``: MACs (``mac:``), tunnel keys (``tunnel_key:``) and bindings
-    (``binding:<host>:<interface>``). Created with "must not exist", released on delete/update.
-``_counter/tunnel_key``
-    ``{"next": n}``: where the next tunnel-key search starts (CAS, so allocations spread out).
-``_meta/jump_graph``
-    ``{"gen": n}``: bumped by every write that adds a jump edge, so two concurrent jump rules
-    cannot each pass the cycle check against a graph that lacks the other.
+Integrity lives in internal documents written in the same commits as the records: see
+:mod:`netloom.api.tx`.
 
 Consumers of the change stream (topology service) should ignore kinds starting with ``_``.
 """
@@ -60,10 +47,8 @@ T = TypeVar("T")
 
 
 class ObjectService:
-    """Create/read/update/delete topology objects with referential integrity.
-
-    Records cross this boundary as JSON dicts (``model_dump(mode="json")`` of the record
-    classes in :mod:`netloom.model.records`) together with their store version."""
+    """Create/read/update/delete topology objects with referential integrity; records cross
+    this boundary as JSON dicts with their store version."""
 
     max_attempts = 24
 
@@ -98,11 +83,7 @@ class ObjectService:
     ) -> tuple[builtins.list[tuple[Doc, int]], bool]:
         """One page of a sorted list, and whether more follow it."""
         items = self.list(kind, filters)
-
-        def order(pair: tuple[Doc, int]) -> listing.SortKey:
-            return listing.sort_key(kind, query, pair[0])
-
-        items.sort(key=order, reverse=query.sort_dir == "desc")
+        marker = None
         if query.marker is not None:
             found = None
             try:
@@ -112,14 +93,8 @@ class ObjectService:
                 pass
             if found is None:
                 raise NotFound(f"marker: no {kind} {query.marker}", field="marker")
-            after = listing.sort_key(kind, query, found.data)
-            if query.sort_dir == "desc":
-                items = [it for it in items if order(it) < after]
-            else:
-                items = [it for it in items if order(it) > after]
-        if query.limit is not None and len(items) > query.limit:
-            return items[: query.limit], True
-        return items, False
+            marker = found.data
+        return listing.page(kind, items, query, marker)
 
     def revision(self) -> int:
         return self.store.revision()
@@ -127,6 +102,14 @@ class ObjectService:
     # -- writes ------------------------------------------------------------------------------
 
     def create(self, kind: str, data: Mapping[str, Any]) -> tuple[Doc, int]:
+        integrity.kind(kind)
+        body = as_object(data)
+        body.setdefault("id", new_id())
+        return self.run(lambda tx: (self.stage_create(tx, kind, body), 1))
+
+    def stage_create(self, tx: Tx, kind: str, data: Mapping[str, Any]) -> Doc:
+        """Stage the creation of one record in ``tx`` (a plan of :meth:`transact`); the new
+        record as stored."""
         k = integrity.kind(kind)
         body = as_object(data)
         for field in sorted(k.read_only & body.keys()):
@@ -135,23 +118,25 @@ class ObjectService:
         append = kind == "rule" and body.get("position") is None
         if append:
             body.pop("position", None)
-        body.setdefault("id", new_id())
+        draft = dict(body)
+        draft.setdefault("id", new_id())
+        if kind == "port":
+            policy.fill_mac(tx, self.store, draft)
+            policy.fill_ips(tx, self.store, draft)
+        elif kind == "port_group":
+            draft["ip_addr_group_id"] = addressing.group_addresses_id(draft["id"])
+        new = integrity.validate(kind, draft)
+        if tx.version(kind, new["id"]):
+            raise AlreadyExists(f"{kind} {new['id']} already exists", field="id")
+        if kind == "port":
+            new["tunnel_key"] = policy.allocate_tunnel_key(tx)
+        self.save(tx, kind, new["id"], None, new, append=append)
+        return new
 
-        def plan(tx: Tx) -> tuple[Doc, int]:
-            draft = dict(body)
-            if kind == "port":
-                policy.fill_mac(tx, self.store, draft)
-                policy.fill_ips(tx, self.store, draft)
-            elif kind == "port_group":
-                draft["ip_addr_group_id"] = addressing.group_addresses_id(draft["id"])
-            new = integrity.validate(kind, draft)
-            if tx.version(kind, new["id"]):
-                raise AlreadyExists(f"{kind} {new['id']} already exists", field="id")
-            if kind == "port":
-                new["tunnel_key"] = policy.allocate_tunnel_key(tx)
-            self.save(tx, kind, new["id"], None, new, append=append)
-            return new, 1
-
+    def transact(self, plan: Callable[[Tx], T]) -> T:
+        """Run ``plan`` (staging several records with :meth:`stage_create`, :meth:`stage_update`,
+        :meth:`stage_delete`, and documents of its own) as ONE store commit; owned records are
+        not guarded here: the caller owns them."""
         return self.run(plan)
 
     def update(
@@ -188,23 +173,35 @@ class ObjectService:
 
         def plan(tx: Tx) -> None:
             self._expect(tx, kind, id, expect_version)
-            doomed: dict[str, Doc] = {}
-            self._collect(tx, kind, id, cascade, doomed)
-            policy.add_system_routes(tx, doomed)
-            bgp.add_learned(tx, doomed)
-            policy.add_group_addresses(tx, doomed)
-            unlink = policy.blockers(tx, doomed, cascade)
-            for ref, data in doomed.items():
-                self.save(tx, *split_ref(ref), data, None, dying=doomed.keys())
-            for peer_id in unlink:
-                peer = tx.get("port", peer_id)
-                assert peer is not None
-                self.save(tx, "port", peer_id, peer, {**peer, "peer_id": None}, dying=doomed.keys())
-            for ref in doomed:
-                if tx.get(REFS, ref) is not None:
-                    tx.delete(REFS, ref)
+            self._stage_delete(tx, kind, id, cascade, hand=True)
 
         self.run(plan)
+
+    def stage_delete(self, tx: Tx, kind: str, id: str, cascade: bool = False) -> None:
+        """Stage the deletion of one record (and, with ``cascade``, its children) in ``tx``."""
+        integrity.kind(kind)
+        self._expect(tx, kind, id, None)
+        self._stage_delete(tx, kind, id, cascade, hand=False)
+
+    def _stage_delete(self, tx: Tx, kind: str, id: str, cascade: bool, *, hand: bool) -> None:
+        doomed: dict[str, Doc] = {}
+        self._collect(tx, kind, id, cascade, doomed)
+        if hand:
+            for ref in doomed:
+                policy.check_owner(tx, *split_ref(ref))
+        policy.add_system_routes(tx, doomed)
+        bgp.add_learned(tx, doomed)
+        policy.add_group_addresses(tx, doomed)
+        unlink = policy.blockers(tx, doomed, cascade)
+        for ref, data in doomed.items():
+            self.save(tx, *split_ref(ref), data, None, dying=doomed.keys())
+        for peer_id in unlink:
+            peer = tx.get("port", peer_id)
+            assert peer is not None
+            self.save(tx, "port", peer_id, peer, {**peer, "peer_id": None}, dying=doomed.keys())
+        for ref in doomed:
+            if tx.get(REFS, ref) is not None:
+                tx.delete(REFS, ref)
 
     def bind_port(self, port_id: str, host_id: str, interface_name: str) -> tuple[Doc, int]:
         return self.update("port", port_id, {"host_id": host_id, "interface_name": interface_name})
@@ -269,43 +266,65 @@ class ObjectService:
         body: Mapping[str, Any],
         expect_version: int | None,
     ) -> tuple[Doc, int]:
-        k = integrity.kind(kind)
-
         def plan(tx: Tx) -> tuple[Doc, int]:
-            # a bad body is reported (400) before a version mismatch (409/412)
-            version = self._expect(tx, kind, id, None)
-            old = tx.get(kind, id)
-            assert old is not None
-            policy.check_hand_write(kind, id, old)
-            draft = views.keep_secrets(k, old, build(old))
-            if kind == "port":
-                policy.fill_ips(tx, self.store, draft)
-            if str(draft.get("id", id)) != id:
-                raise InvalidInput("id cannot be changed", field="id")
-            for field in sorted(k.read_only & body.keys()):
-                if body[field] != old.get(field):
-                    raise InvalidInput(
-                        f"{field} is set by the system and cannot be changed", field=field
-                    )
-            new = integrity.validate(kind, draft)
-            for field in sorted(integrity.IMMUTABLE.get(kind, frozenset())):
-                if new.get(field) != old.get(field):
-                    raise InvalidInput(f"{field} cannot be changed after creation", field=field)
-            self._expect(tx, kind, id, expect_version)
-            if new == old:
-                return old, version
-            self.save(tx, kind, id, old, new)
-            return new, version + 1
+            return self._stage_modify(tx, kind, id, build, body, expect_version, hand=True)
 
         return self.run(plan)
 
+    def stage_update(self, tx: Tx, kind: str, id: str, patch: Mapping[str, Any]) -> Doc:
+        """Stage a merge patch of one record in ``tx`` (a plan of :meth:`transact`)."""
+        body = as_object(patch)
+        doc, _ = self._stage_modify(
+            tx, kind, id, lambda old: integrity.merge_patch(old, body), body, None, hand=False
+        )
+        return doc
+
+    def _stage_modify(
+        self,
+        tx: Tx,
+        kind: str,
+        id: str,
+        build: Callable[[Doc], Doc],
+        body: Mapping[str, Any],
+        expect_version: int | None,
+        *,
+        hand: bool,
+    ) -> tuple[Doc, int]:
+        k = integrity.kind(kind)
+        # a bad body is reported (400) before a version mismatch (409/412)
+        version = self._expect(tx, kind, id, None)
+        old = tx.get(kind, id)
+        assert old is not None
+        policy.check_hand_write(kind, id, old)
+        if hand:
+            policy.check_owner(tx, kind, id)
+        draft = views.keep_secrets(k, old, build(old))
+        if kind == "port":
+            policy.fill_ips(tx, self.store, draft)
+        if str(draft.get("id", id)) != id:
+            raise InvalidInput("id cannot be changed", field="id")
+        for field in sorted(k.read_only & body.keys()):
+            if body[field] != old.get(field):
+                raise InvalidInput(
+                    f"{field} is set by the system and cannot be changed", field=field
+                )
+        new = integrity.validate(kind, draft)
+        for field in sorted(integrity.IMMUTABLE.get(kind, frozenset())):
+            if new.get(field) != old.get(field):
+                raise InvalidInput(f"{field} cannot be changed after creation", field=field)
+        self._expect(tx, kind, id, expect_version)
+        if new == old:
+            return old, version
+        self.save(tx, kind, id, old, new)
+        return new, version + 1
+
     @staticmethod
     def _expect(tx: Tx, kind: str, id: str, expect_version: int | None) -> int:
-        """The object's version; NotFound if absent, VersionConflict if the caller pinned
-        another one."""
+        """The object's stored version (0: staged in this transaction); NotFound if absent,
+        VersionConflict if the caller pinned another one."""
         check_id(kind, id)
         version = tx.version(kind, id)
-        if not version:
+        if not tx.exists(kind, id):
             raise NotFound(f"no {kind} {id}", field="id")
         if expect_version is not None and expect_version != version:
             asked = f", not {expect_version}" if expect_version >= 1 else ""

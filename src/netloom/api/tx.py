@@ -1,5 +1,25 @@
 """The optimistic transaction of :class:`~netloom.api.service.ObjectService` and the internal
-documents its plans keep next to the records (see the service's module docstring)."""
+documents its plans keep next to the records.
+
+``_refs/<kind>:<id>``
+    ``{"referrers": {"<kind>:<id>": [fields]}}``: who references the object. Creating a
+    referrer rewrites the target's document (CAS) and pins the target (Check); deleting the
+    target requires the document to be absent or empty and pins it too. Whichever of a racing
+    create-referrer / delete-target commits second fails its condition -- no dangling reference.
+``_unique/<index>:<value>``
+    ``{"owner": "<kind>:<id>"}``: MACs (``mac:``), tunnel keys (``tunnel_key:``) and bindings
+    (``binding:<host>:<interface>``). Created with "must not exist", released on delete/update.
+``_counter/tunnel_key``
+    ``{"next": n}``: where the next tunnel-key search starts (CAS, so allocations spread out).
+``_meta/jump_graph``
+    ``{"gen": n}``: bumped by every write that adds a jump edge out of a chain something
+    jumps to, so two concurrent jump rules cannot each pass the cycle check against a graph
+    that lacks the other (a chain nothing jumps to is guarded by its ``_refs`` document).
+
+``_owner/<kind>:<id>``
+    ``{"owner": "<api>:<kind>:<id>"}``: a record made by a translation (the Neutron API) for one
+    of its objects; the native API refuses to change or delete it.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +37,7 @@ REFS = "_refs"
 UNIQUE = "_unique"
 COUNTER = "_counter"
 META = "_meta"
+OWNER = "_owner"
 # {"ports": {port id: [fixed IPs]}}: the members of a port group whose addresses its address
 # group holds, so a membership change rewrites the group without reading every member
 GROUP_MEMBERS = "_group_members"
@@ -26,7 +47,7 @@ BGP_STATUS = "_bgp_status"
 # {"blocks": {"<k>": host id}}: the SNAT port blocks of one (router, NAT address) and the
 # host leasing each (see netloom.api.snat)
 SNAT_BLOCKS = "_snat_blocks"
-INTERNAL_KINDS = (REFS, UNIQUE, COUNTER, META, GROUP_MEMBERS, BGP_STATUS, SNAT_BLOCKS)
+INTERNAL_KINDS = (REFS, UNIQUE, COUNTER, META, GROUP_MEMBERS, BGP_STATUS, SNAT_BLOCKS, OWNER)
 
 Key = tuple[str, str]
 
@@ -61,6 +82,13 @@ class Tx:
             return copy.deepcopy(staged) if staged is not None else None
         item = self._load(key)
         return copy.deepcopy(item.data) if item is not None else None
+
+    def exists(self, kind: str, id: str) -> bool:
+        """Whether the document exists as this transaction sees it (no copy made)."""
+        key = (kind, id)
+        if key in self._staged:
+            return self._staged[key] is not None
+        return self._load(key) is not None
 
     def version(self, kind: str, id: str) -> int:
         """The stored version (0: absent) as first read by this transaction."""
@@ -153,6 +181,7 @@ __all__ = [
     "GROUP_MEMBERS",
     "INTERNAL_KINDS",
     "META",
+    "OWNER",
     "REFS",
     "SNAT_BLOCKS",
     "UNIQUE",

@@ -6,6 +6,7 @@ Logs are logfmt lines on stderr (``ts=... level=info event=api.listening addr=..
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from pathlib import Path
@@ -14,11 +15,13 @@ from typing import Annotated
 import typer
 
 from netloom.cluster.config import (
+    AUTH_MODES,
     DEFAULT_API_ADDR,
     DEFAULT_STATE_DIR,
     DEFAULT_TOPOLOGY_ADDR,
     ClusterOptions,
     default_store,
+    keystone_authtoken,
     listen,
     open_store_checked,
     parse_addr,
@@ -51,19 +54,50 @@ StateDirOpt = Annotated[
         "--state-dir", help="where the default SQLite store lives (env NETLOOM_STATE_DIR)"
     ),
 ]
+NeutronOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--neutron",
+        help="also serve the Neutron v2.0 API on HOST:PORT (Neutron's port is 9696)",
+    ),
+]
+AuthOpt = Annotated[
+    str,
+    typer.Option(
+        "--auth",
+        help="noauth (every caller is an admin) | keystone (tokens checked by Keystone)",
+    ),
+]
+KeystoneOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--keystone-config",
+        help="an INI file whose [keystone_authtoken] section configures keystonemiddleware"
+        " (as in neutron.conf), with --auth keystone",
+    ),
+]
 LogLevelOpt = Annotated[str, typer.Option("--log-level", help="debug|info|warning|error")]
 AccessLogOpt = Annotated[bool, typer.Option("--access-log", help="log every HTTP request")]
 
 
-def _run(store_url: str, api_addr: tuple[str, int], options: ClusterOptions) -> None:
-    """Bind the API first (a busy port fails before the store is touched), open the store, run;
-    close both whatever happens."""
+def _run(
+    store_url: str,
+    api_addr: tuple[str, int],
+    options: ClusterOptions,
+    neutron_addr: tuple[str, int] | None,
+) -> None:
+    """Bind the APIs first (a busy port fails before the store is touched), open the store,
+    run; close them all whatever happens."""
     from netloom.cluster.run import run_cluster  # the server stack loads only to run a cluster
 
-    with listen(*api_addr, "api") as api_sock:
+    with contextlib.ExitStack() as stack:
+        api_sock = stack.enter_context(listen(*api_addr, "api"))
+        neutron_sock = None
+        if neutron_addr is not None:
+            neutron_sock = stack.enter_context(listen(*neutron_addr, "neutron"))
         nsdb = open_store_checked(store_url)
         try:
-            run_cluster(nsdb, store_url, api_sock, options)
+            run_cluster(nsdb, store_url, api_sock, options, neutron_sock)
         finally:
             nsdb.close()
 
@@ -76,6 +110,9 @@ def cluster(
     state_dir: StateDirOpt = DEFAULT_STATE_DIR,
     log_level: LogLevelOpt = "info",
     access_log: AccessLogOpt = False,
+    neutron: NeutronOpt = None,
+    auth: AuthOpt = "noauth",
+    keystone_config: KeystoneOpt = None,
 ) -> None:
     """Run the control plane: REST API + topology service on one NSDB, in one process."""
     try:
@@ -85,8 +122,21 @@ def cluster(
             raise InvalidInput("--host-timeout must be > 0", field="host_timeout")
         setup_logging(log_level)
         api_addr = parse_addr(api, "api")
-        options = ClusterOptions(parse_addr(topology, "topology"), host_timeout, access_log)
-        _run(store or default_store(state_dir), api_addr, options)
+        neutron_addr = parse_addr(neutron, "neutron") if neutron is not None else None
+        if auth not in AUTH_MODES:
+            raise InvalidInput(f"--auth must be noauth or keystone, not {auth!r}", field="auth")
+        if (auth == "keystone") != (keystone_config is not None):
+            raise InvalidInput(
+                "--auth keystone and --keystone-config go together", field="keystone_config"
+            )
+        options = ClusterOptions(
+            parse_addr(topology, "topology"),
+            host_timeout,
+            access_log,
+            auth=auth,
+            keystone=keystone_authtoken(keystone_config) if keystone_config else None,
+        )
+        _run(store or default_store(state_dir), api_addr, options, neutron_addr)
     except NetloomError as exc:
         print_error(exc)
         raise typer.Exit(1) from None

@@ -35,6 +35,7 @@ COMMAND_MODULES = (
     "netloom.bench.perf.profile",
     "netloom.bench.scale",
     "netloom.bench.dense_host.run",
+    "netloom.bench.neutron",
 )
 
 

@@ -10,6 +10,7 @@ error and a non-zero exit *before* anything starts (uvicorn would log and ``sys.
 
 from __future__ import annotations
 
+import configparser
 import logging
 import os
 import socket
@@ -23,6 +24,8 @@ DEFAULT_STATE_DIR = Path(os.environ.get("NETLOOM_STATE_DIR", "/var/lib/netloom")
 STORE_FILE = "nsdb.sqlite"
 DEFAULT_API_ADDR = "127.0.0.1:8181"
 DEFAULT_TOPOLOGY_ADDR = "127.0.0.1:8182"
+NEUTRON_PORT = 9696  # Neutron's own port
+AUTH_MODES = ("noauth", "keystone")
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,9 @@ class ClusterOptions:
     topology: tuple[str, int]  # where the topology service listens; port 0: any free port
     host_timeout: float = 5.0  # seconds without heartbeat before a host is down
     access_log: bool = False  # log every HTTP request
+    auth: str = "noauth"  # noauth | keystone (tokens validated by keystonemiddleware)
+    # keystonemiddleware's options (--auth keystone): the [keystone_authtoken] section
+    keystone: dict[str, str] | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -45,6 +51,21 @@ def parse_addr(value: str, field: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or int(port) > 65535:
         raise InvalidInput(f"{value!r} is not HOST:PORT", field=field)
     return host, int(port)
+
+
+def keystone_authtoken(path: Path) -> dict[str, str]:
+    """The ``[keystone_authtoken]`` section of an INI file (Neutron's neutron.conf has one):
+    keystonemiddleware's options."""
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        read = parser.read(path)
+    except configparser.Error as exc:
+        raise InvalidInput(f"{path}: {exc}", field="keystone_config") from None
+    if not read:
+        raise InvalidInput(f"cannot read {path}", field="keystone_config")
+    if not parser.has_section("keystone_authtoken"):
+        raise InvalidInput(f"{path} has no [keystone_authtoken] section", field="keystone_config")
+    return dict(parser.items("keystone_authtoken"))
 
 
 def default_store(state_dir: Path) -> str:
@@ -100,12 +121,15 @@ def listen(host: str, port: int, what: str) -> socket.socket:
 
 
 __all__ = [
+    "AUTH_MODES",
     "DEFAULT_API_ADDR",
     "DEFAULT_STATE_DIR",
     "DEFAULT_TOPOLOGY_ADDR",
+    "NEUTRON_PORT",
     "STORE_FILE",
     "ClusterOptions",
     "default_store",
+    "keystone_authtoken",
     "listen",
     "open_store_checked",
     "parse_addr",

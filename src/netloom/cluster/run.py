@@ -26,6 +26,8 @@ from collections.abc import Callable, Iterator
 import uvicorn
 
 from netloom.api.app import create_app
+from netloom.api.keystone import KeystoneAuth
+from netloom.api.neutron import app as neutron_app
 from netloom.api.reports import ClusterReports
 from netloom.api.service import ObjectService
 from netloom.cluster.config import ClusterOptions
@@ -82,15 +84,18 @@ async def _start_topology(topo: TopologyServer, addr: tuple[str, int]) -> int:
         ) from None
 
 
-def _handle_signals(server: uvicorn.Server) -> None:
+def _handle_signals(server: uvicorn.Server, neutron: uvicorn.Server | None) -> None:
     """The first SIGTERM/SIGINT stops gracefully; a second one stops without waiting for open
     connections."""
 
     def on_signal(sig: signal.Signals) -> None:
         log.info("shutting down", extra={"event": "cluster.signal", "signal": sig.name})
-        if server.should_exit:
-            server.force_exit = True
-        server.should_exit = True
+        for each in (server, neutron):
+            if each is None:
+                continue
+            if each.should_exit:
+                each.force_exit = True
+            each.should_exit = True
 
     loop = asyncio.get_running_loop()
     for sig in SHUTDOWN_SIGNALS:
@@ -110,10 +115,41 @@ async def _serve_api(
     await serving
 
 
+def _keystone(options: ClusterOptions) -> KeystoneAuth | None:
+    if options.auth != "keystone" or options.keystone is None:
+        return None
+    return KeystoneAuth(options.keystone)
+
+
+def _neutron_server(
+    service: ObjectService,
+    sock: socket.socket | None,
+    options: ClusterOptions,
+    auth: KeystoneAuth | None,
+) -> uvicorn.Server | None:
+    if sock is None:
+        return None
+    who = neutron_app.keystone(auth) if auth is not None else neutron_app.noauth
+    config = uvicorn.Config(
+        neutron_app.create_app(service, who),
+        log_config=None,
+        access_log=options.access_log,
+        lifespan="off",
+        proxy_headers=False,
+    )
+    host, port = sock.getsockname()[:2]
+    log.info("neutron listening", extra={"event": "neutron.listening", "addr": f"{host}:{port}"})
+    return _Server(config)
+
+
 async def serve(
-    store: Store, store_url: str, api_sock: socket.socket, options: ClusterOptions
+    store: Store,
+    store_url: str,
+    api_sock: socket.socket,
+    options: ClusterOptions,
+    neutron_sock: socket.socket | None = None,
 ) -> None:
-    """Serve until SIGTERM/SIGINT, then stop the API and the topology server."""
+    """Serve until SIGTERM/SIGINT, then stop the APIs and the topology server."""
     service = ObjectService(store)
     topo = TopologyServer(
         store,
@@ -122,15 +158,17 @@ async def serve(
         reports=ClusterReports(service),
     )
     topo_port = await _start_topology(topo, options.topology)
+    auth = _keystone(options)
     config = uvicorn.Config(
-        create_app(service),
+        create_app(service, guard=auth.require_admin if auth is not None else None),
         log_config=None,
         access_log=options.access_log,
         lifespan="on",
         proxy_headers=False,
     )
     server = _Server(config)
-    _handle_signals(server)
+    neutron = _neutron_server(service, neutron_sock, options, auth)
+    _handle_signals(server, neutron)
     api_host, api_port = api_sock.getsockname()[:2]
     log.info("api listening", extra={"event": "api.listening", "addr": f"{api_host}:{api_port}"})
     log.info(
@@ -142,9 +180,18 @@ async def serve(
         "api_port": api_port,
         "topology_port": topo_port,
     }
+    serving = None
+    if neutron is not None and neutron_sock is not None:
+        ready["neutron_port"] = neutron_sock.getsockname()[1]
+        serving = asyncio.create_task(neutron.serve(sockets=[neutron_sock]))
+        while not neutron.started and not serving.done():
+            await asyncio.sleep(0.01)
     try:
         await _serve_api(server, api_sock, ready)
     finally:
+        if neutron is not None and serving is not None:
+            neutron.should_exit = True
+            await serving
         loop = asyncio.get_running_loop()
         for sig in SHUTDOWN_SIGNALS:
             loop.remove_signal_handler(sig)
@@ -153,14 +200,19 @@ async def serve(
 
 
 def run_cluster(
-    store: Store, store_url: str, api_sock: socket.socket, options: ClusterOptions
+    store: Store,
+    store_url: str,
+    api_sock: socket.socket,
+    options: ClusterOptions,
+    neutron_sock: socket.socket | None = None,
 ) -> None:
     """Run the cluster on an open ``store`` (``store_url`` only names it in the logs) and a
     listening ``api_sock`` (:func:`listen`) until SIGTERM/SIGINT. The caller closes both.
 
     Raises :class:`~netloom.errors.InvalidInput` when the topology address cannot be bound;
-    a failing application startup ends in uvicorn's ``SystemExit``."""
-    asyncio.run(serve(store, store_url, api_sock, options))
+    a failing application startup ends in uvicorn's ``SystemExit``. ``neutron_sock``: also
+    serve the Neutron v2.0 API on it."""
+    asyncio.run(serve(store, store_url, api_sock, options, neutron_sock))
 
 
 __all__ = [

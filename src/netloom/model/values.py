@@ -9,7 +9,32 @@ from typing import Any
 
 from netloom.errors import InvalidInput
 
-IP_PROTOCOLS = {"icmp": 1, "tcp": 6, "udp": 17}
+# IANA protocol numbers of the names Neutron accepts (neutron-lib ``IP_PROTOCOL_MAP``)
+IP_PROTOCOLS = {
+    "icmp": 1,
+    "igmp": 2,
+    "ipip": 4,
+    "tcp": 6,
+    "egp": 8,
+    "udp": 17,
+    "dccp": 33,
+    "ipv6-encap": 41,
+    "ipv6-route": 43,
+    "ipv6-frag": 44,
+    "rsvp": 46,
+    "gre": 47,
+    "esp": 50,
+    "ah": 51,
+    "icmpv6": 58,
+    "ipv6-icmp": 58,
+    "ipv6-nonxt": 59,
+    "ipv6-opts": 60,
+    "ospf": 89,
+    "pgm": 113,
+    "vrrp": 112,
+    "sctp": 132,
+    "udplite": 136,
+}
 
 
 def parse_int(field: str, raw: str) -> int:
