@@ -166,6 +166,22 @@ def test_session_end_and_host_death_remove_learned_routes() -> None:
             two.report_learned_routes(gw["uplink2"], _prefixes(20, gw["peer2"], 2))
             await eventually(lambda: len(_learned(store, gw["peer2"])) == 20, 10, "routes 2")
             await eventually(lambda: len(_learned(store, gw["peer1"])) == 20, 10, "routes 1")
+            # a status that lags the routes (not established yet) keeps them
+            two.report_peer_status(
+                PeerStatus(gw["peer2"], gw["uplink2"], SessionState.ACTIVE, 8.0, 20)
+            )
+            two.report_peer_status(
+                PeerStatus(gw["peer2"], gw["uplink2"], SessionState.ESTABLISHED, 8.5, 20)
+            )
+            await eventually(
+                lambda: (
+                    (s := store.get(BGP_STATUS, gw["peer2"])) is not None
+                    and s.data["state"] == "established"
+                ),
+                5,
+                "established",
+            )
+            assert len(_learned(store, gw["peer2"])) == 20
             # host 2's session goes idle: its routes go, host 1's stay
             two.report_peer_status(
                 PeerStatus(gw["peer2"], gw["uplink2"], SessionState.IDLE, 9.0, 0)

@@ -113,8 +113,10 @@ class ClusterReports:
     # -- sessions ----------------------------------------------------------------------------
 
     def peer_status(self, host_id: str, status: PeerStatus) -> None:
-        """Keep the session's state for the API; a session that is not established has no
-        routes (RFC 4271 §9.2: a speaker drops a peer's routes when the session closes)."""
+        """Keep the session's state for the API. A session that leaves ``established`` drops
+        the routes learned from it (RFC 4271 §9.2); routes reported while the agent has not
+        seen the session established yet (a status lags the routes) are kept."""
+        up = SessionState.ESTABLISHED.value
         doc = {
             "state": SessionState(status.state).value,
             "since": status.since,
@@ -123,10 +125,9 @@ class ClusterReports:
             "host_id": host_id,
             "bfd_up": status.bfd_up,
         }
-
         _id(status.peer_id, "peer_id")
 
-        def plan(tx: Tx) -> None:
+        def plan(tx: Tx) -> bool:
             port = _uplink(tx.get("port", _id(status.port_id, "port_id")), host_id, status.port_id)
             peer = tx.get("bgp_peer", status.peer_id)
             if peer is None or peer["router_id"] != port["device_id"]:
@@ -134,11 +135,13 @@ class ClusterReports:
                     f"peer_id: no bgp_peer {status.peer_id} on router {port['device_id']}",
                     field="peer_id",
                 )
-            if tx.get(BGP_STATUS, status.peer_id) != doc:
+            old = tx.get(BGP_STATUS, status.peer_id)
+            if old != doc:
                 tx.put(BGP_STATUS, status.peer_id, doc)
+            return old is not None and old.get("state") == up
 
-        self.service.run(plan)
-        if doc["state"] != SessionState.ESTABLISHED.value:
+        was_up = self.service.run(plan)
+        if was_up and doc["state"] != up:
             port = self.store.get("port", status.port_id)
             if port is not None:
                 have = self._learned_on(port.data, status.peer_id)
