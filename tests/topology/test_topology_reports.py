@@ -211,6 +211,38 @@ def test_session_end_and_host_death_remove_learned_routes() -> None:
     run(scenario())
 
 
+def test_a_stale_down_status_after_the_routes_leaves_them() -> None:
+    """The gateway reads bird's session states on a timer and its routes as events: routes,
+    then a stale ``down``, then ``established`` must leave the routes in place."""
+    store = MemoryStore()
+    gw = _gateway(ObjectService(store))
+
+    async def scenario() -> None:
+        server, port = await _serve(store)
+        client = TopologyClient(gw["host1"], ("127.0.0.1", port))
+        try:
+            await client.start()
+            await client.wait_connected(5)
+            client.report_learned_routes(gw["uplink1"], _prefixes(3, gw["peer1"]))
+            await eventually(lambda: len(_learned(store, gw["peer1"])) == 3, 10, "routes")
+            for state in (SessionState.DOWN, SessionState.ESTABLISHED):
+                client.report_peer_status(PeerStatus(gw["peer1"], gw["uplink1"], state, 1.0, 3))
+                await eventually(
+                    lambda state=state: (
+                        (s := store.get(BGP_STATUS, gw["peer1"])) is not None
+                        and s.data["state"] == state.value
+                    ),
+                    5,
+                    state.value,
+                )
+                assert len(_learned(store, gw["peer1"])) == 3
+        finally:
+            await client.stop()
+            await server.stop()
+
+    run(scenario())
+
+
 def test_cluster_start_removes_what_dead_hosts_learned() -> None:
     store = MemoryStore()
     service = ObjectService(store)

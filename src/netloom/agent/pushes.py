@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from netloom.agent.view import AgentView
+from netloom.agent.view import AgentView, Interest
 from netloom.model.records import Port, PortGroup
 from netloom.sim import Result
 from netloom.sim.state import ConntrackAdded, NatAdded, StateChange
@@ -31,6 +31,22 @@ def _remote_host(view: AgentView, host_id: str, port_id: str) -> str | None:
     if isinstance(rec, Port) and rec.host_id and rec.host_id != host_id:
         return rec.host_id
     return None
+
+
+def group_interests(view: AgentView, bound: Iterable[str]) -> set[Interest]:
+    """What the agent follows for the port groups of its ``bound`` ports: each group's record
+    and, for the stateful ones, their member ports."""
+    groups: set[str] = set()
+    for pid in bound:
+        rec = view.peek("port", pid)
+        if isinstance(rec, Port):
+            groups.update(rec.port_group_ids)
+    want = {Interest.obj("port_group", g) for g in groups}
+    for g in groups:
+        group = view.peek("port_group", g)
+        if isinstance(group, PortGroup) and group.stateful:
+            want.add(Interest.where("port", "port_group_ids", g))
+    return want
 
 
 def stateful_group_hosts(view: AgentView, host_id: str, port_ids: Iterable[str]) -> set[str]:
@@ -57,4 +73,4 @@ def stateful_group_hosts(view: AgentView, host_id: str, port_ids: Iterable[str])
     return hosts
 
 
-__all__ = ["push_hosts", "push_keys", "stateful_group_hosts"]
+__all__ = ["group_interests", "push_hosts", "push_keys", "stateful_group_hosts"]
