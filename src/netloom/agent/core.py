@@ -32,7 +32,7 @@ from netloom.agent.installer import FlowInstaller
 from netloom.agent.logs import kv, log
 from netloom.agent.metrics import AgentMetrics
 from netloom.agent.parking import Parked, ParkingLot, wait_key
-from netloom.agent.pushes import group_interests, push_hosts, push_keys
+from netloom.agent.pushes import group_interests, missing_groups, push_hosts, push_keys
 from netloom.agent.ratelimit import round_robin
 from netloom.agent.related import upcall_ct_state
 from netloom.agent.snat import LeaseSnat, SnatLeases
@@ -274,15 +274,10 @@ class Agent:
         """This host's underlay address (host order; 0 until known)."""
         return self._tunnels.local_ip
 
-    # ---- locating virtual ports ---------------------------------------------------------------
-
     def _locate(self, port_id: str) -> Output | Tunnel | None:
         rec = self.view.peek("port", port_id)
-        if not isinstance(rec, Port) or rec.host_id is None:  # or a sidecar (sim/uplink.py)
-            n = self.dp_port_of(port_id)
-            return Output(n) if n else None
-        if rec.host_id == self.host_id:
-            n = self.dp_port_of(port_id)
+        if not isinstance(rec, Port) or rec.host_id in (None, self.host_id):
+            n = self.dp_port_of(port_id)  # a local port, or a sidecar (sim/uplink.py)
             return Output(n) if n else None
         ip = self._tunnels.host_ip.get(rec.host_id)
         if ip is None or not rec.tunnel_key or not self._tunnels.port:
@@ -352,6 +347,11 @@ class Agent:
             self._requests.extend(self._snat.ask(key))  # a SNAT block: lease one
             if (arps := self._arp.watch(key)) is not None:  # a next hop: the shared entries
                 self.want(arps)
+            return
+        if need := missing_groups(self.view, r):  # where its flow state goes: load, then send
+            for i in need:
+                self.want(i)
+            self._parking.park(p, need[0], now)
             return
         self._apply_changes(r, now)
         self._push_state(r)  # before the packet is sent: the peer must know the connection

@@ -49,6 +49,27 @@ def group_interests(view: AgentView, bound: Iterable[str]) -> set[Interest]:
     return want
 
 
+def missing_groups(view: AgentView, r: Result) -> list[Interest]:
+    """What the agent must load before it can send ``r``'s flow state to every host that needs
+    it: the port groups of its ports not known yet and the members of the stateful ones (a
+    compute host's reply to the internet leaves by an uplink whose group, the gateways, it has
+    never loaded; the reply to the reply may come back through any of them)."""
+    if not push_keys(r):
+        return []
+    need: list[Interest] = []
+    for pid in dict.fromkeys((r.in_port_id, *r.outputs)):
+        rec = view.peek("port", pid)
+        for gid in rec.port_group_ids if isinstance(rec, Port) else ():
+            group, record = view.peek("port_group", gid), Interest.obj("port_group", gid)
+            if not view.is_loaded(record):
+                need.append(record)
+            elif (
+                isinstance(group, PortGroup) and group.stateful and view.group_members(gid) is None
+            ):
+                need.append(Interest.where("port", "port_group_ids", gid))
+    return need
+
+
 def stateful_group_hosts(view: AgentView, host_id: str, port_ids: Iterable[str]) -> set[str]:
     """The other hosts with a port in a stateful port group of one of ``port_ids``.
 
@@ -73,4 +94,4 @@ def stateful_group_hosts(view: AgentView, host_id: str, port_ids: Iterable[str])
     return hosts
 
 
-__all__ = ["group_interests", "push_hosts", "push_keys", "stateful_group_hosts"]
+__all__ = ["group_interests", "missing_groups", "push_hosts", "push_keys", "stateful_group_hosts"]
