@@ -332,6 +332,8 @@ async def _dump(ns: str, table: int) -> list[KernelRoute]:
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     out, _ = await proc.communicate()
+    if proc.returncode != 0:  # no such table yet (ip -j prints a lone "[" then): empty
+        return []
     routes = []
     for r in json.loads(out or b"[]"):
         dst = "0.0.0.0/0" if r.get("dst") == "default" else r["dst"]
