@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from functools import partial
 from typing import Any
 
 import pytest
@@ -213,6 +214,11 @@ def test_session_end_and_host_death_remove_learned_routes() -> None:
     run(scenario())
 
 
+def _state_is(store: MemoryStore, peer: str, state: SessionState) -> bool:
+    s = store.get(BGP_STATUS, peer)
+    return s is not None and s.data["state"] == state.value
+
+
 def test_a_stale_down_status_after_the_routes_leaves_them() -> None:
     """The gateway reads bird's session states on a timer and its routes as events: routes,
     then a stale ``down``, then ``established`` must leave the routes in place."""
@@ -229,14 +235,7 @@ def test_a_stale_down_status_after_the_routes_leaves_them() -> None:
             await eventually(lambda: len(_learned(store, gw["peer1"])) == 3, 10, "routes")
             for state in (SessionState.DOWN, SessionState.ESTABLISHED):
                 client.report_peer_status(PeerStatus(gw["peer1"], gw["uplink1"], state, 1.0, 3))
-                await eventually(
-                    lambda state=state: (
-                        (s := store.get(BGP_STATUS, gw["peer1"])) is not None
-                        and s.data["state"] == state.value
-                    ),
-                    5,
-                    state.value,
-                )
+                await eventually(partial(_state_is, store, gw["peer1"], state), 5, state.value)
                 assert len(_learned(store, gw["peer1"])) == 3
         finally:
             await client.stop()
