@@ -21,9 +21,16 @@ def push_keys(r: Result) -> tuple[StateChange, ...]:
 
 def push_hosts(view: AgentView, host_id: str, r: Result) -> set[str]:
     """The other hosts ``r`` sends to, and those sharing a stateful port group with its ports."""
-    hosts = {h for h in (_remote_host(view, host_id, pid) for pid in r.outputs) if h}
-    hosts |= stateful_group_hosts(view, host_id, (r.in_port_id, *r.outputs))
+    sent = sent_to(r)
+    hosts = {h for h in (_remote_host(view, host_id, pid) for pid in sent) if h}
+    hosts |= stateful_group_hosts(view, host_id, (r.in_port_id, *sent))
     return hosts
+
+
+def sent_to(r: Result) -> tuple[str, ...]:
+    """The ports ``r`` sends to: its outputs, and the ports of the packets it generated (a
+    packet the datapath cannot rewrite, an ICMP echo whose id NAT changed, is sent as one)."""
+    return (*r.outputs, *(g.port_id for g in r.generated))
 
 
 def _remote_host(view: AgentView, host_id: str, port_id: str) -> str | None:
@@ -57,7 +64,7 @@ def missing_groups(view: AgentView, r: Result) -> list[Interest]:
     if not push_keys(r):
         return []
     need: list[Interest] = []
-    for pid in dict.fromkeys((r.in_port_id, *r.outputs)):
+    for pid in dict.fromkeys((r.in_port_id, *sent_to(r))):
         rec = view.peek("port", pid)
         for gid in rec.port_group_ids if isinstance(rec, Port) else ():
             group, record = view.peek("port_group", gid), Interest.obj("port_group", gid)
@@ -94,4 +101,11 @@ def stateful_group_hosts(view: AgentView, host_id: str, port_ids: Iterable[str])
     return hosts
 
 
-__all__ = ["group_interests", "missing_groups", "push_hosts", "push_keys", "stateful_group_hosts"]
+__all__ = [
+    "group_interests",
+    "missing_groups",
+    "push_hosts",
+    "push_keys",
+    "sent_to",
+    "stateful_group_hosts",
+]
