@@ -81,8 +81,10 @@ def _floating_ip_and_snat(lab: Lab, s: Any) -> None:
     wait_until(lambda: bool(probes.ping(ext, fip, timeout=1.0)), 20.0, "an echo reply")
     assert len(probes.ping(ext, fip, count=3, timeout=2.0)) == 3
     assert _reached(lab, ext, fip_vm.netns, fip, 8080) == ("connected", EXT)
-    # SNAT: the external host sees the router's public address
+    # SNAT: the external host sees the router's public address; pings come back too
     assert _reached(lab, snat_vm.netns, ext, EXT, 8081) == ("connected", snat_ip(1))
+    wait_until(lambda: bool(probes.ping(snat_vm.netns, EXT, timeout=1.0)), 20.0, "echo via SNAT")
+    assert len(probes.ping(snat_vm.netns, EXT, count=3, timeout=2.0)) == 3
     # the upstream's MAC on each uplink a reply may take is shared through the NSDB
     store = open_store(s.cluster.store_url)
     try:
