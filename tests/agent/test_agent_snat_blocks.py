@@ -7,9 +7,9 @@ import pytest
 
 from netloom.api.snat import SNAT_BLOCK_SIZE, SNAT_PORT_MIN
 from netloom.api.tx import SNAT_BLOCKS
-from netloom.packet import ip_to_int
+from netloom.packet import Icmp, ip_to_int
 
-from .agentlab import IP, MAC_R2, Cluster, cluster, run, tcp
+from .agentlab import IP, MAC_R1, MAC_R2, Cluster, cluster, ping, run, tcp
 
 pytestmark = pytest.mark.unit
 
@@ -56,5 +56,30 @@ def test_two_hosts_lease_disjoint_blocks_and_the_parked_packet_is_delivered() ->
             assert b2[0] <= ports["C"] <= b2[1] and b3[0] <= ports["D"] <= b3[1]
             (doc,) = c.store.list(SNAT_BLOCKS)
             assert sorted(doc.data["blocks"].values()) == sorted([c.ids["h2"], c.ids["h3"]])
+
+    run(scenario())
+
+
+def test_an_echo_through_snat_comes_back_from_another_host() -> None:
+    """The echo id is rewritten (no datapath action does that, so the packet is sent as a
+    generated one): its NAT keys still go to the host it is sent to, which translates the
+    reply back."""
+
+    async def scenario() -> None:
+        async with cluster(dhcp=False) as c:
+            _snat_net2(c)
+            back = c.create("chain", name="r1-in")
+            c.create("rule", chain_id=back, position=0, action="reverse-snat")
+            c.svc.update("router", c.ids["r1"], {"inbound_filter_id": back})
+            await c.send("C", ping("C", IP["B"], MAC_R2, ident=77))  # C on h2, B on h1
+            (got,) = c.got("B")
+            assert got.ip is not None and got.ip.src == ip_to_int(NAT_IP)
+            assert isinstance(got.l4, Icmp)
+            ident = got.l4.rest >> 16
+            await c.send("B", ping("B", NAT_IP, MAC_R1, ident=ident, itype=0))
+            (reply,) = c.got("C")
+            assert reply.ip is not None and reply.ip.dst == ip_to_int(IP["C"])
+            assert isinstance(reply.l4, Icmp) and reply.l4.type == 0
+            assert reply.l4.rest >> 16 == 77
 
     run(scenario())

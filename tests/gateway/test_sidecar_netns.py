@@ -54,9 +54,11 @@ class Recorder:
     status: dict[str, PeerStatus] = field(default_factory=dict)
 
     reports: int = 0
+    sets: list[tuple[LearnedRoute, ...]] = field(default_factory=list)  # every report, in order
 
     def learned_routes(self, port_id: str, routes: Sequence[LearnedRoute]) -> None:
         self.routes[port_id] = tuple(routes)
+        self.sets.append(tuple(routes))
         self.reports += 1
 
     def peer_status(self, status: PeerStatus) -> None:
@@ -195,8 +197,11 @@ def test_session_routes_restart_and_cleanup(world: tuple[str, Upstream], short_t
             sc = gw.sidecars[port.id]
             pid = sc.pid
             assert pid is not None
+            seen = len(rec.sets)
             os.kill(pid, 9)
             await eventually(lambda: sc.restarts == 1 and sc.pid not in (None, pid), 10, "restart")
+            # bird's death is reported as nothing learned, whatever the kernel table held
+            await eventually(lambda: () in rec.sets[seen:], 10, "routes gone with bird")
             await eventually(lambda: rec.routes.get(port.id) == (learned,), 20, "routes back")
             await eventually(lambda: _up(rec, peer), 20, "the session back")
             assert metrics.restarts._value.get() == 1

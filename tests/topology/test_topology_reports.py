@@ -5,7 +5,9 @@ its session ends, when it dies, and when the cluster starts without it."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
+from functools import partial
 from typing import Any
 
 import pytest
@@ -17,6 +19,7 @@ from netloom.api.service import ObjectService
 from netloom.api.tx import BGP_STATUS
 from netloom.model import addressing
 from netloom.model.bgp import LearnedRoute, PeerStatus, SessionState
+from netloom.model.neighbors import ARP_KIND, ArpEntry
 from netloom.store.memory import MemoryStore
 from netloom.topology.client import TopologyClient
 from netloom.topology.protocol import Error, Hello, Pong, Routes, Welcome
@@ -211,6 +214,36 @@ def test_session_end_and_host_death_remove_learned_routes() -> None:
     run(scenario())
 
 
+def _state_is(store: MemoryStore, peer: str, state: SessionState) -> bool:
+    s = store.get(BGP_STATUS, peer)
+    return s is not None and s.data["state"] == state.value
+
+
+def test_a_stale_down_status_after_the_routes_leaves_them() -> None:
+    """The gateway reads bird's session states on a timer and its routes as events: routes,
+    then a stale ``down``, then ``established`` must leave the routes in place."""
+    store = MemoryStore()
+    gw = _gateway(ObjectService(store))
+
+    async def scenario() -> None:
+        server, port = await _serve(store)
+        client = TopologyClient(gw["host1"], ("127.0.0.1", port))
+        try:
+            await client.start()
+            await client.wait_connected(5)
+            client.report_learned_routes(gw["uplink1"], _prefixes(3, gw["peer1"]))
+            await eventually(lambda: len(_learned(store, gw["peer1"])) == 3, 10, "routes")
+            for state in (SessionState.DOWN, SessionState.ESTABLISHED):
+                client.report_peer_status(PeerStatus(gw["peer1"], gw["uplink1"], state, 1.0, 3))
+                await eventually(partial(_state_is, store, gw["peer1"], state), 5, state.value)
+                assert len(_learned(store, gw["peer1"])) == 3
+        finally:
+            await client.stop()
+            await server.stop()
+
+    run(scenario())
+
+
 def test_cluster_start_removes_what_dead_hosts_learned() -> None:
     store = MemoryStore()
     service = ObjectService(store)
@@ -257,6 +290,41 @@ def test_reports_coalesce_wait_for_the_connection_and_may_come_from_a_thread() -
             await eventually(lambda: len(_learned(store, gw["peer1"])) == 9, 10, "from a thread")
         finally:
             await client.stop()
+            await server.stop()
+
+    run(scenario())
+
+
+def test_arp_entries_of_uplinks_are_kept_checked_watched_and_go_with_their_host() -> None:
+    store = MemoryStore()
+    gw = _gateway(ObjectService(store))
+    entry = ArpEntry(gw["router"], "198.19.1.1", "02:00:00:00:aa:01", gw["uplink1"], 99.0)
+
+    async def scenario() -> None:
+        server, port = await _serve(store, host_timeout_s=0.6)
+        one = TopologyClient(gw["host1"], ("127.0.0.1", port))
+        two = TopologyClient(gw["host2"], ("127.0.0.1", port))
+        try:
+            for c in (one, two):
+                await c.start()
+                await c.wait_connected(5)
+            seen = await two.watch_field(ARP_KIND, "router_id", gw["router"])
+            assert seen == {}
+            one.report_arp(entry)
+            await eventually(lambda: two.cached(ARP_KIND, entry.id) is not None, 10, "watched")
+            assert two.cached(ARP_KIND, entry.id) == {**entry.doc(gw["host1"])}
+            # refused: another host's uplink, an address off the uplink's subnet
+            rev = store.revision()
+            two.report_arp(dataclasses.replace(entry, ip="198.19.2.1"))  # uplink1 is host 1's
+            one.report_arp(dataclasses.replace(entry, ip="198.19.9.1"))
+            one.report_arp(dataclasses.replace(entry, ip="198.19.1.7"))  # a good one, last
+            await eventually(lambda: len(store.list(ARP_KIND)) == 2, 10, "the good one")
+            assert store.revision() == rev + 1
+            await one.stop()  # host 1 dies: what it learned goes
+            await eventually(lambda: store.list(ARP_KIND) == [], 10, "gone with the host")
+        finally:
+            await one.stop()
+            await two.stop()
             await server.stop()
 
     run(scenario())

@@ -13,11 +13,10 @@ through it (``reinject``) -> emit generated packets (ARP/ICMP/DHCP replies: stra
 local VM, tunnelled to a remote one, or simulated onwards from the peer of an interior port).
 
 A "not yet" result parks the packet (bounded, timed out) under what it waits for (an
-interest being loaded, an ARP entry); when that arrives the packet is simulated again.
-
-Helpers: ``bindings`` (ports and uplink sidecars plugged into the datapath), ``tunnels``
-(tunnel peers), ``installer`` (flows in and out of the datapath), ``parking`` (NOT_YET
-packets), ``pushes`` (where flow state goes), ``tags`` (what a change invalidates)."""
+interest being loaded, an ARP entry); when that arrives the packet is simulated again. Helpers:
+``bindings`` (ports, uplink sidecars), ``tunnels``, ``installer`` (flows), ``parking`` (NOT_YET
+packets), ``pushes`` (where flow state goes), ``tags`` (what a change invalidates), ``snat``
+(port blocks), ``arpshare`` (next-hop ARP entries shared through the NSDB)."""
 
 from __future__ import annotations
 
@@ -26,13 +25,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from netloom.agent.arpshare import ReportArp, SharedArp
 from netloom.agent.bindings import PortBindings
 from netloom.agent.flowtable import FlowTable
 from netloom.agent.installer import FlowInstaller
 from netloom.agent.logs import kv, log
 from netloom.agent.metrics import AgentMetrics
 from netloom.agent.parking import Parked, ParkingLot, wait_key
-from netloom.agent.pushes import push_hosts, push_keys
+from netloom.agent.pushes import group_interests, missing_groups, push_hosts, push_keys
 from netloom.agent.ratelimit import round_robin
 from netloom.agent.related import upcall_ct_state
 from netloom.agent.snat import LeaseSnat, SnatLeases
@@ -44,7 +44,8 @@ from netloom.datapath.base import Datapath, PortKind, Upcall, UpcallLimit, Upcal
 from netloom.datapath.conntrack import ConntrackSettings
 from netloom.errors import Untranslatable
 from netloom.flows.model import Output, Tunnel
-from netloom.model.records import Port, PortGroup, TunnelZone
+from netloom.model.neighbors import ARP_KIND
+from netloom.model.records import Port, TunnelZone
 from netloom.packet import Frame, parse
 from netloom.ratelimit import PortLimiter
 from netloom.sim import GeneratedPacket, Result, SimConfig, SimState, Verdict, simulate
@@ -74,7 +75,7 @@ class PushState:
     changes: tuple[StateChange, ...]
 
 
-Request = Subscribe | Unsubscribe | PushState | LeaseSnat
+Request = Subscribe | Unsubscribe | PushState | LeaseSnat | ReportArp
 
 
 @dataclass(slots=True)
@@ -146,7 +147,7 @@ class Agent:
              "parked", "park_dropped", "resimulated", "pushed", "dropped"),
             0,
         )  # fmt: skip
-        self._snat = SnatLeases()
+        self._snat, self._arp = SnatLeases(), SharedArp(config.host_id)
         self._parking = ParkingLot(config.park_per_key, config.park_total, self.stats, self.metrics)
         self._installer = FlowInstaller(datapath, self.flows, self.stats, self.metrics)
 
@@ -201,7 +202,12 @@ class Agent:
 
     def on_topology(self, kind: str, id: str, data: dict[str, Any] | None, now: float) -> None:
         """A change from the topology client: update the view, the bindings and the tunnel
-        peers, and invalidate exactly the flows tagged with what changed."""
+        peers, and invalidate exactly the flows tagged with what changed; a router's shared
+        ARP entry (expiry in this agent's clock) goes to the simulation state."""
+        if kind == ARP_KIND:
+            if (arp := self._arp.learned(data, self.state, now)) is not None:
+                self.apply_state((arp,), now)
+            return
         old = self.view.apply(kind, id, data)
         new = self.view.peek(kind, id)
         if old is None and new is None:
@@ -268,15 +274,10 @@ class Agent:
         """This host's underlay address (host order; 0 until known)."""
         return self._tunnels.local_ip
 
-    # ---- locating virtual ports ---------------------------------------------------------------
-
     def _locate(self, port_id: str) -> Output | Tunnel | None:
         rec = self.view.peek("port", port_id)
-        if not isinstance(rec, Port) or rec.host_id is None:  # or a sidecar (sim/uplink.py)
-            n = self.dp_port_of(port_id)
-            return Output(n) if n else None
-        if rec.host_id == self.host_id:
-            n = self.dp_port_of(port_id)
+        if not isinstance(rec, Port) or rec.host_id in (None, self.host_id):
+            n = self.dp_port_of(port_id)  # a local port, or a sidecar (sim/uplink.py)
             return Output(n) if n else None
         ip = self._tunnels.host_ip.get(rec.host_id)
         if ip is None or not rec.tunnel_key or not self._tunnels.port:
@@ -344,6 +345,13 @@ class Agent:
             self._emit(r.generated, now, p.hops + 1)  # e.g. the router's ARP request
             self._parking.park(p, key, now)
             self._requests.extend(self._snat.ask(key))  # a SNAT block: lease one
+            if (arps := self._arp.watch(key)) is not None:  # a next hop: the shared entries
+                self.want(arps)
+            return
+        if need := missing_groups(self.view, r):  # where its flow state goes: load, then send
+            for i in need:
+                self.want(i)
+            self._parking.park(p, need[0], now)
             return
         self._apply_changes(r, now)
         self._push_state(r)  # before the packet is sent: the peer must know the connection
@@ -396,6 +404,7 @@ class Agent:
 
     def _apply_changes(self, r: Result, now: float) -> None:
         self.apply_state(r.changes, now)
+        self._requests.extend(self._arp.reports(self.view, self._bindings, r.changes))
 
     def apply_state(self, changes: Iterable[StateChange], now: float) -> None:
         """Apply state changes (local, or pushed by a peer); invalidate the flows that read the
@@ -430,16 +439,7 @@ class Agent:
         stateful?) and, for the stateful ones, its member ports, so :meth:`_push_state`
         knows their hosts before the first packet. Interests no longer needed are unpinned
         and expire like any other (a simulation may still be using them)."""
-        groups: set[str] = set()
-        for pid in self._bindings:
-            rec = self.view.peek("port", pid)
-            if isinstance(rec, Port):
-                groups.update(rec.port_group_ids)
-        want = {Interest.obj("port_group", g) for g in groups}
-        for g in groups:
-            group = self.view.peek("port_group", g)
-            if isinstance(group, PortGroup) and group.stateful:
-                want.add(Interest.where("port", "port_group_ids", g))
+        want = group_interests(self.view, self._bindings)
         for i in want - self._group_interests:
             self.view.pin(i)
             self._subscribe(i)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import signal
@@ -30,12 +31,14 @@ from collections.abc import Callable
 from typing import Any
 
 from netloom.agent import flowstate
+from netloom.agent.arpshare import ReportArp
 from netloom.agent.core import Agent, PushState, Subscribe, Unsubscribe
 from netloom.agent.gateway import GatewayLink
 from netloom.agent.snat import LeaseSnat
 from netloom.agent.view import Interest
 from netloom.datapath.base import Datapath
 from netloom.errors import InvalidInput, NetloomError
+from netloom.model.neighbors import ARP_KIND
 from netloom.packet.util import int_to_ip
 from netloom.topology.client import TopologyClient
 
@@ -170,7 +173,10 @@ class AgentDriver:
     # ---- topology -----------------------------------------------------------------------------
 
     def _on_change(self, kind: str, id: str, data: dict[str, Any] | None, rev: int) -> None:
-        self.agent.on_topology(kind, id, data, self.clock())
+        now = self.clock()
+        if kind == ARP_KIND and data is not None:  # wall clock -> the agent's
+            data = {**data, "expires": float(data["expires"]) - time.time() + now}
+        self.agent.on_topology(kind, id, data, now)
         if self.gateway is not None:
             self.gateway.changed(kind)
         self._flush()
@@ -184,6 +190,9 @@ class AgentDriver:
                 t.add_done_callback(self._subs.discard)
             elif isinstance(req, Unsubscribe):
                 self._unsubscribe(req.interest)
+            elif isinstance(req, ReportArp):  # the agent's clock -> wall clock
+                wall = req.entry.expires - self.clock() + time.time()
+                self.client.report_arp(dataclasses.replace(req.entry, expires=wall))
             elif isinstance(req, LeaseSnat):
                 t = asyncio.get_running_loop().create_task(self._lease(req))
                 self._subs.add(t)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from netloom.agent.view import AgentView
+from netloom.agent.view import AgentView, Interest
 from netloom.model.records import Port, PortGroup
 from netloom.sim import Result
 from netloom.sim.state import ConntrackAdded, NatAdded, StateChange
@@ -21,9 +21,16 @@ def push_keys(r: Result) -> tuple[StateChange, ...]:
 
 def push_hosts(view: AgentView, host_id: str, r: Result) -> set[str]:
     """The other hosts ``r`` sends to, and those sharing a stateful port group with its ports."""
-    hosts = {h for h in (_remote_host(view, host_id, pid) for pid in r.outputs) if h}
-    hosts |= stateful_group_hosts(view, host_id, (r.in_port_id, *r.outputs))
+    sent = sent_to(r)
+    hosts = {h for h in (_remote_host(view, host_id, pid) for pid in sent) if h}
+    hosts |= stateful_group_hosts(view, host_id, (r.in_port_id, *sent))
     return hosts
+
+
+def sent_to(r: Result) -> tuple[str, ...]:
+    """The ports ``r`` sends to: its outputs, and the ports of the packets it generated (a
+    packet the datapath cannot rewrite, an ICMP echo whose id NAT changed, is sent as one)."""
+    return (*r.outputs, *(g.port_id for g in r.generated))
 
 
 def _remote_host(view: AgentView, host_id: str, port_id: str) -> str | None:
@@ -31,6 +38,43 @@ def _remote_host(view: AgentView, host_id: str, port_id: str) -> str | None:
     if isinstance(rec, Port) and rec.host_id and rec.host_id != host_id:
         return rec.host_id
     return None
+
+
+def group_interests(view: AgentView, bound: Iterable[str]) -> set[Interest]:
+    """What the agent follows for the port groups of its ``bound`` ports: each group's record
+    and, for the stateful ones, their member ports."""
+    groups: set[str] = set()
+    for pid in bound:
+        rec = view.peek("port", pid)
+        if isinstance(rec, Port):
+            groups.update(rec.port_group_ids)
+    want = {Interest.obj("port_group", g) for g in groups}
+    for g in groups:
+        group = view.peek("port_group", g)
+        if isinstance(group, PortGroup) and group.stateful:
+            want.add(Interest.where("port", "port_group_ids", g))
+    return want
+
+
+def missing_groups(view: AgentView, r: Result) -> list[Interest]:
+    """What the agent must load before it can send ``r``'s flow state to every host that needs
+    it: the port groups of its ports not known yet and the members of the stateful ones (a
+    compute host's reply to the internet leaves by an uplink whose group, the gateways, it has
+    never loaded; the reply to the reply may come back through any of them)."""
+    if not push_keys(r):
+        return []
+    need: list[Interest] = []
+    for pid in dict.fromkeys((r.in_port_id, *sent_to(r))):
+        rec = view.peek("port", pid)
+        for gid in rec.port_group_ids if isinstance(rec, Port) else ():
+            group, record = view.peek("port_group", gid), Interest.obj("port_group", gid)
+            if not view.is_loaded(record):
+                need.append(record)
+            elif (
+                isinstance(group, PortGroup) and group.stateful and view.group_members(gid) is None
+            ):
+                need.append(Interest.where("port", "port_group_ids", gid))
+    return need
 
 
 def stateful_group_hosts(view: AgentView, host_id: str, port_ids: Iterable[str]) -> set[str]:
@@ -57,4 +101,11 @@ def stateful_group_hosts(view: AgentView, host_id: str, port_ids: Iterable[str])
     return hosts
 
 
-__all__ = ["push_hosts", "push_keys", "stateful_group_hosts"]
+__all__ = [
+    "group_interests",
+    "missing_groups",
+    "push_hosts",
+    "push_keys",
+    "sent_to",
+    "stateful_group_hosts",
+]

@@ -16,12 +16,18 @@ from collections.abc import Callable, Sequence
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Any
 
+from pydantic import TypeAdapter, ValidationError
+
 from netloom.api import snat
 from netloom.api.service import ObjectService
 from netloom.api.tx import BGP_STATUS, REFS, Doc, Tx, check_id, ref_id, split_ref
 from netloom.errors import InvalidInput, NotFound
 from netloom.model import addressing
 from netloom.model.bgp import LearnedRoute, PeerStatus, SessionState
+from netloom.model.neighbors import ARP_KIND, ArpEntry
+from netloom.model.types import UnicastMac
+
+_MAC = TypeAdapter(UnicastMac)
 
 # routes per store commit: with their index documents a commit stays far below ZooKeeper's
 # 1 MiB request limit, and a report of 1000 prefixes is four commits
@@ -147,9 +153,34 @@ class ClusterReports:
                 have = self._learned_on(port.data, status.peer_id)
                 self._write(host_id, status.port_id, {}, have)
 
+    # -- ARP entries of uplinks --------------------------------------------------------------
+
+    def arp_entry(self, host_id: str, entry: ArpEntry) -> None:
+        """Keep ``entry`` for every agent simulating its router: learned on an uplink of
+        ``host_id``, for an address on the uplink's subnet."""
+        _id(entry.router_id, "router_id")
+        try:
+            ip, mac = IPv4Address(entry.ip), _MAC.validate_python(entry.mac)
+        except (ValueError, ValidationError) as exc:
+            raise InvalidInput(f"arp: {entry.ip} {entry.mac}: {exc}", field="ip") from None
+
+        def plan(tx: Tx) -> None:
+            port = _uplink(tx.get("port", _id(entry.port_id, "port_id")), host_id, entry.port_id)
+            if port["device_id"] != entry.router_id:
+                raise InvalidInput(
+                    f"router_id: not the router of {entry.port_id}", field="router_id"
+                )
+            if ip not in IPv4Interface(port["address"]).network:
+                raise InvalidInput(f"ip: {ip} is not on {port['address']}", field="ip")
+            doc = {**entry.doc(host_id), "ip": str(ip), "mac": mac}
+            if tx.get(ARP_KIND, entry.id) != doc:
+                tx.put(ARP_KIND, entry.id, doc)
+
+        self.service.run(plan)
+
     def hosts_down(self, host_ids: set[str], uplinks: set[str]) -> None:
         """The routes learned on the dead hosts' ``uplinks`` go, their sessions are down, their
-        SNAT port blocks are free again."""
+        SNAT port blocks are free again, the ARP entries they learned are forgotten."""
         for port_id, item in zip(
             sorted(uplinks),
             self.store.get_many([("port", u) for u in sorted(uplinks)]),
@@ -167,11 +198,22 @@ class ClusterReports:
                 down = {**data, "state": SessionState.DOWN.value, "since": now, "routes": 0}
                 self.service.run(_put_status(item.id, data, {**down, "bfd_up": None}))
         snat.release(self.service, host_ids)
+        for item in self.store.list(ARP_KIND):
+            if item.data.get("host_id") in host_ids:
+                self.service.run(_drop_arp(item.id, item.data))
 
     # -- SNAT --------------------------------------------------------------------------------
 
     def lease_snat_block(self, host_id: str, device_id: str, ip: str) -> tuple[int, int]:
         return snat.lease(self.service, host_id, device_id, ip)
+
+
+def _drop_arp(entry_id: str, seen: Doc) -> Callable[[Tx], None]:
+    def plan(tx: Tx) -> None:
+        if tx.get(ARP_KIND, entry_id) == seen:  # else it was learned again since: keep it
+            tx.delete(ARP_KIND, entry_id)
+
+    return plan
 
 
 def _put_status(peer_id: str, seen: Doc, doc: Doc) -> Callable[[Tx], None]:

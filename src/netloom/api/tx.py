@@ -29,6 +29,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from netloom.errors import InvalidInput, NotFound
+from netloom.model.neighbors import ARP_KIND
 from netloom.store.base import Check, Delete, Item, Op, Put, Store
 
 Doc = dict[str, Any]
@@ -47,7 +48,18 @@ BGP_STATUS = "_bgp_status"
 # {"blocks": {"<k>": host id}}: the SNAT port blocks of one (router, NAT address) and the
 # host leasing each (see netloom.api.snat)
 SNAT_BLOCKS = "_snat_blocks"
-INTERNAL_KINDS = (REFS, UNIQUE, COUNTER, META, GROUP_MEMBERS, BGP_STATUS, SNAT_BLOCKS, OWNER)
+# a router's ARP entry for a next hop behind an uplink, kept for every agent (model/neighbors.py)
+INTERNAL_KINDS = (
+    REFS,
+    UNIQUE,
+    COUNTER,
+    META,
+    GROUP_MEMBERS,
+    BGP_STATUS,
+    SNAT_BLOCKS,
+    OWNER,
+    ARP_KIND,
+)
 
 Key = tuple[str, str]
 

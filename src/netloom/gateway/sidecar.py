@@ -77,6 +77,8 @@ class Sidecar:
     _watch: RouteWatch | None = None
     _stopping: bool = False
     _report_at: asyncio.TimerHandle | None = None
+    _replay: list[tuple[str, KernelRoute]] | None = None  # events seen during a table read
+    _bird_ok: bool = False  # bird's control socket answered since bird last started
 
     @property
     def cable(self) -> plumbing.Cable:
@@ -185,6 +187,7 @@ class Sidecar:
             if self._stopping:
                 return
             self._all_down()  # at once, not at the next status poll
+            self._forget_routes()  # bird's routes die with it, whatever the kernel holds
             self.restarts += 1
             self.metrics.restarts.inc()
             log.warning("bird exited port=%s rc=%s restart_in=%.1fs", self.spec.port_id, rc, delay)
@@ -227,19 +230,35 @@ class Sidecar:
     def _on_route(self, event: str, route: KernelRoute) -> None:
         """A route event: reported with the others of the same burst (a full table announced
         at once is one report, not one per prefix)."""
+        if self._replay is not None:
+            self._replay.append((event, route))
         if self._learned.apply(event, route) and self._report_at is None:
             loop = asyncio.get_running_loop()
             self._report_at = loop.call_later(REPORT_DELAY_S, self._report_routes)
+
+    def _forget_routes(self) -> None:
+        """Report nothing learned on the port (bird is gone); the tables are read again when
+        its control socket answers (:meth:`_poll_status`)."""
+        self._learned = LearnedTable({t: p for p, t in self._tables.items()})
+        self._bird_ok = False
+        self._report_routes()
 
     def _on_overrun(self) -> None:
         asyncio.get_running_loop().create_task(self._resync())
 
     async def _resync(self) -> None:
-        """Events were lost: read the peer tables whole (``ip -j route``) and start over."""
+        """Events were lost, or bird is back: read the peer tables whole (``ip -j route``) and
+        start over; events that arrive during the read are applied after it."""
         fresh = LearnedTable({t: p for p, t in self._tables.items()})
-        for t in self._tables.values():
-            for r in await _dump(self.ns, t):
-                fresh.apply(NEW, r)
+        self._replay = []
+        try:
+            for t in self._tables.values():
+                for r in await _dump(self.ns, t):
+                    fresh.apply(NEW, r)
+            for event, route in self._replay:
+                fresh.apply(event, route)
+        finally:
+            self._replay = None
         self._learned = fresh
         self._report_routes()
 
@@ -263,6 +282,10 @@ class Sidecar:
                 await self._read_status()
             except GatewayError:  # bird down or starting: every session is down
                 self._all_down()
+            else:
+                if not self._bird_ok:  # bird (back): the tables are the truth, read them
+                    self._bird_ok = True
+                    await self._resync()
             await asyncio.sleep(self.settings.status_interval_s)
 
     def _all_down(self) -> None:
@@ -309,6 +332,8 @@ async def _dump(ns: str, table: int) -> list[KernelRoute]:
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     out, _ = await proc.communicate()
+    if proc.returncode != 0:  # no such table yet (ip -j prints a lone "[" then): empty
+        return []
     routes = []
     for r in json.loads(out or b"[]"):
         dst = "0.0.0.0/0" if r.get("dst") == "default" else r["dst"]

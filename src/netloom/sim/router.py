@@ -238,7 +238,10 @@ def _router_arp(c: Ctx, dev: CDevice, in_port: CPort) -> None:
         key = ("arp", dev.id, arp.spa)
         got = c.state.arp.get(key)
         expires = c.now + c.cfg.arp_timeout_s
-        if got is None or got[0] != arp.sha or got[1] < c.now + c.cfg.arp_timeout_s / 2:
+        # a reply answers a request (ours, maybe a remote host's): always a refresh, so the
+        # entry shared with other agents is renewed too (agent/arpshare.py)
+        stale = got is None or got[0] != arp.sha or got[1] < c.now + c.cfg.arp_timeout_s / 2
+        if stale or arp.op == ARP_REPLY:
             c.changes.append(ArpLearned(key, arp.sha, expires))
     c.consumed = True
     if arp.tpa == in_port.ip and has_sidecar(c, in_port):

@@ -26,7 +26,9 @@ import msgspec
 
 from netloom import errors
 from netloom.model.bgp import LearnedRoute, PeerStatus, SessionState
+from netloom.model.neighbors import ArpEntry
 from netloom.topology.protocol import (
+    Arp,
     Batch,
     Error,
     FilterKey,
@@ -214,6 +216,12 @@ class TopologyClient:
         )
         self._post(("status", status.peer_id), msg)
 
+    def report_arp(self, entry: ArpEntry) -> None:
+        """Report an ARP entry learned on uplink ``entry.port_id`` of this host (the latest per
+        router and address is sent, as for routes)."""
+        msg = Arp(entry.router_id, entry.ip, entry.mac, entry.port_id, entry.expires)
+        self._post(("arp", entry.id), msg)
+
     async def lease_snat_block(self, device_id: str, ip: str) -> tuple[int, int]:
         """Lease a SNAT port block of (router ``device_id``, NAT address ``ip``) for this host
         from the cluster: ``(first port, last port)``, held by no other host."""
@@ -232,7 +240,7 @@ class TopologyClient:
     def reports_sent(self) -> int:
         return self._reporter.sent
 
-    def _post(self, key: tuple[str, str], msg: Routes | Status) -> None:
+    def _post(self, key: tuple[str, str], msg: Routes | Status | Arp) -> None:
         loop = self._loop if self._loop is not None and not self._loop.is_closed() else None
         if loop is not None and not _on_loop(loop):
             loop.call_soon_threadsafe(self._post, key, msg)

@@ -114,6 +114,16 @@ class Status(msgspec.Struct, tag="status", array_like=True):
     bfd_up: bool | None = None
 
 
+class Arp(msgspec.Struct, tag="arp", array_like=True):
+    """An ARP entry learned on one of the host's uplinks (:mod:`netloom.model.neighbors`)."""
+
+    router: str
+    ip: str
+    mac: str
+    port: str
+    expires: float  # wall clock
+
+
 class Lease(msgspec.Struct, tag="lease", array_like=True):
     req: int
     device: str
@@ -156,7 +166,7 @@ class Error(msgspec.Struct, tag="error", array_like=True):
     field: str | None = None
 
 
-ClientMsg = Hello | Sub | Unsub | Ping | Routes | Status | Lease
+ClientMsg = Hello | Sub | Unsub | Ping | Routes | Status | Arp | Lease
 ServerMsg = Welcome | Snap | Batch | Pong | Leased | Error
 
 _encoder = msgspec.msgpack.Encoder()
@@ -281,6 +291,7 @@ def value_keys(data: dict[str, Any], field: str) -> list[tuple[bool, Any]]:
 
 __all__ = [
     "MAX_FRAME",
+    "Arp",
     "Batch",
     "ClientMsg",
     "Error",

@@ -24,6 +24,7 @@ import msgspec
 
 from netloom.errors import NetloomError
 from netloom.model.bgp import LearnedRoute, PeerStatus
+from netloom.model.neighbors import ArpEntry
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,10 @@ class ReportSink(Protocol):
         ...
 
     def peer_status(self, host_id: str, status: PeerStatus) -> None: ...
+
+    def arp_entry(self, host_id: str, entry: ArpEntry) -> None:
+        """Keep an ARP entry learned on an uplink of ``host_id`` for every agent."""
+        ...
 
     def hosts_down(self, host_ids: set[str], uplinks: set[str]) -> None:
         """Remove what the dead hosts learned on their ``uplinks`` (router ports bound to

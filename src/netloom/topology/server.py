@@ -30,9 +30,11 @@ from typing import Any, Literal
 from netloom.errors import InvalidInput, NetloomError
 from netloom.model.bgp import LearnedRoute, PeerStatus, SessionState
 from netloom.model.kinds import KINDS
+from netloom.model.neighbors import ARP_KIND, ArpEntry
 from netloom.store.base import Change, Item, Store, Watch
 from netloom.topology.liveness import Liveness, SetHostAlive, store_host_alive
 from netloom.topology.protocol import (
+    Arp,
     Batch,
     ClientMsg,
     Error,
@@ -92,7 +94,8 @@ class TopologyServer:
         )
         self._sink = reports
         self._reports = ReportQueue()
-        self._kinds = frozenset(kinds if kinds is not None else KINDS)
+        # the topology, and the routers' shared ARP entries (model/neighbors.py)
+        self._kinds = frozenset(kinds if kinds is not None else (*KINDS, ARP_KIND))
         self._history: collections.deque[tuple[int, list[Obj]]] = collections.deque(maxlen=history)
         self._max_buffer = max_buffer
         self._backlog = backlog  # a rack of agents reconnects at once after a restart
@@ -281,7 +284,7 @@ class TopologyServer:
 
     # -- reports -----------------------------------------------------------------------------
 
-    def _on_report(self, conn: Conn, host: str, msg: Routes | Status | Lease) -> None:
+    def _on_report(self, conn: Conn, host: str, msg: Routes | Status | Arp | Lease) -> None:
         """Check what the view can tell at once (the port is this host's), then queue the
         store write; the sink checks again in its transaction."""
         sink = self._sink
@@ -292,6 +295,11 @@ class TopologyServer:
             self._reports.submit(("lease", host, msg.req), job, self._replier(conn, msg.req))
             return
         self._check_uplink(host, msg.port)
+        if isinstance(msg, Arp):
+            entry = ArpEntry(msg.router, msg.ip, msg.mac, msg.port, msg.expires)
+            job = partial(sink.arp_entry, host, entry)
+            self._reports.submit(("arp", host, entry.id), job, self._replier(conn, 0))
+            return
         if isinstance(msg, Routes):
             routes = [LearnedRoute(d, nh, p) for d, nh, p in msg.routes]
             learn = partial(sink.learned_routes, host, msg.port, routes)
@@ -463,7 +471,7 @@ class TopologyServer:
 
 def _moot(host: str) -> tuple[tuple[str, str], ...]:
     """The keys of a dead host's queued reports (its leases are still answered)."""
-    return (("routes", host), ("status", host))
+    return (("routes", host), ("status", host), ("arp", host))
 
 
 __all__ = ["ServerStats", "TopologyServer"]
