@@ -4,9 +4,8 @@ namespace it was created in).
 
 * :class:`EchoServer`: listeners in the target VMs; every accepted connection's bytes are sent
   back.
-* :class:`Streams`: client connections from the external host, each with a chosen source port
-  (so the upstream's hash puts it on a known gateway); every ``tick`` each sends a small
-  message, and the arrival time of each echo is recorded.
+* :class:`Streams`: client connections from the external host; every ``TICK_S`` each sends a
+  small message, and the arrival time of each echo is recorded.
 * :class:`ConnectLoop`: TCP handshakes one after the other (kernel-chosen source ports, so they
   hash over every gateway), each with its start, end and outcome.
 """
@@ -21,11 +20,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from netloom.errors import DatapathError
 from netloom.lab import probes
 from netloom.netns import entered
 
 MESSAGE = b"netloom!"
 TICK_S = 0.01
+CONNECT_TIMEOUT_S = 5.0
 
 
 class EchoServer:
@@ -78,11 +79,12 @@ class EchoServer:
 
 @dataclass
 class Stream:
-    """One client connection: which gateway the upstream sends it by, and its echoes."""
+    """One client connection: its source port, which gateway the upstream sends it by (0:
+    not known), and its echoes."""
 
-    gateway: int
     sport: int
     sock: socket.socket
+    gateway: int = 0
     arrivals: list[float] = field(default_factory=list)
     closed_at: float | None = None
 
@@ -90,19 +92,22 @@ class Stream:
 class Streams:
     """Echo streams from ``netns`` (see the module docstring), driven by one thread."""
 
-    def __init__(self, netns: str, dst: str, port: int, plan: Sequence[tuple[int, int]]) -> None:
-        """``plan``: (gateway, source port) per stream."""
+    def __init__(self, netns: str, dst: str, port: int, count: int) -> None:
         self.streams: list[Stream] = []
-        for gw, sport in plan:
+        for _ in range(count):
             with entered(netns):
                 s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            s.bind(("0.0.0.0", sport))
-            s.settimeout(5.0)
-            self.streams.append(Stream(gw, sport, s))
-            s.connect((dst, port))
+            s.settimeout(CONNECT_TIMEOUT_S)
+            try:
+                s.connect((dst, port))
+            except OSError as exc:
+                s.close()
+                for st in self.streams:
+                    st.sock.close()
+                raise DatapathError(f"echo stream to {dst}:{port}: {exc}") from None
             s.setblocking(False)
+            self.streams.append(Stream(s.getsockname()[1], s))
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="echo-streams", daemon=True)
         self.thread.start()

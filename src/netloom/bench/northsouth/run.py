@@ -43,7 +43,7 @@ class Options:
     parts: tuple[str, ...] = PARTS
     load: throughput.Load = field(default_factory=throughput.Load)
     connections: int = 600
-    spread_wait: float = 1.0
+    spread_wait: float = 2.0
     prefixes: int = 1000
     route_timeout: float = 10.0
     streams_per_gateway: int = 4
