@@ -64,25 +64,33 @@ class Options:
         routes.prefixes(self.prefixes)
 
 
-def _part(
-    name: str, opts: Options, errors: dict[str, str], progress: Progress, fn: Callable[[], Any]
-) -> Any:
-    if name not in opts.parts:
-        return None
-    progress(f"{name} ...")
-    try:
-        return fn()
-    except (NetloomError, OSError) as exc:
-        errors[name] = getattr(exc, "message", None) or str(exc)
-        progress(f"{name} failed: {errors[name]}")
-        return None
+@dataclass
+class _Parts:
+    """Runs the parts in turn, each once the lab has settled, keeping what failed."""
+
+    world: World
+    opts: Options
+    progress: Progress
+    errors: dict[str, str] = field(default_factory=dict)
+    settled: dict[str, float] = field(default_factory=dict)  # seconds waited before each
+
+    def run(self, name: str, fn: Callable[[], Any]) -> Any:
+        if name not in self.opts.parts:
+            return None
+        self.progress(f"{name} ...")
+        try:
+            self.settled[name] = round(self.world.settle(), 2)
+            return fn()
+        except (NetloomError, OSError) as exc:
+            self.errors[name] = getattr(exc, "message", None) or str(exc)
+            self.progress(f"{name} failed: {self.errors[name]}")
+            return None
 
 
 def run(opts: Options, progress: Progress = lambda _m: None) -> dict[str, Any]:
     """Build the lab, run the parts, tear everything down; every figure."""
     opts.validate()
     started = time.time()
-    errors: dict[str, str] = {}
     world = World(opts.gateways, opts.hosts)
     jobs: dict[str, Callable[[], Any]] = {
         "routes": lambda: routes.measure(world, opts.prefixes, opts.route_timeout),
@@ -94,14 +102,16 @@ def run(opts: Options, progress: Progress = lambda _m: None) -> dict[str, Any]:
     }
     try:
         world.up(progress)
-        got = {name: _part(name, opts, errors, progress, fn) for name, fn in jobs.items()}
+        parts = _Parts(world, opts, progress)
+        got = {name: parts.run(name, fn) for name, fn in jobs.items()}
     finally:
         world.down()
     return {
         **figures(opts, got),
         "detail": {
             **got,
-            "errors": errors,
+            "errors": parts.errors,
+            "settle_s": parts.settled,
             "lab": world.lab.name,
             "machine": machine(),
             "params": _params(opts),

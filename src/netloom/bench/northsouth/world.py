@@ -76,7 +76,7 @@ class World:
         ]
         self.targets = [Target(v.floating_ip, v.netns) for v in lab.state.vms if v.floating_ip]
         self._wait_alive()
-        self._wait_sessions()
+        self.settle()
 
     def down(self) -> None:
         self.lab.down()
@@ -134,9 +134,11 @@ class World:
                 raise DatapathError(f"agents of {dead} not alive after {AGENT_ALIVE_TIMEOUT_S} s")
             time.sleep(0.2)
 
-    def _wait_sessions(self) -> None:
-        """Every uplink's session established as the upstream's bird sees it, and its route to
-        the public range with one next hop per gateway."""
+    def settle(self) -> float:
+        """Until every uplink's session is established as the upstream's bird sees it, and
+        its route to the public range has one next hop per gateway (a loaded machine can miss
+        BFD's 500 ms and drop a session for a few seconds); the seconds it took."""
+        start = time.monotonic()
         rec = outside.require(self.lab.state.outside, self.lab.name)
         want = sorted(g.port_ip for g in self.gateways)
         deadline = time.monotonic() + BGP_TIMEOUT_S
@@ -147,7 +149,7 @@ class World:
                 for g in self.gateways
             )
             if up and sorted(self.public_nexthops()) == want:
-                return
+                return time.monotonic() - start
             if time.monotonic() > deadline:
                 raise DatapathError(
                     f"BGP not up with every gateway after {BGP_TIMEOUT_S:.0f} s: {seen}"
