@@ -52,7 +52,7 @@ def _new_conn(loop: ConnectLoop, killed: float) -> dict[str, Any]:
     if failed:
         last = max(a.end for a in failed)
         nxt = [a.start for a in after if a.start >= last and a.outcome == "connected"]
-        ms = round((min(nxt) - killed) * 1000, 1) if nxt else None
+        ms = round((min(nxt) - killed) * 1000, 1) if nxt else None  # not within the window
     return {"new_conn_ms": ms, "connect_attempts": len(after), "connect_failed": len(failed)}
 
 
