@@ -203,18 +203,11 @@ def route_choices(ns: str, dst: str, src: str, iif: str, flows: int) -> Counter[
     hash as forwarding) per flow to port 80, counted by gateway."""
     chosen: Counter[str] = Counter()
     for sport in range(40000, 40000 + flows):
-        chosen[route_via(ns, iif, src, dst, (sport, 80))] += 1
+        argv = ["ip", "-j", "route", "get", dst, "from", src, "iif", iif]
+        argv += ["ipproto", "tcp", "sport", str(sport), "dport", "80"]
+        got = json.loads(nsexec.run(ns, argv).stdout or "[{}]")
+        chosen[str(got[0].get("gateway", "-"))] += 1
     return chosen
-
-
-def route_via(ns: str, iif: str, src: str, dst: str, ports: tuple[int, int]) -> str:
-    """The gateway ``ns``'s kernel forwards the TCP flow ``src`` -> ``dst`` with ``ports``
-    (source, destination), arriving on ``iif``, to: its route lookup (``ip route get``, the
-    multipath hash forwarding uses); ``-`` when the route has none."""
-    argv = ["ip", "-j", "route", "get", dst, "from", src, "iif", iif]
-    argv += ["ipproto", "tcp", "sport", str(ports[0]), "dport", str(ports[1])]
-    got = json.loads(nsexec.run(ns, argv).stdout or "[{}]")
-    return str(got[0].get("gateway", "-"))
 
 
 def bird_protocols(socket_path: str) -> dict[str, tuple[str, str, str]]:
@@ -247,7 +240,6 @@ __all__ = [
     "ping",
     "route_choices",
     "route_nexthops",
-    "route_via",
     "seen_source",
     "tcp_connect",
     "wait_listening",
