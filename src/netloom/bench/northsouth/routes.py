@@ -84,6 +84,7 @@ class _Watch:
         self.nsdb_done: dict[str, float] = {}
         self.agent_done: dict[str, float] = {}
         self.totals = dict.fromkeys(peers, -1)  # each peer's learned routes, last read
+        self.in_block = dict.fromkeys(peers, -1)  # and those of the announced block
         self.polls = 0
 
     @property
@@ -97,6 +98,7 @@ class _Watch:
         if todo:
             p = todo[self.polls % len(todo)]
             in_block, self.totals[p] = self.counts.nsdb(p)
+            self.in_block[p] = in_block
             if in_block == self.block:
                 self.nsdb_done[p] = time.monotonic() - self.since
         elif self.polls:
@@ -122,6 +124,8 @@ def _wait(counts: Counts, peers: list[str], ns: list[str], block: int, timeout: 
         "nsdb_ms": nsdb,
         "agents_ms": agent,
         "per_agent_ms": {n: round(t * 1000, 1) for n, t in w.agent_done.items()},
+        "per_peer_ms": {p: round(t * 1000, 1) for p, t in w.nsdb_done.items()},
+        "last_read": w.in_block,  # per peer: routes of the block in the NSDB when last read
         "poll_ms": round(elapsed * 1000 / max(w.polls, 1), 1),
     }
 
