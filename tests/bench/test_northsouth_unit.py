@@ -100,3 +100,17 @@ def test_the_agent_view_counts_the_learned_routes_it_holds() -> None:
         doc = {**base, "id": rid, "dst": f"198.18.32.{i}/32", "learned_from": peer}
         view.apply("route", rid, doc)
     assert view.learned_routes() == 3
+
+
+def test_render_prints_every_figure_and_the_errors() -> None:
+    from netloom.bench.northsouth.run import render
+
+    got = {"spread": {"min": 90, "max": 110, "per_gateway": {"gw1": 90, "gw2": 110}}}
+    res = {
+        **figures(Options(gateways=2), got),
+        "detail": {**got, "errors": {"failover": "no stream"}, "elapsed_s": 1.0},
+    }
+    lines = [" ".join(line.split()) for line in render(res).splitlines()]
+    assert "spread min / max 90 / 110" in lines
+    assert "ratio tcp_crr None" in lines
+    assert "error failover no stream" in lines
