@@ -138,8 +138,8 @@ def measure(world: World, count: int, timeout: float) -> dict[str, Any]:
     """Announce ``count`` prefixes, wait; withdraw them, wait (see the module docstring)."""
     extra = prefixes(count)
     counts = Counts(world)
-    peers = [g.peer_id for g in world.gateways]
-    gw_ns = [g.netns for g in world.gateways]
+    peers = [g.peer_id for g in world.alive]
+    gw_ns = [g.netns for g in world.alive]
     before = {p: counts.nsdb(p)[1] for p in peers}
     try:
         _announce(world, extra)
@@ -150,6 +150,7 @@ def measure(world: World, count: int, timeout: float) -> dict[str, Any]:
         _announce(world, ())
     return {
         "prefixes": count,
+        "gateways": [f"gw{g.index}" for g in world.alive],
         "routes_before": before,
         "announce": announce,
         "withdraw": withdraw,

@@ -1,15 +1,16 @@
 """``netloom bench northsouth``: north-south traffic through a lab's gateways.
 
-One lab (``lab up --datapath bpf --gateways N``, :mod:`.world`), then, in this order (the
-last one kills a gateway):
+One lab (``lab up --datapath bpf --gateways N``, :mod:`.world`), then, in this order, each
+once the lab has settled:
 
-1. learned routes (:mod:`.routes`): 1000 prefixes from the upstream into the NSDB and every
-   gateway agent's simulation, and out again;
-2. spread (:mod:`.spread`): 600 connections from the external host to the floating IPs,
+1. spread (:mod:`.spread`): 600 connections from the external host to the floating IPs,
    counted per gateway on the upstream's uplink cables;
-3. throughput (:mod:`.throughput`): TCP_STREAM / MAERTS / RR / CRR through the gateways to a
+2. throughput (:mod:`.throughput`): TCP_STREAM / MAERTS / RR / CRR through the gateways to a
    floating IP, as ratios to a kernel-routed path in the same run;
-4. failover (:mod:`.failover`): a gateway's agent killed and its uplink down under load.
+3. failover (:mod:`.failover`): a gateway's agent killed and its uplink down under load;
+4. learned routes (:mod:`.routes`): 1000 prefixes from the upstream into the NSDB and every
+   live gateway agent's simulation, and out again (last: a route storm is the heaviest load
+   on the lab; after a failover, over the gateways left).
 
 A part that fails (say the floating IPs are not reachable) leaves its figures null and its
 error in ``errors``; the others still run. ``--json`` prints exactly ``{"gateways", "ratios",
@@ -33,7 +34,7 @@ from netloom.bench.report import key_values
 from netloom.errors import InvalidInput, NetloomError
 from netloom.lab.addressing import MAX_GATEWAYS
 
-PARTS = ("routes", "spread", "throughput", "failover")
+PARTS = ("spread", "throughput", "failover", "routes")
 
 
 @dataclass
@@ -93,12 +94,12 @@ def run(opts: Options, progress: Progress = lambda _m: None) -> dict[str, Any]:
     started = time.time()
     world = World(opts.gateways, opts.hosts)
     jobs: dict[str, Callable[[], Any]] = {
-        "routes": lambda: routes.measure(world, opts.prefixes, opts.route_timeout),
         "spread": lambda: spread.measure(world, opts.connections, opts.spread_wait),
         "throughput": lambda: throughput.run(world, opts.load, progress),
         "failover": lambda: failover.measure(
             world, opts.streams_per_gateway, opts.before, opts.after
         ),
+        "routes": lambda: routes.measure(world, opts.prefixes, opts.route_timeout),
     }
     try:
         world.up(progress)

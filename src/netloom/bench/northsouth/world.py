@@ -56,6 +56,7 @@ class World:
         self.lab = Lab.create(f"nlb{secrets.token_hex(3)[:5]}")
         self.gateways: list[Gateway] = []
         self.targets: list[Target] = []
+        self.dead: set[int] = set()  # gateways killed (failover)
 
     def up(self, progress: Progress) -> None:
         """Build the lab; wait for sessions and agents; a handshake to every floating IP."""
@@ -104,6 +105,11 @@ class World:
                 return p.pid
         raise LabError(f"no agent recorded in {netns}")
 
+    @property
+    def alive(self) -> list[Gateway]:
+        """The gateways not killed."""
+        return [g for g in self.gateways if g.index not in self.dead]
+
     def host_namespaces(self) -> list[str]:
         return [h.netns for h in self.lab.state.hosts]
 
@@ -116,6 +122,7 @@ class World:
     def kill_gateway(self, gw: Gateway) -> None:
         """The gateway dies: its agent SIGKILLed (its bird goes with it: parent-death signal)
         and its uplink NIC down."""
+        self.dead.add(gw.index)
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.agent_pid(gw.netns), signal.SIGKILL)
         nsexec.run(gw.netns, ["ip", "link", "set", UPLINK_IF, "down"])
@@ -135,18 +142,18 @@ class World:
             time.sleep(0.2)
 
     def settle(self) -> float:
-        """Until every uplink's session is established as the upstream's bird sees it, and
+        """Until every live uplink's session is established as the upstream's bird sees it, and
         its route to the public range has one next hop per gateway (a loaded machine can miss
         BFD's 500 ms and drop a session for a few seconds); the seconds it took."""
         start = time.monotonic()
         rec = outside.require(self.lab.state.outside, self.lab.name)
-        want = sorted(g.port_ip for g in self.gateways)
+        want = sorted(g.port_ip for g in self.alive)
         deadline = time.monotonic() + BGP_TIMEOUT_S
         while True:
             seen = probes.bird_protocols(rec.bird_socket)
             up = all(
                 seen.get(f"gw{g.index}", ("", "", ""))[2].startswith("Established")
-                for g in self.gateways
+                for g in self.alive
             )
             if up and sorted(self.public_nexthops()) == want:
                 return time.monotonic() - start
