@@ -64,6 +64,11 @@ class AgentMetrics:
             "Store revision up to which every topology change has been applied",
             registry=r,
         )
+        self.learned_routes = Gauge(
+            "netloom_agent_learned_routes",
+            "BGP-learned routes in the agent's topology view (what its simulation routes by)",
+            registry=r,
+        )
         self.ct_capacity = Gauge(
             "netloom_datapath_conntrack_capacity",
             "Entries the datapath's conntrack table holds before it evicts",
@@ -87,6 +92,10 @@ class AgentMetrics:
     def watch_revision(self, read: Callable[[], int | None]) -> None:
         """Export the topology client's applied revision, read at each scrape (0 before any)."""
         self.topology_revision.set_function(lambda: float(read() or 0))
+
+    def watch_learned(self, read: Callable[[], int]) -> None:
+        """Export how many learned routes the agent's view holds, read at each scrape."""
+        self.learned_routes.set_function(lambda: float(read()))
 
     def render(self) -> bytes:
         """The exposition text (what the HTTP endpoint serves)."""

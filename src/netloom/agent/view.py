@@ -232,6 +232,10 @@ class AgentView:
             if isinstance(rec, Port) and group_id in rec.port_group_ids
         ]
 
+    def learned_routes(self) -> int:
+        """Routes held that a BGP peer owns (``learned_from`` set)."""
+        return sum(1 for _, r in self._records("route") if isinstance(r, Route) and r.learned_from)
+
     def record_count(self) -> int:
         return sum(len(v) for v in self._mem._objs.values())
 

@@ -33,6 +33,7 @@ COMMAND_MODULES = (
     "netloom.bench.datapath",
     "netloom.bench.perf.compare",
     "netloom.bench.perf.profile",
+    "netloom.cli.northsouth",
     "netloom.bench.scale",
     "netloom.bench.dense_host.run",
     "netloom.bench.neutron",

@@ -49,3 +49,9 @@ BGP_HOLD_TIME = 3  # seconds (RFC 4271 §4.2: 0 or >= 3); keepalive a third of i
 BGP_KEEPALIVE = 1
 BFD_INTERVAL_MS = 100  # BFD (RFC 5880) min tx/rx interval on the upstream
 BFD_MULTIPLIER = 5
+# prefixes the upstream announces on top when a benchmark loads the gateways' tables
+# (``bench northsouth``: 1000 host routes), RFC 2544 range
+BENCH_ANNOUNCED = ipaddress.IPv4Network("198.18.32.0/22")
+# ``bench northsouth``'s routed baseline: the upstream's cable to a plain Linux router
+# (upstream .1, router .2), the uplink number no gateway takes
+BENCH_ROUTED_UPLINK = ipaddress.IPv4Network("198.19.0.0/24")

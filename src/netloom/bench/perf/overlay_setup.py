@@ -118,7 +118,7 @@ class OverlaySetup:
     # -- the Setup protocol ------------------------------------------------------------------
 
     def up(self) -> Endpoints:
-        _check_bpf()
+        check_bpf()
         try:
             return self._build()
         except BaseException:
@@ -136,35 +136,16 @@ class OverlaySetup:
         return [p.pid for p in self._lab.state.processes if p.role == "agent"]
 
     def upcalls(self) -> int | None:
-        """Upcalls received by both agents (``netloom_agent_upcalls``, all reasons), read over
-        HTTP inside each host namespace; None when an agent does not answer."""
+        """Upcalls received by both agents (:func:`agents_upcalls`)."""
         if self._lab is None:
             return None
-        total = 0.0
-        for h in self._lab.state.hosts:
-            try:
-                total += scrape_counter(h.netns, METRICS_PORT, UPCALL_METRIC)
-            except (OSError, NetloomError):
-                return None
-        return int(total)
+        return agents_upcalls([h.netns for h in self._lab.state.hosts])
 
     def observe(self) -> dict[str, float] | None:
-        """Both agents' counters (their metrics) and resident memory; None when an agent does
-        not answer."""
+        """Both agents' counters and resident memory (:func:`agents_observe`)."""
         if self._lab is None:
             return None
-        got = dict.fromkeys(OBSERVED, 0.0)
-        for h in self._lab.state.hosts:
-            try:
-                text = probes.fetch_metrics(h.netns, METRICS_PORT)
-            except (OSError, NetloomError):
-                return None
-            for key, value in probes.metric_totals(text, OBSERVED_METRICS).items():
-                got[key] += value
-        for pid in self.agent_pids():
-            with contextlib.suppress(psutil.Error):
-                got["agent_rss_mb"] += psutil.Process(pid).memory_info().rss / 2**20
-        return got
+        return agents_observe([h.netns for h in self._lab.state.hosts], self.agent_pids())
 
     @property
     def namespaces(self) -> list[str]:
@@ -307,7 +288,7 @@ class OverlaySetup:
             probes.tcp_connect(client_ns, target, TEST_PORTS[0], 1.0)
 
 
-def _check_bpf() -> None:
+def check_bpf() -> None:
     """The BPF object compiles (clang, libbpf headers) before anything is built."""
     try:
         from netloom.datapath.bpf import object_path
@@ -327,10 +308,46 @@ def _logs(lab: Lab) -> str:
     return "; ".join(tails) or "(no agent log)"
 
 
+def agents_upcalls(netns: list[str]) -> int | None:
+    """Upcalls received by the agents of ``netns`` (``netloom_agent_upcalls``, all reasons),
+    read over HTTP inside each namespace; None when an agent does not answer."""
+    total = 0.0
+    for ns in netns:
+        try:
+            total += scrape_counter(ns, METRICS_PORT, UPCALL_METRIC)
+        except (OSError, NetloomError):
+            return None
+    return int(total)
+
+
+def agents_observe(netns: list[str], pids: list[int]) -> dict[str, float] | None:
+    """The counters of the agents of ``netns`` (their metrics, summed: :data:`OBSERVED`) and
+    the resident memory of ``pids``; None when an agent does not answer."""
+    got = dict.fromkeys(OBSERVED, 0.0)
+    for ns in netns:
+        try:
+            text = probes.fetch_metrics(ns, METRICS_PORT)
+        except (OSError, NetloomError):
+            return None
+        for key, value in probes.metric_totals(text, OBSERVED_METRICS).items():
+            got[key] += value
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            got["agent_rss_mb"] += psutil.Process(pid).memory_info().rss / 2**20
+    return got
+
+
 def scrape_counter(ns: str, port: int, family: str) -> float:
     """Sum of counter ``family`` over all its labels, from the agent serving metrics on
     127.0.0.1:``port`` inside namespace ``ns``."""
     return probes.metric_totals(probes.fetch_metrics(ns, port), {family: family})[family]
 
 
-__all__ = ["FLOATING_IP", "OverlaySetup", "scrape_counter"]
+__all__ = [
+    "FLOATING_IP",
+    "OverlaySetup",
+    "agents_observe",
+    "agents_upcalls",
+    "check_bpf",
+    "scrape_counter",
+]

@@ -1,0 +1,1 @@
+"""``netloom bench northsouth``: traffic through the gateways (:mod:`.run`)."""
