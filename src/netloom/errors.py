@@ -127,8 +127,14 @@ class Compacted(StoreError):
 
 
 class DatapathError(NetloomError):
+    """The datapath refused an operation; ``errno`` when the kernel said why."""
+
     code = "datapath_error"
     status = 500
+
+    def __init__(self, message: str, *, field: str | None = None, errno: int | None = None) -> None:
+        super().__init__(message, field=field)
+        self.errno = errno
 
 
 class GatewayError(NetloomError):

@@ -3,6 +3,7 @@ the upcall -> install -> re-inject path, VXLAN between two hosts, and agent rest
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
@@ -13,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from netloom.datapath.base import PortKind, TunnelSettings, UpcallReason
+from netloom.datapath.base import PortKind, TunnelSettings, Upcall, UpcallReason
 from netloom.datapath.bpf import BpfDatapath
+from netloom.errors import DatapathError
 from netloom.flows.model import (
     EXACT,
     Flow,
@@ -338,6 +340,7 @@ def test_tcp_across_vxlan_collect_md(lab: Lab, bpf_encap: bool, tx_off: bool) ->
 OWNER = r"""
 import sys, time
 from netloom.datapath.bpf import BpfDatapath
+from netloom.errors import DatapathError
 from netloom.datapath.base import PortKind
 from netloom.flows.model import EXACT, Flow, FlowKey, Output
 host, ns, a, b = sys.argv[1:5]
@@ -398,5 +401,23 @@ def test_restart_keeps_forwarding_and_adopts(lab: Lab) -> None:
         assert {p.ifname for p in dp.ports()} == {v1.host_if, v2.host_if}
         flows = dp.dump()
         assert len(flows) == 2 and all(s.packets > 100 for _f, s in flows)
+    finally:
+        dp.destroy()
+
+
+def test_an_upcall_longer_than_the_injection_link_is_not_replayed(lab: Lab) -> None:
+    """A coalesced (GRO) packet can reach the agent longer than the injection veth's MTU: its
+    replay is skipped (the sender retransmits, the installed flow carries it), and an executed
+    packet that long is a DatapathError naming the kernel's reason, never a bare OSError."""
+    host = lab.ns("h1")
+    v1, _v2 = two_vms(lab, host)
+    dp = BpfDatapath(lab.host_name("h1"), netns=host)
+    try:
+        p1 = dp.add_port(v1.host_if, PortKind.VM)
+        big = bytes(12) + b"\x08\x00" + bytes(70_000)
+        dp.reinject(Upcall(big, p1, UpcallReason.MISS, pkt_len=len(big)))
+        with pytest.raises(DatapathError) as err:
+            dp.execute(big, [], in_port=p1)
+        assert err.value.errno == errno.EMSGSIZE
     finally:
         dp.destroy()

@@ -319,6 +319,8 @@ class AgentDriver:
                     await asyncio.sleep(0)  # let the topology client breathe
             except NetloomError as exc:
                 log.error("upcall handling failed error=%s", exc)
+            except OSError as exc:  # the loop must outlive one bad batch: it is the datapath's
+                log.error("upcall handling failed error=%r", exc)
 
     async def _timer_loop(self) -> None:
         while not self._stopped.is_set():

@@ -13,6 +13,7 @@ being written back.
 from __future__ import annotations
 
 import collections
+import errno
 import socket
 from collections.abc import Sequence
 from pathlib import Path
@@ -111,11 +112,19 @@ class Upcalls:
 
     def reinject(self, upcall: Upcall) -> None:
         """Look the parked packet up again in the kernel, as if it arrived on its in_port.
-        A truncated capture (GSO super-packet) cannot be replayed: the sender retransmits."""
+        A truncated capture (GSO super-packet) cannot be replayed, nor can a coalesced (GRO)
+        packet longer than the injection veth's MTU: the sender retransmits, and the flow the
+        upcall installed carries the retransmission."""
         if upcall.truncated:
             return
         head = abi.EXEC_HEAD.pack(upcall.in_port, upcall.tun_key, 1, 0, 0)
-        self._send(frames.complete_l4_checksum(upcall.packet), head + bytes(abi.ACTION.size * 8))
+        try:
+            self._send(
+                frames.complete_l4_checksum(upcall.packet), head + bytes(abi.ACTION.size * 8)
+            )
+        except DatapathError as exc:
+            if exc.errno != errno.EMSGSIZE:
+                raise
 
     def execute(self, packet: bytes, actions: Sequence[Action], in_port: int = 0) -> None:
         head = abi.EXEC_HEAD.pack(in_port, 0, 0, 0, 0)
@@ -127,7 +136,12 @@ class Upcalls:
         if len(packet) < 14:
             raise InvalidInput("frame shorter than an Ethernet header", field="packet")
         mark = (abi.MARK_EXEC | self._slots.slot(slot_value)).to_bytes(4, "little")
-        self._sock.sendmsg([packet], [(socket.SOL_SOCKET, socket.SO_MARK, mark)])
+        try:
+            self._sock.sendmsg([packet], [(socket.SOL_SOCKET, socket.SO_MARK, mark)])
+        except OSError as exc:  # e.g. EMSGSIZE: longer than the injection veth's MTU
+            raise DatapathError(
+                f"injecting a {len(packet)}-byte frame failed: {exc.strerror}", errno=exc.errno
+            ) from None
 
     def counters(self) -> DatapathCounters:
         """Sum of the per-CPU ``nl_stats``."""
