@@ -15,8 +15,10 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from netloom.api.client import ApiClient
-from netloom.lab import nsexec, probes, supervisor
+from netloom.gateway.birdctl import parse_bfd
+from netloom.lab import netns, nsexec, outside, probes, supervisor
 from netloom.lab.lab import Lab
+from netloom.lab.plan import sidecar_ns_prefix
 from netloom.lab.state import ProcessRecord
 from netloom.netns import entered
 from waiting import wait_until
@@ -175,3 +177,53 @@ def _gateway(lab: Lab, index: int) -> tuple[str, ProcessRecord, str]:
     agent = next(p for p in lab.state.processes if p.role == "agent" and p.netns == gw.netns)
     uplink = next(u for u in lab.state.uplinks if u.index == index)
     return gw.netns, agent, uplink.host_if
+
+
+def test_silent_gateway_taken_out_by_bfd(new_lab: NewLab) -> None:
+    """A gateway that stops answering without closing anything (its agent and bird frozen:
+    no FIN, no link down) is taken out of the upstream's paths by BFD, not the hold timer."""
+    lab = new_lab()
+    lab.up(1, 1, gateways=2, datapath="bpf")
+    api = lab.api()
+    up = _ready(lab, api)
+    assert lab.state.outside is not None
+    ext, vm = lab.state.outside.external_netns, lab.vms()[0].netns
+    fip = lab.state.vms[0].floating_ip
+    assert fip is not None
+    rec = lab.state.outside
+
+    def bfd_up() -> bool:
+        text = outside.birdc(rec, "show", "bfd", "sessions")
+        return parse_bfd([(0, line) for line in text.splitlines()]).get("198.19.1.2", False)
+
+    # BFD comes up after the BGP session (slowly: RFC 5880 §6.8.3); until then the hold timer
+    # is all the upstream has to notice a silent gateway
+    wait_until(bfd_up, 20.0, "the upstream's BFD session with gw1 up")
+    gw_ns, agent, _nic = _gateway(lab, 1)
+    frozen = [agent.pid]
+    frozen += [p for ns in netns.list_netns(sidecar_ns_prefix(gw_ns)) for p in nsexec.pids_in(ns)]
+    assert len(frozen) == 2, frozen  # the agent and its sidecar's bird
+    try:
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
+        wait_until(
+            lambda: probes.route_nexthops(up, "203.0.113.0/24") == ["198.19.2.2"],
+            10.0,
+            "the upstream's path by the silent gateway gone",
+        )
+        gw1 = outside.birdc(rec, "show", "protocols", "all", "gw1")
+        assert "Last error:       Error: BFD session down" in gw1, gw1
+        wait_until(
+            lambda: not {gw for _, gw in _learned(api)} & {"198.19.1.1"},
+            30.0,
+            "the routes learned on the silent gateway's uplink removed (host death)",
+        )
+        with probes.listening(vm, PORT) as server:
+            server.settimeout(20.0)
+            for sport in range(42000, 42004):  # whichever way the upstream hashes them
+                pair = _connect(ext, fip, sport, server)
+                with _closing([pair]):
+                    _echo(pair, b"new")
+    finally:
+        for pid in frozen:
+            os.kill(pid, signal.SIGKILL)
