@@ -169,6 +169,17 @@ def parser(prog: str = PROG) -> argparse.ArgumentParser:
     )
     p.add_argument("--log-format", type=LogFormat, choices=list(LogFormat), default="text")
     p.add_argument("--verbose", "-v", action="store_true")
+    _conntrack_arguments(p)
+    p.add_argument(
+        "--sidecar-ns-prefix",
+        default=SIDECAR_NS_PREFIX,
+        help="Uplink sidecars' namespaces are this followed by the port id (a lab gives its "
+        "host's name, so that it finds and removes exactly its own).",
+    )
+    return p
+
+
+def _conntrack_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--no-kernel-conntrack",
         dest="kernel_conntrack",
@@ -189,13 +200,6 @@ def parser(prog: str = PROG) -> argparse.ArgumentParser:
         help="Conntrack entry lifetimes in seconds, ESTABLISHED:CLOSING:OTHER (TCP established, "
         "TCP after FIN/RST, anything else).",
     )
-    p.add_argument(
-        "--sidecar-ns-prefix",
-        default=SIDECAR_NS_PREFIX,
-        help="Uplink sidecars' namespaces are this followed by the port id (a lab gives its "
-        "host's name, so that it finds and removes exactly its own).",
-    )
-    return p
 
 
 def parse_argv(argv: Sequence[str], prog: str = PROG) -> AgentOptions:
