@@ -103,14 +103,18 @@ def test_agent_cli_rejects_bad_arguments() -> None:
         timeout=30,
     )
     assert r.returncode == 1 and "HOST:PORT" in r.stderr
-    for bad in (["--conntrack-size", "0"], ["--conntrack-lifetimes", "1:2"]):
+    for bad, word in (
+        (["--conntrack-size", "0"], "conntrack"),
+        (["--conntrack-lifetimes", "1:2"], "conntrack"),
+        (["--sidecar-ns-prefix", "a/b"], "sidecar"),
+    ):
         r = subprocess.run(
             [NETLOOM, "agent", "--host-id", "x", "--topology", "h:1", *bad],
             capture_output=True,
             text=True,
             timeout=30,
         )
-        assert r.returncode == 2 and "conntrack" in r.stderr, r.stderr
+        assert r.returncode == 2 and word in r.stderr, r.stderr
 
 
 def test_both_entry_points_take_the_same_options() -> None:
@@ -155,6 +159,7 @@ def test_agent_options_round_trip_through_argv() -> None:
         kernel_conntrack=False,
         conntrack_size=1024,
         conntrack_lifetimes="30:1:5",
+        sidecar_ns_prefix="lab-gw1-sc-",
     )
     assert parse_argv(full.to_argv()) == full
     assert full.conntrack().tcp_closing_s == 1.0 and full.conntrack().max_entries == 1024

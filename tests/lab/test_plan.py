@@ -65,6 +65,7 @@ def test_agent_options_of_a_host() -> None:
         underlay_ip="192.0.2.12",
         metrics_port=DEFAULT_METRICS_PORT,  # lab agents serve metrics by default
         mtu=9000,
+        sidecar_ns_prefix="t1-h2-sc-",  # the lab finds its own sidecars by their host
     )
     assert opts.datapath.value == "bpf"
     host.tunnel_ip = "198.51.100.12"

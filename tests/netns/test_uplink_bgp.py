@@ -30,6 +30,7 @@ import pytest
 from netloom.gateway.config import names
 from netloom.gateway.plumbing import kill, pids_in
 from netloom.lab import netns, nsexec
+from netloom.lab.plan import sidecar_ns_prefix
 from waiting import wait_until
 
 from .conftest import NET1, NetLab, VmSpec, netlab, ping_ok
@@ -127,7 +128,7 @@ def test_uplink_pings_bgp_through_the_datapath_restart_and_cleanup(
     wait_until(
         lambda: _metric(lab, "netloom_bgp_routes_learned", peer) == 1, 10, "route learned", 0.1
     )
-    ns, host_if, _side = names(port)
+    ns, host_if, _side = names(port, sidecar_ns_prefix(lab.host_ns(1)))
     assert EXTERNAL.split("/")[0] in sh("ip", "-n", ns, "route", "show", "table", "all")
     announced = sh("birdc", "-s", str(run_dir / "up.ctl"), "show", "route", ADVERTISED)
     assert ADVERTISED in announced
@@ -185,7 +186,7 @@ def test_learned_route_and_session_state_reach_the_api_and_go_with_the_host(
         port,
         host_id,
     )
-    sidecar_ns = names(port)[0]
+    sidecar_ns = names(port, sidecar_ns_prefix(lab.host_ns(1)))[0]
     try:
         lab.kill_agent(1)  # SIGKILL: nothing of its own runs, the cluster notices the silence
         wait_until(lambda: _learned(lab, peer) == [], 20, "the dead gateway's routes gone", 0.2)

@@ -13,6 +13,7 @@ from enum import StrEnum
 from netloom.datapath.conntrack import ConntrackSettings
 from netloom.datapath.sizing import DEFAULT_CONNTRACK, DEFAULT_FLOWS, check_entries
 from netloom.errors import InvalidInput
+from netloom.gateway.config import SIDECAR_NS_PREFIX
 
 DEFAULT_METRICS_PORT = 9464  # Prometheus text on 127.0.0.1:9464 in the agent's network namespace
 # An overlay MTU of at least 576 (the IPv4 minimum datagram every host accepts, RFC 791)
@@ -56,6 +57,7 @@ class AgentOptions:
     kernel_conntrack: bool = True
     conntrack_size: int = DEFAULT_CONNTRACK
     conntrack_lifetimes: str = "21600:10:60"  # TCP established : TCP closing : other (s)
+    sidecar_ns_prefix: str = SIDECAR_NS_PREFIX  # an uplink sidecar's namespace: this + the port id
 
     def conntrack(self) -> ConntrackSettings:
         """The datapath's conntrack settings; InvalidInput for bad values."""
@@ -81,6 +83,11 @@ class AgentOptions:
         if self.metrics_port is not None and not 0 < self.metrics_port < 65536:
             raise InvalidInput("--metrics-port must be in [1, 65535]", field="metrics_port")
         self.conntrack()
+        if not self.sidecar_ns_prefix or "/" in self.sidecar_ns_prefix:
+            raise InvalidInput(
+                "--sidecar-ns-prefix must be a non-empty name without '/'",
+                field="sidecar_ns_prefix",
+            )
 
     def address(self) -> tuple[str, int]:
         """``topology`` as (host, port)."""
@@ -109,6 +116,7 @@ class AgentOptions:
             ("--log-format", self.log_format),
             ("--conntrack-size", self.conntrack_size),
             ("--conntrack-lifetimes", self.conntrack_lifetimes),
+            ("--sidecar-ns-prefix", self.sidecar_ns_prefix),
         ):
             if value is not None and value != getattr(default, _dest(flag)):
                 argv += [flag, str(value)]
@@ -161,6 +169,17 @@ def parser(prog: str = PROG) -> argparse.ArgumentParser:
     )
     p.add_argument("--log-format", type=LogFormat, choices=list(LogFormat), default="text")
     p.add_argument("--verbose", "-v", action="store_true")
+    _conntrack_arguments(p)
+    p.add_argument(
+        "--sidecar-ns-prefix",
+        default=SIDECAR_NS_PREFIX,
+        help="Uplink sidecars' namespaces are this followed by the port id (a lab gives its "
+        "host's name, so that it finds and removes exactly its own).",
+    )
+    return p
+
+
+def _conntrack_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--no-kernel-conntrack",
         dest="kernel_conntrack",
@@ -181,7 +200,6 @@ def parser(prog: str = PROG) -> argparse.ArgumentParser:
         help="Conntrack entry lifetimes in seconds, ESTABLISHED:CLOSING:OTHER (TCP established, "
         "TCP after FIN/RST, anything else).",
     )
-    return p
 
 
 def parse_argv(argv: Sequence[str], prog: str = PROG) -> AgentOptions:
@@ -204,6 +222,7 @@ def parse_argv(argv: Sequence[str], prog: str = PROG) -> AgentOptions:
         kernel_conntrack=ns.kernel_conntrack,
         conntrack_size=ns.conntrack_size,
         conntrack_lifetimes=ns.conntrack_lifetimes,
+        sidecar_ns_prefix=ns.sidecar_ns_prefix,
     )
     try:
         options.check()

@@ -78,12 +78,12 @@ async def serve(options: AgentOptions) -> None:
     )
     client = TopologyClient(host_id, address)
     # the sidecars plug a veth into the kernel datapath; the memory one runs without them
-    gateway = _gateway(agent, client) if options.datapath is DatapathKind.bpf else None
+    gateway = _gateway(agent, client, options) if options.datapath is DatapathKind.bpf else None
     driver = AgentDriver(agent, client, metrics_port=options.metrics_port, gateway=gateway)
     await driver.run_until_signalled()
 
 
-def _gateway(agent: Agent, client: TopologyClient) -> GatewayLink:
+def _gateway(agent: Agent, client: TopologyClient, options: AgentOptions) -> GatewayLink:
     """The routing sidecars of this host's uplinks, reporting through ``client``."""
     from netloom.agent.gateway import GatewayLink, LogReporter, ReportingClient, TopologyReporter
     from netloom.gateway.manager import Gateway
@@ -94,7 +94,7 @@ def _gateway(agent: Agent, client: TopologyClient) -> GatewayLink:
     reporter: BgpReporter = (
         TopologyReporter(client) if isinstance(client, ReportingClient) else LogReporter()
     )
-    settings = SidecarSettings(mtu=agent.cfg.sim.overlay_mtu)
+    settings = SidecarSettings(mtu=agent.cfg.sim.overlay_mtu, ns_prefix=options.sidecar_ns_prefix)
     metrics = GatewayMetrics(agent.metrics.registry)
     return GatewayLink(agent, Gateway(reporter, agent.set_sidecar, metrics, settings))
 

@@ -41,11 +41,14 @@ class SidecarSpec:
         return self.address.split("/")[0]
 
 
-def names(port_id: str) -> tuple[str, str, str]:
-    """(namespace, host-side veth, sidecar-side veth) of ``port_id``'s sidecar: unique per
-    port, interface names within IFNAMSIZ."""
+SIDECAR_NS_PREFIX = "nlgw-"
+
+
+def names(port_id: str, ns_prefix: str = SIDECAR_NS_PREFIX) -> tuple[str, str, str]:
+    """(namespace ``ns_prefix`` + port id, host-side veth, sidecar-side veth) of ``port_id``'s
+    sidecar: unique per port, interface names within IFNAMSIZ."""
     h = hashlib.blake2s(port_id.encode(), digest_size=5).hexdigest()
-    return f"nlgw-{port_id}", f"nlgw{h}", f"nlgs{h}"
+    return f"{ns_prefix}{port_id}", f"nlgw{h}", f"nlgs{h}"
 
 
 def protocol_name(peer_id: str) -> str:
@@ -145,6 +148,7 @@ def render(spec: SidecarSpec, tables: Mapping[str, int], ifname: str) -> str:
 
 __all__ = [
     "FIRST_TABLE",
+    "SIDECAR_NS_PREFIX",
     "SidecarSpec",
     "allocate_tables",
     "names",

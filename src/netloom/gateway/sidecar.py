@@ -25,7 +25,14 @@ from pathlib import Path
 
 from netloom.errors import GatewayError
 from netloom.gateway import birdctl, plumbing
-from netloom.gateway.config import SidecarSpec, allocate_tables, names, protocol_name, render
+from netloom.gateway.config import (
+    SIDECAR_NS_PREFIX,
+    SidecarSpec,
+    allocate_tables,
+    names,
+    protocol_name,
+    render,
+)
 from netloom.gateway.metrics import GatewayMetrics
 from netloom.gateway.report import BgpReporter
 from netloom.gateway.routes import NEW, KernelRoute, LearnedTable
@@ -47,6 +54,7 @@ class SidecarSettings:
     bird: str = "bird"
     mtu: int = 1450  # the overlay MTU: what the datapath lets through to the sidecar
     host_ns: str | None = None  # where the host-side veth goes (None: the agent's namespace)
+    ns_prefix: str = SIDECAR_NS_PREFIX  # the sidecar's namespace: this + the port id
     status_interval_s: float = 1.0
     backoff_min_s: float = 0.5
     backoff_max_s: float = 8.0
@@ -82,7 +90,7 @@ class Sidecar:
 
     @property
     def cable(self) -> plumbing.Cable:
-        ns, host_if, side_if = names(self.spec.port_id)
+        ns, host_if, side_if = names(self.spec.port_id, self.settings.ns_prefix)
         return plumbing.Cable(ns, host_if, side_if, self.settings.host_ns)
 
     @property

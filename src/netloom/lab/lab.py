@@ -436,6 +436,8 @@ class Lab:
         self.state.phase = "tearing-down"
         self.save()
         removed = supervisor.stop_all(self._sf)
+        for h in self.state.hosts:
+            removed += plumbing.remove_sidecars(h.netns)
         removed += plumbing.remove(self._sf)
         self._sf.remove()
         return removed

@@ -168,6 +168,12 @@ def gateway_name(lab: str, index: int) -> str:
     return f"{lab}-gw{index}"
 
 
+def sidecar_ns_prefix(host_netns: str) -> str:
+    """What the uplink sidecars' namespaces of the agent in ``host_netns`` start with: the
+    host's own namespace name, so the lab finds exactly its own sidecars."""
+    return f"{host_netns}-sc-"
+
+
 def plan_gateway(lab: str, index: int) -> HostRecord:
     """Gateway host ``<lab>-gwG`` with ``eth0`` (192.0.2.(200+G)) on switch port ``gwG``: a
     host like the others (an agent, a tunnel endpoint), plus an uplink."""
@@ -320,6 +326,7 @@ def agent_options(state: LabState, host: HostRecord, tuning: AgentTuning) -> Age
         kernel_conntrack=tuning.kernel_conntrack,
         conntrack_size=tuning.conntrack_size or base.conntrack_size,
         conntrack_lifetimes=tuning.conntrack_lifetimes or base.conntrack_lifetimes,
+        sidecar_ns_prefix=sidecar_ns_prefix(host.netns),
     )
 
 
@@ -339,6 +346,7 @@ __all__ = [
     "plan_outside",
     "plan_uplink",
     "plan_vm",
+    "sidecar_ns_prefix",
     "snat_ip",
     "tenant_ip",
     "transit_addresses",

@@ -5,13 +5,16 @@ recorded."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 from pathlib import Path
 
 from netloom.errors import DatapathError
 from netloom.lab import netns, nsexec
 from netloom.lab.addressing import TUNNEL_IF, TUNNEL_NET, UNDERLAY
-from netloom.lab.plan import tunnel_ip, vm_mtu
+from netloom.lab.plan import sidecar_ns_prefix, tunnel_ip, vm_mtu
 from netloom.lab.state import HostRecord, StateFile, VmRecord
 
 
@@ -100,6 +103,19 @@ def remove(sf: StateFile) -> list[str]:
     return removed
 
 
+def remove_sidecars(host_netns: str) -> list[str]:
+    """Delete the uplink sidecars' namespaces of the agent in ``host_netns`` (and kill what
+    still runs there): a SIGKILLed agent leaves them behind (its bird dies with it)."""
+    removed: list[str] = []
+    for ns in netns.list_netns(sidecar_ns_prefix(host_netns)):
+        for pid in nsexec.pids_in(ns):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if netns.delete(ns):
+            removed.append(f"netns {ns}")
+    return removed
+
+
 def _remove_tree(path: Path) -> bool:
     """Remove a directory tree (bpffs pins are unlinked like files); False if it was gone."""
     if not path.exists():
@@ -113,4 +129,4 @@ def _remove_tree(path: Path) -> bool:
     return True
 
 
-__all__ = ["Plumbing", "remove"]
+__all__ = ["Plumbing", "remove", "remove_sidecars"]

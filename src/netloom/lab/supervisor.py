@@ -25,7 +25,7 @@ from pathlib import Path
 import psutil
 
 from netloom.errors import LabError
-from netloom.lab import nsexec
+from netloom.lab import nsexec, plumbing
 from netloom.lab.state import ProcessRecord, StateFile
 
 # how far a legacy record's wall-clock create_time may be from psutil's (state files written
@@ -226,6 +226,8 @@ def supervise(sf: StateFile, policy: RestartPolicy | None = None) -> list[str]:
             with contextlib.suppress(ChildProcessError, OSError):
                 os.waitpid(rec.pid, os.WNOHANG)  # reap it if it was our child
             log = Path(rec.log) if rec.log else Path(os.devnull)
+            if rec.role == "agent":  # what the dead agent left: its successor starts clean
+                done += plumbing.remove_sidecars(rec.netns)
             _, new = spawn(rec.netns, rec.argv, rec.role, rec.match, log, restart=True)
             new.restarts = [t for t in rec.restarts if now - t < policy.window_s] + [now]
             state.processes[i] = new
