@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -26,6 +25,7 @@ import typer
 from netloom.bench import procs
 from netloom.bench.stats import median, percentile, rounded
 from netloom.errors import LabError, SetupUnavailable
+from netloom.lab.cluster import netloom_argv
 
 PROJECT = "0b3f5e7a9c1d4e2f8a6b4c2d0e8f6a4b"
 READY_TIMEOUT_S = 30.0
@@ -36,7 +36,7 @@ DEVICE_OWNER = "compute:bench"
 def cluster(tmp: Path) -> Iterator[str]:
     """A ``netloom cluster --neutron`` process on SQLite; yields the Neutron URL."""
     log = tmp / "cluster.log"
-    cmd = [sys.executable, "-m", "netloom.cli.main", "cluster", "--api", "127.0.0.1:0"]
+    cmd = [*netloom_argv(), "cluster", "--api", "127.0.0.1:0"]
     cmd += ["--topology", "127.0.0.1:0", "--neutron", "127.0.0.1:0", "--state-dir", str(tmp)]
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
