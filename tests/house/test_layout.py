@@ -17,9 +17,9 @@ MAX_FUNCTION_LINES = 60
 LAYERS = [
     {"errors", "netns", "ratelimit", "model", "packet", "flows"},
     {"store", "sim"},
-    {"datapath", "topology", "gateway"},
+    {"datapath", "topology", "gateway", "insights"},
     {"api", "plan"},
-    {"cluster", "agent"},
+    {"cluster", "agent", "deploy"},
     {"lab"},
     {"bench"},
     {"cli"},
