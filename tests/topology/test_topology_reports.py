@@ -1,7 +1,8 @@
 """Agent -> cluster reports through a real TopologyServer and TopologyClient: learned routes
 become routes of the uplink's router (a diff, batched), a session's state is kept for the API,
 a host reporting for a port that is not its own is refused, and what a host learned goes when
-its session ends, when it dies, and when the cluster starts without it."""
+its session ends, when its connection closes, when it goes silent, and when the cluster starts
+without it."""
 
 from __future__ import annotations
 
@@ -16,13 +17,13 @@ from api.conftest import assert_integrity
 from netloom.api import views
 from netloom.api.reports import ClusterReports
 from netloom.api.service import ObjectService
-from netloom.api.tx import BGP_STATUS
+from netloom.api.tx import BGP_STATUS, SNAT_BLOCKS
 from netloom.model import addressing
 from netloom.model.bgp import LearnedRoute, PeerStatus, SessionState
 from netloom.model.neighbors import ARP_KIND, ArpEntry
 from netloom.store.memory import MemoryStore
 from netloom.topology.client import TopologyClient
-from netloom.topology.protocol import Error, Hello, Pong, Routes, Welcome
+from netloom.topology.protocol import Error, Hello, Lease, Pong, Routes, Welcome
 from netloom.topology.server import TopologyServer
 from waiting import eventually
 
@@ -325,6 +326,78 @@ def test_arp_entries_of_uplinks_are_kept_checked_watched_and_go_with_their_host(
         finally:
             await one.stop()
             await two.stop()
+            await server.stop()
+
+    run(scenario())
+
+
+def _snat_holders(store: MemoryStore) -> set[str]:
+    return {h for it in store.list(SNAT_BLOCKS) for h in it.data["blocks"].values()}
+
+
+def test_a_closed_connection_drops_what_the_host_learned_at_once_but_not_its_snat_blocks() -> None:
+    """An agent that dies closes its connection (its bird dies with it): its routes, session
+    and ARP entries go long before the heartbeat timeout; its SNAT blocks stay, and an agent
+    that comes back reports its routes again. A server that stops drops nothing."""
+    store = MemoryStore()
+    gw = _gateway(ObjectService(store))
+    entry = ArpEntry(gw["router"], "198.19.1.1", "02:00:00:00:aa:01", gw["uplink1"], 99.0)
+    up = PeerStatus(gw["peer1"], gw["uplink1"], SessionState.ESTABLISHED, 1.0, 20)
+
+    async def scenario() -> None:
+        server, port = await _serve(store, host_timeout_s=3600)
+        one = TopologyClient(gw["host1"], ("127.0.0.1", port))
+        again = TopologyClient(gw["host1"], ("127.0.0.1", port))
+        try:
+            await one.start()
+            await one.wait_connected(5)
+            await one.lease_snat_block(gw["router"], "203.0.113.1")
+            one.report_learned_routes(gw["uplink1"], _prefixes(20, gw["peer1"]))
+            one.report_peer_status(up)
+            one.report_arp(entry)
+            await eventually(lambda: len(store.list(ARP_KIND)) == 1, 10, "arp")
+            await eventually(partial(_state_is, store, gw["peer1"], up.state), 10, "up")
+            assert len(_learned(store, gw["peer1"])) == 20
+            await one.stop()
+            await eventually(lambda: _learned(store, gw["peer1"]) == {}, 10, "routes gone")
+            await eventually(lambda: store.list(ARP_KIND) == [], 10, "arp gone")
+            await eventually(partial(_state_is, store, gw["peer1"], SessionState.DOWN), 10, "down")
+            assert _snat_holders(store) == {gw["host1"]}
+            assert server.host_alive(gw["host1"])  # down only when the timeout says so
+            again.report_learned_routes(gw["uplink1"], _prefixes(20, gw["peer1"]))
+            await again.start()
+            await eventually(lambda: len(_learned(store, gw["peer1"])) == 20, 10, "back")
+            await server.stop()
+            assert len(_learned(store, gw["peer1"])) == 20
+            assert_integrity(store)
+        finally:
+            await one.stop()
+            await again.stop()
+            await server.stop()
+
+    run(scenario())
+
+
+def test_a_silent_host_loses_its_routes_and_snat_blocks_at_the_timeout() -> None:
+    """A host that goes quiet without closing (a hang, a power loss behind a switch) is taken
+    out by the heartbeat timeout: routes, session, and its SNAT blocks too."""
+    store = MemoryStore()
+    gw = _gateway(ObjectService(store))
+
+    async def scenario() -> None:
+        server, port = await _serve(store, host_timeout_s=0.6)
+        agent = await RawAgent.connect(port)
+        try:
+            agent.send(Hello(gw["host1"]))
+            agent.send(Lease(1, gw["router"], "203.0.113.1"))
+            agent.send(Routes(gw["uplink1"], [("0.0.0.0/0", "198.19.1.1", gw["peer1"])]))
+            await eventually(lambda: len(_learned(store, gw["peer1"])) == 1, 10, "routes")
+            await eventually(lambda: _snat_holders(store) == {gw["host1"]}, 10, "leased")
+            await eventually(lambda: not server.host_alive(gw["host1"]), 10, "timeout")
+            await eventually(lambda: _learned(store, gw["peer1"]) == {}, 10, "routes gone")
+            await eventually(lambda: _snat_holders(store) == set(), 10, "blocks released")
+        finally:
+            agent.writer.close()
             await server.stop()
 
     run(scenario())

@@ -179,8 +179,13 @@ class ClusterReports:
         self.service.run(plan)
 
     def hosts_down(self, host_ids: set[str], uplinks: set[str]) -> None:
-        """The routes learned on the dead hosts' ``uplinks`` go, their sessions are down, their
-        SNAT port blocks are free again, the ARP entries they learned are forgotten."""
+        """As :meth:`hosts_gone`, and the dead hosts' SNAT port blocks are free again."""
+        self.hosts_gone(host_ids, uplinks)
+        snat.release(self.service, host_ids)
+
+    def hosts_gone(self, host_ids: set[str], uplinks: set[str]) -> None:
+        """The routes learned on the hosts' ``uplinks`` go, their sessions are down, the ARP
+        entries they learned are forgotten; their SNAT port blocks stay leased to them."""
         for port_id, item in zip(
             sorted(uplinks),
             self.store.get_many([("port", u) for u in sorted(uplinks)]),
@@ -197,7 +202,6 @@ class ClusterReports:
             if data.get("host_id") in host_ids and data.get("state") != SessionState.DOWN.value:
                 down = {**data, "state": SessionState.DOWN.value, "since": now, "routes": 0}
                 self.service.run(_put_status(item.id, data, {**down, "bfd_up": None}))
-        snat.release(self.service, host_ids)
         for item in self.store.list(ARP_KIND):
             if item.data.get("host_id") in host_ids:
                 self.service.run(_drop_arp(item.id, item.data))

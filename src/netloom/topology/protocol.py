@@ -196,6 +196,7 @@ class FrameProtocol(asyncio.Protocol):
         self._on_lost = on_lost
         self._buf = bytearray()
         self.transport: asyncio.Transport | None = None
+        self.closed_here = False  # this side closed it (not the peer's EOF or reset)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -228,8 +229,16 @@ class FrameProtocol(asyncio.Protocol):
 
     def _fail(self, why: str) -> None:
         log.warning("topology connection: %s; closing", why)
+        self.drop()
+
+    def drop(self, *, abort: bool = True) -> None:
+        """Close from this side: at once (``abort``) or once what is buffered is sent."""
+        self.closed_here = True
         if self.transport is not None:
-            self.transport.abort()
+            if abort:
+                self.transport.abort()
+            else:
+                self.transport.close()
 
     def send(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():

@@ -46,9 +46,13 @@ class ReportSink(Protocol):
         """Keep an ARP entry learned on an uplink of ``host_id`` for every agent."""
         ...
 
+    def hosts_gone(self, host_ids: set[str], uplinks: set[str]) -> None:
+        """Remove what the hosts learned on their ``uplinks`` (router ports bound to them) and
+        the ARP entries they shared; their sessions are down. Their SNAT blocks stay theirs."""
+        ...
+
     def hosts_down(self, host_ids: set[str], uplinks: set[str]) -> None:
-        """Remove what the dead hosts learned on their ``uplinks`` (router ports bound to
-        them); their sessions are down, their SNAT blocks free."""
+        """As :meth:`hosts_gone`, and the dead hosts' SNAT blocks are free again."""
         ...
 
     def lease_snat_block(self, host_id: str, device_id: str, ip: str) -> tuple[int, int]:

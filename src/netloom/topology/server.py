@@ -142,8 +142,7 @@ class TopologyServer:
         if self._server is not None:
             self._server.close()
         for conn in list(self._conns):
-            if conn.proto.transport is not None:
-                conn.proto.transport.abort()
+            conn.proto.drop()
         if self._reaper is not None:
             self._reaper.cancel()
             await asyncio.gather(self._reaper, return_exceptions=True)
@@ -239,7 +238,7 @@ class TopologyServer:
                 transport.get_write_buffer_size(),
             )
             self.stats.dropped_slow += 1
-            transport.abort()
+            conn.proto.drop()
 
     # -- protocol ----------------------------------------------------------------------------
 
@@ -260,6 +259,14 @@ class TopologyServer:
         self._conns.discard(conn)
         self.stats.connections = len(self._conns)
         self._subs.forget(conn)
+        host = conn.host
+        # the peer closed it, and the host has no newer connection: the agent is gone
+        if (
+            host is not None
+            and not conn.proto.closed_here
+            and not any(c.host == host for c in self._conns)
+        ):
+            self._on_host_gone(host)
 
     def _on_message(self, conn: Conn, msg: ClientMsg) -> None:
         try:
@@ -279,8 +286,8 @@ class TopologyServer:
         except NetloomError as exc:
             req = msg.req if isinstance(msg, Sub | Lease) else 0
             self._send(conn, frame(Error(req, exc.code, exc.message, exc.field)))
-            if isinstance(msg, Hello) and conn.proto.transport is not None:
-                conn.proto.transport.close()  # a bad hello leaves nothing to talk about
+            if isinstance(msg, Hello):
+                conn.proto.drop(abort=False)  # a bad hello leaves nothing to talk about
 
     # -- reports -----------------------------------------------------------------------------
 
@@ -341,14 +348,26 @@ class TopologyServer:
                 loop.call_soon_threadsafe(self._send, conn, frame(msg))
 
     def _on_host_down(self, host: str) -> None:
-        """A dead host's learned routes go, its sessions are down; its queued reports are
-        moot (it sends them again when it comes back)."""
+        """A dead host's learned routes go, its sessions are down, its SNAT blocks are free;
+        its queued reports are moot (it sends them again when it comes back)."""
         sink = self._sink
-        if sink is None:
-            return
+        if sink is not None:
+            self._drop_reports(host)
+            job = partial(sink.hosts_down, {host}, self._uplinks_of({host}))
+            self._reports.submit(("down", host), job)
+
+    def _on_host_gone(self, host: str) -> None:
+        """The agent closed its connection (or its host reset it): its BGP sidecars died with
+        it, so what it learned goes at once, without waiting for the heartbeat timeout. Its
+        SNAT blocks stay: an agent that reconnects keeps translating with them."""
+        sink = self._sink
+        if sink is not None:
+            self._drop_reports(host)
+            job = partial(sink.hosts_gone, {host}, self._uplinks_of({host}))
+            self._reports.submit(("gone", host), job)
+
+    def _drop_reports(self, host: str) -> None:
         self._reports.drop(lambda key: not (isinstance(key, tuple) and key[:2] in _moot(host)))
-        job = partial(sink.hosts_down, {host}, self._uplinks_of({host}))
-        self._reports.submit(("down", host), job)
 
     def _uplinks_of(self, hosts: set[str]) -> set[str]:
         """The router ports bound to ``hosts``, from the view."""
