@@ -8,7 +8,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from netloom.api.neutron import attrs, docs, faults, fixed_ips, groups, sg_native
+from netloom.api.neutron import attrs, docs, faults, fixed_ips, groups, port_status, sg_native
 from netloom.api.neutron.attrs import MISSING, Attr
 from netloom.api.service import ObjectService
 from netloom.api.tx import Doc, Tx
@@ -17,6 +17,7 @@ from netloom.model.types import new_id
 RESOURCE = "port"
 VIF_TYPE = "tap"
 ROUTER_OWNERS = ("network:router_interface", "network:router_gateway")
+SERVICE_OWNERS = (*ROUTER_OWNERS, "network:floatingip")
 
 _PAIR = attrs.dict_of(
     {"ip_address": attrs.to_ip_or_cidr, "mac_address": attrs.to_mac}, required=("ip_address",)
@@ -177,6 +178,8 @@ def update(
                 tx, network, id, given["fixed_ips"], old["fixed_ips"]
             )
         native = _finish(service, tx, doc, network, caller)
+        if doc["device_owner"] not in SERVICE_OWNERS:  # a router's ports are always ACTIVE
+            doc["status"] = port_status.status(tx, doc, native["host_id"])
         if doc == old:
             return old
         docs.stamp(doc, old)
@@ -187,9 +190,6 @@ def update(
         return doc
 
     return service.transact(plan)
-
-
-SERVICE_OWNERS = ("network:router_interface", "network:router_gateway", "network:floatingip")
 
 
 def delete(service: ObjectService, caller: docs.Caller, id: str, if_match: str | None) -> None:
@@ -210,7 +210,8 @@ def delete(service: ObjectService, caller: docs.Caller, id: str, if_match: str |
 def unstage(service: ObjectService, tx: Tx, old: Doc) -> None:
     """Stage the deletion of a port and its native records."""
     fixed_ips.release_all(tx, old["fixed_ips"])
-    if tx.get("port", old["id"]) is not None:
+    if (native := tx.get("port", old["id"])) is not None:
+        port_status.forget(tx, old["id"], native.get("host_id"))
         service.stage_delete(tx, "port", old["id"])
         docs.disown(tx, "port", old["id"])
     sg_native.drop_port_filters(service, tx, old["id"])
