@@ -15,7 +15,7 @@ import pytest
 
 from netloom.agent.core import Agent, AgentConfig
 from netloom.agent.driver import AgentDriver
-from netloom.api.neutron import docs, networks, port_status, ports, subnets
+from netloom.api.neutron import docs, floatingips, networks, port_status, ports, subnets
 from netloom.api.reports import ClusterReports
 from netloom.api.service import ObjectService
 from netloom.api.tx import WIRED, Doc
@@ -153,5 +153,5 @@ def test_reports_of_another_host_or_a_disabled_port_leave_it_down() -> None:
     ClusterReports(svc).hosts_down({hosts["h1"]}, set())  # its agent died
     assert w.port(pid)["status"] == "DOWN"
     port_status.report(svc, hosts["h1"], pid, up=True)
-    ports.delete(svc, ADMIN, pid, None)
+    floatingips.delete_port(svc, ADMIN, pid, None)
     assert not list(store.list(WIRED))

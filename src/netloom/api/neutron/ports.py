@@ -192,19 +192,15 @@ def update(
     return service.transact(plan)
 
 
-def delete(service: ObjectService, caller: docs.Caller, id: str, if_match: str | None) -> None:
-    def plan(tx: Tx) -> None:
-        old = docs.get_own(tx, RESOURCE, id, caller)
-        docs.check_revision(old, if_match)
-        if old["device_owner"] in SERVICE_OWNERS:
-            raise faults.conflict(
-                "ServicePortInUse",
-                f"Port {id} cannot be deleted directly via the port API: has device owner"
-                f" {old['device_owner']}.",
-            )
-        unstage(service, tx, old)
-
-    service.transact(plan)
+def check_deletable(old: Doc) -> None:
+    """A router's or floating IP's port goes with its owner only. (A port is deleted by
+    :func:`.floatingips.delete_port`: its floating IPs are disassociated first.)"""
+    if old["device_owner"] in SERVICE_OWNERS:
+        raise faults.conflict(
+            "ServicePortInUse",
+            f"Port {old['id']} cannot be deleted directly via the port API: has device owner"
+            f" {old['device_owner']}.",
+        )
 
 
 def unstage(service: ObjectService, tx: Tx, old: Doc) -> None:
@@ -223,9 +219,9 @@ __all__ = [
     "RESOURCE",
     "SERVICE_OWNERS",
     "VIF_TYPE",
+    "check_deletable",
     "create",
     "defaults",
-    "delete",
     "stage",
     "tap_name",
     "unstage",
