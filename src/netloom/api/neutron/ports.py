@@ -168,28 +168,26 @@ def update(
 ) -> Doc:
     given = attrs.parse(RESOURCE, body, ATTRS, create=False)
 
-    def plan(tx: Tx) -> Doc:
-        old = docs.get_own(tx, RESOURCE, id, caller)
-        docs.check_revision(old, if_match)
+    native: Doc = {}
+
+    def change(tx: Tx, old: Doc) -> Doc:
         network = docs.get(tx, "network", old["network_id"], docs.Caller())
         doc = {**old, **given}
         if "fixed_ips" in given:
             doc["fixed_ips"] = fixed_ips.assign(
                 tx, network, id, given["fixed_ips"], old["fixed_ips"]
             )
-        native = _finish(service, tx, doc, network, caller)
+        native.update(_finish(service, tx, doc, network, caller))
         if doc["device_owner"] not in SERVICE_OWNERS:  # a router's ports are always ACTIVE
             doc["status"] = port_status.status(tx, doc, native["host_id"])
-        if doc == old:
-            return old
-        docs.stamp(doc, old)
+        return doc
+
+    def apply(tx: Tx, doc: Doc, old: Doc) -> None:
         service.stage_update(tx, "port", id, native)
         if native["inbound_filter_id"] is None:
             sg_native.drop_port_filters(service, tx, id)
-        docs.put(tx, RESOURCE, doc)
-        return doc
 
-    return service.transact(plan)
+    return docs.update_plan(service, RESOURCE, (caller, id, if_match), change, apply)
 
 
 def check_deletable(old: Doc) -> None:
