@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
@@ -159,9 +160,10 @@ def _cli_workflow(lab: Lab, hosts: tuple[str, str]) -> Cloud:
 # -- the data plane -------------------------------------------------------------------------
 
 Status = Callable[[str], str]
+Boot = Callable[[str, str, str], Any]  # (port id, lab host, VM name) -> the VM
 
 
-def _boot(lab: Lab, cloud: Cloud, prefix: str, status: Status) -> dict[str, Any]:
+def _boot(cloud: Cloud, prefix: str, status: Status, boot: Boot) -> dict[str, Any]:
     """Boot the three VMs the Nova way; each leases its port's address from the agent, and
     its port goes ACTIVE."""
     placement = {"a": "h1", "b": "h2", "out": "h2"}
@@ -169,7 +171,7 @@ def _boot(lab: Lab, cloud: Cloud, prefix: str, status: Status) -> dict[str, Any]
     for role, host in placement.items():
         port_id = cloud.ports[role]
         assert status(port_id) == "DOWN"  # bound, no tap yet
-        vms[role] = lab.boot_vm(port_id, host, f"{prefix}{role}")
+        vms[role] = boot(port_id, host, f"{prefix}{role}")
 
     def active() -> bool:
         return all(status(cloud.ports[role]) == "ACTIVE" for role in placement)
@@ -212,7 +214,7 @@ def test_openstacksdk_project_in_the_lab(cloud_lab: Lab) -> None:
             with entered(cloud_lab.state.switch_netns):
                 return str(sdk.network.get_port(port_id).status)
 
-    vms = _boot(cloud_lab, cloud, "s", status)
+    vms = _boot(cloud, "s", status, cloud_lab.boot_vm)
     with entered(cloud_lab.state.switch_netns):
         for role, vm in vms.items():
             assert vm.ip == _fixed_ip(sdk.network.get_port(cloud.ports[role])), role
@@ -220,14 +222,31 @@ def test_openstacksdk_project_in_the_lab(cloud_lab: Lab) -> None:
     _check_unplug(cloud_lab, vms, cloud, status)
 
 
+def _netloom(*args: str) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-c", "from netloom.cli.main import main; main()", *args]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+
+
 def test_openstack_cli_project_in_the_lab(cloud_lab: Lab) -> None:
+    """The ``openstack`` CLI, and the VMs booted with ``netloom lab vm add``."""
     cloud = _cli_workflow(cloud_lab, _hosts(cloud_lab))
 
     def status(port_id: str) -> str:
         return str(_openstack(cloud_lab, "port", "show", port_id)["status"])
 
-    vms = _boot(cloud_lab, cloud, "c", status)
+    def boot(port_id: str, host: str, vm: str) -> Any:
+        cmd = ("lab", "vm", "add", "--name", cloud_lab.name, "--port", port_id, "--host", host)
+        done = _netloom(*cmd, "--vm", vm)
+        assert done.returncode == 0, done.stderr
+        assert f"tap{port_id[:11]} on {cloud_lab.name}-{host}" in done.stdout
+        return Lab.load(cloud_lab.name).vm(f"{host}-{vm}")
+
+    bad = _netloom("lab", "vm", "add", "--name", cloud_lab.name, "--port", cloud.ports["a"],
+                   "--host", "h9")  # fmt: skip
+    assert bad.returncode == 1 and bad.stderr.startswith("error: not_found"), bad.stderr
+    vms = _boot(cloud, "c", status, boot)
     for role, vm in vms.items():
         assert vm.ip == _fixed_ip(_openstack(cloud_lab, "port", "show", cloud.ports[role]))
     _check_traffic(vms, cloud)
-    _check_unplug(cloud_lab, vms, cloud, status)
+    lab = Lab.load(cloud_lab.name)  # the CLI wrote the lab's state
+    _check_unplug(lab, vms, cloud, status)
