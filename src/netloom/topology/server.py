@@ -293,8 +293,7 @@ class TopologyServer:
     # -- reports -----------------------------------------------------------------------------
 
     def _on_report(self, conn: Conn, host: str, msg: Routes | Status | Arp | Wired | Lease) -> None:
-        """Check what the view can tell at once (the port is this host's), then queue the
-        store write; the sink checks again in its transaction."""
+        """Check what the view tells at once, queue the store write (the sink checks again)."""
         sink = self._sink
         if sink is None:
             raise InvalidInput("this topology server takes no reports from agents")
