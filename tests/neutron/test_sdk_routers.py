@@ -92,3 +92,37 @@ def test_router_gateway_interfaces_routes_and_floating_ip(
     sdk.network.delete_network(net)
     sdk.network.delete_subnet(ext_sub)
     sdk.network.delete_network(ext)
+
+
+def test_deleting_a_port_disassociates_its_floating_ip(sdk: Any, native_http: httpx.Client) -> None:
+    ext = sdk.network.create_network(name="pub2", project_id=ADMIN, is_router_external=True)
+    sdk.network.create_subnet(
+        network_id=ext.id, project_id=ADMIN, ip_version=4, cidr="198.18.0.0/24"
+    )
+    net = sdk.network.create_network(name="priv2", project_id=PROJECT)
+    sub = sdk.network.create_subnet(
+        network_id=net.id, project_id=PROJECT, ip_version=4, cidr="10.61.0.0/24"
+    )
+    router = sdk.network.create_router(
+        name="r2", project_id=PROJECT, external_gateway_info={"network_id": ext.id}
+    )
+    sdk.network.add_interface_to_router(router, subnet_id=sub.id)
+    vm = sdk.network.create_port(network_id=net.id, project_id=PROJECT)
+    fip = sdk.network.create_ip(floating_network_id=ext.id, project_id=PROJECT, port_id=vm.id)
+    native_router = native_http.get(f"/routers/{router.id}").json()
+    in_rules = _chain_rules(native_http, native_router["inbound_filter_id"])
+    assert [r["action"] for r in in_rules] == ["dnat", "reverse-snat"]
+
+    sdk.network.delete_port(vm)  # Neutron: the floating IP stays, associated with nothing
+    kept = sdk.network.get_ip(fip.id)
+    assert (kept.port_id, kept.fixed_ip_address, kept.router_id) == (None, None, None)
+    assert kept.status == "DOWN" and kept.revision_number == fip.revision_number + 1
+    assert kept.floating_ip_address == fip.floating_ip_address
+    in_rules = _chain_rules(native_http, native_router["inbound_filter_id"])
+    assert [r["action"] for r in in_rules] == ["reverse-snat"]  # no DNAT to a freed address
+    again = sdk.network.create_port(network_id=net.id, project_id=PROJECT)
+    sdk.network.update_ip(kept, port_id=again.id)  # and it can be associated again
+    sdk.network.delete_ip(kept)
+    sdk.network.delete_port(again)
+    sdk.network.remove_interface_from_router(router, subnet_id=sub.id)
+    sdk.network.delete_router(router)

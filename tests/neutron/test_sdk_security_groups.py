@@ -43,9 +43,10 @@ def test_default_group_and_port_filters(sdk: Any, native_http: httpx.Client) -> 
     assert native["port_group_ids"] == [default[0].id]
     inbound = _rules(native_http, native["inbound_filter_id"])
     outbound = _rules(native_http, native["outbound_filter_id"])
-    assert [r["action"] for r in inbound] == ["accept", "jump", "drop"]
-    assert [r["action"] for r in outbound] == ["accept", "accept", "jump", "drop"]
-    ingress_chain = outbound[2]["jump_chain_id"]
+    assert [r["action"] for r in inbound] == ["accept", "accept", "jump", "drop"]
+    assert [r["action"] for r in outbound] == ["accept", "accept", "accept", "jump", "drop"]
+    assert inbound[1]["ethertype"] == outbound[1]["ethertype"] == 0x0806  # ARP: never filtered
+    ingress_chain = outbound[3]["jump_chain_id"]
     (allow_members,) = _rules(native_http, ingress_chain)  # the IPv6 rule makes none
     assert allow_members["remote_group_src_id"] == default[0].id
     # no port security: no filters, no groups

@@ -79,8 +79,11 @@ class PortBindings:
 
     def unbind(self, b: Binding) -> None:
         del self._by_port[b.port_id]
-        if not b.dp_port:
-            return
+        if b.dp_port:
+            self._unplug(b)
+            log.info("unbound %s", kv(port=b.port_id, ifname=b.ifname))
+
+    def _unplug(self, b: Binding) -> None:
         self._by_dp.pop(b.dp_port, None)
         self._limiter.forget(b.dp_port)
         try:
@@ -89,7 +92,7 @@ class PortBindings:
             self._dp.remove_port(b.dp_port)
         except NetloomError as exc:
             log.warning("unbind failed %s", kv(port=b.port_id, error=exc))
-        log.info("unbound %s", kv(port=b.port_id, ifname=b.ifname))
+        b.dp_port = 0
 
     def set_sidecar(self, uplink_id: str, ifname: str | None) -> bool:
         """Plug an uplink's routing sidecar veth (``ifname``) as its pseudo port, or unplug it
@@ -104,11 +107,20 @@ class PortBindings:
             self.bind(sid, ifname, None, PortKind.VM)
         return cur is not None or ifname is not None
 
-    def replug(self) -> None:
-        """Retry plugging the bindings whose interface was missing."""
+    def replug(self) -> set[str]:
+        """Unplug the bindings whose interface is gone (a VM's tap goes with the VM), retry
+        plugging those whose interface was missing; the ports whose datapath port changed."""
+        changed = set()
         for b in list(self._by_port.values()):
+            if b.dp_port and not self._dp.port_present(b.dp_port):
+                log.info("interface gone %s", kv(port=b.port_id, ifname=b.ifname))
+                self._unplug(b)
+                changed.add(b.port_id)
             if not b.dp_port:
                 self.plug(b)
+                if b.dp_port:
+                    changed.add(b.port_id)
+        return changed
 
 
 __all__ = ["Binding", "PortBindings"]

@@ -485,7 +485,7 @@ class Agent:
             self._invalidate(dead, why="state expiry")
         self._parking.expire(now)
         self._expire_interests(now)
-        self._bindings.replug()
+        self._invalidate(self._bindings.replug(), why="replug")
 
     def _expire_interests(self, now: float) -> None:
         waited = self._parking.waited()

@@ -36,6 +36,7 @@ from netloom.agent.core import Agent, PushState, Subscribe, Unsubscribe
 from netloom.agent.gateway import GatewayLink
 from netloom.agent.snat import LeaseSnat
 from netloom.agent.view import Interest
+from netloom.agent.wiring import WiredPorts
 from netloom.datapath.base import Datapath
 from netloom.errors import InvalidInput, NetloomError
 from netloom.model.neighbors import ARP_KIND
@@ -78,6 +79,7 @@ class AgentDriver:
         self._state_sock: socket.socket | None = None
         self._http: Any = None
         self._stopped = asyncio.Event()
+        self._wired = WiredPorts()
         self._wake = asyncio.Event()
         self.state_rejected = 0
         self._state_failed = 0  # the address the channel could not bind (not retried)
@@ -180,7 +182,14 @@ class AgentDriver:
         self.agent.on_topology(kind, id, data, now)
         if self.gateway is not None:
             self.gateway.changed(kind)
+        if kind == "port":
+            self._report_wiring()
         self._flush()
+
+    def _report_wiring(self) -> None:
+        """Tell the cluster which bound ports' interfaces came or went."""
+        for port_id, up in self._wired.changes(self.agent.bound, self.agent.view.peek):
+            self.client.report_wired(port_id, up=up)
 
     def _flush(self) -> None:
         """Carry out what the core asked for."""
@@ -329,6 +338,7 @@ class AgentDriver:
                 self.agent.tick(self.clock())
             except NetloomError as exc:
                 log.error("tick failed error=%s", exc)
+            self._report_wiring()
             self._flush()
             await self.open_state_channel()
 

@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from netloom.api import snat
+from netloom.api.neutron import port_status
 from netloom.api.service import ObjectService
 from netloom.api.tx import BGP_STATUS, REFS, Doc, Tx, check_id, ref_id, split_ref
 from netloom.errors import InvalidInput, NotFound
@@ -179,9 +180,11 @@ class ClusterReports:
         self.service.run(plan)
 
     def hosts_down(self, host_ids: set[str], uplinks: set[str]) -> None:
-        """As :meth:`hosts_gone`, and the dead hosts' SNAT port blocks are free again."""
+        """As :meth:`hosts_gone`, and the dead hosts' SNAT port blocks are free again, their
+        ports' interfaces no longer reported plugged (a reconnecting agent reports again)."""
         self.hosts_gone(host_ids, uplinks)
         snat.release(self.service, host_ids)
+        port_status.drop_host(self.service, host_ids)
 
     def hosts_gone(self, host_ids: set[str], uplinks: set[str]) -> None:
         """The routes learned on the hosts' ``uplinks`` go, their sessions are down, the ARP
@@ -205,6 +208,11 @@ class ClusterReports:
         for item in self.store.list(ARP_KIND):
             if item.data.get("host_id") in host_ids:
                 self.service.run(_drop_arp(item.id, item.data))
+
+    # -- ports' interfaces --------------------------------------------------------------------
+
+    def port_wired(self, host_id: str, port_id: str, *, up: bool) -> None:
+        port_status.report(self.service, host_id, port_id, up=up)
 
     # -- SNAT --------------------------------------------------------------------------------
 

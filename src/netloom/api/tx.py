@@ -48,6 +48,9 @@ BGP_STATUS = "_bgp_status"
 # {"blocks": {"<k>": host id}}: the SNAT port blocks of one (router, NAT address) and the
 # host leasing each (see netloom.api.snat)
 SNAT_BLOCKS = "_snat_blocks"
+# {"port_id", "host_id"} under "<port>:<host>": the agent on the host reported the port's
+# interface plugged into its datapath (gone when it reports it unplugged, or dies)
+WIRED = "_wired"
 # a router's ARP entry for a next hop behind an uplink, kept for every agent (model/neighbors.py)
 INTERNAL_KINDS = (
     REFS,
@@ -59,6 +62,7 @@ INTERNAL_KINDS = (
     SNAT_BLOCKS,
     OWNER,
     ARP_KIND,
+    WIRED,
 )
 
 Key = tuple[str, str]
@@ -197,6 +201,7 @@ __all__ = [
     "REFS",
     "SNAT_BLOCKS",
     "UNIQUE",
+    "WIRED",
     "Doc",
     "Key",
     "Tx",

@@ -23,6 +23,8 @@ from netloom.lab.lab import Lab, labs
 from netloom.lab.lab import down as lab_down
 
 lab_app = typer.Typer(help="A netloom lab in network namespaces.", no_args_is_help=True)
+vm_app = typer.Typer(help="VMs booted on ports, as Nova/os-vif does.", no_args_is_help=True)
+lab_app.add_typer(vm_app, name="vm")
 
 NameOpt = Annotated[str | None, typer.Option("--name", help="lab name (default: the only lab)")]
 StaticIpOpt = Annotated[
@@ -205,6 +207,43 @@ def down(
             typer.echo("nothing to remove")
     except NetloomError as exc:
         raise _fail(exc) from None
+
+
+@vm_app.command("add")
+def vm_add(
+    port: Annotated[str, typer.Option("--port", help="the port's id (Neutron or native)")],
+    host: Annotated[str, typer.Option("--host", help="the lab host to boot on (h1, h2 ...)")],
+    vm: Annotated[
+        str | None, typer.Option("--vm", help="VM name (default: the port id's first 8 chars)")
+    ] = None,
+    dhcp: Annotated[bool, typer.Option("--dhcp/--no-dhcp", help="take an address by DHCP")] = True,
+    name: NameOpt = None,
+) -> None:
+    """Boot a VM on a port as Nova/os-vif does: its host-side interface is ``tap`` + the
+    first 11 characters of the port id (bind the port with ``binding:host_id`` = the host's
+    NSDB name, ``<lab>-h1``: ``openstack port set --host <lab>-h1 PORT``), its address by
+    DHCP from the agent."""
+    try:
+        got = Lab.load(_resolve(name)).boot_vm(port, host, vm or port[:8], dhcp=dhcp)
+    except NetloomError as exc:
+        raise _fail(exc) from None
+    typer.echo(
+        f"vm {got.name}: netns {got.netns}, {got.host_if} on {got.host}, mac {got.mac}, "
+        f"ip {got.ip or '-'}"
+    )
+
+
+@vm_app.command("del")
+def vm_del(
+    vm: Annotated[str, typer.Argument(help="the VM (its lab name or namespace)")],
+    name: NameOpt = None,
+) -> None:
+    """Delete a VM (its tap goes with it: the agent reports the port unplugged)."""
+    try:
+        Lab.load(_resolve(name)).remove_vm(vm)
+    except NetloomError as exc:
+        raise _fail(exc) from None
+    typer.echo(f"vm {vm}: deleted")
 
 
 # -- display -------------------------------------------------------------------------------------

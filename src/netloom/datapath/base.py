@@ -182,6 +182,10 @@ class Datapath(Protocol):
 
     def remove_port(self, port: int) -> None: ...
 
+    def port_present(self, port: int) -> bool:
+        """Whether ``port``'s interface still exists (a VM's tap goes when the VM does)."""
+        ...
+
     def ports(self) -> list[PortInfo]: ...
 
     def set_tunnel(self, settings: TunnelSettings) -> int:

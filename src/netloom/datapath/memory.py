@@ -151,6 +151,9 @@ class MemoryDatapath:
         if port == self._tunnel_port:
             self._tunnel_port = 0
 
+    def port_present(self, port: int) -> bool:
+        return port in self._ports
+
     def ports(self) -> list[PortInfo]:
         return list(self._ports.values())
 
@@ -488,9 +491,8 @@ class MemoryDatapath:
 
 
 def _expired(f: Flow, created: float, last_used: float, now: float) -> bool:
-    if f.hard_timeout_s and now - created >= f.hard_timeout_s:
-        return True
-    return bool(f.idle_timeout_s) and now - last_used >= f.idle_timeout_s
+    hard = bool(f.hard_timeout_s) and now - created >= f.hard_timeout_s
+    return hard or (bool(f.idle_timeout_s) and now - last_used >= f.idle_timeout_s)
 
 
 MAX_ACTIONS = 8  # as the kernel datapath (NL_MAX_ACTIONS)

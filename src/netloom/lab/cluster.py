@@ -15,7 +15,7 @@ from netloom.api.client import ApiClient
 from netloom.datapath.pins import PIN_ROOT
 from netloom.errors import ApiUnreachable, LabError, NetloomError, NotFound, StoreError
 from netloom.lab import netns, supervisor
-from netloom.lab.addressing import API_PORT, TOPOLOGY_PORT
+from netloom.lab.addressing import API_PORT, NEUTRON_PORT, TOPOLOGY_PORT
 from netloom.lab.plumbing import Plumbing
 from netloom.lab.state import ClusterRecord, StateFile
 
@@ -65,6 +65,8 @@ def start_cluster(sf: StateFile, plumbing: Plumbing, api: ApiClient, timeout: fl
         f"{s.switch_ip}:{API_PORT}",
         "--topology",
         s.cluster.topology,
+        "--neutron",
+        f"{s.switch_ip}:{NEUTRON_PORT}",
         "--state-dir",
         str(lab_dir),
         "--host-timeout",
@@ -89,6 +91,7 @@ def cluster_record(sf: StateFile, plumbing: Plumbing) -> ClusterRecord:
     return ClusterRecord(
         netns=s.switch_netns,
         api_url=f"http://{s.switch_ip}:{API_PORT}",
+        neutron_url=f"http://{s.switch_ip}:{NEUTRON_PORT}",
         topology=f"{s.switch_ip}:{TOPOLOGY_PORT}",
         store_url=store_url,
     )

@@ -48,6 +48,7 @@ from netloom.lab import (
     status,
     supervisor,
     topology_build,
+    vms,
 )
 from netloom.lab.addressing import SWITCH_IP, TENANT_GW
 from netloom.lab.cluster import NetnsApiClient
@@ -243,6 +244,19 @@ class Lab:
         """Write a static address (and default route) inside the VM: the VM works before any
         DHCP server exists, and a test can pin addresses."""
         self._plumbing.vm_address(self._vm(vm), cidr, gateway)
+
+    def boot_vm(self, port_id: str, host: str, name: str, *, dhcp: bool = True) -> VM:
+        """A VM on port ``port_id`` plugged on ``host`` as Nova/os-vif does (its tap named
+        after the port), its address by DHCP (:mod:`netloom.lab.vms`)."""
+        rec = vms.boot(
+            self._sf, self._plumbing, self._host(host), self.api().get("ports", port_id), name
+        )
+        if dhcp:
+            vms.dhcp(self._sf, rec)
+        return self.vm(rec.name)
+
+    def remove_vm(self, name: str) -> None:
+        vms.remove(self._sf, name)
 
     def vm(self, name: str) -> VM:
         rec = self._vm(name)

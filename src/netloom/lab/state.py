@@ -124,6 +124,7 @@ class ClusterRecord(_Model):
     api_url: str
     topology: str
     store_url: str
+    neutron_url: str | None = None  # the Neutron v2.0 API (noauth)
 
 
 class LabState(_Model):

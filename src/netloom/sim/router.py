@@ -260,9 +260,10 @@ def _router_arp(c: Ctx, dev: CDevice, in_port: CPort) -> None:
 
 
 def _owns_floating_ip(c: Ctx, dev: CDevice, in_port: CPort, ip: int) -> bool:
-    """Whether ``ip`` is a floating IP of this router on an exterior port's subnet: an address
-    the router's inbound chain translates (DNAT /32), as MidoNet answered on the uplink."""
-    if not in_port.exterior or dev.in_filter is None or ip & in_port.mask != in_port.net:
+    """Whether ``ip`` is a floating IP of this router on the port's subnet: an address the
+    router's inbound chain translates (DNAT /32), as MidoNet answered on the uplink and
+    Neutron's router on its gateway port (linked to the external network's bridge)."""
+    if dev.in_filter is None or ip & in_port.mask != in_port.net:
         return False
     chain = c.topo.chain(dev.in_filter)
     c.tags.add(dev.in_filter)

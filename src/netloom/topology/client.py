@@ -48,6 +48,7 @@ from netloom.topology.protocol import (
     Sub,
     Unsub,
     Welcome,
+    Wired,
     client_decoder,
     frame,
     matches,
@@ -222,6 +223,11 @@ class TopologyClient:
         msg = Arp(entry.router_id, entry.ip, entry.mac, entry.port_id, entry.expires)
         self._post(("arp", entry.id), msg)
 
+    def report_wired(self, port_id: str, *, up: bool) -> None:
+        """Report that bound port ``port_id``'s interface is plugged into the datapath (``up``)
+        or not (the latest per port is sent, as for routes)."""
+        self._post(("wired", port_id), Wired(port_id, up))
+
     async def lease_snat_block(self, device_id: str, ip: str) -> tuple[int, int]:
         """Lease a SNAT port block of (router ``device_id``, NAT address ``ip``) for this host
         from the cluster: ``(first port, last port)``, held by no other host."""
@@ -240,7 +246,7 @@ class TopologyClient:
     def reports_sent(self) -> int:
         return self._reporter.sent
 
-    def _post(self, key: tuple[str, str], msg: Routes | Status | Arp) -> None:
+    def _post(self, key: tuple[str, str], msg: Routes | Status | Arp | Wired) -> None:
         loop = self._loop if self._loop is not None and not self._loop.is_closed() else None
         if loop is not None and not _on_loop(loop):
             loop.call_soon_threadsafe(self._post, key, msg)

@@ -124,6 +124,13 @@ class Arp(msgspec.Struct, tag="arp", array_like=True):
     expires: float  # wall clock
 
 
+class Wired(msgspec.Struct, tag="wired", array_like=True):
+    """A port bound to the host: its interface plugged into the datapath (``up``) or not."""
+
+    port: str
+    up: bool
+
+
 class Lease(msgspec.Struct, tag="lease", array_like=True):
     req: int
     device: str
@@ -166,7 +173,7 @@ class Error(msgspec.Struct, tag="error", array_like=True):
     field: str | None = None
 
 
-ClientMsg = Hello | Sub | Unsub | Ping | Routes | Status | Arp | Lease
+ClientMsg = Hello | Sub | Unsub | Ping | Routes | Status | Arp | Wired | Lease
 ServerMsg = Welcome | Snap | Batch | Pong | Leased | Error
 
 _encoder = msgspec.msgpack.Encoder()
@@ -321,6 +328,7 @@ __all__ = [
     "Sub",
     "Unsub",
     "Welcome",
+    "Wired",
     "client_decoder",
     "frame",
     "matches",

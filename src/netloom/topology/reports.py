@@ -1,5 +1,6 @@
-"""Reports from agents to the cluster: what a gateway learned and its sessions' states, and the
-SNAT port blocks a host leases (see :mod:`netloom.topology.protocol`).
+"""Reports from agents to the cluster: what a gateway learned and its sessions' states, which
+bound ports have their interface plugged, and the SNAT port blocks a host leases (see
+:mod:`netloom.topology.protocol`).
 
 Both ends coalesce: an agent keeps the *latest* report per key (an uplink's route set, a peer's
 status) and sends it when connected, again after every reconnect (reports are full states, so
@@ -53,6 +54,10 @@ class ReportSink(Protocol):
 
     def hosts_down(self, host_ids: set[str], uplinks: set[str]) -> None:
         """As :meth:`hosts_gone`, and the dead hosts' SNAT blocks are free again."""
+        ...
+
+    def port_wired(self, host_id: str, port_id: str, *, up: bool) -> None:
+        """The interface of ``port_id``, bound to ``host_id``, is plugged (``up``) or not."""
         ...
 
     def lease_snat_block(self, host_id: str, device_id: str, ip: str) -> tuple[int, int]:

@@ -52,6 +52,7 @@ from netloom.topology.protocol import (
     Sub,
     Unsub,
     Welcome,
+    Wired,
     frame,
     server_decoder,
 )
@@ -291,15 +292,18 @@ class TopologyServer:
 
     # -- reports -----------------------------------------------------------------------------
 
-    def _on_report(self, conn: Conn, host: str, msg: Routes | Status | Arp | Lease) -> None:
-        """Check what the view can tell at once (the port is this host's), then queue the
-        store write; the sink checks again in its transaction."""
+    def _on_report(self, conn: Conn, host: str, msg: Routes | Status | Arp | Wired | Lease) -> None:
+        """Check what the view tells at once, queue the store write (the sink checks again)."""
         sink = self._sink
         if sink is None:
             raise InvalidInput("this topology server takes no reports from agents")
         if isinstance(msg, Lease):
             job = partial(self._lease, conn, host, msg, sink)
             self._reports.submit(("lease", host, msg.req), job, self._replier(conn, msg.req))
+            return
+        if isinstance(msg, Wired):  # the sink decides: a late report of a port moved on is moot
+            job = partial(sink.port_wired, host, msg.port, up=msg.up)
+            self._reports.submit(("wired", host, msg.port), job, self._replier(conn, 0))
             return
         self._check_uplink(host, msg.port)
         if isinstance(msg, Arp):
@@ -490,7 +494,7 @@ class TopologyServer:
 
 def _moot(host: str) -> tuple[tuple[str, str], ...]:
     """The keys of a dead host's queued reports (its leases are still answered)."""
-    return (("routes", host), ("status", host), ("arp", host))
+    return (("routes", host), ("status", host), ("arp", host), ("wired", host))
 
 
 __all__ = ["ServerStats", "TopologyServer"]

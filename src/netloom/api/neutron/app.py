@@ -50,6 +50,8 @@ RESOURCES: dict[str, Any] = {
     "floatingips": floatingips,
 }
 FILTER_ALIASES = {"ports": ("ip_address", "subnet_id")}
+# a port's delete disassociates its floating IPs: it lives with them
+DELETES: dict[str, Callable[..., None]] = {"ports": floatingips.delete_port}
 
 
 def keystone(auth: KeystoneAuth) -> Authenticate:
@@ -147,7 +149,8 @@ def _routes(app: FastAPI, service: ObjectService, collection: str, auth: Authent
     async def delete(request: Request, id: str) -> Response:
         caller = writer(await auth(request), f"delete_{name}")
         if_match = request.headers.get("if-match")
-        await run_in_threadpool(docs.serial, mod.delete, service, caller, id, if_match)
+        remove = DELETES.get(collection) or mod.delete
+        await run_in_threadpool(docs.serial, remove, service, caller, id, if_match)
         return Response(status_code=204)
 
     app.add_api_route(base, list_, methods=["GET"])
@@ -244,6 +247,7 @@ def create_app(service: ObjectService, auth: Authenticate = noauth) -> FastAPI:
 
 
 __all__ = [
+    "DELETES",
     "NOAUTH_PROJECT",
     "PREFIX",
     "RESOURCES",

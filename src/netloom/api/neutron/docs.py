@@ -23,6 +23,12 @@ from netloom.api.tx import OWNER, Doc, Tx, ref_id
 from netloom.errors import NeutronFault
 
 T = TypeVar("T")
+# the new document of an update, from the stored one (checks, and what must be staged whether
+# it changed or not); then what to stage once it is known to change (stamped already)
+Change = Callable[[Tx, Doc], Doc]
+Apply = Callable[[Tx, Doc, Doc], None]
+# what else a delete stages (refusals, native records), before the document itself goes
+Remove = Callable[[Tx, Doc], None]
 # Neutron writes run one at a time in this process: they share hot reverse-reference documents
 # (a network's bridge, a security group's chains), and optimistic retries of several at once
 # only waste work (8 concurrent port creations on one network kept losing the race). Another
@@ -152,10 +158,58 @@ def check_revision(doc: Doc, if_match: str | None) -> None:
         )
 
 
+def update_plan(
+    service: ObjectService,
+    resource: str,
+    who: tuple[Caller, str, str | None],
+    change: Change,
+    apply: Apply | None = None,
+) -> Doc:
+    """The one shape of a Neutron update, one commit: the caller's own document (``who``:
+    caller, id, If-Match) at the revision it names, ``change`` makes the new one; an unchanged
+    document is answered as it is, a changed one is stamped, ``apply`` stages what follows
+    from it (``apply(tx, new, old)``) and it is stored."""
+    caller, id, if_match = who
+
+    def plan(tx: Tx) -> Doc:
+        old = get_own(tx, resource, id, caller)
+        check_revision(old, if_match)
+        doc = change(tx, old)
+        if doc == old:
+            return old
+        stamp(doc, old)
+        if apply is not None:
+            apply(tx, doc, old)
+        put(tx, resource, doc)
+        return doc
+
+    return service.transact(plan)
+
+
+def delete_plan(
+    service: ObjectService, resource: str, who: tuple[Caller, str, str | None], remove: Remove
+) -> None:
+    """The one shape of a Neutron delete, one commit: the caller's own document at the
+    revision it names, ``remove(tx, old)`` refuses or stages the rest, the document goes."""
+    caller, id, if_match = who
+
+    def plan(tx: Tx) -> None:
+        old = get_own(tx, resource, id, caller)
+        check_revision(old, if_match)
+        remove(tx, old)
+        delete(tx, resource, id)
+
+    service.transact(plan)
+
+
 __all__ = [
+    "Apply",
     "Caller",
+    "Change",
+    "Remove",
     "check_revision",
     "delete",
+    "delete_plan",
     "disown",
     "ensure_tenant",
     "get",
@@ -168,5 +222,6 @@ __all__ = [
     "serial",
     "stamp",
     "tenant_of",
+    "update_plan",
     "visible",
 ]

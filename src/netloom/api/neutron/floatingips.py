@@ -150,9 +150,7 @@ def update(
 ) -> Doc:
     given = attrs.parse(RESOURCE, body, ATTRS, create=False)
 
-    def plan(tx: Tx) -> Doc:
-        old = docs.get_own(tx, RESOURCE, id, caller)
-        docs.check_revision(old, if_match)
+    def change(tx: Tx, old: Doc) -> Doc:
         doc = {**old, **given}
         if "port_id" in given and "fixed_ip_address" not in given:
             doc["fixed_ip_address"] = None
@@ -160,26 +158,53 @@ def update(
             service, tx, doc, caller
         )
         doc["status"] = "ACTIVE" if doc["port_id"] else "DOWN"
-        if doc == old:
-            return old
-        _apply(service, tx, doc, old)
-        docs.put(tx, RESOURCE, docs.stamp(doc, old))
         return doc
 
-    return service.transact(plan)
+    return docs.update_plan(
+        service,
+        RESOURCE,
+        (caller, id, if_match),
+        change,
+        lambda tx, doc, old: _apply(service, tx, doc, old),
+    )
 
 
 def delete(service: ObjectService, caller: docs.Caller, id: str, if_match: str | None) -> None:
-    def plan(tx: Tx) -> None:
-        old = docs.get_own(tx, RESOURCE, id, caller)
-        docs.check_revision(old, if_match)
+    def remove(tx: Tx, old: Doc) -> None:
         _apply(service, tx, {**old, "router_id": None}, old)
         port = tx.get(docs.kind("port"), _port_id(id))
         if port is not None:
             ports.unstage(service, tx, port)
-        docs.delete(tx, RESOURCE, id)
 
-    service.transact(plan)
+    docs.delete_plan(service, RESOURCE, (caller, id, if_match), remove)
 
 
-__all__ = ["ATTRS", "OWNER", "RESOURCE", "create", "delete", "update"]
+def _disassociate(service: ObjectService, tx: Tx, port: Doc) -> None:
+    """The floating IPs of a port being deleted stay, associated with nothing (as Neutron's
+    ``disassociate_floatingips``), their NAT pairs gone from their routers."""
+    fixed = {ip["ip_address"] for ip in port["fixed_ips"]}
+    for item in service.store.list(router_ports.STATE):
+        st = tx.get(router_ports.STATE, item.id)
+        for fip_id, (_, inner) in (st or {"fips": {}})["fips"].items():
+            old = tx.get(docs.kind(RESOURCE), fip_id)
+            if inner not in fixed or old is None or old["port_id"] != port["id"]:
+                continue
+            doc = {**old, "port_id": None, "fixed_ip_address": None, "router_id": None}
+            doc["status"] = "DOWN"
+            _apply(service, tx, doc, old)
+            docs.put(tx, RESOURCE, docs.stamp(doc, old))
+
+
+def delete_port(service: ObjectService, caller: docs.Caller, id: str, if_match: str | None) -> None:
+    """Delete a Neutron port (:func:`.ports.check_deletable`, :func:`.ports.unstage`); its
+    floating IPs are disassociated in the same commit."""
+
+    def remove(tx: Tx, old: Doc) -> None:
+        ports.check_deletable(old)
+        _disassociate(service, tx, old)
+        ports.unstage(service, tx, old)
+
+    docs.delete_plan(service, ports.RESOURCE, (caller, id, if_match), remove)
+
+
+__all__ = ["ATTRS", "OWNER", "RESOURCE", "create", "delete", "delete_port", "update"]

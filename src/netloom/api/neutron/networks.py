@@ -89,27 +89,19 @@ def update(
     given = attrs.parse(RESOURCE, body, ATTRS, create=False)
     _admin_only({k: True for k in ADMIN_ONLY if k in given}, caller, "update_network")
 
-    def plan(tx: Tx) -> Doc:
-        old = docs.get_own(tx, RESOURCE, id, caller)
-        docs.check_revision(old, if_match)
-        doc = {**old, **given}
-        if doc == old:
-            return old
-        docs.stamp(doc, old)
+    def apply(tx: Tx, doc: Doc, old: Doc) -> None:
         bridge = tx.get("bridge", id)
         assert bridge is not None
         want = _bridge(doc, bridge["tenant_id"])
         service.stage_update(tx, "bridge", id, {k: want[k] for k in ("shared", "admin_state_up")})
-        docs.put(tx, RESOURCE, doc)
-        return doc
 
-    return service.transact(plan)
+    return docs.update_plan(
+        service, RESOURCE, (caller, id, if_match), lambda _tx, old: {**old, **given}, apply
+    )
 
 
 def delete(service: ObjectService, caller: docs.Caller, id: str, if_match: str | None) -> None:
-    def plan(tx: Tx) -> None:
-        old = docs.get_own(tx, RESOURCE, id, caller)
-        docs.check_revision(old, if_match)
+    def remove(tx: Tx, old: Doc) -> None:
         if referrers(tx, "bridge", id, "port", "device_id"):
             raise faults.conflict(
                 "NetworkInUse",
@@ -121,9 +113,8 @@ def delete(service: ObjectService, caller: docs.Caller, id: str, if_match: str |
             docs.disown(tx, "dhcp_subnet", subnet_id)
         service.stage_delete(tx, "bridge", id, cascade=True)
         docs.disown(tx, "bridge", id)
-        docs.delete(tx, RESOURCE, id)
 
-    service.transact(plan)
+    docs.delete_plan(service, RESOURCE, (caller, id, if_match), remove)
 
 
 __all__ = ["ATTRS", "RESOURCE", "create", "delete", "update"]

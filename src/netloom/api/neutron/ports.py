@@ -8,7 +8,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from netloom.api.neutron import attrs, docs, faults, fixed_ips, groups, sg_native
+from netloom.api.neutron import attrs, docs, faults, fixed_ips, groups, port_status, sg_native
 from netloom.api.neutron.attrs import MISSING, Attr
 from netloom.api.service import ObjectService
 from netloom.api.tx import Doc, Tx
@@ -17,6 +17,7 @@ from netloom.model.types import new_id
 RESOURCE = "port"
 VIF_TYPE = "tap"
 ROUTER_OWNERS = ("network:router_interface", "network:router_gateway")
+SERVICE_OWNERS = (*ROUTER_OWNERS, "network:floatingip")
 
 _PAIR = attrs.dict_of(
     {"ip_address": attrs.to_ip_or_cidr, "mac_address": attrs.to_mac}, required=("ip_address",)
@@ -167,50 +168,44 @@ def update(
 ) -> Doc:
     given = attrs.parse(RESOURCE, body, ATTRS, create=False)
 
-    def plan(tx: Tx) -> Doc:
-        old = docs.get_own(tx, RESOURCE, id, caller)
-        docs.check_revision(old, if_match)
+    native: Doc = {}
+
+    def change(tx: Tx, old: Doc) -> Doc:
         network = docs.get(tx, "network", old["network_id"], docs.Caller())
         doc = {**old, **given}
         if "fixed_ips" in given:
             doc["fixed_ips"] = fixed_ips.assign(
                 tx, network, id, given["fixed_ips"], old["fixed_ips"]
             )
-        native = _finish(service, tx, doc, network, caller)
-        if doc == old:
-            return old
-        docs.stamp(doc, old)
+        native.update(_finish(service, tx, doc, network, caller))
+        if doc["device_owner"] not in SERVICE_OWNERS:  # a router's ports are always ACTIVE
+            doc["status"] = port_status.status(tx, doc, native["host_id"])
+        return doc
+
+    def apply(tx: Tx, doc: Doc, old: Doc) -> None:
         service.stage_update(tx, "port", id, native)
         if native["inbound_filter_id"] is None:
             sg_native.drop_port_filters(service, tx, id)
-        docs.put(tx, RESOURCE, doc)
-        return doc
 
-    return service.transact(plan)
+    return docs.update_plan(service, RESOURCE, (caller, id, if_match), change, apply)
 
 
-SERVICE_OWNERS = ("network:router_interface", "network:router_gateway", "network:floatingip")
-
-
-def delete(service: ObjectService, caller: docs.Caller, id: str, if_match: str | None) -> None:
-    def plan(tx: Tx) -> None:
-        old = docs.get_own(tx, RESOURCE, id, caller)
-        docs.check_revision(old, if_match)
-        if old["device_owner"] in SERVICE_OWNERS:
-            raise faults.conflict(
-                "ServicePortInUse",
-                f"Port {id} cannot be deleted directly via the port API: has device owner"
-                f" {old['device_owner']}.",
-            )
-        unstage(service, tx, old)
-
-    service.transact(plan)
+def check_deletable(old: Doc) -> None:
+    """A router's or floating IP's port goes with its owner only. (A port is deleted by
+    :func:`.floatingips.delete_port`: its floating IPs are disassociated first.)"""
+    if old["device_owner"] in SERVICE_OWNERS:
+        raise faults.conflict(
+            "ServicePortInUse",
+            f"Port {old['id']} cannot be deleted directly via the port API: has device owner"
+            f" {old['device_owner']}.",
+        )
 
 
 def unstage(service: ObjectService, tx: Tx, old: Doc) -> None:
     """Stage the deletion of a port and its native records."""
     fixed_ips.release_all(tx, old["fixed_ips"])
-    if tx.get("port", old["id"]) is not None:
+    if (native := tx.get("port", old["id"])) is not None:
+        port_status.forget(tx, old["id"], native.get("host_id"))
         service.stage_delete(tx, "port", old["id"])
         docs.disown(tx, "port", old["id"])
     sg_native.drop_port_filters(service, tx, old["id"])
@@ -222,9 +217,9 @@ __all__ = [
     "RESOURCE",
     "SERVICE_OWNERS",
     "VIF_TYPE",
+    "check_deletable",
     "create",
     "defaults",
-    "delete",
     "stage",
     "tap_name",
     "unstage",

@@ -141,25 +141,18 @@ def update(
 ) -> Doc:
     given = attrs.parse(RESOURCE, body, ATTRS, create=False)
 
-    def plan(tx: Tx) -> Doc:
-        old = docs.get_own(tx, RESOURCE, id, caller)
-        docs.check_revision(old, if_match)
+    def change(tx: Tx, old: Doc) -> Doc:
         doc = {**old, **given}
         if "external_gateway_info" in given:
             _set_gateway(service, tx, doc, old)
         sync(service, tx, doc)
-        if doc == old:
-            return old
-        docs.put(tx, RESOURCE, docs.stamp(doc, old))
         return doc
 
-    return service.transact(plan)
+    return docs.update_plan(service, RESOURCE, (caller, id, if_match), change)
 
 
 def delete(service: ObjectService, caller: docs.Caller, id: str, if_match: str | None) -> None:
-    def plan(tx: Tx) -> None:
-        old = docs.get_own(tx, RESOURCE, id, caller)
-        docs.check_revision(old, if_match)
+    def remove(tx: Tx, old: Doc) -> None:
         st = router_ports.state(tx, id)
         if st["interfaces"]:
             raise faults.conflict(
@@ -179,9 +172,8 @@ def delete(service: ObjectService, caller: docs.Caller, id: str, if_match: str |
         docs.disown(tx, "router", id)
         router_nat.drop(service, tx, id)
         tx.delete(router_ports.STATE, id)
-        docs.delete(tx, RESOURCE, id)
 
-    service.transact(plan)
+    docs.delete_plan(service, RESOURCE, (caller, id, if_match), remove)
 
 
 __all__ = ["ATTRS", "RESOURCE", "create", "delete", "sync", "update"]

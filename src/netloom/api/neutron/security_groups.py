@@ -113,26 +113,18 @@ def update(
 ) -> Doc:
     given = attrs.parse(RESOURCE, body, ATTRS, create=False)
 
-    def plan(tx: Tx) -> Doc:
-        old = docs.get_own(tx, RESOURCE, id, caller)
-        docs.check_revision(old, if_match)
+    def change(tx: Tx, old: Doc) -> Doc:
         if old["name"] == "default" and given.get("name", "default") != "default":
             raise faults.conflict(
                 "SecurityGroupCannotUpdateDefault", "Updating default security group not allowed."
             )
-        doc = {**old, **given}
-        if doc == old:
-            return old
-        docs.put(tx, RESOURCE, docs.stamp(doc, old))
-        return doc
+        return {**old, **given}
 
-    return service.transact(plan)
+    return docs.update_plan(service, RESOURCE, (caller, id, if_match), change)
 
 
 def delete(service: ObjectService, caller: docs.Caller, id: str, if_match: str | None) -> None:
-    def plan(tx: Tx) -> None:
-        old = docs.get_own(tx, RESOURCE, id, caller)
-        docs.check_revision(old, if_match)
+    def remove(tx: Tx, old: Doc) -> None:
         if referrers(tx, "port_group", id, "port", "port_group_ids"):
             raise faults.conflict("SecurityGroupInUse", f"Security Group {id} in use.")
         # rules of other groups naming this one as their remote group go with it (as Neutron's
@@ -144,12 +136,11 @@ def delete(service: ObjectService, caller: docs.Caller, id: str, if_match: str |
             docs.delete(tx, RULE, r["id"])
             docs.disown(tx, "rule", r["id"])
         sg_native.delete_group(service, tx, id)
-        docs.delete(tx, RESOURCE, id)
         default = tx.get(DEFAULTS, docs.tenant_of(old["tenant_id"]))
         if default is not None and default["id"] == id:
             tx.delete(DEFAULTS, docs.tenant_of(old["tenant_id"]))
 
-    service.transact(plan)
+    docs.delete_plan(service, RESOURCE, (caller, id, if_match), remove)
 
 
 def _drop_rule(service: ObjectService, tx: Tx, rid: str, keep_group: str) -> None:

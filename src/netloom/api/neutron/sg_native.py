@@ -5,9 +5,10 @@ them by hand (MidoNet's translation):
   ``remote_group_id`` matches) and two chains, ``ingress`` and ``egress``, holding one
   ``accept`` rule per Neutron rule (same id; IPv6 rules make none: the dataplane is IPv4);
 * a port with port security has two chains of its own: its inbound filter (what the VM sends)
-  accepts return traffic, jumps to each group's egress chain and drops the rest; its outbound
-  filter (what reaches the VM) accepts return traffic and DHCP replies (RFC 2131: server port
-  67 to client port 68), jumps to each group's ingress chain and drops the rest.
+  accepts return traffic and ARP, jumps to each group's egress chain and drops the rest; its
+  outbound filter (what reaches the VM) accepts return traffic, ARP and DHCP replies (RFC 2131:
+  server port 67 to client port 68), jumps to each group's ingress chain and drops the rest
+  (security groups filter IP; ARP is held by anti-spoofing only, as in Neutron).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from netloom.model.values import IP_PROTOCOLS
 
 _NS = uuid.UUID("3c0d6a4e-52b1-4f7e-8a9d-0e1f2a3b4c5d")
 IPV4 = 0x0800
+ARP = 0x0806
 L4_PORTS = (6, 17, 33, 132, 136)  # tcp, udp, dccp, sctp, udplite: port_range is ports
 ICMP = 1
 
@@ -104,7 +106,10 @@ def remove_rule(service: ObjectService, tx: Tx, doc: Doc) -> None:
 
 
 def _port_rules(port_id: str, which: str, groups: list[str]) -> list[Doc]:
-    rules: list[Doc] = [{"action": "accept", "match_return_flow": True}]
+    rules: list[Doc] = [
+        {"action": "accept", "match_return_flow": True},
+        {"action": "accept", "ethertype": ARP},  # groups filter IP only (anti-spoofing: before)
+    ]
     if which == "out":
         dhcp = {"nw_proto": 17, "tp_src": {"start": 67, "end": 67}}
         rules.append({"action": "accept", **dhcp, "tp_dst": {"start": 68, "end": 68}})

@@ -155,34 +155,26 @@ def update(
 ) -> Doc:
     given = attrs.parse(RESOURCE, body, ATTRS, create=False)
 
-    def plan(tx: Tx) -> Doc:
-        old = docs.get_own(tx, RESOURCE, id, caller)
-        docs.check_revision(old, if_match)
-        doc = {**old, **given}
-        if doc == old:
-            return old
-        docs.put(tx, RESOURCE, docs.stamp(doc, old))
+    def apply(tx: Tx, doc: Doc, old: Doc) -> None:
         sg = tx.get(docs.kind(GROUP), old["security_group_id"])
         if sg is not None:
             rules = [doc if r["id"] == id else r for r in sg["security_group_rules"]]
             docs.put(tx, GROUP, {**sg, "security_group_rules": rules})
-        return doc
 
-    return service.transact(plan)
+    return docs.update_plan(
+        service, RESOURCE, (caller, id, if_match), lambda _tx, old: {**old, **given}, apply
+    )
 
 
 def delete(service: ObjectService, caller: docs.Caller, id: str, if_match: str | None) -> None:
-    def plan(tx: Tx) -> None:
-        old = docs.get_own(tx, RESOURCE, id, caller)
-        docs.check_revision(old, if_match)
+    def remove(tx: Tx, old: Doc) -> None:
         sg_native.remove_rule(service, tx, old)
-        docs.delete(tx, RESOURCE, id)
         sg = tx.get(docs.kind(GROUP), old["security_group_id"])
         if sg is not None:
             rules = [r for r in sg["security_group_rules"] if r["id"] != id]
             docs.put(tx, GROUP, docs.stamp({**sg, "security_group_rules": rules}, sg))
 
-    service.transact(plan)
+    docs.delete_plan(service, RESOURCE, (caller, id, if_match), remove)
 
 
 __all__ = ["ATTRS", "RESOURCE", "create", "delete", "update"]

@@ -151,33 +151,27 @@ def update(
 ) -> Doc:
     given = attrs.parse(RESOURCE, body, ATTRS, create=False)
 
-    def plan(tx: Tx) -> Doc:
-        old = docs.get_own(tx, RESOURCE, id, caller)
-        docs.check_revision(old, if_match)
+    def change(tx: Tx, old: Doc) -> Doc:
         doc = {**old, **given}
         if "gateway_ip" in given and "allocation_pools" not in given:
             doc["allocation_pools"] = old["allocation_pools"]
         ipam.check_gateway(doc["cidr"], doc["gateway_ip"])
         ipam.check_pools(doc["cidr"], doc["allocation_pools"], doc["gateway_ip"])
         _check_lists(doc)
-        if doc == old:
-            return old
-        docs.stamp(doc, old)
+        return doc
+
+    def apply(tx: Tx, doc: Doc, old: Doc) -> None:
         if doc["ip_version"] == 4:
             want = _dhcp(doc)
             service.stage_update(
                 tx, "dhcp_subnet", id, {k: v for k, v in want.items() if k != "id"}
             )
-        docs.put(tx, RESOURCE, doc)
-        return doc
 
-    return service.transact(plan)
+    return docs.update_plan(service, RESOURCE, (caller, id, if_match), change, apply)
 
 
 def delete(service: ObjectService, caller: docs.Caller, id: str, if_match: str | None) -> None:
-    def plan(tx: Tx) -> None:
-        old = docs.get_own(tx, RESOURCE, id, caller)
-        docs.check_revision(old, if_match)
+    def remove(tx: Tx, old: Doc) -> None:
         for port_id in referrers(tx, "bridge", old["network_id"], "port", "device_id"):
             port = tx.get(docs.kind("port"), port_id) or {"fixed_ips": []}
             if any(ip["subnet_id"] == id for ip in port["fixed_ips"]):
@@ -193,9 +187,8 @@ def delete(service: ObjectService, caller: docs.Caller, id: str, if_match: str |
         if network is not None:
             left = [s for s in network["subnets"] if s != id]
             docs.put(tx, "network", docs.stamp({**network, "subnets": left}, network))
-        docs.delete(tx, RESOURCE, id)
 
-    service.transact(plan)
+    docs.delete_plan(service, RESOURCE, (caller, id, if_match), remove)
 
 
 __all__ = ["ATTRS", "RESOURCE", "create", "delete", "update"]

@@ -88,6 +88,9 @@ class BpfDatapath:
     def remove_port(self, port: int) -> None:
         self._ports.remove(port)
 
+    def port_present(self, port: int) -> bool:
+        return self._ports.present(port)
+
     def ports(self) -> list[PortInfo]:
         return self._ports.list()
 

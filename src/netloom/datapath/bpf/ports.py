@@ -57,6 +57,11 @@ class PortTable:
         self._net.detach(info.ifname)
         self._map.delete(_key(port))
 
+    def present(self, port: int) -> bool:
+        """The port's interface still exists under its name (ifindexes are not reused soon)."""
+        info = self._ports.get(port)
+        return info is not None and self._net.ifname(port) == info.ifname
+
     def detach_all(self) -> None:
         """Remove every port's attachment (the table and the map stay)."""
         for info in self._ports.values():
