@@ -144,9 +144,10 @@ def test_show_prints_the_state_and_the_routes_an_agent_reported(
                 10,
                 "the reported state and routes",
             )
+            # while the agent is connected: its routes go with its connection
+            text = shown()
+            assert "learned routes (2)" in text and "0.0.0.0/0" in text
         finally:
             await client.stop()
 
     asyncio.run(report())
-    text = cli.invoke(app, ["bgp-peer", "show", f"up{s}"], env={"COLUMNS": "200"}).stdout
-    assert "learned routes (2)" in text and "0.0.0.0/0" in text
