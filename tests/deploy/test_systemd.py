@@ -3,6 +3,7 @@ cluster speaks the readiness and watchdog protocol they rely on (``Type=notify``
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -103,6 +104,13 @@ def _next(sock: socket.socket) -> str:
     return sock.recv(4096).decode()
 
 
+def _next_but_watchdog(sock: socket.socket) -> str:
+    message = _next(sock)
+    while message == sdnotify.WATCHDOG:
+        message = _next(sock)
+    return message
+
+
 @pytest.mark.slow
 def test_cluster_tells_systemd_ready_then_pings_the_watchdog(
     notify_socket: tuple[socket.socket, str],
@@ -117,10 +125,7 @@ def test_cluster_tells_systemd_ready_then_pings_the_watchdog(
         assert _next(sock) == sdnotify.WATCHDOG
         assert _next(sock) == sdnotify.WATCHDOG
         proc.send_signal(signal.SIGTERM)
-        after = _next(sock)
-        while after == sdnotify.WATCHDOG:  # pings sent before the signal
-            after = _next(sock)
-        assert after == sdnotify.STOPPING
+        assert _next_but_watchdog(sock) == sdnotify.STOPPING  # after the pings already sent
         assert proc.wait(timeout=30) == 0
     finally:
         if proc.poll() is None:
@@ -130,3 +135,48 @@ def test_cluster_tells_systemd_ready_then_pings_the_watchdog(
         log = proc.stderr.read()
         proc.stderr.close()
     assert "event=cluster.ready" in log
+
+
+@pytest.mark.slow
+def test_agent_is_ready_once_connected_with_its_ports_plugged(
+    notify_socket: tuple[socket.socket, str], tmp_path: Path
+) -> None:
+    from netloom.api.service import ObjectService
+    from netloom.store.memory import MemoryStore
+    from netloom.topology.server import TopologyServer
+
+    sock, path = notify_socket
+
+    async def scenario() -> str:
+        store = MemoryStore()
+        svc = ObjectService(store)
+        host = svc.create("host", {"name": "sd-h1"})[0]["id"]
+        bridge = svc.create("bridge", {"name": "b"})[0]["id"]
+        port = svc.create("port", {"device_id": bridge, "type": "bridge"})[0]["id"]
+        svc.bind_port(port, host, "tap-sd")
+        server = TopologyServer(store, host_timeout_s=3.0)
+        address = await server.start("127.0.0.1", 0)
+        config = tmp_path / "netloom.toml"
+        config.write_text(f'[agent]\ntopology = "127.0.0.1:{address}"\nhost-name = "sd-h1"\n')
+        env = {**os.environ, "NOTIFY_SOCKET": path, "WATCHDOG_USEC": "200000"}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "netloom.agent", "--config", str(config),
+            stderr=asyncio.subprocess.PIPE, env=env,
+        )  # fmt: skip
+        try:
+            # the agent pings the watchdog from its start on, ready or not
+            assert await asyncio.to_thread(_next_but_watchdog, sock) == sdnotify.READY
+            assert server.host_alive(host)
+            assert await asyncio.to_thread(_next, sock) == sdnotify.WATCHDOG
+            proc.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(proc.wait(), 30) == 0
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+            await server.stop()
+        assert proc.stderr is not None
+        return (await proc.stderr.read()).decode()
+
+    log = asyncio.run(scenario())
+    assert log.index("bound port=") < log.index("agent ready")
