@@ -49,23 +49,6 @@ def version() -> None:
     typer.echo(__version__)
 
 
-def _print_version(value: bool) -> None:
-    if value:
-        from netloom import __version__
-
-        typer.echo(f"netloom {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _options(
-    show_version: bool = typer.Option(
-        False, "--version", is_eager=True, callback=_print_version, help="Print the version."
-    ),
-) -> None:
-    """netloom: network virtualization overlay"""
-
-
 def _register_all() -> None:
     """Every module must import: a missing one is a broken installation and fails loudly."""
     for name in COMMAND_MODULES:
