@@ -5,7 +5,8 @@ PY ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 APT_PKGS := zookeeper default-jre-headless clang llvm libbpf-dev bpftool iproute2 ethtool \
-            iperf3 sockperf isc-dhcp-client udhcpc python3-venv procps linux-perf bird2 systemd
+            iperf3 sockperf isc-dhcp-client udhcpc python3-venv procps linux-perf bird2 systemd \
+            libcap2-bin
 BPF_SRC := src/netloom/datapath/bpf/netloom.bpf.c
 BPF_OBJ := build/netloom.bpf.o
 STAMP := build/.stamp
