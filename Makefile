@@ -5,12 +5,13 @@ PY ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 APT_PKGS := zookeeper default-jre-headless clang llvm libbpf-dev bpftool iproute2 ethtool \
-            iperf3 sockperf isc-dhcp-client udhcpc python3-venv procps linux-perf bird2
+            iperf3 sockperf isc-dhcp-client udhcpc python3-venv procps linux-perf bird2 systemd \
+            libcap2-bin
 BPF_SRC := src/netloom/datapath/bpf/netloom.bpf.c
 BPF_OBJ := build/netloom.bpf.o
 STAMP := build/.stamp
 
-.PHONY: demo test deps sysdeps venv bpf keystone lint clean
+.PHONY: demo test deps sysdeps venv bpf keystone lint clean dist
 
 demo: deps bpf
 	$(VENV)/bin/netloom demo
@@ -64,5 +65,11 @@ $(BPF_OBJ): $(wildcard src/netloom/datapath/bpf/*.c src/netloom/datapath/bpf/*.h
 	  clang -O2 -g -target bpf -I/usr/include/x86_64-linux-gnu -c $(BPF_SRC) -o $@; \
 	else echo "bpf: no datapath source yet"; touch $@; fi
 
+# The wheel, with the compiled BPF object inside (setup.py): dist/netloom-<version>-py3-none-any.whl.
+# build/lib is setuptools' staging area: emptied first, so nothing stale reaches the wheel.
+dist: bpf | venv
+	rm -rf build/lib build/bdist.*
+	$(VPY) -m pip wheel -q --no-deps -w dist .
+
 clean:
-	rm -rf build $(VENV)
+	rm -rf build dist $(VENV)

@@ -6,6 +6,7 @@ input field is to blame, that ``field``.
 
     NetloomError
     ├── InvalidInput        400  malformed or unknown field, bad CIDR/MAC, wrong type
+    │   └── ConfigError          a config file that cannot be used (names file, line, key)
     ├── NotAuthenticated    401  no valid token (Keystone)
     ├── Forbidden           403  the token's roles do not allow it
     ├── NotFound            404  no such object
@@ -52,6 +53,13 @@ class NetloomError(Exception):
 class InvalidInput(NetloomError):
     code = "invalid_input"
     status = 400
+
+
+class ConfigError(InvalidInput):
+    """A config file that is missing, not TOML, or has an unknown table or key or a bad value;
+    the message names the file, the line and the key."""
+
+    code = "bad_config"
 
 
 class NotAuthenticated(NetloomError):
@@ -248,6 +256,7 @@ __all__ = [
     "ApiError",
     "ApiUnreachable",
     "Compacted",
+    "ConfigError",
     "Conflict",
     "DatapathError",
     "DemoStepFailed",

@@ -102,7 +102,7 @@ def test_agent_cli_rejects_bad_arguments() -> None:
         text=True,
         timeout=30,
     )
-    assert r.returncode == 1 and "HOST:PORT" in r.stderr
+    assert r.returncode == 2 and "HOST:PORT" in r.stderr
     for bad, word in (
         (["--conntrack-size", "0"], "conntrack"),
         (["--conntrack-lifetimes", "1:2"], "conntrack"),

@@ -38,11 +38,13 @@ from netloom.agent.snat import LeaseSnat
 from netloom.agent.view import Interest
 from netloom.agent.wiring import WiredPorts
 from netloom.datapath.base import Datapath
+from netloom.deploy import sdnotify
 from netloom.errors import InvalidInput, NetloomError
 from netloom.model.neighbors import ARP_KIND
 from netloom.packet.util import int_to_ip
 from netloom.topology.client import TopologyClient
 
+READY_SETTLE_S = 30.0  # at most this long between connecting and telling systemd it is ready
 log = logging.getLogger("netloom.agent")
 
 PushHook = Callable[[PushState], None]
@@ -142,10 +144,24 @@ class AgentDriver:
             loop.add_signal_handler(sig, done.set)
         await self.start()
         log.info("agent running host=%s", self.agent.host_id)
+        self._tasks.append(asyncio.create_task(self._announce_ready(), name="agent-ready"))
+        watchdog = sdnotify.start_watchdog()
+        if watchdog is not None:
+            self._tasks.append(watchdog)
         await done.wait()
         log.info("agent stopping host=%s", self.agent.host_id)
+        sdnotify.notify(sdnotify.STOPPING)
         await self.stop()
         self.dp.close()
+
+    async def _announce_ready(self) -> None:
+        """Tell systemd (``Type=notify``) the agent serves: connected to the topology service
+        and what it subscribed to loaded, so its ports are plugged."""
+        await self.client.wait_connected()
+        with contextlib.suppress(TimeoutError):
+            await self.settle(READY_SETTLE_S)
+        sdnotify.notify(sdnotify.READY)
+        log.info("agent ready host=%s", self.agent.host_id)
 
     async def open_state_channel(self) -> None:
         """Listen for flow-state pushes on this host's underlay address (once it is known:

@@ -9,10 +9,12 @@ import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 
 from netloom.datapath.conntrack import ConntrackSettings
 from netloom.datapath.sizing import DEFAULT_CONNTRACK, DEFAULT_FLOWS, check_entries
-from netloom.errors import InvalidInput
+from netloom.deploy.config import ConfigTable, argparse_options, load_table
+from netloom.errors import ConfigError, InvalidInput
 from netloom.gateway.config import SIDECAR_NS_PREFIX
 
 DEFAULT_METRICS_PORT = 9464  # Prometheus text on 127.0.0.1:9464 in the agent's network namespace
@@ -75,6 +77,7 @@ class AgentOptions:
         """Raise :class:`InvalidInput` for a combination the agent cannot run with."""
         if (self.host_id is None) == (self.host_name is None):
             raise InvalidInput("give exactly one of --host-id and --host-name", field="host_id")
+        self.address()
         if not 0 < self.idle_timeout <= 86400:
             raise InvalidInput("--idle-timeout must be in (0, 86400] seconds", field="idle_timeout")
         check_entries("flow_table_size", self.flow_table_size)
@@ -139,7 +142,13 @@ def parser(prog: str = PROG) -> argparse.ArgumentParser:
     )
     p.add_argument("--host-id", help="This host's id.")
     p.add_argument("--host-name", help="Or its name (looked up).")
-    p.add_argument("--topology", required=True, help="Topology service HOST:PORT.")
+    p.add_argument(
+        "--config",
+        type=Path,
+        help="A TOML file whose [agent] table gives options (keys: the flags without --); "
+        "a flag on the command line wins.",
+    )
+    p.add_argument("--topology", help="Topology service HOST:PORT (required).")
     p.add_argument("--datapath", type=DatapathKind, choices=list(DatapathKind), default="memory")
     p.add_argument("--underlay-ip", help="VXLAN source address (default: tunnel zone).")
     p.add_argument("--metrics-port", type=int, help="Serve Prometheus metrics on 127.0.0.1:N.")
@@ -203,9 +212,16 @@ def _conntrack_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def parse_argv(argv: Sequence[str], prog: str = PROG) -> AgentOptions:
-    """Parse and check; a bad command line exits 2 with argparse's usage message."""
+    """Parse and check, the ``--config`` file's ``[agent]`` table giving the defaults; a bad
+    command line exits 2 with argparse's usage message, a bad config file exits 2 with an
+    error naming its file, line and key."""
     p = parser(prog)
+    table = _config_table(p, argv)
+    if table is not None:
+        p.set_defaults(**table.values)
     ns = p.parse_args(list(argv))
+    if ns.topology is None:
+        p.error("the following arguments are required: --topology")
     options = AgentOptions(
         topology=ns.topology,
         host_id=ns.host_id,
@@ -227,8 +243,24 @@ def parse_argv(argv: Sequence[str], prog: str = PROG) -> AgentOptions:
     try:
         options.check()
     except InvalidInput as exc:
+        located = table.locate(exc, vars(ns)) if table is not None else exc
+        if isinstance(located, ConfigError):
+            p.exit(2, f"{p.prog}: error: {located.message}\n")
         p.error(exc.message)
     return options
+
+
+def _config_table(p: argparse.ArgumentParser, argv: Sequence[str]) -> ConfigTable | None:
+    """The ``[agent]`` table of the ``--config`` file, if one is given (exit 2 if unusable)."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", type=Path)
+    path = pre.parse_known_args(list(argv))[0].config
+    if path is None:
+        return None
+    try:
+        return load_table(path, "agent", argparse_options(p, skip=("config",)))
+    except ConfigError as exc:
+        p.exit(2, f"{p.prog}: error: {exc.message}\n")
 
 
 __all__ = [

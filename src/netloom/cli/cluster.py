@@ -27,10 +27,19 @@ from netloom.cluster.config import (
     parse_addr,
 )
 from netloom.cluster.logs import LOG_LEVELS, setup_logging
-from netloom.errors import InvalidInput, NetloomError, print_error
+from netloom.deploy.config import ConfigTable, load_table, signature_options
+from netloom.errors import ConfigError, InvalidInput, NetloomError, print_error
 
 log = logging.getLogger("netloom.cluster")
 
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="a TOML file whose [cluster] table gives options (keys: the flags without --);"
+        " a flag on the command line wins",
+    ),
+]
 StoreOpt = Annotated[
     str | None,
     typer.Option(
@@ -103,6 +112,8 @@ def _run(
 
 
 def cluster(
+    ctx: typer.Context,
+    config: ConfigOpt = None,
     store: StoreOpt = None,
     api: ApiOpt = DEFAULT_API_ADDR,
     topology: TopologyOpt = DEFAULT_TOPOLOGY_ADDR,
@@ -115,28 +126,19 @@ def cluster(
     keystone_config: KeystoneOpt = None,
 ) -> None:
     """Run the control plane: REST API + topology service on one NSDB, in one process."""
+    args = {k: v for k, v in ctx.params.items() if k != "config"}
+    table: ConfigTable | None = None
     try:
-        if log_level.lower() not in LOG_LEVELS:
-            raise InvalidInput(f"unknown log level {log_level!r}", field="log_level")
-        if host_timeout <= 0:
-            raise InvalidInput("--host-timeout must be > 0", field="host_timeout")
-        setup_logging(log_level)
-        api_addr = parse_addr(api, "api")
-        neutron_addr = parse_addr(neutron, "neutron") if neutron is not None else None
-        if auth not in AUTH_MODES:
-            raise InvalidInput(f"--auth must be noauth or keystone, not {auth!r}", field="auth")
-        if (auth == "keystone") != (keystone_config is not None):
-            raise InvalidInput(
-                "--auth keystone and --keystone-config go together", field="keystone_config"
-            )
-        options = ClusterOptions(
-            parse_addr(topology, "topology"),
-            host_timeout,
-            access_log,
-            auth=auth,
-            keystone=keystone_authtoken(keystone_config) if keystone_config else None,
-        )
-        _run(store or default_store(state_dir), api_addr, options, neutron_addr)
+        if config is not None:
+            table = load_table(config, "cluster", signature_options(cluster, ("ctx", "config")))
+            args |= {k: v for k, v in table.values.items() if not _on_command_line(ctx, k)}
+        start = _checked(**args)
+    except InvalidInput as exc:
+        located = table.locate(exc, args) if table is not None else exc
+        print_error(located)
+        raise typer.Exit(2 if isinstance(located, ConfigError) else 1) from None
+    try:
+        _run(*start)
     except NetloomError as exc:
         print_error(exc)
         raise typer.Exit(1) from None
@@ -144,6 +146,49 @@ def cluster(
         sys.stderr.write("error: startup_failed: the API application failed to start\n")
         raise typer.Exit(1) from exc
     log.info("cluster stopped", extra={"event": "cluster.stopped"})
+
+
+def _on_command_line(ctx: typer.Context, name: str) -> bool:
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "COMMANDLINE"
+
+
+def _checked(
+    store: str | None,
+    api: str,
+    topology: str,
+    host_timeout: float,
+    state_dir: Path,
+    log_level: str,
+    access_log: bool,
+    neutron: str | None,
+    auth: str,
+    keystone_config: Path | None,
+) -> tuple[str, tuple[str, int], ClusterOptions, tuple[str, int] | None]:
+    """The options checked (InvalidInput naming the field otherwise), logging set up:
+    what :func:`_run` takes."""
+    if log_level.lower() not in LOG_LEVELS:
+        raise InvalidInput(f"unknown log level {log_level!r}", field="log_level")
+    if host_timeout <= 0:
+        raise InvalidInput("--host-timeout must be > 0", field="host_timeout")
+    api_addr = parse_addr(api, "api")
+    neutron_addr = parse_addr(neutron, "neutron") if neutron is not None else None
+    if auth not in AUTH_MODES:
+        raise InvalidInput(f"--auth must be noauth or keystone, not {auth!r}", field="auth")
+    if (auth == "keystone") != (keystone_config is not None):
+        raise InvalidInput(
+            "--auth keystone and --keystone-config go together", field="keystone_config"
+        )
+    options = ClusterOptions(
+        parse_addr(topology, "topology"),
+        host_timeout,
+        access_log,
+        auth=auth,
+        keystone=keystone_authtoken(keystone_config) if keystone_config else None,
+    )
+    store_url = store or default_store(state_dir)
+    setup_logging(log_level)
+    return store_url, api_addr, options, neutron_addr
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:

@@ -180,6 +180,15 @@ def progress(total: int | None = None) -> Progress:
     return Progress(*columns, console=err, transient=True, disable=not err.is_terminal)
 
 
+def print_version(value: bool) -> None:
+    """``netloom --version``: ``netloom <version>``, then exit."""
+    if value:
+        from netloom import __version__
+
+        typer.echo(f"netloom {__version__}")
+        raise typer.Exit()
+
+
 __all__ = [
     "COLUMN",
     "EXIT_FAILED",
@@ -193,6 +202,7 @@ __all__ = [
     "kw_param",
     "names_of",
     "opts_of",
+    "print_version",
     "progress",
     "settings",
     "show",

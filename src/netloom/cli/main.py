@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "netloom.cli.trace",
     "netloom.cli.lab",
     "netloom.cli.agent",
+    "netloom.cli.doctor",
     "netloom.cli.demo",
     "netloom.bench.fanout",
     "netloom.bench.sim",

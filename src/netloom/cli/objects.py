@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from netloom.cli.apply import apply_cmd
-from netloom.cli.common import Settings, guarded
+from netloom.cli.common import Settings, guarded, print_version
 from netloom.cli.crud import kind_commands
 from netloom.cli.ports import port_commands
 from netloom.model.kinds import KINDS, Kind
@@ -33,8 +33,13 @@ def _root_options(
     json_out: Annotated[
         bool, typer.Option("--json", help="object commands print the API's JSON")
     ] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", is_eager=True, callback=print_version, help="Print the version."),
+    ] = False,
 ) -> None:
     """netloom: network virtualization overlay."""
+    del version
     ctx.obj = Settings(api=api, json=json_out)
 
 

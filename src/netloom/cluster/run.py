@@ -31,6 +31,7 @@ from netloom.api.neutron import app as neutron_app
 from netloom.api.reports import ClusterReports
 from netloom.api.service import ObjectService
 from netloom.cluster.config import ClusterOptions
+from netloom.deploy import sdnotify
 from netloom.errors import InvalidInput, NotFound
 from netloom.store import Store
 from netloom.topology.server import TopologyServer
@@ -110,9 +111,15 @@ async def _serve_api(
     serving = asyncio.create_task(server.serve(sockets=[api_sock]))
     while not server.started and not serving.done():
         await asyncio.sleep(0.01)
+    watchdog = None
     if server.started:
         log.info("cluster ready", extra={"event": "cluster.ready", **ready, "pid": os.getpid()})
-    await serving
+        sdnotify.notify(sdnotify.READY)  # systemd (Type=notify): the APIs and topology serve
+        watchdog = sdnotify.start_watchdog()
+    try:
+        await serving
+    finally:
+        await sdnotify.stop_watchdog(watchdog)
 
 
 def _keystone(options: ClusterOptions) -> KeystoneAuth | None:

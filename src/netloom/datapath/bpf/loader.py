@@ -54,6 +54,8 @@ SIZABLE = (
     CONNTRACK,
 )  # hash tables sized from the config; the others' sizes are the program's
 _SRC_DIR = Path(__file__).resolve().parent
+# the compiled program inside an installed wheel (setup.py puts it there; never in a source tree)
+PACKAGED_OBJ = _SRC_DIR / "netloom.bpf.o"
 _log = logging.getLogger(__name__)
 
 
@@ -198,16 +200,20 @@ def load_and_pin(pin_dir: Path, max_entries: Mapping[str, int]) -> None:
 
 
 def object_path() -> Path:
-    """The compiled program: $NETLOOM_BPF_OBJ, else the tree's build/netloom.bpf.o (``make
-    bpf``), compiled here with clang if missing or older than its source."""
+    """The compiled program: $NETLOOM_BPF_OBJ; else the one an installed wheel ships beside its
+    source (:data:`PACKAGED_OBJ`); else, in a source tree, build/netloom.bpf.o (``make bpf``),
+    compiled here with clang if missing or older than its source; else one compiled once into
+    the user's cache."""
     env = os.environ.get("NETLOOM_BPF_OBJ")
     if env:
         return Path(env)
+    if PACKAGED_OBJ.is_file() and PACKAGED_OBJ.stat().st_size > 0:
+        return PACKAGED_OBJ
     src = _SRC_DIR / "netloom.bpf.c"
     root = _SRC_DIR.parents[3]
     if (root / "pyproject.toml").exists():  # a source tree: where `make bpf` puts it
         obj = root / "build" / "netloom.bpf.o"
-    else:  # an installed package: compile once into the user's cache
+    else:  # an installed package without its object: compile once into the user's cache
         obj = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "netloom.bpf.o"
     newest = max(p.stat().st_mtime for p in _SRC_DIR.glob("*.[ch]"))
     if obj.exists() and obj.stat().st_size > 0 and obj.stat().st_mtime >= newest:
@@ -244,6 +250,7 @@ __all__ = [
     "CONNTRACK",
     "FLOWS",
     "MAPS",
+    "PACKAGED_OBJ",
     "PORT_PROG",
     "PROG",
     "PROGS",
