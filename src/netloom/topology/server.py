@@ -353,7 +353,10 @@ class TopologyServer:
 
     def _on_host_down(self, host: str) -> None:
         """A dead host's learned routes go, its sessions are down, its SNAT blocks are free;
-        its queued reports are moot (it sends them again when it comes back)."""
+        its queued reports are moot. A connection it still has is closed: an agent that was
+        only slow reconnects and sends its reports again (it cannot know they were dropped)."""
+        for conn in [c for c in self._conns if c.host == host]:
+            conn.proto.drop()
         sink = self._sink
         if sink is not None:
             self._drop_reports(host)
