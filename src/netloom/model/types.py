@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 import uuid
 from typing import Annotated
 
@@ -57,8 +58,8 @@ def _cidr(value: str) -> str:
 
 
 def _host_bits(address: str, prefixlen: int) -> int:
-    a, b, c, d = (int(x) for x in address.split("."))
-    return ((a << 24) | (b << 16) | (c << 8) | d) & ((1 << (32 - prefixlen)) - 1)
+    """The bits of a dotted quad (already checked by :data:`_IPV4_RE`) beyond ``prefixlen``."""
+    return int.from_bytes(socket.inet_aton(address), "big") & ((1 << (32 - prefixlen)) - 1)
 
 
 def _addr_or_net(value: str) -> str:
