@@ -142,7 +142,7 @@ def _pick(c: Ctx, dev: CDevice, in_port: CPort, entry: Snapshot) -> tuple[CRoute
         c.step("router", dev.id, dev.name, "no-route", int_to_ip(c.ip_dst))
         icmp_error(c, in_port, entry, NET_UNREACHABLE)
         return None
-    route = best[0] if len(best) == 1 else best[c.flow_hash() % len(best)]
+    route = best[0] if len(best) == 1 else best[c.ecmp_hash() % len(best)]
     c.tags.add(route.id)
     detail = f"route {route.id[:8]}" + (f" (ecmp 1 of {len(best)})" if len(best) > 1 else "")
     if route.learned_from is not None:
