@@ -74,6 +74,24 @@ def test_route_removal_invalidates_routed_flows_only() -> None:
     run(scenario())
 
 
+def test_a_new_route_invalidates_the_flows_that_looked_a_route_up() -> None:
+    """A new route may win longest prefix match for any destination the router routes: its
+    routed flows go, the bridged one stays."""
+
+    async def scenario() -> None:
+        async with cluster() as c:
+            await _warm(c)
+            h1 = c.nodes["h1"].agent
+            before = h1.stats["invalidated"]
+            ((p2, _),) = c.svc.list("port", {"name": "r1-net2"})
+            r1 = p2["device_id"]
+            c.create("route", router_id=r1, dst="10.9.0.0/16", next_hop_port_id=p2["id"])
+            assert await _changed(c, "h1") == before + 2
+            assert len(h1.flows) == 1  # the A->B flow stayed
+
+    run(scenario())
+
+
 def test_port_unbind_unplugs_and_invalidates() -> None:
     async def scenario() -> None:
         async with cluster() as c:

@@ -8,6 +8,7 @@ import pytest
 from netloom.agent.core import Agent, AgentConfig
 from netloom.datapath.base import Fate, PortKind
 from netloom.datapath.memory import MemoryDatapath
+from netloom.model.records import Port
 from netloom.model.types import new_id
 from netloom.packet import (
     ARP_REQUEST,
@@ -102,6 +103,26 @@ def test_bgp_goes_between_uplink_and_sidecar_by_flows() -> None:
     dp.receive(syn, up)
     a.handle_upcalls(dp.poll_upcalls(), 0.0)
     assert _sent_to(dp, side) == []
+
+
+def test_learned_routes_leave_the_sidecars_flows_in_place() -> None:
+    """BGP and BFD never look a route up: a storm of learned routes on the uplink's router
+    must not send them back to the agent (a busy agent would delay BFD past its timeout)."""
+    a, dp, port = _agent()
+    a.set_sidecar(port, "nlgw0")
+    up = a.dp_port_of(port)
+    syn = _bgp(to_sidecar=True)
+    dp.receive(syn, up)
+    a.handle_upcalls(dp.poll_upcalls(), 0.0)
+    uplink = a.view.peek("port", port)
+    assert isinstance(uplink, Port)
+    router = uplink.device_id
+    for i in range(3):
+        rid = new_id()
+        doc = {"id": rid, "router_id": router, "dst": f"10.0.{i}.0/24", "next_hop_port_id": port}
+        a.on_topology("route", rid, {**doc, "next_hop_gateway": PEER_IP}, 0.0)
+    dp.receive(syn, up)
+    assert dp.poll_upcalls() == [] and len(a.flows) == 1
 
 
 def test_arp_for_the_port_is_answered_and_copied_to_the_sidecar() -> None:

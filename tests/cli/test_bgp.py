@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from netloom.cli.main import app
 from netloom.model.bgp import LearnedRoute, PeerStatus, SessionState
 from netloom.topology.client import TopologyClient
-from waiting import eventually
+from waiting import eventually, wait_until
 
 from .test_topology import nl
 
@@ -151,3 +151,9 @@ def test_show_prints_the_state_and_the_routes_an_agent_reported(
             await client.stop()
 
     asyncio.run(report())
+
+    def gone() -> bool:  # the agent closed its connection: what it learned goes with it
+        out = cli.invoke(app, ["bgp-peer", "show", f"up{s}"], env={"COLUMNS": "200"}).stdout
+        return "0.0.0.0/0" not in out and "down" in out
+
+    wait_until(gone, 10, "the routes of a gone agent removed")

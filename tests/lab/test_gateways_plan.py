@@ -196,7 +196,7 @@ def test_lab_plan_with_gateways_makes_the_provider_uplinks_bgp_links_and_nat(
     assert sorted((r["action"], r.get("nw_dst")) for r in inbound) == [
         ("dnat", "203.0.113.64/32"),
         ("dnat", "203.0.113.65/32"),
-        ("reverse-snat", None),
+        ("reverse-snat", "203.0.113.1/32"),
     ]
     snat = [r for r in outbound if not r["static"]]
     assert [(r["out_port_ids"], r["nat_targets"][0]["address_from"]) for r in snat] == [

@@ -69,6 +69,11 @@ def test_gateways_upstream_external_host_and_bird_then_gone(new_lab: NewLab) -> 
     assert sorted(probes.route_nexthops(up, "203.0.113.0/24")) == ["198.19.1.2", "198.19.2.2"]
     spread = probes.route_choices(up, "203.0.113.64", "198.18.0.10", "ext0", 64)
     assert set(spread) == {"198.19.1.2", "198.19.2.2"}, spread
+    # a gateway's uplink down: the upstream stops choosing that path at once (carrier loss)
+    nsexec.run(f"{name}-gw1", ["ip", "link", "set", "uplink0", "down"], check=True)
+    left = probes.route_choices(up, "203.0.113.64", "198.18.0.10", "ext0", 64)
+    assert set(left) == {"198.19.2.2"}, left
+    nsexec.run(f"{name}-gw1", ["ip", "link", "set", "uplink0", "up"], check=True)
     assert (lab.netns_of("ext"), lab.netns_of("up"), lab.netns_of("gw2")) == (
         ext,
         up,

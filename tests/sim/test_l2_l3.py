@@ -8,6 +8,7 @@ from netloom.flows.model import DecTtl, SetEthDst, SetEthSrc
 from netloom.model.records import AllowedAddressPair, Route
 from netloom.packet import ARP_REPLY, Frame, Icmp, build, int_to_ip, ip_to_int, mac_to_int, parse
 from netloom.sim import OutputPort, SimState, Verdict, simulate
+from netloom.sim.context import ECMP_PORT_MASK
 from netloom.sim.result import F_ETH_DST, F_IP_DST
 
 from .conftest import (
@@ -240,6 +241,13 @@ def test_ecmp_spreads_flows_by_hash() -> None:
         assert again.outputs == r.outputs
     assert set(seen) == {u1.id, u2.id}
     assert min(seen.values()) > 40  # both paths carry a fair share of 200 flows
+    # the choice reads the addresses and the low ECMP_PORT_MASK bits of the ports: the flow
+    # covers every connection whose ports agree on those bits, and they take the same path
+    r = lab.sim("A", udp(MAC_A, MAC_R1, IP_A, "198.51.100.1", sport=1000))
+    assert (r.mask.tp_src, r.mask.tp_dst) == (ECMP_PORT_MASK, ECMP_PORT_MASK)
+    assert r.mask.ip_src == r.mask.ip_dst == 0xFFFFFFFF
+    twin = lab.sim("A", udp(MAC_A, MAC_R1, IP_A, "198.51.100.1", sport=1000 + 64))
+    assert twin.outputs == r.outputs
 
 
 def test_longest_prefix_and_source_routing() -> None:

@@ -6,6 +6,7 @@ without it."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import threading
 from functools import partial
@@ -396,8 +397,36 @@ def test_a_silent_host_loses_its_routes_and_snat_blocks_at_the_timeout() -> None
             await eventually(lambda: not server.host_alive(gw["host1"]), 10, "timeout")
             await eventually(lambda: _learned(store, gw["peer1"]) == {}, 10, "routes gone")
             await eventually(lambda: _snat_holders(store) == set(), 10, "blocks released")
+            await asyncio.wait_for(agent.reader.read(), 10)  # what was sent, then the end
+            assert agent.reader.at_eof()  # the server closed it
         finally:
             agent.writer.close()
+            await server.stop()
+
+    run(scenario())
+
+
+def test_a_slow_host_marked_down_reports_again() -> None:
+    """An agent too busy to heartbeat is marked down and loses its routes while still
+    connected; the server closes its connection, so it reconnects and reports them again."""
+    store = MemoryStore()
+    gw = _gateway(ObjectService(store))
+
+    async def scenario() -> None:
+        server, port = await _serve(store, host_timeout_s=0.6)
+        client = TopologyClient(gw["host1"], ("127.0.0.1", port))
+        beat = client._start_heartbeat
+        client._start_heartbeat = lambda period: None  # type: ignore[method-assign]
+        try:
+            client.report_learned_routes(gw["uplink1"], _prefixes(5, gw["peer1"]))
+            await client.start()
+            await eventually(lambda: len(_learned(store, gw["peer1"])) == 5, 10, "routes")
+            await eventually(lambda: client.connects == 2, 10, "closed by the server")
+            client._start_heartbeat = beat  # type: ignore[method-assign]
+            await eventually(lambda: len(_learned(store, gw["peer1"])) == 5, 10, "again")
+            assert server.host_alive(gw["host1"])
+        finally:
+            await client.stop()
             await server.stop()
 
     run(scenario())

@@ -23,6 +23,39 @@ def test_mac_and_cidr_are_normalised_and_checked() -> None:
         Route(router_id=BR, dst="10.0.0.1/24", next_hop_port_id=BR)
 
 
+@pytest.mark.parametrize(
+    ("dst", "want"),
+    [
+        ("10.0.0.0/24", "10.0.0.0/24"),
+        (" 10.0.0.0/24", "10.0.0.0/24"),
+        ("10.0.0.0/024", "10.0.0.0/24"),
+        ("0.0.0.0/0", "0.0.0.0/0"),
+        ("198.18.3.7/32", "198.18.3.7/32"),
+        ("10.0.0.0/33", None),
+        ("10.0.0.1/24", None),
+        ("010.0.0.0/24", None),
+        ("256.0.0.0/8", None),
+    ],
+)
+def test_prefixes_canonical_or_normalised_or_refused(dst: str, want: str | None) -> None:
+    if want is None:
+        with pytest.raises(ValidationError, match="CIDR"):
+            Route(router_id=BR, dst=dst, next_hop_port_id=BR)
+    else:
+        assert Route(router_id=BR, dst=dst, next_hop_port_id=BR).dst == want
+
+
+def test_ids_and_addresses_canonical_or_normalised_or_refused() -> None:
+    upper = "A0000000-0000-4000-8000-00000000000B"
+    r = Route(router_id=upper, dst="10.0.0.0/8", next_hop_port_id=BR, next_hop_gateway="1.2.3.4")
+    assert r.router_id == upper.lower() and r.next_hop_port_id == BR
+    assert Route(router_id=BR, dst="0.0.0.0/0", next_hop_port_id=BR, next_hop_gateway=" 1.2.3.4")
+    with pytest.raises(ValidationError, match="IPv4"):
+        Route(router_id=BR, dst="0.0.0.0/0", next_hop_port_id=BR, next_hop_gateway="1.2.3.256")
+    with pytest.raises(ValidationError, match="UUID"):
+        Route(router_id="not-an-id", dst="0.0.0.0/0", next_hop_port_id=BR)
+
+
 def test_unknown_fields_are_rejected() -> None:
     with pytest.raises(ValidationError, match="Extra inputs"):
         Port(device_id=BR, type="bridge", colour="red")  # type: ignore[call-arg]

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 
 from netloom.model.records import Port, Record, Route, Rule
 from netloom.sim import SimState
+from netloom.sim.router import routes_tag
 from netloom.sim.state import ArpLearned, ConntrackAdded, MacLearned, NatAdded, StateChange
 
 
@@ -17,7 +18,8 @@ def topology_tags(kind: str, id: str, old: Record | None, new: Record | None) ->
     """The flow tags a change of (kind, id) from ``old`` to ``new`` invalidates.
 
     A route delete touches only the flows that used it; a new or edited route may win longest
-    prefix match for flows that used another route of the router, so those go too. A rule
+    prefix match for flows that looked a route up on the router (``routes_tag``), so those go
+    too. A rule
     changes its chain; a port's MAC/addresses/existence change what its device forwards."""
     tags: set[object] = {id}
     per_kind = _KIND_TAGS.get(kind)
@@ -29,9 +31,9 @@ def topology_tags(kind: str, id: str, old: Record | None, new: Record | None) ->
 def _route_tags(old: Record | None, new: Record | None) -> set[object]:
     tags: set[object] = set()
     if isinstance(new, Route):
-        tags.add(new.router_id)
+        tags.add(routes_tag(new.router_id))
     if isinstance(old, Route) and new is not None:
-        tags.add(old.router_id)
+        tags.add(routes_tag(old.router_id))
     return tags
 
 

@@ -153,7 +153,7 @@ class AgentView:
         except ValidationError:
             self.rejected += 1
             return old
-        self._mem.put(rec)
+        self._mem.put(rec, copy=False)
         return old
 
     def mark_loaded(self, interest: Interest) -> None:

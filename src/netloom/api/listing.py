@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from netloom.api.client import LIST_PARAMS
+from netloom.api.tx import REFS, ref_id, split_ref
 from netloom.errors import InvalidInput
-from netloom.model.kinds import Kind
+from netloom.model.kinds import KINDS, Kind
+from netloom.store.base import Item, Store
 
 PARAMS = LIST_PARAMS
 MAX_LIMIT = 10_000
@@ -101,4 +103,28 @@ def page(
     return items, False
 
 
-__all__ = ["MAX_LIMIT", "PARAMS", "ListQuery", "SortKey", "page", "parse", "sort_key"]
+def candidates(store: Store, kind: str, wanted: Mapping[str, Any]) -> list[Item]:
+    """The records a filtered list may return (the caller applies the filters): with a filter
+    on a reference to one kind (the routes of a router, those learned from a peer), the records
+    its target's reverse-reference document names, read by id; else every record of the kind."""
+    for ref in KINDS[kind].refs:
+        value = wanted.get(ref.field)
+        if isinstance(value, str) and len(ref.target) == 1 and not ref.many:
+            doc = store.get(REFS, ref_id(ref.target[0], value))
+            referrers = doc.data["referrers"] if doc is not None else {}
+            keys = [split_ref(r) for r, fields in referrers.items() if ref.field in fields]
+            got = store.get_many(sorted(key for key in keys if key[0] == kind))
+            return [it for it in got if it is not None]
+    return store.list(kind)
+
+
+__all__ = [
+    "MAX_LIMIT",
+    "PARAMS",
+    "ListQuery",
+    "SortKey",
+    "candidates",
+    "page",
+    "parse",
+    "sort_key",
+]

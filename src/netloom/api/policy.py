@@ -55,7 +55,7 @@ def check_route(tx: Tx, route: Doc) -> None:
     port_id = route.get("next_hop_port_id")
     if port_id is None:
         return
-    port = tx.get("port", port_id)
+    port = tx.peek("port", port_id)
     if port is None:
         raise InvalidInput(f"next_hop_port_id: no port {port_id}", field="next_hop_port_id")
     if port["device_id"] != route["router_id"]:
@@ -253,7 +253,7 @@ def tenant_of(tx: Tx, kind: str, doc: Doc | None) -> tuple[str | None, bool]:
         if scope == "tenant_id":
             return doc.get("tenant_id"), bool(doc.get("shared"))
         kind = str(doc["type"]) if kind == "port" else _PARENT[kind]
-        doc = tx.get(kind, str(doc[scope]))
+        doc = tx.peek(kind, str(doc[scope]))
     return _NO_TENANT
 
 

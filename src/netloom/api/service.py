@@ -72,7 +72,7 @@ class ObjectService:
         wanted = {f: integrity.filter_value(kind, f, v) for f, v in (filters or {}).items()}
         out = [
             (copy.deepcopy(it.data), it.version)
-            for it in self.store.list(k.name)
+            for it in listing.candidates(self.store, k.name, wanted)
             if all(integrity.filter_matches(it.data.get(f), v) for f, v in wanted.items())
         ]
         out.sort(key=lambda pair: listing.sort_key(kind, listing.ListQuery(), pair[0]))
@@ -375,7 +375,7 @@ class ObjectService:
         for tk, tid, field in sorted(after - before):
             if (tk, tid) == (kind, id):
                 raise InvalidInput(f"{field}: a {kind} cannot reference itself", field=field)
-            if tx.get(tk, tid) is None:
+            if not tx.exists(tk, tid):
                 raise InvalidInput(f"{field}: no {tk} {tid}", field=field)
             doc = tx.edit(REFS, ref_id(tk, tid)) or {"referrers": {}}
             fields = set(doc["referrers"].get(me, ())) | {field}

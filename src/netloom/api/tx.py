@@ -68,6 +68,23 @@ INTERNAL_KINDS = (
 Key = tuple[str, str]
 
 
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _copy(value: Any) -> Any:
+    """A deep copy of a JSON-shaped document (dicts, lists, scalars), several times faster
+    than :func:`copy.deepcopy` on the large reverse-reference documents; anything else is
+    handed to ``deepcopy``."""
+    t = type(value)
+    if t is dict:
+        return {k: _copy(v) for k, v in value.items()}
+    if t is list:
+        return [_copy(v) for v in value]
+    if t in _SCALARS:
+        return value
+    return copy.deepcopy(value)
+
+
 class Tx:
     """An optimistic transaction: cached reads with their versions, staged writes, and the
     single conditional commit that makes them atomic."""
@@ -76,6 +93,7 @@ class Tx:
         self._store = store
         self._read: dict[Key, Item | None] = {}
         self._staged: dict[Key, Doc | None] = {}
+        self._edits: dict[Key, Doc] = {}  # copies handed out by edit(), not staged yet
 
     def _load(self, key: Key) -> Item | None:
         if key not in self._read:
@@ -95,9 +113,18 @@ class Tx:
         key = (kind, id)
         if key in self._staged:
             staged = self._staged[key]
-            return copy.deepcopy(staged) if staged is not None else None
+            return _copy(staged) if staged is not None else None
         item = self._load(key)
-        return copy.deepcopy(item.data) if item is not None else None
+        return _copy(item.data) if item is not None else None
+
+    def peek(self, kind: str, id: str) -> Doc | None:
+        """The document as :meth:`get` sees it, without a copy: only to read, never to
+        change (checks that run once per record of a large commit)."""
+        key = (kind, id)
+        if key in self._staged:
+            return self._staged[key]
+        item = self._load(key)
+        return item.data if item is not None else None
 
     def exists(self, kind: str, id: str) -> bool:
         """Whether the document exists as this transaction sees it (no copy made)."""
@@ -118,13 +145,19 @@ class Tx:
         key = (kind, id)
         if key in self._staged:
             return self._staged[key]
-        return self.get(kind, id)
+        doc = self.get(kind, id)
+        if doc is not None:
+            self._edits[key] = doc
+        return doc
 
     def put(self, kind: str, id: str, data: Doc) -> None:
         key = (kind, id)
         self._load(key)
-        if self._staged.get(key) is not data:  # the staged document, edited in place
-            self._staged[key] = copy.deepcopy(data)
+        # the staged document edited in place, or the copy edit() made: no copy again
+        if self._edits.pop(key, None) is data:
+            self._staged[key] = data
+        elif self._staged.get(key) is not data:
+            self._staged[key] = _copy(data)
 
     def delete(self, kind: str, id: str) -> None:
         self._load((kind, id))

@@ -30,14 +30,16 @@ from netloom.netns import entered
 
 BIRD = "bird"
 BIRDC = "birdc"
-# the upstream forwards, hashes multipath routes by the 5-tuple (policy 1: L4), and accepts a
+# the upstream forwards, hashes multipath routes by the 5-tuple (policy 1: L4), accepts a
 # reply on any uplink (no reverse-path filter: a connection may enter and leave by different
-# gateways)
+# gateways), and stops using a path whose cable lost its carrier at once, as a router takes a
+# dead link out of its forwarding table before any protocol (BGP, BFD) notices
 UPSTREAM_SYSCTLS = {
     "net/ipv4/ip_forward": "1",
     "net/ipv4/fib_multipath_hash_policy": "1",
     "net/ipv4/conf/all/rp_filter": "0",
     "net/ipv4/conf/default/rp_filter": "0",
+    "net/ipv4/conf/all/ignore_routes_with_linkdown": "1",
 }
 
 

@@ -8,12 +8,19 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 import uuid
 from typing import Annotated
 
 from pydantic import AfterValidator, Field
 
 _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+# canonical spellings, accepted as they are without a parse (ids and prefixes arrive by the
+# thousand from the store, always in these forms); anything else goes the long way
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4_RE = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
+_CIDR_RE = re.compile(rf"({_IPV4_RE.pattern})/(3[0-2]|[12]?[0-9])")
+_UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def _mac(value: str) -> str:
@@ -31,6 +38,8 @@ def _unicast_mac(value: str) -> str:
 
 
 def _ipv4(value: str) -> str:
+    if _IPV4_RE.fullmatch(value):
+        return value
     try:
         return str(ipaddress.IPv4Address(value.strip()))
     except ValueError:
@@ -39,10 +48,18 @@ def _ipv4(value: str) -> str:
 
 def _cidr(value: str) -> str:
     """A network prefix: host bits must be zero (10.0.0.0/24, not 10.0.0.1/24)."""
+    m = _CIDR_RE.fullmatch(value)
+    if m is not None and not _host_bits(m.group(1), int(m.group(2))):
+        return value
     try:
         return str(ipaddress.IPv4Network(value.strip(), strict=True))
     except ValueError as exc:
         raise ValueError(f"malformed IPv4 CIDR {value!r}: {exc}") from None
+
+
+def _host_bits(address: str, prefixlen: int) -> int:
+    """The bits of a dotted quad (already checked by :data:`_IPV4_RE`) beyond ``prefixlen``."""
+    return int.from_bytes(socket.inet_aton(address), "big") & ((1 << (32 - prefixlen)) - 1)
 
 
 def _addr_or_net(value: str) -> str:
@@ -66,6 +83,8 @@ def _interface(value: str) -> str:
 
 
 def _uuid(value: str) -> str:
+    if _UUID_RE.fullmatch(value):
+        return value
     try:
         return str(uuid.UUID(value))
     except ValueError:

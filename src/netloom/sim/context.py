@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 ICMP_ERROR_TYPES = frozenset({3, 4, 5, 11, 12})
 ICMP_ECHO_TYPES = frozenset({0, 8})
 ETH_MCAST = 1 << 40  # the I/G bit of the first octet of a 48-bit MAC
+# the port bits an equal-cost path choice reads (64 values of each port spread connections)
+ECMP_PORT_MASK = 0x3F
 _INNER = struct.Struct("!BBHHHBBHII")
 _PORTS = struct.Struct("!HH")
 
@@ -81,6 +83,7 @@ class Ctx:
         "state",
         "tags",
         "topo",
+        "tp_bits",
         "tp_dst",
         "tp_src",
         "trace",
@@ -109,6 +112,7 @@ class Ctx:
         self.ct_commit = False  # a new forward connection the flow commits in the kernel
         self.nat_state = False  # a stateful NAT rule read bindings: the agent's conntrack
         self.read = 1  # in_port
+        self.tp_bits = 0  # bits of both L4 ports read without reading the whole ports
         self.tags: set[object] = set()
         self.changes: list[StateChange] = []
         self.generated: list[tuple[str, bytes]] = []
@@ -219,6 +223,18 @@ class Ctx:
         self.read |= 0xFC0  # ip src/dst, proto, frag, tp src/dst
         return hash((self.ip_src, self.ip_dst, self.proto, self.tp_src, self.tp_dst)) & 0x7FFFFFFF
 
+    def ecmp_hash(self) -> int:
+        """The equal-cost path choice's hash: addresses, protocol and the low
+        :data:`ECMP_PORT_MASK` bits of each port. A connection always hashes the same and the
+        connections between two hosts spread over paths, while the flow masks only those port
+        bits: a host's new connections reuse a few flows instead of one upcall each (a full
+        5-tuple hash made every connection through the gateways an exact-match flow)."""
+        self.read |= 0x3C0  # ip src/dst, proto, frag
+        self.tp_bits |= ECMP_PORT_MASK
+        m = ECMP_PORT_MASK
+        key = (self.ip_src, self.ip_dst, self.proto, self.tp_src & m, self.tp_dst & m)
+        return hash(key) & 0x7FFFFFFF
+
     def l4_ports(self) -> tuple[int, int]:
         """Ports as conntrack/NAT see them: TCP/UDP ports, the ICMP echo id, else 0."""
         if self.proto == IPPROTO_ICMP:
@@ -260,6 +276,7 @@ def quoted(payload: bytes) -> Inner | None:
 
 
 __all__ = [
+    "ECMP_PORT_MASK",
     "ICMP_ECHO_TYPES",
     "ICMP_ERROR_TYPES",
     "Ctx",

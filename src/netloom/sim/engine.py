@@ -324,6 +324,7 @@ def _result(c: Ctx, verdict: Verdict | None, awaiting: tuple[tuple[str, ...], ..
         cacheable,
         awaiting,
         c.ct_commit and verdict is Verdict.FORWARD and bool(actions),
+        c.tp_bits,
     )
 
 

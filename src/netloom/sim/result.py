@@ -42,6 +42,7 @@ F_IP_FRAG = 1 << 9
 F_TP_SRC = 1 << 10
 F_TP_DST = 1 << 11
 F_CT_STATE = 1 << 12
+_TP_SRC, _TP_DST = 10, 11  # their places in FlowKey
 F_L4 = F_IP_PROTO | F_IP_FRAG | F_TP_SRC | F_TP_DST
 F_5TUPLE = F_IP_SRC | F_IP_DST | F_L4
 
@@ -134,6 +135,8 @@ class Result:
     awaiting: tuple[tuple[str, ...], ...] = field(default=())
     # kernel_conntrack: the flow commits the connection (CtCommit first, outputs with ct)
     ct_commit: bool = False
+    # bits of both L4 ports read where the ports were not read whole (an ECMP choice)
+    tp_bits: int = 0
 
     @property
     def match(self) -> FlowKey:
@@ -143,7 +146,11 @@ class Result:
     def mask(self) -> FlowKey:
         # in_port is always read; the agent puts its datapath port number in the key.
         read = self.read | F_IN_PORT
-        return FlowKey(*(m if read & (1 << i) else 0 for i, m in enumerate(_FULL)))
+        mask = [m if read & (1 << i) else 0 for i, m in enumerate(_FULL)]
+        if self.tp_bits:
+            mask[_TP_SRC] |= self.tp_bits
+            mask[_TP_DST] |= self.tp_bits
+        return FlowKey(*mask)
 
     @property
     def outputs(self) -> tuple[str, ...]:

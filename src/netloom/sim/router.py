@@ -51,6 +51,8 @@ from netloom.sim.result import (
 from netloom.sim.state import ArpLearned
 from netloom.sim.uplink import has_sidecar, is_control, to_sidecar
 
+_ROUTES_SUFFIX = ":routes"
+
 
 def router(c: Ctx, in_port: CPort) -> CPort | None:
     """Route the packet on the router behind ``in_port``: the port it leaves through (headers
@@ -119,19 +121,28 @@ def _options_ok(c: Ctx, dev: CDevice) -> bool:
     return True
 
 
+def routes_tag(router_id: str) -> str:
+    """The tag of the flows that looked a route up on ``router_id``: a new or edited route of
+    the router may change their choice (a deleted one changes only the flows that took it,
+    tagged with its id). Control traffic of an uplink's sidecar never looks a route up, so a
+    storm of learned routes leaves its flows (BGP, BFD) in place."""
+    return router_id + _ROUTES_SUFFIX
+
+
 def _pick(c: Ctx, dev: CDevice, in_port: CPort, entry: Snapshot) -> tuple[CRoute, str] | None:
     """The route to forward by (one of equal-cost routes by flow hash) and its trace detail;
     None when the route (or the lack of one) ends the packet here."""
     table = c.topo.routes(dev.id)
     if table is None:
         raise NotYet(("routes", dev.id))
+    c.tags.add(routes_tag(dev.id))
     c.read |= F_IP_SRC | F_IP_DST
     best = table.lookup(c.ip_dst, c.ip_src)
     if not best:
         c.step("router", dev.id, dev.name, "no-route", int_to_ip(c.ip_dst))
         icmp_error(c, in_port, entry, NET_UNREACHABLE)
         return None
-    route = best[0] if len(best) == 1 else best[c.flow_hash() % len(best)]
+    route = best[0] if len(best) == 1 else best[c.ecmp_hash() % len(best)]
     c.tags.add(route.id)
     detail = f"route {route.id[:8]}" + (f" (ecmp 1 of {len(best)})" if len(best) > 1 else "")
     if route.learned_from is not None:
@@ -312,4 +323,4 @@ def _ip_len(f: Frame) -> int:
     return n
 
 
-__all__ = ["router"]
+__all__ = ["router", "routes_tag"]

@@ -50,16 +50,21 @@ class MemoryTopology:
         # objects while nothing changed (see CompiledTopology.begin).
         self.generation = 0
         self._objs: dict[str, dict[str, Record]] = {}
+        # a parent's children by id, and their sorted tuple, built when first read after a
+        # change: a thousand routes of one router arriving one by one cost one sort, not one
+        # each (each sort would grow with the router's routes)
+        self._members: dict[tuple[str, str], dict[str, Record]] = {}
         self._children: dict[tuple[str, str], tuple[Record, ...]] = {}
         for r in records:
             self.put(r)
 
     # -- mutation ------------------------------------------------------------------------------
 
-    def put(self, record: Record) -> None:
-        """Insert or replace ``record`` (store a copy: callers may keep mutating theirs)."""
+    def put(self, record: Record, *, copy: bool = True) -> None:
+        """Insert or replace ``record`` (a copy, since callers may keep mutating theirs; not
+        copied with ``copy=False``: the caller made it for the view and keeps no reference)."""
         kind = kind_of(record).name
-        rec = record.model_copy(deep=True)
+        rec = record.model_copy(deep=True) if copy else record
         self.generation += 1
         old = self._objs.setdefault(kind, {}).get(rec.id)
         self._objs[kind][rec.id] = rec
@@ -67,8 +72,8 @@ class MemoryTopology:
             self._drop_child(kind, old)
         parent = _parent_key(kind, rec)
         if parent is not None:
-            members = tuple(m for m in self._children.get(parent, ()) if m.id != rec.id)
-            self._children[parent] = _sorted(kind, (*members, rec))
+            self._members.setdefault(parent, {})[rec.id] = rec
+            self._children.pop(parent, None)
 
     def delete(self, kind: str, id: str) -> None:
         old = self._objs.get(kind, {}).pop(id, None)
@@ -79,8 +84,9 @@ class MemoryTopology:
 
     def _drop_child(self, kind: str, old: Record) -> None:
         parent = _parent_key(kind, old)
-        if parent is not None and parent in self._children:
-            self._children[parent] = tuple(m for m in self._children[parent] if m.id != old.id)
+        if parent is not None:
+            self._members.get(parent, {}).pop(old.id, None)
+            self._children.pop(parent, None)
 
     # -- TopologyView -------------------------------------------------------------------------
 
@@ -92,7 +98,7 @@ class MemoryTopology:
         key = (kind, parent_id)
         got = self._children.get(key)
         if got is None:
-            got = self._children[key] = ()
+            got = self._children[key] = _sorted(kind, self._members.get(key, {}).values())
         return got
 
     def routes(self, router_id: str) -> Sequence[Route] | None:
@@ -129,7 +135,7 @@ def _parent_key(kind: str, rec: Record) -> tuple[str, str] | None:
     return None if f is None else (kind, str(getattr(rec, f)))
 
 
-def _sorted(kind: str, members: tuple[Record, ...]) -> tuple[Record, ...]:
+def _sorted(kind: str, members: Iterable[Record]) -> tuple[Record, ...]:
     if kind == "rule":
         return tuple(sorted(members, key=lambda r: (r.position, r.id)))  # type: ignore[attr-defined]
     return tuple(sorted(members, key=lambda r: r.id))

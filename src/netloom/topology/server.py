@@ -352,26 +352,24 @@ class TopologyServer:
                 loop.call_soon_threadsafe(self._send, conn, frame(msg))
 
     def _on_host_down(self, host: str) -> None:
-        """A dead host's learned routes go, its sessions are down, its SNAT blocks are free;
-        its queued reports are moot (it sends them again when it comes back)."""
-        sink = self._sink
-        if sink is not None:
-            self._drop_reports(host)
-            job = partial(sink.hosts_down, {host}, self._uplinks_of({host}))
-            self._reports.submit(("down", host), job)
+        """Timeout: what the host learned goes and its SNAT blocks are free; a connection it
+        still has is closed, so an agent that was only slow reconnects and reports again."""
+        for conn in [c for c in self._conns if c.host == host]:
+            conn.proto.drop()
+        self._forget(host, "down")
 
     def _on_host_gone(self, host: str) -> None:
-        """The agent closed its connection (or its host reset it): its BGP sidecars died with
-        it, so what it learned goes at once, without waiting for the heartbeat timeout. Its
-        SNAT blocks stay: an agent that reconnects keeps translating with them."""
+        """The agent closed its connection (its BGP sidecars died with it): what it learned
+        goes at once; its SNAT blocks stay for an agent that reconnects."""
+        self._forget(host, "gone")
+
+    def _forget(self, host: str, why: Literal["down", "gone"]) -> None:
+        """Queue the sink's removal of what ``host`` learned; its queued reports are moot."""
         sink = self._sink
         if sink is not None:
-            self._drop_reports(host)
-            job = partial(sink.hosts_gone, {host}, self._uplinks_of({host}))
-            self._reports.submit(("gone", host), job)
-
-    def _drop_reports(self, host: str) -> None:
-        self._reports.drop(lambda key: not (isinstance(key, tuple) and key[:2] in _moot(host)))
+            self._reports.drop(lambda key: not (isinstance(key, tuple) and key[:2] in _moot(host)))
+            call = sink.hosts_down if why == "down" else sink.hosts_gone
+            self._reports.submit((why, host), partial(call, {host}, self._uplinks_of({host})))
 
     def _uplinks_of(self, hosts: set[str]) -> set[str]:
         """The router ports bound to ``hosts``, from the view."""
