@@ -57,7 +57,8 @@ def test_config_names_the_session_timers_and_exports() -> None:
     assert "route 203.0.113.0/24 blackhole;" in text
     assert "import all;" in text and "export where source = RTS_STATIC;" in text
     assert f"kernel table {FIRST_TABLE};" in text and "export where source = RTS_BGP;" in text
-    assert "bfd" not in text
+    # not the bare word: a protocol name is made of a random id's hex digits
+    assert "bfd on;" not in text and "protocol bfd" not in text
 
 
 def test_config_bfd_only_when_asked() -> None:
