@@ -32,6 +32,7 @@ from netloom.agent.installer import FlowInstaller
 from netloom.agent.metrics import AgentMetrics
 from netloom.agent.parking import ParkingLot
 from netloom.agent.pushes import group_interests, push_hosts, push_keys
+from netloom.agent.simlog import SimLog
 from netloom.agent.snat import LeaseSnat, SnatLeases
 from netloom.agent.tags import state_tags, topology_tags
 from netloom.agent.tunnels import TunnelPeers
@@ -102,6 +103,7 @@ class AgentConfig:
     # the datapath's connection tracking (lifetimes, size); used by stateful rules when
     # sim.kernel_conntrack is on
     conntrack: ConntrackSettings = field(default_factory=ConntrackSettings)
+    simlog: bool = True  # record every simulation and flow event (agent/simlog.py)
 
 
 class Agent:
@@ -140,8 +142,11 @@ class Agent:
             0,
         )  # fmt: skip
         self._snat, self._arp = SnatLeases(), SharedArp(config.host_id)
-        self._parking = ParkingLot(config.park_per_key, config.park_total, self.stats, self.metrics)
-        self._installer = FlowInstaller(datapath, self.flows, self.stats, self.metrics)
+        self.simlog = SimLog(config.host_id, enabled=config.simlog)
+        self._parking = ParkingLot(
+            config.park_per_key, config.park_total, self.stats, self.metrics, self.simlog
+        )
+        self._installer = FlowInstaller(datapath, self.flows, self.stats, self.metrics, self.simlog)
         self._path = UpcallPath(self)
 
     def handle_upcalls(self, upcalls: Iterable[Upcall], now: float) -> None:
@@ -219,7 +224,7 @@ class Agent:
         self._invalidate(tags, why=f"{kind} {id[:8]}")
 
     def _invalidate(self, tags: Iterable[object], why: str) -> int:
-        return self._installer.invalidate(tags, why)
+        return self._installer.invalidate(tags, why, self.view.now)
 
     # ---- bindings -----------------------------------------------------------------------------
 
@@ -325,7 +330,7 @@ class Agent:
         it needs)."""
         for p in self._parking.take(key):
             if now >= p.deadline or p.waits >= self.cfg.park_max_waits:
-                self._parking.drop("timeout")
+                self._parking.drop("timeout", p, now)
                 continue
             # What it waited for came: the timeout guards a wait that never ends, not a walk
             # through many records that each come (on a loaded cluster, ~0.5 s each).

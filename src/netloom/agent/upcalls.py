@@ -18,7 +18,9 @@ from netloom.agent.view import Interest
 from netloom.datapath.base import Upcall, UpcallReason
 from netloom.errors import Untranslatable
 from netloom.flows.model import Output, Tunnel
+from netloom.model import simlog as k
 from netloom.model.records import Port
+from netloom.model.simlog import SimEntry
 from netloom.packet import Frame, parse
 from netloom.sim import GeneratedPacket, Result, Verdict, simulate
 
@@ -74,6 +76,7 @@ class UpcallPath:
             if not self.a._limiter.allow(up.in_port, now) and pressed:
                 self.a.stats["rate_limited"] += 1
                 self.a.metrics.rate_limited.inc()
+                self.a.simlog.event(now, k.RATE_LIMITED, port_id)
                 continue
             t0 = self.a._perf()
             self._process(Parked(up, up.packet, port_id, now + self.a.cfg.park_timeout_s), now)
@@ -98,6 +101,7 @@ class UpcallPath:
         r = self._simulate(
             frame if isinstance(frame, Frame) else p.packet, p.port_id, now, ct_state
         )
+        e = self.a.simlog.sim(now, p.port_id, up.reason.name.lower() if up else "", r)
         # A decision taken while some record was still loading is sent once, never cached.
         cacheable = r.cacheable and not self.missed
         if r.verdict is Verdict.NOT_YET:
@@ -118,7 +122,7 @@ class UpcallPath:
         self._hosts_used = set()
         try:
             if up is not None and up.reason is UpcallReason.MISS and cacheable:
-                self._install(r, up, p.port_id, now)
+                self._install(r, up, p.port_id, now, e)
             elif up is not None and up.reason is UpcallReason.MTU and cacheable:
                 self.a.stats["dropped"] += 1  # over the port MTU, no ICMP to send: drop
             else:
@@ -128,9 +132,11 @@ class UpcallPath:
         except Untranslatable as exc:
             self.a.stats["dropped"] += 1
             log.warning("no route to port %s", kv(port=exc.port_id, verdict=r.verdict.value))
+        if e is not None and self._hosts_used:
+            e.hosts = sorted(self._hosts_used)
         self._emit(r.generated, now, p.hops + 1)
 
-    def _install(self, r: Result, up: Upcall, port_id: str, now: float) -> None:
+    def _install(self, r: Result, up: Upcall, port_id: str, now: float, e: SimEntry | None) -> None:
         """Install the megaflow with its tags, then send the parked packet through it."""
         flow = to_flow(
             r,
@@ -141,6 +147,8 @@ class UpcallPath:
         )
         # _locate noted the remote hosts the flow tunnels to: their address is part of it
         tags = r.tags | {("host", h) for h in self._hosts_used}
+        if e is not None:
+            e.flow, e.tags = flow.cookie, sorted(map(str, tags))
         self.a._installer.install(flow, tags, up, port_id, now)
 
     # ---- generated packets --------------------------------------------------------------------

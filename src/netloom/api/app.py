@@ -32,9 +32,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import netloom
 from netloom.api import http, listing, openapi, views, whatif
+from netloom.api.insights import simlog_routes
 from netloom.api.service import ObjectService
 from netloom.api.tx import Doc
 from netloom.errors import InvalidInput, NetloomError
+from netloom.insights.simlog import SimLogStore
 from netloom.model import integrity
 from netloom.model.kinds import KINDS, Kind
 from netloom.model.types import Id
@@ -329,10 +331,12 @@ def create_app(
     max_body_bytes: int = 1 << 20,
     body_timeout: float = 30.0,
     guard: Guard | None = None,
+    simlog: SimLogStore | None = None,
 ) -> FastAPI:
     """The ASGI application of the native API over ``service``. A request body larger than
     ``max_body_bytes`` is refused (413); one that has not arrived after ``body_timeout``
-    seconds is given up (408). ``guard``: who may call it (Keystone: admins only)."""
+    seconds is given up (408). ``guard``: who may call it (Keystone: admins only).
+    ``simlog``: the agents' simulation log, served under /insights."""
     app = FastAPI(
         title="netloom native API",
         version=netloom.__version__,
@@ -350,6 +354,8 @@ def create_app(
         _collection_routes(app, service, k, lim)
     _port_routes(app, service, lim)
     _trace_route(app, service, lim)
+    if simlog is not None:
+        simlog_routes(app, PREFIX, simlog)
     openapi.install(app, kinds, (BindingRequest, LinkRequest, whatif.TraceRequest))
     return app
 

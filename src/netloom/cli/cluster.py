@@ -185,6 +185,7 @@ def _checked(
         access_log,
         auth=auth,
         keystone=keystone_authtoken(keystone_config) if keystone_config else None,
+        state_dir=state_dir,
     )
     store_url = store or default_store(state_dir)
     setup_logging(log_level)

@@ -38,6 +38,8 @@ class ClusterOptions:
     auth: str = "noauth"  # noauth | keystone (tokens validated by keystonemiddleware)
     # keystonemiddleware's options (--auth keystone): the [keystone_authtoken] section
     keystone: dict[str, str] | None = None
+    # the insights stores (simulation log) live here; None: in memory
+    state_dir: Path | None = None
 
 
 # ---------------------------------------------------------------------------------------------

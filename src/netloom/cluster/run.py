@@ -33,6 +33,8 @@ from netloom.api.service import ObjectService
 from netloom.cluster.config import ClusterOptions
 from netloom.deploy import sdnotify
 from netloom.errors import InvalidInput, NotFound
+from netloom.insights.simlog import FILE_NAME as SIMLOG_FILE
+from netloom.insights.simlog import SimLogStore
 from netloom.store import Store
 from netloom.topology.server import TopologyServer
 
@@ -158,16 +160,18 @@ async def serve(
 ) -> None:
     """Serve until SIGTERM/SIGINT, then stop the APIs and the topology server."""
     service = ObjectService(store)
+    simlog = SimLogStore(options.state_dir / SIMLOG_FILE if options.state_dir else None)
     topo = TopologyServer(
         store,
         host_timeout_s=options.host_timeout,
         set_host_alive=_liveness(service),
         reports=ClusterReports(service),
+        insights=simlog,
     )
     topo_port = await _start_topology(topo, options.topology)
     auth = _keystone(options)
     config = uvicorn.Config(
-        create_app(service, guard=auth.require_admin if auth is not None else None),
+        create_app(service, guard=auth.require_admin if auth is not None else None, simlog=simlog),
         log_config=None,
         access_log=options.access_log,
         lifespan="on",
@@ -203,6 +207,7 @@ async def serve(
         for sig in SHUTDOWN_SIGNALS:
             loop.remove_signal_handler(sig)
         await topo.stop()
+        simlog.close()
         log.info("topology stopped", extra={"event": "topology.stopped"})
 
 

@@ -43,6 +43,7 @@ from netloom.topology.protocol import (
     Routes,
     Scalar,
     ServerMsg,
+    SimBatch,
     Snap,
     Status,
     Sub,
@@ -241,6 +242,10 @@ class TopologyClient:
             return await fut
         finally:
             self._leases.pop(req, None)
+
+    def send_now(self, msg: SimBatch) -> bool:
+        """Send ``msg`` if connected (on the client's loop); False: not sent, nothing kept."""
+        return self._send_report(msg)
 
     @property
     def reports_sent(self) -> int:

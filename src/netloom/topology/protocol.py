@@ -31,6 +31,8 @@ Reports (agent -> cluster; the only writes an agent makes, each about its own ho
     C: Lease(req, device, ip)      a SNAT port block of (router, NAT address) for this host
     S: Leased(req, device, ip, start, end)                 the block, ports start..end
     S: Error(req, ...)             a refused report (req 0) or lease
+    C: SimBatch(entries)           simulation-log entries (:mod:`netloom.model.simlog`),
+                                   appended to the cluster's log; never answered
 
 An object is *in the agent's view* while it matches one of the agent's subscriptions (an
 object subscription by id, or a filter ``data[field] == value``; for a list-valued field the
@@ -60,6 +62,8 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 import msgspec
+
+from netloom.model.simlog import SimEntry
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +141,12 @@ class Lease(msgspec.Struct, tag="lease", array_like=True):
     ip: str
 
 
+class SimBatch(msgspec.Struct, tag="simlog", array_like=True):
+    """Entries of the host's simulation log, oldest first (wall-clock times)."""
+
+    entries: list[SimEntry]
+
+
 class Welcome(msgspec.Struct, tag="welcome", array_like=True):
     rev: int
     heartbeat_s: float
@@ -173,7 +183,7 @@ class Error(msgspec.Struct, tag="error", array_like=True):
     field: str | None = None
 
 
-ClientMsg = Hello | Sub | Unsub | Ping | Routes | Status | Arp | Wired | Lease
+ClientMsg = Hello | Sub | Unsub | Ping | Routes | Status | Arp | Wired | Lease | SimBatch
 ServerMsg = Welcome | Snap | Batch | Pong | Leased | Error
 
 _encoder = msgspec.msgpack.Encoder()
@@ -323,6 +333,7 @@ __all__ = [
     "Routes",
     "Scalar",
     "ServerMsg",
+    "SimBatch",
     "Snap",
     "Status",
     "Sub",

@@ -26,10 +26,11 @@ import msgspec
 from netloom.errors import NetloomError
 from netloom.model.bgp import LearnedRoute, PeerStatus
 from netloom.model.neighbors import ArpEntry
+from netloom.model.simlog import SimEntry
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ReportQueue", "ReportSink", "Reporter"]
+__all__ = ["InsightsSink", "ReportQueue", "ReportSink", "Reporter"]
 
 
 class ReportSink(Protocol):
@@ -62,6 +63,14 @@ class ReportSink(Protocol):
 
     def lease_snat_block(self, host_id: str, device_id: str, ip: str) -> tuple[int, int]:
         """A port block of (device, NAT address) no other host holds, leased to ``host_id``."""
+        ...
+
+
+class InsightsSink(Protocol):
+    """Where the cluster keeps what agents saw (runs on the report worker thread)."""
+
+    def add(self, host_id: str, entries: Sequence[SimEntry]) -> int:
+        """Append simulation-log entries of ``host_id``; how many were kept."""
         ...
 
 

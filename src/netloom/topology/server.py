@@ -47,6 +47,7 @@ from netloom.topology.protocol import (
     Ping,
     Pong,
     Routes,
+    SimBatch,
     Snap,
     Status,
     Sub,
@@ -56,7 +57,7 @@ from netloom.topology.protocol import (
     frame,
     server_decoder,
 )
-from netloom.topology.reports import ReportQueue, ReportSink
+from netloom.topology.reports import InsightsSink, ReportQueue, ReportSink
 from netloom.topology.subscriptions import Conn, Entry, Subscriptions
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,7 @@ class TopologyServer:
         max_buffer: int = 8 * 1024 * 1024,
         backlog: int = 1024,
         reports: ReportSink | None = None,
+        insights: InsightsSink | None = None,
     ) -> None:
         if host_timeout_s <= 0:
             raise InvalidInput("host_timeout_s must be > 0", field="host_timeout_s")
@@ -94,6 +96,8 @@ class TopologyServer:
             host_timeout_s, set_host_alive or store_host_alive(store), on_down=self._on_host_down
         )
         self._sink = reports
+        self._insights = insights  # None: simulation-log batches are dropped
+        self._batches = 0
         self._reports = ReportQueue()
         # the topology, and the routers' shared ARP entries (model/neighbors.py)
         self._kinds = frozenset(kinds if kinds is not None else (*KINDS, ARP_KIND))
@@ -282,6 +286,11 @@ class TopologyServer:
                 self._on_sub(conn, msg)
             elif isinstance(msg, Unsub):
                 self._on_unsub(conn, msg)
+            elif isinstance(msg, SimBatch):
+                if self._insights is not None:  # unique key: every batch is kept
+                    self._batches += 1
+                    job = partial(self._insights.add, conn.host, msg.entries)
+                    self._reports.submit(("simlog", conn.host, self._batches), job)
             else:
                 self._on_report(conn, conn.host, msg)
         except NetloomError as exc:

@@ -1,0 +1,1 @@
+"""Insights: what the cluster keeps of what the agents saw (simulation log, flow history)."""
