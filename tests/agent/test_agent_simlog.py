@@ -4,6 +4,7 @@ with its trace, its flow, its output; the agent's half is bounded and its file r
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,10 +14,10 @@ from netloom.agent.simlog import SimLog, SimLogFile, SimLogOutlet, read_entries
 from netloom.datapath.memory import MemoryDatapath
 from netloom.insights.simlog import SimLogQuery
 from netloom.model import simlog as k
-from netloom.model.simlog import SimEntry, match_fields
+from netloom.model.simlog import SimEntry, match_fields, outputs
 from netloom.model.types import new_id
 from netloom.packet import IPPROTO_TCP, build
-from netloom.topology.protocol import SimBatch
+from netloom.topology.protocol import SimBatch, decode_frames
 from waiting import eventually
 
 from .agentlab import IP, MAC_R1, Cluster, applied, ping, run, tcp
@@ -25,17 +26,28 @@ from .agentlab import cluster as agent_cluster
 pytestmark = pytest.mark.unit
 
 
-async def _shipped(c: Cluster, *, kind: str, port: str, n: int = 1) -> list[SimEntry]:
-    """Drain every agent's log to the cluster; the entries of ``kind`` on ``port``."""
+async def _shipped(
+    c: Cluster, *, kind: str, port: str, want: Callable[[SimEntry], bool] = lambda e: True
+) -> list[SimEntry]:
+    """Drain every agent's log to the cluster; the entries of ``kind`` on ``port``, once one
+    of them is ``want``-ed."""
     for node in c.nodes.values():
         node.driver.drain_simlog()
     q = SimLogQuery(kind=kind, port=port, limit=1000)
 
     def found() -> bool:
-        return len(c.simlog.query(q)) >= n
+        return any(want(e) for _, e in c.simlog.query(q))
 
-    await eventually(found, 5.0, f"{n} {kind} entries of {port} in the cluster's log")
+    await eventually(found, 5.0, f"{kind} entries of {port} in the cluster's log")
     return [e for _, e in c.simlog.query(q)]
+
+
+def _forward(e: SimEntry) -> bool:
+    return e.verdict == "forward"
+
+
+def _drop(e: SimEntry) -> bool:
+    return e.verdict == "drop"
 
 
 def test_a_routed_packet_is_logged_with_its_trace_flow_and_tunnel() -> None:
@@ -43,7 +55,7 @@ def test_a_routed_packet_is_logged_with_its_trace_flow_and_tunnel() -> None:
         async with agent_cluster() as c:
             await c.send("A", ping("A", IP["C"], MAC_R1))
             assert len(c.got("C")) == 1
-            sims = await _shipped(c, kind=k.SIM, port=c.ids["A"])
+            sims = await _shipped(c, kind=k.SIM, port=c.ids["A"], want=_forward)
             done = [e for e in sims if e.verdict == "forward"]
             assert len(done) == 1 and any(e.verdict == "not-yet" for e in sims)
             e = done[0]
@@ -51,7 +63,7 @@ def test_a_routed_packet_is_logged_with_its_trace_flow_and_tunnel() -> None:
             kinds = [s[0] for s in e.steps]
             assert kinds[0] == "port" and "bridge" in kinds and "router" in kinds
             assert e.flow != 0 and c.ids["r1"] in e.tags
-            assert e.out == [c.ids["C"]] and e.hosts == [c.ids["h2"]]
+            assert outputs(e.steps) == [c.ids["C"]] and e.hosts == [c.ids["h2"]]
             m = match_fields(e.key, e.read)
             assert m["ip_src"] == IP["A"] and m["ip_dst"] == IP["C"]
             assert abs(e.t - time.time()) < 60  # wall clock once shipped
@@ -77,7 +89,7 @@ def test_a_security_group_drop_and_the_invalidation_that_follows() -> None:
             await applied(c, "h1", "h2", "h3")
             await c.send("A", tcp("A", IP["C"], MAC_R1, 40000, 22))
             assert c.got("C") == []
-            sims = await _shipped(c, kind=k.SIM, port=c.ids["A"])
+            sims = await _shipped(c, kind=k.SIM, port=c.ids["A"], want=_drop)
             drop = next(e for e in sims if e.verdict == "drop")
             assert any(s[0] == "rule" and s[1] == rule and s[3] == "drop" for s in drop.steps)
             c.svc.delete("rule", rule)
@@ -112,10 +124,10 @@ def test_rate_limited_upcalls_and_dropped_parks_are_logged() -> None:
     for seq in range(4):
         dp.receive(build(ping("A", IP["C"], MAC_R1, seq=seq)), n)
     a.handle_upcalls(dp.poll_upcalls(), 0.0)
-    kinds = [e.kind for e in a.simlog.take()]
+    kinds = [e.kind for e in a.simlog.take_entries()]
     assert kinds.count(k.RATE_LIMITED) == 3  # one upcall within budget, under pressure
     assert kinds.count(k.SIM) == 1 and kinds.count(k.PARKED) == 1
-    assert a.simlog.take() == []
+    assert a.simlog.take_entries() == []
 
 
 def test_nothing_is_logged_when_the_log_is_off() -> None:
@@ -125,38 +137,47 @@ def test_nothing_is_logged_when_the_log_is_off() -> None:
     assert a.stats["simulations"] == 1 and len(a.simlog) == 0
 
 
-def test_the_buffer_is_bounded_oldest_first_out() -> None:
-    log = SimLog("h", pending=3)
-    for i in range(5):
+def test_the_buffer_is_bounded_until_drained() -> None:
+    log = SimLog(max_bytes=100)
+    for i in range(20):
         log.event(float(i), k.PARKED, "p")
-    assert [e.t for e in log.take()] == [2.0, 3.0, 4.0] and log.dropped == 2
+    kept = [e.t for e in log.take_entries()]
+    assert 0 < len(kept) < 20 and kept == [float(i) for i in range(len(kept))]
+    assert log.dropped == 20 - len(kept)
+    log.event(99.0, k.PARKED, "p")  # drained: room again
+    assert [e.t for e in log.take_entries()] == [99.0]
 
 
 def test_the_file_rotates_by_size_and_keeps_a_bound(tmp_path: Path) -> None:
-    f = SimLogFile(tmp_path, max_bytes=2000, keep=2)
+    out = SimLogOutlet(SimLogFile(tmp_path, max_bytes=2000, keep=2))
+    log = SimLog()
     for i in range(100):
-        f.write([SimEntry(t=float(i), host="h", kind=k.PARKED, port="p", detail="x" * 40)])
-    f.close()
+        log.event(float(i), k.PARKED, "p", detail="x" * 40)
+        out.drain(log.take(), lambda _: True)
+    out.close()
     files = sorted(p.name for p in tmp_path.iterdir())
-    assert files == ["simlog.jsonl", "simlog.jsonl.1", "simlog.jsonl.2"]
+    assert files == ["simlog.msgpack", "simlog.msgpack.1", "simlog.msgpack.2"]
     assert all(p.stat().st_size < 2200 for p in tmp_path.iterdir())
     kept = [e.t for n in files[::-1] for e in read_entries(tmp_path / n)]  # oldest file first
     assert kept == [float(i) for i in range(100 - len(kept), 100)] and len(kept) < 100
 
 
-def test_unshipped_entries_wait_for_the_connection() -> None:
-    sent: list[SimBatch] = []
+def test_unshipped_frames_wait_for_the_connection() -> None:
+    sent: list[bytes] = []
     up = False
 
-    def send(b: SimBatch) -> bool:
+    def send(b: bytes) -> bool:
         if up:
             sent.append(b)
         return up
 
-    out = SimLogOutlet(None, batch=2, pending=3)
-    out.drain([SimEntry(t=float(i), host="h", kind=k.SIM) for i in range(4)], 100.0, send)
+    log, out = SimLog(), SimLogOutlet(None, pending=3)
+    log.wall_offset = 100.0
+    for i in range(4):
+        log.event(float(i), k.PARKED, "p")
+        out.drain(log.take(), send)
     assert sent == [] and out.pending == 3 and out.unshipped_dropped == 1
     up = True
-    out.drain([], 0.0, send)
-    assert [[e.t for e in b.entries] for b in sent] == [[101.0, 102.0], [103.0]]
-    assert out.shipped == 3 and out.pending == 0
+    out.drain(log.take(), send)
+    got = [e.t for b in decode_frames(b"".join(sent), SimBatch) for e in b.entries]
+    assert got == [101.0, 102.0, 103.0] and out.shipped == 3 and out.pending == 0

@@ -11,6 +11,7 @@ import uuid
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 from typer.testing import CliRunner
 
@@ -20,7 +21,7 @@ from netloom.errors import InvalidInput
 from netloom.model import simlog as k
 from netloom.model.simlog import SimEntry
 from netloom.topology.client import TopologyClient
-from netloom.topology.protocol import SimBatch
+from netloom.topology.protocol import SimBatch, raw_frame
 from waiting import eventually
 
 from .test_topology import nl
@@ -53,7 +54,8 @@ def _ship(topology_port: int, host: str, entries: list[SimEntry]) -> None:
         await client.start()
         try:
             await client.wait_connected(10)
-            assert client.send_now(SimBatch(entries))
+            body = b"".join(msgspec.msgpack.encode(e) for e in entries)
+            assert client.send_frame(raw_frame(SimBatch, len(entries), body))
         finally:
             await client.stop()
 

@@ -142,7 +142,7 @@ class Agent:
             0,
         )  # fmt: skip
         self._snat, self._arp = SnatLeases(), SharedArp(config.host_id)
-        self.simlog = SimLog(config.host_id, enabled=config.simlog)
+        self.simlog = SimLog(enabled=config.simlog)
         self._parking = ParkingLot(
             config.park_per_key, config.park_total, self.stats, self.metrics, self.simlog
         )

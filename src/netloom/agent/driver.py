@@ -99,6 +99,7 @@ class AgentDriver:
 
     async def start(self) -> None:
         await self.client.start()
+        self.agent.simlog.wall_offset = time.time() - self.clock()
         self.agent.start(self.clock())
         self._flush()
         if self.metrics_port is not None:
@@ -368,10 +369,12 @@ class AgentDriver:
 
     def drain_simlog(self) -> None:
         """Write and ship what the agent logged since the last drain."""
-        entries = self.agent.simlog.take()
-        if entries or self.simlog.pending:
+        simlog = self.agent.simlog
+        simlog.wall_offset = time.time() - self.clock()  # for what it records next
+        taken = simlog.take()
+        if taken[0] or self.simlog.pending:
             try:
-                self.simlog.drain(entries, time.time() - self.clock(), self.client.send_now)
+                self.simlog.drain(taken, self.client.send_frame)
             except OSError as exc:  # e.g. a full disk: the log is lost, the agent goes on
                 log.error("simulation log write failed error=%r", exc)
 

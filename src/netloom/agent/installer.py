@@ -25,7 +25,7 @@ class FlowInstaller:
         simlog: SimLog | None = None,
     ) -> None:
         self._dp = dp
-        self._log = simlog if simlog is not None else SimLog("", enabled=False)
+        self._log = simlog if simlog is not None else SimLog(enabled=False)
         self._flows = flows
         self._stats = stats
         self._metrics = metrics

@@ -59,7 +59,7 @@ class ParkingLot:
         metrics: AgentMetrics,
         simlog: SimLog | None = None,
     ) -> None:
-        self._log = simlog if simlog is not None else SimLog("", enabled=False)
+        self._log = simlog if simlog is not None else SimLog(enabled=False)
         self._per_key = per_key
         self._total = total
         self._stats = stats

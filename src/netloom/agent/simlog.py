@@ -1,19 +1,28 @@
 """The agent's simulation log: every simulation of a real packet and every flow event.
 
-Two halves, so that the upcall path stays cheap and does no I/O: :class:`SimLog` (sans-IO, in
-the core) fills :class:`~netloom.model.simlog.SimEntry` values into a bounded buffer (the raw
-trace steps the simulation already keeps, the packet's key as integers: nothing is rendered
-here); the driver drains it every tick into :class:`SimLogFile` (JSON lines under the agent's
-state dir, rotated by size) and ships the same entries to the cluster in batches over the
-topology connection. When the buffer is full the oldest entries go (counted in ``dropped``).
+Two halves, so that the upcall path stays cheap and does no I/O. :class:`SimLog` (sans-IO, in
+the core) encodes each entry at once, in one msgspec call, as the msgpack array form of a
+:class:`~netloom.model.simlog.SimEntry`, appending it to one growing buffer: no object per
+entry is kept, so nothing of the simulation stays alive and the garbage collector has nothing
+new to scan. An entry holds what the simulation made anyway (its raw trace steps, the
+packet's key as integers); nothing is rendered or derived (the host is the connection's, the
+output ports are the trace's "output" steps). Times are the agent's clock plus
+``wall_offset`` (the driver keeps it current). Past ``max_bytes`` new entries are dropped
+(counted in ``dropped``) until the next drain.
+
+The driver drains the buffer every tick into :class:`SimLogOutlet`: the buffer becomes, as
+is, the body of one :class:`~netloom.topology.protocol.SimBatch` frame; the same bytes are
+appended to the log file (:class:`SimLogFile`, rotated by size) and sent to the cluster over
+the topology connection.
 """
 
 from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import msgspec
 
@@ -21,56 +30,61 @@ from netloom.flows.model import FIELD_NAMES, Flow, FlowKey
 from netloom.model import simlog as k
 from netloom.model.simlog import SimEntry
 from netloom.sim import Result
-from netloom.topology.protocol import SimBatch
+from netloom.topology.protocol import SimBatch, decode_frames, raw_frame
 
 DEFAULT_MAX_BYTES = 32 * 1024 * 1024  # per file
 DEFAULT_KEEP = 3  # rotated files kept besides the current one
-DEFAULT_PENDING = 50_000  # entries between two drains at most
-FILE_NAME = "simlog.jsonl"
+DEFAULT_PENDING_BYTES = 16 * 1024 * 1024  # recorded between two drains at most
+FILE_NAME = "simlog.msgpack"
+_SIM = k.SIM
+
+
+class Outcome(NamedTuple):
+    """What came of a simulation besides its result: the installed flow's cookie (0: none)
+    and tags, the hosts the packet is tunnelled to, the trace id of a traced packet."""
+
+    flow: int = 0
+    tags: Sequence[str] = ()
+    hosts: Sequence[str] = ()
+    trace: str | None = None
+
+
+NOTHING = Outcome()
 
 
 class SimLog:
     """The log's in-memory half (see the module docstring). ``enabled`` False: nothing is
     recorded."""
 
-    __slots__ = ("_buf", "dropped", "enabled", "host")
+    __slots__ = ("_buf", "_enc", "_max", "count", "dropped", "enabled", "wall_offset")
 
-    def __init__(self, host: str, *, enabled: bool = True, pending: int = DEFAULT_PENDING) -> None:
-        self.host = host
+    def __init__(self, *, enabled: bool = True, max_bytes: int = DEFAULT_PENDING_BYTES) -> None:
         self.enabled = enabled
-        self._buf: deque[SimEntry] = deque(maxlen=pending)
+        self.wall_offset = 0.0  # wall clock - the agent's clock
+        self._buf = bytearray()
+        self._max = max_bytes
+        self._enc = msgspec.msgpack.Encoder().encode_into
+        self.count = 0  # entries in the buffer
         self.dropped = 0
 
     def __len__(self) -> int:
-        return len(self._buf)
+        return self.count
 
-    def _add(self, e: SimEntry) -> None:
-        buf = self._buf
-        if len(buf) == buf.maxlen:
-            self.dropped += 1
-        buf.append(e)
-
-    def sim(
-        self, now: float, port: str, reason: str, r: Result, trace: str | None = None
-    ) -> SimEntry | None:
-        """Record a simulation (the caller fills ``flow``/``tags``/``hosts`` once known)."""
+    def sim(self, now: float, port: str, reason: str, r: Result, o: Outcome = NOTHING) -> None:
+        """Record a simulation of a packet from ``port`` (``reason``: the upcall's)."""
         if not self.enabled:
-            return None
-        e = SimEntry(
-            t=now,
-            host=self.host,
-            kind=k.SIM,
-            port=port,
-            key=r.key,
-            read=r.read,
-            reason=reason,
-            steps=r.trace.raw,
-            verdict=r.verdict.value,
-            out=list(r.outputs),
-            trace=trace,
-        )
-        self._add(e)
-        return e
+            return
+        if len(self._buf) >= self._max:
+            self.dropped += 1
+            return
+        if o is NOTHING:  # the trailing fields are left out: the decoder takes their defaults
+            e: tuple[object, ...] = (now + self.wall_offset, "", _SIM, port, r.key, r.read, reason,
+                                     r.trace.raw, r.verdict)  # fmt: skip
+        else:
+            e = (now + self.wall_offset, "", _SIM, port, r.key, r.read, reason, r.trace.raw,
+                 r.verdict, o.flow, o.tags, (), o.hosts, "", o.trace)  # fmt: skip
+        self._enc(e, self._buf, -1)
+        self.count += 1
 
     def event(
         self,
@@ -84,26 +98,27 @@ class SimLog:
         """Record a flow-table, parking or rate-limit event."""
         if not self.enabled:
             return
-        key: tuple[int, ...] = _fields(flow.key) if flow is not None else ()
+        if len(self._buf) >= self._max:
+            self.dropped += 1
+            return
+        key = _fields(flow.key) if flow is not None else ()
         read = _mask_bits(flow) if flow is not None else 0
-        self._add(
-            SimEntry(
-                t=now,
-                host=self.host,
-                kind=kind,
-                port=port,
-                key=key,
-                read=read,
-                flow=flow.cookie if flow is not None else 0,
-                detail=detail,
-            )
-        )
+        cookie = flow.cookie if flow is not None else 0
+        self._enc((now + self.wall_offset, "", kind, port, key, read, "", (), "", cookie, (), (),
+                   (), detail, None), self._buf, -1)  # fmt: skip
+        self.count += 1
 
-    def take(self) -> list[SimEntry]:
-        """Everything recorded since the last take, oldest first."""
-        out = list(self._buf)
+    def take(self) -> tuple[int, bytes]:
+        """Everything recorded since the last take: (entries, their encodings end to end)."""
+        out = (self.count, bytes(self._buf))
         self._buf.clear()
+        self.count = 0
         return out
+
+    def take_entries(self) -> list[SimEntry]:
+        """:meth:`take`, decoded (tests, tools)."""
+        n, data = self.take()
+        return [e for b in decode_frames(raw_frame(SimBatch, n, data), SimBatch) for e in b.entries]
 
 
 def _fields(key: FlowKey) -> tuple[int, ...]:
@@ -116,8 +131,8 @@ def _mask_bits(flow: Flow) -> int:
 
 
 class SimLogFile:
-    """JSON lines in ``directory``/simlog.jsonl, rotated when a file passes ``max_bytes``:
-    simlog.jsonl.1 is the previous file, up to ``keep`` of them."""
+    """``directory``/simlog.msgpack: the shipped frames, appended; rotated when a file passes
+    ``max_bytes`` (simlog.msgpack.1 is the previous file, up to ``keep`` of them)."""
 
     def __init__(
         self, directory: Path, max_bytes: int = DEFAULT_MAX_BYTES, keep: int = DEFAULT_KEEP
@@ -126,14 +141,10 @@ class SimLogFile:
         self.path = directory / FILE_NAME
         self.max_bytes = max_bytes
         self.keep = keep
-        self._enc = msgspec.json.Encoder()
         self._f = self.path.open("ab")
         self._size = self._f.tell()
 
-    def write(self, entries: list[SimEntry]) -> None:
-        if not entries:
-            return
-        data = self._enc.encode_lines(entries)
+    def write(self, data: bytes) -> None:
         self._f.write(data)
         self._f.flush()
         self._size += len(data)
@@ -156,60 +167,60 @@ class SimLogFile:
 
 
 class SimLogOutlet:
-    """Where drained entries go (the driver's side): the log file, if any, then the cluster in
-    batches of ``batch`` entries. Entries not yet shipped wait while the topology connection
-    is down, the oldest going first past ``pending`` (counted in ``unshipped_dropped``)."""
+    """Where drained rows go (the driver's side): encoded in frames of ``batch`` entries, each
+    written to the log file, if any, then sent to the cluster. Frames not yet sent wait while
+    the topology connection is down, the oldest going first past ``pending`` frames (counted
+    in ``unshipped_dropped``)."""
 
-    def __init__(
-        self, file: SimLogFile | None, *, batch: int = 1000, pending: int = DEFAULT_PENDING
-    ) -> None:
+    def __init__(self, file: SimLogFile | None, *, batch: int = 1000, pending: int = 64) -> None:
         self.file = file
         self.batch = batch
-        self._unshipped: deque[SimEntry] = deque(maxlen=pending)
-        self.shipped = 0
+        self._unshipped: deque[bytes] = deque()
+        self._max = pending
+        self.shipped = 0  # frames
         self.unshipped_dropped = 0
 
     @property
     def pending(self) -> int:
-        """Entries waiting to be shipped."""
+        """Frames waiting to be shipped."""
         return len(self._unshipped)
 
-    def drain(
-        self, entries: list[SimEntry], wall_offset: float, send: Callable[[SimBatch], bool]
-    ) -> None:
-        """Stamp ``entries`` with wall-clock times (``t + wall_offset``), write, ship."""
-        for e in entries:
-            e.t += wall_offset
-        if self.file is not None:
-            self.file.write(entries)
+    def drain(self, taken: tuple[int, bytes], send: Callable[[bytes], bool]) -> None:
+        """Frame what :meth:`SimLog.take` gave, write, ship."""
         q = self._unshipped
-        over = len(q) + len(entries) - (q.maxlen or 0)
-        if over > 0:
-            self.unshipped_dropped += over
-        q.extend(entries)
+        n, body = taken
+        if n:
+            data = raw_frame(SimBatch, n, body)
+            if self.file is not None:
+                self.file.write(data)
+            if len(q) >= self._max:
+                q.popleft()
+                self.unshipped_dropped += 1
+            q.append(data)
         while q:
-            chunk = [q.popleft() for _ in range(min(self.batch, len(q)))]
-            if not send(SimBatch(chunk)):
-                q.extendleft(reversed(chunk))
+            if not send(q[0]):
                 return
-            self.shipped += len(chunk)
+            q.popleft()
+            self.shipped += 1
 
     def close(self) -> None:
         if self.file is not None:
             self.file.close()
 
 
-def read_entries(path: Path) -> list[SimEntry]:
-    """The entries of one log file (tests, offline reading)."""
-    dec = msgspec.json.Decoder(SimEntry)
-    return [dec.decode(line) for line in path.read_bytes().splitlines() if line]
+def read_entries(path: Path) -> Iterator[SimEntry]:
+    """The entries of one log file, oldest first (tests, offline reading)."""
+    for msg in decode_frames(path.read_bytes(), SimBatch):
+        yield from msg.entries
 
 
 __all__ = [
     "DEFAULT_KEEP",
     "DEFAULT_MAX_BYTES",
-    "DEFAULT_PENDING",
+    "DEFAULT_PENDING_BYTES",
     "FILE_NAME",
+    "NOTHING",
+    "Outcome",
     "SimLog",
     "SimLogFile",
     "SimLogOutlet",

@@ -13,14 +13,14 @@ from netloom.agent.parking import Parked, wait_key
 from netloom.agent.pushes import missing_groups
 from netloom.agent.ratelimit import round_robin
 from netloom.agent.related import upcall_ct_state
+from netloom.agent.simlog import Outcome
 from netloom.agent.translate import to_datapath_actions, to_flow
 from netloom.agent.view import Interest
 from netloom.datapath.base import Upcall, UpcallReason
 from netloom.errors import Untranslatable
-from netloom.flows.model import Output, Tunnel
+from netloom.flows.model import Flow, Output, Tunnel
 from netloom.model import simlog as k
 from netloom.model.records import Port
-from netloom.model.simlog import SimEntry
 from netloom.packet import Frame, parse
 from netloom.sim import GeneratedPacket, Result, Verdict, simulate
 
@@ -96,15 +96,16 @@ class UpcallPath:
 
     def _process(self, p: Parked, now: float) -> None:
         up = p.upcall
+        self._hosts_used = set()
         frame = parse(p.packet)  # once, for the simulation and the related-error check
         ct_state = upcall_ct_state(up, frame, self.a.dp) if up is not None else 0
         r = self._simulate(
             frame if isinstance(frame, Frame) else p.packet, p.port_id, now, ct_state
         )
-        e = self.a.simlog.sim(now, p.port_id, up.reason.name.lower() if up else "", r)
         # A decision taken while some record was still loading is sent once, never cached.
         cacheable = r.cacheable and not self.missed
         if r.verdict is Verdict.NOT_YET:
+            self._log(now, p, r)
             key = wait_key(self.missed, r)
             self._emit(r.generated, now, p.hops + 1)  # e.g. the router's ARP request
             self.a._parking.park(p, key, now)
@@ -115,14 +116,15 @@ class UpcallPath:
         if need := missing_groups(self.a.view, r):  # where its flow state goes: load, then send
             for i in need:
                 self.a.want(i)
+            self._log(now, p, r)
             self.a._parking.park(p, need[0], now)
             return
         self.a._apply_changes(r, now)
         self.a._push_state(r)  # before the packet is sent: the peer must know the connection
-        self._hosts_used = set()
+        flow: tuple[Flow, frozenset[object]] | None = None
         try:
             if up is not None and up.reason is UpcallReason.MISS and cacheable:
-                self._install(r, up, p.port_id, now, e)
+                flow = self._install(r, up, p.port_id, now)
             elif up is not None and up.reason is UpcallReason.MTU and cacheable:
                 self.a.stats["dropped"] += 1  # over the port MTU, no ICMP to send: drop
             else:
@@ -132,11 +134,27 @@ class UpcallPath:
         except Untranslatable as exc:
             self.a.stats["dropped"] += 1
             log.warning("no route to port %s", kv(port=exc.port_id, verdict=r.verdict.value))
-        if e is not None and self._hosts_used:
-            e.hosts = sorted(self._hosts_used)
+        self._log(now, p, r, flow)
         self._emit(r.generated, now, p.hops + 1)
 
-    def _install(self, r: Result, up: Upcall, port_id: str, now: float, e: SimEntry | None) -> None:
+    def _log(
+        self, now: float, p: Parked, r: Result, flow: tuple[Flow, frozenset[object]] | None = None
+    ) -> None:
+        """Record the simulation of ``p`` (``flow``: the flow installed for it, its tags)."""
+        simlog = self.a.simlog
+        if not simlog.enabled:
+            return
+        reason = p.upcall.reason.name.lower() if p.upcall is not None else ""
+        hosts = sorted(self._hosts_used)
+        if flow is None:
+            simlog.sim(now, p.port_id, reason, r, Outcome(hosts=hosts))
+        else:
+            tags = sorted(map(str, flow[1]))
+            simlog.sim(now, p.port_id, reason, r, Outcome(flow[0].cookie, tags, hosts))
+
+    def _install(
+        self, r: Result, up: Upcall, port_id: str, now: float
+    ) -> tuple[Flow, frozenset[object]]:
         """Install the megaflow with its tags, then send the parked packet through it."""
         flow = to_flow(
             r,
@@ -147,9 +165,8 @@ class UpcallPath:
         )
         # _locate noted the remote hosts the flow tunnels to: their address is part of it
         tags = r.tags | {("host", h) for h in self._hosts_used}
-        if e is not None:
-            e.flow, e.tags = flow.cookie, sorted(map(str, tags))
         self.a._installer.install(flow, tags, up, port_id, now)
+        return flow, tags
 
     # ---- generated packets --------------------------------------------------------------------
 

@@ -2,11 +2,12 @@
 its flow table (installed, invalidated, expired, evicted), its parking lot (parked, dropped) or
 its upcall budget (rate limited).
 
-The same value is written to the agent's log file (a JSON line), carried to the cluster (a
-msgpack frame, :mod:`netloom.topology.protocol`) and kept in the cluster's log store. The hot
-path only fills it: the packet's key (:class:`~netloom.flows.model.FlowKey` fields) and the
-bits of the fields the simulation read stay integers; :func:`match_fields` renders them when
-someone looks.
+The same value is written to the agent's log file and carried to the cluster (both as msgpack
+frames of :class:`~netloom.topology.protocol.SimBatch`) and kept in the cluster's log store.
+It is encoded as an array in the order of its fields, so the agent's hot path fills a plain
+list in that order (:mod:`netloom.agent.simlog`) that decodes as a ``SimEntry``. The packet's
+key (:class:`~netloom.flows.model.FlowKey` fields) and the bits of the fields the simulation
+read stay integers; :func:`match_fields` renders them when someone looks.
 """
 
 from __future__ import annotations
@@ -31,11 +32,11 @@ RATE_LIMITED = "rate_limited"
 KINDS = (SIM, INSTALLED, INVALIDATED, EXPIRED, EVICTED, PARKED, PARK_DROPPED, RATE_LIMITED)
 
 
-class SimEntry(msgspec.Struct, kw_only=True):
-    """A simulation or a flow event on ``host`` (field names are the JSON keys)."""
+class SimEntry(msgspec.Struct, kw_only=True, array_like=True, gc=False):
+    """A simulation or a flow event on ``host``. The field order is the wire's: append only."""
 
     t: float  # when: the agent's clock until shipped, then wall-clock seconds
-    host: str
+    host: str  # "" until the cluster stamps it with the host of the connection it came by
     kind: str  # one of KINDS
     port: str | None = None  # the virtual in-port
     key: tuple[int, ...] = ()  # the packet's FlowKey fields (sim), the flow's key (events)
@@ -45,7 +46,7 @@ class SimEntry(msgspec.Struct, kw_only=True):
     verdict: str = ""
     flow: int = 0  # the installed flow's cookie (0: none installed)
     tags: list[str] = []  # the installed flow's tags
-    out: list[str] = []  # the virtual ports the packet leaves by
+    out: list[str] = []  # the virtual ports the packet leaves by (else: the trace's outputs)
     hosts: list[str] = []  # the hosts it is tunnelled to
     detail: str = ""  # why: the change that invalidated, what a parked packet waits for
     trace: str | None = None  # the trace id of a traced packet
@@ -71,6 +72,11 @@ def match_fields(key: tuple[int, ...] | list[int], read: int) -> dict[str, str]:
     return out
 
 
+def outputs(steps: list[Step]) -> list[str]:
+    """The virtual ports a simulation sent the packet out of: its trace's output steps."""
+    return [s[1] for s in steps if s[0] == "port" and s[3] == "output"]
+
+
 def entry_json(entry: SimEntry) -> dict[str, object]:
     """The entry as the API answers it: the match rendered, the steps as objects."""
     return {
@@ -87,7 +93,7 @@ def entry_json(entry: SimEntry) -> dict[str, object]:
         "verdict": entry.verdict,
         "flow": entry.flow,
         "tags": entry.tags,
-        "out": entry.out,
+        "out": entry.out or outputs(entry.steps),
         "hosts": entry.hosts,
         "detail": entry.detail,
         "trace": entry.trace,
@@ -108,4 +114,5 @@ __all__ = [
     "Step",
     "entry_json",
     "match_fields",
+    "outputs",
 ]

@@ -43,7 +43,6 @@ from netloom.topology.protocol import (
     Routes,
     Scalar,
     ServerMsg,
-    SimBatch,
     Snap,
     Status,
     Sub,
@@ -243,9 +242,13 @@ class TopologyClient:
         finally:
             self._leases.pop(req, None)
 
-    def send_now(self, msg: SimBatch) -> bool:
-        """Send ``msg`` if connected (on the client's loop); False: not sent, nothing kept."""
-        return self._send_report(msg)
+    def send_frame(self, data: bytes) -> bool:
+        """Send an encoded frame (:func:`~netloom.topology.protocol.frame_of`) if connected,
+        from the client's loop; False: not sent, nothing kept."""
+        if self._proto is None or self._proto.transport is None:
+            return False
+        self._proto.send(data)
+        return True
 
     @property
     def reports_sent(self) -> int:
