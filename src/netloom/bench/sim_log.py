@@ -77,18 +77,24 @@ def run_trace_log(seconds: float) -> dict[str, Any]:
     """Per path: sims/s off and on and their ratio; ``trace_log_ratio``: the worst ratio."""
     result: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="netloom-simlog-") as tmp:
-        for name, make in SCENARIOS.items():
+        for key, make in SCENARIOS.items():
+            name = _path(key)
             off, on = _compare(make, seconds, Path(tmp) / name)
             result[f"{name}_log_off_per_s"] = round(off, 1)
             result[f"{name}_log_on_per_s"] = round(on, 1)
             result[f"{name}_log_ratio"] = round(on / off, 3)
-    result["trace_log_ratio"] = min(result[f"{n}_log_ratio"] for n in SCENARIOS)
+    result["trace_log_ratio"] = min(result[f"{_path(k)}_log_ratio"] for k in SCENARIOS)
     return result
+
+
+def _path(key: str) -> str:
+    """``l2`` for the ``l2_per_s`` path."""
+    return key.removesuffix("_per_s")
 
 
 def trace_log_table(result: dict[str, Any]) -> list[str]:
     lines = [f"{'path':<14} {'log off':>12} {'log on':>12} {'ratio':>7}"]
-    for name in SCENARIOS:
+    for name in map(_path, SCENARIOS):
         lines.append(
             f"{name:<14} {result[f'{name}_log_off_per_s']:>12,.0f}"
             f" {result[f'{name}_log_on_per_s']:>12,.0f} {result[f'{name}_log_ratio']:>7.3f}"
