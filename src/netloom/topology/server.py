@@ -310,8 +310,8 @@ class TopologyServer:
             self._reports.submit(("lease", host, msg.req), lease, self._replier(conn, msg.req))
             return
         if isinstance(msg, Wired):  # the sink decides: a late report of a port moved on is moot
-            job = partial(sink.port_wired, host, msg.port, up=msg.up)
-            self._reports.submit(("wired", host, msg.port), job, self._replier(conn, 0))
+            wired = partial(sink.port_wired, host, msg.port, up=msg.up)
+            self._reports.submit(("wired", host, msg.port), wired, self._replier(conn, 0))
             return
         self._check_uplink(host, msg.port)
         key, job = report_job(sink, host, msg)
