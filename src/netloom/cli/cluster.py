@@ -21,6 +21,7 @@ from netloom.cluster.config import (
     DEFAULT_TOPOLOGY_ADDR,
     ClusterOptions,
     default_store,
+    flow_history_path,
     keystone_authtoken,
     listen,
     open_store_checked,
@@ -85,6 +86,14 @@ KeystoneOpt = Annotated[
         " (as in neutron.conf), with --auth keystone",
     ),
 ]
+FlowHistoryOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--flow-history",
+        help="the flow history's DuckDB file, or memory: (default: beside the NSDB:"
+        " flows.duckdb in --state-dir or next to a sqlite store's file)",
+    ),
+]
 LogLevelOpt = Annotated[str, typer.Option("--log-level", help="debug|info|warning|error")]
 AccessLogOpt = Annotated[bool, typer.Option("--access-log", help="log every HTTP request")]
 
@@ -111,6 +120,12 @@ def _run(
             nsdb.close()
 
 
+def _flow_history(option: str | None, store: str | None, state_dir: Path) -> str:
+    if option is None:
+        return flow_history_path(store, state_dir)
+    return ":memory:" if option == "memory:" else option
+
+
 def cluster(
     ctx: typer.Context,
     config: ConfigOpt = None,
@@ -124,6 +139,7 @@ def cluster(
     neutron: NeutronOpt = None,
     auth: AuthOpt = "noauth",
     keystone_config: KeystoneOpt = None,
+    flow_history: FlowHistoryOpt = None,
 ) -> None:
     """Run the control plane: REST API + topology service on one NSDB, in one process."""
     args = {k: v for k, v in ctx.params.items() if k != "config"}
@@ -164,6 +180,7 @@ def _checked(
     neutron: str | None,
     auth: str,
     keystone_config: Path | None,
+    flow_history: str | None,
 ) -> tuple[str, tuple[str, int], ClusterOptions, tuple[str, int] | None]:
     """The options checked (InvalidInput naming the field otherwise), logging set up:
     what :func:`_run` takes."""
@@ -185,6 +202,7 @@ def _checked(
         access_log,
         auth=auth,
         keystone=keystone_authtoken(keystone_config) if keystone_config else None,
+        flow_history=_flow_history(flow_history, store, state_dir),
     )
     store_url = store or default_store(state_dir)
     setup_logging(log_level)

@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "netloom.cli.cluster",
     "netloom.cli.objects",
     "netloom.cli.trace",
+    "netloom.cli.flows",
     "netloom.cli.lab",
     "netloom.cli.agent",
     "netloom.cli.doctor",

@@ -24,6 +24,8 @@ import pyarrow as pa
 
 from netloom.errors import InvalidInput, StoreError
 from netloom.insights.queries import (
+    DEFAULT_MAX_AGE_S,
+    DEFAULT_MAX_FLOWS,
     DROP_VERDICTS,
     DropPoint,
     FlowFilter,
@@ -36,9 +38,6 @@ from netloom.insights.queries import (
 )
 from netloom.model.flowrecord import FlowRecord
 
-FLOWS_FILE = "flows.duckdb"
-DEFAULT_MAX_AGE_S = 7 * 86400.0
-DEFAULT_MAX_FLOWS = 10_000_000
 DEFAULT_BATCH_ROWS = 20_000
 
 _TEXT_LIST = pa.list_(pa.string())
@@ -253,4 +252,4 @@ class FlowHistory:
         return [DropPoint(r[0], float(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in rows]
 
 
-__all__ = ["DEFAULT_MAX_AGE_S", "DEFAULT_MAX_FLOWS", "FLOWS_FILE", "FlowHistory"]
+__all__ = ["FlowHistory"]

@@ -1,4 +1,4 @@
-"""What the flow history answers: the filters a query takes and the rows it returns.
+"""What the flow history answers (the filters a query takes, the rows it returns) and keeps.
 
 A flow belongs to a time window when it overlaps it: it was last seen at or after ``since`` and
 first seen at or before ``until``. Counters are the flow's totals (not prorated to the window).
@@ -20,6 +20,8 @@ TALKER_KEYS = {
 VERDICTS = ("forward", "drop", "reject")
 DROP_VERDICTS = ("drop", "reject")
 MAX_LIMIT = 10_000
+DEFAULT_MAX_AGE_S = 7 * 86400.0  # retention: seconds a flow is kept after it was last seen
+DEFAULT_MAX_FLOWS = 10_000_000  # retention: flows kept at most (the oldest go first)
 
 
 @dataclass(frozen=True)
@@ -158,6 +160,8 @@ def make_marker(last_seen: float, flow_id: str) -> str:
 
 
 __all__ = [
+    "DEFAULT_MAX_AGE_S",
+    "DEFAULT_MAX_FLOWS",
     "DROP_VERDICTS",
     "MAX_LIMIT",
     "TALKER_KEYS",
