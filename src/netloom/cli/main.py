@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "netloom.cli.demo",
     "netloom.bench.fanout",
     "netloom.bench.sim",
+    "netloom.bench.insights",
     "netloom.bench.datapath",
     "netloom.bench.perf.compare",
     "netloom.bench.perf.profile",
