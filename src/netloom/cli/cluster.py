@@ -94,6 +94,10 @@ FlowHistoryOpt = Annotated[
         " flows.duckdb in --state-dir or next to a sqlite store's file)",
     ),
 ]
+IpfixOpt = Annotated[
+    str | None,
+    typer.Option("--ipfix", help="export flow records as IPFIX (UDP) to this collector HOST:PORT"),
+]
 LogLevelOpt = Annotated[str, typer.Option("--log-level", help="debug|info|warning|error")]
 AccessLogOpt = Annotated[bool, typer.Option("--access-log", help="log every HTTP request")]
 
@@ -140,6 +144,7 @@ def cluster(
     auth: AuthOpt = "noauth",
     keystone_config: KeystoneOpt = None,
     flow_history: FlowHistoryOpt = None,
+    ipfix: IpfixOpt = None,
 ) -> None:
     """Run the control plane: REST API + topology service on one NSDB, in one process."""
     args = {k: v for k, v in ctx.params.items() if k != "config"}
@@ -181,6 +186,7 @@ def _checked(
     auth: str,
     keystone_config: Path | None,
     flow_history: str | None,
+    ipfix: str | None,
 ) -> tuple[str, tuple[str, int], ClusterOptions, tuple[str, int] | None]:
     """The options checked (InvalidInput naming the field otherwise), logging set up:
     what :func:`_run` takes."""
@@ -203,6 +209,7 @@ def _checked(
         auth=auth,
         keystone=keystone_authtoken(keystone_config) if keystone_config else None,
         flow_history=_flow_history(flow_history, store, state_dir),
+        ipfix=parse_addr(ipfix, "ipfix") if ipfix is not None else None,
     )
     store_url = store or default_store(state_dir)
     setup_logging(log_level)

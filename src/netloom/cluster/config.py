@@ -44,6 +44,7 @@ class ClusterOptions:
     flow_history: str = ":memory:"
     flow_max_age: float = DEFAULT_MAX_AGE_S
     flow_max_count: int = DEFAULT_MAX_FLOWS
+    ipfix: tuple[str, int] | None = None  # the IPFIX collector flow records are exported to
 
 
 # ---------------------------------------------------------------------------------------------

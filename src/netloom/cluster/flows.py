@@ -1,19 +1,60 @@
-"""The cluster's flow history: opened from the options, kept (buffer written, retention
-applied) by a periodic task off the event loop, closed at shutdown."""
+"""Where agents' flow records go in the cluster: the flow history (opened from the options,
+kept — buffer written, retention applied — by a periodic task off the event loop, closed at
+shutdown) and, with ``--ipfix``, an IPFIX collector."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from collections.abc import Callable, Sequence
 
 from netloom.cluster.config import ClusterOptions
 from netloom.insights.history import FlowHistory
+from netloom.insights.ipfix import IpfixExporter
+from netloom.model.flowrecord import FlowRecord
 
 log = logging.getLogger("netloom.cluster")
 
 FLUSH_EVERY_S = 1.0  # a record is queryable at most this long after it arrived
 EXPIRE_EVERY_S = 60.0
+
+
+class FlowSink:
+    """The records of every agent: into the history, and to the IPFIX collector if any.
+    ``ingest`` runs on the topology server's report worker thread."""
+
+    def __init__(
+        self,
+        history: FlowHistory,
+        exporter: IpfixExporter | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.history = history
+        self.exporter = exporter
+        self._clock = clock
+
+    @staticmethod
+    def open(options: ClusterOptions) -> FlowSink:
+        history = open_history(options)
+        exporter = None
+        if options.ipfix is not None:
+            exporter = IpfixExporter(options.ipfix)
+            log.info(
+                "ipfix export",
+                extra={"event": "flows.ipfix", "collector": ":".join(map(str, options.ipfix))},
+            )
+        return FlowSink(history, exporter)
+
+    def ingest(self, records: Sequence[FlowRecord]) -> None:
+        self.history.ingest(records)
+        if self.exporter is not None:
+            self.exporter.export(records, self._clock())
+
+    def close(self) -> None:
+        self.history.close()
+        if self.exporter is not None:
+            self.exporter.close()
 
 
 def open_history(options: ClusterOptions) -> FlowHistory:
@@ -41,4 +82,4 @@ async def keep(history: FlowHistory) -> None:
                 log.info("flows expired", extra={"event": "flows.expired", "flows": dropped})
 
 
-__all__ = ["EXPIRE_EVERY_S", "FLUSH_EVERY_S", "keep", "open_history"]
+__all__ = ["EXPIRE_EVERY_S", "FLUSH_EVERY_S", "FlowSink", "keep", "open_history"]

@@ -175,7 +175,8 @@ async def serve(
 ) -> None:
     """Serve until SIGTERM/SIGINT, then stop the APIs and the topology server."""
     service = ObjectService(store)
-    history = flows.open_history(options)
+    sink = flows.FlowSink.open(options)
+    history = sink.history
     topo = TopologyServer(
         store,
         host_timeout_s=options.host_timeout,
@@ -217,7 +218,7 @@ async def serve(
         await topo.stop()
         log.info("topology stopped", extra={"event": "topology.stopped"})
         keeper.cancel()
-        await loop.run_in_executor(None, history.close)
+        await loop.run_in_executor(None, sink.close)
 
 
 def run_cluster(

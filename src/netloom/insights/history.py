@@ -183,8 +183,8 @@ class FlowHistory:
     # -- reading ---------------------------------------------------------------------------------
 
     def _count(self) -> int:
-        row = self._db.execute("SELECT count(*) FROM flows").fetchone()
-        return int(row[0]) if row else 0
+        rows = self._db.execute("SELECT count(*) FROM flows").fetchall()
+        return int(rows[0][0])
 
     def _query(self, sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
         with self._lock:
