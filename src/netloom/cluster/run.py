@@ -32,6 +32,7 @@ from netloom.api.reports import ClusterReports
 from netloom.api.service import ObjectService
 from netloom.cluster import flows
 from netloom.cluster.config import ClusterOptions
+from netloom.cluster.metrics import ClusterMetrics, TimedStore
 from netloom.deploy import sdnotify
 from netloom.errors import InvalidInput, NotFound
 from netloom.insights.history import FlowHistory
@@ -156,10 +157,12 @@ def _api_server(
     options: ClusterOptions,
     auth: KeystoneAuth | None,
     history: FlowHistory,
+    metrics: ClusterMetrics,
 ) -> uvicorn.Server:
     app = create_app(
         service, guard=auth.require_admin if auth is not None else None, history=history
     )
+    metrics.instrument(app)
     config = uvicorn.Config(
         app, log_config=None, access_log=options.access_log, lifespan="on", proxy_headers=False
     )
@@ -174,7 +177,8 @@ async def serve(
     neutron_sock: socket.socket | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT, then stop the APIs and the topology server."""
-    service = ObjectService(store)
+    metrics = ClusterMetrics()
+    service = ObjectService(TimedStore(store, metrics))
     sink = flows.FlowSink.open(options)
     history = sink.history
     topo = TopologyServer(
@@ -185,7 +189,8 @@ async def serve(
     )
     topo_port = await _start_topology(topo, options.topology)
     auth = _keystone(options)
-    server = _api_server(service, options, auth, history)
+    metrics.watch(topo, sink)
+    server = _api_server(service, options, auth, history, metrics)
     neutron = _neutron_server(service, neutron_sock, options, auth)
     _handle_signals(server, neutron)
     api_host, api_port = api_sock.getsockname()[:2]
