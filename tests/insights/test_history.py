@@ -86,6 +86,15 @@ def test_drops_by_rule_over_time(history: FlowHistory) -> None:
         ("rule-rej", 1080.0, 1),
         (None, 1140.0, 1),
     ]
+    top = history.drops_by_rule(bucket_s=60.0, rules=1)  # the rule with the most drops
+    assert [(p.rule_id, p.flows) for p in top] == [("rule-deny", 2)]
+    accepted_then_dropped = record(6, verdict="drop", rules=("rule-nat", "rule-deny"))
+    history.ingest([accepted_then_dropped])
+    assert {p.rule_id for p in history.drops_by_rule(bucket_s=1e6)} == {
+        "rule-deny",
+        "rule-rej",
+        None,
+    }
 
 
 def test_flows_of_a_port_a_group_between_two_vms_and_in_a_window(history: FlowHistory) -> None:

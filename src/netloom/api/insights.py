@@ -43,7 +43,7 @@ _FILTERS: dict[str, tuple[str, dict[str, Any]]] = {
     "proto": ("IP protocol number", {"type": "integer", "minimum": 0, "maximum": 255}),
 }
 _FLOAT_PARAMS = ("since", "until", "bucket")
-_INT_PARAMS = ("proto", "limit")
+_INT_PARAMS = ("proto", "limit", "rules")
 
 
 def _param(request: Request, name: str) -> Any:
@@ -106,9 +106,10 @@ def _handlers(history: FlowHistory) -> dict[str, Callable[..., Any]]:
         return JSONResponse({"by": by, "talkers": body})
 
     async def drops(request: Request) -> Response:
-        where = _filter(request, ("bucket",))
+        where = _filter(request, ("bucket", "rules"))
         bucket = _default(_param(request, "bucket"), 60.0)
-        points = await run_in_threadpool(history.drops_by_rule, where, bucket)
+        rules = _default(_param(request, "rules"), 10)
+        points = await run_in_threadpool(history.drops_by_rule, where, bucket, rules)
         body = [dataclasses.asdict(p) for p in points]
         return JSONResponse({"bucket": bucket, "drops": body})
 
@@ -172,7 +173,10 @@ def _operations() -> dict[str, dict[str, Any]]:
         ),
         "drops": _operation(
             "drops by rule",
-            [_query("bucket", "seconds per time bucket (default 60)", _NUMBER)],
+            [
+                _query("bucket", "seconds per time bucket (default 60)", _NUMBER),
+                _query("rules", "the rules with the most drops (default 10)", {"type": "integer"}),
+            ],
             {"type": "object", "properties": {"bucket": _NUMBER, "drops": array}},
         ),
         "one": openapi.returns(_FLOW_SCHEMA, errors=("404",)),

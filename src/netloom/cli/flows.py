@@ -101,6 +101,7 @@ def top_cmd(
 def drops_cmd(
     ctx: typer.Context,
     bucket: Annotated[float, typer.Option("--bucket", help="seconds per time bucket")] = 60.0,
+    rules: Annotated[int, typer.Option("--rules", min=1, help="rules with the most drops")] = 10,
     rule: Rule = None,
     since: Since = None,
     until: Until = None,
@@ -110,7 +111,9 @@ def drops_cmd(
     """Dropped and rejected flows per deciding rule over time."""
     opts = settings(ctx, api, json_out)
     with ApiClient(opts.api) as client:
-        params = _params(client, since=since, until=until, rule_id=rule, bucket=repr(bucket))
+        params = _params(
+            client, since=since, until=until, rule_id=rule, bucket=repr(bucket), rules=str(rules)
+        )
         body: dict[str, Any] = client.request("GET", "/insights/flows/drops", params=params)
     if opts.json:
         output.print_json(body)

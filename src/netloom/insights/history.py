@@ -234,22 +234,24 @@ class FlowHistory:
         return [Talker(tuple(r[:n]), int(r[n]), int(r[n + 1]), int(r[n + 2])) for r in rows]
 
     def drops_by_rule(
-        self, where: FlowFilter | None = None, bucket_s: float = 60.0
+        self, where: FlowFilter | None = None, bucket_s: float = 60.0, rules: int = 10
     ) -> list[DropPoint]:
-        """Dropped and rejected flows per deciding rule and time bucket (by last seen), oldest
-        bucket first."""
+        """Dropped and rejected flows per deciding rule (the last of a flow's rules) and time
+        bucket (by last seen), oldest bucket first: the series of the ``rules`` rules with the
+        most drops in the flows matching ``where``."""
         if bucket_s <= 0:
             raise InvalidInput("bucket must be positive", field="bucket")
         cond, args = (where or FlowFilter()).where()
         verdicts = ", ".join(f"'{v}'" for v in DROP_VERDICTS)
         rows = self._query(
+            "WITH d AS (SELECT coalesce(rules[-1], '') AS rule, last_seen, packets, bytes "
+            f"FROM flows WHERE verdict IN ({verdicts}) AND {cond}), "
+            "top AS (SELECT rule FROM d GROUP BY rule ORDER BY count(*) DESC, rule LIMIT ?) "
             "SELECT rule, floor(last_seen / ?) * ? AS t, count(*), sum(packets), sum(bytes) "
-            "FROM (SELECT unnest(CASE WHEN len(rules) = 0 THEN [NULL] ELSE rules END) AS rule, "
-            f"last_seen, packets, bytes FROM flows WHERE verdict IN ({verdicts}) AND {cond}) "
-            "GROUP BY rule, t ORDER BY t, rule NULLS LAST",
-            [bucket_s, bucket_s, *args],
+            "FROM d WHERE rule IN (SELECT rule FROM top) GROUP BY rule, t ORDER BY t, rule",
+            [*args, check_limit(rules), bucket_s, bucket_s],
         )
-        return [DropPoint(r[0], float(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in rows]
+        return [DropPoint(r[0] or None, float(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in rows]
 
 
 __all__ = ["FlowHistory"]
