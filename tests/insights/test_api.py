@@ -137,3 +137,13 @@ def test_a_flow_history_that_cannot_be_opened_is_one_line(tmp_path: Path) -> Non
     (tmp_path / "state" / "flows.duckdb").write_text("not a database")
     with pytest.raises(pytest.fail.Exception, match="flow history"):
         start_cluster(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [["--flow-max-age", "0"], ["--flow-max-count", "0"], ["--ipfix", "nowhere"]],
+)
+def test_bad_flow_options_are_one_line_errors(bad: list[str], tmp_path: Path) -> None:
+    res = CliRunner().invoke(app, ["cluster", "--state-dir", str(tmp_path), *bad])
+    assert res.exit_code == 1
+    assert res.output.count("\n") == 1 and "error" in res.output, res.output

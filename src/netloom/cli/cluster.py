@@ -30,6 +30,7 @@ from netloom.cluster.config import (
 from netloom.cluster.logs import LOG_LEVELS, setup_logging
 from netloom.deploy.config import ConfigTable, load_table, signature_options
 from netloom.errors import ConfigError, InvalidInput, NetloomError, print_error
+from netloom.insights.queries import DEFAULT_MAX_AGE_S, DEFAULT_MAX_FLOWS
 
 log = logging.getLogger("netloom.cluster")
 
@@ -94,6 +95,13 @@ FlowHistoryOpt = Annotated[
         " flows.duckdb in --state-dir or next to a sqlite store's file)",
     ),
 ]
+FlowMaxAgeOpt = Annotated[
+    float,
+    typer.Option("--flow-max-age", help="seconds a flow is kept after it was last seen"),
+]
+FlowMaxCountOpt = Annotated[
+    int, typer.Option("--flow-max-count", help="flows kept at most (the oldest go first)")
+]
 IpfixOpt = Annotated[
     str | None,
     typer.Option("--ipfix", help="export flow records as IPFIX (UDP) to this collector HOST:PORT"),
@@ -145,6 +153,8 @@ def cluster(
     keystone_config: KeystoneOpt = None,
     flow_history: FlowHistoryOpt = None,
     ipfix: IpfixOpt = None,
+    flow_max_age: FlowMaxAgeOpt = DEFAULT_MAX_AGE_S,
+    flow_max_count: FlowMaxCountOpt = DEFAULT_MAX_FLOWS,
 ) -> None:
     """Run the control plane: REST API + topology service on one NSDB, in one process."""
     args = {k: v for k, v in ctx.params.items() if k != "config"}
@@ -187,6 +197,8 @@ def _checked(
     keystone_config: Path | None,
     flow_history: str | None,
     ipfix: str | None,
+    flow_max_age: float,
+    flow_max_count: int,
 ) -> tuple[str, tuple[str, int], ClusterOptions, tuple[str, int] | None]:
     """The options checked (InvalidInput naming the field otherwise), logging set up:
     what :func:`_run` takes."""
@@ -194,6 +206,8 @@ def _checked(
         raise InvalidInput(f"unknown log level {log_level!r}", field="log_level")
     if host_timeout <= 0:
         raise InvalidInput("--host-timeout must be > 0", field="host_timeout")
+    if flow_max_age <= 0 or flow_max_count < 1:
+        raise InvalidInput("--flow-max-age and --flow-max-count must be > 0", field="flows")
     api_addr = parse_addr(api, "api")
     neutron_addr = parse_addr(neutron, "neutron") if neutron is not None else None
     if auth not in AUTH_MODES:
@@ -210,6 +224,8 @@ def _checked(
         keystone=keystone_authtoken(keystone_config) if keystone_config else None,
         flow_history=_flow_history(flow_history, store, state_dir),
         ipfix=parse_addr(ipfix, "ipfix") if ipfix is not None else None,
+        flow_max_age=flow_max_age,
+        flow_max_count=flow_max_count,
     )
     store_url = store or default_store(state_dir)
     setup_logging(log_level)
