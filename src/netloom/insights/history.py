@@ -13,6 +13,7 @@ writes the buffer first, so it sees every record ingested before it.
 
 from __future__ import annotations
 
+import operator
 import threading
 from collections.abc import Sequence
 from dataclasses import fields
@@ -81,10 +82,11 @@ _CREATE = "CREATE TABLE IF NOT EXISTS flows ({})".format(
     ", ".join(f"{f.name} {_SQL_TYPES[f.type]}" for f in SCHEMA)
 )
 _SELECT = ", ".join(COLUMNS)
+_ROW = operator.attrgetter(*COLUMNS)
 
 
 def _table(records: Sequence[FlowRecord]) -> pa.Table:
-    columns = [[getattr(r, name) for r in records] for name in COLUMNS]
+    columns = zip(*map(_ROW, records), strict=True)
     arrays = [pa.array(c, t.type) for c, t in zip(columns, SCHEMA, strict=True)]
     return pa.Table.from_arrays(arrays, schema=SCHEMA)
 
