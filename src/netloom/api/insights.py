@@ -19,7 +19,13 @@ from starlette.concurrency import run_in_threadpool
 from netloom.api import openapi
 from netloom.errors import InvalidInput, NotFound
 from netloom.insights.history import FlowHistory
-from netloom.insights.queries import TALKER_KEYS, FlowFilter
+from netloom.insights.queries import (
+    MAX_BUCKET_S,
+    MAX_LIMIT,
+    MIN_BUCKET_S,
+    TALKER_KEYS,
+    FlowFilter,
+)
 from netloom.model.flowrecord import FlowRecord
 
 BASE = "/insights/flows"
@@ -42,6 +48,7 @@ _FILTERS: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     "proto": ("IP protocol number", {"type": "integer", "minimum": 0, "maximum": 255}),
 }
+_BUCKET = {"type": "number", "minimum": MIN_BUCKET_S, "maximum": MAX_BUCKET_S}
 _FLOAT_PARAMS = ("since", "until", "bucket")
 _INT_PARAMS = ("proto", "limit", "rules")
 
@@ -141,7 +148,8 @@ _FLOW_SCHEMA: dict[str, Any] = {
         for f in dataclasses.fields(FlowRecord)
     },
 }
-_LIMIT = _query("limit", "at most this many (1..10000)", {"type": "integer", "minimum": 1})
+_COUNT = {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}
+_LIMIT = _query("limit", f"at most this many (1..{MAX_LIMIT})", _COUNT)
 
 
 def _operation(summary: str, extra: list[dict[str, Any]], answer: dict[str, Any]) -> dict[str, Any]:
@@ -174,8 +182,8 @@ def _operations() -> dict[str, dict[str, Any]]:
         "drops": _operation(
             "drops by rule",
             [
-                _query("bucket", "seconds per time bucket (default 60)", _NUMBER),
-                _query("rules", "the rules with the most drops (default 10)", {"type": "integer"}),
+                _query("bucket", "seconds per time bucket (default 60)", _BUCKET),
+                _query("rules", "the rules with the most drops (default 10)", _COUNT),
             ],
             {"type": "object", "properties": {"bucket": _NUMBER, "drops": array}},
         ),

@@ -28,6 +28,8 @@ from netloom.insights.queries import (
     DEFAULT_MAX_AGE_S,
     DEFAULT_MAX_FLOWS,
     DROP_VERDICTS,
+    MAX_BUCKET_S,
+    MIN_BUCKET_S,
     DropPoint,
     FlowFilter,
     Page,
@@ -241,8 +243,9 @@ class FlowHistory:
         """Dropped and rejected flows per deciding rule (the last of a flow's rules) and time
         bucket (by last seen), oldest bucket first: the series of the ``rules`` rules with the
         most drops in the flows matching ``where``."""
-        if bucket_s <= 0:
-            raise InvalidInput("bucket must be positive", field="bucket")
+        if not MIN_BUCKET_S <= bucket_s <= MAX_BUCKET_S:
+            msg = f"bucket must be between {MIN_BUCKET_S} and {MAX_BUCKET_S:.0f} seconds"
+            raise InvalidInput(msg, field="bucket")
         cond, args = (where or FlowFilter()).where()
         verdicts = ", ".join(f"'{v}'" for v in DROP_VERDICTS)
         rows = self._query(

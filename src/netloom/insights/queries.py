@@ -20,6 +20,8 @@ TALKER_KEYS = {
 VERDICTS = ("forward", "drop", "reject")
 DROP_VERDICTS = ("drop", "reject")
 MAX_LIMIT = 10_000
+MIN_BUCKET_S = 0.001  # drops over time: a bucket's length
+MAX_BUCKET_S = 366 * 86400.0
 DEFAULT_MAX_AGE_S = 7 * 86400.0  # retention: seconds a flow is kept after it was last seen
 DEFAULT_MAX_FLOWS = 10_000_000  # retention: flows kept at most (the oldest go first)
 
@@ -48,6 +50,8 @@ class FlowFilter:
             raise InvalidInput("peer_ip needs ip", field="peer_ip")
         if self.verdict is not None and self.verdict not in VERDICTS:
             raise InvalidInput(f"verdict must be one of {', '.join(VERDICTS)}", field="verdict")
+        if self.proto is not None and not 0 <= self.proto <= 255:
+            raise InvalidInput("proto must be between 0 and 255", field="proto")
         if None not in (self.since, self.until) and self.since > self.until:  # type: ignore[operator]
             raise InvalidInput("since is after until", field="since")
 
@@ -163,7 +167,9 @@ __all__ = [
     "DEFAULT_MAX_AGE_S",
     "DEFAULT_MAX_FLOWS",
     "DROP_VERDICTS",
+    "MAX_BUCKET_S",
     "MAX_LIMIT",
+    "MIN_BUCKET_S",
     "TALKER_KEYS",
     "VERDICTS",
     "DropPoint",
