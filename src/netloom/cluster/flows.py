@@ -51,6 +51,12 @@ class FlowSink:
         if self.exporter is not None:
             self.exporter.export(records, self._clock())
 
+    def tick(self) -> None:
+        """Write the history's buffer; send the IPFIX template if it is due (RFC 7011 §8.4)."""
+        self.history.flush()
+        if self.exporter is not None:
+            self.exporter.export([], self._clock())
+
     def close(self) -> None:
         self.history.close()
         if self.exporter is not None:
@@ -68,13 +74,15 @@ def open_history(options: ClusterOptions) -> FlowHistory:
     return history
 
 
-async def keep(history: FlowHistory) -> None:
-    """Until cancelled: write the buffer every second, apply retention every minute."""
+async def keep(sink: FlowSink) -> None:
+    """Until cancelled: write the buffer every second (and resend the IPFIX template when it
+    is due, records or not), apply retention every minute."""
     loop = asyncio.get_running_loop()
+    history = sink.history
     last_expiry = time.monotonic()
     while True:
         await asyncio.sleep(FLUSH_EVERY_S)
-        await loop.run_in_executor(None, history.flush)
+        await loop.run_in_executor(None, sink.tick)
         if time.monotonic() - last_expiry >= EXPIRE_EVERY_S:
             last_expiry = time.monotonic()
             dropped = await loop.run_in_executor(None, history.expire, time.time())

@@ -205,7 +205,7 @@ async def serve(
         "topology_port": topo_port,
     }
     serving = None
-    keeper = asyncio.create_task(flows.keep(history))
+    keeper = asyncio.create_task(flows.keep(sink))
     if neutron is not None and neutron_sock is not None:
         ready["neutron_port"] = neutron_sock.getsockname()[1]
         serving = asyncio.create_task(neutron.serve(sockets=[neutron_sock]))
