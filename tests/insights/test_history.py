@@ -146,3 +146,15 @@ def test_bad_queries_are_invalid_input(history: FlowHistory, call: object, field
     with pytest.raises(InvalidInput) as err:
         call(history)  # type: ignore[operator]
     assert err.value.field == field
+
+
+def test_pages_keep_flows_seen_at_the_same_time_in_flow_id_order(history: FlowHistory) -> None:
+    history.ingest([record(n, last_seen=5000.0 if n < 6 else 4000.0 + n) for n in range(9)])
+    seen: list[str] = []
+    page = history.flows(limit=4)
+    seen += [r.flow_id for r in page.items]
+    while page.marker is not None:
+        page = history.flows(limit=4, marker=page.marker)
+        seen += [r.flow_id for r in page.items]
+    tied = sorted(f"h1:{n}:1" for n in range(6))
+    assert seen == [*tied, "h1:8:1", "h1:7:1", "h1:6:1"]

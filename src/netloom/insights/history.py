@@ -214,9 +214,17 @@ class FlowHistory:
             seen, flow_id = parse_marker(marker)
             cond += " AND (last_seen < ? OR (last_seen = ? AND flow_id > ?))"
             args += [seen, seen, flow_id]
+        # Two steps (the tail of a port's query halves): the row ids and times of the matching
+        # flows and the time of the (limit + 1)-th latest; then only the rows at or after it are
+        # read whole (the first limit + 1 in the order asked are among them, ties included).
         rows = self._query(
-            f"SELECT {_SELECT} FROM flows WHERE {cond} ORDER BY last_seen DESC, flow_id LIMIT ?",
-            [*args, check_limit(limit) + 1],
+            f"WITH m AS MATERIALIZED (SELECT rowid AS r, last_seen FROM flows WHERE {cond}), "
+            "lo AS (SELECT min(last_seen) AS lo FROM "
+            "(SELECT last_seen FROM m ORDER BY last_seen DESC LIMIT ?)) "
+            f"SELECT {_SELECT} FROM flows WHERE rowid IN "
+            "(SELECT r FROM m, lo WHERE m.last_seen >= lo.lo) "
+            "ORDER BY last_seen DESC, flow_id LIMIT ?",
+            [*args, check_limit(limit) + 1, limit + 1],
         )
         items = [_record(r) for r in rows[:limit]]
         more = len(rows) > limit
