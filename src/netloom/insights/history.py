@@ -5,7 +5,8 @@ are scans with group-bys (top talkers, drops by rule over time), which a column 
 in milliseconds where SQLite takes seconds; and records arrive in batches, which DuckDB takes
 fastest as Arrow tables. No primary key: its index tripled the file and cut ingest by three;
 a later record of a flow replaces the earlier one by a delete of the batch's flow ids, in the
-same transaction as the insert.
+same transaction as the insert (a flow's records share ``first_seen``: the delete reads only
+the row groups first seen since the batch's oldest flow).
 
 Records are buffered (the latest per flow) and written in batches of ``batch_rows``; every query
 writes the buffer first, so it sees every record ingested before it.
@@ -148,13 +149,22 @@ class FlowHistory:
     def _write(self) -> None:
         if not self._pending:
             return
-        batch = _table(list(self._pending.values()))
+        pending = list(self._pending.values())
+        batch = _table(pending)
+        first = min(r.first_seen for r in pending)
         self._pending = {}
         db = self._db
         db.register("batch", batch)
         try:
             db.execute("BEGIN")
-            db.execute("DELETE FROM flows WHERE flow_id IN (SELECT flow_id FROM batch)")
+            # a flow's records share its first_seen: the rows first seen before the batch's
+            # oldest flow (most of the file, as rows come in time order) are skipped by their
+            # row groups' min/max, not read
+            db.execute(
+                "DELETE FROM flows WHERE first_seen >= ? "
+                "AND flow_id IN (SELECT flow_id FROM batch)",
+                [first],
+            )
             db.execute("INSERT INTO flows SELECT * FROM batch")
             db.execute("COMMIT")
         except duckdb.Error as exc:
