@@ -31,10 +31,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import netloom
-from netloom.api import http, listing, openapi, views, whatif
+from netloom.api import http, insights, listing, openapi, views, whatif
 from netloom.api.service import ObjectService
 from netloom.api.tx import Doc
 from netloom.errors import InvalidInput, NetloomError
+from netloom.insights.history import FlowHistory
 from netloom.model import integrity
 from netloom.model.kinds import KINDS, Kind
 from netloom.model.types import Id
@@ -329,10 +330,12 @@ def create_app(
     max_body_bytes: int = 1 << 20,
     body_timeout: float = 30.0,
     guard: Guard | None = None,
+    history: FlowHistory | None = None,
 ) -> FastAPI:
     """The ASGI application of the native API over ``service``. A request body larger than
     ``max_body_bytes`` is refused (413); one that has not arrived after ``body_timeout``
-    seconds is given up (408). ``guard``: who may call it (Keystone: admins only)."""
+    seconds is given up (408). ``guard``: who may call it (Keystone: admins only).
+    ``history``: also serve the flow history (``/insights/flows``)."""
     app = FastAPI(
         title="netloom native API",
         version=netloom.__version__,
@@ -350,6 +353,8 @@ def create_app(
         _collection_routes(app, service, k, lim)
     _port_routes(app, service, lim)
     _trace_route(app, service, lim)
+    if history is not None:
+        insights.install(app, PREFIX, history)
     openapi.install(app, kinds, (BindingRequest, LinkRequest, whatif.TraceRequest))
     return app
 

@@ -30,9 +30,12 @@ from netloom.api.keystone import KeystoneAuth
 from netloom.api.neutron import app as neutron_app
 from netloom.api.reports import ClusterReports
 from netloom.api.service import ObjectService
+from netloom.cluster import flows
 from netloom.cluster.config import ClusterOptions
+from netloom.cluster.metrics import ClusterMetrics, TimedStore
 from netloom.deploy import sdnotify
 from netloom.errors import InvalidInput, NotFound
+from netloom.insights.history import FlowHistory
 from netloom.store import Store
 from netloom.topology.server import TopologyServer
 
@@ -149,6 +152,23 @@ def _neutron_server(
     return _Server(config)
 
 
+def _api_server(
+    service: ObjectService,
+    options: ClusterOptions,
+    auth: KeystoneAuth | None,
+    history: FlowHistory,
+    metrics: ClusterMetrics,
+) -> uvicorn.Server:
+    app = create_app(
+        service, guard=auth.require_admin if auth is not None else None, history=history
+    )
+    metrics.instrument(app)
+    config = uvicorn.Config(
+        app, log_config=None, access_log=options.access_log, lifespan="on", proxy_headers=False
+    )
+    return _Server(config)
+
+
 async def serve(
     store: Store,
     store_url: str,
@@ -157,7 +177,10 @@ async def serve(
     neutron_sock: socket.socket | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT, then stop the APIs and the topology server."""
-    service = ObjectService(store)
+    metrics = ClusterMetrics()
+    service = ObjectService(TimedStore(store, metrics))
+    sink = flows.FlowSink.open(options)
+    history = sink.history
     topo = TopologyServer(
         store,
         host_timeout_s=options.host_timeout,
@@ -166,14 +189,8 @@ async def serve(
     )
     topo_port = await _start_topology(topo, options.topology)
     auth = _keystone(options)
-    config = uvicorn.Config(
-        create_app(service, guard=auth.require_admin if auth is not None else None),
-        log_config=None,
-        access_log=options.access_log,
-        lifespan="on",
-        proxy_headers=False,
-    )
-    server = _Server(config)
+    metrics.watch(topo, sink)
+    server = _api_server(service, options, auth, history, metrics)
     neutron = _neutron_server(service, neutron_sock, options, auth)
     _handle_signals(server, neutron)
     api_host, api_port = api_sock.getsockname()[:2]
@@ -188,6 +205,7 @@ async def serve(
         "topology_port": topo_port,
     }
     serving = None
+    keeper = asyncio.create_task(flows.keep(sink))
     if neutron is not None and neutron_sock is not None:
         ready["neutron_port"] = neutron_sock.getsockname()[1]
         serving = asyncio.create_task(neutron.serve(sockets=[neutron_sock]))
@@ -204,6 +222,8 @@ async def serve(
             loop.remove_signal_handler(sig)
         await topo.stop()
         log.info("topology stopped", extra={"event": "topology.stopped"})
+        keeper.cancel()
+        await loop.run_in_executor(None, sink.close)
 
 
 def run_cluster(
