@@ -15,17 +15,18 @@ import uvicorn
 
 from netloom.api.app import create_app
 from netloom.api.service import ObjectService
+from netloom.insights.history import FlowHistory
 from netloom.store.memory import MemoryStore
 
 
 @contextmanager
-def live_api(body_timeout: float = 30.0) -> Iterator[str]:
-    """Serve the API until the block ends; yields its base URL."""
+def live_api(body_timeout: float = 30.0, history: FlowHistory | None = None) -> Iterator[str]:
+    """Serve the API (and ``history`` if given) until the block ends; yields its base URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    app = create_app(ObjectService(MemoryStore()), body_timeout=body_timeout)
+    app = create_app(ObjectService(MemoryStore()), body_timeout=body_timeout, history=history)
     server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="off"))
     thread = threading.Thread(
         target=lambda: asyncio.run(server.serve(sockets=[sock])), name="live-api", daemon=True

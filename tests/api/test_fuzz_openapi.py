@@ -17,8 +17,10 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis import GenerationMode, checks
 
+from insights.records import record as flow_record
 from netloom.api.app import create_app
 from netloom.api.service import ObjectService
+from netloom.insights.history import FlowHistory
 from netloom.store.memory import MemoryStore
 
 from .conftest import build_topology
@@ -26,7 +28,9 @@ from .live_server import live_api
 
 pytestmark = [pytest.mark.fuzz, pytest.mark.slow]
 
-schema = schemathesis.openapi.from_dict(create_app(ObjectService(MemoryStore())).openapi())
+schema = schemathesis.openapi.from_dict(
+    create_app(ObjectService(MemoryStore()), history=FlowHistory()).openapi()
+)
 
 CHECKS = [
     checks.not_a_server_error,
@@ -44,7 +48,9 @@ _turn = itertools.count()
 @pytest.fixture(scope="module")
 def world() -> Iterator[tuple[str, dict[str, list[str]], str]]:
     """The live server's URL, the ids of its objects by collection and a VM port."""
-    with live_api() as url, httpx.Client(base_url=url) as http:
+    history = FlowHistory()
+    history.ingest([flow_record(n) for n in range(20)])
+    with live_api(history=history) as url, httpx.Client(base_url=url) as http:
         t = build_topology(http, spares=True)  # type: ignore[arg-type]
         ids = {
             c["name"]: [d["id"] for d in http.get(c["href"]).json()["items"]]

@@ -21,6 +21,7 @@ from netloom.cluster.config import (
     DEFAULT_TOPOLOGY_ADDR,
     ClusterOptions,
     default_store,
+    flow_history_path,
     keystone_authtoken,
     listen,
     open_store_checked,
@@ -29,6 +30,7 @@ from netloom.cluster.config import (
 from netloom.cluster.logs import LOG_LEVELS, setup_logging
 from netloom.deploy.config import ConfigTable, load_table, signature_options
 from netloom.errors import ConfigError, InvalidInput, NetloomError, print_error
+from netloom.insights.queries import DEFAULT_MAX_AGE_S, DEFAULT_MAX_FLOWS
 
 log = logging.getLogger("netloom.cluster")
 
@@ -85,6 +87,25 @@ KeystoneOpt = Annotated[
         " (as in neutron.conf), with --auth keystone",
     ),
 ]
+FlowHistoryOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--flow-history",
+        help="the flow history's DuckDB file, or memory: (default: beside the NSDB:"
+        " flows.duckdb in --state-dir or next to a sqlite store's file)",
+    ),
+]
+FlowMaxAgeOpt = Annotated[
+    float,
+    typer.Option("--flow-max-age", help="seconds a flow is kept after it was last seen"),
+]
+FlowMaxCountOpt = Annotated[
+    int, typer.Option("--flow-max-count", help="flows kept at most (the oldest go first)")
+]
+IpfixOpt = Annotated[
+    str | None,
+    typer.Option("--ipfix", help="export flow records as IPFIX (UDP) to this collector HOST:PORT"),
+]
 LogLevelOpt = Annotated[str, typer.Option("--log-level", help="debug|info|warning|error")]
 AccessLogOpt = Annotated[bool, typer.Option("--access-log", help="log every HTTP request")]
 
@@ -111,6 +132,12 @@ def _run(
             nsdb.close()
 
 
+def _flow_history(option: str | None, store: str | None, state_dir: Path) -> str:
+    if option is None:
+        return flow_history_path(store, state_dir)
+    return ":memory:" if option == "memory:" else option
+
+
 def cluster(
     ctx: typer.Context,
     config: ConfigOpt = None,
@@ -124,6 +151,10 @@ def cluster(
     neutron: NeutronOpt = None,
     auth: AuthOpt = "noauth",
     keystone_config: KeystoneOpt = None,
+    flow_history: FlowHistoryOpt = None,
+    ipfix: IpfixOpt = None,
+    flow_max_age: FlowMaxAgeOpt = DEFAULT_MAX_AGE_S,
+    flow_max_count: FlowMaxCountOpt = DEFAULT_MAX_FLOWS,
 ) -> None:
     """Run the control plane: REST API + topology service on one NSDB, in one process."""
     args = {k: v for k, v in ctx.params.items() if k != "config"}
@@ -164,6 +195,10 @@ def _checked(
     neutron: str | None,
     auth: str,
     keystone_config: Path | None,
+    flow_history: str | None,
+    ipfix: str | None,
+    flow_max_age: float,
+    flow_max_count: int,
 ) -> tuple[str, tuple[str, int], ClusterOptions, tuple[str, int] | None]:
     """The options checked (InvalidInput naming the field otherwise), logging set up:
     what :func:`_run` takes."""
@@ -171,6 +206,8 @@ def _checked(
         raise InvalidInput(f"unknown log level {log_level!r}", field="log_level")
     if host_timeout <= 0:
         raise InvalidInput("--host-timeout must be > 0", field="host_timeout")
+    if flow_max_age <= 0 or flow_max_count < 1:
+        raise InvalidInput("--flow-max-age and --flow-max-count must be > 0", field="flows")
     api_addr = parse_addr(api, "api")
     neutron_addr = parse_addr(neutron, "neutron") if neutron is not None else None
     if auth not in AUTH_MODES:
@@ -186,6 +223,10 @@ def _checked(
         auth=auth,
         keystone=keystone_authtoken(keystone_config) if keystone_config else None,
         state_dir=state_dir,
+        flow_history=_flow_history(flow_history, store, state_dir),
+        ipfix=parse_addr(ipfix, "ipfix") if ipfix is not None else None,
+        flow_max_age=flow_max_age,
+        flow_max_count=flow_max_count,
     )
     store_url = store or default_store(state_dir)
     setup_logging(log_level)

@@ -18,10 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from netloom.errors import InvalidInput, NetloomError, StoreError
+from netloom.insights.queries import DEFAULT_MAX_AGE_S, DEFAULT_MAX_FLOWS
 from netloom.store import Store, open_store
 
 DEFAULT_STATE_DIR = Path(os.environ.get("NETLOOM_STATE_DIR", "/var/lib/netloom"))
 STORE_FILE = "nsdb.sqlite"
+FLOWS_FILE = "flows.duckdb"
 DEFAULT_API_ADDR = "127.0.0.1:8181"
 DEFAULT_TOPOLOGY_ADDR = "127.0.0.1:8182"
 NEUTRON_PORT = 9696  # Neutron's own port
@@ -38,8 +40,13 @@ class ClusterOptions:
     auth: str = "noauth"  # noauth | keystone (tokens validated by keystonemiddleware)
     # keystonemiddleware's options (--auth keystone): the [keystone_authtoken] section
     keystone: dict[str, str] | None = None
-    # the insights stores (simulation log) live here; None: in memory
+    # the simulation log's SQLite file lives here; None: in memory (the flow history: below)
     state_dir: Path | None = None
+    # the flow history's DuckDB file (FLOWS_FILE in the state dir); ":memory:" keeps it in memory
+    flow_history: str = ":memory:"
+    flow_max_age: float = DEFAULT_MAX_AGE_S
+    flow_max_count: int = DEFAULT_MAX_FLOWS
+    ipfix: tuple[str, int] | None = None  # the IPFIX collector flow records are exported to
 
 
 # ---------------------------------------------------------------------------------------------
@@ -80,6 +87,17 @@ def default_store(state_dir: Path) -> str:
             f"cannot create state dir {state_dir}: {exc.strerror}", field="state_dir"
         ) from None
     return f"sqlite:{state_dir / STORE_FILE}"
+
+
+def flow_history_path(store_url: str | None, state_dir: Path) -> str:
+    """Where the flow history lives: beside the NSDB. In the state dir for the default store
+    and ZooKeeper, next to the file of a ``sqlite:PATH`` store, in memory with ``memory:``."""
+    if store_url is None or store_url.startswith("zookeeper:"):
+        default_store(state_dir)  # creates the state dir
+        return str(state_dir / FLOWS_FILE)
+    if store_url.startswith("sqlite:"):
+        return str(Path(store_url.removeprefix("sqlite:")).parent / FLOWS_FILE)
+    return ":memory:"
 
 
 def open_store_checked(url: str) -> Store:
@@ -127,10 +145,12 @@ __all__ = [
     "DEFAULT_API_ADDR",
     "DEFAULT_STATE_DIR",
     "DEFAULT_TOPOLOGY_ADDR",
+    "FLOWS_FILE",
     "NEUTRON_PORT",
     "STORE_FILE",
     "ClusterOptions",
     "default_store",
+    "flow_history_path",
     "keystone_authtoken",
     "listen",
     "open_store_checked",

@@ -24,13 +24,16 @@ import socket
 from collections.abc import Callable, Iterator
 
 import uvicorn
+from fastapi import FastAPI
 
 from netloom.api.app import create_app
 from netloom.api.keystone import KeystoneAuth
 from netloom.api.neutron import app as neutron_app
 from netloom.api.reports import ClusterReports
 from netloom.api.service import ObjectService
+from netloom.cluster import flows
 from netloom.cluster.config import ClusterOptions
+from netloom.cluster.metrics import ClusterMetrics, TimedStore
 from netloom.deploy import sdnotify
 from netloom.errors import InvalidInput, NotFound
 from netloom.insights.simlog import FILE_NAME as SIMLOG_FILE
@@ -151,6 +154,14 @@ def _neutron_server(
     return _Server(config)
 
 
+def _api_server(app: FastAPI, options: ClusterOptions, metrics: ClusterMetrics) -> uvicorn.Server:
+    metrics.instrument(app)
+    config = uvicorn.Config(
+        app, log_config=None, access_log=options.access_log, lifespan="on", proxy_headers=False
+    )
+    return _Server(config)
+
+
 async def serve(
     store: Store,
     store_url: str,
@@ -159,7 +170,9 @@ async def serve(
     neutron_sock: socket.socket | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT, then stop the APIs and the topology server."""
-    service = ObjectService(store)
+    metrics = ClusterMetrics()
+    service = ObjectService(TimedStore(store, metrics))
+    sink = flows.FlowSink.open(options)
     simlog = SimLogStore(options.state_dir / SIMLOG_FILE if options.state_dir else None)
     topo = TopologyServer(
         store,
@@ -170,14 +183,10 @@ async def serve(
     )
     topo_port = await _start_topology(topo, options.topology)
     auth = _keystone(options)
-    config = uvicorn.Config(
-        create_app(service, guard=auth.require_admin if auth is not None else None, simlog=simlog),
-        log_config=None,
-        access_log=options.access_log,
-        lifespan="on",
-        proxy_headers=False,
-    )
-    server = _Server(config)
+    metrics.watch(topo, sink)
+    guard = auth.require_admin if auth is not None else None
+    app = create_app(service, guard=guard, history=sink.history, simlog=simlog)
+    server = _api_server(app, options, metrics)
     neutron = _neutron_server(service, neutron_sock, options, auth)
     _handle_signals(server, neutron)
     api_host, api_port = api_sock.getsockname()[:2]
@@ -192,6 +201,7 @@ async def serve(
         "topology_port": topo_port,
     }
     serving = None
+    keeper = asyncio.create_task(flows.keep(sink))
     if neutron is not None and neutron_sock is not None:
         ready["neutron_port"] = neutron_sock.getsockname()[1]
         serving = asyncio.create_task(neutron.serve(sockets=[neutron_sock]))
@@ -209,6 +219,8 @@ async def serve(
         await topo.stop()
         simlog.close()
         log.info("topology stopped", extra={"event": "topology.stopped"})
+        keeper.cancel()
+        await loop.run_in_executor(None, sink.close)
 
 
 def run_cluster(

@@ -1,1 +1,2 @@
-"""Insights: what the cluster keeps of what the agents saw (simulation log, flow history)."""
+"""Insights on the cluster side: what it keeps of what the agents saw: the flow history (the
+analytics store of kernel flows) and its exports, the simulation log."""
