@@ -1,0 +1,222 @@
+"""The Ansible playbook (deploy/ansible) run as an operator would: over SSH against lab host
+namespaces turned into machines (tests/deploy/machines.py), then the overlay checked between
+VMs on two hosts, a second run changing nothing, and the rolling upgrade of the agents under
+UDP iperf3 and a fast ping.
+
+Exercised: SSH, the host packages step (apt: already installed here), the virtualenv and the
+wheel, the config file, the units rendered and installed, a 3-member ZooKeeper ensemble formed
+from zoo.cfg and myid, the cluster on it, hosts and the tunnel zone registered through the CLI,
+the agents (BPF datapath), the health checks, idempotence, the rolling upgrade. Not exercised:
+systemd itself (PID 1 is not systemd here): the roles run with netloom_service_manager=process,
+which starts each unit's own ExecStart= line under netloom-supervise (no User=, sandboxing,
+Type=notify or watchdog); the hosts share one filesystem, so each gets its paths under its own
+root prefix and all share one virtualenv (installs one host at a time); no gateways group.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from netloom.datapath.pins import PIN_ROOT
+from netloom.lab import nsexec
+from netloom.lab.addressing import API_PORT, TOPOLOGY_PORT
+from netloom.lab.lab import Lab
+from netloom.lab.probes import ping
+from netloom.lab.state import ClusterRecord
+from waiting import wait_until
+
+from .machines import ANSIBLE_PLAYBOOK, SSHD, Machines, Recap, wheels
+
+pytestmark = [pytest.mark.netns, pytest.mark.slow, pytest.mark.timeout(1200)]
+
+HOSTS = 3
+
+
+def _skip_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root"
+    if not ANSIBLE_PLAYBOOK.exists():
+        return "no ansible-core: make ansible"
+    if not SSHD.exists():
+        return "no sshd: make sysdeps (openssh-server)"
+    if not wheels():
+        return "no wheel: make dist"
+    return None
+
+
+class Deployment:
+    """A lab of 3 hosts and a VM on h1 and h2, the playbook run against its hosts."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.lab = Lab.create(f"an{uuid.uuid4().hex[:5]}", root=base / "labs")
+        self.machines = Machines(base / "ssh", f"{self.lab.name}-sw")
+        self.extra: dict[str, Any] = {
+            "netloom_service_manager": "process",
+            "netloom_venv": str(base / "venv"),
+            "netloom_install_throttle": 1,
+            "netloom_wheel": str(wheels()[-1]),
+            "netloom_pip_args": ["--no-index", "--find-links", str(base / "wheelhouse")],
+            "zookeeper_heap_mb": 128,
+            "netloom_cluster_options": {"host-timeout": 3.0},
+            "netloom_tunnel_zone": self.lab.name,
+            **json.loads(os.environ.get("NETLOOM_ANSIBLE_EXTRA", "{}")),
+        }
+
+    def build(self) -> None:
+        # the hosts have no route to PyPI: the wheel's dependencies come from a wheelhouse
+        self.machines.wheelhouse(wheels()[-1], self.base / "wheelhouse")
+        lab = self.lab
+        lab.build_underlay()
+        hosts = [lab.add_host(i) for i in range(1, HOSTS + 1)]
+        for h in hosts[:2]:
+            lab.add_vm(h.name, "vm1")
+        self.machines.make_keys()
+        for h in hosts:
+            self.machines.start_sshd(h)
+        groups = {"zookeeper": hosts, "cluster": hosts[:1], "agents": hosts}
+        self.inventory = self.machines.inventory(groups, self.base / "machines")
+
+    def run(self, playbook: str = "site.yml") -> Recap:
+        recap, output = self.machines.playbook(self.inventory, self.extra, playbook)
+        assert len(recap.hosts) == HOSTS and recap.failed() == 0, output[-6000:]
+        return recap
+
+    def adopt_cluster(self) -> None:
+        """The lab's API client pointed at the deployed cluster, the host ids the playbook
+        registered recorded (and their BPF pins, for teardown); the lab's tenant network."""
+        lab, h1 = self.lab, self.lab.state.hosts[0]
+        lab.state.cluster = ClusterRecord(
+            netns=h1.netns,
+            api_url=f"http://{h1.underlay_ip}:{API_PORT}",
+            topology=f"{h1.underlay_ip}:{TOPOLOGY_PORT}",
+            store_url="zookeeper",
+        )
+        ids = {h["name"]: h["id"] for h in lab.api().list("hosts")}
+        for h in lab.state.hosts:
+            h.host_id = ids[h.name]
+            lab.state.bpf_pins.append(str(PIN_ROOT / ids[h.name]))
+        lab.save()
+        lab.default_topology()
+
+    def down(self) -> None:
+        namespaces = [self.lab.state.switch_netns]
+        namespaces += [h.netns for h in self.lab.state.hosts]
+        namespaces += [v.netns for v in self.lab.state.vms]
+        self.machines.stop(namespaces)
+        self.lab.down()
+
+
+@pytest.fixture(scope="module")
+def deployment() -> Iterator[Deployment]:
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    base = Path(tempfile.mkdtemp(prefix="netloom-ansible-"))
+    d = Deployment(base)
+    try:
+        d.build()
+        d.first = d.run()
+        d.adopt_cluster()
+        yield d
+    finally:
+        d.down()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_deploys_and_vms_talk_across_hosts(deployment: Deployment) -> None:
+    assert deployment.first.changed() > 0
+    lab = deployment.lab
+    a, b = lab.vm("h1-vm1"), lab.vm("h2-vm1")
+    assert b.ip is not None
+    wait_until(lambda: ping(a.netns, b.ip, timeout=0.5), 30, "h1-vm1 pings h2-vm1")
+
+
+def test_second_run_changes_nothing(deployment: Deployment) -> None:
+    recap = deployment.run()
+    assert recap.changed() == 0, recap.hosts
+
+
+def _udp_iperf(deployment: Deployment, seconds: int) -> tuple[subprocess.Popen[str], Any]:
+    lab = deployment.lab
+    a, b = lab.vm("h1-vm1"), lab.vm("h2-vm1")
+    server = nsexec.popen(b.netns, ["iperf3", "-s", "-1", "-p", "5209"])
+    wait_until(
+        lambda: (
+            "5209" in nsexec.run(b.netns, ["ss", "-Hlun"], check=False).stdout
+            or "5209" in nsexec.run(b.netns, ["ss", "-Hltn"], check=False).stdout
+        ),
+        10,
+        "iperf3 server",
+    )
+    client = subprocess.Popen(
+        nsexec.nsenter_argv(
+            a.netns,
+            [
+                "iperf3",
+                "-c",
+                str(b.ip),
+                "-p",
+                "5209",
+                "-u",
+                "-b",
+                "2M",
+                "-t",
+                str(seconds),
+                "--json",
+            ],
+        ),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    return client, server
+
+
+def test_rolling_upgrade_keeps_established_flows(deployment: Deployment) -> None:
+    lab = deployment.lab
+    a, b = lab.vm("h1-vm1"), lab.vm("h2-vm1")
+    assert b.ip is not None
+    wait_until(lambda: ping(a.netns, b.ip, timeout=0.5), 30, "h1-vm1 pings h2-vm1")
+    pinger = subprocess.Popen(
+        nsexec.nsenter_argv(a.netns, ["ping", "-q", "-i", "0.01", b.ip]),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    client, server = _udp_iperf(deployment, 120)
+    try:
+        recap = deployment.run("upgrade.yml")
+        assert client.poll() is None, "the upgrade outlasted the iperf3 run"
+    finally:
+        pinger.send_signal(signal.SIGINT)
+        ping_out, _ = pinger.communicate(timeout=10)
+        out, _ = client.communicate(timeout=180)
+        server.wait(timeout=10)
+    assert all(v[1] > 0 for v in recap.hosts.values()), recap.hosts
+    summary = json.loads(out)["end"]["sum"]
+    sent, received = _ping_counts(ping_out)
+    print(
+        f"rolling upgrade of {HOSTS} agents: iperf3 UDP 2 Mbit/s lost "
+        f"{summary['lost_packets']}/{summary['packets']}; ping -i 0.01 lost "
+        f"{sent - received}/{sent}"
+    )
+    assert summary["packets"] > 0 and received > 0
+    assert summary["lost_packets"] == 0 and sent == received
+
+
+def _ping_counts(output: str) -> tuple[int, int]:
+    for line in output.splitlines():
+        if "packets transmitted" in line:
+            parts = line.split(",")
+            return int(parts[0].split()[0]), int(parts[1].split()[0])
+    raise AssertionError(f"no ping summary in {output!r}")
