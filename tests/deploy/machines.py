@@ -96,6 +96,7 @@ class Machines:
         subprocess.run(
             [sys.executable, "-m", "pip", "wheel", "--quiet", "-w", str(where), str(wheel)],
             check=True,
+            capture_output=True,
         )
 
     def start_sshd(self, host: HostRecord) -> None:
