@@ -15,6 +15,7 @@ root prefix and all share one virtualenv (installs one host at a time); no gatew
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -29,8 +30,10 @@ from typing import Any
 import pytest
 
 from netloom.datapath.pins import PIN_ROOT
+from netloom.errors import NetloomError
 from netloom.lab import nsexec
 from netloom.lab.addressing import API_PORT, TOPOLOGY_PORT
+from netloom.lab.cluster import NetnsApiClient
 from netloom.lab.lab import Lab
 from netloom.lab.probes import ping
 from netloom.lab.state import ClusterRecord
@@ -62,6 +65,8 @@ class Deployment:
         self.base = base
         self.lab = Lab.create(f"an{uuid.uuid4().hex[:5]}", root=base / "labs")
         self.machines = Machines(base / "ssh", f"{self.lab.name}-sw")
+        self.first = Recap({})
+        self.host_ids: dict[str, str] = {}
         self.extra: dict[str, Any] = {
             "netloom_service_manager": "process",
             "netloom_venv": str(base / "venv"),
@@ -99,18 +104,33 @@ class Deployment:
         lab, h1 = self.lab, self.lab.state.hosts[0]
         lab.state.cluster = ClusterRecord(
             netns=h1.netns,
-            api_url=f"http://{h1.underlay_ip}:{API_PORT}",
+            api_url=self.api_url,
             topology=f"{h1.underlay_ip}:{TOPOLOGY_PORT}",
             store_url="zookeeper",
         )
-        ids = {h["name"]: h["id"] for h in lab.api().list("hosts")}
+        self.record_pins()
         for h in lab.state.hosts:
-            h.host_id = ids[h.name]
-            lab.state.bpf_pins.append(str(PIN_ROOT / ids[h.name]))
+            h.host_id = self.host_ids[h.name]
         lab.save()
         lab.default_topology()
 
+    def record_pins(self) -> None:
+        """The agents' BPF pin directories (named by host id), for teardown."""
+        with NetnsApiClient(self.lab.state.hosts[0].netns, self.api_url, timeout=5) as api:
+            self.host_ids = {h["name"]: h["id"] for h in api.list("hosts")}
+        for ident in self.host_ids.values():
+            if str(PIN_ROOT / ident) not in self.lab.state.bpf_pins:
+                self.lab.state.bpf_pins.append(str(PIN_ROOT / ident))
+        self.lab.save()
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.lab.state.hosts[0].underlay_ip}:{API_PORT}"
+
     def down(self) -> None:
+        if self.lab.state.hosts:
+            with contextlib.suppress(NetloomError):
+                self.record_pins()  # agents may have started before a failure
         namespaces = [self.lab.state.switch_netns]
         namespaces += [h.netns for h in self.lab.state.hosts]
         namespaces += [v.netns for v in self.lab.state.vms]
@@ -139,8 +159,9 @@ def test_deploys_and_vms_talk_across_hosts(deployment: Deployment) -> None:
     assert deployment.first.changed() > 0
     lab = deployment.lab
     a, b = lab.vm("h1-vm1"), lab.vm("h2-vm1")
-    assert b.ip is not None
-    wait_until(lambda: ping(a.netns, b.ip, timeout=0.5), 30, "h1-vm1 pings h2-vm1")
+    dst = b.ip
+    assert dst is not None
+    wait_until(lambda: ping(a.netns, dst, timeout=0.5), 30, "h1-vm1 pings h2-vm1")
 
 
 def test_second_run_changes_nothing(deployment: Deployment) -> None:
@@ -173,8 +194,9 @@ def test_rolling_upgrade_keeps_established_flows(deployment: Deployment) -> None
     lost and the receiver gets datagrams in every second of the run."""
     lab = deployment.lab
     a, b = lab.vm("h1-vm1"), lab.vm("h2-vm1")
-    assert b.ip is not None
-    wait_until(lambda: ping(a.netns, b.ip, timeout=0.5), 30, "h1-vm1 pings h2-vm1")
+    dst = b.ip
+    assert dst is not None
+    wait_until(lambda: ping(a.netns, dst, timeout=0.5), 30, "h1-vm1 pings h2-vm1")
     client, server = _udp_iperf(deployment, 90)
     try:
         started = time.monotonic()
