@@ -28,7 +28,7 @@ deps: sysdeps venv
 
 # apt: install only what is missing, so a second run touches nothing.
 sysdeps: $(STAMP)-apt
-$(STAMP)-apt:
+$(STAMP)-apt: Makefile
 	@mkdir -p build
 	@missing=$$(for p in $(APT_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
 	  | grep -q '^install ok installed' || echo $$p; done); \
