@@ -10,7 +10,9 @@ the agents (BPF datapath), the health checks, idempotence, the rolling upgrade. 
 systemd itself (PID 1 is not systemd here): the roles run with netloom_service_manager=process,
 which starts each unit's own ExecStart= line under netloom-supervise (no User=, sandboxing,
 Type=notify or watchdog); the hosts share one filesystem, so each gets its paths under its own
-root prefix and all share one virtualenv (installs one host at a time); no gateways group.
+root prefix and all share one virtualenv (installs one host at a time); no gateways group;
+one cluster node; `netloom doctor`'s checks (see the extra vars).
+$NETLOOM_ANSIBLE_EXTRA (a JSON object) adds extra vars to the test's playbook runs.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from netloom.lab.probes import ping
 from netloom.lab.state import ClusterRecord
 from waiting import wait_until
 
-from .machines import ANSIBLE_PLAYBOOK, SSHD, Machines, Recap, wheels
+from .machines import ANSIBLE_PLAYBOOK, PLAYBOOKS, SSHD, Machines, Recap, wheels
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow, pytest.mark.timeout(1200)]
 
@@ -56,6 +58,8 @@ def _skip_reason() -> str | None:
         return "no sshd: make sysdeps (openssh-server)"
     if not wheels():
         return "no wheel: make dist"
+    if not (PLAYBOOKS.parent / "systemd" / "netloom-agent.service").exists():
+        return "no units in deploy/systemd"
     return None
 
 
@@ -77,6 +81,9 @@ class Deployment:
             "zookeeper_heap_mb": 128,
             "netloom_cluster_options": {"host-timeout": 3.0},
             "netloom_tunnel_zone": self.lab.name,
+            # doctor reads an interface's MTU from /sys/class/net, which here (the namespaces
+            # share the root namespace's /sys, as the agents' pins need) is the root's eth0
+            "netloom_doctor": False,
             **json.loads(os.environ.get("NETLOOM_ANSIBLE_EXTRA", "{}")),
         }
 
