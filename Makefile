@@ -6,7 +6,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 APT_PKGS := zookeeper default-jre-headless clang llvm libbpf-dev bpftool iproute2 ethtool \
             iperf3 sockperf isc-dhcp-client udhcpc python3-venv procps linux-perf bird2 systemd \
-            libcap2-bin openssh-server
+            libcap2-bin openssh-server libslf4j-java
 BPF_SRC := src/netloom/datapath/bpf/netloom.bpf.c
 BPF_OBJ := build/netloom.bpf.o
 STAMP := build/.stamp
@@ -16,7 +16,7 @@ STAMP := build/.stamp
 demo: deps bpf
 	$(VENV)/bin/netloom demo
 
-test: deps bpf keystone ansible
+test: deps bpf keystone ansible dist
 	$(VPY) -m pytest $(PYTEST_ARGS)
 
 lint: deps
