@@ -10,6 +10,12 @@ the last complete revision it applied, sending what it holds so the server can s
 changed (see :mod:`netloom.topology.protocol`). Heartbeats every ``heartbeat_s`` (the server's
 host timeout / 3) keep the host marked alive and detect a silent server (no frame for three
 heartbeats: reconnect).
+
+Several cluster processes: the client takes a list of topology endpoints and moves to the next
+one when its server goes (connection lost or refused, connect timed out), at once and without
+backoff for the first try; it starts on one chosen by its host id so that a rack of agents
+spreads over the list. Revisions are the store's, so any server resumes the client from its
+revision (see :meth:`netloom.topology.server.TopologyServer` for the resume modes).
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ import contextlib
 import logging
 import random
 import time
+import zlib
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -58,6 +66,7 @@ from netloom.topology.reports import Reporter
 log = logging.getLogger(__name__)
 
 Listener = Callable[[str, str, dict[str, Any] | None, int], None]
+Address = tuple[str, int]
 
 _DECODER = client_decoder()  # stateless: shared by every client of the process
 _ERRORS: dict[str, type[errors.NetloomError]] = {
@@ -73,15 +82,22 @@ class TopologyClient:
     def __init__(
         self,
         host_id: str,
-        address: tuple[str, int],
+        address: Address | Sequence[Address],
         *,
         backoff_s: float = 0.05,
         backoff_max_s: float = 2.0,
+        connect_timeout_s: float = 1.0,
     ) -> None:
         if not host_id:
             raise errors.InvalidInput("host_id must not be empty", field="host_id")
         self.host_id = host_id
-        self.address = address
+        self.endpoints = _endpoints(address)
+        self._at = zlib.crc32(host_id.encode()) % len(self.endpoints)
+        self.address = self.endpoints[self._at]  # the endpoint in use (or tried next)
+        self._connect_timeout = connect_timeout_s
+        self._lost_at: float | None = None
+        # seconds from a lost connection to the next Welcome, the latest 256
+        self.reconnect_waits: deque[float] = deque(maxlen=256)
         self._backoff = backoff_s
         self._backoff_max = backoff_max_s
         self._cache: dict[Key, tuple[int, dict[str, Any]]] = {}
@@ -310,37 +326,64 @@ class TopologyClient:
             self._proto.send(frame(msg))
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         delay = self._backoff
+        failed = 0  # connects failed in a row
         while not self._stopping:
             try:
-                _, proto = await loop.create_connection(
-                    lambda: FrameProtocol(_DECODER, self._on_message, self._on_lost), *self.address
-                )
-            except OSError as exc:
-                log.debug("topology %s: connect failed: %s", self.host_id, exc)
-                await asyncio.sleep(delay * (0.5 + random.random()))
-                delay = min(delay * 2, self._backoff_max)
+                proto = await self._connect()
+            except (OSError, TimeoutError) as exc:
+                log.debug("topology %s: connect to %s failed: %s", self.host_id, self.address, exc)
+                failed += 1
+                self._next_endpoint()
+                if failed % len(self.endpoints) == 0:  # every endpoint tried: back off
+                    await asyncio.sleep(delay * (0.5 + random.random()))
+                    delay = min(delay * 2, self._backoff_max)
                 continue
-            self._lost = loop.create_future()
-            self._proto = proto
-            self._last_rx = time.monotonic()
-            self.connects += 1
-            self._send(self._hello())
-            for sub, _ in list(self._pending.values()):
-                self._send(sub)
-            for lease, _ in list(self._leases.values()):
-                self._send(lease)
-            self._reporter.resend()
-            await self._lost
+            failed = 0
+            await self._session(proto)
             if self._connected.is_set():
                 delay = self._backoff  # it worked for a while: start over
             self._connected.clear()
             self._proto = None
             self._stop_heartbeat()
-            if not self._stopping:
+            self._lost_at = time.monotonic()
+            if self._stopping:
+                break
+            if len(self.endpoints) > 1:
+                self._next_endpoint()  # its server is likely gone: try another at once
+                failed = 1
+            else:
                 await asyncio.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, self._backoff_max)
+
+    async def _connect(self) -> FrameProtocol:
+        loop = asyncio.get_running_loop()
+        _, proto = await asyncio.wait_for(
+            loop.create_connection(
+                lambda: FrameProtocol(_DECODER, self._on_message, self._on_lost), *self.address
+            ),
+            self._connect_timeout,
+        )
+        return proto
+
+    async def _session(self, proto: FrameProtocol) -> None:
+        """Say hello, send what is pending, and wait until the connection is lost."""
+        self._lost = asyncio.get_running_loop().create_future()
+        self._proto = proto
+        self._last_rx = time.monotonic()
+        self.connects += 1
+        self._send(self._hello())
+        for sub, _ in list(self._pending.values()):
+            self._send(sub)
+        for lease, _ in list(self._leases.values()):
+            self._send(lease)
+        self._reporter.resend()
+        await self._lost
+
+    def _next_endpoint(self) -> None:
+        if len(self.endpoints) > 1:
+            self._at = (self._at + 1) % len(self.endpoints)
+            self.address = self.endpoints[self._at]
 
     def _hello(self) -> Hello:
         return Hello(
@@ -389,6 +432,9 @@ class TopologyClient:
             self._on_snap(msg)
         elif isinstance(msg, Welcome):
             self.resume_modes.append(msg.mode)
+            if self._lost_at is not None:
+                self.reconnect_waits.append(time.monotonic() - self._lost_at)
+                self._lost_at = None
             self._start_heartbeat(msg.heartbeat_s)
             self._connected.set()
         elif isinstance(msg, Leased):
@@ -471,6 +517,16 @@ class TopologyClient:
             await self.stop()
 
 
+def _endpoints(address: Address | Sequence[Address]) -> tuple[Address, ...]:
+    """One endpoint or a list of them, as a non-empty tuple."""
+    if not address:
+        raise errors.InvalidInput("no topology endpoint given", field="topology")
+    host, port = address[0], address[-1]
+    if len(address) == 2 and isinstance(host, str) and isinstance(port, int):
+        return ((host, port),)
+    return tuple(a for a in address if not isinstance(a, str | int))
+
+
 def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
     try:
         return asyncio.get_running_loop() is loop
@@ -478,4 +534,4 @@ def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
         return False
 
 
-__all__ = ["Listener", "TopologyClient"]
+__all__ = ["Address", "Listener", "TopologyClient"]

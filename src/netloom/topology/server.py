@@ -102,6 +102,9 @@ class TopologyServer:
         self._backlog = backlog  # a rack of agents reconnects at once after a restart
         self._subs = Subscriptions()
         self._conns: set[Conn] = set()
+        # connections whose hello names a revision this view has not reached yet (an agent
+        # moving from a server that was ahead): their frames wait until the view catches up
+        self._parked: dict[Conn, list[ClientMsg]] = {}
         self._revision = 0
         self._base = 0  # revision the view was loaded at: history covers (base, revision]
         self._watch: Watch | None = None
@@ -194,6 +197,7 @@ class TopologyServer:
                 end += 1
             self._apply_revision(rev, changes[start:end])
             start = end
+        self._unpark(lambda since: since <= self._revision)
 
     def _apply_revision(self, rev: int, changes: list[Change]) -> None:
         if rev <= self._revision:
@@ -257,6 +261,7 @@ class TopologyServer:
         return proto
 
     def _on_lost(self, conn: Conn) -> None:
+        self._parked.pop(conn, None)
         self._conns.discard(conn)
         self.stats.connections = len(self._conns)
         self._subs.forget(conn)
@@ -270,6 +275,19 @@ class TopologyServer:
             self._on_host_gone(host)
 
     def _on_message(self, conn: Conn, msg: ClientMsg) -> None:
+        parked = self._parked.get(conn)
+        if parked is not None:
+            parked.append(msg)
+            return
+        if isinstance(msg, Hello) and msg.since is not None and msg.since > self._revision:
+            self._parked[conn] = [msg]
+            assert self._loop is not None
+            # the store's revisions are global: the watch gets there; a bound all the same
+            self._loop.call_later(self._timeout, self._unpark, lambda since: True, conn)
+            return
+        self._handle(conn, msg)
+
+    def _handle(self, conn: Conn, msg: ClientMsg) -> None:
         try:
             if isinstance(msg, Hello):
                 self._on_hello(conn, msg)
@@ -289,6 +307,16 @@ class TopologyServer:
             self._send(conn, frame(Error(req, exc.code, exc.message, exc.field)))
             if isinstance(msg, Hello):
                 conn.proto.drop(abort=False)  # a bad hello leaves nothing to talk about
+
+    def _unpark(self, ready: Callable[[int], bool], only: Conn | None = None) -> None:
+        """Handle the frames of parked connections whose hello ``ready`` accepts."""
+        for conn, msgs in list(self._parked.items()):
+            hello = msgs[0]
+            assert isinstance(hello, Hello) and hello.since is not None
+            if (only is None or conn is only) and ready(hello.since):
+                del self._parked[conn]
+                for msg in msgs:
+                    self._handle(conn, msg)
 
     # -- reports -----------------------------------------------------------------------------
 
