@@ -51,7 +51,7 @@ def test_agent_moves_to_the_next_server_and_resumes_from_its_revision() -> None:
             assert client.resume_modes == ["fresh", "history"]
             assert client.applied == applied
             assert client.cached_count() == 20
-            assert len(client.reconnect_waits) == 1
+            assert len(client.timings.reconnect_waits) == 1
             # and it follows the store through its new server
             rev = put(store, "port", "p2", host_id="h1", n=1)
             await eventually(lambda: client.revision == rev, what="change after the move")

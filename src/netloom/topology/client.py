@@ -12,9 +12,8 @@ host timeout / 3) keep the host marked alive and detect a silent server (no fram
 heartbeats: reconnect).
 
 Several cluster processes: the client takes a list of topology endpoints and moves to the next
-one when its server goes (connection lost or refused, connect timed out), at once and without
-backoff for the first try; it starts on one chosen by its host id so that a rack of agents
-spreads over the list. Revisions are the store's, so any server resumes the client from its
+one when its server goes (connection lost or refused, connect timed out), at once for the first
+try. Revisions are the store's, so any server resumes the client from its
 revision (see :meth:`netloom.topology.server.TopologyServer` for the resume modes).
 """
 
@@ -25,8 +24,6 @@ import contextlib
 import logging
 import random
 import time
-import zlib
-from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -35,6 +32,7 @@ import msgspec
 from netloom import errors
 from netloom.model.bgp import LearnedRoute, PeerStatus, SessionState
 from netloom.model.neighbors import ArpEntry
+from netloom.topology.endpoints import Address, endpoints, first_endpoint
 from netloom.topology.protocol import (
     Arp,
     Batch,
@@ -62,11 +60,11 @@ from netloom.topology.protocol import (
     matches,
 )
 from netloom.topology.reports import Reporter
+from netloom.topology.timings import ClientTimings
 
 log = logging.getLogger(__name__)
 
 Listener = Callable[[str, str, dict[str, Any] | None, int], None]
-Address = tuple[str, int]
 
 _DECODER = client_decoder()  # stateless: shared by every client of the process
 _ERRORS: dict[str, type[errors.NetloomError]] = {
@@ -91,13 +89,10 @@ class TopologyClient:
         if not host_id:
             raise errors.InvalidInput("host_id must not be empty", field="host_id")
         self.host_id = host_id
-        self.endpoints = _endpoints(address)
-        self._at = zlib.crc32(host_id.encode()) % len(self.endpoints)
+        self.endpoints = endpoints(address)
+        self._at = first_endpoint(host_id, len(self.endpoints))
         self.address = self.endpoints[self._at]  # the endpoint in use (or tried next)
         self._connect_timeout = connect_timeout_s
-        self._lost_at: float | None = None
-        # seconds from a lost connection to the next Welcome, the latest 256
-        self.reconnect_waits: deque[float] = deque(maxlen=256)
         self._backoff = backoff_s
         self._backoff_max = backoff_max_s
         self._cache: dict[Key, tuple[int, dict[str, Any]]] = {}
@@ -118,13 +113,7 @@ class TopologyClient:
         self.connects = 0
         self.resume_modes: list[str] = []
         self.applied = 0  # changes applied from Batch frames (not snapshots)
-        # Subscription latency (Sub sent -> Snap applied), the round trip every lazily loaded
-        # record costs a first packet: count, sum, max and a log2 histogram (bucket k holds
-        # waits under 2**k ms; the last one the rest), bounded memory for a long-lived agent.
-        self.snap_waits = [0] * 16
-        self.snap_wait_sum_s = 0.0
-        self.snap_wait_max_s = 0.0
-        self._sent_at: dict[int, float] = {}
+        self.timings = ClientTimings()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reporter = Reporter(self._send_report)
         self._flush_due = False
@@ -156,7 +145,7 @@ class TopologyClient:
         self._leases.clear()
         self._pending.clear()
         self._pending_by_sub.clear()
-        self._sent_at.clear()
+        self.timings.forget()
 
     async def wait_connected(self, timeout: float | None = None) -> None:
         await asyncio.wait_for(self._connected.wait(), timeout)
@@ -298,7 +287,7 @@ class TopologyClient:
             sub = Sub(req, kind, id, field, value)
             self._pending[req] = (sub, asyncio.get_running_loop().create_future())
             self._pending_by_sub[ident] = req
-            self._sent_at[req] = time.monotonic()
+            self.timings.sent(req)
             self._send(sub)
         await asyncio.shield(self._pending[req][1])
 
@@ -306,7 +295,7 @@ class TopologyClient:
         req = self._pending_by_sub.pop(ident, None)
         if req is not None:
             _, fut = self._pending.pop(req)
-            self._sent_at.pop(req, None)
+            self.timings.forget(req)
             fut.cancel()
 
     def _wants(self, kind: str, id: str, data: dict[str, Any]) -> bool:
@@ -346,7 +335,7 @@ class TopologyClient:
             self._connected.clear()
             self._proto = None
             self._stop_heartbeat()
-            self._lost_at = time.monotonic()
+            self.timings.lost()
             if self._stopping:
                 break
             if len(self.endpoints) > 1:
@@ -432,9 +421,7 @@ class TopologyClient:
             self._on_snap(msg)
         elif isinstance(msg, Welcome):
             self.resume_modes.append(msg.mode)
-            if self._lost_at is not None:
-                self.reconnect_waits.append(time.monotonic() - self._lost_at)
-                self._lost_at = None
+            self.timings.welcomed()
             self._start_heartbeat(msg.heartbeat_s)
             self._connected.set()
         elif isinstance(msg, Leased):
@@ -448,7 +435,7 @@ class TopologyClient:
             return  # cancelled by an unsubscribe sent after it
         sub, fut = entry
         self._pending_by_sub.pop((sub.kind, sub.id, sub.field, sub.value), None)
-        self._count_wait(msg.req)
+        self.timings.answered(msg.req)
         if sub.id is not None:
             self._objects.add((sub.kind, sub.id))
         else:
@@ -458,18 +445,6 @@ class TopologyClient:
         self._revision = msg.rev
         if not fut.done():
             fut.set_result(None)
-
-    def _count_wait(self, req: int) -> None:
-        sent = self._sent_at.pop(req, None)
-        if sent is None:
-            return
-        wait = time.monotonic() - sent
-        self.snap_wait_sum_s += wait
-        self.snap_wait_max_s = max(self.snap_wait_max_s, wait)
-        k = 0
-        while k < len(self.snap_waits) - 1 and wait * 1000 >= 2**k:
-            k += 1
-        self.snap_waits[k] += 1
 
     def _on_error(self, msg: Error) -> None:
         cls = _ERRORS.get(msg.code, errors.NetloomError)
@@ -485,7 +460,7 @@ class TopologyClient:
             return
         sub, fut = entry
         self._pending_by_sub.pop((sub.kind, sub.id, sub.field, sub.value), None)
-        self._sent_at.pop(msg.req, None)
+        self.timings.forget(msg.req)
         if not fut.done():
             fut.set_exception(exc)
 
@@ -517,16 +492,6 @@ class TopologyClient:
             await self.stop()
 
 
-def _endpoints(address: Address | Sequence[Address]) -> tuple[Address, ...]:
-    """One endpoint or a list of them, as a non-empty tuple."""
-    if not address:
-        raise errors.InvalidInput("no topology endpoint given", field="topology")
-    host, port = address[0], address[-1]
-    if len(address) == 2 and isinstance(host, str) and isinstance(port, int):
-        return ((host, port),)
-    return tuple(a for a in address if not isinstance(a, str | int))
-
-
 def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
     try:
         return asyncio.get_running_loop() is loop
@@ -534,4 +499,4 @@ def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
         return False
 
 
-__all__ = ["Address", "Listener", "TopologyClient"]
+__all__ = ["Listener", "TopologyClient"]

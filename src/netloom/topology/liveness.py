@@ -1,7 +1,9 @@
 """Host liveness for the topology service: heard-from times, up/down marks, the store write.
 
 A host is alive while its agent's frames keep arriving; one not heard from for the timeout is
-marked down. Writes go to a one-thread executor so they never block the event loop and stay in
+marked down, unless another cluster process of the same store holds it (``held_elsewhere``,
+from :mod:`netloom.topology.members`): then its silence here counts from the last time it was
+held there. Writes go to a one-thread executor so they never block the event loop and stay in
 order (alive, then down, then alive again).
 """
 
@@ -62,10 +64,12 @@ class Liveness:
         timeout_s: float,
         set_alive: SetHostAlive,
         on_down: Callable[[str], None] | None = None,
+        held_elsewhere: Callable[[str], bool] | None = None,
     ) -> None:
         self.timeout_s = timeout_s
         self._set_alive = set_alive
         self._on_down = on_down  # on the loop, when a host is marked down
+        self._held_elsewhere = held_elsewhere
         self._last_seen: dict[str, float] = {}
         self._alive: dict[str, bool] = {}
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="topology-alive")
@@ -76,6 +80,20 @@ class Liveness:
         for host in host_ids:
             self._alive[host] = True
             self._last_seen[host] = now
+
+    def observed(self, host: str, *, alive: bool, held_here: bool) -> None:
+        """The store's ``alive`` of ``host`` changed (another cluster process may have written
+        it): a host alive there gets one timeout to be heard from here; one marked down while
+        this process holds its connection is marked alive again."""
+        if alive:
+            if host not in self._alive:
+                self._alive[host] = True
+                self._last_seen[host] = time.monotonic()
+        elif self._alive.get(host, False):
+            if held_here:
+                self._mark(host, alive=True)
+            else:
+                self._alive[host] = False  # its down was decided (and handled) elsewhere
 
     def is_alive(self, host: str) -> bool:
         return self._alive.get(host, False)
@@ -103,9 +121,13 @@ class Liveness:
         period = min(self.timeout_s / 5, 1.0)
         while True:
             await asyncio.sleep(period)
-            deadline = time.monotonic() - self.timeout_s
+            now = time.monotonic()
+            deadline = now - self.timeout_s
             for host, seen in list(self._last_seen.items()):
                 if seen < deadline and self._alive.get(host, False):
+                    if self._held_elsewhere is not None and self._held_elsewhere(host):
+                        self._last_seen[host] = now
+                        continue
                     self._mark(host, alive=False)
 
     def shutdown(self) -> None:
