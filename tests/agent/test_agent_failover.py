@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from netloom.agent.options import AgentOptions, parse_argv
 from netloom.api.reports import ClusterReports
+from netloom.errors import InvalidInput
 from netloom.topology.server import TopologyServer
 from waiting import eventually
 
@@ -48,3 +50,14 @@ def test_agent_moves_to_another_cluster_process_without_reinstalling_flows() -> 
                 await other.stop()
 
     run(scenario())
+
+
+def test_topology_takes_a_list_of_endpoints() -> None:
+    one = AgentOptions(topology="192.0.2.1:8182", host_id="x")
+    assert one.addresses() == [("192.0.2.1", 8182)]
+    three = AgentOptions(topology="192.0.2.1:8182, 192.0.2.2:8182,[2001:db8::1]:8182", host_id="x")
+    assert three.addresses() == [("192.0.2.1", 8182), ("192.0.2.2", 8182), ("2001:db8::1", 8182)]
+    assert parse_argv(three.to_argv()) == three
+    for bad in ("192.0.2.1:8182,", "a:1,b", "a:0"):
+        with pytest.raises(InvalidInput):
+            AgentOptions(topology=bad, host_id="x").addresses()
