@@ -14,6 +14,7 @@ API_PORT = 8181
 TOPOLOGY_PORT = 8182
 NEUTRON_PORT = 9696  # Neutron's own default port
 CLUSTER_PORT_STEP = 10  # cluster process i of a lab listens on the ports above + 10 * i
+MAX_CLUSTERS = 9
 HOST_IP_BASE = 10  # host N has 192.0.2.(10 + N)
 VXLAN_OVERHEAD = 50  # outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14 (RFC 7348)
 TENANT_NET = ipaddress.IPv4Network("10.0.0.0/24")
