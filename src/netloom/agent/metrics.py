@@ -64,16 +64,6 @@ class AgentMetrics:
             "Store revision up to which every topology change has been applied",
             registry=r,
         )
-        self.topology_connects = Gauge(
-            "netloom_agent_topology_connects",
-            "Connections made to a topology server (1 + reconnections)",
-            registry=r,
-        )
-        self.topology_reconnect = Gauge(
-            "netloom_agent_topology_reconnect_seconds",
-            "Time from the last lost topology connection to the next welcome (0 before any)",
-            registry=r,
-        )
         self.learned_routes = Gauge(
             "netloom_agent_learned_routes",
             "BGP-learned routes in the agent's topology view (what its simulation routes by)",
@@ -104,9 +94,18 @@ class AgentMetrics:
         self.topology_revision.set_function(lambda: float(read() or 0))
 
     def watch_connects(self, connects: Callable[[], int], last_wait: Callable[[], float]) -> None:
-        """Export the topology client's connections and its last reconnection time."""
-        self.topology_connects.set_function(lambda: float(connects()))
-        self.topology_reconnect.set_function(last_wait)
+        """Export the topology client's connections and its last reconnection time (once per
+        agent)."""
+        Gauge(
+            "netloom_agent_topology_connects",
+            "Connections made to a topology server (1 + reconnections)",
+            registry=self.registry,
+        ).set_function(lambda: float(connects()))
+        Gauge(
+            "netloom_agent_topology_reconnect_seconds",
+            "Time from the last lost topology connection to the next welcome (0 before any)",
+            registry=self.registry,
+        ).set_function(last_wait)
 
     def watch_learned(self, read: Callable[[], int]) -> None:
         """Export how many learned routes the agent's view holds, read at each scrape."""
