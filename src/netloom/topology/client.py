@@ -11,10 +11,8 @@ changed (see :mod:`netloom.topology.protocol`). Heartbeats every ``heartbeat_s``
 host timeout / 3) keep the host marked alive and detect a silent server (no frame for three
 heartbeats: reconnect).
 
-Several cluster processes: the client takes a list of topology endpoints and moves to the next
-one when its server goes (connection lost or refused, connect timed out), at once for the first
-try. Revisions are the store's, so any server resumes the client from its
-revision (see :meth:`netloom.topology.server.TopologyServer` for the resume modes).
+Several cluster processes: given a list of endpoints, the client moves to the next one when its
+server goes (lost, refused, connect timed out); revisions are the store's, so any server resumes it.
 """
 
 from __future__ import annotations

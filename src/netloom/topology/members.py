@@ -52,11 +52,13 @@ class Members:
         if self._held[host] == 1:
             self._dirty = True
 
-    def release(self, host: str) -> None:
+    def release(self, host: str) -> bool:
+        """A connection of ``host`` closed; True when another live member holds the host."""
         self._held[host] -= 1
         if self._held[host] <= 0:
             del self._held[host]
             self._dirty = True
+        return self.held_elsewhere(host)
 
     def holds(self, host: str) -> bool:
         return host in self._held

@@ -155,10 +155,10 @@ class TopologyServer:
             self._server.close()
         for conn in list(self._conns):
             conn.proto.drop()
-        for task in (self._reaper, self._beats):
-            if task is not None:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+        tasks = [t for t in (self._reaper, self._beats) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self._members is not None:
             await loop.run_in_executor(None, self._members.leave)
         if self._watch is not None:
@@ -281,13 +281,9 @@ class TopologyServer:
         host = conn.host
         if host is None:
             return
-        members = self._members
-        if members is not None:
-            members.release(host)
+        elsewhere = self._members is not None and self._members.release(host)
         # the peer closed it; no newer connection (here or at another cluster process): gone
-        newer = any(c.host == host for c in self._conns) or (
-            members is not None and members.held_elsewhere(host)
-        )
+        newer = elsewhere or any(c.host == host for c in self._conns)
         if not conn.proto.closed_here and not newer:
             self._on_host_gone(host)
 
