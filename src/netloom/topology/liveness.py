@@ -1,9 +1,9 @@
 """Host liveness for the topology service: heard-from times, up/down marks, the store write.
 
 A host is alive while its agent's frames keep arriving; one not heard from for the timeout is
-marked down, unless another cluster process of the same store holds it (``held_elsewhere``,
-from :mod:`netloom.topology.members`): then its silence here counts from the last time it was
-held there. Writes go to a one-thread executor so they never block the event loop and stay in
+marked down, unless another cluster process of the same store holds it (``last_held``, from
+:mod:`netloom.topology.members`): its silence counts from the last time another process said
+it holds it. Writes go to a one-thread executor so they never block the event loop and stay in
 order (alive, then down, then alive again).
 """
 
@@ -64,12 +64,12 @@ class Liveness:
         timeout_s: float,
         set_alive: SetHostAlive,
         on_down: Callable[[str], None] | None = None,
-        held_elsewhere: Callable[[str], bool] | None = None,
+        last_held: Callable[[str], float | None] | None = None,
     ) -> None:
         self.timeout_s = timeout_s
         self._set_alive = set_alive
         self._on_down = on_down  # on the loop, when a host is marked down
-        self._held_elsewhere = held_elsewhere
+        self._last_held = last_held  # when another cluster process last said it holds a host
         self._last_seen: dict[str, float] = {}
         self._alive: dict[str, bool] = {}
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="topology-alive")
@@ -121,14 +121,12 @@ class Liveness:
         period = min(self.timeout_s / 5, 1.0)
         while True:
             await asyncio.sleep(period)
-            now = time.monotonic()
-            deadline = now - self.timeout_s
+            deadline = time.monotonic() - self.timeout_s
             for host, seen in list(self._last_seen.items()):
                 if seen < deadline and self._alive.get(host, False):
-                    if self._held_elsewhere is not None and self._held_elsewhere(host):
-                        self._last_seen[host] = now
-                        continue
-                    self._mark(host, alive=False)
+                    held = self._last_held(host) if self._last_held is not None else None
+                    if held is None or held < deadline:
+                        self._mark(host, alive=False)
 
     def shutdown(self) -> None:
         """Wait for the pending liveness writes (blocking: run it in an executor)."""

@@ -42,6 +42,7 @@ class Members:
         self._timeout = timeout_s
         self._held: Counter[str] = Counter()  # host -> open connections here
         self._others: dict[str, tuple[float, int, frozenset[str]]] = {}  # id -> seen, ver, hosts
+        self._last_held: dict[str, float] = {}
         self._dirty = True
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="topology-members")
 
@@ -125,7 +126,14 @@ class Members:
             self._others.pop(id, None)
             return
         hosts = frozenset(str(h) for h in data.get("hosts", ()))
-        self._others[id] = (time.monotonic(), version, hosts)
+        now = time.monotonic()
+        self._others[id] = (now, version, hosts)
+        for host in hosts:
+            self._last_held[host] = now
+
+    def last_held(self, host: str) -> float | None:
+        """When another member last said it holds ``host`` (this process's monotonic clock)."""
+        return self._last_held.get(host)
 
     def held_elsewhere(self, host: str) -> bool:
         """True when a live other member holds ``host``."""

@@ -96,7 +96,7 @@ class TopologyServer:
         self._timeout = host_timeout_s
         # one of several cluster processes on this store: who holds which host (members.py)
         self._members = Members(store, member_id, host_timeout_s) if member_id else None
-        held = self._members.held_elsewhere if self._members else None
+        held = self._members.last_held if self._members else None
         alive = set_host_alive or store_host_alive(store)
         self._liveness = Liveness(host_timeout_s, alive, self._on_host_down, held)
         self._sink = reports
