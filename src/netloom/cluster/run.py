@@ -21,6 +21,7 @@ import logging
 import os
 import signal
 import socket
+import uuid
 from collections.abc import Callable, Iterator
 
 import uvicorn
@@ -74,6 +75,15 @@ def _liveness(service: ObjectService) -> Callable[[str, bool], None]:
         )
 
     return set_host_alive
+
+
+def _member_id(store_url: str) -> str | None:
+    """On a ZooKeeper store several cluster processes serve together: each is a member (its
+    hosts in ``_members/<id>``, see :mod:`netloom.topology.members`); on SQLite or memory one
+    process serves, as before."""
+    if not store_url.startswith("zookeeper:"):
+        return None
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 async def _start_topology(topo: TopologyServer, addr: tuple[str, int]) -> int:
@@ -186,6 +196,7 @@ async def serve(
         host_timeout_s=options.host_timeout,
         set_host_alive=_liveness(service),
         reports=ClusterReports(service),
+        member_id=_member_id(store_url),
     )
     topo_port = await _start_topology(topo, options.topology)
     auth = _keystone(options)
