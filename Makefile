@@ -6,17 +6,17 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 APT_PKGS := zookeeper default-jre-headless clang llvm libbpf-dev bpftool iproute2 ethtool \
             iperf3 sockperf isc-dhcp-client udhcpc python3-venv procps linux-perf bird2 systemd \
-            libcap2-bin nfdump prometheus
+            libcap2-bin nfdump prometheus openssh-server libslf4j-java
 BPF_SRC := src/netloom/datapath/bpf/netloom.bpf.c
 BPF_OBJ := build/netloom.bpf.o
 STAMP := build/.stamp
 
-.PHONY: demo test deps sysdeps venv bpf keystone lint clean dist
+.PHONY: demo test deps sysdeps venv bpf keystone ansible lint clean dist
 
 demo: deps bpf
 	$(VENV)/bin/netloom demo
 
-test: deps bpf keystone
+test: deps bpf keystone ansible dist
 	$(VPY) -m pytest $(PYTEST_ARGS)
 
 lint: deps
@@ -28,7 +28,7 @@ deps: sysdeps venv
 
 # apt: install only what is missing, so a second run touches nothing.
 sysdeps: $(STAMP)-apt
-$(STAMP)-apt:
+$(STAMP)-apt: Makefile
 	@mkdir -p build
 	@missing=$$(for p in $(APT_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
 	  | grep -q '^install ok installed' || echo $$p; done); \
@@ -56,6 +56,18 @@ $(STAMP)-keystone:
 	@[ -x $(KEYSTONE_VENV)/bin/python ] || $(PY) -m venv $(KEYSTONE_VENV)
 	$(KEYSTONE_VENV)/bin/python -m pip install -q --upgrade pip
 	$(KEYSTONE_VENV)/bin/python -m pip install -q 'keystone==$(KEYSTONE_VERSION)'
+	@touch $@
+
+# ansible-core (the deploy/ansible playbook and its test over SSH) lives in a virtualenv of its
+# own too: its pins (jinja2, resolvelib, cryptography) must not move netloom's.
+ANSIBLE_VENV := build/ansible
+ANSIBLE_VERSION := 2.19.14
+ansible: $(STAMP)-ansible
+$(STAMP)-ansible:
+	@mkdir -p build
+	@[ -x $(ANSIBLE_VENV)/bin/python ] || $(PY) -m venv $(ANSIBLE_VENV)
+	$(ANSIBLE_VENV)/bin/python -m pip install -q --upgrade pip
+	$(ANSIBLE_VENV)/bin/python -m pip install -q 'ansible-core==$(ANSIBLE_VERSION)'
 	@touch $@
 
 bpf: $(BPF_OBJ)

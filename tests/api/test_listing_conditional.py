@@ -218,7 +218,7 @@ def test_trace_endpoint_refuses_an_unknown_or_wrong_port(client: Any) -> None:
 def test_client_list_passes_paging_and_sorting(client: Any) -> None:
     made = _tenants(client, 4)
     api = ApiClient("http://testserver")
-    api._http = client  # the test client speaks the same httpx interface
+    api._http = [client]  # the test client speaks the same httpx interface
     names = [t["name"] for t in api.list("tenants", sort_key="name", sort_dir="desc", limit=2)]
     assert names == ["t03", "t02"]
     first = sorted(t["id"] for t in made)

@@ -128,7 +128,7 @@ def api() -> Iterator[ApiClient]:
     store = MemoryStore()
     client = ApiClient("http://testserver")
     with TestClient(create_app(ObjectService(store)), base_url="http://testserver") as http:
-        client._http = http  # the test client speaks the same httpx interface
+        client._http = [http]  # the test client speaks the same httpx interface
         yield client
     store.close()
 

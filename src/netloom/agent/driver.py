@@ -92,6 +92,8 @@ class AgentDriver:
         self._state_failed = 0  # the address the channel could not bind (not retried)
         client.add_listener(self._on_change)
         agent.metrics.watch_revision(lambda: client.revision)
+        waits = client.timings.reconnect_waits
+        agent.metrics.watch_connects(lambda: client.connects, lambda: waits[-1] if waits else 0.0)
         agent.metrics.watch_learned(agent.view.learned_routes)
         agent.push_now = self._push  # flow state leaves before the packet it belongs to
 

@@ -93,6 +93,20 @@ class AgentMetrics:
         """Export the topology client's applied revision, read at each scrape (0 before any)."""
         self.topology_revision.set_function(lambda: float(read() or 0))
 
+    def watch_connects(self, connects: Callable[[], int], last_wait: Callable[[], float]) -> None:
+        """Export the topology client's connections and its last reconnection time (once per
+        agent)."""
+        Gauge(
+            "netloom_agent_topology_connects",
+            "Connections made to a topology server (1 + reconnections)",
+            registry=self.registry,
+        ).set_function(lambda: float(connects()))
+        Gauge(
+            "netloom_agent_topology_reconnect_seconds",
+            "Time from the last lost topology connection to the next welcome (0 before any)",
+            registry=self.registry,
+        ).set_function(last_wait)
+
     def watch_learned(self, read: Callable[[], int]) -> None:
         """Export how many learned routes the agent's view holds, read at each scrape."""
         self.learned_routes.set_function(lambda: float(read()))

@@ -78,7 +78,7 @@ class AgentOptions:
         """Raise :class:`InvalidInput` for a combination the agent cannot run with."""
         if (self.host_id is None) == (self.host_name is None):
             raise InvalidInput("give exactly one of --host-id and --host-name", field="host_id")
-        self.address()
+        self.addresses()
         if not 0 < self.idle_timeout <= 86400:
             raise InvalidInput("--idle-timeout must be in (0, 86400] seconds", field="idle_timeout")
         check_entries("flow_table_size", self.flow_table_size)
@@ -93,14 +93,20 @@ class AgentOptions:
                 field="sidecar_ns_prefix",
             )
 
-    def address(self) -> tuple[str, int]:
-        """``topology`` as (host, port)."""
-        host, sep, port = self.topology.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise InvalidInput(
-                f"--topology must be HOST:PORT, got {self.topology!r}", field="topology"
-            )
-        return host, int(port)
+    def addresses(self) -> list[tuple[str, int]]:
+        """``topology`` as (host, port) pairs: one, or a comma-separated list of cluster
+        processes tried in turn."""
+        out: list[tuple[str, int]] = []
+        for one in self.topology.split(","):
+            host, sep, port = one.strip().rpartition(":")
+            host = host.strip("[]")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise InvalidInput(
+                    f"--topology must be HOST:PORT[,HOST:PORT...], got {self.topology!r}",
+                    field="topology",
+                )
+            out.append((host, int(port)))
+        return out
 
     def to_argv(self) -> list[str]:
         """The options as ``netloom agent`` arguments (defaults left out);
@@ -150,7 +156,10 @@ def parser(prog: str = PROG) -> argparse.ArgumentParser:
         help="A TOML file whose [agent] table gives options (keys: the flags without --); "
         "a flag on the command line wins.",
     )
-    p.add_argument("--topology", help="Topology service HOST:PORT (required).")
+    p.add_argument(
+        "--topology",
+        help="Topology service HOST:PORT, or a comma-separated list of them (required).",
+    )
     p.add_argument("--datapath", type=DatapathKind, choices=list(DatapathKind), default="memory")
     p.add_argument("--underlay-ip", help="VXLAN source address (default: tunnel zone).")
     p.add_argument("--metrics-port", type=int, help="Serve Prometheus metrics on 127.0.0.1:N.")

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from netloom.topology.client import TopologyClient
 
 
-async def _resolve_host(address: tuple[str, int], name: str) -> str:
+async def _resolve_host(address: list[tuple[str, int]], name: str) -> str:
     """The id of the host named ``name``, asked of the topology service (agents never read
     the store). The lookup connection carries a name-derived identity with no host record,
     which the service's liveness writer leaves alone."""
@@ -61,7 +61,7 @@ async def serve(options: AgentOptions) -> None:
     from netloom.sim import SimConfig
     from netloom.topology.client import TopologyClient
 
-    address = options.address()
+    address = options.addresses()
     host_id = options.host_id
     if host_id is None:
         assert options.host_name is not None

@@ -6,18 +6,27 @@ It speaks only HTTP and JSON: it knows the collection names and the port sub-res
 record types, so the server stays the one place that validates. Every failure becomes a
 :class:`~netloom.errors.NetloomError` carrying the API's own ``code``/``message``/``field``, so
 the CLI can print one line and exit non-zero instead of a traceback.
+
+Several cluster processes: the client takes a comma-separated list of API URLs and sends a call
+that failed in transport (refused, reset, timed out: the process may have died mid-request) to
+the next one. A create carries an id chosen by the client before the first attempt, so a retry
+that finds the object already created (409 ``already_exists``) with the same fields counts as
+success: a create is neither lost nor duplicated.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
+import uuid
+from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
 import httpx
 
-from netloom.errors import ApiError, ApiUnreachable
+from netloom.errors import ApiError, ApiUnreachable, InvalidInput
 
 DEFAULT_API = "http://127.0.0.1:8181"
 API_ENV = "NETLOOM_API"
@@ -39,6 +48,14 @@ def normalise_url(url: str) -> str:
     if "://" not in url:
         url = "http://" + url
     return url
+
+
+def api_urls(value: str | None = None) -> list[str]:
+    """``--api`` / ``$NETLOOM_API``: one URL or a comma-separated list, normalised."""
+    urls = [normalise_url(u) for u in (value or default_api_url()).split(",") if u.strip()]
+    if not urls:
+        raise InvalidInput("no API URL given", field="api")
+    return urls
 
 
 def etag_for(version: int) -> str:
@@ -84,12 +101,23 @@ def _error_from(response: httpx.Response) -> ApiError:
 
 
 class ApiClient:
-    """Blocking client of one API endpoint. Use as a context manager (closes the pool)."""
+    """Blocking client of one API endpoint or a list of them (tried in turn; see the module
+    doc). Use as a context manager (closes the pools)."""
 
     def __init__(self, base_url: str | None = None, *, timeout: float = 30.0) -> None:
-        self.base_url = normalise_url(base_url or default_api_url())
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout)
+        self.base_urls = api_urls(base_url)
+        # a dead machine must not cost the whole timeout before the next endpoint is tried
+        limits = httpx.Timeout(timeout, connect=min(timeout, 2.0))
+        self._http = [httpx.Client(base_url=u, timeout=limits) for u in self.base_urls]
+        self._at = 0
         self.last_response: httpx.Response | None = None
+        self.last_retried = False  # the last call needed another endpoint
+        self.retry_waits: deque[float] = deque(maxlen=1024)  # seconds until its retry succeeded
+
+    @property
+    def base_url(self) -> str:
+        """The endpoint in use."""
+        return self.base_urls[self._at]
 
     def __enter__(self) -> ApiClient:
         return self
@@ -98,7 +126,8 @@ class ApiClient:
         self.close()
 
     def close(self) -> None:
-        self._http.close()
+        for http in self._http:
+            http.close()
 
     # -- transport ---------------------------------------------------------------------------
 
@@ -111,13 +140,24 @@ class ApiClient:
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> Any:
-        """One exchange; returns the decoded JSON body (None when empty)."""
-        try:
-            response = self._http.request(
-                method, PREFIX + path, json=json_body, params=params, headers=headers
-            )
-        except httpx.TransportError as exc:
-            raise ApiUnreachable(self.base_url, str(exc)) from None
+        """One exchange (on the next endpoint when one fails in transport); returns the
+        decoded JSON body (None when empty)."""
+        start = time.monotonic()
+        failed: list[str] = []
+        while True:
+            try:
+                response = self._http[self._at].request(
+                    method, PREFIX + path, json=json_body, params=params, headers=headers
+                )
+                break
+            except httpx.TransportError as exc:
+                failed.append(str(exc))
+                if len(failed) == len(self.base_urls):
+                    raise ApiUnreachable(", ".join(self.base_urls), failed[-1]) from None
+                self._at = (self._at + 1) % len(self.base_urls)
+        self.last_retried = bool(failed)
+        if failed:
+            self.retry_waits.append(time.monotonic() - start)
         self.last_response = response
         if response.status_code >= 400:
             raise _error_from(response)
@@ -133,7 +173,18 @@ class ApiClient:
     # -- objects -----------------------------------------------------------------------------
 
     def create(self, collection: str, data: Doc) -> Doc:
-        return self._doc(self.request("POST", f"/{collection}", json_body=data))
+        """Create an object; its id is fixed here (unless given) so that a retry after a
+        transport failure is recognised (see the module doc)."""
+        body = {**data, "id": data.get("id") or str(uuid.uuid4())}
+        try:
+            return self._doc(self.request("POST", f"/{collection}", json_body=body))
+        except ApiError as exc:
+            if not (self.last_retried and exc.code == "already_exists"):
+                raise
+            found = self.get(collection, body["id"])
+            if any(found.get(k) != v for k, v in body.items()):
+                raise  # someone else's object under this id
+            return found
 
     def get(self, collection: str, id: str) -> Doc:
         return self._doc(self.request("GET", f"/{collection}/{id}"))

@@ -198,9 +198,9 @@ class Worker:
             for k in AGENT_STATS:
                 agent[k] += s.agent.stats[k]
             c = s.driver.client
-            waits = [a + b for a, b in zip(waits, c.snap_waits, strict=True)]
-            wait_sum += c.snap_wait_sum_s
-            wait_max = max(wait_max, c.snap_wait_max_s)
+            waits = [a + b for a, b in zip(waits, c.timings.snap_waits, strict=True)]
+            wait_sum += c.timings.snap_wait_sum_s
+            wait_max = max(wait_max, c.timings.snap_wait_max_s)
         return {
             "rss_mb": rss_mb(),
             "agents": len(self.slots),

@@ -99,7 +99,8 @@ def common_params(view: bool = True) -> list[inspect.Parameter]:
             Annotated[
                 str | None,
                 typer.Option(
-                    "--api", help="API URL (default $NETLOOM_API or http://127.0.0.1:8181)"
+                    "--api",
+                    help="API URL, or a comma-separated list tried in turn (default $NETLOOM_API or http://127.0.0.1:8181)",
                 ),
             ],
         ),

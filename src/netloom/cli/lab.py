@@ -19,6 +19,7 @@ from rich.table import Table
 from netloom.cli.output import console, print_json
 from netloom.errors import InvalidInput, NetloomError, NotFound, print_error
 from netloom.lab import nsexec
+from netloom.lab.addressing import MAX_CLUSTERS
 from netloom.lab.lab import Lab, labs
 from netloom.lab.lab import down as lab_down
 
@@ -79,6 +80,9 @@ def up(
     vms_per_host: Annotated[int, typer.Option("--vms-per-host", help="VMs on each host")] = 2,
     mtu: Annotated[int, typer.Option("--mtu", help="underlay MTU: 1500 or 9000")] = 1500,
     store: Annotated[str, typer.Option("--store", help="sqlite | zookeeper")] = "sqlite",
+    clusters: Annotated[
+        int, typer.Option("--clusters", help="cluster processes (several: --store zookeeper)")
+    ] = 1,
     name: Annotated[str | None, typer.Option("--name", help="lab name (default: random)")] = None,
     tx_off: Annotated[bool, typer.Option("--tx-off", help="ethtool -K eth0 tx off in VMs")] = False,
     static_ip: StaticIpOpt = True,
@@ -99,6 +103,11 @@ def up(
     try:
         if store not in ("sqlite", "zookeeper"):
             raise InvalidInput(f"--store must be sqlite or zookeeper, not {store}", field="store")
+        if not 1 <= clusters <= MAX_CLUSTERS or (clusters > 1 and store != "zookeeper"):
+            raise InvalidInput(
+                f"--clusters must be 1, or up to {MAX_CLUSTERS} with --store zookeeper",
+                field="clusters",
+            )
         lab = Lab.create(
             name, mtu=mtu, store="zookeeper" if store == "zookeeper" else "sqlite", tx_off=tx_off
         )
@@ -114,6 +123,7 @@ def up(
             gateways=gateways,
             floating_ips=floating_ips,
             bfd=bfd,
+            clusters=clusters,
         )
     except BaseException as exc:
         _failed(lab, exc, keep_on_error=keep_on_error)

@@ -38,6 +38,7 @@ COMMAND_MODULES = (
     "netloom.bench.perf.compare",
     "netloom.bench.perf.profile",
     "netloom.cli.northsouth",
+    "netloom.cli.failover",
     "netloom.bench.scale",
     "netloom.bench.dense_host.run",
     "netloom.bench.neutron",

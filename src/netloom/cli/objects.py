@@ -27,7 +27,10 @@ def _root_options(
         str | None,
         typer.Option(
             "--api",
-            help="API URL for object commands (default $NETLOOM_API or http://127.0.0.1:8181)",
+            help=(
+                "API URL for object commands, or a comma-separated list tried in turn"
+                " (default $NETLOOM_API or http://127.0.0.1:8181)"
+            ),
         ),
     ] = None,
     json_out: Annotated[

@@ -21,6 +21,7 @@ import logging
 import os
 import signal
 import socket
+import uuid
 from collections.abc import Callable, Iterator
 
 import uvicorn
@@ -76,6 +77,15 @@ def _liveness(service: ObjectService) -> Callable[[str, bool], None]:
         )
 
     return set_host_alive
+
+
+def _member_id(store_url: str) -> str | None:
+    """On a ZooKeeper store several cluster processes serve together: each is a member (its
+    hosts in ``_members/<id>``, see :mod:`netloom.topology.members`); on SQLite or memory one
+    process serves, as before."""
+    if not store_url.startswith("zookeeper:"):
+        return None
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 async def _start_topology(topo: TopologyServer, addr: tuple[str, int]) -> int:
@@ -180,6 +190,7 @@ async def serve(
         set_host_alive=_liveness(service),
         reports=ClusterReports(service),
         insights=simlog,
+        member_id=_member_id(store_url),
     )
     topo_port = await _start_topology(topo, options.topology)
     auth = _keystone(options)

@@ -14,7 +14,9 @@ PACKAGES: dict[str, tuple[str, ...]] = {
     "agent": _AGENT,
     "gateway": (*_AGENT, "bird2"),  # an uplink's BGP/BFD sidecar
     "cluster": _PYTHON,
-    "zookeeper": ("zookeeper", "zookeeperd", "default-jre-headless"),
+    # the jars (slf4j-simple: their log binding) and a JVM: deploy/ansible runs each member
+    # from its own unit (zookeeperd's service would start a second server on the same port)
+    "zookeeper": ("zookeeper", "libslf4j-java", "default-jre-headless"),
 }
 
 

@@ -1,6 +1,11 @@
 """The lab's cluster: ``netloom cluster`` (and, for ``--store zookeeper``, a 3-member
 ZooKeeper ensemble) in the switch namespace, a client of its API opened inside that namespace,
-and the registration of the lab's hosts."""
+and the registration of the lab's hosts.
+
+On ZooKeeper the lab may run several cluster processes (``clusters``): process ``i`` listens on
+the API, Neutron and topology ports plus ``CLUSTER_PORT_STEP * i``; the record's ``api_url`` and
+``topology`` are then comma-separated lists, which the API client and the agents take as they
+are."""
 
 from __future__ import annotations
 
@@ -13,9 +18,16 @@ from typing import Any
 
 from netloom.api.client import ApiClient
 from netloom.datapath.pins import PIN_ROOT
-from netloom.errors import ApiUnreachable, LabError, NetloomError, NotFound, StoreError
+from netloom.errors import (
+    ApiUnreachable,
+    InvalidInput,
+    LabError,
+    NetloomError,
+    NotFound,
+    StoreError,
+)
 from netloom.lab import netns, supervisor
-from netloom.lab.addressing import API_PORT, NEUTRON_PORT, TOPOLOGY_PORT
+from netloom.lab.addressing import API_PORT, CLUSTER_PORT_STEP, NEUTRON_PORT, TOPOLOGY_PORT
 from netloom.lab.plumbing import Plumbing
 from netloom.lab.state import ClusterRecord, StateFile
 
@@ -51,48 +63,58 @@ def netloom_argv() -> list[str]:
 
 
 def start_cluster(sf: StateFile, plumbing: Plumbing, api: ApiClient, timeout: float) -> None:
-    """``netloom cluster`` inside the switch namespace on the underlay address, with a
-    per-lab SQLite file or a 3-node ZooKeeper ensemble; returns once ``api`` answers."""
+    """``netloom cluster`` inside the switch namespace on the underlay address (one process per
+    topology endpoint of the record), with a per-lab SQLite file or a 3-node ZooKeeper
+    ensemble; returns once ``api`` answers."""
     s = sf.state
-    lab_dir = Path(s.dir)
     assert s.cluster is not None
-    argv = [
-        *netloom_argv(),
-        "cluster",
-        "--store",
-        s.cluster.store_url,
-        "--api",
-        f"{s.switch_ip}:{API_PORT}",
-        "--topology",
-        s.cluster.topology,
-        "--neutron",
-        f"{s.switch_ip}:{NEUTRON_PORT}",
-        "--state-dir",
-        str(lab_dir),
-        "--host-timeout",
-        "3",
-    ]
-    log = lab_dir / "cluster.log"
-    proc, rec = supervisor.spawn(s.switch_netns, argv, "cluster", str(lab_dir), log)
-    s.processes.append(rec)
-    sf.save()
-    _wait_api(api, proc, log, timeout)
+    for i, topology in enumerate(s.cluster.topology.split(",")):
+        api_addr = f"{s.switch_ip}:{API_PORT + CLUSTER_PORT_STEP * i}"
+        argv = [
+            *netloom_argv(),
+            "cluster",
+            "--store",
+            s.cluster.store_url,
+            "--api",
+            api_addr,
+            "--topology",
+            topology,
+            "--neutron",
+            f"{s.switch_ip}:{NEUTRON_PORT + CLUSTER_PORT_STEP * i}",
+            "--state-dir",
+            s.dir,
+            "--host-timeout",
+            "3",
+        ]
+        log = Path(s.dir) / ("cluster.log" if i == 0 else f"cluster-{i}.log")
+        match = s.dir if i == 0 else api_addr  # in its command line (supervisor.still_ours)
+        proc, rec = supervisor.spawn(s.switch_netns, argv, "cluster", match, log)
+        s.processes.append(rec)
+        sf.save()
+        if i == 0:
+            _wait_api(api, proc, log, timeout)
+            continue
+        with NetnsApiClient(s.switch_netns, f"http://{api_addr}") as one:
+            _wait_api(one, proc, log, timeout)
 
 
-def cluster_record(sf: StateFile, plumbing: Plumbing) -> ClusterRecord:
-    """Where the cluster listens and which store it uses (starting ZooKeeper when that is the
-    lab's store)."""
+def cluster_record(sf: StateFile, plumbing: Plumbing, clusters: int = 1) -> ClusterRecord:
+    """Where the cluster processes listen and which store they use (starting ZooKeeper when
+    that is the lab's store)."""
     s = sf.state
     lab_dir = Path(s.dir)
+    if clusters != 1 and s.store != "zookeeper":
+        raise InvalidInput("several cluster processes need --store zookeeper", field="clusters")
     if s.store == "sqlite":
         store_url = f"sqlite:{lab_dir / 'nsdb.sqlite'}"
     else:
         store_url = f"zookeeper:{_start_zookeeper(sf, plumbing)}/netloom"
+    steps = [CLUSTER_PORT_STEP * i for i in range(clusters)]
     return ClusterRecord(
         netns=s.switch_netns,
-        api_url=f"http://{s.switch_ip}:{API_PORT}",
-        neutron_url=f"http://{s.switch_ip}:{NEUTRON_PORT}",
-        topology=f"{s.switch_ip}:{TOPOLOGY_PORT}",
+        api_url=",".join(f"http://{s.switch_ip}:{API_PORT + d}" for d in steps),
+        neutron_url=f"http://{s.switch_ip}:{NEUTRON_PORT}",  # the first process's
+        topology=",".join(f"{s.switch_ip}:{TOPOLOGY_PORT + d}" for d in steps),
         store_url=store_url,
     )
 

@@ -298,10 +298,11 @@ class Lab:
 
     # -- cluster -----------------------------------------------------------------------------
 
-    def start_cluster(self, *, timeout: float = 30.0) -> ClusterRecord:
+    def start_cluster(self, *, timeout: float = 30.0, clusters: int = 1) -> ClusterRecord:
         """``netloom cluster`` inside the switch namespace on the underlay address, with a
-        per-lab SQLite file or a 3-node ZooKeeper ensemble; returns once the API answers."""
-        rec = cluster.cluster_record(self._sf, self._plumbing)
+        per-lab SQLite file or a 3-node ZooKeeper ensemble (and then ``clusters`` processes);
+        returns once the API answers."""
+        rec = cluster.cluster_record(self._sf, self._plumbing, clusters)
         self.state.cluster = rec
         self.save()
         cluster.start_cluster(self._sf, self._plumbing, self.api(), timeout)
@@ -385,11 +386,13 @@ class Lab:
         gateways: int = 0,
         floating_ips: int | None = None,
         bfd: bool = True,
+        clusters: int = 1,
     ) -> None:
         """Build the whole lab; on any failure the state says ``failed`` and the error (the
         caller decides whether to tear down, see the CLI's ``--keep-on-error``). With
         ``gateways``, also the outside world and a provider router with an uplink per gateway
-        host; ``floating_ips`` VMs get one (None: the first VM of each host)."""
+        host; ``floating_ips`` VMs get one (None: the first VM of each host). ``clusters``:
+        cluster processes on the ZooKeeper store."""
         plan = LabPlan.build(self.name, hosts, vms_per_host, gateways)
         if datapath is not None:
             if datapath not in ("memory", "bpf"):
@@ -404,7 +407,7 @@ class Lab:
                 self.add_host(h.index)
             if plan.gateways:
                 self._outside_world(plan, bfd=bfd)
-            self.start_cluster()
+            self.start_cluster(clusters=clusters)
             self.register_hosts()
             for h in plan.hosts:
                 for vm in vm_names(vms_per_host):

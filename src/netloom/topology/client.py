@@ -10,6 +10,9 @@ the last complete revision it applied, sending what it holds so the server can s
 changed (see :mod:`netloom.topology.protocol`). Heartbeats every ``heartbeat_s`` (the server's
 host timeout / 3) keep the host marked alive and detect a silent server (no frame for three
 heartbeats: reconnect).
+
+Several cluster processes: given a list of endpoints, the client moves to the next one when its
+server goes (lost, refused, connect timed out); revisions are the store's, so any server resumes it.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import msgspec
 from netloom import errors
 from netloom.model.bgp import LearnedRoute, PeerStatus, SessionState
 from netloom.model.neighbors import ArpEntry
+from netloom.topology.endpoints import Address, endpoints, first_endpoint
 from netloom.topology.protocol import (
     Arp,
     Batch,
@@ -54,6 +58,7 @@ from netloom.topology.protocol import (
     matches,
 )
 from netloom.topology.reports import Reporter
+from netloom.topology.timings import ClientTimings
 
 log = logging.getLogger(__name__)
 
@@ -73,15 +78,19 @@ class TopologyClient:
     def __init__(
         self,
         host_id: str,
-        address: tuple[str, int],
+        address: Address | Sequence[Address],
         *,
         backoff_s: float = 0.05,
         backoff_max_s: float = 2.0,
+        connect_timeout_s: float = 1.0,
     ) -> None:
         if not host_id:
             raise errors.InvalidInput("host_id must not be empty", field="host_id")
         self.host_id = host_id
-        self.address = address
+        self.endpoints = endpoints(address)
+        self._at = first_endpoint(host_id, len(self.endpoints))
+        self.address = self.endpoints[self._at]  # the endpoint in use (or tried next)
+        self._connect_timeout = connect_timeout_s
         self._backoff = backoff_s
         self._backoff_max = backoff_max_s
         self._cache: dict[Key, tuple[int, dict[str, Any]]] = {}
@@ -102,13 +111,7 @@ class TopologyClient:
         self.connects = 0
         self.resume_modes: list[str] = []
         self.applied = 0  # changes applied from Batch frames (not snapshots)
-        # Subscription latency (Sub sent -> Snap applied), the round trip every lazily loaded
-        # record costs a first packet: count, sum, max and a log2 histogram (bucket k holds
-        # waits under 2**k ms; the last one the rest), bounded memory for a long-lived agent.
-        self.snap_waits = [0] * 16
-        self.snap_wait_sum_s = 0.0
-        self.snap_wait_max_s = 0.0
-        self._sent_at: dict[int, float] = {}
+        self.timings = ClientTimings()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reporter = Reporter(self._send_report)
         self._flush_due = False
@@ -140,7 +143,7 @@ class TopologyClient:
         self._leases.clear()
         self._pending.clear()
         self._pending_by_sub.clear()
-        self._sent_at.clear()
+        self.timings.forget()
 
     async def wait_connected(self, timeout: float | None = None) -> None:
         await asyncio.wait_for(self._connected.wait(), timeout)
@@ -207,14 +210,8 @@ class TopologyClient:
 
     def report_peer_status(self, status: PeerStatus) -> None:
         """Report a BGP session's state (the latest per peer is sent, as for routes)."""
-        msg = Status(
-            status.peer_id,
-            status.port_id,
-            SessionState(status.state).value,
-            status.since,
-            status.routes,
-            status.bfd_up,
-        )
+        s = status
+        msg = Status(s.peer_id, s.port_id, SessionState(s.state).value, s.since, s.routes, s.bfd_up)
         self._post(("status", status.peer_id), msg)
 
     def report_arp(self, entry: ArpEntry) -> None:
@@ -269,10 +266,7 @@ class TopologyClient:
         self._reporter.flush()
 
     def _send_report(self, msg: msgspec.Struct) -> bool:
-        if self._proto is None or self._proto.transport is None:
-            return False
-        self._proto.send(frame(msg))
-        return True
+        return self.send_frame(frame(msg))
 
     def _on_leased(self, msg: Leased) -> None:
         entry = self._leases.get(msg.req)
@@ -290,7 +284,7 @@ class TopologyClient:
             sub = Sub(req, kind, id, field, value)
             self._pending[req] = (sub, asyncio.get_running_loop().create_future())
             self._pending_by_sub[ident] = req
-            self._sent_at[req] = time.monotonic()
+            self.timings.sent(req)
             self._send(sub)
         await asyncio.shield(self._pending[req][1])
 
@@ -298,7 +292,7 @@ class TopologyClient:
         req = self._pending_by_sub.pop(ident, None)
         if req is not None:
             _, fut = self._pending.pop(req)
-            self._sent_at.pop(req, None)
+            self.timings.forget(req)
             fut.cancel()
 
     def _wants(self, kind: str, id: str, data: dict[str, Any]) -> bool:
@@ -318,37 +312,64 @@ class TopologyClient:
             self._proto.send(frame(msg))
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         delay = self._backoff
+        failed = 0  # connects failed in a row
         while not self._stopping:
             try:
-                _, proto = await loop.create_connection(
-                    lambda: FrameProtocol(_DECODER, self._on_message, self._on_lost), *self.address
-                )
-            except OSError as exc:
-                log.debug("topology %s: connect failed: %s", self.host_id, exc)
-                await asyncio.sleep(delay * (0.5 + random.random()))
-                delay = min(delay * 2, self._backoff_max)
+                proto = await self._connect()
+            except (OSError, TimeoutError) as exc:
+                log.debug("topology %s: connect to %s failed: %s", self.host_id, self.address, exc)
+                failed += 1
+                self._next_endpoint()
+                if failed % len(self.endpoints) == 0:  # every endpoint tried: back off
+                    await asyncio.sleep(delay * (0.5 + random.random()))
+                    delay = min(delay * 2, self._backoff_max)
                 continue
-            self._lost = loop.create_future()
-            self._proto = proto
-            self._last_rx = time.monotonic()
-            self.connects += 1
-            self._send(self._hello())
-            for sub, _ in list(self._pending.values()):
-                self._send(sub)
-            for lease, _ in list(self._leases.values()):
-                self._send(lease)
-            self._reporter.resend()
-            await self._lost
+            failed = 0
+            await self._session(proto)
             if self._connected.is_set():
                 delay = self._backoff  # it worked for a while: start over
             self._connected.clear()
             self._proto = None
             self._stop_heartbeat()
-            if not self._stopping:
+            self.timings.lost()
+            if self._stopping:
+                break
+            if len(self.endpoints) > 1:
+                self._next_endpoint()  # its server is likely gone: try another at once
+                failed = 1
+            else:
                 await asyncio.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, self._backoff_max)
+
+    async def _connect(self) -> FrameProtocol:
+        loop = asyncio.get_running_loop()
+        _, proto = await asyncio.wait_for(
+            loop.create_connection(
+                lambda: FrameProtocol(_DECODER, self._on_message, self._on_lost), *self.address
+            ),
+            self._connect_timeout,
+        )
+        return proto
+
+    async def _session(self, proto: FrameProtocol) -> None:
+        """Say hello, send what is pending, and wait until the connection is lost."""
+        self._lost = asyncio.get_running_loop().create_future()
+        self._proto = proto
+        self._last_rx = time.monotonic()
+        self.connects += 1
+        self._send(self._hello())
+        for sub, _ in list(self._pending.values()):
+            self._send(sub)
+        for lease, _ in list(self._leases.values()):
+            self._send(lease)
+        self._reporter.resend()
+        await self._lost
+
+    def _next_endpoint(self) -> None:
+        if len(self.endpoints) > 1:
+            self._at = (self._at + 1) % len(self.endpoints)
+            self.address = self.endpoints[self._at]
 
     def _hello(self) -> Hello:
         return Hello(
@@ -397,6 +418,7 @@ class TopologyClient:
             self._on_snap(msg)
         elif isinstance(msg, Welcome):
             self.resume_modes.append(msg.mode)
+            self.timings.welcomed()
             self._start_heartbeat(msg.heartbeat_s)
             self._connected.set()
         elif isinstance(msg, Leased):
@@ -410,7 +432,7 @@ class TopologyClient:
             return  # cancelled by an unsubscribe sent after it
         sub, fut = entry
         self._pending_by_sub.pop((sub.kind, sub.id, sub.field, sub.value), None)
-        self._count_wait(msg.req)
+        self.timings.answered(msg.req)
         if sub.id is not None:
             self._objects.add((sub.kind, sub.id))
         else:
@@ -420,18 +442,6 @@ class TopologyClient:
         self._revision = msg.rev
         if not fut.done():
             fut.set_result(None)
-
-    def _count_wait(self, req: int) -> None:
-        sent = self._sent_at.pop(req, None)
-        if sent is None:
-            return
-        wait = time.monotonic() - sent
-        self.snap_wait_sum_s += wait
-        self.snap_wait_max_s = max(self.snap_wait_max_s, wait)
-        k = 0
-        while k < len(self.snap_waits) - 1 and wait * 1000 >= 2**k:
-            k += 1
-        self.snap_waits[k] += 1
 
     def _on_error(self, msg: Error) -> None:
         cls = _ERRORS.get(msg.code, errors.NetloomError)
@@ -447,7 +457,7 @@ class TopologyClient:
             return
         sub, fut = entry
         self._pending_by_sub.pop((sub.kind, sub.id, sub.field, sub.value), None)
-        self._sent_at.pop(msg.req, None)
+        self.timings.forget(msg.req)
         if not fut.done():
             fut.set_exception(exc)
 

@@ -1,7 +1,9 @@
 """Host liveness for the topology service: heard-from times, up/down marks, the store write.
 
 A host is alive while its agent's frames keep arriving; one not heard from for the timeout is
-marked down. Writes go to a one-thread executor so they never block the event loop and stay in
+marked down, unless another cluster process of the same store holds it (``last_held``, from
+:mod:`netloom.topology.members`): its silence counts from the last time another process said
+it holds it. Writes go to a one-thread executor so they never block the event loop and stay in
 order (alive, then down, then alive again).
 """
 
@@ -62,10 +64,12 @@ class Liveness:
         timeout_s: float,
         set_alive: SetHostAlive,
         on_down: Callable[[str], None] | None = None,
+        last_held: Callable[[str], float | None] | None = None,
     ) -> None:
         self.timeout_s = timeout_s
         self._set_alive = set_alive
         self._on_down = on_down  # on the loop, when a host is marked down
+        self._last_held = last_held  # when another cluster process last said it holds a host
         self._last_seen: dict[str, float] = {}
         self._alive: dict[str, bool] = {}
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="topology-alive")
@@ -76,6 +80,20 @@ class Liveness:
         for host in host_ids:
             self._alive[host] = True
             self._last_seen[host] = now
+
+    def observed(self, host: str, *, alive: bool, held_here: bool) -> None:
+        """The store's ``alive`` of ``host`` changed (another cluster process may have written
+        it): a host alive there gets one timeout to be heard from here; one marked down while
+        this process holds its connection is marked alive again."""
+        if alive:
+            if host not in self._alive:
+                self._alive[host] = True
+                self._last_seen[host] = time.monotonic()
+        elif self._alive.get(host, False):
+            if held_here:
+                self._mark(host, alive=True)
+            else:
+                self._alive[host] = False  # its down was decided (and handled) elsewhere
 
     def is_alive(self, host: str) -> bool:
         return self._alive.get(host, False)
@@ -106,7 +124,9 @@ class Liveness:
             deadline = time.monotonic() - self.timeout_s
             for host, seen in list(self._last_seen.items()):
                 if seen < deadline and self._alive.get(host, False):
-                    self._mark(host, alive=False)
+                    held = self._last_held(host) if self._last_held is not None else None
+                    if held is None or held < deadline:
+                        self._mark(host, alive=False)
 
     def shutdown(self) -> None:
         """Wait for the pending liveness writes (blocking: run it in an executor)."""

@@ -25,13 +25,16 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Literal
+from typing import Literal
 
 from netloom.errors import InvalidInput, NetloomError
 from netloom.model.kinds import KINDS
 from netloom.model.neighbors import ARP_KIND
 from netloom.store.base import Change, Item, Store, Watch
+from netloom.topology.gate import HelloGate
+from netloom.topology.history import History
 from netloom.topology.liveness import Liveness, SetHostAlive, store_host_alive
+from netloom.topology.members import MEMBER_KIND, Members
 from netloom.topology.protocol import (
     Arp,
     Batch,
@@ -57,7 +60,7 @@ from netloom.topology.protocol import (
     server_decoder,
 )
 from netloom.topology.reports import InsightsSink, ReportQueue, ReportSink, report_job
-from netloom.topology.subscriptions import Conn, Entry, Subscriptions
+from netloom.topology.subscriptions import Conn, Entry, Subscriptions, validate_sub
 
 log = logging.getLogger(__name__)
 
@@ -86,31 +89,36 @@ class TopologyServer:
         backlog: int = 1024,
         reports: ReportSink | None = None,
         insights: InsightsSink | None = None,
+        member_id: str | None = None,
     ) -> None:
         if host_timeout_s <= 0:
             raise InvalidInput("host_timeout_s must be > 0", field="host_timeout_s")
         self._store = store
         self._timeout = host_timeout_s
-        self._liveness = Liveness(
-            host_timeout_s, set_host_alive or store_host_alive(store), on_down=self._on_host_down
-        )
+        # one of several cluster processes on this store: who holds which host (members.py)
+        self._members = Members(store, member_id, host_timeout_s) if member_id else None
+        held = self._members.last_held if self._members else None
+        alive = set_host_alive or store_host_alive(store)
+        self._liveness = Liveness(host_timeout_s, alive, self._on_host_down, held)
         self._sink = reports
         self._insights = insights  # None: simulation-log batches are dropped
         self._batches = 0
         self._reports = ReportQueue()
         # the topology, and the routers' shared ARP entries (model/neighbors.py)
-        self._kinds = frozenset(kinds if kinds is not None else (*KINDS, ARP_KIND))
-        self._history: collections.deque[tuple[int, list[Obj]]] = collections.deque(maxlen=history)
+        own = (MEMBER_KIND,) if self._members is not None else ()
+        self._kinds = frozenset((*(kinds if kinds is not None else (*KINDS, ARP_KIND)), *own))
+        self._history = History(history)
         self._max_buffer = max_buffer
         self._backlog = backlog  # a rack of agents reconnects at once after a restart
         self._subs = Subscriptions()
         self._conns: set[Conn] = set()
+        self._gate = HelloGate(self._handle, host_timeout_s)  # hellos ahead of the view
         self._revision = 0
-        self._base = 0  # revision the view was loaded at: history covers (base, revision]
         self._watch: Watch | None = None
         self._server: asyncio.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reaper: asyncio.Task[None] | None = None
+        self._beats: asyncio.Task[None] | None = None
         self.stats = ServerStats()
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -120,7 +128,7 @@ class TopologyServer:
         loop = asyncio.get_running_loop()
         self._loop = loop
         rev, items = await loop.run_in_executor(None, self._load)
-        self._revision = self._base = rev
+        self._revision = self._history.base = rev
         objects = self._subs.objects
         for item in items:
             objects.setdefault(item.kind, {})[item.id] = Entry(item.version, item.data, 0)
@@ -138,6 +146,9 @@ class TopologyServer:
             self._new_protocol, host, port, backlog=self._backlog
         )
         self._reaper = asyncio.create_task(self._liveness.reap_loop())
+        if self._members is not None:
+            self._members.load(objects.get(MEMBER_KIND, {}))
+            self._beats = asyncio.create_task(self._members.beat_loop())
         return int(self._server.sockets[0].getsockname()[1])
 
     async def stop(self) -> None:
@@ -147,9 +158,12 @@ class TopologyServer:
             self._server.close()
         for conn in list(self._conns):
             conn.proto.drop()
-        if self._reaper is not None:
-            self._reaper.cancel()
-            await asyncio.gather(self._reaper, return_exceptions=True)
+        tasks = [t for t in (self._reaper, self._beats) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._members is not None:
+            await loop.run_in_executor(None, self._members.leave)
         if self._watch is not None:
             await loop.run_in_executor(None, self._watch.cancel)
             self._watch = None
@@ -197,17 +211,20 @@ class TopologyServer:
                 end += 1
             self._apply_revision(rev, changes[start:end])
             start = end
+        self._gate.caught_up(self._revision)
 
     def _apply_revision(self, rev: int, changes: list[Change]) -> None:
         if rev <= self._revision:
             return  # already in the view (loaded after the watch's start point)
         objs: list[Obj] = []
         for c in changes:
+            if self._members is not None:  # several cluster processes
+                self._members.follow(c, self._liveness)
             if self._subs.update(c, rev):
                 objs.append((c.kind, c.id, c.version, c.data))
         self._revision = rev
         if objs:
-            self._history.append((rev, objs))
+            self._history.append(rev, objs)
             self._dispatch(rev, objs)
 
     # -- fan-out -----------------------------------------------------------------------------
@@ -260,19 +277,24 @@ class TopologyServer:
         return proto
 
     def _on_lost(self, conn: Conn) -> None:
+        self._gate.forget(conn)
         self._conns.discard(conn)
         self.stats.connections = len(self._conns)
         self._subs.forget(conn)
         host = conn.host
-        # the peer closed it, and the host has no newer connection: the agent is gone
-        if (
-            host is not None
-            and not conn.proto.closed_here
-            and not any(c.host == host for c in self._conns)
-        ):
+        if host is None:
+            return
+        elsewhere = self._members is not None and self._members.release(host)
+        # the peer closed it; no newer connection (here or at another cluster process): gone
+        newer = elsewhere or any(c.host == host for c in self._conns)
+        if not conn.proto.closed_here and not newer:
             self._on_host_gone(host)
 
     def _on_message(self, conn: Conn, msg: ClientMsg) -> None:
+        if self._gate.admit(conn, msg, self._revision):
+            self._handle(conn, msg)
+
+    def _handle(self, conn: Conn, msg: ClientMsg) -> None:
         try:
             if isinstance(msg, Hello):
                 self._on_hello(conn, msg)
@@ -373,28 +395,18 @@ class TopologyServer:
             if e.data.get("type") == "router" and e.data.get("host_id") in hosts
         }
 
-    def _validate(self, kind: str, id: str | None, fld: str | None, value: Any) -> None:
-        if kind not in self._kinds:
-            raise InvalidInput(f"unknown kind {kind!r}", field="kind")
-        if (id is None) == (fld is None):
-            raise InvalidInput("subscribe to an id or to a field filter, not both", field="id")
-        if fld is not None:
-            spec = KINDS.get(kind)
-            if spec is not None and fld not in spec.filters:
-                raise InvalidInput(f"{kind} cannot be filtered on {fld!r}", field="field")
-            if not isinstance(value, str | int | bool | None):
-                raise InvalidInput("filter value must be a scalar", field="value")
-
     def _on_hello(self, conn: Conn, msg: Hello) -> None:
         if conn.host is not None:
             raise InvalidInput("hello sent twice")
         if not msg.host:
             raise InvalidInput("hello without host id", field="host")
         for kind, id in msg.objects:
-            self._validate(kind, id, None, None)
+            validate_sub(self._kinds, kind, id, None, None)
         for kind, fld, value in msg.filters:
-            self._validate(kind, None, fld, value)
+            validate_sub(self._kinds, kind, None, fld, value)
         conn.host = msg.host
+        if self._members is not None:
+            self._members.hold(msg.host)
         self._liveness.heard_from(msg.host)
         for kind, id in msg.objects:
             self._subs.add_object(conn, (kind, id))
@@ -404,7 +416,7 @@ class TopologyServer:
         mode: Literal["fresh", "history", "diff"]
         if msg.since is None and not msg.objects and not msg.filters:
             mode = "fresh"
-        elif msg.since is not None and self._covers(msg.since):
+        elif msg.since is not None and self._history.covers(msg.since, self._revision):
             mode = "history"
         else:
             mode = "diff"
@@ -419,21 +431,8 @@ class TopologyServer:
             self._resync(conn, have)
         self._send(conn, frame(Pong(self._revision)))
 
-    def _covers(self, since: int) -> bool:
-        """True when the history holds every change after ``since``."""
-        if since > self._revision:
-            return False
-        full = self._history.maxlen is not None and len(self._history) == self._history.maxlen
-        floor = self._history[0][0] - 1 if full and self._history else self._base
-        return since >= floor
-
     def _replay(self, conn: Conn, since: int) -> None:
-        pending: list[tuple[int, list[Obj]]] = []
-        for rev, objs in reversed(self._history):
-            if rev <= since:
-                break
-            pending.append((rev, objs))
-        for rev, objs in reversed(pending):
+        for rev, objs in self._history.after(since):
             sent = [o for o in (self._subs.changes_for(conn, obj) for obj in objs) if o is not None]
             if sent:
                 self._send(conn, frame(Batch(rev, sent)))
@@ -451,7 +450,7 @@ class TopologyServer:
             self._send(conn, frame(Batch(self._revision, out)))
 
     def _on_sub(self, conn: Conn, msg: Sub) -> None:
-        self._validate(msg.kind, msg.id, msg.field, msg.value)
+        validate_sub(self._kinds, msg.kind, msg.id, msg.field, msg.value)
         items: list[Obj] = []
         if msg.id is not None:
             key = (msg.kind, msg.id)
@@ -469,7 +468,7 @@ class TopologyServer:
         self._send(conn, frame(Snap(msg.req, self._revision, items)))
 
     def _on_unsub(self, conn: Conn, msg: Unsub) -> None:
-        self._validate(msg.kind, msg.id, msg.field, msg.value)
+        validate_sub(self._kinds, msg.kind, msg.id, msg.field, msg.value)
         if msg.id is not None:
             key = (msg.kind, msg.id)
             conn.objects.discard(key)

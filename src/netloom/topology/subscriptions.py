@@ -11,6 +11,8 @@ import collections
 from dataclasses import dataclass, field
 from typing import Any
 
+from netloom.errors import InvalidInput
+from netloom.model.kinds import KINDS
 from netloom.store.base import Change
 from netloom.topology.protocol import (
     FrameProtocol,
@@ -214,4 +216,21 @@ class Subscriptions:
         return out
 
 
-__all__ = ["Conn", "Entry", "Subscriptions"]
+def validate_sub(
+    kinds: frozenset[str], kind: str, id: str | None, fld: str | None, value: Any
+) -> None:
+    """Raise :class:`InvalidInput` unless (``kind``, ``id``) or (``kind``, ``fld``, ``value``)
+    is something an agent may subscribe to."""
+    if kind not in kinds:
+        raise InvalidInput(f"unknown kind {kind!r}", field="kind")
+    if (id is None) == (fld is None):
+        raise InvalidInput("subscribe to an id or to a field filter, not both", field="id")
+    if fld is not None:
+        spec = KINDS.get(kind)
+        if spec is not None and fld not in spec.filters:
+            raise InvalidInput(f"{kind} cannot be filtered on {fld!r}", field="field")
+        if not isinstance(value, str | int | bool | None):
+            raise InvalidInput("filter value must be a scalar", field="value")
+
+
+__all__ = ["Conn", "Entry", "Subscriptions", "validate_sub"]
