@@ -1,10 +1,10 @@
 """A router's NAT and routes, rewritten from its Neutron state in the commit that changes it:
 
 * its inbound filter: one static DNAT per floating IP (the floating IP to the fixed IP), then
-  reverse SNAT of what is addressed to the gateway's address; its outbound filter: one static SNAT per floating IP, then (``enable_snat``)
-  SNAT of everything else to the gateway's address, both only toward the gateway port (the
-  shape of ``router-nat.yaml``: traffic between the tenant's own networks keeps its
-  addresses);
+  reverse SNAT of what is addressed to the gateway's address; its outbound filter: one static
+  SNAT per floating IP, then (``enable_snat``) SNAT of everything else to the gateway's
+  address, both only toward the gateway port (the shape of ``router-nat.yaml``: traffic
+  between the tenant's own networks keeps its addresses);
 * its routes: the default route by the gateway port to the external subnet's gateway, and the
   extra ``routes`` by the interface whose subnet holds their next hop."""
 
