@@ -81,9 +81,6 @@ class Deployment:
             "zookeeper_heap_mb": 128,
             "netloom_cluster_options": {"host-timeout": 3.0},
             "netloom_tunnel_zone": self.lab.name,
-            # doctor reads an interface's MTU from /sys/class/net, which here (the namespaces
-            # share the root namespace's /sys, as the agents' pins need) is the root's eth0
-            "netloom_doctor": False,
             **json.loads(os.environ.get("NETLOOM_ANSIBLE_EXTRA", "{}")),
         }
 

@@ -35,6 +35,7 @@ pytestmark = [pytest.mark.netns, pytest.mark.bpf, pytest.mark.slow, SDK_WARNINGS
 PROJECT = "3c4d5e6f7a8b49c0a1b2c3d4e5f60718"
 ADMIN = "8e7d6c5b4a3f42e1b0c9d8e7f6a5b4c3"
 STATUS_TIMEOUT_S = 20.0
+OUTWARD_CONNECTIONS = 6  # more than the first one or two, each from a new source port
 
 
 @dataclass
@@ -190,6 +191,12 @@ def _check_traffic(vms: dict[str, Any], cloud: Cloud) -> None:
     with probes.listening(a.netns, 22):  # ssh to the floating IP: the outside is no member
         assert probes.tcp_connect(out.netns, cloud.floating_ip, 22, 1.5) == "timeout"
     assert probes.ping(a.netns, out.ip, count=2, timeout=2.0), "a -> outside (by its FIP)"
+    # connections a opens outward leave as its floating IP, each with its own ports, and every
+    # reply (it meets only the static DNAT) comes back: the datapath tracked the connection
+    with probes.listening(out.netns, 80):
+        for _ in range(OUTWARD_CONNECTIONS):
+            assert probes.tcp_connect(a.netns, out.ip, 80, 2.0) == "connected"
+    assert probes.seen_source(a.netns, out.netns, out.ip, 80) == ("connected", cloud.floating_ip)
     # b has no floating IP: the outside sees the router's gateway address (SNAT)
     assert probes.seen_source(b.netns, out.netns, out.ip, 80) == ("connected", cloud.snat_ip)
 

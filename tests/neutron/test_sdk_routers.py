@@ -112,6 +112,10 @@ def test_deleting_a_port_disassociates_its_floating_ip(sdk: Any, native_http: ht
     native_router = native_http.get(f"/routers/{router.id}").json()
     in_rules = _chain_rules(native_http, native_router["inbound_filter_id"])
     assert [r["action"] for r in in_rules] == ["dnat", "reverse-snat"]
+    # only what is addressed to the gateway can be a reply to SNAT: the floating IP's own
+    # connections out look no binding up (their replies meet only the static DNAT)
+    gw = sdk.network.get_router(router.id).external_gateway_info["external_fixed_ips"][0]
+    assert in_rules[1]["nw_dst"] == f"{gw['ip_address']}/32"
 
     sdk.network.delete_port(vm)  # Neutron: the floating IP stays, associated with nothing
     kept = sdk.network.get_ip(fip.id)

@@ -114,7 +114,9 @@ def underlay_nic(underlay_ip: str | None) -> tuple[str, int] | None:
     try:
         routes = json.loads(out) if out else []
         dev = routes[0]["dev"] if underlay_ip is None else _dev_of(underlay_ip)
-        mtu = int(Path("/sys/class/net", dev, "mtu").read_text())
+        # from `ip`, not /sys/class/net: /sys shows the namespace it was mounted in, which is not
+        # the caller's when the caller entered a network namespace by setns (sshd in a netns)
+        mtu = int(json.loads(_run("ip", "-j", "link", "show", "dev", dev) or "[]")[0]["mtu"])
     except (ValueError, LookupError, OSError, TypeError):
         return None
     return dev, mtu

@@ -70,6 +70,10 @@ def start_cluster(sf: StateFile, plumbing: Plumbing, api: ApiClient, timeout: fl
     assert s.cluster is not None
     for i, topology in enumerate(s.cluster.topology.split(",")):
         api_addr = f"{s.switch_ip}:{API_PORT + CLUSTER_PORT_STEP * i}"
+        # a state dir per process, as on separate machines: each keeps its own local files
+        # (the flow history and the simulation log of the agents connected to it)
+        state_dir = Path(s.dir) if i == 0 else Path(s.dir) / f"cluster-{i}"
+        state_dir.mkdir(exist_ok=True)
         argv = [
             *netloom_argv(),
             "cluster",
@@ -82,7 +86,7 @@ def start_cluster(sf: StateFile, plumbing: Plumbing, api: ApiClient, timeout: fl
             "--neutron",
             f"{s.switch_ip}:{NEUTRON_PORT + CLUSTER_PORT_STEP * i}",
             "--state-dir",
-            s.dir,
+            str(state_dir),
             "--host-timeout",
             "3",
         ]

@@ -20,6 +20,12 @@ stateful rules read the whole 5-tuple and record a binding per connection). Repl
 binding: the opposite static rule (DNAT FIP -> private on the way in, SNAT private -> FIP on
 the way out) translates them. A reverse-NAT rule at a device (zone) where no stateful NAT rule
 of its kind can run has nothing to look up, so it reads nothing and continues.
+
+Only a NAT binding made or found puts the packet's connection tracking in the agent's table
+(``Ctx.nat_state``: simulated again without the datapath's conntrack). A reverse lookup that
+finds nothing does not: a floating IP's connection out meets the router's reverse SNAT on its
+way out but its reply meets only the static DNAT, and is judged by the datapath's conntrack,
+which must then have committed the connection.
 """
 
 from __future__ import annotations
@@ -162,12 +168,14 @@ def _nat(c: Ctx, rule: CRule, a: int) -> str:
     elif not c.topo.zone_nat(c.zone, A_SNAT if a == A_REV_SNAT else A_DNAT, c.tags):
         return ""  # no stateful rule of the kind can bind at this zone: no binding to look up
     c.read |= F_5TUPLE | F_ETH_TYPE
-    c.nat_state = True
-    if a == A_DNAT:
-        return _dnat(c, rule)
-    if a == A_SNAT:
-        return _snat(c, rule)
-    return _reverse(c, SNAT_REV if a == A_REV_SNAT else DNAT_REV)
+    if a in (A_DNAT, A_SNAT):
+        c.nat_state = True  # the binding lives in the agent, so must the connection's tracking
+        return _dnat(c, rule) if a == A_DNAT else _snat(c, rule)
+    done = _reverse(c, SNAT_REV if a == A_REV_SNAT else DNAT_REV)
+    # a reverse lookup that found nothing makes no NAT reply of the packet (the key it read
+    # tags the flow: a binding made later re-simulates it)
+    c.nat_state = c.nat_state or bool(done)
+    return done
 
 
 def _static(c: Ctx, rule: CRule, src: bool) -> str:

@@ -1,10 +1,10 @@
 """A router's NAT and routes, rewritten from its Neutron state in the commit that changes it:
 
 * its inbound filter: one static DNAT per floating IP (the floating IP to the fixed IP), then
-  reverse SNAT; its outbound filter: one static SNAT per floating IP, then (``enable_snat``)
-  SNAT of everything else to the gateway's address, both only toward the gateway port (the
-  shape of ``router-nat.yaml``: traffic between the tenant's own networks keeps its
-  addresses);
+  reverse SNAT of what is addressed to the gateway's address; its outbound filter: one static
+  SNAT per floating IP, then (``enable_snat``) SNAT of everything else to the gateway's
+  address, both only toward the gateway port (the shape of ``router-nat.yaml``: traffic
+  between the tenant's own networks keeps its addresses);
 * its routes: the default route by the gateway port to the external subnet's gateway, and the
   extra ``routes`` by the interface whose subnet holds their next hop."""
 
@@ -57,7 +57,10 @@ def sync(service: ObjectService, tx: Tx, router: Doc, tenant_id: str) -> dict[st
     for fip, fixed in sorted(st["fips"].values()):
         inbound.append(_static("dnat", "nw_dst", fip, fixed))
         outbound.append({**_static("snat", "nw_src", fixed, fip), **toward})
-    inbound.append({"action": "reverse-snat"})
+    # only a packet to the gateway's address can be a reply to a SNATed connection: nothing
+    # else looks bindings up (a lookup reads the whole 5-tuple: an exact flow per connection)
+    to_gateway = {"nw_dst": f"{gateway[0]}/32"} if gateway is not None else {}
+    inbound.append({"action": "reverse-snat", **to_gateway})
     info = router["external_gateway_info"]
     if gateway is not None and info and info.get("enable_snat", True):
         lo, hi = SNAT_PORTS
