@@ -32,6 +32,7 @@ from netloom.api.reports import ClusterReports
 from netloom.api.service import ObjectService
 from netloom.datapath.base import Fate
 from netloom.datapath.memory import MemoryDatapath
+from netloom.insights.simlog import SimLogStore
 from netloom.packet import (
     ETH_BROADCAST,
     ETH_TYPE_ARP,
@@ -97,6 +98,7 @@ class Cluster:
     ids: dict[str, str] = field(default_factory=dict)
     delivered: dict[str, list[bytes]] = field(default_factory=dict)
     pushes: int = 0
+    simlog: SimLogStore = field(default_factory=lambda: SimLogStore(None))
 
     # -- topology helpers --------------------------------------------------------------------
 
@@ -309,9 +311,10 @@ async def bind_all(c: Cluster) -> None:
 async def cluster(*, dhcp: bool = True, **agent_cfg: Any) -> AsyncIterator[Cluster]:
     store = MemoryStore()
     svc = ObjectService(store)
-    server = TopologyServer(store, reports=ClusterReports(svc))
+    simlog = SimLogStore(None)  # every agent's simulation log, as the cluster keeps it
+    server = TopologyServer(store, reports=ClusterReports(svc), insights=simlog)
     port = await server.start("127.0.0.1", 0)
-    c = Cluster(store, svc, server, port)
+    c = Cluster(store, svc, server, port, simlog=simlog)
     try:
         build_tenant(c, dhcp=dhcp)
         for h, ip in UNDERLAY.items():
@@ -322,6 +325,7 @@ async def cluster(*, dhcp: bool = True, **agent_cfg: Any) -> AsyncIterator[Clust
         for n in c.nodes.values():
             await n.driver.stop()
         await server.stop()
+        simlog.close()
 
 
 # ---- frames -----------------------------------------------------------------------------------

@@ -160,6 +160,7 @@ def test_agent_options_round_trip_through_argv() -> None:
         conntrack_size=1024,
         conntrack_lifetimes="30:1:5",
         sidecar_ns_prefix="lab-gw1-sc-",
+        state_dir="/var/lib/netloom-agent",
     )
     assert parse_argv(full.to_argv()) == full
     assert full.conntrack().tcp_closing_s == 1.0 and full.conntrack().max_entries == 1024

@@ -22,6 +22,7 @@ from netloom.lab import netns, nsexec, probes, supervisor
 from netloom.lab.addressing import SWITCH_IP, TENANT_GW, TOPOLOGY_PORT
 from netloom.lab.lab import Lab
 from netloom.lab.state import ProcessRecord, state_path
+from waiting import wait_until
 
 from .conftest import unique_name
 
@@ -377,11 +378,29 @@ def test_real_agents_bpf_datapath_cross_host(new_lab: NewLab) -> None:
     assert all(alive.values()), alive
     assert probes.ping(vm1.netns, vm2.ip or "", count=3), "no VM-to-VM reply across hosts"
     assert probes.ping(vm2.netns, TENANT_GW), "the router port does not answer"
+    _simulations_of_both_hosts_in_one_query(lab)
     pins = [Path(p) for p in lab.state.bpf_pins]
     assert pins and all(p.exists() for p in pins)
     _, pids, paths = _resources(lab)
     labmod.down(lab.name)
     _assert_gone(lab.name, pids, paths)
+
+
+def _simulations_of_both_hosts_in_one_query(lab: Lab) -> None:
+    """The agents' simulation logs reach the cluster: one query shows the ping's simulations
+    on both hosts (the request on the first VM's host, the reply on the second's); each agent
+    keeps its own file too."""
+    client = lab.api()
+
+    def hosts() -> set[str]:
+        body = client.request("GET", "/insights/simlog", params={"kind": "sim", "limit": "1000"})
+        return {e["host"] for e in body["entries"] if e["verdict"] == "forward"}
+
+    wait_until(lambda: len(hosts()) == 2, 10, "forwarded simulations of both hosts")
+    ids = {h.host_id for h in lab.state.hosts}
+    assert hosts() == ids
+    files = [Path(lab.state.dir) / "agents" / h.name / "simlog.msgpack" for h in lab.state.hosts]
+    assert all(f.exists() and f.stat().st_size > 0 for f in files)
 
 
 @pytest.mark.bpf

@@ -66,6 +66,7 @@ def test_agent_options_of_a_host() -> None:
         metrics_port=DEFAULT_METRICS_PORT,  # lab agents serve metrics by default
         mtu=9000,
         sidecar_ns_prefix="t1-h2-sc-",  # the lab finds its own sidecars by their host
+        state_dir="/tmp/t1.d/agents/t1-h2",  # its simulation log, under the lab's directory
     )
     assert opts.datapath.value == "bpf"
     host.tunnel_ip = "198.51.100.12"

@@ -92,3 +92,17 @@ def test_bench_rejects_bad_rule_counts(bad: str) -> None:
     res = CliRunner().invoke(app, ["bench", "sim", "--seconds", "0.02", "--rules", bad])
     assert res.exit_code == 2
     assert "rules" in res.output
+
+
+def test_bench_trace_log_prints_the_rates_on_and_off_and_the_ratio() -> None:
+    from netloom.cli.main import app
+
+    res = CliRunner().invoke(app, ["bench", "sim", "--trace-log", "--json", "--seconds", "0.06"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.output)
+    paths = ("l2", "l3_sg", "fip")
+    for name in paths:
+        assert doc[f"{name}_log_off_per_s"] > 0 and doc[f"{name}_log_on_per_s"] > 0
+    assert doc["trace_log_ratio"] == min(doc[f"{n}_log_ratio"] for n in paths)
+    bad = CliRunner().invoke(app, ["bench", "sim", "--trace-log", "--seconds", "0"])
+    assert bad.exit_code == 2 and "seconds" in bad.output

@@ -29,26 +29,21 @@ from netloom.agent.arpshare import ReportArp, SharedArp
 from netloom.agent.bindings import PortBindings
 from netloom.agent.flowtable import FlowTable
 from netloom.agent.installer import FlowInstaller
-from netloom.agent.logs import kv, log
 from netloom.agent.metrics import AgentMetrics
-from netloom.agent.parking import Parked, ParkingLot, wait_key
-from netloom.agent.pushes import group_interests, missing_groups, push_hosts, push_keys
-from netloom.agent.ratelimit import round_robin
-from netloom.agent.related import upcall_ct_state
+from netloom.agent.parking import ParkingLot
+from netloom.agent.pushes import group_interests, push_hosts, push_keys
+from netloom.agent.simlog import SimLog
 from netloom.agent.snat import LeaseSnat, SnatLeases
 from netloom.agent.tags import state_tags, topology_tags
-from netloom.agent.translate import to_datapath_actions, to_flow
 from netloom.agent.tunnels import TunnelPeers
+from netloom.agent.upcalls import UpcallPath
 from netloom.agent.view import AgentView, Interest, related
-from netloom.datapath.base import Datapath, PortKind, Upcall, UpcallLimit, UpcallReason
+from netloom.datapath.base import Datapath, PortKind, Upcall, UpcallLimit
 from netloom.datapath.conntrack import ConntrackSettings
-from netloom.errors import Untranslatable
-from netloom.flows.model import Output, Tunnel
 from netloom.model.neighbors import ARP_KIND
 from netloom.model.records import Port, TunnelZone
-from netloom.packet import Frame, parse
 from netloom.ratelimit import PortLimiter
-from netloom.sim import GeneratedPacket, Result, SimConfig, SimState, Verdict, simulate
+from netloom.sim import Result, SimConfig, SimState
 from netloom.sim.state import StateChange
 from netloom.sim.uplink import sidecar_id
 
@@ -108,6 +103,7 @@ class AgentConfig:
     # the datapath's connection tracking (lifetimes, size); used by stateful rules when
     # sim.kernel_conntrack is on
     conntrack: ConntrackSettings = field(default_factory=ConntrackSettings)
+    simlog: bool = True  # record every simulation and flow event (agent/simlog.py)
 
 
 class Agent:
@@ -139,8 +135,6 @@ class Agent:
         self._requested: set[Interest] = set()
         self._bindings = PortBindings(datapath, config.sim.overlay_mtu, self._limiter)
         self._tunnels = TunnelPeers(datapath, config)
-        self._hosts_used: set[str] = set()
-        self._missed: set[Interest] = set()  # what the last simulation asked and lacked
         self._group_interests: set[Interest] = set()  # pinned for bound ports' port groups
         self.stats: dict[str, int] = dict.fromkeys(
             ("upcalls", "simulations", "installed", "invalidated", "expired", "rate_limited",
@@ -148,8 +142,16 @@ class Agent:
             0,
         )  # fmt: skip
         self._snat, self._arp = SnatLeases(), SharedArp(config.host_id)
-        self._parking = ParkingLot(config.park_per_key, config.park_total, self.stats, self.metrics)
-        self._installer = FlowInstaller(datapath, self.flows, self.stats, self.metrics)
+        self.simlog = SimLog(enabled=config.simlog)
+        self._parking = ParkingLot(
+            config.park_per_key, config.park_total, self.stats, self.metrics, self.simlog
+        )
+        self._installer = FlowInstaller(datapath, self.flows, self.stats, self.metrics, self.simlog)
+        self._path = UpcallPath(self)
+
+    def handle_upcalls(self, upcalls: Iterable[Upcall], now: float) -> None:
+        """Process a polled batch of upcalls (:meth:`UpcallPath.handle_upcalls`)."""
+        self._path.handle_upcalls(upcalls, now)
 
     # ---- start / requests ---------------------------------------------------------------------
 
@@ -222,7 +224,7 @@ class Agent:
         self._invalidate(tags, why=f"{kind} {id[:8]}")
 
     def _invalidate(self, tags: Iterable[object], why: str) -> int:
-        return self._installer.invalidate(tags, why)
+        return self._installer.invalidate(tags, why, self.view.now)
 
     # ---- bindings -----------------------------------------------------------------------------
 
@@ -273,132 +275,6 @@ class Agent:
     def local_ip(self) -> int:
         """This host's underlay address (host order; 0 until known)."""
         return self._tunnels.local_ip
-
-    def _locate(self, port_id: str) -> Output | Tunnel | None:
-        rec = self.view.peek("port", port_id)
-        if not isinstance(rec, Port) or rec.host_id in (None, self.host_id):
-            n = self.dp_port_of(port_id)  # a local port, or a sidecar (sim/uplink.py)
-            return Output(n) if n else None
-        ip = self._tunnels.host_ip.get(rec.host_id)
-        if ip is None or not rec.tunnel_key or not self._tunnels.port:
-            return None
-        self._hosts_used.add(rec.host_id)
-        return Tunnel(rec.tunnel_key, ip)
-
-    # ---- upcalls ------------------------------------------------------------------------------
-
-    def handle_upcalls(self, upcalls: Iterable[Upcall], now: float) -> None:
-        """Process a polled batch: ports take turns, each within its rate limit when the
-        agent is under pressure.
-
-        The limit exists so that one port flooding new flows cannot take the agent (and the
-        ring buffer) from the others. Without pressure (a small batch: the ring is nearly
-        drained, the agent keeps up) an over-budget upcall is served anyway, since dropping it
-        would buy nothing and costs its sender a retransmission, for a TCP SYN 1 s (RFC 6298
-        §2): a VM opening connections through NAT (one upcall each) would otherwise be held
-        to ``upcall_rate`` connections/s with most of the rest waiting a second. Pressure
-        lasts ``upcall_pressure_s`` after the last full batch, so a flood, whose batches are
-        full but for the moments the agent catches up, is held to its budget throughout.
-        Budgets are charged either way: a port that has been flooding is held back first."""
-        batch = list(upcalls)
-        if len(batch) >= self.cfg.upcall_pressure:
-            self._pressed_until = now + self.cfg.upcall_pressure_s
-        pressed = now < self._pressed_until
-        for up in round_robin(batch, key=lambda u: u.in_port):
-            self.stats["upcalls"] += 1
-            self.metrics.upcalls.labels(up.reason.name.lower()).inc()
-            port_id = self._bindings.port_of(up.in_port)
-            if port_id is None:  # unknown VNI from the tunnel, or an unplugged port
-                self.stats["dropped"] += 1
-                continue
-            if not self._limiter.allow(up.in_port, now) and pressed:
-                self.stats["rate_limited"] += 1
-                self.metrics.rate_limited.inc()
-                continue
-            t0 = self._perf()
-            self._process(Parked(up, up.packet, port_id, now + self.cfg.park_timeout_s), now)
-            self.metrics.latency.observe(self._perf() - t0)
-
-    def _simulate(
-        self, packet: Frame | bytes, port_id: str, now: float, ct_state: int = 0
-    ) -> Result:
-        self.view.now = now
-        r = simulate(packet, port_id, self.view, self.state, now, self.cfg.sim, ct_state)
-        self.stats["simulations"] += 1
-        self.metrics.simulations.labels(r.verdict.value).inc()
-        self._missed = self.view.take_missed()
-        for i in self._missed:
-            self._subscribe(i)
-        return r
-
-    def _process(self, p: Parked, now: float) -> None:
-        up = p.upcall
-        frame = parse(p.packet)  # once, for the simulation and the related-error check
-        ct_state = upcall_ct_state(up, frame, self.dp) if up is not None else 0
-        r = self._simulate(
-            frame if isinstance(frame, Frame) else p.packet, p.port_id, now, ct_state
-        )
-        # A decision taken while some record was still loading is sent once, never cached.
-        cacheable = r.cacheable and not self._missed
-        if r.verdict is Verdict.NOT_YET:
-            key = wait_key(self._missed, r)
-            self._emit(r.generated, now, p.hops + 1)  # e.g. the router's ARP request
-            self._parking.park(p, key, now)
-            self._requests.extend(self._snat.ask(key))  # a SNAT block: lease one
-            if (arps := self._arp.watch(key)) is not None:  # a next hop: the shared entries
-                self.want(arps)
-            return
-        if need := missing_groups(self.view, r):  # where its flow state goes: load, then send
-            for i in need:
-                self.want(i)
-            self._parking.park(p, need[0], now)
-            return
-        self._apply_changes(r, now)
-        self._push_state(r)  # before the packet is sent: the peer must know the connection
-        self._hosts_used = set()
-        try:
-            if up is not None and up.reason is UpcallReason.MISS and cacheable:
-                self._install(r, up, p.port_id, now)
-            elif up is not None and up.reason is UpcallReason.MTU and cacheable:
-                self.stats["dropped"] += 1  # over the port MTU, no ICMP to send: drop
-            else:
-                acts = to_datapath_actions(r.actions, self._locate, ct_commit=r.ct_commit)
-                if acts and not (up is not None and up.reason is UpcallReason.TTL):
-                    self.dp.execute(p.packet, acts, up.in_port if up is not None else 0)
-        except Untranslatable as exc:
-            self.stats["dropped"] += 1
-            log.warning("no route to port %s", kv(port=exc.port_id, verdict=r.verdict.value))
-        self._emit(r.generated, now, p.hops + 1)
-
-    def _install(self, r: Result, up: Upcall, port_id: str, now: float) -> None:
-        """Install the megaflow with its tags, then send the parked packet through it."""
-        flow = to_flow(
-            r,
-            up.in_port,
-            self._locate,
-            idle_timeout_s=self.cfg.idle_timeout_s,
-            cookie=self._installer.next_cookie(),
-        )
-        # _locate noted the remote hosts the flow tunnels to: their address is part of it
-        tags = r.tags | {("host", h) for h in self._hosts_used}
-        self._installer.install(flow, tags, up, port_id, now)
-
-    # ---- generated packets --------------------------------------------------------------------
-
-    def _emit(self, generated: Iterable[GeneratedPacket], now: float, hops: int = 0) -> None:
-        """Deliver generated packets: exterior port -> its interface or tunnel; interior port
-        -> simulate from its peer (the packet enters the next device there; it may park)."""
-        for g in generated:
-            rec = self.view.peek("port", g.port_id)
-            if not isinstance(rec, Port):
-                continue
-            if rec.host_id is not None:
-                where = self._locate(g.port_id)
-                if where is not None:
-                    self.dp.execute(g.data, [where], 0)
-            elif rec.peer_id is not None and hops <= self.cfg.max_generated_hops:
-                p = Parked(None, g.data, rec.peer_id, now + self.cfg.park_timeout_s, hops)
-                self._process(p, now)
 
     # ---- state changes ------------------------------------------------------------------------
 
@@ -454,14 +330,14 @@ class Agent:
         it needs)."""
         for p in self._parking.take(key):
             if now >= p.deadline or p.waits >= self.cfg.park_max_waits:
-                self._parking.drop("timeout")
+                self._parking.drop("timeout", p, now)
                 continue
             # What it waited for came: the timeout guards a wait that never ends, not a walk
             # through many records that each come (on a loaded cluster, ~0.5 s each).
             p.waits += 1
             p.deadline = now + self.cfg.park_timeout_s
             self.stats["resimulated"] += 1
-            self._process(p, now)
+            self._path._process(p, now)
 
     def on_leased(self, device_id: str, ip: str, block: tuple[int, int] | None, now: float) -> None:
         """The cluster answered a SNAT lease (None: refused, the packets waiting time out)."""

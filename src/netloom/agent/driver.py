@@ -28,12 +28,14 @@ import signal
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from netloom.agent import flowstate
 from netloom.agent.arpshare import ReportArp
 from netloom.agent.core import Agent, PushState, Subscribe, Unsubscribe
 from netloom.agent.gateway import GatewayLink
+from netloom.agent.simlog import SimLogFile, SimLogOutlet
 from netloom.agent.snat import LeaseSnat
 from netloom.agent.view import Interest
 from netloom.agent.wiring import WiredPorts
@@ -65,6 +67,7 @@ class AgentDriver:
         push_state: PushHook | None = None,
         clock: Callable[[], float] = time.monotonic,
         gateway: GatewayLink | None = None,
+        simlog_dir: Path | None = None,
     ) -> None:
         self.agent = agent
         self.dp: Datapath = agent.dp
@@ -76,6 +79,8 @@ class AgentDriver:
         self._push_hook = push_state
         self.clock = clock
         self.gateway = gateway
+        # the simulation log: a file under the agent's state dir (if given), and the cluster
+        self.simlog = SimLogOutlet(SimLogFile(simlog_dir) if simlog_dir is not None else None)
         self._subs: set[asyncio.Task[None]] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._state_sock: socket.socket | None = None
@@ -96,6 +101,7 @@ class AgentDriver:
 
     async def start(self) -> None:
         await self.client.start()
+        self.agent.simlog.wall_offset = time.time() - self.clock()
         self.agent.start(self.clock())
         self._flush()
         if self.metrics_port is not None:
@@ -136,6 +142,8 @@ class AgentDriver:
             self._http = None
         if self.gateway is not None:  # before the client: the withdrawals go out through it
             await self.gateway.stop()
+        self.drain_simlog()
+        self.simlog.close()
         await self.client.stop()
 
     async def run_until_signalled(self) -> None:
@@ -354,11 +362,23 @@ class AgentDriver:
             await asyncio.sleep(self.tick_s)
             try:
                 self.agent.tick(self.clock())
+                self.drain_simlog()
             except NetloomError as exc:
                 log.error("tick failed error=%s", exc)
             self._report_wiring()
             self._flush()
             await self.open_state_channel()
+
+    def drain_simlog(self) -> None:
+        """Write and ship what the agent logged since the last drain."""
+        simlog = self.agent.simlog
+        simlog.wall_offset = time.time() - self.clock()  # for what it records next
+        taken = simlog.take()
+        if taken[0] or self.simlog.pending:
+            try:
+                self.simlog.drain(taken, self.client.send_frame)
+            except OSError as exc:  # e.g. a full disk: the log is lost, the agent goes on
+                log.error("simulation log write failed error=%r", exc)
 
     async def settle(self, timeout: float = 5.0) -> None:
         """Wait until no subscription is in flight and no upcall is waiting (tests)."""

@@ -71,24 +71,27 @@ class FlowTable:
     def has_tag(self, tag: object) -> bool:
         return tag in self._by_tag
 
-    def invalidate(self, tags: Iterable[object]) -> list[Flow]:
+    def invalidate(self, tags: Iterable[object]) -> list[Installed]:
         """Remove and return exactly the flows carrying any of ``tags`` (for the caller to
         delete from the datapath)."""
         doomed: set[FlowId] = set()
         for t in tags:
             doomed |= self._by_tag.get(t, set())
-        out = [self._flows[f].flow for f in doomed]
+        out = [self._flows[f] for f in doomed]
         for f in doomed:
             self._drop(f)
         self.invalidated += len(out)
         return out
 
-    def forget(self, flows: Iterable[Flow]) -> int:
-        """The datapath removed ``flows`` itself (expiry, eviction): drop their records."""
-        n = 0
+    def forget(self, flows: Iterable[Flow]) -> list[Installed]:
+        """The datapath removed ``flows`` itself (expiry, eviction): drop their records and
+        return them."""
+        out = []
         for fl in flows:
-            n += self._drop(flow_id(fl))
-        return n
+            old = self._flows.get(flow_id(fl))
+            if old is not None and self._drop(flow_id(fl)):
+                out.append(old)
+        return out
 
     def reconcile(self, present: Iterable[Flow]) -> int:
         """Keep only the flows the datapath still has (after a dump); returns how many

@@ -7,17 +7,25 @@ from collections.abc import Iterable
 from netloom.agent.flowtable import FlowTable
 from netloom.agent.logs import kv, log
 from netloom.agent.metrics import AgentMetrics
+from netloom.agent.simlog import SimLog
 from netloom.datapath.base import Datapath, Upcall
 from netloom.flows.model import Flow
+from netloom.model import simlog as k
 
 
 class FlowInstaller:
     """Keeps the datapath's flows and the :class:`FlowTable` (flows with their tags) in step."""
 
     def __init__(
-        self, dp: Datapath, flows: FlowTable, stats: dict[str, int], metrics: AgentMetrics
+        self,
+        dp: Datapath,
+        flows: FlowTable,
+        stats: dict[str, int],
+        metrics: AgentMetrics,
+        simlog: SimLog | None = None,
     ) -> None:
         self._dp = dp
+        self._log = simlog if simlog is not None else SimLog(enabled=False)
         self._flows = flows
         self._stats = stats
         self._metrics = metrics
@@ -35,14 +43,18 @@ class FlowInstaller:
         self._stats["installed"] += 1
         self._metrics.flows_installed.inc()
         self._metrics.flows.set(len(self._flows))
+        self._log.event(now, k.INSTALLED, port_id, flow=flow)  # its tags: the sim entry
         self._dp.reinject(up)
 
-    def invalidate(self, tags: Iterable[object], why: str) -> int:
-        """Remove the flows tagged with any of ``tags``; how many went."""
+    def invalidate(self, tags: Iterable[object], why: str, now: float = 0.0) -> int:
+        """Remove the flows tagged with any of ``tags`` (``why``: the change); how many went."""
         doomed = self._flows.invalidate(tags)
         if not doomed:
             return 0
-        self._dp.delete([(f.key, f.mask) for f in doomed])
+        self._dp.delete([(d.flow.key, d.flow.mask) for d in doomed])
+        if self._log.enabled:
+            for d in doomed:
+                self._log.event(now, k.INVALIDATED, d.in_port_id, flow=d.flow, detail=why)
         self._stats["invalidated"] += len(doomed)
         self._metrics.flows_invalidated.inc(len(doomed))
         self._metrics.flows.set(len(self._flows))
@@ -57,7 +69,10 @@ class FlowInstaller:
         self._next_expiry = now + every_s
         gone = self._dp.expire(now)
         if gone:
-            n = self._flows.forget(gone)
+            old = self._flows.forget(gone)
+            n = len(old)
+            for d in old:
+                self._log.event(now, k.EXPIRED, d.in_port_id, flow=d.flow)
             self._stats["expired"] += n
             self._metrics.flows_expired.inc(n)
             self._metrics.flows.set(len(self._flows))

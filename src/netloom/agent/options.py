@@ -60,6 +60,7 @@ class AgentOptions:
     conntrack_size: int = DEFAULT_CONNTRACK
     conntrack_lifetimes: str = "21600:10:60"  # TCP established : TCP closing : other (s)
     sidecar_ns_prefix: str = SIDECAR_NS_PREFIX  # an uplink sidecar's namespace: this + the port id
+    state_dir: str | None = None  # the simulation log's files (none: shipped to the cluster only)
 
     def conntrack(self) -> ConntrackSettings:
         """The datapath's conntrack settings; InvalidInput for bad values."""
@@ -126,6 +127,7 @@ class AgentOptions:
             ("--conntrack-size", self.conntrack_size),
             ("--conntrack-lifetimes", self.conntrack_lifetimes),
             ("--sidecar-ns-prefix", self.sidecar_ns_prefix),
+            ("--state-dir", self.state_dir),
         ):
             if value is not None and value != getattr(default, _dest(flag)):
                 argv += [flag, str(value)]
@@ -194,6 +196,11 @@ def parser(prog: str = PROG) -> argparse.ArgumentParser:
         help="Uplink sidecars' namespaces are this followed by the port id (a lab gives its "
         "host's name, so that it finds and removes exactly its own).",
     )
+    p.add_argument(
+        "--state-dir",
+        help="Keep the simulation log here too (simlog.jsonl, rotated by size); it is shipped "
+        "to the cluster either way.",
+    )
     return p
 
 
@@ -248,6 +255,7 @@ def parse_argv(argv: Sequence[str], prog: str = PROG) -> AgentOptions:
         conntrack_size=ns.conntrack_size,
         conntrack_lifetimes=ns.conntrack_lifetimes,
         sidecar_ns_prefix=ns.sidecar_ns_prefix,
+        state_dir=ns.state_dir,
     )
     try:
         options.check()

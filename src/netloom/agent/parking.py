@@ -11,9 +11,11 @@ from collections import deque
 from dataclasses import dataclass
 
 from netloom.agent.metrics import AgentMetrics
+from netloom.agent.simlog import SimLog
 from netloom.agent.snat import snat_key
 from netloom.agent.view import Interest
 from netloom.datapath.base import Upcall
+from netloom.model import simlog as k
 from netloom.packet.util import ip_to_int
 from netloom.sim import Result
 
@@ -50,8 +52,14 @@ class ParkingLot:
     """Parked packets by awaited key, bounded ``per_key`` and ``total``."""
 
     def __init__(
-        self, per_key: int, total: int, stats: dict[str, int], metrics: AgentMetrics
+        self,
+        per_key: int,
+        total: int,
+        stats: dict[str, int],
+        metrics: AgentMetrics,
+        simlog: SimLog | None = None,
     ) -> None:
+        self._log = simlog if simlog is not None else SimLog(enabled=False)
         self._per_key = per_key
         self._total = total
         self._stats = stats
@@ -61,18 +69,21 @@ class ParkingLot:
 
     def park(self, p: Parked, key: object | None, now: float) -> None:
         if key is None or now >= p.deadline:
-            self.drop("missing" if key is None else "timeout")
+            self.drop("missing" if key is None else "timeout", p, now)
             return
         q = self._parked.setdefault(key, deque())
         if len(q) >= self._per_key or self.count >= self._total:
-            self.drop("full")
+            self.drop("full", p, now)
             return
         q.append(p)
+        self._log.event(now, k.PARKED, p.port_id, detail=str(key))
         self.count += 1
         self._stats["parked"] += 1
         self._metrics.parked.set(self.count)
 
-    def drop(self, why: str) -> None:
+    def drop(self, why: str, p: Parked | None = None, now: float = 0.0) -> None:
+        """Drop a packet that was (to be) parked: ``why`` is missing, timeout or full."""
+        self._log.event(now, k.PARK_DROPPED, p.port_id if p is not None else None, detail=why)
         self._stats["park_dropped"] += 1
         self._stats["dropped"] += 1
         self._metrics.park_dropped.labels(why).inc()
@@ -94,8 +105,9 @@ class ParkingLot:
         for key in list(self._parked):
             q = self._parked[key]
             keep = deque(p for p in q if p.deadline > now)
-            for _ in range(len(q) - len(keep)):
-                self.drop("timeout")
+            for p in q:
+                if p.deadline <= now:
+                    self.drop("timeout", p, now)
             self.count -= len(q) - len(keep)
             if keep:
                 self._parked[key] = keep

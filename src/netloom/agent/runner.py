@@ -8,6 +8,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from netloom.agent.options import AgentOptions, DatapathKind, LogFormat, VxlanEncap, parse_argv
@@ -79,7 +80,13 @@ async def serve(options: AgentOptions) -> None:
     client = TopologyClient(host_id, address)
     # the sidecars plug a veth into the kernel datapath; the memory one runs without them
     gateway = _gateway(agent, client, options) if options.datapath is DatapathKind.bpf else None
-    driver = AgentDriver(agent, client, metrics_port=options.metrics_port, gateway=gateway)
+    driver = AgentDriver(
+        agent,
+        client,
+        metrics_port=options.metrics_port,
+        gateway=gateway,
+        simlog_dir=Path(options.state_dir) if options.state_dir else None,
+    )
     await driver.run_until_signalled()
 
 

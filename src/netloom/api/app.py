@@ -33,9 +33,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 import netloom
 from netloom.api import http, insights, listing, openapi, views, whatif
 from netloom.api.service import ObjectService
+from netloom.api.simlog import simlog_routes
 from netloom.api.tx import Doc
 from netloom.errors import InvalidInput, NetloomError
 from netloom.insights.history import FlowHistory
+from netloom.insights.simlog import SimLogStore
 from netloom.model import integrity
 from netloom.model.kinds import KINDS, Kind
 from netloom.model.types import Id
@@ -324,18 +326,20 @@ def _install_guard(app: FastAPI, guard: Guard) -> None:
         return await call_next(request)
 
 
-def create_app(
+def create_app(  # noqa: PLR0913 (keyword-only options, each with its default)
     service: ObjectService,
     *,
     max_body_bytes: int = 1 << 20,
     body_timeout: float = 30.0,
     guard: Guard | None = None,
     history: FlowHistory | None = None,
+    simlog: SimLogStore | None = None,
 ) -> FastAPI:
     """The ASGI application of the native API over ``service``. A request body larger than
     ``max_body_bytes`` is refused (413); one that has not arrived after ``body_timeout``
     seconds is given up (408). ``guard``: who may call it (Keystone: admins only).
-    ``history``: also serve the flow history (``/insights/flows``)."""
+    ``history``: also serve the flow history (``/insights/flows``); ``simlog``: the agents'
+    simulation log (``/insights/simlog``)."""
     app = FastAPI(
         title="netloom native API",
         version=netloom.__version__,
@@ -355,6 +359,8 @@ def create_app(
     _trace_route(app, service, lim)
     if history is not None:
         insights.install(app, PREFIX, history)
+    if simlog is not None:
+        simlog_routes(app, PREFIX, simlog)
     openapi.install(app, kinds, (BindingRequest, LinkRequest, whatif.TraceRequest))
     return app
 

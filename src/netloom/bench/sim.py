@@ -4,7 +4,8 @@ The three paths of :mod:`netloom.bench.sim_paths` (``l2_per_s``, ``l3_sg_per_s``
 ``fip_per_s``); with ``--rules``/``--members`` also the rate against the size of a security
 group and of a remote group (:mod:`netloom.bench.sim_rules`): ``rate_by_rules``,
 ``rate_by_members`` and the ratios of the largest count's rate to the smallest's (the goal for
-rules: at least 0.5 from 10 to 1 000).
+rules: at least 0.5 from 10 to 1 000). With ``--trace-log``, instead: each path's rate with the
+simulation log on and off and ``trace_log_ratio`` (:mod:`netloom.bench.sim_log`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 import typer
 
+from netloom.bench.sim_log import run_trace_log, trace_log_table
 from netloom.bench.sim_paths import SCENARIOS, measure
 from netloom.bench.sim_rules import parse_counts, run_scaling
 from netloom.errors import InvalidInput
@@ -57,20 +59,29 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         members: str = typer.Option(
             "", help="remote-group sizes to measure, e.g. 10,1000 (rate_by_members)"
         ),
+        trace_log: bool = typer.Option(
+            False, "--trace-log", help="the rate with the simulation log on and off instead"
+        ),
         as_json: bool = typer.Option(False, "--json", help="one JSON document"),
     ) -> None:
         """Simulations per second on one core: L2, L3 + stateful SGs, floating IP; with
-        --rules/--members, against the size of a security group and of a remote group."""
+        --rules/--members, against the size of a security group and of a remote group; with
+        --trace-log, with the simulation log on and off (trace_log_ratio)."""
         try:
-            counts = parse_counts(rules, "rules"), parse_counts(members, "members")
-            result = run_bench(seconds, *counts)
+            if trace_log:
+                if seconds <= 0:
+                    raise InvalidInput("--seconds must be positive", field="seconds")
+                result = run_trace_log(seconds)
+            else:
+                counts = parse_counts(rules, "rules"), parse_counts(members, "members")
+                result = run_bench(seconds, *counts)
         except InvalidInput as exc:
             typer.echo(f"error: {exc.code}: {exc.message}", err=True)
             raise typer.Exit(2) from exc
         if as_json:
             typer.echo(json.dumps(result))
             return
-        for line in _table(result):
+        for line in trace_log_table(result) if trace_log else _table(result):
             typer.echo(line)
 
 

@@ -222,6 +222,7 @@ def _checked(
         access_log,
         auth=auth,
         keystone=keystone_authtoken(keystone_config) if keystone_config else None,
+        state_dir=state_dir,
         flow_history=_flow_history(flow_history, store, state_dir),
         ipfix=parse_addr(ipfix, "ipfix") if ipfix is not None else None,
         flow_max_age=flow_max_age,

@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "netloom.cli.objects",
     "netloom.cli.trace",
     "netloom.cli.flows",
+    "netloom.cli.simlog",
     "netloom.cli.lab",
     "netloom.cli.agent",
     "netloom.cli.doctor",

@@ -40,6 +40,8 @@ class ClusterOptions:
     auth: str = "noauth"  # noauth | keystone (tokens validated by keystonemiddleware)
     # keystonemiddleware's options (--auth keystone): the [keystone_authtoken] section
     keystone: dict[str, str] | None = None
+    # the simulation log's SQLite file lives here; None: in memory (the flow history: below)
+    state_dir: Path | None = None
     # the flow history's DuckDB file (FLOWS_FILE in the state dir); ":memory:" keeps it in memory
     flow_history: str = ":memory:"
     flow_max_age: float = DEFAULT_MAX_AGE_S

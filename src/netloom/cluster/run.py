@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Callable, Iterator
 
 import uvicorn
+from fastapi import FastAPI
 
 from netloom.api.app import create_app
 from netloom.api.keystone import KeystoneAuth
@@ -36,7 +37,8 @@ from netloom.cluster.config import ClusterOptions
 from netloom.cluster.metrics import ClusterMetrics, TimedStore
 from netloom.deploy import sdnotify
 from netloom.errors import InvalidInput, NotFound
-from netloom.insights.history import FlowHistory
+from netloom.insights.simlog import FILE_NAME as SIMLOG_FILE
+from netloom.insights.simlog import SimLogStore
 from netloom.store import Store
 from netloom.topology.server import TopologyServer
 
@@ -162,16 +164,7 @@ def _neutron_server(
     return _Server(config)
 
 
-def _api_server(
-    service: ObjectService,
-    options: ClusterOptions,
-    auth: KeystoneAuth | None,
-    history: FlowHistory,
-    metrics: ClusterMetrics,
-) -> uvicorn.Server:
-    app = create_app(
-        service, guard=auth.require_admin if auth is not None else None, history=history
-    )
+def _api_server(app: FastAPI, options: ClusterOptions, metrics: ClusterMetrics) -> uvicorn.Server:
     metrics.instrument(app)
     config = uvicorn.Config(
         app, log_config=None, access_log=options.access_log, lifespan="on", proxy_headers=False
@@ -190,18 +183,21 @@ async def serve(
     metrics = ClusterMetrics()
     service = ObjectService(TimedStore(store, metrics))
     sink = flows.FlowSink.open(options)
-    history = sink.history
+    simlog = SimLogStore(options.state_dir / SIMLOG_FILE if options.state_dir else None)
     topo = TopologyServer(
         store,
         host_timeout_s=options.host_timeout,
         set_host_alive=_liveness(service),
         reports=ClusterReports(service),
+        insights=simlog,
         member_id=_member_id(store_url),
     )
     topo_port = await _start_topology(topo, options.topology)
     auth = _keystone(options)
     metrics.watch(topo, sink)
-    server = _api_server(service, options, auth, history, metrics)
+    guard = auth.require_admin if auth is not None else None
+    app = create_app(service, guard=guard, history=sink.history, simlog=simlog)
+    server = _api_server(app, options, metrics)
     neutron = _neutron_server(service, neutron_sock, options, auth)
     _handle_signals(server, neutron)
     api_host, api_port = api_sock.getsockname()[:2]
@@ -232,6 +228,7 @@ async def serve(
         for sig in SHUTDOWN_SIGNALS:
             loop.remove_signal_handler(sig)
         await topo.stop()
+        simlog.close()
         log.info("topology stopped", extra={"event": "topology.stopped"})
         keeper.cancel()
         await loop.run_in_executor(None, sink.close)

@@ -1,2 +1,2 @@
-"""Insights on the cluster side: the flow history (the analytics store of kernel flows) and
-its exports."""
+"""Insights on the cluster side: what it keeps of what the agents saw: the flow history (the
+analytics store of kernel flows) and its exports, the simulation log."""

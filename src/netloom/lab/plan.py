@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 from netloom.agent.options import DEFAULT_METRICS_PORT, AgentOptions, DatapathKind, VxlanEncap
 from netloom.errors import InvalidInput
@@ -327,6 +328,7 @@ def agent_options(state: LabState, host: HostRecord, tuning: AgentTuning) -> Age
         conntrack_size=tuning.conntrack_size or base.conntrack_size,
         conntrack_lifetimes=tuning.conntrack_lifetimes or base.conntrack_lifetimes,
         sidecar_ns_prefix=sidecar_ns_prefix(host.netns),
+        state_dir=str(Path(state.dir) / "agents" / host.name),  # its simulation log
     )
 
 

@@ -49,6 +49,11 @@ class Trace:
     def __len__(self) -> int:
         return len(self._raw)
 
+    @property
+    def raw(self) -> list[RawStep]:
+        """The steps as recorded (shared, not copied: do not change it)."""
+        return self._raw
+
     def decisions(self) -> list[str]:
         """``kind:decision`` of each step; handy in tests and logs."""
         return [f"{s[0]}:{s[3]}" for s in self._raw]

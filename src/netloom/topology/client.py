@@ -210,14 +210,8 @@ class TopologyClient:
 
     def report_peer_status(self, status: PeerStatus) -> None:
         """Report a BGP session's state (the latest per peer is sent, as for routes)."""
-        msg = Status(
-            status.peer_id,
-            status.port_id,
-            SessionState(status.state).value,
-            status.since,
-            status.routes,
-            status.bfd_up,
-        )
+        s = status
+        msg = Status(s.peer_id, s.port_id, SessionState(s.state).value, s.since, s.routes, s.bfd_up)
         self._post(("status", status.peer_id), msg)
 
     def report_arp(self, entry: ArpEntry) -> None:
@@ -245,6 +239,14 @@ class TopologyClient:
         finally:
             self._leases.pop(req, None)
 
+    def send_frame(self, data: bytes) -> bool:
+        """Send an encoded frame (:func:`~netloom.topology.protocol.frame_of`) if connected,
+        from the client's loop; False: not sent, nothing kept."""
+        if self._proto is None or self._proto.transport is None:
+            return False
+        self._proto.send(data)
+        return True
+
     @property
     def reports_sent(self) -> int:
         return self._reporter.sent
@@ -264,10 +266,7 @@ class TopologyClient:
         self._reporter.flush()
 
     def _send_report(self, msg: msgspec.Struct) -> bool:
-        if self._proto is None or self._proto.transport is None:
-            return False
-        self._proto.send(frame(msg))
-        return True
+        return self.send_frame(frame(msg))
 
     def _on_leased(self, msg: Leased) -> None:
         entry = self._leases.get(msg.req)

@@ -31,6 +31,8 @@ Reports (agent -> cluster; the only writes an agent makes, each about its own ho
     C: Lease(req, device, ip)      a SNAT port block of (router, NAT address) for this host
     S: Leased(req, device, ip, start, end)                 the block, ports start..end
     S: Error(req, ...)             a refused report (req 0) or lease
+    C: SimBatch(entries)           simulation-log entries (:mod:`netloom.model.simlog`),
+                                   appended to the cluster's log; never answered
 
 An object is *in the agent's view* while it matches one of the agent's subscriptions (an
 object subscription by id, or a filter ``data[field] == value``; for a list-valued field the
@@ -56,12 +58,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
-from collections.abc import Callable
-from typing import Any, Literal
+from collections.abc import Callable, Iterator
+from typing import Any, Literal, TypeVar
 
 import msgspec
 
+from netloom.model.simlog import SimEntry
+
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 MAX_FRAME = 64 * 1024 * 1024
 _LEN = struct.Struct(">I")
@@ -137,6 +143,12 @@ class Lease(msgspec.Struct, tag="lease", array_like=True):
     ip: str
 
 
+class SimBatch(msgspec.Struct, tag="simlog", array_like=True):
+    """Entries of the host's simulation log, oldest first (wall-clock times)."""
+
+    entries: list[SimEntry]
+
+
 class Welcome(msgspec.Struct, tag="welcome", array_like=True):
     rev: int
     heartbeat_s: float
@@ -173,7 +185,7 @@ class Error(msgspec.Struct, tag="error", array_like=True):
     field: str | None = None
 
 
-ClientMsg = Hello | Sub | Unsub | Ping | Routes | Status | Arp | Wired | Lease
+ClientMsg = Hello | Sub | Unsub | Ping | Routes | Status | Arp | Wired | Lease | SimBatch
 ServerMsg = Welcome | Snap | Batch | Pong | Leased | Error
 
 _encoder = msgspec.msgpack.Encoder()
@@ -183,6 +195,26 @@ def frame(msg: msgspec.Struct) -> bytes:
     """Encode one message as a length-prefixed frame (encode once, write to many)."""
     body = _encoder.encode(msg)
     return _LEN.pack(len(body)) + body
+
+
+def raw_frame(cls: type[msgspec.Struct], n: int, items: bytes) -> bytes:
+    """The frame of a tagged array-like message whose one field is a list of ``n`` values
+    already encoded end to end in ``items`` (the simulation log's entries), not re-encoded."""
+    # msgpack: a fixarray of 2, the tag, then an array 32 header and the items
+    head = b"\x92" + _encoder.encode(cls.__struct_config__.tag) + b"\xdd" + n.to_bytes(4, "big")
+    return _LEN.pack(len(head) + len(items)) + head + items
+
+
+def decode_frames(data: bytes, cls: type[T]) -> Iterator[T]:
+    """The messages of concatenated frames (a file of them); a torn last frame is ignored."""
+    dec = msgspec.msgpack.Decoder(cls)
+    pos = 0
+    while len(data) - pos >= 4:
+        (size,) = _LEN.unpack_from(data, pos)
+        if len(data) - pos - 4 < size:
+            return
+        yield dec.decode(data[pos + 4 : pos + 4 + size])
+        pos += 4 + size
 
 
 class FrameProtocol(asyncio.Protocol):
@@ -323,6 +355,7 @@ __all__ = [
     "Routes",
     "Scalar",
     "ServerMsg",
+    "SimBatch",
     "Snap",
     "Status",
     "Sub",
@@ -330,8 +363,10 @@ __all__ = [
     "Welcome",
     "Wired",
     "client_decoder",
+    "decode_frames",
     "frame",
     "matches",
+    "raw_frame",
     "server_decoder",
     "value_key",
     "value_keys",

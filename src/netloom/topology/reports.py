@@ -19,17 +19,20 @@ import logging
 import threading
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Protocol
 
 import msgspec
 
-from netloom.errors import NetloomError
-from netloom.model.bgp import LearnedRoute, PeerStatus
+from netloom.errors import InvalidInput, NetloomError
+from netloom.model.bgp import LearnedRoute, PeerStatus, SessionState
 from netloom.model.neighbors import ArpEntry
+from netloom.model.simlog import SimEntry
+from netloom.topology.protocol import Arp, Routes, Status
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ReportQueue", "ReportSink", "Reporter"]
+__all__ = ["InsightsSink", "ReportQueue", "ReportSink", "Reporter", "report_job"]
 
 
 class ReportSink(Protocol):
@@ -65,8 +68,33 @@ class ReportSink(Protocol):
         ...
 
 
+class InsightsSink(Protocol):
+    """Where the cluster keeps what agents saw (runs on the report worker thread)."""
+
+    def add(self, host_id: str, entries: Sequence[SimEntry]) -> int:
+        """Append simulation-log entries of ``host_id``; how many were kept."""
+        ...
+
+
 Job = Callable[[], object]
 OnError = Callable[[NetloomError], None]
+
+
+def report_job(sink: ReportSink, host: str, msg: Routes | Status | Arp) -> tuple[Hashable, Job]:
+    """The queue key (the latest per key is kept) and the store job of a report of ``host``;
+    InvalidInput for a session state this cluster does not know."""
+    if isinstance(msg, Arp):
+        entry = ArpEntry(msg.router, msg.ip, msg.mac, msg.port, msg.expires)
+        return ("arp", host, entry.id), partial(sink.arp_entry, host, entry)
+    if isinstance(msg, Routes):
+        routes = [LearnedRoute(d, nh, p) for d, nh, p in msg.routes]
+        return ("routes", host, msg.port), partial(sink.learned_routes, host, msg.port, routes)
+    try:
+        state = SessionState(msg.state)
+    except ValueError:
+        raise InvalidInput(f"unknown session state {msg.state!r}", field="state") from None
+    status = PeerStatus(msg.peer, msg.port, state, msg.since, msg.routes, msg.bfd_up)
+    return ("status", host, msg.peer), partial(sink.peer_status, host, status)
 
 
 class ReportQueue:

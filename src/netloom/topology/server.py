@@ -28,9 +28,8 @@ from functools import partial
 from typing import Literal
 
 from netloom.errors import InvalidInput, NetloomError
-from netloom.model.bgp import LearnedRoute, PeerStatus, SessionState
 from netloom.model.kinds import KINDS
-from netloom.model.neighbors import ARP_KIND, ArpEntry
+from netloom.model.neighbors import ARP_KIND
 from netloom.store.base import Change, Item, Store, Watch
 from netloom.topology.gate import HelloGate
 from netloom.topology.history import History
@@ -50,6 +49,7 @@ from netloom.topology.protocol import (
     Ping,
     Pong,
     Routes,
+    SimBatch,
     Snap,
     Status,
     Sub,
@@ -59,7 +59,7 @@ from netloom.topology.protocol import (
     frame,
     server_decoder,
 )
-from netloom.topology.reports import ReportQueue, ReportSink
+from netloom.topology.reports import InsightsSink, ReportQueue, ReportSink, report_job
 from netloom.topology.subscriptions import Conn, Entry, Subscriptions, validate_sub
 
 log = logging.getLogger(__name__)
@@ -88,6 +88,7 @@ class TopologyServer:
         max_buffer: int = 8 * 1024 * 1024,
         backlog: int = 1024,
         reports: ReportSink | None = None,
+        insights: InsightsSink | None = None,
         member_id: str | None = None,
     ) -> None:
         if host_timeout_s <= 0:
@@ -100,6 +101,8 @@ class TopologyServer:
         alive = set_host_alive or store_host_alive(store)
         self._liveness = Liveness(host_timeout_s, alive, self._on_host_down, held)
         self._sink = reports
+        self._insights = insights  # None: simulation-log batches are dropped
+        self._batches = 0
         self._reports = ReportQueue()
         # the topology, and the routers' shared ARP entries (model/neighbors.py)
         own = (MEMBER_KIND,) if self._members is not None else ()
@@ -304,6 +307,11 @@ class TopologyServer:
                 self._on_sub(conn, msg)
             elif isinstance(msg, Unsub):
                 self._on_unsub(conn, msg)
+            elif isinstance(msg, SimBatch):
+                if self._insights is not None:  # unique key: every batch is kept
+                    self._batches += 1
+                    job = partial(self._insights.add, conn.host, msg.entries)
+                    self._reports.submit(("simlog", conn.host, self._batches), job)
             else:
                 self._on_report(conn, conn.host, msg)
         except NetloomError as exc:
@@ -320,31 +328,16 @@ class TopologyServer:
         if sink is None:
             raise InvalidInput("this topology server takes no reports from agents")
         if isinstance(msg, Lease):
-            job = partial(self._lease, conn, host, msg, sink)
-            self._reports.submit(("lease", host, msg.req), job, self._replier(conn, msg.req))
+            lease = partial(self._lease, conn, host, msg, sink)
+            self._reports.submit(("lease", host, msg.req), lease, self._replier(conn, msg.req))
             return
         if isinstance(msg, Wired):  # the sink decides: a late report of a port moved on is moot
-            job = partial(sink.port_wired, host, msg.port, up=msg.up)
-            self._reports.submit(("wired", host, msg.port), job, self._replier(conn, 0))
+            wired = partial(sink.port_wired, host, msg.port, up=msg.up)
+            self._reports.submit(("wired", host, msg.port), wired, self._replier(conn, 0))
             return
         self._check_uplink(host, msg.port)
-        if isinstance(msg, Arp):
-            entry = ArpEntry(msg.router, msg.ip, msg.mac, msg.port, msg.expires)
-            job = partial(sink.arp_entry, host, entry)
-            self._reports.submit(("arp", host, entry.id), job, self._replier(conn, 0))
-            return
-        if isinstance(msg, Routes):
-            routes = [LearnedRoute(d, nh, p) for d, nh, p in msg.routes]
-            learn = partial(sink.learned_routes, host, msg.port, routes)
-            self._reports.submit(("routes", host, msg.port), learn, self._replier(conn, 0))
-            return
-        try:
-            state = SessionState(msg.state)
-        except ValueError:
-            raise InvalidInput(f"unknown session state {msg.state!r}", field="state") from None
-        status = PeerStatus(msg.peer, msg.port, state, msg.since, msg.routes, msg.bfd_up)
-        job = partial(sink.peer_status, host, status)
-        self._reports.submit(("status", host, msg.peer), job, self._replier(conn, 0))
+        key, job = report_job(sink, host, msg)
+        self._reports.submit(key, job, self._replier(conn, 0))
 
     def _check_uplink(self, host: str, port_id: str) -> None:
         entry = self._subs.entry("port", port_id)
