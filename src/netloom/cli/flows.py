@@ -71,6 +71,19 @@ def _params(client: ApiClient, **given: str | None) -> dict[str, str]:
     return out
 
 
+def _query(
+    ctx: typer.Context, api: str | None, json_out: bool, path: str, **given: str | None
+) -> dict[str, Any] | None:
+    """GET one flow-history resource; print it as JSON and answer None when --json is given."""
+    opts = settings(ctx, api, json_out)
+    with ApiClient(opts.api) as client:
+        body: dict[str, Any] = client.request("GET", path, params=_params(client, **given))
+    if opts.json:
+        output.print_json(body)
+        return None
+    return body
+
+
 @flows_app.command("top")
 @guarded
 def top_cmd(
@@ -83,12 +96,10 @@ def top_cmd(
     json_out: Json = False,
 ) -> None:
     """Top talkers by bytes over a time window."""
-    opts = settings(ctx, api, json_out)
-    with ApiClient(opts.api) as client:
-        params = _params(client, since=since, until=until, by=by, limit=str(limit))
-        body: dict[str, Any] = client.request("GET", "/insights/flows/top", params=params)
-    if opts.json:
-        output.print_json(body)
+    body = _query(
+        ctx, api, json_out, "/insights/flows/top", since=since, until=until, by=by, limit=str(limit)
+    )
+    if body is None:
         return
     talkers = body["talkers"]
     keys = [k for k in (talkers[0] if talkers else {}) if k not in ("bytes", "packets", "flows")]
@@ -109,14 +120,15 @@ def drops_cmd(
     json_out: Json = False,
 ) -> None:
     """Dropped and rejected flows per deciding rule over time."""
-    opts = settings(ctx, api, json_out)
-    with ApiClient(opts.api) as client:
-        params = _params(
-            client, since=since, until=until, rule_id=rule, bucket=repr(bucket), rules=str(rules)
-        )
-        body: dict[str, Any] = client.request("GET", "/insights/flows/drops", params=params)
-    if opts.json:
-        output.print_json(body)
+    body = _query(
+        ctx,
+        api,
+        json_out,
+        "/insights/flows/drops",
+        **{"since": since, "until": until, "rule_id": rule},
+        **{"bucket": repr(bucket), "rules": str(rules)},
+    )
+    if body is None:
         return
     rows = [
         [_when(d["time"]), d["rule_id"] or "(no rule)", d["flows"], d["packets"], d["bytes"]]
@@ -151,17 +163,16 @@ def list_cmd(
     json_out: Json = False,
 ) -> None:
     """Flows, the last seen first (one page of --limit)."""
-    opts = settings(ctx, api, json_out)
-    with ApiClient(opts.api) as client:
-        params = _params(
-            client,
-            **{"port_id": port, "peer_port_id": peer_port, "ip": ip, "peer_ip": peer_ip},
-            **{"security_group_id": security_group, "rule_id": rule, "host_id": host},
-            **{"verdict": verdict, "since": since, "until": until, "limit": str(limit)},
-        )
-        body: dict[str, Any] = client.request("GET", "/insights/flows", params=params)
-    if opts.json:
-        output.print_json(body)
+    body = _query(
+        ctx,
+        api,
+        json_out,
+        "/insights/flows",
+        **{"port_id": port, "peer_port_id": peer_port, "ip": ip, "peer_ip": peer_ip},
+        **{"security_group_id": security_group, "rule_id": rule, "host_id": host},
+        **{"verdict": verdict, "since": since, "until": until, "limit": str(limit)},
+    )
+    if body is None:
         return
     header = ["flow_id", "proto", "source", "destination", "verdict", "packets", "bytes", "last"]
     output.render_rows("flows", header, [_flow_row(f) for f in body["flows"]])
@@ -176,11 +187,8 @@ def show_cmd(
     json_out: Json = False,
 ) -> None:
     """One flow: its identity, the devices and rules that decided it, its counters."""
-    opts = settings(ctx, api, json_out)
-    with ApiClient(opts.api) as client:
-        body: dict[str, Any] = client.request("GET", f"/insights/flows/{flow_id}")
-    if opts.json:
-        output.print_json(body)
+    body = _query(ctx, api, json_out, f"/insights/flows/{flow_id}")
+    if body is None:
         return
     output.render_rows(f"flow {flow_id}", ["field", "value"], list(body.items()))
 
