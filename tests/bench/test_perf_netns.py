@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from netloom.bench.perf.setups import BareSetup, KernelVxlanSetup, _Built, _kill_inside
+from netloom.bench.perf.setups import BareSetup, KernelVxlanSetup, NamespaceSetup, _kill_inside
 from netloom.bench.perf.workloads import TESTS
 from netloom.errors import DatapathError, SetupUnavailable
 from netloom.lab import netns, nsexec, probes
@@ -33,7 +33,7 @@ CLI = [sys.executable, "-c", "from netloom.cli.main import main; main()"]
     ],
 )
 def test_setup_reaches_its_server_and_leaves_nothing(
-    cls: type[_Built], mtu: int, underlay: str, made: list[str]
+    cls: type[NamespaceSetup], mtu: int, underlay: str, made: list[str]
 ) -> None:
     setup = cls(mtu, underlay)
     try:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from netloom.bench.northsouth.world import Target, World
 from netloom.bench.perf.overlay_setup import agents_observe, agents_upcalls
-from netloom.bench.perf.setups import Endpoints, NamespaceSet, cable, new_prefix
+from netloom.bench.perf.setups import Endpoints, NamespaceSetup, cable
 from netloom.errors import DatapathError
 from netloom.lab import netns, nsexec
 from netloom.lab.addressing import BENCH_ROUTED_UPLINK
@@ -53,29 +53,21 @@ class NetloomPath:
         return agents_observe(self.world.host_namespaces(), self.agent_pids())
 
 
-class RoutedPath:
+class RoutedPath(NamespaceSetup):
     """External host -> a host behind a kernel-routing namespace (see the module docstring)."""
 
     name = "bare"
 
     def __init__(self, world: World) -> None:
+        super().__init__(world.lab.state.mtu, "switch")
         self.world = world
-        self.ns = NamespaceSet(new_prefix())
-
-    def up(self) -> Endpoints:
-        try:
-            return self._build()
-        except BaseException:
-            self.down()
-            raise
 
     def _build(self) -> Endpoints:
-        mtu = self.world.lab.state.mtu
         router, server = self.ns.add("rgw"), self.ns.add("rsrv")
-        ips = cable(self.ns, (router, server), mtu, "switch", "rsw")
+        ips = cable(self.ns, (router, server), self.mtu, "switch", "rsw")
         up, plen = self.world.upstream, BENCH_ROUTED_UPLINK.prefixlen
         up_ip, router_ip = (str(BENCH_ROUTED_UPLINK.network_address + i) for i in (1, 2))
-        netns.create_veth(up, ROUTED_IF, router, "uplink0", mtu=mtu, may_exist=False)
+        netns.create_veth(up, ROUTED_IF, router, "uplink0", mtu=self.mtu, may_exist=False)
         netns.add_address(up, ROUTED_IF, f"{up_ip}/{plen}")
         netns.add_address(router, "uplink0", f"{router_ip}/{plen}")
         sysctls(router, {"net/ipv4/ip_forward": "1"})
@@ -83,23 +75,6 @@ class RoutedPath:
         netns.add_default_route(server, ips[0])
         nsexec.run(up, ["ip", "route", "replace", f"{ips[1]}/32", "via", router_ip])
         return Endpoints(self.world.external, server, ips[1])
-
-    def down(self) -> None:
-        """The namespaces (the cable into the upstream goes with its other end)."""
-        self.ns.remove()
-
-    @property
-    def namespaces(self) -> list[str]:
-        return list(self.ns.names)
-
-    def agent_pids(self) -> list[int]:
-        return []
-
-    def upcalls(self) -> int | None:
-        return None
-
-    def observe(self) -> dict[str, float] | None:
-        return None
 
 
 __all__ = ["ROUTED_IF", "NetloomPath", "RoutedPath"]

@@ -183,7 +183,7 @@ def cable(
     return HOST_IPS
 
 
-class _Built(abc.ABC):
+class NamespaceSetup(abc.ABC):
     """Common ``up``/``down`` plumbing: build in ``_build``; undo everything on failure."""
 
     name: str
@@ -223,7 +223,7 @@ class _Built(abc.ABC):
         return list(self.ns.names)
 
 
-class BareSetup(_Built):
+class BareSetup(NamespaceSetup):
     """Two host namespaces on the underlay, host to host: the baseline every ratio is taken
     against. ``direct``: one plain veth; ``switch``: each host's ``eth0`` on the lab switch
     (:func:`cable`), the same cable the two-host setups' tunnels take."""
@@ -236,7 +236,7 @@ class BareSetup(_Built):
         return Endpoints(client, server, ips[1])
 
 
-class KernelVxlanSetup(_Built):
+class KernelVxlanSetup(NamespaceSetup):
     """Linux bridge + unicast VXLAN between two host namespaces on the underlay."""
 
     name = "kernel-vxlan"
@@ -297,6 +297,7 @@ __all__ = [
     "Endpoints",
     "KernelVxlanSetup",
     "NamespaceSet",
+    "NamespaceSetup",
     "Setup",
     "cable",
     "new_prefix",
